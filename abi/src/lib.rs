@@ -1,0 +1,10 @@
+//! zen-abi: the one place where the boot stubs, the kernel, user space and the host
+//! tools agree on layouts and numbers. Nothing here has behaviour beyond checked
+//! conversions; every type that crosses a boundary is `#[repr(C)]` and its size is
+//! asserted at compile time so a change is a deliberate ABI break.
+#![no_std]
+#![deny(unsafe_code)]
+
+pub mod boot;
+pub mod image;
+pub mod layout;
