@@ -39,6 +39,18 @@ pub enum SecureBoot {
     Enabled = 2,
 }
 
+impl TryFrom<u32> for SecureBoot {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        match v {
+            0 => Ok(Self::Unknown),
+            1 => Ok(Self::Disabled),
+            2 => Ok(Self::Enabled),
+            other => Err(other),
+        }
+    }
+}
+
 /// What a physical memory region may be used for.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,8 +1,81 @@
-//! The Zen OS microkernel (being written).
+//! Zen OS: a capability-based microkernel.
+//!
+//! Boot order: the arch entry validates the stub's BootInfo and calls [`kmain`], which
+//! brings up the console, this CPU's tables, memory (frames, paging, heap), the
+//! framebuffer banner and the timer, then reports ready (or, built with the `ktest`
+//! feature, runs the in-kernel tests and exits QEMU with their verdict).
+//!
+//! Only `arch` may use `unsafe`; everything else is checked by the compiler.
 #![no_std]
 #![no_main]
+#![deny(unsafe_code)]
+// Parts of the arch API (paging, probing, heap statistics) are used only by the
+// in-kernel tests until the subsystems that need them land.
+#![cfg_attr(not(feature = "ktest"), allow(dead_code))]
+
+extern crate alloc;
+
+mod arch;
+mod console;
+mod fb;
+#[cfg(feature = "ktest")]
+mod ktest;
+mod mm;
+mod time;
+
+use zen_abi::boot::{BootInfo, FirmwareKind, SecureBoot};
+
+/// Timer interrupts per second.
+const TIMER_HZ: u32 = 100;
+
+/// The kernel proper; `entry_tsc` is the TSC read at the first instruction.
+pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
+    let firmware = match FirmwareKind::try_from(boot.firmware) {
+        Ok(FirmwareKind::Uefi) => "UEFI",
+        Ok(FirmwareKind::Bios) => "BIOS",
+        Err(_) => "unknown",
+    };
+    let secure_boot = match SecureBoot::try_from(boot.secure_boot) {
+        Ok(SecureBoot::Enabled) => "on",
+        Ok(SecureBoot::Disabled) => "off",
+        _ => "unknown",
+    };
+    kprintln!("zen: Zen OS {} starting (firmware {}, secure boot {})", env!("CARGO_PKG_VERSION"), firmware, secure_boot);
+    arch::init_cpu();
+    mm::init(boot);
+    fb::banner(boot, firmware);
+    arch::apic::init(TIMER_HZ);
+    arch::cpu::enable_interrupts();
+    kprintln!(
+        "zen: {} MiB free, heap {} KiB, tsc {} MHz, timer {} Hz",
+        mm::free_frames() * 4096 >> 20,
+        mm::HEAP_SIZE >> 10,
+        arch::apic::tsc_hz() / 1_000_000,
+        TIMER_HZ
+    );
+
+    if cfg!(feature = "ktest") {
+        #[cfg(feature = "ktest")]
+        ktest::run();
+    }
+
+    let ready = arch::cpu::rdtsc();
+    kprintln!("zen: ready");
+    kprintln!(
+        "zen: bench entry_to_ready={} stub_to_ready={}",
+        ready - entry_tsc,
+        ready.saturating_sub(boot.stub_start_tsc)
+    );
+    loop {
+        arch::cpu::halt();
+    }
+}
 
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    arch::cpu::disable_interrupts();
+    kprintln!("\nzen: PANIC: {}", info);
+    #[cfg(feature = "ktest")]
+    kprintln!("test ... FAILED (panic)");
+    arch::cpu::halt_after_fatal()
 }

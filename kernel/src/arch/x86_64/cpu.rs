@@ -1,0 +1,73 @@
+//! Small CPU operations: halting, interrupt flag, time stamp counter, QEMU exit.
+
+use core::arch::asm;
+
+/// Stops until the next interrupt.
+pub fn halt() {
+    // SAFETY: `hlt` only waits for an interrupt; it touches no memory.
+    unsafe { asm!("hlt", options(nomem, nostack, preserves_flags)) }
+}
+
+/// Stops this CPU for good: interrupts off, then halt forever (an NMI would only
+/// return to the loop).
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: disabling interrupts and halting cannot violate memory safety.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) }
+    }
+}
+
+/// Enables interrupts on this CPU.
+pub fn enable_interrupts() {
+    ::x86_64::instructions::interrupts::enable();
+}
+
+/// Disables interrupts on this CPU.
+pub fn disable_interrupts() {
+    ::x86_64::instructions::interrupts::disable();
+}
+
+/// Whether interrupts are enabled on this CPU.
+pub fn interrupts_enabled() -> bool {
+    ::x86_64::instructions::interrupts::are_enabled()
+}
+
+/// Reads the time stamp counter. Under QEMU with `-icount shift=0` it advances by
+/// one per guest instruction, which makes boot figures exactly repeatable.
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: `rdtsc` reads a counter into eax/edx; no memory is touched.
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Raises a breakpoint exception (#BP); the handler counts it and resumes.
+pub fn breakpoint() {
+    ::x86_64::instructions::interrupts::int3();
+}
+
+/// Exit codes written to QEMU's isa-debug-exit device (port 0xf4). QEMU exits with
+/// status `(code << 1) | 1`: 33 for success, 35 for failure.
+#[derive(Clone, Copy, Debug)]
+#[repr(u32)]
+pub enum QemuExit {
+    Success = 0x10,
+    Failure = 0x11,
+}
+
+/// Ends the QEMU run with `code` (test mode). On real hardware the port write does
+/// nothing, so this halts afterwards.
+pub fn qemu_exit(code: QemuExit) -> ! {
+    let mut port = ::x86_64::instructions::port::Port::<u32>::new(0xf4);
+    // SAFETY: port 0xf4 is QEMU's isa-debug-exit when configured, unused otherwise.
+    unsafe { port.write(code as u32) };
+    halt_forever()
+}
+
+/// After a fatal error: in test mode end the QEMU run as failed, else halt.
+pub fn halt_after_fatal() -> ! {
+    if cfg!(feature = "ktest") {
+        qemu_exit(QemuExit::Failure)
+    }
+    halt_forever()
+}

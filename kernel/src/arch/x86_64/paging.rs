@@ -1,0 +1,147 @@
+//! 4-level paging over the direct map: map, unmap, translate.
+//!
+//! Page tables are reached through the direct map, so no recursive mapping is
+//! needed. One lock serialises changes to the kernel's tables (they are shared by
+//! every address space's upper half).
+
+use ::x86_64::registers::control::{Cr3, Efer, EferFlags};
+use ::x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
+use ::x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
+    Translate,
+};
+use ::x86_64::{PhysAddr, VirtAddr};
+use zen_abi::layout::DIRECT_MAP;
+
+static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Access rights of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags {
+    pub writable: bool,
+    pub user: bool,
+    pub executable: bool,
+}
+
+impl Flags {
+    pub const KERNEL_DATA: Self = Self { writable: true, user: false, executable: false };
+
+    fn bits(self) -> PageTableFlags {
+        let mut f = PageTableFlags::PRESENT;
+        if self.writable {
+            f |= PageTableFlags::WRITABLE;
+        }
+        if self.user {
+            f |= PageTableFlags::USER_ACCESSIBLE;
+        }
+        if !self.executable {
+            f |= PageTableFlags::NO_EXECUTE;
+        }
+        f
+    }
+}
+
+/// Why a mapping change was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    Unaligned,
+    NonCanonical,
+    AlreadyMapped,
+    NotMapped,
+    /// The address lies inside a 2 MiB or 1 GiB page (the direct map).
+    HugePage,
+    OutOfFrames,
+}
+
+/// Hands page-table frames to the mapper from the kernel's frame allocator.
+struct TableFrames;
+
+// SAFETY: every frame comes from the frame allocator, so it is unused and handed out
+// once; the mapper zeroes new table frames itself.
+unsafe impl FrameAllocator<Size4KiB> for TableFrames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        let f = crate::mm::alloc_frame()?;
+        PhysFrame::from_start_address(PhysAddr::new(f.into_raw())).ok()
+    }
+}
+
+fn with_tables<R>(f: impl FnOnce(&mut OffsetPageTable<'_>) -> R) -> R {
+    let _guard = LOCK.lock();
+    let (l4, _) = Cr3::read();
+    let l4 = (DIRECT_MAP + l4.start_address().as_u64()) as *mut PageTable;
+    // SAFETY: CR3 holds the physical address of the active level-4 table, visible
+    // through the direct map; LOCK makes this the only live reference to the tables,
+    // and the direct map (physical offset DIRECT_MAP) covers every table frame.
+    let mut mapper = unsafe { OffsetPageTable::new(&mut *l4, VirtAddr::new(DIRECT_MAP)) };
+    f(&mut mapper)
+}
+
+fn page(virt: u64) -> Result<Page<Size4KiB>, MapError> {
+    let v = VirtAddr::try_new(virt).map_err(|_| MapError::NonCanonical)?;
+    Page::from_start_address(v).map_err(|_| MapError::Unaligned)
+}
+
+/// Maps the 4 KiB page at `virt` to the frame at `phys`.
+pub fn map(virt: u64, phys: u64, flags: Flags) -> Result<(), MapError> {
+    let page = page(virt)?;
+    let frame = PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
+    let mut parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    if flags.user {
+        parent |= PageTableFlags::USER_ACCESSIBLE;
+    }
+    with_tables(|m| {
+        // SAFETY: the caller owns `phys` (it came from the frame allocator or is MMIO
+        // the caller drives), and `virt` was unmapped (map_to refuses otherwise), so
+        // no existing reference is invalidated.
+        let r = unsafe { m.map_to_with_table_flags(page, frame, flags.bits(), parent, &mut TableFrames) };
+        match r {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(MapToError::FrameAllocationFailed) => Err(MapError::OutOfFrames),
+            Err(MapToError::ParentEntryHugePage) => Err(MapError::HugePage),
+            Err(MapToError::PageAlreadyMapped(_)) => Err(MapError::AlreadyMapped),
+        }
+    })
+}
+
+/// Unmaps the 4 KiB page at `virt`, returning the frame it mapped.
+pub fn unmap(virt: u64) -> Result<u64, MapError> {
+    let page = page(virt)?;
+    with_tables(|m| match m.unmap(page) {
+        Ok((frame, flush)) => {
+            flush.flush();
+            Ok(frame.start_address().as_u64())
+        }
+        Err(UnmapError::PageNotMapped) => Err(MapError::NotMapped),
+        Err(UnmapError::ParentEntryHugePage) => Err(MapError::HugePage),
+        Err(UnmapError::InvalidFrameAddress(_)) => Err(MapError::NotMapped),
+    })
+}
+
+/// The physical address `virt` maps to, if any (any page size).
+pub fn translate(virt: u64) -> Option<u64> {
+    let v = VirtAddr::try_new(virt).ok()?;
+    with_tables(|m| match m.translate(v) {
+        TranslateResult::Mapped { frame, offset, .. } => Some(frame.start_address().as_u64() + offset),
+        _ => None,
+    })
+}
+
+/// Enables no-execute pages and removes the stub's identity map of low memory, so a
+/// null or low pointer dereference faults.
+pub fn init() {
+    // SAFETY: setting EFER.NXE only makes the NO_EXECUTE bit meaningful; no existing
+    // mapping sets it yet.
+    unsafe { Efer::update(|f| f.insert(EferFlags::NO_EXECUTE_ENABLE)) };
+    let _guard = LOCK.lock();
+    let (l4, cr3_flags) = Cr3::read();
+    let table = (DIRECT_MAP + l4.start_address().as_u64()) as *mut PageTable;
+    // SAFETY: as in `with_tables`; the kernel runs from the higher half on its own
+    // stack, so nothing uses the identity map any more. Reloading CR3 flushes it.
+    unsafe {
+        (&mut *table)[0].set_unused();
+        Cr3::write(l4, cr3_flags);
+    }
+}

@@ -1,0 +1,51 @@
+//! Typed access to physical memory through the direct map.
+//!
+//! Each function hands out a reference to memory that the caller provably owns (a
+//! `Frame` value, or a region claimed once at boot), which is what keeps the callers
+//! outside this layer free of `unsafe`.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use zen_abi::boot::{Framebuffer, PixelFormat};
+use zen_abi::layout::DIRECT_MAP;
+
+use crate::mm::Frame;
+
+/// The 4 KiB of memory behind a frame the caller owns.
+pub fn frame_bytes(frame: &mut Frame) -> &mut [u8; 4096] {
+    // SAFETY: `Frame` values are unique (not Clone, minted only by the frame
+    // allocator), so the `&mut Frame` borrow guarantees exclusive access; the direct
+    // map covers all physical memory.
+    unsafe { &mut *((DIRECT_MAP + frame.addr()) as *mut [u8; 4096]) }
+}
+
+static BITMAP_CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// The frame allocator's bitmap storage: `words` u64s at `phys`, taken once at boot
+/// from a usable region before the allocator exists. Panics if called twice.
+pub fn claim_bitmap(phys: u64, words: usize) -> &'static mut [u64] {
+    assert!(!BITMAP_CLAIMED.swap(true, Ordering::SeqCst), "bitmap claimed twice");
+    assert!(phys % 8 == 0);
+    // SAFETY: claimed once (checked above); the caller takes the range from a usable
+    // region of the memory map and reserves it in the allocator it builds, so nothing
+    // else ever refers to it.
+    unsafe { core::slice::from_raw_parts_mut((DIRECT_MAP + phys) as *mut u64, words) }
+}
+
+static FB_CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// The linear framebuffer as 32-bit pixels, once; `None` if there is none or it was
+/// already claimed.
+pub fn claim_framebuffer(fb: &Framebuffer) -> Option<&'static mut [u32]> {
+    let usable = fb.format == PixelFormat::Rgb as u32 || fb.format == PixelFormat::Bgr as u32;
+    let pixels = fb.stride as u64 * fb.height as u64;
+    if !usable || fb.base == 0 || pixels == 0 || pixels * 4 > fb.size || fb.base % 4 != 0 {
+        return None;
+    }
+    if FB_CLAIMED.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: the firmware reported this range as the framebuffer (device memory, not
+    // in the usable map); it is claimed once and lies within the direct map, which the
+    // stub extends to at least 4 GiB.
+    Some(unsafe { core::slice::from_raw_parts_mut((DIRECT_MAP + fb.base) as *mut u32, pixels as usize) })
+}

@@ -1,0 +1,46 @@
+//! In-kernel tests (`--features ktest`): a plain registry of test functions, run in
+//! order after boot. Each reports `test <name> ... ok|FAILED` on the serial port; the
+//! run ends with `zen-test: done P passed, F failed` and exits QEMU through
+//! isa-debug-exit (0x10 = pass, 0x11 = fail). A test that hangs is caught by the
+//! harness's timeout, one that faults by the exception handler (which exits QEMU).
+//!
+//! To add a test: write `fn name() -> TestResult` in a file of this module and list it in [`TESTS`] (tests live in this module's files).
+
+use crate::arch::cpu::{qemu_exit, QemuExit};
+use crate::kprintln;
+
+pub type TestResult = Result<(), &'static str>;
+
+/// Fails the test with `msg` unless `cond` holds.
+pub fn check(cond: bool, msg: &'static str) -> TestResult {
+    if cond { Ok(()) } else { Err(msg) }
+}
+
+mod cpu;
+mod mm;
+
+const TESTS: &[(&str, fn() -> TestResult)] = &[
+    ("mm::frame_alloc_free", mm::frame_alloc_free),
+    ("mm::frame_exhaustion", mm::frame_exhaustion),
+    ("mm::map_unmap_translate", mm::map_unmap_translate),
+    ("mm::page_fault_caught", mm::page_fault_caught),
+    ("mm::heap_stress", mm::heap_stress),
+    ("cpu::breakpoint_resumes", cpu::breakpoint_resumes),
+    ("cpu::timer_ticks", cpu::timer_ticks),
+];
+
+pub fn run() -> ! {
+    kprintln!("zen-test: start {}", TESTS.len());
+    let mut failed = 0;
+    for (name, test) in TESTS {
+        match test() {
+            Ok(()) => kprintln!("test {} ... ok", name),
+            Err(why) => {
+                failed += 1;
+                kprintln!("test {} ... FAILED: {}", name, why);
+            }
+        }
+    }
+    kprintln!("zen-test: done {} passed, {} failed", TESTS.len() - failed, failed);
+    qemu_exit(if failed == 0 { QemuExit::Success } else { QemuExit::Failure })
+}
