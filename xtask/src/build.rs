@@ -1,0 +1,115 @@
+//! Builds the pieces of a bootable Zen OS: the kernel (normal and test mode), its flat
+//! image and `zenos.bin`, and the UEFI stub.
+//!
+//! The normal and the test-mode kernel use separate target directories so switching
+//! between `cargo xtask run` and `cargo xtask test` rebuilds neither.
+
+use crate::elf;
+use crate::util::{cargo, read, run, target, write, Result};
+use std::path::{Path, PathBuf};
+
+/// Which kernel to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// The kernel that boots to `zen: ready`.
+    Normal,
+    /// Built with `--features ktest`: runs its test registry and exits QEMU.
+    Test,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// The kernel ELF as linked.
+    pub elf: PathBuf,
+    /// The compressed kernel image the stub loads.
+    pub zenos_bin: PathBuf,
+    /// Bytes of the flat (uncompressed) kernel image.
+    pub flat_len: u64,
+    /// The UEFI stub.
+    pub stub: PathBuf,
+}
+
+/// Builds the given kernel (release profile) and the stub, and writes `zenos.bin`
+/// beside the ELF.
+pub fn build(kernel: Kernel) -> Result<Artifacts> {
+    build_with(kernel, true)
+}
+
+/// As [`build`], choosing the kernel's profile: `release` or cargo's `dev`.
+pub fn build_with(kernel: Kernel, release: bool) -> Result<Artifacts> {
+    let elf = build_kernel(kernel, release)?;
+    let stub = build_stub()?;
+    let (zenos_bin, flat_len) = make_zenos_bin(&elf)?;
+    Ok(Artifacts {
+        elf,
+        zenos_bin,
+        flat_len,
+        stub,
+    })
+}
+
+fn build_kernel(kernel: Kernel, release: bool) -> Result<PathBuf> {
+    let target_dir = match kernel {
+        Kernel::Normal => target(),
+        Kernel::Test => target().join("ktest"),
+    };
+    let mut c = cargo();
+    c.args([
+        "build",
+        "-p",
+        "zen-kernel",
+        "--target",
+        "x86_64-unknown-none",
+    ])
+    .arg("--target-dir")
+    .arg(&target_dir)
+    // Target-specific so host build scripts are unaffected. The kernel code model
+    // needs the kernel linked in the top 2 GiB (KERNEL_BASE); static relocation
+    // because nothing relocates the flat image.
+    .env(
+        "CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS",
+        "-C code-model=kernel -C relocation-model=static",
+    );
+    if kernel == Kernel::Test {
+        c.args(["--features", "ktest"]);
+    }
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)?;
+    let profile_dir = if release { "release" } else { "debug" };
+    Ok(target_dir
+        .join("x86_64-unknown-none")
+        .join(profile_dir)
+        .join("zen-kernel"))
+}
+
+fn build_stub() -> Result<PathBuf> {
+    run(cargo().args([
+        "build",
+        "-p",
+        "zen-boot-uefi",
+        "--target",
+        "x86_64-unknown-uefi",
+        "--profile",
+        "stub",
+    ]))?;
+    Ok(target().join("x86_64-unknown-uefi/stub/zen-boot-uefi.efi"))
+}
+
+/// Flattens the kernel ELF and wraps it as `zenos.bin` (next to the ELF, so the normal
+/// and the test-mode image do not overwrite each other). Returns its path and the
+/// flat image's size.
+fn make_zenos_bin(elf_path: &Path) -> Result<(PathBuf, u64)> {
+    let base = zen_abi::layout::KERNEL_BASE;
+    let flat =
+        elf::flatten(&read(elf_path)?, base).map_err(|e| format!("{}: {e}", elf_path.display()))?;
+    let bin = zen_image::build(&flat.image, flat.mem_size, base, flat.entry);
+    // Catch a bad header here rather than as a refusal at boot.
+    zen_image::verify(&bin)
+        .map_err(|e| format!("built zenos.bin does not verify: {}", e.as_str()))?;
+    let out = elf_path.with_file_name("zenos.bin");
+    write(&out, &bin)?;
+    Ok((out, flat.image.len() as u64))
+}

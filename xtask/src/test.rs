@@ -1,0 +1,418 @@
+//! `cargo xtask test`: every test of the project, ending with `N passed, N failed`.
+//!
+//! 1. Host tests: `cargo test` over the workspace's default members (streamed, so each
+//!    test name shows), then the extra host runs in `EXTRA_HOST_RUNS` (loom, ...).
+//! 2. QEMU suites, two VMs at a time (the machines have 2 cores; TCG uses one each):
+//!    the kernel's test mode, the normal boot to `zen: ready`, and the stub refusing
+//!    each corrupted `zenos.bin`.
+//!
+//! A step that cannot run (build failure, missing QEMU) counts as a failure rather
+//! than ending the run, so the closing line is always printed and always honest.
+
+use crate::build::{self, Artifacts, Kernel};
+use crate::image::{esp_dir, Corruption, EspContents};
+use crate::protocol::{cargo_result, Ktest};
+use crate::qemu::Vm;
+use crate::util::{cargo, read, show, target, Result};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long the kernel's test mode may run under TCG before it counts as hung.
+const KTEST_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a boot may take to print what we wait for (OVMF alone takes seconds).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Serial lines shown when a QEMU test fails.
+const TAIL: usize = 20;
+
+/// Additional host test runs, each a `cargo test` invocation with its own environment:
+/// the place for loom model checks of lib crates, e.g.
+/// `HostRun { name: "loom ipc", args: &["test", "-p", "zen-ipc", "--release", "--test", "loom"],
+///            env: &[("RUSTFLAGS", "--cfg loom")], target_dir: Some("loom") }`.
+/// A separate target dir keeps `--cfg loom` from invalidating the normal build.
+struct HostRun {
+    name: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    target_dir: Option<&'static str>,
+}
+
+const EXTRA_HOST_RUNS: &[HostRun] = &[];
+
+/// Passed and failed counts, summed over every step.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+impl Tally {
+    fn add(&mut self, o: Tally) {
+        self.passed += o.passed;
+        self.failed += o.failed;
+    }
+}
+
+/// Runs everything; returns true if nothing failed.
+pub fn run() -> bool {
+    let started = Instant::now();
+    let mut total = Tally::default();
+    let host = Instant::now();
+    let mut c = cargo();
+    c.args(["test", "--no-fail-fast"]);
+    total.add(cargo_test("host tests", &mut c));
+    for r in EXTRA_HOST_RUNS {
+        let mut c = cargo();
+        c.args(r.args).envs(r.env.iter().copied());
+        if let Some(d) = r.target_dir {
+            c.arg("--target-dir").arg(target().join(d));
+        }
+        total.add(cargo_test(r.name, &mut c));
+    }
+    println!("xtask: host tests took {:.1?}", host.elapsed());
+    total.add(qemu_suites());
+    println!("xtask: all tests took {:.1?}", started.elapsed());
+    // The closing line, last thing printed: CI reads it.
+    println!("{} passed, {} failed", total.passed, total.failed);
+    total.failed == 0
+}
+
+/// Runs one `cargo test` invocation, echoing its output and summing its
+/// `test result:` lines. A run that fails without a failed test to show for it
+/// (compile error, crashed test binary) counts as one failure.
+fn cargo_test(what: &str, c: &mut Command) -> Tally {
+    println!("xtask: {what}: {}", show(c));
+    let mut t = Tally::default();
+    let mut child = match c.stdout(Stdio::piped()).spawn() {
+        Ok(ch) => ch,
+        Err(e) => {
+            println!("xtask: {what}: cannot start cargo: {e}");
+            return Tally {
+                passed: 0,
+                failed: 1,
+            };
+        }
+    };
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let Ok(line) = line else { break };
+        println!("{line}");
+        if let Some((p, f)) = cargo_result(&line) {
+            t.add(Tally {
+                passed: p,
+                failed: f,
+            });
+        }
+    }
+    let ok = child.wait().is_ok_and(|s| s.success());
+    if !ok && t.failed == 0 {
+        println!(
+            "xtask: {what}: cargo test failed without a failing test (build error?): 1 failure"
+        );
+        t.failed = 1;
+    }
+    t
+}
+
+/// One QEMU test's verdict.
+struct Verdict {
+    name: String,
+    ok: bool,
+    /// Shown under the test line (why it failed, serial tail).
+    notes: Vec<String>,
+}
+
+type Job = Box<dyn FnOnce() -> Vec<Verdict> + Send>;
+
+fn qemu_suites() -> Tally {
+    let setup = crate::setup::ensure();
+    let (ktest, normal) = match setup
+        .and_then(|_| Ok((build::build(Kernel::Test)?, build::build(Kernel::Normal)?)))
+    {
+        Ok(a) => a,
+        Err(e) => {
+            println!("xtask: cannot build for the QEMU tests: {e}");
+            println!("test qemu ... FAILED (not run)");
+            return Tally {
+                passed: 0,
+                failed: 1,
+            };
+        }
+    };
+    let jobs: Vec<(&str, Result<Job>)> = vec![
+        ("qemu::kernel", ktest_job(&ktest)),
+        ("qemu::boot_ready", ready_job(&normal)),
+    ]
+    .into_iter()
+    .chain(
+        Corruption::ALL
+            .into_iter()
+            .map(|c| ("qemu::refuse", refusal_job(&normal, c))),
+    )
+    .collect();
+    let mut runnable = Vec::new();
+    let mut t = Tally::default();
+    for (name, job) in jobs {
+        match job {
+            Ok(j) => runnable.push(j),
+            Err(e) => {
+                println!("test {name} ... FAILED (could not prepare: {e})");
+                t.failed += 1;
+            }
+        }
+    }
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(2);
+    for v in run_parallel(runnable, workers).into_iter().flatten() {
+        println!("test {} ... {}", v.name, if v.ok { "ok" } else { "FAILED" });
+        for n in &v.notes {
+            println!("    {n}");
+        }
+        if v.ok {
+            t.passed += 1;
+        } else {
+            t.failed += 1;
+        }
+    }
+    t
+}
+
+/// Runs `jobs` on `workers` threads; results come back in the jobs' order.
+fn run_parallel(jobs: Vec<Job>, workers: usize) -> Vec<Vec<Verdict>> {
+    let n = jobs.len();
+    let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
+    let results = Mutex::new((0..n).map(|_| Vec::new()).collect::<Vec<_>>());
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            s.spawn(|| loop {
+                // Take from the front so the long kernel suite starts first.
+                let next = {
+                    let mut q = queue.lock().unwrap();
+                    if q.is_empty() {
+                        None
+                    } else {
+                        Some(q.remove(0))
+                    }
+                };
+                let Some((i, job)) = next else { break };
+                let v = job();
+                results.lock().unwrap()[i] = v;
+            });
+        }
+    });
+    results.into_inner().unwrap()
+}
+
+/// Notes for a failed run: how it ended, the serial tail, where the full log is.
+fn failure_notes(vm: &Vm, cap: &crate::qemu::Capture, why: Vec<String>) -> Vec<String> {
+    let mut notes = why;
+    notes.push(cap.ending());
+    notes.push(format!(
+        "last serial lines (all in target/qemu/{}.log):",
+        vm.name
+    ));
+    notes.extend(cap.tail(TAIL).iter().map(|l| format!("| {l}")));
+    notes
+}
+
+fn ktest_job(a: &Artifacts) -> Result<Job> {
+    let esp = esp_dir(
+        &target().join("esp-test"),
+        &EspContents {
+            stub: &a.stub,
+            zenos_bin: &read(&a.zenos_bin)?,
+            cmdline: None,
+        },
+    )?;
+    Ok(Box::new(move || {
+        let vm = Vm::new("ktest", &esp);
+        let mut k = Ktest::default();
+        // Keep reading after `done`: QEMU exits by itself through isa-debug-exit and
+        // its status is part of the protocol.
+        let cap = match vm.run_captured(KTEST_TIMEOUT, |l| {
+            k.feed(l);
+            false
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                return vec![Verdict {
+                    name: "qemu::kernel".into(),
+                    ok: false,
+                    notes: vec![e],
+                }]
+            }
+        };
+        let mut out: Vec<Verdict> = k
+            .results
+            .iter()
+            .map(|r| Verdict {
+                name: format!("qemu::kernel::{}", r.name),
+                ok: r.ok,
+                notes: vec![],
+            })
+            .collect();
+        for i in 0..k.unreported() {
+            let name = match (&k.pending, i) {
+                (Some(p), 0) => format!("qemu::kernel::{p}"),
+                _ => format!("qemu::kernel::<unreported #{}>", i + 1),
+            };
+            out.push(Verdict {
+                name,
+                ok: false,
+                notes: vec!["never reported a result".into()],
+            });
+        }
+        let problems = k.problems(cap.status.and_then(|s| s.code()));
+        let ok = problems.is_empty();
+        let notes = if ok {
+            vec![format!(
+                "{} kernel tests, {}",
+                k.results.len(),
+                cap.ending()
+            )]
+        } else {
+            failure_notes(&vm, &cap, problems)
+        };
+        out.push(Verdict {
+            name: "qemu::kernel_protocol".into(),
+            ok,
+            notes,
+        });
+        out
+    }))
+}
+
+/// Waits for a line containing one of `wanted` (stop there) and reports which.
+fn boot_until(vm: &Vm, wanted: &[&str]) -> Result<(Option<usize>, crate::qemu::Capture)> {
+    let mut hit = None;
+    let cap = vm.run_captured(BOOT_TIMEOUT, |l| {
+        hit = wanted.iter().position(|w| l.contains(w));
+        hit.is_some()
+    })?;
+    Ok((hit, cap))
+}
+
+fn ready_job(a: &Artifacts) -> Result<Job> {
+    let esp = esp_dir(
+        &target().join("esp"),
+        &EspContents {
+            stub: &a.stub,
+            zenos_bin: &read(&a.zenos_bin)?,
+            cmdline: None,
+        },
+    )?;
+    Ok(Box::new(move || {
+        let vm = Vm::new("boot-ready", &esp);
+        let name = "qemu::boot_ready".to_string();
+        match boot_until(&vm, &["zen: ready", "zen-boot: refused"]) {
+            Ok((Some(0), cap)) => vec![Verdict {
+                name,
+                ok: true,
+                notes: vec![format!("ready in {:.1?}", cap.elapsed)],
+            }],
+            Ok((_, cap)) => {
+                let notes = failure_notes(&vm, &cap, vec!["no `zen: ready` line".into()]);
+                vec![Verdict {
+                    name,
+                    ok: false,
+                    notes,
+                }]
+            }
+            Err(e) => vec![Verdict {
+                name,
+                ok: false,
+                notes: vec![e],
+            }],
+        }
+    }))
+}
+
+fn refusal_job(a: &Artifacts, c: Corruption) -> Result<Job> {
+    let bad = c.apply(&read(&a.zenos_bin)?);
+    let dir = target().join(format!("esp-{}", c.name()));
+    let esp = esp_dir(
+        &dir,
+        &EspContents {
+            stub: &a.stub,
+            zenos_bin: &bad,
+            cmdline: None,
+        },
+    )?;
+    Ok(Box::new(move || {
+        let vm = Vm::new(&format!("refuse-{}", c.name()), &esp);
+        let name = format!("qemu::refuse_{}", c.name());
+        // The stub halts after refusing, so the message is the end of the story.
+        match boot_until(&vm, &[c.refusal(), "zen: ready"]) {
+            Ok((Some(0), cap)) => vec![Verdict {
+                name,
+                ok: true,
+                notes: vec![format!("refused in {:.1?}", cap.elapsed)],
+            }],
+            Ok((hit, cap)) => {
+                let why = if hit == Some(1) {
+                    "the kernel booted from a corrupted image".to_string()
+                } else {
+                    format!("no `{}` line", c.refusal())
+                };
+                vec![Verdict {
+                    name,
+                    ok: false,
+                    notes: failure_notes(&vm, &cap, vec![why]),
+                }]
+            }
+            Err(e) => vec![Verdict {
+                name,
+                ok: false,
+                notes: vec![e],
+            }],
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_runner_keeps_job_order() {
+        let jobs: Vec<Job> = (0..5)
+            .map(|i| -> Job {
+                Box::new(move || {
+                    std::thread::sleep(Duration::from_millis(5 * (5 - i)));
+                    vec![Verdict {
+                        name: i.to_string(),
+                        ok: true,
+                        notes: vec![],
+                    }]
+                })
+            })
+            .collect();
+        let names: Vec<String> = run_parallel(jobs, 2)
+            .into_iter()
+            .flatten()
+            .map(|v| v.name)
+            .collect();
+        assert_eq!(names, ["0", "1", "2", "3", "4"]);
+    }
+
+    #[test]
+    fn tally_adds() {
+        let mut t = Tally::default();
+        t.add(Tally {
+            passed: 3,
+            failed: 1,
+        });
+        t.add(Tally {
+            passed: 2,
+            failed: 0,
+        });
+        assert_eq!(
+            t,
+            Tally {
+                passed: 5,
+                failed: 1
+            }
+        );
+    }
+}
