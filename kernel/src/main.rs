@@ -25,6 +25,9 @@ mod time;
 
 use zen_abi::boot::{BootInfo, FirmwareKind, SecureBoot};
 
+/// The stub's BootInfo, for code that runs after boot (tests, later servers).
+pub static BOOT_INFO: spin::Once<&'static BootInfo> = spin::Once::new();
+
 /// Timer interrupts per second.
 const TIMER_HZ: u32 = 100;
 
@@ -40,12 +43,17 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         Ok(SecureBoot::Disabled) => "off",
         _ => "unknown",
     };
+    BOOT_INFO.call_once(|| boot);
     kprintln!("zen: Zen OS {} starting (firmware {}, secure boot {})", env!("CARGO_PKG_VERSION"), firmware, secure_boot);
-    arch::init_cpu();
+    arch::init_boot_cpu();
     mm::init(boot);
     fb::banner(boot, firmware);
     arch::apic::init(TIMER_HZ);
     arch::cpu::enable_interrupts();
+    match arch::smp::start_aps(boot.rsdp, arch::memory_map(boot)) {
+        Ok(n) => kprintln!("zen: {} CPUs online", n + 1),
+        Err(why) => kprintln!("zen: running on one CPU: {}", why),
+    }
     kprintln!(
         "zen: {} MiB free, heap {} KiB, tsc {} MHz, timer {} Hz",
         mm::free_frames() * 4096 >> 20,
@@ -66,6 +74,14 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         ready - entry_tsc,
         ready.saturating_sub(boot.stub_start_tsc)
     );
+    loop {
+        arch::cpu::halt();
+    }
+}
+
+/// Where every other CPU ends up once it is online.
+pub fn ap_main(_id: usize) -> ! {
+    arch::cpu::enable_interrupts();
     loop {
         arch::cpu::halt();
     }

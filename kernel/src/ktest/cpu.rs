@@ -3,7 +3,7 @@
 use core::sync::atomic::Ordering;
 
 use super::{check, TestResult};
-use crate::arch::{apic, cpu, interrupts::BREAKPOINTS};
+use crate::arch::{apic, cpu, interrupts::BREAKPOINTS, percpu};
 
 pub fn breakpoint_resumes() -> TestResult {
     let before = BREAKPOINTS.load(Ordering::Relaxed);
@@ -23,4 +23,44 @@ pub fn timer_ticks() -> TestResult {
         core::hint::spin_loop();
     }
     Ok(())
+}
+
+pub fn all_cpus_online() -> TestResult {
+    let boot = crate::BOOT_INFO.get().ok_or("no BootInfo")?;
+    let madt = crate::arch::acpi::cpus(boot.rsdp).map_err(|_| "MADT unreadable")?;
+    check(!madt.is_empty(), "MADT lists no CPU")?;
+    check(percpu::online_count() == madt.len(), "not every CPU in the MADT came online")
+}
+
+pub fn percpu_through_gs() -> TestResult {
+    let me = percpu::current();
+    check(me.id() == 0, "boot CPU is not CPU 0")?;
+    check(me.apic_id() == apic::local_id(), "GS entry has another CPU's APIC id")?;
+    for id in 0..percpu::online_count() {
+        let c = percpu::cpu(id).ok_or("missing entry")?;
+        check(c.id() == id, "entry id mismatch")?;
+        check(c.scratch_addr() % 64 == 0, "scratch buffer not cache-line aligned")?;
+    }
+    let sum = percpu::with_scratch(|buf| {
+        buf.fill(3);
+        buf.iter().map(|&b| b as usize).sum::<usize>()
+    });
+    check(sum == 3 * percpu::SCRATCH_SIZE, "scratch buffer is not 1 KiB")?;
+    check(cpu::interrupts_enabled(), "with_scratch left interrupts off")
+}
+
+pub fn every_cpu_takes_timer_ticks() -> TestResult {
+    let n = percpu::online_count();
+    let start: alloc::vec::Vec<u64> = (0..n).map(|i| percpu::cpu(i).map_or(0, |c| c.ticks.load(Ordering::Relaxed))).collect();
+    let deadline = cpu::rdtsc() + apic::tsc_hz().max(1_000_000) * 2;
+    loop {
+        let all = (0..n).all(|i| percpu::cpu(i).map_or(false, |c| c.ticks.load(Ordering::Relaxed) >= start[i] + 3));
+        if all {
+            return Ok(());
+        }
+        if cpu::rdtsc() > deadline {
+            return Err("some CPU took fewer than 3 timer interrupts in 2 s");
+        }
+        core::hint::spin_loop();
+    }
 }

@@ -27,6 +27,9 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
     ("mm::heap_stress", mm::heap_stress),
     ("cpu::breakpoint_resumes", cpu::breakpoint_resumes),
     ("cpu::timer_ticks", cpu::timer_ticks),
+    ("smp::all_cpus_online", cpu::all_cpus_online),
+    ("smp::percpu_through_gs", cpu::percpu_through_gs),
+    ("smp::every_cpu_takes_timer_ticks", cpu::every_cpu_takes_timer_ticks),
 ];
 
 pub fn run() -> ! {

@@ -12,7 +12,10 @@ use zen_abi::layout::DIRECT_MAP;
 use super::interrupts::{SPURIOUS_VECTOR, TIMER_VECTOR};
 
 const IA32_APIC_BASE: u32 = 0x1b;
+const REG_ID: u64 = 0x20;
 const REG_EOI: u64 = 0xb0;
+const REG_ICR_LOW: u64 = 0x300;
+const REG_ICR_HIGH: u64 = 0x310;
 const REG_SVR: u64 = 0xf0;
 const REG_LVT_TIMER: u64 = 0x320;
 const REG_TIMER_INIT: u64 = 0x380;
@@ -23,6 +26,8 @@ const LVT_PERIODIC: u32 = 1 << 17;
 
 static BASE: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+/// APIC timer count per tick, measured by the boot CPU and reused by the others.
+static PER_TICK: AtomicU64 = AtomicU64::new(0);
 
 fn reg(off: u64) -> *mut u32 {
     (BASE.load(Ordering::Relaxed) + off) as *mut u32
@@ -97,7 +102,61 @@ pub fn init(hz: u32) {
     let tsc1 = super::cpu::rdtsc();
     TSC_HZ.store((tsc1 - tsc0) * 100, Ordering::Relaxed);
 
-    let per_tick = (apic_ticks as u64 * 100 / hz as u64).max(1) as u32;
+    let per_tick = (apic_ticks as u64 * 100 / hz as u64).max(1);
+    PER_TICK.store(per_tick, Ordering::Relaxed);
     write(REG_LVT_TIMER, LVT_PERIODIC | TIMER_VECTOR as u32);
-    write(REG_TIMER_INIT, per_tick);
+    write(REG_TIMER_INIT, per_tick as u32);
+}
+
+/// Enables the calling (application) CPU's local APIC with the boot CPU's timer
+/// calibration. All CPUs' APICs sit at the same physical address.
+pub fn init_ap() {
+    write(REG_SVR, 0x100 | SPURIOUS_VECTOR as u32);
+    write(REG_TIMER_DIVIDE, 0b0011);
+    write(REG_LVT_TIMER, LVT_PERIODIC | TIMER_VECTOR as u32);
+    write(REG_TIMER_INIT, PER_TICK.load(Ordering::Relaxed) as u32);
+}
+
+/// The calling CPU's APIC id from CPUID, usable before the APIC is mapped.
+pub fn local_id_early() -> u32 {
+    // SAFETY: CPUID leaf 1 exists on every x86_64 CPU.
+    #[allow(unused_unsafe)]
+    let r = unsafe { core::arch::x86_64::__cpuid(1) };
+    r.ebx >> 24
+}
+
+/// The calling CPU's APIC id from its APIC.
+pub fn local_id() -> u32 {
+    read(REG_ID) >> 24
+}
+
+fn send_ipi(apic_id: u32, low: u32) {
+    write(REG_ICR_HIGH, apic_id << 24);
+    write(REG_ICR_LOW, low);
+    // Wait for the delivery status bit to clear.
+    for _ in 0..1_000_000 {
+        if read(REG_ICR_LOW) & (1 << 12) == 0 {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// INIT IPI (level assert) to one CPU.
+pub fn send_init(apic_id: u32) {
+    send_ipi(apic_id, 0x0000_4500);
+}
+
+/// Startup IPI: the CPU starts in real mode at physical `page << 12`.
+pub fn send_startup(apic_id: u32, page: u8) {
+    send_ipi(apic_id, 0x0000_4600 | page as u32);
+}
+
+/// Busy-waits about `us` microseconds on the TSC.
+pub fn delay_us(us: u64) {
+    let hz = tsc_hz().max(1_000_000);
+    let end = super::cpu::rdtsc() + hz / 1_000_000 * us;
+    while super::cpu::rdtsc() < end {
+        core::hint::spin_loop();
+    }
 }

@@ -147,7 +147,7 @@ struct Idt([Gate; 256]);
 
 static IDT: spin::Once<Idt> = spin::Once::new();
 
-/// Builds and loads the IDT.
+/// Builds the IDT (once; all CPUs share it) and loads it on the calling CPU.
 pub fn init() {
     let idt = IDT.call_once(|| {
         let base = (&raw const zen_isr_stubs) as u64;
@@ -233,7 +233,11 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
         }
         0..=31 => fatal(frame),
         TIMER_VECTOR => {
-            crate::time::tick();
+            let me = super::percpu::current();
+            me.ticks.fetch_add(1, Ordering::Relaxed);
+            if me.id() == 0 {
+                crate::time::tick();
+            }
             super::apic::eoi();
         }
         SPURIOUS_VECTOR => {

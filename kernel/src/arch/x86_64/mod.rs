@@ -1,5 +1,6 @@
 //! x86_64: entry, CPU tables, interrupts, paging, the local APIC and the heap.
 
+pub mod acpi;
 pub mod apic;
 pub mod cpu;
 mod entry;
@@ -8,12 +9,17 @@ mod gdt;
 pub mod heap;
 pub mod interrupts;
 pub mod paging;
+pub mod percpu;
 pub mod phys;
 pub mod serial;
+pub mod smp;
 
-/// Sets up this CPU's descriptor tables: GDT with TSS (separate stacks for double
-/// fault and NMI) and the IDT. Interrupts stay disabled.
-pub fn init_cpu() {
-    gdt::init();
+/// Sets up the boot CPU: per-CPU entry 0 behind GS, its GDT with TSS (separate stacks
+/// for double fault and NMI), and the IDT. Interrupts stay disabled.
+pub fn init_boot_cpu() {
+    let me = percpu::install(0, apic::local_id_early());
+    let (df, nmi) = gdt::bsp_stacks();
+    gdt::init(me, df, nmi);
     interrupts::init();
+    percpu::set_online(me);
 }
