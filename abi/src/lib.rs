@@ -8,3 +8,5 @@
 pub mod boot;
 pub mod image;
 pub mod layout;
+pub mod cap;
+pub mod ipc;

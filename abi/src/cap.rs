@@ -1,0 +1,218 @@
+//! Capability tokens and the per-process token page, as the kernel writes them and user
+//! space reads them.
+//!
+//! A [`Token`] is 32 bytes of MAC and a 64-bit rights bitmap. The MAC (keyed BLAKE3
+//! under a per-boot kernel key, computed by `zen-cap`) binds the rights to a
+//! [`Binding`]: which object, of which type, held by which process, at which generation
+//! of the object. The binding travels in clear beside the token in a [`TokenSlot`], so a
+//! refusal can say *why* (forged, stale, stolen, too weak); changing any field of the
+//! binding or any bit of the rights breaks the MAC.
+//!
+//! Each process has one 4 KiB [`TokenPage`], mapped read-only into it: a 64-byte header
+//! whose `used` bitmap marks live slots, then [`TOKENS_PER_PAGE`] slots of 64 bytes.
+//! A zeroed page is a valid empty page. All integers are little-endian (x86_64).
+//!
+//! `Token` deliberately has no `PartialEq`: MACs are compared in constant time by
+//! `zen-cap`, and an accidental `==` would not be.
+
+/// Capability rights, one bit each. Defined once here (kernel, zen-std and the shell's
+/// `caps` command all use these); unknown bits are refused by [`Rights::from_bits`].
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Rights(u64);
+
+impl Rights {
+    /// Read the object (map a memory object readable, read the audit log).
+    pub const READ: Rights = Rights(1 << 0);
+    /// Write the object (map a memory object writable).
+    pub const WRITE: Rights = Rights(1 << 1);
+    /// Execute from a memory object.
+    pub const EXECUTE: Rights = Rights(1 << 2);
+    /// Map the object into an address space.
+    pub const MAP: Rights = Rights(1 << 3);
+    /// Produce into a channel (attach its sending ring, `msg_send`).
+    pub const SEND: Rights = Rights(1 << 4);
+    /// Consume from a channel (attach its receiving ring, `msg_recv`, `msg_poll`).
+    pub const RECV: Rights = Rights(1 << 5);
+    /// Pass a copy of this capability (equal or fewer rights) to another process.
+    pub const GRANT: Rights = Rights(1 << 6);
+    /// Revoke every outstanding token of the object (bump its generation).
+    pub const REVOKE: Rights = Rights(1 << 7);
+    /// Destroy the object (kill a process, close a channel for both ends).
+    pub const DESTROY: Rights = Rights(1 << 8);
+    /// Every right defined so far.
+    pub const ALL: Rights = Rights((1 << 9) - 1);
+    /// No right at all.
+    pub const EMPTY: Rights = Rights(0);
+
+    /// Checked conversion: `None` if any bit is not a defined right.
+    pub const fn from_bits(bits: u64) -> Option<Rights> {
+        if bits & !Self::ALL.0 == 0 {
+            Some(Rights(bits))
+        } else {
+            None
+        }
+    }
+    /// Drops undefined bits.
+    pub const fn from_bits_truncate(bits: u64) -> Rights {
+        Rights(bits & Self::ALL.0)
+    }
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+    /// Every right in `other` is also in `self`.
+    pub const fn contains(self, other: Rights) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub const fn union(self, other: Rights) -> Rights {
+        Rights(self.0 | other.0)
+    }
+    pub const fn intersection(self, other: Rights) -> Rights {
+        Rights(self.0 & other.0)
+    }
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl core::ops::BitOr for Rights {
+    type Output = Rights;
+    fn bitor(self, rhs: Rights) -> Rights {
+        self.union(rhs)
+    }
+}
+
+impl core::ops::BitAnd for Rights {
+    type Output = Rights;
+    fn bitand(self, rhs: Rights) -> Rights {
+        self.intersection(rhs)
+    }
+}
+
+/// Kinds of kernel object a capability can name. Part of the MAC input, so a token for
+/// object 7 as a channel is useless for object 7 as a process.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectType {
+    Channel = 1,
+    Memory = 2,
+    Process = 3,
+    Thread = 4,
+    Interrupt = 5,
+    AuditLog = 6,
+    /// A page grant in flight over a channel.
+    Grant = 7,
+}
+
+impl TryFrom<u32> for ObjectType {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        Ok(match v {
+            1 => Self::Channel,
+            2 => Self::Memory,
+            3 => Self::Process,
+            4 => Self::Thread,
+            5 => Self::Interrupt,
+            6 => Self::AuditLog,
+            7 => Self::Grant,
+            other => return Err(other),
+        })
+    }
+}
+
+/// The token proper: MAC + rights. 40 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Token {
+    pub mac: [u8; 32],
+    /// `Rights` bits; kept as a raw `u64` because it is read from untrusted memory (the
+    /// MAC decides whether it is genuine).
+    pub rights: u64,
+}
+
+/// What a token is bound to. Stored in clear beside the token; the MAC covers it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Binding {
+    /// Kernel object id.
+    pub object: u64,
+    /// The object's generation when the token was minted; 64 bits so it never wraps
+    /// (a wrapped generation would bring revoked tokens back to life).
+    pub generation: u64,
+    /// Process id of the only process that may use the token.
+    pub holder: u32,
+    /// `ObjectType as u32`.
+    pub object_type: u32,
+}
+
+/// One slot of the token page: a token and its binding. 64 bytes, one cache line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TokenSlot {
+    pub token: Token,
+    pub binding: Binding,
+}
+
+/// Header of the token page. Written by the kernel only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TokenPageHeader {
+    /// Bit `i` set: slot `i` holds a live token. Bit 63 is never set (63 slots).
+    pub used: u64,
+    /// Number of live slots (`used.count_ones()`), for readers that want only that.
+    pub count: u32,
+    /// [`TOKENS_PER_PAGE`], so a reader can check it speaks the same layout.
+    pub capacity: u32,
+    pub reserved: [u8; 48],
+}
+
+/// Tokens in one page: (4096 - 64-byte header) / 64-byte slots.
+pub const TOKENS_PER_PAGE: usize = 63;
+
+/// The per-process token page: 4096 bytes, mapped read-only into the process.
+#[repr(C, align(4096))]
+#[derive(Clone, Copy, Debug)]
+pub struct TokenPage {
+    pub header: TokenPageHeader,
+    pub slots: [TokenSlot; TOKENS_PER_PAGE],
+}
+
+impl TokenSlot {
+    /// An all-zero slot (what a free slot holds).
+    pub const ZERO: TokenSlot = TokenSlot {
+        token: Token {
+            mac: [0; 32],
+            rights: 0,
+        },
+        binding: Binding {
+            object: 0,
+            generation: 0,
+            holder: 0,
+            object_type: 0,
+        },
+    };
+}
+
+impl TokenPage {
+    /// An empty page (equal to a zeroed one except for `capacity`).
+    pub const EMPTY: TokenPage = TokenPage {
+        header: TokenPageHeader {
+            used: 0,
+            count: 0,
+            capacity: TOKENS_PER_PAGE as u32,
+            reserved: [0; 48],
+        },
+        slots: [TokenSlot::ZERO; TOKENS_PER_PAGE],
+    };
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<Token>() == 40);
+    assert!(core::mem::size_of::<Binding>() == 24);
+    assert!(core::mem::size_of::<TokenSlot>() == 64);
+    assert!(core::mem::size_of::<TokenPageHeader>() == 64);
+    assert!(core::mem::size_of::<TokenPage>() == 4096);
+    assert!(core::mem::offset_of!(TokenPage, slots) == 64);
+    // The `used` bitmap has a bit for every slot.
+    assert!(TOKENS_PER_PAGE < 64);
+};
