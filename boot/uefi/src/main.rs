@@ -15,7 +15,6 @@
 use core::arch::asm;
 use core::ffi::c_void;
 use core::ptr::{null, null_mut};
-use core::sync::atomic::{AtomicPtr, Ordering};
 use uefi_raw::protocol::console::{GraphicsOutputProtocol, GraphicsPixelFormat, SimpleTextOutputProtocol};
 use uefi_raw::protocol::file_system::{FileAttribute, FileMode, FileProtocolV1, SimpleFileSystemProtocol};
 use uefi_raw::protocol::loaded_image::LoadedImageProtocol;
@@ -43,9 +42,6 @@ const HUGE_PAGE: u64 = 2 << 20;
 const MAP_SLACK: usize = 64;
 const BOOTINFO_SIZE: u64 = core::mem::size_of::<BootInfo>() as u64;
 
-/// ConOut, or null once boot services are gone (so a late panic prints nothing).
-static CON_OUT: AtomicPtr<SimpleTextOutputProtocol> = AtomicPtr::new(null_mut());
-
 /// NUL-terminated UCS-2 from ASCII, at compile time.
 const fn ucs2<const N: usize>(s: &[u8; N]) -> [u16; N] {
     let mut out = [0u16; N];
@@ -60,32 +56,6 @@ const ZENOS_BIN: [u16; 11] = ucs2(b"\\zenos.bin\0");
 const CMDLINE_TXT: [u16; 13] = ucs2(b"\\cmdline.txt\0");
 const SECURE_BOOT: [u16; 11] = ucs2(b"SecureBoot\0");
 
-/// Prints `zen-boot: <a><b>` and a newline on ConOut (OVMF mirrors it to serial).
-fn say(a: &str, b: &str) {
-    let out = CON_OUT.load(Ordering::Relaxed);
-    if out.is_null() {
-        return;
-    }
-    let mut buf = [0u16; 80];
-    let mut n = 0;
-    let text = b"zen-boot: ".iter().chain(a.as_bytes()).chain(b.as_bytes()).chain(b"\r\n");
-    let mut text = text.peekable();
-    while text.peek().is_some() {
-        // Leave the last slot for the NUL.
-        for (slot, &c) in buf.iter_mut().take(79).zip(&mut text) {
-            *slot = c as u16;
-            n += 1;
-        }
-        if let Some(end) = buf.get_mut(n) {
-            *end = 0;
-        }
-        // SAFETY: `out` is the firmware's ConOut, valid while boot services run (it is
-        // nulled before ExitBootServices); `buf` is NUL-terminated.
-        let _ = unsafe { ((*out).output_string)(out, buf.as_ptr()) };
-        n = 0;
-    }
-}
-
 /// Stops the machine for good: interrupts off, `hlt` forever.
 fn halt() -> ! {
     loop {
@@ -94,45 +64,59 @@ fn halt() -> ! {
     }
 }
 
-fn fail(msg: &str) -> ! {
-    say(msg, "");
-    halt()
-}
-
-fn refuse(why: &str) -> ! {
-    say("refused zenos.bin: ", why);
-    halt()
-}
-
-/// lz4_flex links `alloc` even in its no_std block mode, so a global allocator must
-/// exist; nothing the stub runs allocates, and one that always fails costs a few bytes.
-struct NoAlloc;
-
-// SAFETY: never hands out memory (null means failure), so it cannot break any
-// allocation invariant.
-unsafe impl core::alloc::GlobalAlloc for NoAlloc {
-    unsafe fn alloc(&self, _: core::alloc::Layout) -> *mut u8 {
-        null_mut()
-    }
-    unsafe fn dealloc(&self, _: *mut u8, _: core::alloc::Layout) {}
-}
-
-#[global_allocator]
-static NO_ALLOC: NoAlloc = NoAlloc;
-
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    // The argument is never read: reading it would pull in core::fmt.
-    fail("internal error")
+    // The argument is never read: that would pull in core::fmt. ConOut may be gone
+    // (after ExitBootServices), so the message goes straight to COM1.
+    for &c in b"zen-boot: internal error\r\n" {
+        // SAFETY: writing COM1's data register has no effect on memory.
+        unsafe { asm!("out dx, al", in("dx") 0x3f8u16, in("al") c, options(nomem, nostack)) };
+    }
+    halt()
 }
 
 /// Boot services, as used by the stub. Valid until `exit_boot_services`.
 struct Efi {
     image: Handle,
     bs: *mut BootServices,
+    out: *mut SimpleTextOutputProtocol,
 }
 
 impl Efi {
+    /// Writes ASCII `text` to ConOut (OVMF mirrors it to the serial port).
+    fn print(&self, text: &[u8]) {
+        let mut buf = [0u16; 64];
+        for chunk in text.chunks(buf.len() - 1) {
+            for (b, &c) in buf.iter_mut().zip(chunk) {
+                *b = c as u16;
+            }
+            if let Some(end) = buf.get_mut(chunk.len()) {
+                *end = 0;
+            }
+            // SAFETY: ConOut is valid while boot services run (the stub prints nothing
+            // after ExitBootServices); `buf` is NUL-terminated.
+            let _ = unsafe { ((*self.out).output_string)(self.out, buf.as_ptr()) };
+        }
+    }
+
+    /// Prints the line `zen-boot: <a><b>`.
+    fn say(&self, a: &str, b: &str) {
+        self.print(b"zen-boot: ");
+        self.print(a.as_bytes());
+        self.print(b.as_bytes());
+        self.print(b"\r\n");
+    }
+
+    fn fail(&self, msg: &str) -> ! {
+        self.say(msg, "");
+        halt()
+    }
+
+    fn refuse(&self, why: &str) -> ! {
+        self.say("refused zenos.bin: ", why);
+        halt()
+    }
+
     /// Allocates zeroed `LoaderData` pages for `bytes` bytes; halts if memory is short.
     fn alloc(&self, bytes: u64) -> u64 {
         let mut addr = 0;
@@ -143,7 +127,7 @@ impl Efi {
             ((*self.bs).allocate_pages)(AllocateType::ANY_PAGES, MemoryType::LOADER_DATA, pages, &mut addr)
         };
         if st.is_error() {
-            fail("out of memory");
+            self.fail("out of memory");
         }
         // SAFETY: the firmware just gave us these pages; they are identity mapped.
         unsafe { core::ptr::write_bytes(addr as *mut u8, 0, pages * PAGE_SIZE as usize) };
@@ -325,9 +309,8 @@ struct Tables {
 
 impl Tables {
     fn alloc(&mut self) -> u64 {
-        if self.next >= self.end {
-            fail("page-table pool exhausted");
-        }
+        // `table_pages` bounds what `map` can need; running out is a bug.
+        assert!(self.next < self.end);
         self.next += PAGE_SIZE;
         self.next - PAGE_SIZE
     }
@@ -363,27 +346,26 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     let start_tsc = unsafe { core::arch::x86_64::_rdtsc() };
     // SAFETY: the firmware passes a valid system table that outlives boot services.
     let st = unsafe { &*st };
-    CON_OUT.store(st.stdout, Ordering::Relaxed);
-    let efi = Efi { image, bs: st.boot_services };
+    let efi = Efi { image, bs: st.boot_services, out: st.stdout };
 
     // Load, check, unpack. Nothing is decompressed before `verify` checked the hash.
-    let Some((file, file_len, file_bytes)) = read_image(&efi) else { fail("cannot read zenos.bin") };
+    let Some((file, file_len, file_bytes)) = read_image(&efi) else { efi.fail("cannot read zenos.bin") };
     // SAFETY: `read_image` filled `file_len` bytes of its freshly allocated buffer.
     let bytes = unsafe { core::slice::from_raw_parts(file as *const u8, file_len) };
     let image_ok = match zen_image::verify(bytes) {
         Ok(v) => v,
-        Err(e) => refuse(e.as_str()),
+        Err(e) => efi.refuse(e.as_str()),
     };
     let h = image_ok.header;
     // The kernel must sit in the top 2 GiB: below, it would collide with the direct map.
     if h.load_vaddr < KERNEL_BASE || h.mem_size > 0u64.wrapping_sub(h.load_vaddr) {
-        refuse("load address outside the kernel area");
+        efi.refuse("load address outside the kernel area");
     }
     let kernel = efi.alloc(h.mem_size);
     // SAFETY: `kernel` is `mem_size` bytes of fresh pages, not aliased.
     let out = unsafe { core::slice::from_raw_parts_mut(kernel as *mut u8, h.mem_size as usize) };
     if let Err(e) = image_ok.unpack(out) {
-        refuse(e.as_str());
+        efi.refuse(e.as_str());
     }
     // SAFETY: the file buffer is ours and no longer referenced (`bytes` is dead).
     let _ = unsafe { ((*efi.bs).free_pages)(file, file_bytes.div_ceil(PAGE_SIZE) as usize) };
@@ -414,7 +396,7 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     // SAFETY: a size query: a null buffer of size 0 is allowed, out-pointers valid.
     let _ = unsafe { ((*efi.bs).get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut dver) };
     if dsize < core::mem::size_of::<MemoryDescriptor>() {
-        fail("bad memory map");
+        efi.fail("bad memory map");
     }
     let cap = size + MAP_SLACK * dsize;
     let map = efi.alloc(cap as u64);
@@ -426,7 +408,7 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
         // SAFETY: `map` is `cap` writable bytes; the out-pointers are valid.
         let s = unsafe { ((*efi.bs).get_memory_map)(size, map as *mut _, key, &mut dsz, &mut ver) };
         if s.is_error() || dsz != dsize {
-            fail("bad memory map");
+            efi.fail("bad memory map");
         }
     };
     get_map(&mut size, &mut key);
@@ -469,7 +451,7 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     }
 
     // The one success line; printing may allocate, so it comes before the final map.
-    say("uefi stub, starting kernel", "");
+    efi.say("uefi stub, starting kernel", "");
     get_map(&mut size, &mut key);
     // SAFETY: our own image handle and the key of the map just read.
     if unsafe { ((*efi.bs).exit_boot_services)(image, key) }.is_error() {
@@ -477,10 +459,9 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
         get_map(&mut size, &mut key);
         // SAFETY: as above.
         if unsafe { ((*efi.bs).exit_boot_services)(image, key) }.is_error() {
-            fail("cannot exit boot services");
+            efi.fail("cannot exit boot services");
         }
     }
-    CON_OUT.store(null_mut(), Ordering::Relaxed);
 
     // Boot services are gone; from here on only our own memory is touched.
     let n = size / dsize;
