@@ -163,6 +163,15 @@ impl<T, const N: usize> LazyPool<T, N> {
         slot.value.as_mut()
     }
 
+    /// The live object in slot `index` and its current handle. For ids that carry only
+    /// the index (the scheduler's 32-bit task ids), where the caller knows the slot
+    /// cannot have been reused meanwhile (a task in a run queue is never freed).
+    pub fn get_by_index(&self, index: u32) -> Option<(Handle, &T)> {
+        let slot = self.slots.get(index as usize)?;
+        let value = slot.value.as_ref()?;
+        Some((Handle { index, generation: slot.generation }, value))
+    }
+
     /// True if `h` names a live object.
     pub fn contains(&self, h: Handle) -> bool {
         self.live_slot(h).is_some()

@@ -108,3 +108,18 @@ fn iter_lists_live_objects_in_slot_order() {
     }
     assert_eq!(p.get(hs[3]), Some(&113));
 }
+
+#[test]
+fn get_by_index_gives_the_live_object_and_its_current_handle() {
+    let mut p = LazyPool::<u32, 4>::new();
+    let a = p.alloc(10).unwrap();
+    assert_eq!(p.get_by_index(a.index()), Some((a, &10)));
+    p.free(a).unwrap();
+    assert_eq!(p.get_by_index(a.index()), None);
+    let b = p.alloc(20).unwrap();
+    assert_eq!(b.index(), a.index());
+    assert_eq!(p.get_by_index(b.index()), Some((b, &20)));
+    assert_ne!(b, a);
+    assert_eq!(p.get_by_index(3), None);
+    assert_eq!(p.get_by_index(99), None);
+}
