@@ -307,6 +307,7 @@ fn parse_header(h: &[u8]) -> Result<Header> {
 }
 
 /// Walks the record chain from a superblock's start position.
+#[derive(Clone, Copy)]
 pub(crate) struct Cursor {
     pub pos: u64,
     pub seq: u64,

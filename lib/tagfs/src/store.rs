@@ -100,9 +100,14 @@ impl<D: BlockDevice> Fs<D> {
         fs.ckpt_blocks = ckpt_blocks;
         cur.epoch = sb.epoch;
         let mut replayed = 0u64;
-        while let Some(rec) = cur.next(&mut fs.dev)? {
+        loop {
+            let before = cur;
+            let Some(rec) = cur.next(&mut fs.dev)? else { break };
             if rec.kind != KIND_JOURNAL {
-                return Err(corrupt!("record {} after the checkpoint is not a journal record", cur.seq - 1));
+                // A newer checkpoint whose superblock never became durable (a crash in
+                // `checkpoint`): nothing after it was acknowledged, so the log ends here.
+                cur = before;
+                break;
             }
             let mut r = crate::codec::Reader::new(&rec.payload, "journal record");
             while r.remaining() > 0 {
