@@ -4,8 +4,8 @@
 //! structures) and drives this crate through [`Scheduler`]: `enqueue` a runnable task,
 //! `tick` on every timer interrupt, `charge` before a voluntary yield, `pick_next` to
 //! choose what runs, `block_current` when the running task sleeps or exits, `remove`
-//! to take a waiting task away, `steal` to move work. Call it with interrupts disabled:
-//! its locks spin.
+//! to take a waiting task away, `steal` or `balance` to move work. Call it with
+//! interrupts disabled: its locks spin.
 //!
 //! # Policy
 //!
@@ -35,12 +35,14 @@
 //! **Per-CPU queues and stealing.** Each CPU has its own queue: a `#[repr(align(64))]`
 //! [`RunQueue`] holding packed 20-byte [`TaskDesc`]s in a fixed circular buffer of `CAP`
 //! entries (waiting plus running), under its own spin lock (no global lock; see
-//! [`sched`](crate::Scheduler) for the locking). Tickets are proportional within a
+//! [`Scheduler`] for the locking). Tickets are proportional within a
 //! CPU; across CPUs the kernel balances by placement and stealing. A CPU with nothing to
 //! run steals one task, before idling, from the queue with the most stealable waiting
 //! tasks: its oldest real-time task if it has one, else the stride task it would run
-//! last. A running task is never stolen; a pinned task is never stolen and is always
-//! queued on its CPU.
+//! last. The kernel may also call `balance` every few ticks, which pulls one task when
+//! another queue holds at least two more, so task counts even out between busy CPUs.
+//! A running task is never stolen; a pinned task is never stolen and is always queued
+//! on its CPU.
 #![no_std]
 #![deny(unsafe_code)]
 

@@ -111,6 +111,8 @@ impl<const CPUS: usize, const CAP: usize> Scheduler<CPUS, CAP> {
 
     /// Makes a task runnable: on its pinned CPU if pinned, else on `cpu` (the kernel's
     /// choice: the waker's CPU, or where the task last ran). `task.pass()` is its lag.
+    /// The task must not already be queued or running: the kernel tracks task states,
+    /// and the scheduler does not search every queue on each wake-up to catch that.
     pub fn enqueue(&self, cpu: usize, task: TaskDesc) -> Result<Placed, EnqueueError> {
         let cpu = match task.pin() {
             Some(p) if usize::from(p) >= CPUS => return Err(EnqueueError::NoSuchCpu(task)),
@@ -191,6 +193,26 @@ impl<const CPUS: usize, const CAP: usize> Scheduler<CPUS, CAP> {
         let moved = self.move_one(&mut src, &mut dst);
         self.cpus[from].load.store(src.stealable(), Ordering::Relaxed);
         self.cpus[to].load.store(dst.stealable(), Ordering::Relaxed);
+        moved
+    }
+
+    /// Periodic balancing, for the kernel to call every few ticks on each CPU: if the
+    /// other queue with the most stealable tasks holds at least two tasks more than
+    /// `cpu`'s, pull one stealable task from it. Idle stealing alone keeps CPUs busy
+    /// but can leave 9 tasks sharing one CPU while 1 task has another to itself; this
+    /// evens task counts out (not tickets), and never moves a task back and forth,
+    /// since a move needs a difference of two.
+    pub fn balance(&self, cpu: usize) -> Option<TaskId> {
+        let from = (0..CPUS)
+            .filter(|&c| c != cpu)
+            .map(|c| (self.cpus[c].load.load(Ordering::Relaxed), c))
+            .filter(|&(load, _)| load > 0)
+            .max()?
+            .1;
+        let (mut src, mut dst) = self.lock_pair(from, cpu);
+        let moved = if src.tasks() >= dst.tasks() + 2 { self.move_one(&mut src, &mut dst) } else { None };
+        self.cpus[from].load.store(src.stealable(), Ordering::Relaxed);
+        self.cpus[cpu].load.store(dst.stealable(), Ordering::Relaxed);
         moved
     }
 

@@ -86,6 +86,36 @@ fn tasks_leaving_and_arriving_keep_every_cpu_busy() {
 }
 
 #[test]
+fn balancing_evens_out_queues_and_then_shares_fairly() {
+    let s = Scheduler::<2, 16>::new();
+    for id in 0..8 {
+        s.enqueue(0, TaskDesc::stride(id, 1)).unwrap();
+    }
+    // Idle stealing alone: CPU 1 takes one task and keeps it to itself.
+    let mut ran = [0usize; 8];
+    for _ in 0..100 {
+        round(&s).iter().flatten().for_each(|&id| ran[id as usize] += 1);
+    }
+    assert_eq!(ran.iter().filter(|&&n| n == 100).count(), 1, "one task owns CPU 1: {ran:?}");
+    // With the kernel balancing every quantum the queues even out at 4 and 4, and then
+    // every task gets a quarter of a CPU.
+    for _ in 0..10 {
+        round(&s);
+        s.balance(0);
+        s.balance(1);
+    }
+    let tasks = |cpu| s.inspect(cpu, |q| q.tasks());
+    assert_eq!((tasks(0), tasks(1)), (4, 4));
+    let mut ran = [0usize; 8];
+    for _ in 0..4000 {
+        round(&s).iter().flatten().for_each(|&id| ran[id as usize] += 1);
+        assert_eq!(s.balance(0), None, "balanced queues stay put");
+        assert_eq!(s.balance(1), None);
+    }
+    assert!(ran.iter().all(|&n| n.abs_diff(1000) <= 1), "{ran:?}");
+}
+
+#[test]
 fn pinned_tasks_stay_put_even_when_others_idle() {
     let s = Scheduler::<4, 8>::new();
     // Pinned tasks go to their CPU whatever CPU is named.
