@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
+/// Firmware lines meaning there is nothing (more) to boot: the stub is missing, failed
+/// to load, or returned, and OVMF fell through to its shell. Waiting on is pointless.
+const FIRMWARE_GAVE_UP: &[&str] = &["skip startup.nsh", "BdsDxe: No bootable option"];
+
 /// isa-debug-exit turns a guest write of `v` to port 0xf4 into QEMU exit status
 /// `(v << 1) | 1`: the kernel writes 0x10 for success and 0x11 for failure.
 pub const EXIT_SUCCESS: i32 = (0x10 << 1) | 1;
@@ -87,8 +91,12 @@ impl Vm {
         if self.icount {
             a.extend(["-icount", "shift=0"].map(String::from));
         }
+        // No NIC: nothing uses one yet, and OVMF would spend a minute on PXE boot
+        // whenever the stub fails.
         a.extend(
             [
+                "-nic",
+                "none",
                 "-no-reboot",
                 "-device",
                 "isa-debug-exit,iobase=0xf4,iosize=0x04",
@@ -146,6 +154,7 @@ impl Vm {
             status: None,
             timed_out: false,
             stopped: false,
+            firmware_gave_up: false,
             elapsed: Duration::ZERO,
         };
         let mut open = 2; // both streams; QEMU has exited once both are closed
@@ -154,9 +163,11 @@ impl Vm {
             match rx.recv_timeout(left) {
                 Ok(Some((Source::Serial, line))) => {
                     let stop = on_line(&line);
+                    let gave_up = !stop && FIRMWARE_GAVE_UP.iter().any(|p| line.contains(p));
                     cap.lines.push(line);
-                    if stop {
-                        cap.stopped = true;
+                    if stop || gave_up {
+                        cap.stopped = stop;
+                        cap.firmware_gave_up = gave_up;
                         break;
                     }
                 }
@@ -201,6 +212,8 @@ pub struct Capture {
     pub timed_out: bool,
     /// Killed because `on_line` asked for it.
     pub stopped: bool,
+    /// Killed because the firmware had nothing left to boot (see FIRMWARE_GAVE_UP).
+    pub firmware_gave_up: bool,
     pub elapsed: Duration,
 }
 
@@ -212,6 +225,12 @@ impl Capture {
 
     /// A one-line account of how the run ended.
     pub fn ending(&self) -> String {
+        if self.firmware_gave_up {
+            return format!(
+                "OVMF found nothing to boot (no stub, or it returned) after {:.1?}",
+                self.elapsed
+            );
+        }
         match (self.status, self.timed_out) {
             (_, true) => format!("timed out after {:.0?}, killed", self.elapsed),
             (Some(s), _) => format!("QEMU exited ({s}) after {:.1?}", self.elapsed),
@@ -301,7 +320,7 @@ mod tests {
         assert!(a.contains("file=fat:rw:/tmp/esp"));
         assert!(a.contains("if=pflash,format=raw,file=/tmp/vars.fd"));
         assert!(a.contains("-serial stdio -monitor none -display none"));
-        assert!(a.ends_with("-no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04"));
+        assert!(a.ends_with("-nic none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04"));
         assert!(!a.contains("icount") && !a.contains("kvm"));
 
         let vm = Vm {
