@@ -17,10 +17,13 @@ extern crate alloc;
 
 mod arch;
 mod console;
+mod edge;
 mod fb;
 #[cfg(feature = "ktest")]
 mod ktest;
 mod mm;
+mod sync;
+mod task;
 mod time;
 
 use zen_abi::boot::{BootInfo, FirmwareKind, SecureBoot};
@@ -62,29 +65,27 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         TIMER_HZ
     );
 
-    if cfg!(feature = "ktest") {
-        #[cfg(feature = "ktest")]
-        ktest::run();
-    }
+    task::init_cpu();
 
-    let ready = arch::cpu::rdtsc();
-    kprintln!("zen: ready");
-    kprintln!(
-        "zen: bench entry_to_ready={} stub_to_ready={}",
-        ready - entry_tsc,
-        ready.saturating_sub(boot.stub_start_tsc)
-    );
-    loop {
-        arch::cpu::halt();
+    #[cfg(feature = "ktest")]
+    task::spawn(task::Options::new("ktest"), || ktest::run()).expect("cannot start the test thread");
+
+    if !cfg!(feature = "ktest") {
+        let ready = arch::cpu::rdtsc();
+        kprintln!("zen: ready");
+        kprintln!(
+            "zen: bench entry_to_ready={} stub_to_ready={}",
+            ready - entry_tsc,
+            ready.saturating_sub(boot.stub_start_tsc)
+        );
     }
+    task::idle_loop()
 }
 
 /// Where every other CPU ends up once it is online.
 pub fn ap_main(_id: usize) -> ! {
-    arch::cpu::enable_interrupts();
-    loop {
-        arch::cpu::halt();
-    }
+    task::init_cpu();
+    task::idle_loop()
 }
 
 #[panic_handler]

@@ -33,8 +33,15 @@ pub fn all_cpus_online() -> TestResult {
 }
 
 pub fn percpu_through_gs() -> TestResult {
+    // The test thread may run anywhere; move it to each CPU and look through GS there.
+    for id in (0..percpu::online_count()).rev() {
+        crate::task::pin_current(id).map_err(|_| "cannot move to a CPU")?;
+        let me = percpu::current();
+        check(me.id() == id, "GS points at another CPU's entry")?;
+        check(me.apic_id() == apic::local_id(), "GS entry has another CPU's APIC id")?;
+    }
     let me = percpu::current();
-    check(me.id() == 0, "boot CPU is not CPU 0")?;
+    check(me.id() == 0, "not back on CPU 0")?;
     check(me.apic_id() == apic::local_id(), "GS entry has another CPU's APIC id")?;
     for id in 0..percpu::online_count() {
         let c = percpu::cpu(id).ok_or("missing entry")?;

@@ -50,7 +50,12 @@ pub fn frame_exhaustion() -> TestResult {
     for f in all {
         mm::free_frame(f).map_err(|_| "free failed")?;
     }
-    check(mm::free_frames() == before, "free count not restored")
+    check(mm::free_frames() == before, "free count not restored")?;
+    // Exactly the two failed allocations above, and nothing else, were recorded.
+    let reg = &crate::edge::EDGE_REGISTRY;
+    check(reg.len() == 2 && reg.count(zen_edge::EdgeKind::AllocFailure) == 2, "EDGE_REGISTRY does not hold exactly the two allocation failures")?;
+    reg.clear();
+    Ok(())
 }
 
 pub fn map_unmap_translate() -> TestResult {

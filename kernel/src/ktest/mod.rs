@@ -18,8 +18,10 @@ pub fn check(cond: bool, msg: &'static str) -> TestResult {
 
 mod cpu;
 mod mm;
+mod sched;
 
 const TESTS: &[(&str, fn() -> TestResult)] = &[
+    ("edge::empty_after_clean_boot", sched::edge_registry_empty),
     ("mm::frame_alloc_free", mm::frame_alloc_free),
     ("mm::frame_exhaustion", mm::frame_exhaustion),
     ("mm::map_unmap_translate", mm::map_unmap_translate),
@@ -30,9 +32,15 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
     ("smp::all_cpus_online", cpu::all_cpus_online),
     ("smp::percpu_through_gs", cpu::percpu_through_gs),
     ("smp::every_cpu_takes_timer_ticks", cpu::every_cpu_takes_timer_ticks),
+    ("sched::threads_bump_own_counters", sched::threads_bump_own_counters),
+    ("sched::proportional_share_3_to_1", sched::proportional_share),
+    ("sched::realtime_runs_first", sched::realtime_runs_first),
+    ("sched::migration_by_pin_and_steal", sched::migration),
+    ("sched::sleep_lasts_long_enough", sched::sleep_lasts),
+    ("sched::no_lost_wakeups", sched::no_lost_wakeups),
 ];
 
-pub fn run() -> ! {
+pub fn run() -> u64 {
     kprintln!("zen-test: start {}", TESTS.len());
     let mut failed = 0;
     for (name, test) in TESTS {

@@ -6,17 +6,17 @@
 //! and so is everything the stub marked as its own (kernel image, page tables,
 //! BootInfo). The heap is a contiguous run of frames seen through the direct map.
 
-use spin::Mutex;
 use zen_abi::boot::{BootInfo, MemoryKind};
 use zen_frames::{FrameBitmap, FreeError, FRAME_SIZE};
 
 use crate::arch;
+use crate::sync::IrqMutex;
 
 /// Bytes given to the kernel heap at boot.
 pub const HEAP_SIZE: usize = 4 << 20;
 const LOW_MEMORY: u64 = 1 << 20;
 
-static FRAMES: Mutex<Option<FrameBitmap<'static>>> = Mutex::new(None);
+static FRAMES: IrqMutex<Option<FrameBitmap<'static>>> = IrqMutex::new(None);
 
 /// An owned physical frame. Not `Clone`: holding one is the right to its memory.
 #[derive(Debug)]
@@ -36,7 +36,11 @@ impl Frame {
 
 /// Allocates one frame, or `None` when memory is exhausted.
 pub fn alloc_frame() -> Option<Frame> {
-    FRAMES.lock().as_mut()?.alloc().map(Frame)
+    let f = FRAMES.lock().as_mut()?.alloc().map(Frame);
+    if f.is_none() {
+        crate::edge::report(zen_edge::EdgeKind::AllocFailure, 0);
+    }
+    f
 }
 
 /// Returns a frame to the allocator.

@@ -142,6 +142,11 @@ fn send_ipi(apic_id: u32, low: u32) {
     }
 }
 
+/// A fixed-delivery interrupt with `vector` to one CPU.
+pub fn send_fixed(apic_id: u32, vector: u8) {
+    send_ipi(apic_id, vector as u32);
+}
+
 /// INIT IPI (level assert) to one CPU.
 pub fn send_init(apic_id: u32) {
     send_ipi(apic_id, 0x0000_4500);

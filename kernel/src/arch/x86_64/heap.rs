@@ -21,8 +21,11 @@ static HEAP: CountingHeap =
 // the counters are only statistics.
 unsafe impl GlobalAlloc for CountingHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // Interrupts off while the heap lock is held: a thread preempted inside the
+        // allocator would otherwise stall any thread that allocates with interrupts
+        // off on the same CPU (see crate::sync).
         // SAFETY: forwarded with the caller's layout.
-        let p = unsafe { self.inner.alloc(layout) };
+        let p = ::x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.inner.alloc(layout) });
         if !p.is_null() {
             self.live.fetch_add(1, Ordering::Relaxed);
             self.bytes.fetch_add(layout.size(), Ordering::Relaxed);
@@ -34,7 +37,7 @@ unsafe impl GlobalAlloc for CountingHeap {
         self.live.fetch_sub(1, Ordering::Relaxed);
         self.bytes.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: forwarded; the caller guarantees ptr came from `alloc` with `layout`.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        ::x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.inner.dealloc(ptr, layout) })
     }
 }
 

@@ -20,6 +20,8 @@ use super::gdt::{IST_DOUBLE_FAULT, IST_NMI};
 
 /// Vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 32;
+/// Vector of the reschedule IPI.
+pub const RESCHED_VECTOR: u8 = 0x40;
 /// Vector the local APIC uses for spurious interrupts.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
@@ -239,13 +241,20 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
                 crate::time::tick();
             }
             super::apic::eoi();
+            crate::task::on_tick();
+        }
+        RESCHED_VECTOR => {
+            super::apic::eoi();
+            crate::task::on_resched();
         }
         SPURIOUS_VECTOR => {
             // No EOI for spurious interrupts (SDM 10.9).
             SPURIOUS.fetch_add(1, Ordering::Relaxed);
+            crate::edge::report_detail(zen_edge::EdgeKind::SpuriousInterrupt, vector as u16, 0);
         }
         _ => {
             crate::kprintln!("zen: unexpected interrupt, vector {}", vector);
+            crate::edge::report_detail(zen_edge::EdgeKind::SpuriousInterrupt, vector as u16, 0);
             super::apic::eoi();
         }
     }

@@ -13,6 +13,7 @@ pub mod percpu;
 pub mod phys;
 pub mod serial;
 pub mod smp;
+pub mod switch;
 
 /// Sets up the boot CPU: per-CPU entry 0 behind GS, its GDT with TSS (separate stacks
 /// for double fault and NMI), and the IDT. Interrupts stay disabled.

@@ -1,0 +1,77 @@
+//! The register-only context switch (brief item 9).
+//!
+//! A thread switch is a function call: the System V ABI lets the callee clobber every
+//! register except rbx, rbp, r12-r15 and rsp, so those six plus the stack pointer are
+//! all there is to save. No FPU/SSE state: the kernel is built without SSE, and user
+//! FPU state (later) is switched lazily apart from this.
+//!
+//! A new thread's stack is laid out as if it had called `zen_switch` itself, with
+//! [`zen_thread_start`] as the return address and the entry function and its argument
+//! in r12/r13.
+
+core::arch::global_asm!(
+    r#"
+    .text
+    .global zen_switch
+// zen_switch(save: *mut u64 [rdi], next_rsp: u64 [rsi])
+zen_switch:
+    push rbx
+    push rbp
+    push r12
+    push r13
+    push r14
+    push r15
+    mov [rdi], rsp
+    mov rsp, rsi
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbp
+    pop rbx
+    ret
+
+    .global zen_thread_start
+zen_thread_start:
+    mov rdi, r13
+    call r12
+    ud2
+    "#
+);
+
+extern "C" {
+    fn zen_switch(save: *mut u64, next_rsp: u64);
+    fn zen_thread_start();
+}
+
+/// Saved registers pushed by `zen_switch`, lowest address first.
+const SAVED_REGS: usize = 6;
+
+/// Prepares a fresh kernel stack so that switching to it calls `entry(arg)`.
+/// Returns the initial saved stack pointer.
+pub fn init_stack(stack: &mut [u64], entry: extern "C" fn(u64) -> !, arg: u64) -> u64 {
+    let n = stack.len();
+    assert!(n >= SAVED_REGS + 3);
+    let base = stack.as_ptr() as usize;
+    // After `ret` pops the start address rsp is at index `end`; `call r12` then pushes
+    // one word, and the ABI wants rsp + 8 to be 16-byte aligned at entry, so the
+    // address of index `end` must be a multiple of 16.
+    let end = if (base + n * 8) % 16 == 0 { n } else { n - 1 };
+    let frame = end - SAVED_REGS - 1;
+    // In memory from low to high: r15, r14, r13, r12, rbp, rbx, return address.
+    stack[frame..end].copy_from_slice(&[0, 0, arg, entry as usize as u64, 0, 0, zen_thread_start as *const () as u64]);
+    (base + frame * 8) as u64
+}
+
+/// Saves the current context into `*save` and resumes the one saved at `next_rsp`.
+/// Returns when something switches back to the saved context.
+///
+/// Interrupts must be off, and `save` must stay valid until the switch is over (it
+/// points into the current thread's control block, which the caller keeps alive).
+pub fn switch(save: &core::sync::atomic::AtomicU64, next_rsp: u64) {
+    // SAFETY: `save` is a valid, exclusively-written slot (AtomicU64::as_ptr); next_rsp
+    // was produced by `init_stack` or by an earlier `switch` of a thread that is not
+    // running (the scheduler guarantees that through the on-CPU flag), so its stack
+    // holds the six saved registers and a return address.
+    unsafe { zen_switch(save.as_ptr(), next_rsp) }
+}

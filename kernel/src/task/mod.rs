@@ -1,0 +1,506 @@
+//! Kernel threads: creation, the switch path, yield, sleep, park/unpark, exit, join.
+//!
+//! Policy lives in zen-sched (stride + real-time classes, per-CPU queues, stealing);
+//! this module keeps the thread objects (in a LazyPool, so the kernel never grows past
+//! `MAX_THREADS`) and does the switching.
+//!
+//! Invariants that make SMP switching safe:
+//! - All of it runs with interrupts off on the calling CPU.
+//! - A thread's `on_cpu` flag is set while some CPU runs on its stack. It is cleared by
+//!   the CPU that switched away, *after* the switch (in `finish_switch`, on the next
+//!   thread's stack). A CPU about to resume a thread waits for the flag to clear, so a
+//!   thread that another CPU already re-queued or woke is never resumed before its
+//!   registers are saved.
+//! - A thread's `Inner` lock is taken before any run-queue lock. Blocking (state =
+//!   Blocked, descriptor out of the queue) happens under `Inner`, and waking checks
+//!   the state under `Inner`, so a wake-up cannot slip between the two (no lost
+//!   wake-ups); a wake-up that comes first leaves `wake_pending`, which `park` consumes.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use spin::Mutex;
+use zen_pool::{Handle, LazyPool};
+use zen_sched::{Removal, Scheduler, TaskDesc};
+
+use crate::arch::{self, apic, cpu, percpu, switch};
+
+/// Most threads alive at once.
+pub const MAX_THREADS: usize = 256;
+const STACK_BYTES: usize = 32 * 1024;
+/// Tickets of a thread that does not ask for a share.
+pub const DEFAULT_TICKETS: u16 = 100;
+
+static SCHED: Scheduler<{ percpu::MAX_CPUS }, MAX_THREADS> = Scheduler::new();
+static THREADS: Mutex<LazyPool<Arc<Thread>, MAX_THREADS>> = Mutex::new(LazyPool::new());
+static READY: AtomicBool = AtomicBool::new(false);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// In a run queue or running.
+    Runnable,
+    /// Out of every queue until `unpark`.
+    Blocked,
+    /// Finished; waiting to be joined.
+    Exited,
+}
+
+struct Inner {
+    state: State,
+    /// An `unpark` arrived while the thread was not blocked: the next `park` returns.
+    wake_pending: bool,
+    /// The scheduler descriptor (with its lag) while the thread is in no queue.
+    desc: Option<TaskDesc>,
+    exit_code: Option<u64>,
+    joiner: Option<Arc<Thread>>,
+    entry: Option<Box<dyn FnOnce() -> u64 + Send>>,
+}
+
+/// A kernel thread.
+pub struct Thread {
+    handle: Handle,
+    name: &'static str,
+    /// Stack pointer saved by the last switch away from this thread.
+    saved_rsp: AtomicU64,
+    /// Some CPU is running on this thread's stack (see the module invariants).
+    on_cpu: AtomicBool,
+    /// CPU it last ran on: where a wake-up queues it.
+    last_cpu: AtomicU32,
+    /// Timer ticks that interrupted this thread: the CPU share it was given.
+    pub ticks_run: AtomicU64,
+    inner: Mutex<Inner>,
+    /// Owned kernel stack; `None` for a CPU's idle thread, which runs on the stack
+    /// the CPU booted with.
+    _stack: Option<Box<[u64]>>,
+}
+
+impl Thread {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    pub fn id(&self) -> Handle {
+        self.handle
+    }
+}
+
+/// Per-CPU switching state, one cache line each.
+#[repr(align(64))]
+struct CpuState {
+    current: Mutex<Option<Arc<Thread>>>,
+    idle: Mutex<Option<Arc<Thread>>>,
+    /// The thread this CPU just switched away from, finished by `finish_switch`.
+    prev: Mutex<Option<Arc<Thread>>>,
+    /// Sleeping threads of this CPU with their wake-up tick.
+    sleepers: Mutex<Vec<(u64, Arc<Thread>)>>,
+    /// TSC when the running thread was picked, to charge partial quanta on yield.
+    picked_at: AtomicU64,
+    switches: AtomicU64,
+}
+
+impl CpuState {
+    const fn new() -> Self {
+        Self {
+            current: Mutex::new(None),
+            idle: Mutex::new(None),
+            prev: Mutex::new(None),
+            sleepers: Mutex::new(Vec::new()),
+            picked_at: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
+        }
+    }
+}
+
+static CPUS: [CpuState; percpu::MAX_CPUS] = [const { CpuState::new() }; percpu::MAX_CPUS];
+
+/// Why a thread could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    TooManyThreads,
+    NoSuchCpu,
+    QueueFull,
+}
+
+/// Runs `f` with interrupts off on this CPU, restoring the previous state after.
+fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
+    let were = cpu::interrupts_enabled();
+    cpu::disable_interrupts();
+    let r = f();
+    if were {
+        cpu::enable_interrupts();
+    }
+    r
+}
+
+fn this_cpu() -> usize {
+    percpu::current().id()
+}
+
+fn lookup(id: u32) -> Option<Arc<Thread>> {
+    THREADS.lock().get_by_index(id).map(|(_, t)| t.clone())
+}
+
+/// Makes the calling CPU's current context its idle thread. Each CPU calls this once
+/// before it schedules anything (the boot CPU from `kmain`, the others in `ap_main`).
+pub fn init_cpu() {
+    let me = this_cpu();
+    let idle = Arc::new(Thread {
+        handle: Handle::from_raw(u64::MAX),
+        name: "idle",
+        saved_rsp: AtomicU64::new(0),
+        on_cpu: AtomicBool::new(true),
+        last_cpu: AtomicU32::new(me as u32),
+        ticks_run: AtomicU64::new(0),
+        inner: Mutex::new(Inner { state: State::Runnable, wake_pending: false, desc: None, exit_code: None, joiner: None, entry: None }),
+        _stack: None,
+    });
+    irqs_off(|| {
+        *CPUS[me].idle.lock() = Some(idle.clone());
+        *CPUS[me].current.lock() = Some(idle);
+    });
+    if me == 0 {
+        READY.store(true, Ordering::Release);
+    }
+}
+
+/// The thread running on this CPU.
+pub fn current() -> Arc<Thread> {
+    irqs_off(|| CPUS[this_cpu()].current.lock().clone().expect("scheduler not initialised on this CPU"))
+}
+
+/// A spawned thread, to join.
+pub struct JoinHandle(Arc<Thread>);
+
+impl JoinHandle {
+    pub fn thread(&self) -> &Arc<Thread> {
+        &self.0
+    }
+}
+
+/// Options for [`spawn`].
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub name: &'static str,
+    pub tickets: u16,
+    pub realtime: bool,
+    pub pin: Option<usize>,
+}
+
+impl Options {
+    pub const fn new(name: &'static str) -> Self {
+        Self { name, tickets: DEFAULT_TICKETS, realtime: false, pin: None }
+    }
+    pub const fn tickets(mut self, t: u16) -> Self {
+        self.tickets = t;
+        self
+    }
+    pub const fn pin(mut self, cpu: usize) -> Self {
+        self.pin = Some(cpu);
+        self
+    }
+    pub const fn realtime(mut self) -> Self {
+        self.realtime = true;
+        self
+    }
+}
+
+/// Creates a kernel thread running `f`; its return value is the exit code.
+pub fn spawn(opts: Options, f: impl FnOnce() -> u64 + Send + 'static) -> Result<JoinHandle, SpawnError> {
+    if let Some(p) = opts.pin {
+        if percpu::cpu(p).map_or(true, |c| !c.is_online()) {
+            return Err(SpawnError::NoSuchCpu);
+        }
+    }
+    let mut stack = vec![0u64; STACK_BYTES / 8].into_boxed_slice();
+    let entry: Box<dyn FnOnce() -> u64 + Send> = Box::new(f);
+    let t = irqs_off(|| {
+        let mut pool = THREADS.lock();
+        let handle = pool
+            .alloc_with(|handle| {
+                let rsp = switch::init_stack(&mut stack, thread_entry, 0);
+                Arc::new(Thread {
+                    handle,
+                    name: opts.name,
+                    saved_rsp: AtomicU64::new(rsp),
+                    on_cpu: AtomicBool::new(false),
+                    last_cpu: AtomicU32::new(opts.pin.unwrap_or_else(this_cpu) as u32),
+                    ticks_run: AtomicU64::new(0),
+                    inner: Mutex::new(Inner {
+                        state: State::Runnable,
+                        wake_pending: false,
+                        desc: None,
+                        exit_code: None,
+                        joiner: None,
+                        entry: Some(entry),
+                    }),
+                    _stack: Some(core::mem::take(&mut stack)),
+                })
+            })
+            .ok_or(SpawnError::TooManyThreads)?;
+        Ok(pool.get(handle).cloned().expect("just allocated"))
+    })?;
+    let id = t.handle.index();
+    let mut desc = if opts.realtime { TaskDesc::realtime(id) } else { TaskDesc::stride(id, opts.tickets.max(1)) };
+    if let Some(p) = opts.pin {
+        desc = desc.pinned(p as u8);
+    }
+    let target = t.last_cpu.load(Ordering::Relaxed) as usize;
+    if irqs_off(|| SCHED.enqueue(target, desc)).is_err() {
+        irqs_off(|| THREADS.lock().free(t.handle));
+        return Err(SpawnError::QueueFull);
+    }
+    kick(target);
+    Ok(JoinHandle(t))
+}
+
+/// Asks `cpu` to reschedule soon (an IPI if it is another CPU).
+fn kick(target: usize) {
+    if target != this_cpu() {
+        if let Some(c) = percpu::cpu(target) {
+            apic::send_fixed(c.apic_id(), arch::interrupts::RESCHED_VECTOR);
+        }
+    }
+}
+
+/// First code of every new thread, entered from `zen_thread_start`.
+extern "C" fn thread_entry(_: u64) -> ! {
+    finish_switch();
+    cpu::enable_interrupts();
+    let me = current();
+    let f = irqs_off(|| me.inner.lock().entry.take());
+    let code = f.map_or(0, |f| f());
+    drop(me);
+    exit(code)
+}
+
+/// Picks the next thread for this CPU and switches to it. Interrupts must be off.
+fn schedule() {
+    let cpu = this_cpu();
+    let next = match SCHED.pick_next(cpu).and_then(lookup) {
+        Some(t) => t,
+        None => CPUS[cpu].idle.lock().clone().expect("no idle thread"),
+    };
+    let cur = CPUS[cpu].current.lock().clone().expect("no current thread");
+    if Arc::ptr_eq(&cur, &next) {
+        CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
+        return;
+    }
+    // Wait for the CPU that last ran `next` to finish saving it.
+    while next.on_cpu.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    next.on_cpu.store(true, Ordering::Relaxed);
+    next.last_cpu.store(cpu as u32, Ordering::Relaxed);
+    let next_rsp = next.saved_rsp.load(Ordering::Relaxed);
+    *CPUS[cpu].current.lock() = Some(next);
+    *CPUS[cpu].prev.lock() = Some(cur.clone());
+    CPUS[cpu].switches.fetch_add(1, Ordering::Relaxed);
+    CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
+    switch::switch(&cur.saved_rsp, next_rsp);
+    // Resumed, perhaps on another CPU.
+    drop(cur);
+    finish_switch();
+}
+
+/// Completes the switch that brought us here: the previous thread's registers are
+/// saved now, so other CPUs may run it.
+fn finish_switch() {
+    let prev = CPUS[this_cpu()].prev.lock().take();
+    if let Some(p) = prev {
+        p.on_cpu.store(false, Ordering::Release);
+    }
+}
+
+/// Gives up the CPU to the next runnable thread (or keeps it if there is none).
+pub fn yield_now() {
+    irqs_off(|| {
+        let cpu = this_cpu();
+        let ran = cpu::rdtsc().saturating_sub(CPUS[cpu].picked_at.load(Ordering::Relaxed));
+        let per_tick = (apic::tsc_hz() / crate::TIMER_HZ as u64).max(1);
+        SCHED.charge(cpu, ((ran * zen_sched::QUANTUM as u64) / per_tick).clamp(1, zen_sched::QUANTUM as u64) as u32);
+        schedule();
+    })
+}
+
+/// Blocks until [`unpark`] (returns at once if an unpark came first). May return
+/// spuriously: callers re-check their condition in a loop.
+pub fn park() {
+    irqs_off(|| {
+        let me = current();
+        let cpu = this_cpu();
+        {
+            let mut inner = me.inner.lock();
+            if inner.wake_pending {
+                inner.wake_pending = false;
+                return;
+            }
+            inner.state = State::Blocked;
+            inner.desc = SCHED.block_current(cpu);
+        }
+        drop(me);
+        schedule();
+    })
+}
+
+/// Wakes `t` if it is parked, else makes its next `park` return at once.
+pub fn unpark(t: &Arc<Thread>) {
+    irqs_off(|| {
+        let mut inner = t.inner.lock();
+        inner.wake_pending = true;
+        if inner.state != State::Blocked {
+            return;
+        }
+        inner.wake_pending = false;
+        let Some(desc) = inner.desc.take() else { return };
+        inner.state = State::Runnable;
+        let target = t.last_cpu.load(Ordering::Relaxed) as usize;
+        match SCHED.enqueue(target, desc) {
+            Ok(placed) => {
+                drop(inner);
+                kick(placed.cpu as usize);
+            }
+            Err(_) => {
+                crate::edge::report(zen_edge::EdgeKind::RunQueueFull, t.handle.index());
+                inner.desc = Some(desc);
+                inner.state = State::Blocked;
+            }
+        }
+    })
+}
+
+/// Sleeps for at least `ticks` timer ticks.
+pub fn sleep_ticks(ticks: u64) {
+    let until = crate::time::ticks() + ticks.max(1);
+    let me = current();
+    irqs_off(|| CPUS[this_cpu()].sleepers.lock().push((until, me.clone())));
+    while crate::time::ticks() < until {
+        park();
+    }
+}
+
+/// Moves the calling thread to `cpu` and pins it there.
+pub fn pin_current(target: usize) -> Result<(), SpawnError> {
+    if percpu::cpu(target).map_or(true, |c| !c.is_online()) {
+        return Err(SpawnError::NoSuchCpu);
+    }
+    irqs_off(|| {
+        let cpu = this_cpu();
+        let Some(desc) = SCHED.block_current(cpu) else { return Err(SpawnError::QueueFull) };
+        SCHED.enqueue(target, desc.pinned(target as u8)).map_err(|_| SpawnError::QueueFull)?;
+        schedule();
+        Ok(())
+    })?;
+    kick(target);
+    Ok(())
+}
+
+/// Ends the calling thread with `code`.
+pub fn exit(code: u64) -> ! {
+    cpu::disable_interrupts();
+    let me = current();
+    let joiner = {
+        let mut inner = me.inner.lock();
+        inner.state = State::Exited;
+        inner.exit_code = Some(code);
+        let _ = SCHED.block_current(this_cpu());
+        inner.joiner.take()
+    };
+    if let Some(j) = joiner {
+        unpark(&j);
+    }
+    drop(me);
+    schedule();
+    unreachable!("an exited thread was scheduled again");
+}
+
+/// Waits for the thread to exit and returns its exit code; frees its slot.
+pub fn join(h: JoinHandle) -> u64 {
+    let t = h.0;
+    loop {
+        let done = irqs_off(|| {
+            let mut inner = t.inner.lock();
+            if inner.state == State::Exited {
+                inner.exit_code
+            } else {
+                inner.joiner = Some(current());
+                None
+            }
+        });
+        if let Some(code) = done {
+            // Its CPU may still be switching away from its stack.
+            while t.on_cpu.load(Ordering::Acquire) {
+                core::hint::spin_loop();
+            }
+            irqs_off(|| THREADS.lock().free(t.handle));
+            return code;
+        }
+        park();
+    }
+}
+
+/// Called from the timer interrupt: wakes due sleepers, and preempts when the
+/// running thread's quantum is over.
+pub fn on_tick() {
+    if !READY.load(Ordering::Acquire) {
+        return;
+    }
+    let cpu = this_cpu();
+    match CPUS[cpu].current.lock().as_ref() {
+        Some(t) => t.ticks_run.fetch_add(1, Ordering::Relaxed),
+        None => return,
+    };
+    let now = crate::time::ticks();
+    let due: Vec<Arc<Thread>> = {
+        let mut s = CPUS[cpu].sleepers.lock();
+        let mut due = Vec::new();
+        s.retain(|(until, t)| {
+            if *until <= now {
+                due.push(t.clone());
+                false
+            } else {
+                true
+            }
+        });
+        due
+    };
+    for t in &due {
+        unpark(t);
+    }
+    if SCHED.tick(cpu) {
+        schedule();
+    }
+}
+
+/// What a CPU does when it has nothing to run: halt until an interrupt, then look for
+/// work (its own queue, or stolen from the busiest other queue).
+pub fn idle_loop() -> ! {
+    loop {
+        cpu::enable_interrupts();
+        cpu::halt();
+        irqs_off(schedule);
+    }
+}
+
+/// Called from the reschedule IPI.
+pub fn on_resched() {
+    if READY.load(Ordering::Acquire) && CPUS[this_cpu()].current.lock().is_some() {
+        schedule();
+    }
+}
+
+/// Context switches done by `cpu` so far.
+pub fn switches(cpu: usize) -> u64 {
+    CPUS.get(cpu).map_or(0, |c| c.switches.load(Ordering::Relaxed))
+}
+
+/// Threads alive (not yet joined).
+pub fn thread_count() -> usize {
+    irqs_off(|| THREADS.lock().len())
+}
+
+/// Removes a waiting thread from its queue (test support for `Removal`).
+#[allow(dead_code)]
+fn take_from_queue(t: &Thread) -> Removal {
+    SCHED.remove(t.handle.index())
+}
