@@ -30,10 +30,10 @@ extern crate std;
 
 mod sync {
     //! Atomics, swapped for loom's model-checked ones under `--cfg loom`.
-    #[cfg(loom)]
-    pub use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
     #[cfg(not(loom))]
     pub use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+    #[cfg(loom)]
+    pub use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 }
 
 use sync::{AtomicU32, AtomicUsize, Ordering};
@@ -124,11 +124,19 @@ struct Slot {
 impl Slot {
     #[cfg(not(loom))]
     const fn new() -> Self {
-        Self { head: AtomicU32::new(0), payload: AtomicU32::new(0), stamp: AtomicU32::new(0) }
+        Self {
+            head: AtomicU32::new(0),
+            payload: AtomicU32::new(0),
+            stamp: AtomicU32::new(0),
+        }
     }
     #[cfg(loom)]
     fn new() -> Self {
-        Self { head: AtomicU32::new(0), payload: AtomicU32::new(0), stamp: AtomicU32::new(0) }
+        Self {
+            head: AtomicU32::new(0),
+            payload: AtomicU32::new(0),
+            stamp: AtomicU32::new(0),
+        }
     }
 
     /// The record, if published.
@@ -177,7 +185,11 @@ impl<const N: usize> EdgeRegistry<N> {
     /// An empty registry; `const` so it can be a `static`.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        Self { slots: [const { Slot::new() }; N], next: AtomicUsize::new(0), dropped: AtomicUsize::new(0) }
+        Self {
+            slots: [const { Slot::new() }; N],
+            next: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
+        }
     }
 
     /// An empty registry (loom's atomics have no `const` constructor).
@@ -212,7 +224,13 @@ impl<const N: usize> EdgeRegistry<N> {
 
     /// Shorthand for [`record`](Self::record) with the fields spelled out.
     pub fn report(&self, kind: EdgeKind, cpu: u8, detail: u16, payload: u32, stamp: u32) -> bool {
-        self.record(EdgeRecord { kind, cpu, detail, payload, stamp })
+        self.record(EdgeRecord {
+            kind,
+            cpu,
+            detail,
+            payload,
+            stamp,
+        })
     }
 
     /// The capacity, `N`.
@@ -248,7 +266,11 @@ impl<const N: usize> EdgeRegistry<N> {
     /// Every published record, in claim order. Slots claimed but not yet published are
     /// skipped, so a snapshot taken while writers run is a consistent subset.
     pub fn iter(&self) -> Iter<'_, N> {
-        Iter { reg: self, i: 0, end: self.claimed() }
+        Iter {
+            reg: self,
+            i: 0,
+            end: self.claimed(),
+        }
     }
 
     /// Copies published records into `out` (in claim order); returns how many.

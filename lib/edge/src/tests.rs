@@ -4,7 +4,13 @@ use std::sync::Arc;
 use std::vec::Vec;
 
 fn rec(kind: EdgeKind, cpu: u8, detail: u16, payload: u32, stamp: u32) -> EdgeRecord {
-    EdgeRecord { kind, cpu, detail, payload, stamp }
+    EdgeRecord {
+        kind,
+        cpu,
+        detail,
+        payload,
+        stamp,
+    }
 }
 
 // A `static` is how the kernel holds it; this only compiles if `new` is const.
@@ -134,7 +140,12 @@ fn concurrent_writers_lose_nothing_below_capacity() {
     for r in reg.iter() {
         assert_eq!({ r.detail }, r.cpu as u16);
         assert_eq!({ r.stamp }, r.payload ^ 0x5a5a);
-        assert_eq!({ r.payload }, next[r.cpu as usize], "cpu {} out of order", { r.cpu });
+        assert_eq!(
+            { r.payload },
+            next[r.cpu as usize],
+            "cpu {} out of order",
+            { r.cpu }
+        );
         next[r.cpu as usize] += 1;
     }
     assert_eq!(next, [EACH; THREADS as usize]);
@@ -148,7 +159,11 @@ fn concurrent_writers_past_capacity_account_for_every_event() {
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let reg = Arc::clone(&reg);
-            std::thread::spawn(move || (0..EACH).filter(|&i| reg.report(EdgeKind::RingOverflow, t as u8, 0, i, 0)).count())
+            std::thread::spawn(move || {
+                (0..EACH)
+                    .filter(|&i| reg.report(EdgeKind::RingOverflow, t as u8, 0, i, 0))
+                    .count()
+            })
         })
         .collect();
     let kept: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();

@@ -14,7 +14,13 @@ use zen_edge::{EdgeKind, EdgeRecord, EdgeRegistry};
 
 fn rec(cpu: u8, payload: u32) -> EdgeRecord {
     // stamp mirrors payload so a reader can tell a torn record.
-    EdgeRecord { kind: EdgeKind::PageFault, cpu, detail: cpu as u16, payload, stamp: !payload }
+    EdgeRecord {
+        kind: EdgeKind::PageFault,
+        cpu,
+        detail: cpu as u16,
+        payload,
+        stamp: !payload,
+    }
 }
 
 fn check(r: &EdgeRecord) {
@@ -81,7 +87,11 @@ fn overflow_counts_every_drop() {
             thread::spawn(move || reg.iter().for_each(|r| check(&r)))
         };
         reader.join().unwrap();
-        let kept = writers.into_iter().map(|h| h.join().unwrap()).filter(|&k| k).count();
+        let kept = writers
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&k| k)
+            .count();
         assert_eq!(kept, 1);
         assert_eq!(reg.len(), 1);
         assert_eq!(reg.dropped(), 1);

@@ -56,7 +56,10 @@ impl Handle {
     /// The inverse of [`to_raw`](Self::to_raw). Any `u64` is accepted; the pool decides
     /// whether it names a live object.
     pub const fn from_raw(raw: u64) -> Self {
-        Self { index: raw as u32, generation: (raw >> 32) as u32 }
+        Self {
+            index: raw as u32,
+            generation: (raw >> 32) as u32,
+        }
     }
 }
 
@@ -106,7 +109,13 @@ impl<T, const N: usize> LazyPool<T, N> {
         #[allow(clippy::let_unit_value)] // reason: forces the compile-time check
         let () = Self::FITS;
         Self {
-            slots: [const { Slot { value: None, generation: 0, next_free: NIL } }; N],
+            slots: [const {
+                Slot {
+                    value: None,
+                    generation: 0,
+                    next_free: NIL,
+                }
+            }; N],
             free_head: NIL,
             fresh: 0,
             live: 0,
@@ -138,7 +147,10 @@ impl<T, const N: usize> LazyPool<T, N> {
             return None;
         };
         let slot = &mut self.slots[index as usize];
-        let handle = Handle { index, generation: slot.generation };
+        let handle = Handle {
+            index,
+            generation: slot.generation,
+        };
         slot.value = Some(f(handle));
         self.live += 1;
         Some(handle)
@@ -146,7 +158,9 @@ impl<T, const N: usize> LazyPool<T, N> {
 
     /// The slot `h` names, if `h` is live.
     fn live_slot(&self, h: Handle) -> Option<&Slot<T>> {
-        self.slots.get(h.index as usize).filter(|s| s.generation == h.generation && s.value.is_some())
+        self.slots
+            .get(h.index as usize)
+            .filter(|s| s.generation == h.generation && s.value.is_some())
     }
 
     /// The object, if `h` is live (not freed since it was issued).
@@ -169,7 +183,13 @@ impl<T, const N: usize> LazyPool<T, N> {
     pub fn get_by_index(&self, index: u32) -> Option<(Handle, &T)> {
         let slot = self.slots.get(index as usize)?;
         let value = slot.value.as_ref()?;
-        Some((Handle { index, generation: slot.generation }, value))
+        Some((
+            Handle {
+                index,
+                generation: slot.generation,
+            },
+            value,
+        ))
     }
 
     /// True if `h` names a live object.
@@ -223,17 +243,31 @@ impl<T, const N: usize> LazyPool<T, N> {
 
     /// Every live object with its handle, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (Handle, &T)> {
-        self.slots[..self.fresh as usize].iter().zip(0u32..).filter_map(|(s, index)| {
-            s.value.as_ref().map(|v| (Handle { index, generation: s.generation }, v))
-        })
+        self.slots[..self.fresh as usize]
+            .iter()
+            .zip(0u32..)
+            .filter_map(|(s, index)| {
+                s.value.as_ref().map(|v| {
+                    (
+                        Handle {
+                            index,
+                            generation: s.generation,
+                        },
+                        v,
+                    )
+                })
+            })
     }
 
     /// Every live object, mutably, with its handle, in slot order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (Handle, &mut T)> {
-        self.slots[..self.fresh as usize].iter_mut().zip(0u32..).filter_map(|(s, index)| {
-            let generation = s.generation;
-            s.value.as_mut().map(|v| (Handle { index, generation }, v))
-        })
+        self.slots[..self.fresh as usize]
+            .iter_mut()
+            .zip(0u32..)
+            .filter_map(|(s, index)| {
+                let generation = s.generation;
+                s.value.as_mut().map(|v| (Handle { index, generation }, v))
+            })
     }
 }
 

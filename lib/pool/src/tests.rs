@@ -41,7 +41,11 @@ fn stale_handles_are_refused_everywhere() {
 fn out_of_range_and_forged_handles_are_refused() {
     let mut p = LazyPool::<u8, 4>::new();
     let h = p.alloc(9).unwrap();
-    for raw in [Handle::from_raw(4), Handle::from_raw(u64::MAX), Handle::from_raw(1 << 32 | h.index() as u64)] {
+    for raw in [
+        Handle::from_raw(4),
+        Handle::from_raw(u64::MAX),
+        Handle::from_raw(1 << 32 | h.index() as u64),
+    ] {
         assert_eq!(p.get(raw), None);
         assert_eq!(p.free(raw), None);
     }
@@ -77,7 +81,10 @@ fn a_slot_is_retired_rather_than_wrapping_its_generation() {
     let h = p.alloc(1).unwrap();
     // Pretend the slot has been recycled almost 2^32 times.
     p.slots[0].generation = u32::MAX - 1;
-    let h = Handle { generation: u32::MAX - 1, ..h };
+    let h = Handle {
+        generation: u32::MAX - 1,
+        ..h
+    };
     assert_eq!(p.free(h), Some(1));
     assert!(p.is_full(), "the only slot is retired");
     assert_eq!(p.alloc(2), Err(2));
@@ -88,7 +95,9 @@ fn a_slot_is_retired_rather_than_wrapping_its_generation() {
 fn values_are_dropped_on_free_and_with_the_pool() {
     let token = Rc::new(());
     let mut p = LazyPool::<Rc<()>, 4>::new();
-    let hs: Vec<_> = (0..3).map(|_| p.alloc(Rc::clone(&token)).unwrap()).collect();
+    let hs: Vec<_> = (0..3)
+        .map(|_| p.alloc(Rc::clone(&token)).unwrap())
+        .collect();
     assert_eq!(Rc::strong_count(&token), 4);
     drop(p.free(hs[1]));
     assert_eq!(Rc::strong_count(&token), 3);

@@ -109,7 +109,9 @@ impl<const CAP: usize> RunQueue<CAP> {
     /// at least 1): its pass advances by `stride * units / QUANTUM`, rounded up.
     /// Real-time tasks are not charged.
     pub fn charge(&mut self, units: u32) {
-        let Some(cur) = self.current.as_mut() else { return };
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
         self.charged = true;
         if cur.is_rt() {
             return;

@@ -65,7 +65,10 @@ pub struct Scheduler<const CPUS: usize, const CAP: usize> {
 
 impl<const CPUS: usize, const CAP: usize> core::fmt::Debug for Scheduler<CPUS, CAP> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Scheduler").field("cpus", &CPUS).field("capacity", &CAP).finish()
+        f.debug_struct("Scheduler")
+            .field("cpus", &CPUS)
+            .field("capacity", &CAP)
+            .finish()
     }
 }
 
@@ -85,7 +88,12 @@ impl<const CPUS: usize, const CAP: usize> Scheduler<CPUS, CAP> {
         #[allow(clippy::let_unit_value)] // reason: forces the compile-time check
         let () = Self::SHAPE;
         Self {
-            cpus: [const { PerCpu { queue: Mutex::new(RunQueue::new()), load: AtomicUsize::new(0) } }; CPUS],
+            cpus: [const {
+                PerCpu {
+                    queue: Mutex::new(RunQueue::new()),
+                    load: AtomicUsize::new(0),
+                }
+            }; CPUS],
             migrations: AtomicUsize::new(0),
         }
     }
@@ -96,7 +104,10 @@ impl<const CPUS: usize, const CAP: usize> Scheduler<CPUS, CAP> {
         #[allow(clippy::let_unit_value)] // reason: forces the compile-time check
         let () = Self::SHAPE;
         Self {
-            cpus: core::array::from_fn(|_| PerCpu { queue: Mutex::new(RunQueue::new()), load: AtomicUsize::new(0) }),
+            cpus: core::array::from_fn(|_| PerCpu {
+                queue: Mutex::new(RunQueue::new()),
+                load: AtomicUsize::new(0),
+            }),
             migrations: AtomicUsize::new(0),
         }
     }
@@ -191,7 +202,9 @@ impl<const CPUS: usize, const CAP: usize> Scheduler<CPUS, CAP> {
         }
         let (mut src, mut dst) = self.lock_pair(from, to);
         let moved = self.move_one(&mut src, &mut dst);
-        self.cpus[from].load.store(src.stealable(), Ordering::Relaxed);
+        self.cpus[from]
+            .load
+            .store(src.stealable(), Ordering::Relaxed);
         self.cpus[to].load.store(dst.stealable(), Ordering::Relaxed);
         moved
     }
@@ -210,9 +223,17 @@ impl<const CPUS: usize, const CAP: usize> Scheduler<CPUS, CAP> {
             .max()?
             .1;
         let (mut src, mut dst) = self.lock_pair(from, cpu);
-        let moved = if src.tasks() >= dst.tasks() + 2 { self.move_one(&mut src, &mut dst) } else { None };
-        self.cpus[from].load.store(src.stealable(), Ordering::Relaxed);
-        self.cpus[cpu].load.store(dst.stealable(), Ordering::Relaxed);
+        let moved = if src.tasks() >= dst.tasks() + 2 {
+            self.move_one(&mut src, &mut dst)
+        } else {
+            None
+        };
+        self.cpus[from]
+            .load
+            .store(src.stealable(), Ordering::Relaxed);
+        self.cpus[cpu]
+            .load
+            .store(dst.stealable(), Ordering::Relaxed);
         moved
     }
 
@@ -235,7 +256,9 @@ impl<const CPUS: usize, const CAP: usize> Scheduler<CPUS, CAP> {
                 self.move_one(&mut src, &mut dst)?;
                 dst.pick()
             });
-            self.cpus[from].load.store(src.stealable(), Ordering::Relaxed);
+            self.cpus[from]
+                .load
+                .store(src.stealable(), Ordering::Relaxed);
             self.cpus[to].load.store(dst.stealable(), Ordering::Relaxed);
             if picked.is_some() {
                 return picked;
@@ -259,7 +282,11 @@ impl<const CPUS: usize, const CAP: usize> Scheduler<CPUS, CAP> {
     }
 
     /// Locks two distinct queues in index order; returns (a's guard, b's guard).
-    fn lock_pair(&self, a: usize, b: usize) -> (Guard<'_, RunQueue<CAP>>, Guard<'_, RunQueue<CAP>>) {
+    fn lock_pair(
+        &self,
+        a: usize,
+        b: usize,
+    ) -> (Guard<'_, RunQueue<CAP>>, Guard<'_, RunQueue<CAP>>) {
         assert_ne!(a, b);
         if a < b {
             let ga = self.cpus[a].queue.lock();

@@ -4,10 +4,10 @@
 //! where spinning is the only option. Under loom, loom's mutex, so the model checker
 //! sees every acquisition and can explore their interleavings (and find deadlocks).
 
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
 
 /// A mutual-exclusion lock with a `const` constructor outside loom.
 pub(crate) struct Mutex<T>(

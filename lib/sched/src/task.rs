@@ -53,12 +53,26 @@ impl TaskDesc {
     /// A stride task with `tickets` (0 is taken as 1: every task makes progress).
     pub const fn stride(id: TaskId, tickets: u16) -> Self {
         let tickets = if tickets == 0 { 1 } else { tickets };
-        Self { id, pass: 0, stride: STRIDE1 / tickets as u32, tickets, class: Class::Stride, pin: NO_PIN }
+        Self {
+            id,
+            pass: 0,
+            stride: STRIDE1 / tickets as u32,
+            tickets,
+            class: Class::Stride,
+            pin: NO_PIN,
+        }
     }
 
     /// A real-time task.
     pub const fn realtime(id: TaskId) -> Self {
-        Self { id, pass: 0, stride: 0, tickets: 0, class: Class::RealTime, pin: NO_PIN }
+        Self {
+            id,
+            pass: 0,
+            stride: 0,
+            tickets: 0,
+            class: Class::RealTime,
+            pin: NO_PIN,
+        }
     }
 
     /// The same task, pinned to `cpu`: it is only ever queued there and never stolen.
@@ -78,7 +92,11 @@ impl TaskDesc {
     pub const fn with_tickets(self, tickets: u16) -> Self {
         match self.class {
             Class::RealTime => self,
-            Class::Stride => Self { pass: self.pass, pin: self.pin, ..Self::stride(self.id, tickets) },
+            Class::Stride => Self {
+                pass: self.pass,
+                pin: self.pin,
+                ..Self::stride(self.id, tickets)
+            },
         }
     }
 

@@ -18,7 +18,8 @@ type S = Scheduler<2, 4>;
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     // Bounded so the run takes seconds; these models fail within this bound when the
-    // bug they guard against is put back (checked with `remove` without its migration re-check, or unordered pair locking).
+    // bug they guard against is put back (checked with `remove` without its migration
+    // re-check, and with unordered pair locking).
     b.preemption_bound = Some(4);
     b.check(f);
 }
@@ -60,7 +61,10 @@ fn steal_against_the_owner() {
         };
         let slept = owner.join().unwrap();
         let stolen = thief.join().unwrap();
-        assert!(stolen.is_some(), "CPU 0 always had a stealable waiting task");
+        assert!(
+            stolen.is_some(),
+            "CPU 0 always had a stealable waiting task"
+        );
         let mut ids = all_tasks(&s);
         assert!(ids.insert(slept.id()));
         assert_eq!(ids, HashSet::from([1, 2, 3]));

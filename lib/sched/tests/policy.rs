@@ -34,8 +34,19 @@ fn three_to_one_tickets_give_three_to_one_cpu_within_one_percent() {
 
 #[test]
 fn every_ticket_mix_gets_its_share_within_one_percent() {
-    for tickets in [[1u16, 2, 3, 4], [10, 10, 10, 70], [1, 1, 1, 997], [7, 13, 29, 51]] {
-        let mut q = queue_of(&tickets.iter().zip(0..).map(|(&t, id)| TaskDesc::stride(id, t)).collect::<Vec<_>>());
+    for tickets in [
+        [1u16, 2, 3, 4],
+        [10, 10, 10, 70],
+        [1, 1, 1, 997],
+        [7, 13, 29, 51],
+    ] {
+        let mut q = queue_of(
+            &tickets
+                .iter()
+                .zip(0..)
+                .map(|(&t, id)| TaskDesc::stride(id, t))
+                .collect::<Vec<_>>(),
+        );
         let c = run(&mut q, 10_000, 4);
         let total: u32 = tickets.iter().map(|&t| u32::from(t)).sum();
         for (i, &t) in tickets.iter().enumerate() {
@@ -60,7 +71,11 @@ fn a_late_joiner_gets_its_share_from_then_on_and_no_burst() {
 
 #[test]
 fn a_leaver_returns_its_share_to_the_others() {
-    let mut q = queue_of(&[TaskDesc::stride(0, 10), TaskDesc::stride(1, 10), TaskDesc::stride(2, 20)]);
+    let mut q = queue_of(&[
+        TaskDesc::stride(0, 10),
+        TaskDesc::stride(1, 10),
+        TaskDesc::stride(2, 20),
+    ]);
     let c = run(&mut q, 4000, 3);
     assert_eq!(c, [1000, 1000, 2000]);
     // Take task 2 out wherever it is: running (block) or waiting (remove).
@@ -107,7 +122,11 @@ fn lag_is_kept_across_sleep() {
 
 #[test]
 fn no_stride_task_starves_however_few_its_tickets() {
-    let mut q = queue_of(&[TaskDesc::stride(0, 1), TaskDesc::stride(1, 1000), TaskDesc::stride(2, 500)]);
+    let mut q = queue_of(&[
+        TaskDesc::stride(0, 1),
+        TaskDesc::stride(1, 1000),
+        TaskDesc::stride(2, 500),
+    ]);
     let mut last = [0usize; 3];
     for now in 1..=20_000 {
         let id = q.pick().unwrap() as usize;
@@ -125,20 +144,33 @@ fn no_stride_task_starves_however_few_its_tickets() {
 fn real_time_tasks_run_first_and_round_robin() {
     let mut q = queue_of(&[TaskDesc::stride(0, 100)]);
     assert_eq!(q.pick(), Some(0));
-    assert_eq!(q.push(TaskDesc::realtime(10)), Ok(true), "asks to preempt a stride task");
-    assert_eq!(q.push(TaskDesc::realtime(11)), Ok(true), "a stride task still runs");
+    assert_eq!(
+        q.push(TaskDesc::realtime(10)),
+        Ok(true),
+        "asks to preempt a stride task"
+    );
+    assert_eq!(
+        q.push(TaskDesc::realtime(11)),
+        Ok(true),
+        "a stride task still runs"
+    );
     assert!(q.tick());
-    let order: Vec<_> = (0..6).map(|_| {
-        let id = q.pick().unwrap();
-        q.tick();
-        id
-    }).collect();
+    let order: Vec<_> = (0..6)
+        .map(|_| {
+            let id = q.pick().unwrap();
+            q.tick();
+            id
+        })
+        .collect();
     assert_eq!(order, [10, 11, 10, 11, 10, 11]);
     // The stride task only runs once no real-time task is runnable.
     assert_eq!(q.pick(), Some(10));
     q.block_current();
     assert_eq!(q.pick(), Some(11));
-    assert!(!q.tick(), "alone with stride tasks, a real-time task keeps the CPU");
+    assert!(
+        !q.tick(),
+        "alone with stride tasks, a real-time task keeps the CPU"
+    );
     q.block_current();
     assert_eq!(q.pick(), Some(0));
 }
@@ -168,7 +200,10 @@ fn a_yield_loop_pays_for_each_dispatch() {
     // advances and task 1 gets one full quantum per QUANTUM yields: equal CPU time.
     // (Charging nothing would let task 0 hold the CPU forever after task 1's first run.)
     let per = QUANTUM as usize + 1;
-    assert!((10_000 / per..=10_000 / per + 1).contains(&ran[1]), "{ran:?}");
+    assert!(
+        (10_000 / per..=10_000 / per + 1).contains(&ran[1]),
+        "{ran:?}"
+    );
 }
 
 #[test]
@@ -183,7 +218,10 @@ fn partial_quanta_are_charged_by_what_was_used() {
         time[id as usize] += u64::from(used);
     }
     let ratio = time[0] as f64 / time[1] as f64;
-    assert!((ratio - 1.0).abs() < 0.01, "equal tickets, equal CPU time: {time:?}");
+    assert!(
+        (ratio - 1.0).abs() < 0.01,
+        "equal tickets, equal CPU time: {time:?}"
+    );
 }
 
 #[test]
@@ -202,7 +240,11 @@ fn capacity_counts_the_running_task() {
 
 #[test]
 fn remove_takes_only_waiting_tasks_and_returns_their_lag() {
-    let mut q = queue_of(&[TaskDesc::stride(0, 1), TaskDesc::stride(1, 1), TaskDesc::realtime(2)]);
+    let mut q = queue_of(&[
+        TaskDesc::stride(0, 1),
+        TaskDesc::stride(1, 1),
+        TaskDesc::realtime(2),
+    ]);
     assert_eq!(q.pick(), Some(2));
     assert_eq!(q.remove(2), None, "running");
     let t = q.remove(1).unwrap();
@@ -235,8 +277,15 @@ fn descriptors_are_packed_and_queues_cache_aligned() {
     assert_eq!(std::mem::size_of::<TaskDesc>(), 20);
     assert_eq!(std::mem::align_of::<RunQueue<16>>(), 64);
     let t = TaskDesc::stride(7, 0);
-    assert_eq!((t.tickets(), t.stride_len()), (1, zen_sched::STRIDE1), "0 tickets is taken as 1");
+    assert_eq!(
+        (t.tickets(), t.stride_len()),
+        (1, zen_sched::STRIDE1),
+        "0 tickets is taken as 1"
+    );
     assert_eq!(t.pinned(3).pin(), Some(3));
     assert_eq!(t.pinned(3).unpinned().pin(), None);
-    assert_eq!(TaskDesc::stride(7, 4).with_tickets(2), TaskDesc::stride(7, 2));
+    assert_eq!(
+        TaskDesc::stride(7, 4).with_tickets(2),
+        TaskDesc::stride(7, 2)
+    );
 }

@@ -38,7 +38,10 @@ fn stealing_keeps_every_cpu_busy_while_work_exists() {
     }
     for r in 0..200 {
         let running = round(&s);
-        assert!(running.iter().all(Option::is_some), "round {r}: {running:?}");
+        assert!(
+            running.iter().all(Option::is_some),
+            "round {r}: {running:?}"
+        );
         let distinct: HashSet<_> = running.iter().flatten().collect();
         assert_eq!(distinct.len(), 4, "a task runs on one CPU at a time");
     }
@@ -74,7 +77,11 @@ fn tasks_leaving_and_arriving_keep_every_cpu_busy() {
         rng ^= rng << 17;
         let running = round(&s);
         let awake = 9 - asleep.len();
-        assert_eq!(running.iter().flatten().count(), awake.min(3), "{running:?}");
+        assert_eq!(
+            running.iter().flatten().count(),
+            awake.min(3),
+            "{running:?}"
+        );
         let cpu = (rng % 3) as usize;
         if rng & 8 != 0 && awake > 1 {
             asleep.extend(s.block_current(cpu));
@@ -94,9 +101,16 @@ fn balancing_evens_out_queues_and_then_shares_fairly() {
     // Idle stealing alone: CPU 1 takes one task and keeps it to itself.
     let mut ran = [0usize; 8];
     for _ in 0..100 {
-        round(&s).iter().flatten().for_each(|&id| ran[id as usize] += 1);
+        round(&s)
+            .iter()
+            .flatten()
+            .for_each(|&id| ran[id as usize] += 1);
     }
-    assert_eq!(ran.iter().filter(|&&n| n == 100).count(), 1, "one task owns CPU 1: {ran:?}");
+    assert_eq!(
+        ran.iter().filter(|&&n| n == 100).count(),
+        1,
+        "one task owns CPU 1: {ran:?}"
+    );
     // With the kernel balancing every quantum the queues even out at 4 and 4, and then
     // every task gets a quarter of a CPU.
     for _ in 0..10 {
@@ -108,7 +122,10 @@ fn balancing_evens_out_queues_and_then_shares_fairly() {
     assert_eq!((tasks(0), tasks(1)), (4, 4));
     let mut ran = [0usize; 8];
     for _ in 0..4000 {
-        round(&s).iter().flatten().for_each(|&id| ran[id as usize] += 1);
+        round(&s)
+            .iter()
+            .flatten()
+            .for_each(|&id| ran[id as usize] += 1);
         assert_eq!(s.balance(0), None, "balanced queues stay put");
         assert_eq!(s.balance(1), None);
     }
@@ -120,7 +137,10 @@ fn pinned_tasks_stay_put_even_when_others_idle() {
     let s = Scheduler::<4, 8>::new();
     // Pinned tasks go to their CPU whatever CPU is named.
     for id in 0..3 {
-        assert_eq!(s.enqueue(3, TaskDesc::stride(id, 1).pinned(1)).unwrap().cpu, 1);
+        assert_eq!(
+            s.enqueue(3, TaskDesc::stride(id, 1).pinned(1)).unwrap().cpu,
+            1
+        );
     }
     s.enqueue(0, TaskDesc::stride(9, 1)).unwrap();
     for _ in 0..100 {
@@ -132,7 +152,11 @@ fn pinned_tasks_stay_put_even_when_others_idle() {
         }
         assert!(running[1].is_some(), "CPU 1 always has its pinned work");
     }
-    assert_eq!(s.steal(1, 2), None, "only pinned tasks are waiting on CPU 1");
+    assert_eq!(
+        s.steal(1, 2),
+        None,
+        "only pinned tasks are waiting on CPU 1"
+    );
 }
 
 #[test]
@@ -201,7 +225,8 @@ fn real_threads_driving_cpus_lose_and_duplicate_nothing() {
     const TASKS: u32 = 24;
     let s = Scheduler::<CPUS, 32>::new();
     for id in 0..TASKS {
-        s.enqueue(0, TaskDesc::stride(id, 1 + id as u16 % 3)).unwrap();
+        s.enqueue(0, TaskDesc::stride(id, 1 + id as u16 % 3))
+            .unwrap();
     }
     let parked: Vec<TaskDesc> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..CPUS)
@@ -230,7 +255,10 @@ fn real_threads_driving_cpus_lose_and_duplicate_nothing() {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let mut ids = all_tasks(&s);
     for t in parked {

@@ -21,7 +21,11 @@ fn passes_wrapping_past_u64_max_keep_their_order() {
     q.push(TaskDesc::stride(0, 3)).unwrap();
     q.push(TaskDesc::stride(1, 1)).unwrap();
     let counts = run(&mut q, 400, 2);
-    assert!(q.vtime() < 1 << 40, "the virtual time wrapped: {}", q.vtime());
+    assert!(
+        q.vtime() < 1 << 40,
+        "the virtual time wrapped: {}",
+        q.vtime()
+    );
     assert_eq!(counts, [300, 100]);
 }
 
