@@ -182,14 +182,14 @@ unsafe fn read(f: *mut FileProtocolV1, buf: *mut u8, len: usize) -> usize {
     if st.is_error() { 0 } else { n }
 }
 
-/// Reads the whole of `\zenos.bin` into fresh pages: (address, bytes read, pages bytes).
-fn read_image(efi: &Efi) -> Option<(u64, usize, u64)> {
-    let root = efi.root();
-    if root.is_null() {
-        return None;
-    }
-    // SAFETY: `root` is a live directory handle, boot services are running; the
-    // buffer passed to `read` is `size` freshly allocated bytes.
+/// Reads the whole of `\zenos.bin` into fresh pages: (address, bytes read, bytes
+/// allocated), or `None` if there is no such file.
+///
+/// # Safety
+/// `root` is a live directory handle and boot services are running.
+unsafe fn read_image(efi: &Efi, root: *mut FileProtocolV1) -> Option<(u64, usize, u64)> {
+    // SAFETY: per the contract above; the buffer passed to `read` is `size` freshly
+    // allocated bytes.
     unsafe {
         let f = open(root, &ZENOS_BIN);
         if f.is_null() {
@@ -207,31 +207,29 @@ fn read_image(efi: &Efi) -> Option<(u64, usize, u64)> {
         // A short read is passed on: `verify` refuses it as truncated.
         let n = read(f, buf as *mut u8, size as usize);
         let _ = ((*f).close)(f);
-        // cmdline.txt is optional; read it into BootInfo later through the same root.
         Some((buf, n, size))
     }
 }
 
-/// Reads `\cmdline.txt` (at most 127 bytes, trailing newline dropped) into `out`.
-fn read_cmdline(efi: &Efi, out: &mut [u8; 128]) {
-    let root = efi.root();
-    if root.is_null() {
-        return;
-    }
-    let mut buf = [0u8; 127];
-    // SAFETY: `root` is a live directory handle; `buf` is 127 writable bytes.
+/// Reads `\cmdline.txt` (at most 127 bytes, trailing newline dropped) into `out`,
+/// which is all zeroes; leaves it so if there is no such file.
+///
+/// # Safety
+/// `root` is a live directory handle and boot services are running.
+unsafe fn read_cmdline(root: *mut FileProtocolV1, out: &mut [u8; 128]) {
+    // SAFETY: per the contract above; `out` has room for 127 bytes and a NUL.
     let n = unsafe {
         let f = open(root, &CMDLINE_TXT);
         if f.is_null() {
             return;
         }
-        let n = read(f, buf.as_mut_ptr(), buf.len());
+        let n = read(f, out.as_mut_ptr(), 127);
         let _ = ((*f).close)(f);
         n
     };
-    let text = trim_cmdline(buf.get(..n).unwrap_or(&[]));
-    for (o, &c) in out.iter_mut().zip(text) {
-        *o = c;
+    let keep = trim_cmdline(out.get(..n).unwrap_or(&[])).len();
+    for b in out.iter_mut().skip(keep) {
+        *b = 0;
     }
 }
 
@@ -256,34 +254,31 @@ fn secure_boot(st: &SystemTable) -> SecureBoot {
     }
 }
 
-fn framebuffer(efi: &Efi) -> Framebuffer {
-    let mut fb = Framebuffer { base: 0, size: 0, width: 0, height: 0, stride: 0, format: 0 };
+/// Describes GOP's current mode in `fb` (left zeroed, format None, if there is no GOP
+/// or its pixels are not plain 32-bit RGB/BGR).
+fn framebuffer(efi: &Efi, fb: &mut Framebuffer) {
     let mut gop: *mut c_void = null_mut();
     // SAFETY: boot services are live; `gop` is a valid out-pointer.
     let st = unsafe { ((*efi.bs).locate_protocol)(&GraphicsOutputProtocol::GUID, null(), &mut gop) };
     if st.is_error() || gop.is_null() {
-        return fb;
+        return;
     }
     // SAFETY: a GOP instance from the firmware; its mode and mode info are valid while
     // boot services run.
-    unsafe {
+    let (mode, info) = unsafe {
         let mode = &*(*gop.cast::<GraphicsOutputProtocol>()).mode;
-        let info = &*mode.info;
-        let format = match info.pixel_format {
-            GraphicsPixelFormat::PIXEL_RED_GREEN_BLUE_RESERVED_8_BIT_PER_COLOR => PixelFormat::Rgb,
-            GraphicsPixelFormat::PIXEL_BLUE_GREEN_RED_RESERVED_8_BIT_PER_COLOR => PixelFormat::Bgr,
-            _ => return fb, // bitmask or Blt-only: no linear framebuffer we describe
-        };
-        fb = Framebuffer {
-            base: mode.frame_buffer_base,
-            size: mode.frame_buffer_size as u64,
-            width: info.horizontal_resolution,
-            height: info.vertical_resolution,
-            stride: info.pixels_per_scan_line,
-            format: format as u32,
-        };
-    }
-    fb
+        (mode, &*mode.info)
+    };
+    fb.format = match info.pixel_format {
+        GraphicsPixelFormat::PIXEL_RED_GREEN_BLUE_RESERVED_8_BIT_PER_COLOR => PixelFormat::Rgb,
+        GraphicsPixelFormat::PIXEL_BLUE_GREEN_RED_RESERVED_8_BIT_PER_COLOR => PixelFormat::Bgr,
+        _ => return, // bitmask or Blt-only: no linear framebuffer we can describe
+    } as u32;
+    fb.base = mode.frame_buffer_base;
+    fb.size = mode.frame_buffer_size as u64;
+    fb.width = info.horizontal_resolution;
+    fb.height = info.vertical_resolution;
+    fb.stride = info.pixels_per_scan_line;
 }
 
 fn rsdp(st: &SystemTable) -> u64 {
@@ -348,8 +343,36 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     let st = unsafe { &*st };
     let efi = Efi { image, bs: st.boot_services, out: st.stdout };
 
+    // Size the memory map first and allocate, with slack for the allocations still to
+    // come, the buffer for the final map and BootInfo + room for as many regions.
+    let (mut size, mut key, mut dsize, mut dver) = (0usize, 0usize, 0usize, 0u32);
+    // SAFETY: a size query: a null buffer of size 0 is allowed, out-pointers valid.
+    let _ = unsafe { ((*efi.bs).get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut dver) };
+    if dsize < core::mem::size_of::<MemoryDescriptor>() {
+        efi.fail("bad memory map");
+    }
+    let cap = size + MAP_SLACK * dsize;
+    let map = efi.alloc(cap as u64);
+    let max_regions = cap / dsize;
+    let bi_phys = efi.alloc(BOOTINFO_SIZE + (max_regions * core::mem::size_of::<MemoryRegion>()) as u64);
+    // SAFETY: a fresh, zeroed, page-aligned allocation large enough for a BootInfo
+    // (all-zero bytes are a valid BootInfo); nothing else refers to it.
+    let bi = unsafe { &mut *(bi_phys as *mut BootInfo) };
+    bi.magic = BOOTINFO_MAGIC;
+    bi.version = BOOTINFO_VERSION;
+    bi.firmware = FirmwareKind::Uefi as u32;
+    bi.stub_start_tsc = start_tsc;
+    bi.secure_boot = secure_boot(st) as u32;
+    framebuffer(&efi, &mut bi.framebuffer);
+    bi.rsdp = rsdp(st);
+
     // Load, check, unpack. Nothing is decompressed before `verify` checked the hash.
-    let Some((file, file_len, file_bytes)) = read_image(&efi) else { efi.fail("cannot read zenos.bin") };
+    let root = efi.root();
+    // SAFETY: `root` is checked non-null; boot services are running.
+    let Some((file, file_len, file_bytes)) = (if root.is_null() { None } else { unsafe { read_image(&efi, root) } })
+    else {
+        efi.fail("cannot read zenos.bin")
+    };
     // SAFETY: `read_image` filled `file_len` bytes of its freshly allocated buffer.
     let bytes = unsafe { core::slice::from_raw_parts(file as *const u8, file_len) };
     let image_ok = match zen_image::verify(bytes) {
@@ -369,39 +392,11 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     }
     // SAFETY: the file buffer is ours and no longer referenced (`bytes` is dead).
     let _ = unsafe { ((*efi.bs).free_pages)(file, file_bytes.div_ceil(PAGE_SIZE) as usize) };
+    bi.kernel_phys = kernel;
+    bi.kernel_size = h.mem_size;
+    // SAFETY: `root` is non-null (checked above) and still open.
+    unsafe { read_cmdline(root, &mut bi.cmdline) };
 
-    let mut bi = BootInfo {
-        magic: BOOTINFO_MAGIC,
-        version: BOOTINFO_VERSION,
-        firmware: FirmwareKind::Uefi as u32,
-        secure_boot: secure_boot(st) as u32,
-        _reserved: 0,
-        memory_map: 0,
-        memory_map_len: 0,
-        framebuffer: framebuffer(&efi),
-        rsdp: rsdp(st),
-        tsc_hz: 0,
-        stub_start_tsc: start_tsc,
-        kernel_phys: kernel,
-        kernel_size: h.mem_size,
-        boot_archive: 0,
-        boot_archive_len: 0,
-        cmdline: [0; 128],
-    };
-    read_cmdline(&efi, &mut bi.cmdline);
-
-    // Size the memory map, then allocate everything the hand-off needs *before* the
-    // final GetMemoryMap: the map buffer, BootInfo + regions, the page tables.
-    let (mut size, mut key, mut dsize, mut dver) = (0usize, 0usize, 0usize, 0u32);
-    // SAFETY: a size query: a null buffer of size 0 is allowed, out-pointers valid.
-    let _ = unsafe { ((*efi.bs).get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut dver) };
-    if dsize < core::mem::size_of::<MemoryDescriptor>() {
-        efi.fail("bad memory map");
-    }
-    let cap = size + MAP_SLACK * dsize;
-    let map = efi.alloc(cap as u64);
-    let max_regions = cap / dsize;
-    let bi_phys = efi.alloc(BOOTINFO_SIZE + (max_regions * core::mem::size_of::<MemoryRegion>()) as u64);
     let get_map = |size: &mut usize, key: &mut usize| {
         *size = cap;
         let (mut dsz, mut ver) = (0, 0);
@@ -480,8 +475,6 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     }
     bi.memory_map = bi_phys + BOOTINFO_SIZE;
     bi.memory_map_len = normalize(regions) as u64;
-    // SAFETY: `bi_phys` is our page-aligned allocation, large enough for a BootInfo.
-    unsafe { (bi_phys as *mut BootInfo).write(bi) };
 
     // SAFETY: the new tables identity-map all RAM (this code, the stack) and map the
     // kernel at load_vaddr; `entry` lies in the kernel image (checked by `verify`).

@@ -11,7 +11,7 @@
 #[cfg(any(feature = "alloc", test))]
 extern crate alloc;
 
-use sha2::{Digest, Sha512};
+use sha2::digest::generic_array::GenericArray;
 pub use zen_abi::image::{HeaderError, ImageHeader, IMAGE_HEADER_SIZE, IMAGE_SIGNED_LEN};
 
 /// Why an image was refused.
@@ -62,7 +62,7 @@ pub fn verify(file: &[u8]) -> Result<Verified<'_>, ImageError> {
         return Err(ImageError::TruncatedPayload);
     }
     let payload = &file[IMAGE_HEADER_SIZE..end as usize];
-    let digest = Sha512::digest(payload);
+    let digest = sha512(payload);
     // OR of the differences rather than `!=`: no early exit (constant time, which the
     // signature check will want), and no call to `memcmp`, whose compiler-builtins
     // version alone is 600 bytes of the UEFI stub's 8 KiB.
@@ -97,42 +97,38 @@ impl Verified<'_> {
 /// UEFI stub must stay under 8 KiB) and needs no `alloc`; it copies byte by byte, which
 /// is fast enough for a kernel of a few MiB. `lz4_flex` still compresses (`build`), and
 /// the tests check this decoder against it.
-fn lz4_decode(mut src: &[u8], out: &mut [u8]) -> Option<()> {
+fn lz4_decode(src: &[u8], out: &mut [u8]) -> Option<()> {
+    let mut src = src.iter();
     let mut pos = 0usize;
     loop {
-        let (&token, rest) = src.split_first()?;
-        src = rest;
-        let lit = lz4_len(&mut src, token >> 4)?;
-        let (literals, rest) = src.split_at_checked(lit)?;
-        out.get_mut(pos..pos.checked_add(lit)?)?.copy_from_slice(literals);
-        pos += lit;
-        src = rest;
+        let token = *src.next()?;
+        for _ in 0..lz4_len(&mut src, token >> 4)? {
+            *out.get_mut(pos)? = *src.next()?;
+            pos += 1;
+        }
         // The last sequence is literals only.
-        if src.is_empty() {
+        if src.len() == 0 {
             return (pos == out.len()).then_some(());
         }
-        let [lo, hi, rest @ ..] = src else { return None };
-        let offset = u16::from_le_bytes([*lo, *hi]) as usize;
-        src = rest;
-        let len = lz4_len(&mut src, token & 15)? + 4;
-        if offset == 0 || offset > pos || len > out.len() - pos {
+        let offset = *src.next()? as usize | (*src.next()? as usize) << 8;
+        if offset == 0 {
             return None;
         }
-        // Byte by byte: a match may overlap the bytes it produces (offset < len).
-        for i in pos..pos + len {
-            out[i] = out[i - offset];
+        // Byte by byte: a match may overlap the bytes it produces (offset < length).
+        // An offset before the start wraps to a huge index that `get` refuses.
+        for _ in 0..lz4_len(&mut src, token & 15)? + 4 {
+            *out.get_mut(pos)? = *out.get(pos.wrapping_sub(offset))?;
+            pos += 1;
         }
-        pos += len;
     }
 }
 
 /// A sequence length: the token's nibble, extended by bytes while they are 255.
-fn lz4_len(src: &mut &[u8], nibble: u8) -> Option<usize> {
+fn lz4_len(src: &mut core::slice::Iter<'_, u8>, nibble: u8) -> Option<usize> {
     let mut n = nibble as usize;
     if nibble == 15 {
         loop {
-            let (&b, rest) = src.split_first()?;
-            *src = rest;
+            let b = *src.next()?;
             n += b as usize; // at most 255 per input byte: cannot overflow
             if b != 255 {
                 break;
@@ -142,12 +138,44 @@ fn lz4_len(src: &mut &[u8], nibble: u8) -> Option<usize> {
     Some(n)
 }
 
+/// SHA-512 of `data`: sha2's compression function, with the padding done here.
+///
+/// Not `Sha512::digest` because its buffering layer is 600 bytes of the UEFI stub's
+/// 8 KiB, and hashing one slice in one go needs none of it. The tests check this
+/// against `Sha512::digest` at every length around the block and padding boundaries.
+pub fn sha512(data: &[u8]) -> [u8; 64] {
+    let mut state: [u64; 8] = [
+        0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,
+        0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
+    ];
+    let blocks = data.chunks_exact(128);
+    let rest = blocks.remainder();
+    for block in blocks {
+        sha2::compress512(&mut state, &[*GenericArray::from_slice(block)]);
+    }
+    // The tail, a 1 bit, zeros, and the length in bits as a big-endian u128, filling
+    // one block, or two if fewer than 17 bytes are left after the tail.
+    let mut tail = [0u8; 256];
+    tail[..rest.len()].copy_from_slice(rest);
+    tail[rest.len()] = 0x80;
+    let len = if rest.len() < 112 { 128 } else { 256 };
+    tail[len - 16..len].copy_from_slice(&(data.len() as u128 * 8).to_be_bytes());
+    for block in tail[..len].chunks_exact(128) {
+        sha2::compress512(&mut state, &[*GenericArray::from_slice(block)]);
+    }
+    let mut out = [0u8; 64];
+    for (o, s) in out.chunks_exact_mut(8).zip(state) {
+        o.copy_from_slice(&s.to_be_bytes());
+    }
+    out
+}
+
 /// Builds an unsigned `zenos.bin` from a flat kernel image.
 #[cfg(any(feature = "alloc", test))]
 pub fn build(flat: &[u8], mem_size: u64, load_vaddr: u64, entry: u64) -> alloc::vec::Vec<u8> {
     let payload = lz4_flex::block::compress(flat);
     let mut payload_hash = [0u8; 64];
-    payload_hash.copy_from_slice(&Sha512::digest(&payload));
+    let payload_hash = sha512(&payload);
     let header = ImageHeader {
         flags: 0,
         payload_size: payload.len() as u64,
@@ -224,6 +252,18 @@ mod tests {
     }
 
     #[test]
+    fn sha512_agrees_with_sha2() {
+        use sha2::{Digest, Sha512};
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for len in (0..400).chain([511, 512, 513, 999, 1000]) {
+            let d = &data[..len];
+            assert_eq!(sha512(d)[..], Sha512::digest(d)[..], "len {len}");
+        }
+        // FIPS 180-2, appendix C.1: "abc".
+        assert_eq!(sha512(b"abc")[..4], [0xdd, 0xaf, 0x35, 0xa1]);
+    }
+
+    #[test]
     fn decoder_agrees_with_lz4_flex() {
         // Long runs (overlapping matches, 255-extended lengths), short and long literal
         // runs, incompressible stretches, and sizes around the format's edge cases.
@@ -286,8 +326,7 @@ mod tests {
                     seed as u8
                 })
                 .collect();
-            let mut payload_hash = [0u8; 64];
-            payload_hash.copy_from_slice(&Sha512::digest(&payload));
+            let payload_hash = sha512(&payload);
             let h = ImageHeader {
                 flags: 0, payload_size: 300, image_size: 4096, mem_size: 4096,
                 load_vaddr: KERNEL_BASE, entry: KERNEL_BASE, payload_hash, signature: [0; 64],
