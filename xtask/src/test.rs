@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every test of the project, ending with `N passed, N failed`.
 //!
 //! 1. Host tests: `cargo test` over the workspace's default members (streamed, so each
-//!    test name shows), then the extra host runs in `EXTRA_HOST_RUNS` (loom, ...).
+//!    test name shows), then the loom model checks (`loom_run`).
 //! 2. QEMU suites, two VMs at a time (the machines have 2 cores; TCG uses one each):
 //!    the kernel's test mode, the normal boot to `zen: ready`, and the stub refusing
 //!    each corrupted `zenos.bin`.
@@ -26,19 +26,54 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Serial lines shown when a QEMU test fails.
 const TAIL: usize = 20;
 
-/// Additional host test runs, each a `cargo test` invocation with its own environment:
-/// the place for loom model checks of lib crates, e.g.
-/// `HostRun { name: "loom ipc", args: &["test", "-p", "zen-ipc", "--release", "--test", "loom"],
-///            env: &[("RUSTFLAGS", "--cfg loom")], target_dir: Some("loom") }`.
-/// A separate target dir keeps `--cfg loom` from invalidating the normal build.
-struct HostRun {
-    name: &'static str,
-    args: &'static [&'static str],
-    env: &'static [(&'static str, &'static str)],
-    target_dir: Option<&'static str>,
+/// The loom model checks: every `lib/*` crate with a `tests/loom.rs`, by the
+/// convention those files document (`RUSTFLAGS="--cfg loom" cargo test -p <crate>
+/// --release --test loom`), all in one cargo invocation. A separate target dir keeps
+/// `--cfg loom` from invalidating the normal build. Other extra host runs (fuzz
+/// smoke tests, ...) go beside this one in `run()`.
+fn loom_run() -> Option<Command> {
+    let mut pkgs = loom_crates(&crate::util::root().join("lib"));
+    if pkgs.is_empty() {
+        return None;
+    }
+    pkgs.sort();
+    let mut c = cargo();
+    c.args(["test", "--no-fail-fast", "--release", "--test", "loom"])
+        .arg("--target-dir")
+        .arg(target().join("loom"))
+        .env("RUSTFLAGS", "--cfg loom");
+    for p in pkgs {
+        c.args(["-p", &p]);
+    }
+    Some(c)
 }
 
-const EXTRA_HOST_RUNS: &[HostRun] = &[];
+/// Package names of the crates directly under `dir` that have `tests/loom.rs`.
+fn loom_crates(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().join("tests/loom.rs").is_file())
+        .filter_map(|e| package_name(&std::fs::read_to_string(e.path().join("Cargo.toml")).ok()?))
+        .collect()
+}
+
+/// The `name` of a Cargo.toml's `[package]` section (its first `name =` line).
+fn package_name(toml: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in toml.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if let Some(v) = line.strip_prefix("name").map(str::trim_start) {
+            if in_package {
+                return Some(v.strip_prefix('=')?.trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    None
+}
 
 /// Passed and failed counts, summed over every step.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -62,13 +97,8 @@ pub fn run() -> bool {
     let mut c = cargo();
     c.args(["test", "--no-fail-fast"]);
     total.add(cargo_test("host tests", &mut c));
-    for r in EXTRA_HOST_RUNS {
-        let mut c = cargo();
-        c.args(r.args).envs(r.env.iter().copied());
-        if let Some(d) = r.target_dir {
-            c.arg("--target-dir").arg(target().join(d));
-        }
-        total.add(cargo_test(r.name, &mut c));
+    if let Some(mut c) = loom_run() {
+        total.add(cargo_test("loom model checks", &mut c));
     }
     println!("xtask: host tests took {:.1?}", host.elapsed());
     total.add(qemu_suites());
@@ -394,6 +424,14 @@ mod tests {
             .map(|v| v.name)
             .collect();
         assert_eq!(names, ["0", "1", "2", "3", "4"]);
+    }
+
+    #[test]
+    fn finds_package_names() {
+        let toml =
+            "[package]\nname = \"zen-sched\"\nversion = \"0.1.0\"\n[dependencies]\nname = 1\n";
+        assert_eq!(package_name(toml).as_deref(), Some("zen-sched"));
+        assert_eq!(package_name("[dependencies]\nname = \"x\"\n"), None);
     }
 
     #[test]
