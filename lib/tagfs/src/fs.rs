@@ -15,11 +15,13 @@ use crate::meta::{ObjectId, ObjectMeta, MAX_EXTENTS, MAX_SIZE, MAX_TAGS};
 use crate::query;
 use crate::{corrupt, Error, Result};
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 
 /// Largest piece of content one journal entry carries; bigger writes are split.
 pub(crate) const MAX_CHUNK: usize = 64 * 1024;
+
+/// Largest object `read_all` returns in one piece.
+pub const MAX_READ_ALL: usize = 256 << 20;
 
 /// Tuning knobs; the defaults suit both the host tool and the server.
 #[derive(Debug, Clone, Copy)]
@@ -180,11 +182,15 @@ impl<D: BlockDevice> Fs<D> {
         Ok(n)
     }
 
-    /// The whole content of an object.
+    /// The whole content of an object (at most `MAX_READ_ALL` bytes; use `read` beyond).
     pub fn read_all(&mut self, id: ObjectId) -> Result<Vec<u8>> {
         let size = self.obj(id)?.size;
-        let len = usize::try_from(size).map_err(|_| Error::Limit("object too large for memory"))?;
-        let mut buf = vec![0u8; len];
+        // A sparse object can be far larger than memory: refuse rather than abort.
+        let too_big = Error::Limit("object too large to read into memory");
+        let len = usize::try_from(size).ok().filter(|&l| l <= MAX_READ_ALL).ok_or(too_big.clone())?;
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(len).map_err(|_| too_big)?;
+        buf.resize(len, 0);
         self.read(id, 0, &mut buf)?;
         Ok(buf)
     }
@@ -299,6 +305,12 @@ impl<D: BlockDevice> Fs<D> {
                 if id != self.next_id || id == ObjectId::MAX {
                     return Err(corrupt!("journal: create of id {id}, expected {}", self.next_id));
                 }
+                if self.objects.len() > id as usize {
+                    return Err(corrupt!("journal: create of id {id}, which exists"));
+                }
+                let gap = id as usize + 1 - self.objects.len();
+                self.objects.try_reserve(gap).map_err(|_| Error::Limit("object table does not fit in memory"))?;
+                self.objects.resize_with(id as usize, || None);
                 self.objects.push(Some(Object { size: 0, tags: Vec::new(), extents: Vec::new() }));
                 self.next_id += 1;
             }
@@ -346,7 +358,8 @@ impl<D: BlockDevice> Fs<D> {
                 for (s, n) in killed {
                     self.kill(s, n);
                 }
-                self.live[new.seg() as usize] += len;
+                let l = &mut self.live[new.seg() as usize];
+                *l = l.saturating_add(len);
             }
             Entry::Truncate { id, size } => {
                 if size > MAX_SIZE {

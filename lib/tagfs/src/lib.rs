@@ -28,6 +28,8 @@ mod log;
 mod store;
 pub mod meta;
 pub mod query;
+#[cfg(test)]
+mod fuzz_tests;
 
 pub use device::{BlockDevice, MemDevice, BLOCK_SIZE};
 pub use fs::{CheckReport, Config, Fs, FsStats};

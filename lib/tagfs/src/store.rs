@@ -123,7 +123,8 @@ impl<D: BlockDevice> Fs<D> {
         fs.live.iter_mut().for_each(|l| *l = 0);
         for o in fs.objects.iter().flatten() {
             for e in &o.extents {
-                fs.live[e.seg() as usize] += e.len;
+                let l = &mut fs.live[e.seg() as usize];
+                *l = l.saturating_add(e.len);
             }
         }
         fs.held.iter_mut().for_each(|h| *h = false);
