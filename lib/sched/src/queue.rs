@@ -18,8 +18,9 @@ pub const QUANTUM: u32 = 1024;
 /// two CPUs' queues never share a line.
 #[repr(align(64))]
 pub struct RunQueue<const CAP: usize> {
-    /// The virtual time: the pass of the last stride task picked. Never decreases
-    /// (modulo 2^64), and every waiting stride task's pass is at or after it.
+    /// The virtual time: the pass of the last stride task picked, brought up to the
+    /// smallest runnable pass when a task joins or leaves. Never decreases (modulo
+    /// 2^64), and every runnable stride task's pass is at or after it.
     vtime: u64,
     /// The running task, out of the ring while it runs.
     current: Option<TaskDesc>,
@@ -78,6 +79,7 @@ impl<const CAP: usize> RunQueue<CAP> {
         if !task.is_rt() {
             // Join at the virtual time plus the lag the task left with: a newcomer
             // competes from now on, neither owed the past nor charged for it.
+            self.sync_vtime();
             task.set_pass(self.vtime.wrapping_add(task.pass()));
         }
         let preempt = task.is_rt() && !self.current.is_some_and(|c| c.is_rt());
@@ -135,6 +137,7 @@ impl<const CAP: usize> RunQueue<CAP> {
     /// The running task stops being runnable (sleeps, blocks, exits). Returns it with
     /// its lag, ready for a later `push` anywhere.
     pub fn block_current(&mut self) -> Option<TaskDesc> {
+        self.sync_vtime();
         let mut task = self.current.take()?;
         self.charged = false;
         self.to_lag(&mut task);
@@ -144,6 +147,7 @@ impl<const CAP: usize> RunQueue<CAP> {
     /// Removes a waiting task (not the running one) and returns it with its lag.
     pub fn remove(&mut self, id: TaskId) -> Option<TaskDesc> {
         let pos = (0..self.len).find(|&k| self.at(k).id() == id)?;
+        self.sync_vtime();
         let mut task = self.ring_remove(pos);
         self.to_lag(&mut task);
         Some(task)
@@ -162,6 +166,7 @@ impl<const CAP: usize> RunQueue<CAP> {
             // `max_by_key` keeps the last of equals; the ring's tail is the youngest.
             None => candidates.max_by_key(|&k| self.key(&self.at(k)))?,
         };
+        self.sync_vtime();
         let mut task = self.ring_remove(pos);
         self.to_lag(&mut task);
         Some(task)
@@ -211,6 +216,26 @@ impl<const CAP: usize> RunQueue<CAP> {
     /// across the wrap of `u64` passes.
     fn key(&self, task: &TaskDesc) -> u64 {
         task.pass().wrapping_sub(self.vtime)
+    }
+
+    /// Brings the virtual time up to the smallest pass of any runnable stride task,
+    /// running one included. `pick` keeps it so, but a task running alone may be
+    /// charged many quanta without a pick (its `tick` asks for none); joining or
+    /// leaving against that stale time would hand the joiner a burst, or the leaver a
+    /// debt, of every quantum since.
+    fn sync_vtime(&mut self) {
+        let min = self
+            .current
+            .iter()
+            .copied()
+            .chain(self.iter())
+            .filter(|t| !t.is_rt())
+            .map(|t| self.key(&t))
+            .min();
+        // Keys are offsets at or after `vtime`, so this only moves it forward.
+        if let Some(k) = min {
+            self.vtime = self.vtime.wrapping_add(k);
+        }
     }
 
     fn to_lag(&self, task: &mut TaskDesc) {

@@ -108,6 +108,35 @@ fn a_sleeper_gets_no_burst_on_waking() {
 }
 
 #[test]
+fn time_run_alone_without_picks_is_neither_a_gift_nor_a_debt() {
+    // Task 0 runs alone; its ticks ask for no pick, so the kernel makes none.
+    let mut q = queue_of(&[TaskDesc::stride(0, 1)]);
+    assert_eq!(q.pick(), Some(0));
+    for _ in 0..1000 {
+        assert!(!q.tick());
+    }
+    // A newcomer still gets only its share from now on, not 1000 quanta in a row.
+    q.push(TaskDesc::stride(1, 1)).unwrap();
+    for _ in 0..10 {
+        let c = run(&mut q, 20, 2);
+        assert!((9..=11).contains(&c[1]), "window {c:?}");
+    }
+    // And a task that ran alone and sleeps owes nothing for it when it wakes.
+    let mut q = queue_of(&[TaskDesc::stride(0, 1)]);
+    q.pick();
+    for _ in 0..1000 {
+        q.tick();
+    }
+    let sleeper = q.block_current().unwrap();
+    assert_eq!(sleeper.pass(), 0);
+    q.push(TaskDesc::stride(1, 1)).unwrap();
+    run(&mut q, 10, 2);
+    q.push(sleeper).unwrap();
+    let c = run(&mut q, 30, 2);
+    assert!((14..=16).contains(&c[0]), "{c:?}");
+}
+
+#[test]
 fn lag_is_kept_across_sleep() {
     let mut q = queue_of(&[TaskDesc::stride(0, 1), TaskDesc::stride(1, 1)]);
     assert_eq!(q.pick(), Some(0));
