@@ -19,7 +19,7 @@ const HUGE_PAGE: u64 = 2 << 20;
 pub fn kind_of(efi_type: u32) -> MemoryKind {
     match efi_type {
         1 | 3 | 4 | 7 => MemoryKind::Usable, // LoaderCode, BootServicesCode/Data, Conventional
-        2 => MemoryKind::Bootloader,          // LoaderData
+        2 => MemoryKind::Bootloader,         // LoaderData
         9 => MemoryKind::AcpiReclaimable,
         10 => MemoryKind::AcpiNvs,
         5 | 6 => MemoryKind::FirmwareRuntime,
@@ -89,15 +89,35 @@ mod tests {
     use super::*;
 
     fn r(base: u64, len: u64, kind: MemoryKind) -> MemoryRegion {
-        MemoryRegion { base, len, kind: kind as u32, _reserved: 0 }
+        MemoryRegion {
+            base,
+            len,
+            kind: kind as u32,
+            _reserved: 0,
+        }
     }
 
     #[test]
     fn kinds_follow_the_contract() {
         use MemoryKind::*;
-        let want = [Reserved, Usable, Bootloader, Usable, Usable, FirmwareRuntime,
-                    FirmwareRuntime, Usable, Reserved, AcpiReclaimable, AcpiNvs, Reserved,
-                    Reserved, Reserved, Reserved, Reserved];
+        let want = [
+            Reserved,
+            Usable,
+            Bootloader,
+            Usable,
+            Usable,
+            FirmwareRuntime,
+            FirmwareRuntime,
+            Usable,
+            Reserved,
+            AcpiReclaimable,
+            AcpiNvs,
+            Reserved,
+            Reserved,
+            Reserved,
+            Reserved,
+            Reserved,
+        ];
         for (t, k) in want.iter().enumerate() {
             assert_eq!(kind_of(t as u32), *k, "type {t}");
         }

@@ -6,25 +6,46 @@
 //! memory), all addresses handed over are physical. Under boot services UEFI identity
 //! maps all memory, so physical addresses are used directly as pointers here.
 //!
-//! Size matters (the brief wants < 8 KiB): no `core::fmt`, messages are fixed strings
-//! written straight to ConOut, and the panic handler does not look at its argument.
-//! The ed25519 signature check (a later issue) goes between `verify` and `unpack`.
+//! Size matters (the brief wants < 8 KiB; it is 7680 bytes): no `core::fmt`, messages
+//! are fixed strings written straight to ConOut, the panic handler does not look at its
+//! argument, no statics, one PE section (build.rs). SHA-512 (compression function and
+//! round constants, ~1.3 KiB) is the largest part, then `efi_main` itself, the LZ4
+//! decoder and the memory-map sort. The ed25519 signature check (a later issue) goes
+//! between `verify` and `unpack`; it will not fit in 8 KiB with a general-purpose crate.
+//!
+//! The machine as the kernel finds it at `header.entry`:
+//! - `rdi` = `DIRECT_MAP` + physical address of the `BootInfo`; interrupts off.
+//! - CR3 = the stub's PML4: the kernel image at `load_vaddr` (4 KiB pages, present +
+//!   writable, no NX), the direct map at `DIRECT_MAP` and an identity map of the same
+//!   range at 0 (2 MiB pages, sharing PDPTs/PDs), covering physical 0 ..
+//!   max(top of the memory map, `DIRECT_MAP_MIN`). The kernel should drop the identity
+//!   half (PML4[0..256]) once it runs on its own tables.
+//! - Still the firmware's: the stack (`rsp` valid, in BootServicesData, which BootInfo
+//!   lists as Usable), GDT, IDT (interrupts must stay off until the kernel loads its
+//!   own), CR0/CR4/EFER as OVMF left them (paging, PAE, long mode, likely NXE and WP).
+//!   The kernel must move off them before handing Usable frames out.
+//! - BootInfo, its regions, the page tables, the raw UEFI map and the kernel pages are
+//!   `Bootloader` regions. UEFI runtime services are not set up for virtual mode.
 #![no_std]
 #![no_main]
 
 use core::arch::asm;
 use core::ffi::c_void;
 use core::ptr::{null, null_mut};
-use uefi_raw::protocol::console::{GraphicsOutputProtocol, GraphicsPixelFormat, SimpleTextOutputProtocol};
-use uefi_raw::protocol::file_system::{FileAttribute, FileMode, FileProtocolV1, SimpleFileSystemProtocol};
+use uefi_raw::protocol::console::{
+    GraphicsOutputProtocol, GraphicsPixelFormat, SimpleTextOutputProtocol,
+};
+use uefi_raw::protocol::file_system::{
+    FileAttribute, FileMode, FileProtocolV1, SimpleFileSystemProtocol,
+};
 use uefi_raw::protocol::loaded_image::LoadedImageProtocol;
 use uefi_raw::table::boot::{AllocateType, BootServices, MemoryDescriptor, MemoryType};
 use uefi_raw::table::runtime::VariableVendor;
 use uefi_raw::table::system::SystemTable;
 use uefi_raw::{guid, Guid, Handle, Status};
 use zen_abi::boot::{
-    BootInfo, FirmwareKind, Framebuffer, MemoryRegion, PixelFormat, SecureBoot,
-    BOOTINFO_MAGIC, BOOTINFO_VERSION,
+    BootInfo, FirmwareKind, Framebuffer, MemoryRegion, PixelFormat, SecureBoot, BOOTINFO_MAGIC,
+    BOOTINFO_VERSION,
 };
 use zen_abi::layout::{DIRECT_MAP, KERNEL_BASE, PAGE_SIZE};
 use zen_boot_uefi::{direct_map_end, kind_of, normalize, table_pages, trim_cmdline};
@@ -124,7 +145,12 @@ impl Efi {
         // SAFETY: `bs` is the firmware's boot-services table (valid until
         // ExitBootServices); `addr` is a valid out-pointer.
         let st = unsafe {
-            ((*self.bs).allocate_pages)(AllocateType::ANY_PAGES, MemoryType::LOADER_DATA, pages, &mut addr)
+            ((*self.bs).allocate_pages)(
+                AllocateType::ANY_PAGES,
+                MemoryType::LOADER_DATA,
+                pages,
+                &mut addr,
+            )
         };
         if st.is_error() {
             self.fail("out of memory");
@@ -139,7 +165,11 @@ impl Efi {
         let mut p = null_mut();
         // SAFETY: boot services are live; `p` is a valid out-pointer.
         let st = unsafe { ((*self.bs).handle_protocol)(handle, guid, &mut p) };
-        if st.is_error() { null_mut() } else { p.cast() }
+        if st.is_error() {
+            null_mut()
+        } else {
+            p.cast()
+        }
     }
 
     /// The root directory of the volume the stub was loaded from, or null.
@@ -167,8 +197,20 @@ impl Efi {
 unsafe fn open(root: *mut FileProtocolV1, name: &[u16]) -> *mut FileProtocolV1 {
     let mut f = null_mut();
     // SAFETY: per the contract above; `name` is NUL-terminated, `f` a valid out-pointer.
-    let st = unsafe { ((*root).open)(root, &mut f, name.as_ptr(), FileMode::READ, FileAttribute::empty()) };
-    if st.is_error() { null_mut() } else { f }
+    let st = unsafe {
+        ((*root).open)(
+            root,
+            &mut f,
+            name.as_ptr(),
+            FileMode::READ,
+            FileAttribute::empty(),
+        )
+    };
+    if st.is_error() {
+        null_mut()
+    } else {
+        f
+    }
 }
 
 /// Reads up to `len` bytes of `f` into `buf`; returns how many were read (0 on error).
@@ -179,7 +221,11 @@ unsafe fn read(f: *mut FileProtocolV1, buf: *mut u8, len: usize) -> usize {
     let mut n = len;
     // SAFETY: per the contract above.
     let st = unsafe { ((*f).read)(f, &mut n, buf.cast()) };
-    if st.is_error() { 0 } else { n }
+    if st.is_error() {
+        0
+    } else {
+        n
+    }
 }
 
 /// Reads the whole of `\zenos.bin` into fresh pages: (address, bytes read, bytes
@@ -259,7 +305,8 @@ fn secure_boot(st: &SystemTable) -> SecureBoot {
 fn framebuffer(efi: &Efi, fb: &mut Framebuffer) {
     let mut gop: *mut c_void = null_mut();
     // SAFETY: boot services are live; `gop` is a valid out-pointer.
-    let st = unsafe { ((*efi.bs).locate_protocol)(&GraphicsOutputProtocol::GUID, null(), &mut gop) };
+    let st =
+        unsafe { ((*efi.bs).locate_protocol)(&GraphicsOutputProtocol::GUID, null(), &mut gop) };
     if st.is_error() || gop.is_null() {
         return;
     }
@@ -341,20 +388,27 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     let start_tsc = unsafe { core::arch::x86_64::_rdtsc() };
     // SAFETY: the firmware passes a valid system table that outlives boot services.
     let st = unsafe { &*st };
-    let efi = Efi { image, bs: st.boot_services, out: st.stdout };
+    let efi = Efi {
+        image,
+        bs: st.boot_services,
+        out: st.stdout,
+    };
 
     // Size the memory map first and allocate, with slack for the allocations still to
     // come, the buffer for the final map and BootInfo + room for as many regions.
     let (mut size, mut key, mut dsize, mut dver) = (0usize, 0usize, 0usize, 0u32);
     // SAFETY: a size query: a null buffer of size 0 is allowed, out-pointers valid.
-    let _ = unsafe { ((*efi.bs).get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut dver) };
+    let _ = unsafe {
+        ((*efi.bs).get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut dver)
+    };
     if dsize < core::mem::size_of::<MemoryDescriptor>() {
         efi.fail("bad memory map");
     }
     let cap = size + MAP_SLACK * dsize;
     let map = efi.alloc(cap as u64);
     let max_regions = cap / dsize;
-    let bi_phys = efi.alloc(BOOTINFO_SIZE + (max_regions * core::mem::size_of::<MemoryRegion>()) as u64);
+    let bi_phys =
+        efi.alloc(BOOTINFO_SIZE + (max_regions * core::mem::size_of::<MemoryRegion>()) as u64);
     // SAFETY: a fresh, zeroed, page-aligned allocation large enough for a BootInfo
     // (all-zero bytes are a valid BootInfo); nothing else refers to it.
     let bi = unsafe { &mut *(bi_phys as *mut BootInfo) };
@@ -368,9 +422,13 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
 
     // Load, check, unpack. Nothing is decompressed before `verify` checked the hash.
     let root = efi.root();
-    // SAFETY: `root` is checked non-null; boot services are running.
-    let Some((file, file_len, file_bytes)) = (if root.is_null() { None } else { unsafe { read_image(&efi, root) } })
-    else {
+    let loaded = if root.is_null() {
+        None
+    } else {
+        // SAFETY: `root` is a live directory handle; boot services are running.
+        unsafe { read_image(&efi, root) }
+    };
+    let Some((file, file_len, file_bytes)) = loaded else {
         efi.fail("cannot read zenos.bin")
     };
     // SAFETY: `read_image` filled `file_len` bytes of its freshly allocated buffer.
@@ -424,7 +482,10 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     let end = direct_map_end(highest);
     let pool_bytes = table_pages(end, h.mem_size) * PAGE_SIZE;
     let pool = efi.alloc(pool_bytes);
-    let mut tables = Tables { next: pool, end: pool + pool_bytes };
+    let mut tables = Tables {
+        next: pool,
+        end: pool + pool_bytes,
+    };
     let pml4 = tables.alloc();
     // SAFETY: all tables come from the zeroed pool; the kernel range is in the top
     // 2 GiB (checked above), disjoint from the direct map's 2 MiB pages.
@@ -462,7 +523,10 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     let n = size / dsize;
     // SAFETY: BootInfo's allocation holds `max_regions >= n` regions after the header.
     let regions = unsafe {
-        core::slice::from_raw_parts_mut((bi_phys + BOOTINFO_SIZE) as *mut MemoryRegion, n.min(max_regions))
+        core::slice::from_raw_parts_mut(
+            (bi_phys + BOOTINFO_SIZE) as *mut MemoryRegion,
+            n.min(max_regions),
+        )
     };
     for (i, r) in regions.iter_mut().enumerate() {
         let d = desc(i);

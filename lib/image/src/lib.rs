@@ -174,7 +174,6 @@ pub fn sha512(data: &[u8]) -> [u8; 64] {
 #[cfg(any(feature = "alloc", test))]
 pub fn build(flat: &[u8], mem_size: u64, load_vaddr: u64, entry: u64) -> alloc::vec::Vec<u8> {
     let payload = lz4_flex::block::compress(flat);
-    let mut payload_hash = [0u8; 64];
     let payload_hash = sha512(&payload);
     let header = ImageHeader {
         flags: 0,
