@@ -16,6 +16,7 @@
 extern crate alloc;
 
 mod arch;
+mod bench;
 mod console;
 mod edge;
 mod fb;
@@ -78,6 +79,9 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
             ready - entry_tsc,
             ready.saturating_sub(boot.stub_start_tsc)
         );
+        if boot.cmdline().split_whitespace().any(|w| w == "bench") {
+            task::spawn(task::Options::new("bench"), bench::run).expect("cannot start the benchmarks");
+        }
     }
     task::idle_loop()
 }

@@ -11,6 +11,37 @@
 
 use crate::task::{TaskDesc, TaskId};
 
+/// The running task. Not `Option<TaskDesc>`: its niche would make "none" a non-zero
+/// byte pattern, and an empty queue must be all zeros so a kernel's static scheduler
+/// lands in .bss rather than in the kernel image.
+#[derive(Clone, Copy)]
+struct Running {
+    some: bool,
+    desc: TaskDesc,
+}
+
+impl Running {
+    const NONE: Self = Self { some: false, desc: TaskDesc::EMPTY };
+
+    fn get(&self) -> Option<TaskDesc> {
+        self.some.then_some(self.desc)
+    }
+
+    fn take(&mut self) -> Option<TaskDesc> {
+        let r = self.get();
+        self.some = false;
+        r
+    }
+
+    fn set(&mut self, t: TaskDesc) {
+        *self = Self { some: true, desc: t };
+    }
+
+    fn as_mut(&mut self) -> Option<&mut TaskDesc> {
+        if self.some { Some(&mut self.desc) } else { None }
+    }
+}
+
 /// Charge units in one full quantum; see [`RunQueue::charge`].
 pub const QUANTUM: u32 = 1024;
 
@@ -23,7 +54,7 @@ pub struct RunQueue<const CAP: usize> {
     /// 2^64), and every runnable stride task's pass is at or after it.
     vtime: u64,
     /// The running task, out of the ring while it runs.
-    current: Option<TaskDesc>,
+    current: Running,
     /// Whether `current` has been charged since it was picked; an uncharged dispatch
     /// still costs one unit, so a task yielding in a loop cannot stall the queue.
     charged: bool,
@@ -42,7 +73,7 @@ impl<const CAP: usize> core::fmt::Debug for RunQueue<CAP> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RunQueue")
             .field("vtime", &self.vtime)
-            .field("current", &self.current)
+            .field("current", &self.current.get())
             .field("waiting", &self.len)
             .finish()
     }
@@ -59,7 +90,7 @@ impl<const CAP: usize> RunQueue<CAP> {
     pub const fn new() -> Self {
         Self {
             vtime: 0,
-            current: None,
+            current: Running::NONE,
             charged: false,
             head: 0,
             len: 0,
@@ -82,7 +113,7 @@ impl<const CAP: usize> RunQueue<CAP> {
             self.sync_vtime();
             task.set_pass(self.vtime.wrapping_add(task.pass()));
         }
-        let preempt = task.is_rt() && !self.current.is_some_and(|c| c.is_rt());
+        let preempt = task.is_rt() && !self.current.get().is_some_and(|c| c.is_rt());
         self.ring_push(task);
         Ok(preempt)
     }
@@ -103,7 +134,7 @@ impl<const CAP: usize> RunQueue<CAP> {
         if !task.is_rt() {
             self.vtime = task.pass();
         }
-        self.current = Some(task);
+        self.current.set(task);
         Some(task.id())
     }
 
@@ -128,7 +159,7 @@ impl<const CAP: usize> RunQueue<CAP> {
     /// to another real-time task (round-robin); an idle CPU whenever work arrived.
     pub fn tick(&mut self) -> bool {
         self.charge(QUANTUM);
-        match self.current {
+        match self.current.get() {
             Some(cur) if cur.is_rt() => self.rt_waiting > 0,
             _ => self.len > 0,
         }
@@ -174,7 +205,7 @@ impl<const CAP: usize> RunQueue<CAP> {
 
     /// The running task.
     pub fn current(&self) -> Option<TaskDesc> {
-        self.current
+        self.current.get()
     }
 
     /// Waiting tasks (not counting the running one).
@@ -189,7 +220,7 @@ impl<const CAP: usize> RunQueue<CAP> {
 
     /// Tasks owned: waiting plus running. At most `CAP`.
     pub fn tasks(&self) -> usize {
-        self.len + usize::from(self.current.is_some())
+        self.len + usize::from(self.current.get().is_some())
     }
 
     /// The queue's virtual time.
@@ -226,8 +257,8 @@ impl<const CAP: usize> RunQueue<CAP> {
     fn sync_vtime(&mut self) {
         let min = self
             .current
-            .iter()
-            .copied()
+            .get()
+            .into_iter()
             .chain(self.iter())
             .filter(|t| !t.is_rt())
             .map(|t| self.key(&t))

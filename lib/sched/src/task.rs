@@ -12,8 +12,10 @@ pub type TaskId = u32;
 /// for every `t` up to `u16::MAX`, and still fits a `u32` stride at one ticket.
 pub const STRIDE1: u32 = 1 << 30;
 
-/// `pin` value meaning "may run on any CPU".
-const NO_PIN: u8 = u8::MAX;
+/// `pin` value meaning "may run on any CPU". Pins are stored as CPU + 1 so that an
+/// empty descriptor is all zero bytes: a kernel's static run queues then live in .bss
+/// instead of making the kernel image hundreds of KiB larger.
+const NO_PIN: u8 = 0;
 
 /// Scheduling class. Real-time tasks always run before stride tasks.
 #[repr(u8)]
@@ -77,8 +79,8 @@ impl TaskDesc {
 
     /// The same task, pinned to `cpu`: it is only ever queued there and never stolen.
     pub const fn pinned(mut self, cpu: u8) -> Self {
-        assert!(cpu != NO_PIN, "CPU 255 is reserved");
-        self.pin = cpu;
+        assert!(cpu != u8::MAX, "CPU 255 is reserved");
+        self.pin = cpu + 1;
         self
     }
 
@@ -130,7 +132,7 @@ impl TaskDesc {
         if self.pin == NO_PIN {
             None
         } else {
-            Some(self.pin)
+            Some(self.pin - 1)
         }
     }
 

@@ -5,7 +5,8 @@
 
 use ::x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use ::x86_64::instructions::tables::load_tss;
-use ::x86_64::structures::gdt::Descriptor;
+use ::x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
+use ::x86_64::structures::tss::TaskStateSegment;
 use ::x86_64::VirtAddr;
 
 use super::percpu::PerCpu;
@@ -39,6 +40,8 @@ pub fn init(me: &'static PerCpu, df_stack: VirtAddr, nmi_stack: VirtAddr) {
     // SAFETY: only the owning CPU calls this, once, before it loads the tables, so
     // nothing else references its TSS or GDT; both live in a static PerCpu entry.
     let (tss, gdt) = unsafe { (&mut *me.tss.get(), &mut *me.gdt.get()) };
+    let tss: &'static mut TaskStateSegment = tss.write(TaskStateSegment::new());
+    let gdt: &'static mut GlobalDescriptorTable = gdt.write(GlobalDescriptorTable::new());
     tss.interrupt_stack_table[IST_DOUBLE_FAULT as usize] = df_stack;
     tss.interrupt_stack_table[IST_NMI as usize] = nmi_stack;
     let code = gdt.append(Descriptor::kernel_code_segment());

@@ -9,6 +9,7 @@
 //! handler could touch them too; that is the invariant the `Sync` impl relies on.
 
 use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use ::x86_64::registers::model_specific::GsBase;
 use ::x86_64::structures::gdt::GlobalDescriptorTable;
@@ -34,8 +35,10 @@ pub struct PerCpu {
     /// Timer interrupts taken by this CPU.
     pub ticks: AtomicU64,
     scratch: UnsafeCell<Scratch>,
-    pub(super) tss: UnsafeCell<TaskStateSegment>,
-    pub(super) gdt: UnsafeCell<GlobalDescriptorTable>,
+    /// Written by `gdt::init`. Zeroed until then (not `::new()`), so the whole array
+    /// is zero bytes and lives in .bss instead of adding 80 KiB to the kernel image.
+    pub(super) tss: UnsafeCell<MaybeUninit<TaskStateSegment>>,
+    pub(super) gdt: UnsafeCell<MaybeUninit<GlobalDescriptorTable>>,
 }
 
 // SAFETY: the UnsafeCells are only accessed by the CPU that owns the entry (GDT and
@@ -53,8 +56,8 @@ impl PerCpu {
             scratch_busy: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
             scratch: UnsafeCell::new(Scratch([0; SCRATCH_SIZE])),
-            tss: UnsafeCell::new(TaskStateSegment::new()),
-            gdt: UnsafeCell::new(GlobalDescriptorTable::new()),
+            tss: UnsafeCell::new(MaybeUninit::zeroed()),
+            gdt: UnsafeCell::new(MaybeUninit::zeroed()),
         }
     }
 
