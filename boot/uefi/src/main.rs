@@ -138,8 +138,10 @@ impl Efi {
         halt()
     }
 
-    /// Allocates zeroed `LoaderData` pages for `bytes` bytes; halts if memory is short.
-    fn alloc(&self, bytes: u64) -> u64 {
+    /// Allocates `LoaderData` pages for `bytes` bytes, zeroed if `zero` (not for the
+    /// kernel: `unpack` writes every byte, and zeroing its .bss twice costs several ms
+    /// under TCG); halts if memory is short.
+    fn alloc(&self, bytes: u64, zero: bool) -> u64 {
         let mut addr = 0;
         let pages = bytes.div_ceil(PAGE_SIZE) as usize;
         // SAFETY: `bs` is the firmware's boot-services table (valid until
@@ -155,8 +157,10 @@ impl Efi {
         if st.is_error() {
             self.fail("out of memory");
         }
-        // SAFETY: the firmware just gave us these pages; they are identity mapped.
-        unsafe { core::ptr::write_bytes(addr as *mut u8, 0, pages * PAGE_SIZE as usize) };
+        if zero {
+            // SAFETY: the firmware just gave us these pages; they are identity mapped.
+            unsafe { core::ptr::write_bytes(addr as *mut u8, 0, pages * PAGE_SIZE as usize) };
+        }
         addr
     }
 
@@ -249,7 +253,7 @@ unsafe fn read_image(efi: &Efi, root: *mut FileProtocolV1) -> Option<(u64, usize
         if size == 0 || size > zen_abi::image::IMAGE_MAX_SIZE + 4096 {
             return None;
         }
-        let buf = efi.alloc(size);
+        let buf = efi.alloc(size, false);
         // A short read is passed on: `verify` refuses it as truncated.
         let n = read(f, buf as *mut u8, size as usize);
         let _ = ((*f).close)(f);
@@ -405,10 +409,10 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
         efi.fail("bad memory map");
     }
     let cap = size + MAP_SLACK * dsize;
-    let map = efi.alloc(cap as u64);
+    let map = efi.alloc(cap as u64, false);
     let max_regions = cap / dsize;
-    let bi_phys =
-        efi.alloc(BOOTINFO_SIZE + (max_regions * core::mem::size_of::<MemoryRegion>()) as u64);
+    let regions_size = max_regions * core::mem::size_of::<MemoryRegion>();
+    let bi_phys = efi.alloc(BOOTINFO_SIZE + regions_size as u64, true);
     // SAFETY: a fresh, zeroed, page-aligned allocation large enough for a BootInfo
     // (all-zero bytes are a valid BootInfo); nothing else refers to it.
     let bi = unsafe { &mut *(bi_phys as *mut BootInfo) };
@@ -440,9 +444,9 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     let h = image_ok.header;
     // The kernel must sit in the top 2 GiB: below, it would collide with the direct map.
     if h.load_vaddr < KERNEL_BASE || h.mem_size > 0u64.wrapping_sub(h.load_vaddr) {
-        efi.refuse("load address outside the kernel area");
+        efi.refuse("bad load address");
     }
-    let kernel = efi.alloc(h.mem_size);
+    let kernel = efi.alloc(h.mem_size, false);
     // SAFETY: `kernel` is `mem_size` bytes of fresh pages, not aliased.
     let out = unsafe { core::slice::from_raw_parts_mut(kernel as *mut u8, h.mem_size as usize) };
     if let Err(e) = image_ok.unpack(out) {
@@ -481,7 +485,7 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     // (4 KiB pages) at load_vaddr.
     let end = direct_map_end(highest);
     let pool_bytes = table_pages(end, h.mem_size) * PAGE_SIZE;
-    let pool = efi.alloc(pool_bytes);
+    let pool = efi.alloc(pool_bytes, true);
     let mut tables = Tables {
         next: pool,
         end: pool + pool_bytes,
