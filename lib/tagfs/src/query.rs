@@ -16,6 +16,7 @@
 
 use crate::index::TagIndex;
 use crate::meta::{ObjectId, MAX_TAG_LEN};
+use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -199,14 +200,32 @@ pub fn parse(q: &str) -> Result<Expr, QueryError> {
     }
 }
 
-/// A set of ids, or the complement of one (relative to all live objects).
-enum Set {
-    Pos(Vec<ObjectId>),
-    Neg(Vec<ObjectId>),
+/// A set of ids, or the complement of one (relative to all live objects). Sets straight
+/// from the index are borrowed, so a one-tag query copies its answer once.
+enum Set<'a> {
+    Pos(Cow<'a, [ObjectId]>),
+    Neg(Cow<'a, [ObjectId]>),
 }
 
 fn intersect(a: &[ObjectId], b: &[ObjectId]) -> Vec<ObjectId> {
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let mut out = Vec::new();
+    if small.len() * 16 < large.len() {
+        // Very different sizes: binary-search each element of the small set in the
+        // shrinking tail of the large one.
+        let mut rest = large;
+        for &x in small {
+            match rest.binary_search(&x) {
+                Ok(i) => {
+                    out.push(x);
+                    rest = &rest[i + 1..];
+                }
+                Err(i) => rest = &rest[i..],
+            }
+        }
+        return out;
+    }
+    let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {
             core::cmp::Ordering::Less => i += 1,
@@ -259,28 +278,29 @@ fn difference(a: &[ObjectId], b: &[ObjectId]) -> Vec<ObjectId> {
         .collect()
 }
 
-fn eval_set(e: &Expr, ix: &TagIndex) -> Set {
+fn eval_set<'a>(e: &Expr, ix: &'a TagIndex) -> Set<'a> {
+    use Cow::Owned;
     match e {
-        Expr::Tag(t) => Set::Pos(ix.get(t).to_vec()),
+        Expr::Tag(t) => Set::Pos(Cow::Borrowed(ix.get(t))),
         Expr::Prefix(p) => {
             let mut v: Vec<ObjectId> = ix.with_prefix(p).flat_map(|s| s.iter().copied()).collect();
             v.sort_unstable();
             v.dedup();
-            Set::Pos(v)
+            Set::Pos(Owned(v))
         }
         Expr::Not(x) => match eval_set(x, ix) {
             Set::Pos(v) => Set::Neg(v),
             Set::Neg(v) => Set::Pos(v),
         },
         Expr::And(a, b) => match (eval_set(a, ix), eval_set(b, ix)) {
-            (Set::Pos(a), Set::Pos(b)) => Set::Pos(intersect(&a, &b)),
-            (Set::Pos(a), Set::Neg(b)) | (Set::Neg(b), Set::Pos(a)) => Set::Pos(difference(&a, &b)),
-            (Set::Neg(a), Set::Neg(b)) => Set::Neg(union(&a, &b)),
+            (Set::Pos(a), Set::Pos(b)) => Set::Pos(Owned(intersect(&a, &b))),
+            (Set::Pos(a), Set::Neg(b)) | (Set::Neg(b), Set::Pos(a)) => Set::Pos(Owned(difference(&a, &b))),
+            (Set::Neg(a), Set::Neg(b)) => Set::Neg(Owned(union(&a, &b))),
         },
         Expr::Or(a, b) => match (eval_set(a, ix), eval_set(b, ix)) {
-            (Set::Pos(a), Set::Pos(b)) => Set::Pos(union(&a, &b)),
-            (Set::Pos(a), Set::Neg(b)) | (Set::Neg(b), Set::Pos(a)) => Set::Neg(difference(&b, &a)),
-            (Set::Neg(a), Set::Neg(b)) => Set::Neg(intersect(&a, &b)),
+            (Set::Pos(a), Set::Pos(b)) => Set::Pos(Owned(union(&a, &b))),
+            (Set::Pos(a), Set::Neg(b)) | (Set::Neg(b), Set::Pos(a)) => Set::Neg(Owned(difference(&b, &a))),
+            (Set::Neg(a), Set::Neg(b)) => Set::Neg(Owned(intersect(&a, &b))),
         },
     }
 }
@@ -289,7 +309,7 @@ fn eval_set(e: &Expr, ix: &TagIndex) -> Set {
 /// the answer is a complement).
 pub fn eval(e: &Expr, ix: &TagIndex, all: impl FnOnce() -> Vec<ObjectId>) -> Vec<ObjectId> {
     match eval_set(e, ix) {
-        Set::Pos(v) => v,
+        Set::Pos(v) => v.into_owned(),
         Set::Neg(v) => difference(&all(), &v),
     }
 }
@@ -325,6 +345,22 @@ mod tests {
         assert_eq!(e("x OR AND y").pos, 5);
         assert!(e(&"(".repeat(200)).msg.contains("deeply"));
         assert_eq!(e("x y)").to_string(), "query error at column 4: unexpected ')'");
+    }
+
+    #[test]
+    fn set_operations_agree_with_a_model() {
+        let a: Vec<u32> = (0..2000).filter(|x| x % 3 == 0).collect();
+        let b: Vec<u32> = (0..2000).filter(|x| x % 5 == 0).collect();
+        let few = [0u32, 15, 16, 999, 1995, 5000];
+        let want = |x: &[u32], y: &[u32]| x.iter().copied().filter(|v| y.contains(v)).collect::<Vec<_>>();
+        assert_eq!(intersect(&a, &b), want(&a, &b));
+        assert_eq!(intersect(&few, &a), want(&few, &a));
+        assert_eq!(intersect(&b, &few), want(&few, &b));
+        let mut u = [a.clone(), b.clone()].concat();
+        u.sort();
+        u.dedup();
+        assert_eq!(union(&a, &b), u);
+        assert_eq!(difference(&few, &a), vec![16, 5000]);
     }
 
     #[test]

@@ -81,6 +81,7 @@ impl<D: BlockDevice> Fs<D> {
         let mut cur = Cursor { pos: sb.start_pos, seq: sb.start_seq, epoch: sb.ckpt_epoch, next_seg: None, seg_count: sb.seg_count };
         let mut touched = Vec::new();
         let mut stream = Vec::new();
+        let mut ckpt_blocks = 0;
         for i in 0..sb.ckpt_chunks {
             let rec = cur.next(&mut dev)?.ok_or_else(|| corrupt!("checkpoint record {} of {} missing or damaged", i + 1, sb.ckpt_chunks))?;
             if rec.kind != KIND_CHECKPOINT {
@@ -88,8 +89,8 @@ impl<D: BlockDevice> Fs<D> {
             }
             stream.extend_from_slice(&rec.payload);
             touched.push(seg_of(cur.pos - rec.blocks));
+            ckpt_blocks += rec.blocks;
         }
-        let ckpt_blocks = cur.pos.saturating_sub(sb.start_pos);
         let loaded = checkpoint::decode(&stream, sb.seg_count)?;
         drop(stream);
         let mut fs = Self::empty(dev, cfg, sb.seg_count);
@@ -186,8 +187,16 @@ impl<D: BlockDevice> Fs<D> {
         (1..self.seg_count).filter(|&s| self.is_free(s)).count()
     }
 
+    fn ckpt_segments(&self) -> usize {
+        self.ckpt_blocks.div_ceil(SEG_BLOCKS) as usize
+    }
+
+    fn journal_segments(&self) -> usize {
+        self.log_segs.len().saturating_sub(self.ckpt_segments())
+    }
+
     fn reserve(&self) -> usize {
-        RESERVE + self.ckpt_blocks.div_ceil(SEG_BLOCKS) as usize
+        RESERVE + self.ckpt_segments()
     }
 
     /// Moves the head into the reserved next segment and reserves another.
@@ -284,7 +293,10 @@ impl<D: BlockDevice> Fs<D> {
         self.held.iter_mut().for_each(|h| *h = false);
         if self.free_segments() < self.cfg.clean_below {
             self.clean()?;
-        } else if self.log_segs.len() > self.cfg.max_journal_segments {
+        } else if self.journal_segments() > self.cfg.max_journal_segments.max(self.ckpt_segments()) {
+            // A checkpoint rewrites the whole state, so wait until the journal is at
+            // least as large as the checkpoint: checkpoint writes then stay within a
+            // constant factor of journal writes however large the state grows.
             self.checkpoint()?;
         }
         Ok(())
@@ -319,6 +331,7 @@ impl<D: BlockDevice> Fs<D> {
         let stream = checkpoint::encode(self.next_id, &self.objects, &self.index);
         let (start_seq, mut start_pos) = (self.seq, None);
         let mut chunks = 0u32;
+        let mut blocks = 0;
         for c in stream.chunks(MAX_RAW) {
             if !self.fits(0, c.len()) {
                 self.jump()?;
@@ -328,10 +341,11 @@ impl<D: BlockDevice> Fs<D> {
             self.head += n;
             self.seq += 1;
             chunks += 1;
+            blocks += n;
         }
         self.dev.flush()?;
         let start_pos = start_pos.unwrap_or(self.head);
-        self.ckpt_blocks = self.head - start_pos + (self.log_segs.len() as u64 - 1) * SEG_BLOCKS;
+        self.ckpt_blocks = blocks;
         let sb = Superblock {
             seg_count: self.seg_count,
             generation: self.sb.generation + 1,
