@@ -5,8 +5,10 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+pub mod archive;
 pub mod boot;
 pub mod image;
 pub mod layout;
+pub mod syscall;
 pub mod cap;
 pub mod ipc;

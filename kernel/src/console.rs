@@ -35,6 +35,24 @@ pub fn _print(args: fmt::Arguments) {
     }
 }
 
+/// Writes raw bytes (a user program's output) as one unit. `\n` becomes `\r\n`.
+pub fn write_bytes(bytes: &[u8]) {
+    let were_enabled = crate::arch::cpu::interrupts_enabled();
+    crate::arch::cpu::disable_interrupts();
+    {
+        let _guard = LOCK.lock();
+        for &b in bytes {
+            if b == b'\n' {
+                crate::arch::serial::write_byte(b'\r');
+            }
+            crate::arch::serial::write_byte(b);
+        }
+    }
+    if were_enabled {
+        crate::arch::cpu::enable_interrupts();
+    }
+}
+
 /// Prints to the kernel console.
 #[macro_export]
 macro_rules! kprint {

@@ -23,7 +23,9 @@ mod fb;
 #[cfg(feature = "ktest")]
 mod ktest;
 mod mm;
+mod proc;
 mod sync;
+mod syscall;
 mod task;
 mod time;
 
@@ -81,6 +83,8 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         );
         if boot.cmdline().split_whitespace().any(|w| w == "bench") {
             task::spawn(task::Options::new("bench"), bench::run).expect("cannot start the benchmarks");
+        } else {
+            proc::start_init(boot.cmdline());
         }
     }
     task::idle_loop()

@@ -28,6 +28,8 @@ pub struct Artifacts {
     pub flat_len: u64,
     /// The UEFI stub.
     pub stub: PathBuf,
+    /// The boot archive of user programs built into the kernel.
+    pub archive: PathBuf,
 }
 
 /// Builds the given kernel (release profile) and the stub, and writes `zenos.bin`
@@ -38,7 +40,8 @@ pub fn build(kernel: Kernel) -> Result<Artifacts> {
 
 /// As [`build`], choosing the kernel's profile: `release` or cargo's `dev`.
 pub fn build_with(kernel: Kernel, release: bool) -> Result<Artifacts> {
-    let elf = build_kernel(kernel, release)?;
+    let archive = build_user()?;
+    let elf = build_kernel(kernel, release, &archive)?;
     let stub = build_stub()?;
     let (zenos_bin, flat_len) = make_zenos_bin(&elf)?;
     Ok(Artifacts {
@@ -46,10 +49,50 @@ pub fn build_with(kernel: Kernel, release: bool) -> Result<Artifacts> {
         zenos_bin,
         flat_len,
         stub,
+        archive,
     })
 }
 
-fn build_kernel(kernel: Kernel, release: bool) -> Result<PathBuf> {
+/// The programs of the boot archive (crates under user/), in archive order.
+pub const USER_PROGRAMS: &[&str] = &["init", "shell", "usertests"];
+
+/// Builds the user programs (static-PIE, the target's default) and packs them into
+/// the boot archive (`zen_abi::archive`). Their own target directory: the kernel's
+/// code-model flags must not reach them.
+fn build_user() -> Result<PathBuf> {
+    let dir = target().join("user");
+    let mut c = cargo();
+    c.args(["build", "--profile", "user", "--target", "x86_64-unknown-none"])
+        .arg("--target-dir")
+        .arg(&dir)
+        .env_remove("CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS");
+    for p in USER_PROGRAMS {
+        c.args(["-p", p]);
+    }
+    run(&mut c)?;
+    let bin = dir.join("x86_64-unknown-none").join("user");
+    let mut programs = Vec::new();
+    for p in USER_PROGRAMS {
+        programs.push((*p, read(&bin.join(p))?));
+    }
+    let out = dir.join("archive.bin");
+    write(&out, &archive(&programs)?)?;
+    Ok(out)
+}
+
+/// The archive bytes for `(name, program)` pairs.
+pub fn archive(programs: &[(&str, Vec<u8>)]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let lens: Vec<(&str, usize)> = programs.iter().map(|(n, p)| (*n, p.len())).collect();
+    zen_abi::archive::write_header(&lens, |b| out.extend_from_slice(b))
+        .map_err(|e| format!("boot archive: {}", e.as_str()))?;
+    for (_, p) in programs {
+        out.extend_from_slice(p);
+    }
+    Ok(out)
+}
+
+fn build_kernel(kernel: Kernel, release: bool, archive: &Path) -> Result<PathBuf> {
     let target_dir = match kernel {
         Kernel::Normal => target(),
         Kernel::Test => target().join("ktest"),
@@ -70,7 +113,8 @@ fn build_kernel(kernel: Kernel, release: bool) -> Result<PathBuf> {
     .env(
         "CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS",
         "-C code-model=kernel -C relocation-model=static",
-    );
+    )
+    .env("ZEN_ARCHIVE", archive);
     if kernel == Kernel::Test {
         c.args(["--features", "ktest"]);
     }

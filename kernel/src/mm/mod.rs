@@ -88,3 +88,14 @@ pub fn init(boot: &'static BootInfo) {
 pub fn forge_frame(addr: u64) -> Frame {
     Frame(addr)
 }
+
+/// Re-creates the `Frame` for a physical address that an owner (a page table, an
+/// address space) held in raw form since `into_raw`.
+pub fn frame_from_raw(addr: u64) -> Frame {
+    Frame(addr)
+}
+
+/// Frames the allocator manages.
+pub fn total_frames() -> u64 {
+    FRAMES.lock().as_ref().map_or(0, |fa| fa.total_frames())
+}

@@ -56,6 +56,8 @@ struct Inner {
     exit_code: Option<u64>,
     joiner: Option<Arc<Thread>>,
     entry: Option<Box<dyn FnOnce() -> u64 + Send>>,
+    /// Nobody joins it: its slot is freed when it exits (user threads).
+    detached: bool,
 }
 
 /// A kernel thread.
@@ -71,6 +73,11 @@ pub struct Thread {
     /// Timer ticks that interrupted this thread: the CPU share it was given.
     pub ticks_run: AtomicU64,
     inner: Mutex<Inner>,
+    /// The process whose address space this thread runs in; `None` for kernel threads,
+    /// which run on the kernel's own tables.
+    process: Option<Arc<crate::proc::Process>>,
+    /// Top of the kernel stack: where entries from user mode land.
+    kstack_top: u64,
     /// Owned kernel stack; `None` for a CPU's idle thread, which runs on the stack
     /// the CPU booted with.
     _stack: Option<Box<[u64]>>,
@@ -82,6 +89,9 @@ impl Thread {
     }
     pub fn id(&self) -> Handle {
         self.handle
+    }
+    pub fn process(&self) -> Option<&Arc<crate::proc::Process>> {
+        self.process.as_ref()
     }
 }
 
@@ -152,7 +162,17 @@ pub fn init_cpu() {
         on_cpu: AtomicBool::new(true),
         last_cpu: AtomicU32::new(me as u32),
         ticks_run: AtomicU64::new(0),
-        inner: Mutex::new(Inner { state: State::Runnable, wake_pending: false, desc: None, exit_code: None, joiner: None, entry: None }),
+        inner: Mutex::new(Inner {
+            state: State::Runnable,
+            wake_pending: false,
+            desc: None,
+            exit_code: None,
+            joiner: None,
+            entry: None,
+            detached: false,
+        }),
+        process: None,
+        kstack_top: 0,
         _stack: None,
     });
     irqs_off(|| {
@@ -207,13 +227,33 @@ impl Options {
 
 /// Creates a kernel thread running `f`; its return value is the exit code.
 pub fn spawn(opts: Options, f: impl FnOnce() -> u64 + Send + 'static) -> Result<JoinHandle, SpawnError> {
+    spawn_inner(opts, None, Box::new(f)).map(JoinHandle)
+}
+
+/// Creates a detached thread of `process` (it runs on the process's address space
+/// and is never joined; the process tracks its end).
+pub fn spawn_user(
+    opts: Options,
+    process: Arc<crate::proc::Process>,
+    f: impl FnOnce() -> u64 + Send + 'static,
+) -> Result<Arc<Thread>, SpawnError> {
+    spawn_inner(opts, Some(process), Box::new(f))
+}
+
+fn spawn_inner(
+    opts: Options,
+    process: Option<Arc<crate::proc::Process>>,
+    entry: Box<dyn FnOnce() -> u64 + Send>,
+) -> Result<Arc<Thread>, SpawnError> {
     if let Some(p) = opts.pin {
         if percpu::cpu(p).map_or(true, |c| !c.is_online()) {
             return Err(SpawnError::NoSuchCpu);
         }
     }
     let mut stack = vec![0u64; STACK_BYTES / 8].into_boxed_slice();
-    let entry: Box<dyn FnOnce() -> u64 + Send> = Box::new(f);
+    // 16-byte aligned, as the CPU leaves it on an interrupt from user mode anyway.
+    let kstack_top = (stack.as_ptr() as u64 + STACK_BYTES as u64) & !15;
+    let detached = process.is_some();
     let t = irqs_off(|| {
         let mut pool = THREADS.lock();
         let handle = pool
@@ -233,7 +273,10 @@ pub fn spawn(opts: Options, f: impl FnOnce() -> u64 + Send + 'static) -> Result<
                         exit_code: None,
                         joiner: None,
                         entry: Some(entry),
+                        detached,
                     }),
+                    process,
+                    kstack_top,
                     _stack: Some(core::mem::take(&mut stack)),
                 })
             })
@@ -251,7 +294,7 @@ pub fn spawn(opts: Options, f: impl FnOnce() -> u64 + Send + 'static) -> Result<
         return Err(SpawnError::QueueFull);
     }
     kick(target);
-    Ok(JoinHandle(t))
+    Ok(t)
 }
 
 /// Asks `cpu` to reschedule soon (an IPI if it is another CPU).
@@ -293,6 +336,14 @@ fn schedule() {
     next.on_cpu.store(true, Ordering::Relaxed);
     next.last_cpu.store(cpu as u32, Ordering::Relaxed);
     let next_rsp = next.saved_rsp.load(Ordering::Relaxed);
+    // User threads run on their process's tables, kernel threads on the kernel's (so
+    // no CPU keeps a dead process's tables loaded). Entries from user mode land on the
+    // thread's own kernel stack.
+    let root = next.process.as_ref().map_or_else(arch::paging::kernel_root, |p| p.root());
+    arch::user::activate_root(root);
+    if next.kstack_top != 0 {
+        percpu::set_kernel_stack(next.kstack_top);
+    }
     *CPUS[cpu].current.lock() = Some(next);
     *CPUS[cpu].prev.lock() = Some(cur.clone());
     CPUS[cpu].switches.fetch_add(1, Ordering::Relaxed);
@@ -371,12 +422,21 @@ pub fn unpark(t: &Arc<Thread>) {
 
 /// Sleeps for at least `ticks` timer ticks.
 pub fn sleep_ticks(ticks: u64) {
-    let until = crate::time::ticks() + ticks.max(1);
+    sleep_until(crate::time::ticks() + ticks.max(1), || false);
+}
+
+/// Sleeps until the tick count reaches `until`, or until an `unpark` finds `stop()`
+/// true (a killed process). Returns whether the time was reached.
+pub fn sleep_until(until: u64, stop: impl Fn() -> bool) -> bool {
     let me = current();
     irqs_off(|| CPUS[this_cpu()].sleepers.lock().push((until, me.clone())));
     while crate::time::ticks() < until {
+        if stop() {
+            return false;
+        }
         park();
     }
+    true
 }
 
 /// Moves the calling thread to `cpu` and pins it there.
@@ -404,6 +464,11 @@ pub fn exit(code: u64) -> ! {
         inner.state = State::Exited;
         inner.exit_code = Some(code);
         let _ = SCHED.block_current(this_cpu());
+        if inner.detached {
+            // This CPU's `current` and the switch below keep the thread (and its stack)
+            // alive until the next thread has left it: `finish_switch` drops it.
+            THREADS.lock().free(me.handle);
+        }
         inner.joiner.take()
     };
     if let Some(j) = joiner {

@@ -107,6 +107,27 @@ pub struct EdgeRecord {
 const _: () = assert!(core::mem::size_of::<EdgeRecord>() == 12);
 
 impl EdgeRecord {
+    /// The record as 12 little-endian bytes, in field order (how it crosses to user
+    /// space).
+    pub fn to_bytes(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[0..4].copy_from_slice(&self.head_word().to_le_bytes());
+        b[4..8].copy_from_slice(&self.payload.to_le_bytes());
+        b[8..12].copy_from_slice(&self.stamp.to_le_bytes());
+        b
+    }
+
+    /// Decodes [`EdgeRecord::to_bytes`]; `None` for an unknown kind.
+    pub fn from_bytes(b: &[u8; 12]) -> Option<Self> {
+        Some(EdgeRecord {
+            kind: EdgeKind::from_u8(b[0])?,
+            cpu: b[1],
+            detail: u16::from_le_bytes([b[2], b[3]]),
+            payload: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            stamp: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+        })
+    }
+
     /// The first storage word: kind, cpu and detail; never 0 because kind is never 0.
     const fn head_word(&self) -> u32 {
         self.kind as u32 | (self.cpu as u32) << 8 | (self.detail as u32) << 16

@@ -72,6 +72,11 @@ zen_isr_stubs:
     .endr
 
 zen_isr_common:
+    // From user mode (CS RPL 3 in the frame): switch to the kernel's GS.
+    test qword ptr [rsp + 24], 3
+    jz 1f
+    swapgs
+1:
     push rax
     push rbx
     push rcx
@@ -106,6 +111,10 @@ zen_isr_common:
     pop rbx
     pop rax
     add rsp, 16
+    test qword ptr [rsp + 8], 3
+    jz 2f
+    swapgs
+2:
     iretq
 
     // u64 zen_probe_read(addr): the byte at addr, or u64::MAX if reading it faults.
@@ -224,6 +233,11 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
         3 => {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
         }
+        0..=31 if frame.cs & 3 == 3 => {
+            // A fault in user mode: the process dies, the kernel carries on.
+            let cr2 = ::x86_64::registers::control::Cr2::read_raw();
+            crate::proc::user_fault(vector, frame.error, frame.rip, cr2);
+        }
         14 => {
             if let Some(resume) = fixup(frame.rip) {
                 FIXED_FAULTS.fetch_add(1, Ordering::Relaxed);
@@ -257,6 +271,10 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
             crate::edge::report_detail(zen_edge::EdgeKind::SpuriousInterrupt, vector as u16, 0);
             super::apic::eoi();
         }
+    }
+    if frame.cs & 3 == 3 {
+        // Back to user mode: a process killed meanwhile ends here instead.
+        crate::proc::check_killed();
     }
 }
 

@@ -14,6 +14,8 @@ pub mod phys;
 pub mod serial;
 pub mod smp;
 pub mod switch;
+pub mod syscall;
+pub mod user;
 
 /// Sets up the boot CPU: per-CPU entry 0 behind GS, its GDT with TSS (separate stacks
 /// for double fault and NMI), and the IDT. Interrupts stay disabled.
@@ -22,5 +24,6 @@ pub fn init_boot_cpu() {
     let (df, nmi) = gdt::bsp_stacks();
     gdt::init(me, df, nmi);
     interrupts::init();
+    syscall::init();
     percpu::set_online(me);
 }

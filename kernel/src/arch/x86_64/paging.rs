@@ -26,7 +26,7 @@ pub struct Flags {
 impl Flags {
     pub const KERNEL_DATA: Self = Self { writable: true, user: false, executable: false };
 
-    fn bits(self) -> PageTableFlags {
+    pub(super) fn bits(self) -> PageTableFlags {
         let mut f = PageTableFlags::PRESENT;
         if self.writable {
             f |= PageTableFlags::WRITABLE;
@@ -54,7 +54,7 @@ pub enum MapError {
 }
 
 /// Hands page-table frames to the mapper from the kernel's frame allocator.
-struct TableFrames;
+pub(super) struct TableFrames;
 
 // SAFETY: every frame comes from the frame allocator, so it is unused and handed out
 // once; the mapper zeroes new table frames itself.
@@ -129,8 +129,16 @@ pub fn translate(virt: u64) -> Option<u64> {
     })
 }
 
-/// Enables no-execute pages and removes the stub's identity map of low memory, so a
-/// null or low pointer dereference faults.
+static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The boot level-4 table, which kernel threads run on.
+pub fn kernel_root() -> u64 {
+    KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Enables no-execute pages, removes the stub's identity map of low memory (so a null
+/// or low pointer dereference faults) and gives every upper-half level-4 entry a table,
+/// so address spaces that copy the upper half see every later kernel mapping.
 pub fn init() {
     // SAFETY: setting EFER.NXE only makes the NO_EXECUTE bit meaningful; no existing
     // mapping sets it yet.
@@ -142,6 +150,15 @@ pub fn init() {
     // stack, so nothing uses the identity map any more. Reloading CR3 flushes it.
     unsafe {
         (&mut *table)[0].set_unused();
+        for i in 256..512 {
+            if (&*table)[i].is_unused() {
+                let f = crate::mm::alloc_frame().expect("no memory for kernel page tables");
+                let phys = f.into_raw();
+                core::ptr::write_bytes((DIRECT_MAP + phys) as *mut u8, 0, 4096);
+                (&mut *table)[i].set_addr(PhysAddr::new(phys), PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
+            }
+        }
         Cr3::write(l4, cr3_flags);
     }
+    KERNEL_ROOT.store(l4.start_address().as_u64(), core::sync::atomic::Ordering::Relaxed);
 }

@@ -28,6 +28,10 @@ struct Scratch([u8; SCRATCH_SIZE]);
 pub struct PerCpu {
     /// Address of this struct: `mov rax, gs:[0]` finds it.
     self_ptr: AtomicU64,
+    /// Kernel stack top of the running thread: where `syscall` switches to (gs:[8]).
+    pub(super) syscall_rsp: AtomicU64,
+    /// The user stack pointer while a system call runs (gs:[16]).
+    pub(super) user_rsp: AtomicU64,
     id: AtomicU32,
     apic_id: AtomicU32,
     online: AtomicBool,
@@ -50,6 +54,8 @@ impl PerCpu {
     const fn new() -> Self {
         Self {
             self_ptr: AtomicU64::new(0),
+            syscall_rsp: AtomicU64::new(0),
+            user_rsp: AtomicU64::new(0),
             id: AtomicU32::new(0),
             apic_id: AtomicU32::new(0),
             online: AtomicBool::new(false),
@@ -83,6 +89,9 @@ impl PerCpu {
 }
 
 const _: () = assert!(core::mem::size_of::<Scratch>() == SCRATCH_SIZE);
+// The syscall entry addresses these two fields by offset.
+pub(super) const SYSCALL_RSP_OFFSET: usize = core::mem::offset_of!(PerCpu, syscall_rsp);
+pub(super) const USER_RSP_OFFSET: usize = core::mem::offset_of!(PerCpu, user_rsp);
 const _: () = assert!(core::mem::align_of::<PerCpu>() == 64);
 
 static CPUS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
@@ -104,7 +113,20 @@ pub fn install(id: usize, apic_id: u32) -> &'static PerCpu {
     me.id.store(id as u32, Ordering::Relaxed);
     me.apic_id.store(apic_id, Ordering::Relaxed);
     GsBase::write(VirtAddr::from_ptr(me));
+    // While user code runs, GS is the user's and KERNEL_GS_BASE holds ours; `swapgs`
+    // on every entry from user mode exchanges them.
+    ::x86_64::registers::model_specific::KernelGsBase::write(VirtAddr::new(0));
     me
+}
+
+/// Sets the kernel stack that entries from user mode (system calls, interrupts,
+/// exceptions) switch to on the calling CPU: the running thread's.
+pub fn set_kernel_stack(top: u64) {
+    let me = current();
+    me.syscall_rsp.store(top, Ordering::Relaxed);
+    // SAFETY: only this CPU touches its TSS after bring-up, with interrupts off (the
+    // scheduler calls this during a switch), and the TSS was initialised by gdt::init.
+    unsafe { (*me.tss.get()).assume_init_mut().privilege_stack_table[0] = VirtAddr::new(top) };
 }
 
 /// Marks the calling CPU online.

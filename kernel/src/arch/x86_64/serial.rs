@@ -36,3 +36,12 @@ pub fn write_byte(b: u8) {
         data.write(b);
     }
 }
+
+/// Reads one received byte, if the UART has one.
+pub fn read_byte() -> Option<u8> {
+    let mut lsr = Port::<u8>::new(COM1 + 5);
+    let mut data = Port::<u8>::new(COM1);
+    // SAFETY: COM1's line status and receive registers; reading the receive buffer
+    // only takes the byte out of the UART's FIFO.
+    unsafe { (lsr.read() & 1 != 0).then(|| data.read()) }
+}

@@ -215,6 +215,7 @@ extern "C" fn ap_entry(id: u64) -> ! {
     let top = |s: &[u8]| ::x86_64::VirtAddr::from_ptr(s.as_ptr()) + gdt::IST_STACK_SIZE as u64;
     gdt::init(me, top(df), top(nmi));
     interrupts::init();
+    super::syscall::init();
     apic::init_ap();
     percpu::set_online(me);
     crate::ap_main(me.id())

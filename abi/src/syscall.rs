@@ -1,0 +1,270 @@
+//! System call numbers, error codes and the calling convention.
+//!
+//! Convention (x86_64): `syscall` with the number in `rax` and up to six arguments in
+//! `rdi, rsi, rdx, r10, r8, r9`; the result comes back in `rax`: a value `>= 0` is
+//! success, a value in `-4095..=-1` is a negated [`Error`]. `rcx` and `r11` are
+//! clobbered (the CPU uses them for the return address and flags); every other
+//! register is preserved. docs/abi.md gives each call's arguments, returns and errors.
+
+/// System call numbers. Checked with `TryFrom<u64>`: an unknown number is
+/// [`Error::NoSuchCall`], never a crash.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    /// exit(code) -> never returns.
+    Exit = 0,
+    /// write(fd, ptr, len) -> bytes written. fd 1 and 2: the console.
+    Write = 1,
+    /// read(fd, ptr, len) -> bytes read (blocks for at least one). fd 0: the console.
+    Read = 2,
+    /// yield() -> 0.
+    Yield = 3,
+    /// sleep(milliseconds) -> 0.
+    Sleep = 4,
+    /// uptime() -> milliseconds since boot.
+    Uptime = 5,
+    /// spawn(name_ptr, name_len, arg_ptr, arg_len) -> pid. Starts a program of the
+    /// boot archive with one argument string.
+    Spawn = 6,
+    /// wait(pid) -> exit code (of a child). Faulted children return FAULT_EXIT_CODE.
+    Wait = 7,
+    /// kill(pid) -> 0.
+    Kill = 8,
+    /// map(len) -> address of `len` bytes (rounded up to pages) of zeroed memory.
+    Map = 9,
+    /// unmap(addr, len) -> 0.
+    Unmap = 10,
+    /// getpid() -> pid.
+    GetPid = 11,
+    /// ps(buf_ptr, buf_len) -> bytes written: one [`ProcInfo`] per process.
+    Ps = 12,
+    /// meminfo(buf_ptr) -> 0: fills a [`MemInfo`].
+    MemInfo = 13,
+    /// edges(buf_ptr, buf_len) -> records written (12 bytes each).
+    Edges = 14,
+    /// programs(buf_ptr, buf_len) -> bytes written: NUL-separated names of the boot
+    /// archive's programs.
+    Programs = 15,
+    /// shutdown() -> never returns (powers off; under QEMU exits it).
+    Shutdown = 16,
+    /// getarg(buf_ptr, buf_len) -> bytes of this process's argument string.
+    GetArg = 17,
+}
+
+/// Highest call number + 1.
+pub const SYSCALL_COUNT: u64 = 18;
+
+impl TryFrom<u64> for Syscall {
+    type Error = Error;
+    fn try_from(n: u64) -> Result<Self, Error> {
+        use Syscall::*;
+        const ALL: [Syscall; SYSCALL_COUNT as usize] = [
+            Exit, Write, Read, Yield, Sleep, Uptime, Spawn, Wait, Kill, Map, Unmap, GetPid, Ps,
+            MemInfo, Edges, Programs, Shutdown, GetArg,
+        ];
+        ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
+    }
+}
+
+/// Error codes, returned negated in `rax`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// Unknown system call number.
+    NoSuchCall = 1,
+    /// A pointer argument is null, unmapped, not user memory, or not writable where
+    /// the call writes.
+    BadAddress = 2,
+    /// An argument is out of range (a length too large, an unknown fd, bad UTF-8).
+    InvalidArgument = 3,
+    /// No such process, or not a child of the caller.
+    NoSuchProcess = 4,
+    /// No such program in the boot archive.
+    NoSuchProgram = 5,
+    /// Out of memory or out of process/thread slots.
+    NoMemory = 6,
+    /// The caller lacks the right to do this.
+    Denied = 7,
+    /// The buffer is too small for the result.
+    BufferTooSmall = 8,
+    /// The program is not a valid static-PIE executable.
+    BadExecutable = 9,
+    /// Every process slot is taken.
+    TooManyProcesses = 10,
+}
+
+/// Every error, in number order.
+pub const ERRORS: [Error; 10] = [
+    Error::NoSuchCall,
+    Error::BadAddress,
+    Error::InvalidArgument,
+    Error::NoSuchProcess,
+    Error::NoSuchProgram,
+    Error::NoMemory,
+    Error::Denied,
+    Error::BufferTooSmall,
+    Error::BadExecutable,
+    Error::TooManyProcesses,
+];
+
+impl Error {
+    /// The value a system call returns for this error.
+    pub const fn to_ret(self) -> u64 {
+        (-(self as i64)) as u64
+    }
+
+    /// Decodes a return value: `Ok(value)` or the error.
+    pub fn from_ret(ret: u64) -> Result<u64, Error> {
+        let signed = ret as i64;
+        if !(-4095..0).contains(&signed) {
+            return Ok(ret);
+        }
+        // Codes this ABI version does not know still come back as errors.
+        Err(ERRORS.get((-signed - 1) as usize).copied().unwrap_or(Error::InvalidArgument))
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Error::NoSuchCall => "no such system call",
+            Error::BadAddress => "bad address",
+            Error::InvalidArgument => "invalid argument",
+            Error::NoSuchProcess => "no such process",
+            Error::NoSuchProgram => "no such program",
+            Error::NoMemory => "out of memory",
+            Error::Denied => "permission denied",
+            Error::BufferTooSmall => "buffer too small",
+            Error::BadExecutable => "not a valid executable",
+            Error::TooManyProcesses => "too many processes",
+        }
+    }
+}
+
+/// Exit code reported by `wait` for a process killed by a fault.
+pub const FAULT_EXIT_CODE: u64 = 0xdead_0000;
+/// Exit code reported by `wait` for a process killed with `kill`.
+pub const KILLED_EXIT_CODE: u64 = 0xdead_0001;
+
+/// Longest single read/write/argument the kernel copies at once.
+pub const MAX_IO: u64 = 1 << 20;
+
+/// One entry of `ps`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub parent: u32,
+    /// 0 running, 1 exited (zombie).
+    pub state: u32,
+    pub threads: u32,
+    pub pages: u64,
+    pub name: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<ProcInfo>() == 40);
+
+impl ProcInfo {
+    pub const SIZE: usize = 40;
+    /// Little-endian bytes, in field order (what `ps` writes).
+    pub fn to_bytes(&self) -> [u8; 40] {
+        let mut b = [0u8; 40];
+        b[0..4].copy_from_slice(&self.pid.to_le_bytes());
+        b[4..8].copy_from_slice(&self.parent.to_le_bytes());
+        b[8..12].copy_from_slice(&self.state.to_le_bytes());
+        b[12..16].copy_from_slice(&self.threads.to_le_bytes());
+        b[16..24].copy_from_slice(&self.pages.to_le_bytes());
+        b[24..40].copy_from_slice(&self.name);
+        b
+    }
+    pub fn from_bytes(b: &[u8; 40]) -> Self {
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut name = [0u8; 16];
+        name.copy_from_slice(&b[24..40]);
+        ProcInfo {
+            pid: u32_at(0),
+            parent: u32_at(4),
+            state: u32_at(8),
+            threads: u32_at(12),
+            pages: u64::from_le_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]),
+            name,
+        }
+    }
+    /// The name up to its first NUL.
+    pub fn name(&self) -> &str {
+        let n = self.name.iter().position(|&c| c == 0).unwrap_or(16);
+        core::str::from_utf8(&self.name[..n]).unwrap_or("?")
+    }
+}
+
+/// Result of `meminfo`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemInfo {
+    pub total_frames: u64,
+    pub free_frames: u64,
+    pub heap_bytes_used: u64,
+    pub heap_allocations: u64,
+}
+const _: () = assert!(core::mem::size_of::<MemInfo>() == 32);
+
+impl MemInfo {
+    pub const SIZE: usize = 32;
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for (i, v) in [self.total_frames, self.free_frames, self.heap_bytes_used, self.heap_allocations].iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+    pub fn from_bytes(b: &[u8; 32]) -> Self {
+        let w = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(x)
+        };
+        MemInfo { total_frames: w(0), free_frames: w(1), heap_bytes_used: w(2), heap_allocations: w(3) }
+    }
+}
+
+/// The user address space: programs are loaded at `USER_BASE`, mappings from `map`
+/// come from `USER_MAP_BASE` up, the stack ends at `USER_STACK_TOP`.
+pub const USER_BASE: u64 = 0x40_0000;
+pub const USER_MAP_BASE: u64 = 0x10_0000_0000;
+pub const USER_STACK_TOP: u64 = 0x7fff_ffff_0000;
+pub const USER_STACK_SIZE: u64 = 64 * 1024;
+/// Everything below this is user space (the lower canonical half).
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip_and_unknown_is_refused() {
+        for n in 0..SYSCALL_COUNT {
+            assert_eq!(Syscall::try_from(n).unwrap() as u64, n);
+        }
+        assert_eq!(Syscall::try_from(SYSCALL_COUNT), Err(Error::NoSuchCall));
+        assert_eq!(Syscall::try_from(u64::MAX), Err(Error::NoSuchCall));
+    }
+
+    #[test]
+    fn errors_round_trip_through_return_values() {
+        for (i, e) in ERRORS.iter().enumerate() {
+            assert_eq!(*e as usize, i + 1);
+            assert_eq!(Error::from_ret(e.to_ret()), Err(*e));
+        }
+        assert_eq!(Error::from_ret(0), Ok(0));
+        assert_eq!(Error::from_ret(USER_MAP_BASE), Ok(USER_MAP_BASE));
+        assert_eq!(Error::from_ret(u64::MAX - 5000), Ok(u64::MAX - 5000));
+        assert_eq!(Error::from_ret((-999i64) as u64), Err(Error::InvalidArgument));
+    }
+
+    #[test]
+    fn infos_round_trip_through_bytes() {
+        let p = ProcInfo { pid: 7, parent: 1, state: 1, threads: 1, pages: 99, name: *b"shell\0\0\0\0\0\0\0\0\0\0\0" };
+        let q = ProcInfo::from_bytes(&p.to_bytes());
+        assert_eq!((q.pid, q.parent, q.state, q.threads, q.pages, q.name()), (7, 1, 1, 1, 99, "shell"));
+        let m = MemInfo { total_frames: 1, free_frames: 2, heap_bytes_used: 3, heap_allocations: 4 };
+        let n = MemInfo::from_bytes(&m.to_bytes());
+        assert_eq!((n.total_frames, n.free_frames, n.heap_bytes_used, n.heap_allocations), (1, 2, 3, 4));
+    }
+}

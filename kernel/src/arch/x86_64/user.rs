@@ -1,0 +1,260 @@
+//! User address spaces and copies across the user/kernel boundary.
+//!
+//! Each process has its own level-4 table. Its upper half (entries 256..512) is the
+//! kernel's: the same PDPT frames in every address space, all allocated at boot
+//! (`paging::init`), so a kernel mapping made later is seen everywhere. The lower half
+//! is the process's; its table and data frames belong to the address space and are
+//! freed with it.
+//!
+//! Copies never dereference a user pointer: each page is translated in the process's
+//! own tables, checked to be present, user-accessible (and writable for copy-out),
+//! and accessed through the direct map. A bad pointer is an error, not a fault.
+
+use alloc::vec::Vec;
+use ::x86_64::registers::control::{Cr3, Cr3Flags};
+use ::x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
+use ::x86_64::structures::paging::{
+    Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB, Translate,
+};
+use ::x86_64::{PhysAddr, VirtAddr};
+use zen_abi::layout::DIRECT_MAP;
+use zen_abi::syscall::USER_END;
+
+use super::paging::{Flags, MapError, TableFrames};
+
+/// A process's page tables.
+pub struct AddressSpace {
+    root: u64,
+    lock: spin::Mutex<()>,
+}
+
+impl core::fmt::Debug for AddressSpace {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "AddressSpace({:#x})", self.root)
+    }
+}
+
+fn table(phys: u64) -> *mut PageTable {
+    (DIRECT_MAP + phys) as *mut PageTable
+}
+
+impl AddressSpace {
+    /// A new address space with the kernel's upper half and an empty lower half.
+    pub fn new() -> Option<Self> {
+        let mut frame = crate::mm::alloc_frame()?;
+        let bytes = super::phys::frame_bytes(&mut frame);
+        bytes.fill(0);
+        let root = frame.into_raw();
+        let (kernel, _) = Cr3::read();
+        // SAFETY: both are level-4 tables seen through the direct map: `root` is a
+        // frame we own, the kernel's is only read; the upper-half entries never change
+        // after boot (paging::init fills them all).
+        unsafe {
+            let (dst, src) = (&mut *table(root), &*table(kernel.start_address().as_u64()));
+            for i in 256..512 {
+                dst[i] = src[i].clone();
+            }
+        }
+        Some(Self { root, lock: spin::Mutex::new(()) })
+    }
+
+    /// Physical address of the level-4 table.
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut OffsetPageTable<'_>) -> R) -> R {
+        let _g = self.lock.lock();
+        // SAFETY: `root` is this address space's level-4 table, reached through the
+        // direct map; the lock makes this the only mutable view of its lower half, and
+        // the shared upper half is never modified through it (user addresses only).
+        let mut m = unsafe { OffsetPageTable::new(&mut *table(self.root), VirtAddr::new(DIRECT_MAP)) };
+        f(&mut m)
+    }
+
+    /// Maps a user page at `va` to a frame the address space takes ownership of.
+    pub fn map(&self, va: u64, frame: crate::mm::Frame, flags: Flags) -> Result<(), MapError> {
+        if va >= USER_END {
+            return Err(MapError::NonCanonical);
+        }
+        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).map_err(|_| MapError::Unaligned)?;
+        let phys = frame.into_raw();
+        let pf = PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
+        let flags = Flags { user: true, ..flags };
+        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        let r = self.with(|m| {
+            // SAFETY: the frame was just taken from the allocator (owned, unaliased) and
+            // `va` is a user address in this address space only.
+            unsafe { m.map_to_with_table_flags(page, pf, flags.bits(), parent, &mut TableFrames) }
+                .map(|flush| flush.ignore())
+        });
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = crate::mm::free_frame(crate::mm::frame_from_raw(phys));
+                Err(match e {
+                    MapToError::FrameAllocationFailed => MapError::OutOfFrames,
+                    MapToError::ParentEntryHugePage => MapError::HugePage,
+                    MapToError::PageAlreadyMapped(_) => MapError::AlreadyMapped,
+                })
+            }
+        }
+    }
+
+    /// Unmaps a user page and frees its frame.
+    pub fn unmap(&self, va: u64) -> Result<(), MapError> {
+        if va >= USER_END {
+            return Err(MapError::NonCanonical);
+        }
+        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).map_err(|_| MapError::Unaligned)?;
+        let frame = self.with(|m| match m.unmap(page) {
+            Ok((f, flush)) => {
+                flush.flush();
+                Ok(f.start_address().as_u64())
+            }
+            Err(UnmapError::PageNotMapped) | Err(UnmapError::InvalidFrameAddress(_)) => Err(MapError::NotMapped),
+            Err(UnmapError::ParentEntryHugePage) => Err(MapError::HugePage),
+        })?;
+        // Other CPUs running this address space would still hold the old translation;
+        // processes are single-threaded for now, so flushing here is enough.
+        let _ = crate::mm::free_frame(crate::mm::frame_from_raw(frame));
+        Ok(())
+    }
+
+    /// The physical address behind user address `va`, if mapped for the user (and
+    /// writable, if `write`).
+    fn user_phys(&self, va: u64, write: bool) -> Option<u64> {
+        if va >= USER_END {
+            return None;
+        }
+        self.with(|m| match m.translate(VirtAddr::new(va)) {
+            TranslateResult::Mapped { frame, offset, flags } => {
+                let ok = flags.contains(PageTableFlags::USER_ACCESSIBLE)
+                    && (!write || flags.contains(PageTableFlags::WRITABLE));
+                ok.then(|| frame.start_address().as_u64() + offset)
+            }
+            _ => None,
+        })
+    }
+
+    /// Copies `len` bytes from user address `va`. `None` if any byte is not readable
+    /// user memory.
+    pub fn copy_from(&self, va: u64, len: usize) -> Option<Vec<u8>> {
+        let end = va.checked_add(len as u64)?;
+        if end > USER_END {
+            return None;
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(len).ok()?;
+        let mut at = va;
+        while at < end {
+            let chunk = (4096 - at % 4096).min(end - at);
+            let phys = self.user_phys(at, false)?;
+            // SAFETY: `phys .. phys + chunk` lies within one frame mapped for this user
+            // (checked above), read through the direct map. The process may change it
+            // concurrently; we copy bytes, never trust them as Rust values.
+            let src = unsafe { core::slice::from_raw_parts((DIRECT_MAP + phys) as *const u8, chunk as usize) };
+            out.extend_from_slice(src);
+            at += chunk;
+        }
+        Some(out)
+    }
+
+    /// Copies `data` to user address `va`. `None` (and nothing written) if any byte is
+    /// not writable user memory.
+    pub fn copy_to(&self, va: u64, data: &[u8]) -> Option<()> {
+        self.copy_to_checked(va, data, true)
+    }
+
+    /// Writes into the process's image regardless of page protection (the loader's
+    /// relocations land in read-only pages). The pages must be mapped for the user.
+    pub fn write_image(&self, va: u64, data: &[u8]) -> Option<()> {
+        self.copy_to_checked(va, data, false)
+    }
+
+    /// Whether `va` is mapped writable for the user.
+    pub fn is_writable(&self, va: u64) -> bool {
+        self.user_phys(va, true).is_some()
+    }
+
+    /// Whether `va` is mapped for the user.
+    pub fn is_mapped(&self, va: u64) -> bool {
+        self.user_phys(va, false).is_some()
+    }
+
+    fn copy_to_checked(&self, va: u64, data: &[u8], need_write: bool) -> Option<()> {
+        let end = va.checked_add(data.len() as u64)?;
+        if end > USER_END {
+            return None;
+        }
+        // Check every page first, so a bad tail leaves nothing half-written.
+        let mut pages = Vec::new();
+        let mut at = va;
+        while at < end {
+            let chunk = (4096 - at % 4096).min(end - at);
+            pages.push((self.user_phys(at, need_write)?, chunk as usize));
+            at += chunk;
+        }
+        let mut off = 0;
+        for (phys, chunk) in pages {
+            // SAFETY: as in `copy_from`, for a frame mapped writable for this user.
+            let dst = unsafe { core::slice::from_raw_parts_mut((DIRECT_MAP + phys) as *mut u8, chunk) };
+            dst.copy_from_slice(&data[off..off + chunk]);
+            off += chunk;
+        }
+        Some(())
+    }
+
+    /// Makes this address space current on the calling CPU.
+    pub fn activate(&self) {
+        activate_root(self.root);
+    }
+}
+
+/// Switches CR3 to `root` if it is not already current.
+pub fn activate_root(root: u64) {
+    let (cur, _) = Cr3::read();
+    if cur.start_address().as_u64() != root {
+        // SAFETY: `root` is a level-4 table whose upper half is the kernel's (every
+        // address space copies it), so the kernel keeps running across the switch.
+        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(root)), Cr3Flags::empty()) };
+    }
+}
+
+impl Drop for AddressSpace {
+    /// Frees every user page and page-table frame of the lower half, and the root.
+    fn drop(&mut self) {
+        let (cur, _) = Cr3::read();
+        if cur.start_address().as_u64() == self.root {
+            activate_root(super::paging::kernel_root());
+        }
+        // SAFETY: no CPU runs on these tables any more (the owner's threads have exited,
+        // and the check above moved this CPU off them); everything below the root's
+        // lower half belongs to this address space alone.
+        unsafe { free_tables(self.root, 4) };
+    }
+}
+
+/// Frees the lower half below a level-`level` table, then the table itself.
+///
+/// # Safety
+/// `phys` must be a table owned by a dying address space that no CPU uses.
+unsafe fn free_tables(phys: u64, level: u8) {
+    // SAFETY: the caller guarantees exclusive ownership of the table.
+    let t = unsafe { &mut *table(phys) };
+    let entries = if level == 4 { 0..256 } else { 0..512 };
+    for i in entries {
+        let e = &t[i];
+        if !e.flags().contains(PageTableFlags::PRESENT) {
+            continue;
+        }
+        let child = e.addr().as_u64();
+        if level == 1 || e.flags().contains(PageTableFlags::HUGE_PAGE) {
+            let _ = crate::mm::free_frame(crate::mm::frame_from_raw(child));
+        } else {
+            // SAFETY: a present non-leaf entry of an owned table points at an owned table.
+            unsafe { free_tables(child, level - 1) };
+        }
+    }
+    let _ = crate::mm::free_frame(crate::mm::frame_from_raw(phys));
+}

@@ -1,0 +1,430 @@
+//! Processes: an address space, a thread, a parent, an exit code.
+//!
+//! A process is created from a program of the boot archive (see `zen_abi::archive`),
+//! loaded as a static-PIE ELF by zen-loader at `USER_BASE`, with a stack under
+//! `USER_STACK_TOP`. Its thread is a kernel thread that drops to ring 3; system calls
+//! and interrupts bring it back onto its own kernel stack.
+//!
+//! Life cycle: running, then exited (a zombie holding only its exit code: the address
+//! space is freed at exit), then reaped by the parent's `wait`. Orphans (whose parent
+//! exited first) are reaped at once. A user fault or a `kill` ends a process the same
+//! way as `exit`, with the codes `FAULT_EXIT_CODE` and `KILLED_EXIT_CODE`; the kernel
+//! carries on.
+//!
+//! Lock order: `PROCS`, then one process's `inner`. Never the other way round.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use zen_abi::archive::Archive;
+use zen_abi::syscall::{Error, ProcInfo, FAULT_EXIT_CODE, KILLED_EXIT_CODE, USER_BASE, USER_MAP_BASE, USER_STACK_SIZE, USER_STACK_TOP};
+
+use crate::arch::paging::{self, Flags};
+use crate::arch::user::{activate_root, AddressSpace};
+use crate::kprintln;
+use crate::sync::IrqMutex;
+use crate::task::{self, Options, Thread};
+
+/// Most processes alive (zombies included).
+pub const MAX_PROCS: usize = 64;
+/// Largest program image.
+const IMAGE_LIMIT: u64 = 256 << 20;
+/// Most pages one process may `map`: one process cannot take all memory.
+pub const MAP_LIMIT_PAGES: u64 = 16384;
+
+static ARCHIVE_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/archive.bin"));
+static ARCHIVE: spin::Once<Option<Archive<'static>>> = spin::Once::new();
+
+/// The boot archive, or `None` (reported once) if it is damaged.
+pub fn archive() -> Option<Archive<'static>> {
+    *ARCHIVE.call_once(|| match Archive::parse(ARCHIVE_BYTES) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            kprintln!("zen: boot archive refused: {}", e.as_str());
+            None
+        }
+    })
+}
+
+struct Inner {
+    parent: u32,
+    exit: Option<u64>,
+    /// The parent's thread, parked in `wait` for this process.
+    waiter: Option<Arc<Thread>>,
+    /// The process's thread while it runs.
+    thread: Option<Arc<Thread>>,
+    /// Where the next `map` goes.
+    next_map: u64,
+    /// Pages mapped by `map` and not unmapped.
+    mapped: u64,
+    /// Pages of the image and stack.
+    image_pages: u64,
+}
+
+pub struct Process {
+    pid: u32,
+    name: String,
+    arg: Vec<u8>,
+    /// Level-4 table the scheduler loads for this process's thread; the kernel's once
+    /// the address space is gone.
+    root: AtomicU64,
+    space: spin::Mutex<Option<AddressSpace>>,
+    killed: AtomicBool,
+    inner: IrqMutex<Inner>,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn arg(&self) -> &[u8] {
+        &self.arg
+    }
+    pub fn root(&self) -> u64 {
+        self.root.load(Ordering::Acquire)
+    }
+    pub fn killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+    /// Runs `f` on the address space; `Error::NoSuchProcess` once it is gone.
+    pub fn with_space<R>(&self, f: impl FnOnce(&AddressSpace) -> R) -> Result<R, Error> {
+        self.space.lock().as_ref().map(f).ok_or(Error::NoSuchProcess)
+    }
+}
+
+static PROCS: IrqMutex<BTreeMap<u32, Arc<Process>>> = IrqMutex::new(BTreeMap::new());
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+
+/// The calling thread's process.
+pub fn current() -> Option<Arc<Process>> {
+    task::current().process().cloned()
+}
+
+/// Loads the program into a fresh address space: (space, entry, pages).
+fn load(program: &[u8]) -> Result<(AddressSpace, u64, u64), Error> {
+    struct Loader<'a>(&'a AddressSpace);
+    impl zen_loader::Target for Loader<'_> {
+        fn map(&mut self, va: u64, writable: bool, executable: bool) -> Result<(), zen_loader::LoadError> {
+            let frame = zeroed_frame().ok_or(zen_loader::LoadError::NoMemory)?;
+            self.0.map(va, frame, Flags { writable, user: true, executable }).map_err(|e| match e {
+                paging::MapError::AlreadyMapped => zen_loader::LoadError::Overlap,
+                _ => zen_loader::LoadError::NoMemory,
+            })
+        }
+        fn write(&mut self, va: u64, data: &[u8]) -> Result<(), zen_loader::LoadError> {
+            self.0.write_image(va, data).ok_or(zen_loader::LoadError::BadSegment)
+        }
+    }
+    let space = AddressSpace::new().ok_or(Error::NoMemory)?;
+    let loaded = zen_loader::load(program, USER_BASE, IMAGE_LIMIT, &mut Loader(&space)).map_err(|e| {
+        kprintln!("zen: cannot load program: {}", e.as_str());
+        match e {
+            zen_loader::LoadError::NoMemory => Error::NoMemory,
+            _ => Error::BadExecutable,
+        }
+    })?;
+    // The stack, with an unmapped guard page below it.
+    let stack_pages = USER_STACK_SIZE / 4096;
+    for i in 1..=stack_pages {
+        let frame = zeroed_frame().ok_or(Error::NoMemory)?;
+        space.map(USER_STACK_TOP - i * 4096, frame, Flags { writable: true, user: true, executable: false }).map_err(|_| Error::NoMemory)?;
+    }
+    Ok((space, loaded.entry, loaded.pages + stack_pages))
+}
+
+/// A zeroed frame for user memory.
+pub fn zeroed_frame() -> Option<crate::mm::Frame> {
+    let mut f = crate::mm::alloc_frame()?;
+    crate::arch::phys::frame_bytes(&mut f).fill(0);
+    Some(f)
+}
+
+/// Starts program `name` of the boot archive with argument `arg`, as a child of
+/// `parent` (0: no parent). Returns the pid.
+pub fn spawn(name: &str, arg: &[u8], parent: u32) -> Result<u32, Error> {
+    let program = archive().and_then(|a| a.find(name)).ok_or(Error::NoSuchProgram)?;
+    if PROCS.lock().len() >= MAX_PROCS {
+        return Err(Error::TooManyProcesses);
+    }
+    let (space, entry, pages) = load(program)?;
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    let p = Arc::new(Process {
+        pid,
+        name: String::from(name),
+        arg: arg.to_vec(),
+        root: AtomicU64::new(space.root()),
+        space: spin::Mutex::new(Some(space)),
+        killed: AtomicBool::new(false),
+        inner: IrqMutex::new(Inner {
+            parent,
+            exit: None,
+            waiter: None,
+            thread: None,
+            next_map: USER_MAP_BASE,
+            mapped: 0,
+            image_pages: pages,
+        }),
+    });
+    // In the table before the thread runs, so it can find itself.
+    {
+        let mut procs = PROCS.lock();
+        if procs.len() >= MAX_PROCS {
+            return Err(Error::TooManyProcesses);
+        }
+        procs.insert(pid, p.clone());
+    }
+    match task::spawn_user(Options::new("user"), p.clone(), move || {
+        crate::arch::syscall::enter_user(entry, USER_STACK_TOP, 0)
+    }) {
+        Ok(t) => {
+            let mut i = p.inner.lock();
+            // It may have run and exited already; a dead thread is not kept.
+            if i.exit.is_none() {
+                i.thread = Some(t);
+            }
+            Ok(pid)
+        }
+        Err(_) => {
+            PROCS.lock().remove(&pid);
+            Err(Error::NoMemory)
+        }
+    }
+}
+
+/// Ends the calling thread's process with `code`. Never returns.
+pub fn exit_current(code: u64) -> ! {
+    let p = current().expect("exit_current outside a process");
+    // Off the process's tables before they are freed.
+    let kernel = paging::kernel_root();
+    p.root.store(kernel, Ordering::Release);
+    activate_root(kernel);
+    let space = p.space.lock().take();
+    drop(space);
+    let (waiter, orphan) = {
+        let mut i = p.inner.lock();
+        i.exit = Some(code);
+        i.thread = None;
+        i.mapped = 0;
+        i.image_pages = 0;
+        (i.waiter.take(), i.parent == 0)
+    };
+    {
+        // Children outlive their parent as orphans; exited ones are reaped now.
+        let mut procs = PROCS.lock();
+        let mut reap = Vec::new();
+        for (pid, c) in procs.iter() {
+            let mut ci = c.inner.lock();
+            if ci.parent == p.pid {
+                ci.parent = 0;
+                if ci.exit.is_some() {
+                    reap.push(*pid);
+                }
+            }
+        }
+        for pid in reap {
+            procs.remove(&pid);
+        }
+        if orphan {
+            procs.remove(&p.pid);
+        }
+    }
+    if let Some(w) = waiter {
+        task::unpark(&w);
+    }
+    drop(p);
+    task::exit(code)
+}
+
+/// A CPU exception in user mode: the process is killed and the fault reported.
+pub fn user_fault(vector: u8, error: u64, rip: u64, cr2: u64) -> ! {
+    let (pid, name) = current().map_or((0, String::new()), |p| (p.pid, p.name.clone()));
+    if vector == 14 {
+        kprintln!(
+            "zen: process {} ({}) killed: page fault at rip={:#x}, address {:#x} ({} {})",
+            pid,
+            name,
+            rip,
+            cr2,
+            if error & 1 != 0 { "protection violation," } else { "unmapped," },
+            if error & 2 != 0 { "write" } else { "read" }
+        );
+        crate::edge::report_detail(zen_edge::EdgeKind::PageFault, error as u16, cr2 as u32);
+    } else {
+        kprintln!("zen: process {} ({}) killed: exception {} at rip={:#x}, error {:#x}", pid, name, vector, rip, error);
+        let kind = if vector == 13 { zen_edge::EdgeKind::GeneralProtection } else { zen_edge::EdgeKind::Exception };
+        let detail = if vector == 13 { error as u16 } else { vector as u16 };
+        crate::edge::report_detail(kind, detail, rip as u32);
+    }
+    exit_current(FAULT_EXIT_CODE)
+}
+
+/// On the way back to user mode (end of a system call, an interrupt from user mode):
+/// a killed process ends here.
+pub fn check_killed() {
+    if let Some(p) = current() {
+        if p.killed() {
+            drop(p);
+            exit_current(KILLED_EXIT_CODE);
+        }
+    }
+}
+
+/// Waits for child `pid` to exit, reaps it and returns its exit code.
+pub fn wait(me: &Process, pid: u32) -> Result<u64, Error> {
+    loop {
+        {
+            let mut procs = PROCS.lock();
+            let child = procs.get(&pid).ok_or(Error::NoSuchProcess)?.clone();
+            let mut ci = child.inner.lock();
+            if ci.parent != me.pid || pid == me.pid {
+                return Err(Error::NoSuchProcess);
+            }
+            if let Some(code) = ci.exit {
+                drop(ci);
+                procs.remove(&pid);
+                return Ok(code);
+            }
+            ci.waiter = Some(task::current());
+        }
+        if me.killed() {
+            exit_current(KILLED_EXIT_CODE);
+        }
+        task::park();
+    }
+}
+
+/// Kills `pid`, which must be the caller or one of its descendants; nobody may kill
+/// process 1 (init).
+pub fn kill(me: &Process, pid: u32) -> Result<(), Error> {
+    if pid == 1 {
+        return Err(Error::Denied);
+    }
+    let target = {
+        let procs = PROCS.lock();
+        let target = procs.get(&pid).ok_or(Error::NoSuchProcess)?.clone();
+        // Walk up from the target: the caller must be on the way.
+        let mut at = pid;
+        let mut hops = 0;
+        while at != me.pid {
+            at = match procs.get(&at) {
+                Some(p) if hops < MAX_PROCS => p.inner.lock().parent,
+                _ => return Err(Error::Denied),
+            };
+            hops += 1;
+            if at == 0 {
+                return Err(Error::Denied);
+            }
+        }
+        target
+    };
+    target.killed.store(true, Ordering::Release);
+    let thread = target.inner.lock().thread.clone();
+    if let Some(t) = thread {
+        task::unpark(&t);
+    }
+    Ok(())
+}
+
+/// Maps `len` bytes (rounded up to pages) of zeroed memory; returns the address.
+pub fn map(me: &Process, len: u64) -> Result<u64, Error> {
+    if len == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let pages = len.div_ceil(4096);
+    let va = {
+        let mut i = me.inner.lock();
+        if i.mapped.saturating_add(pages) > MAP_LIMIT_PAGES {
+            return Err(Error::NoMemory);
+        }
+        let va = i.next_map;
+        // Reserve the range first; a failure below leaves a hole, never a clash.
+        i.next_map += pages * 4096;
+        i.mapped += pages;
+        va
+    };
+    let done = me.with_space(|s| {
+        for n in 0..pages {
+            let ok = zeroed_frame()
+                .map(|f| s.map(va + n * 4096, f, Flags { writable: true, user: true, executable: false }).is_ok())
+                .unwrap_or(false);
+            if !ok {
+                for m in 0..n {
+                    let _ = s.unmap(va + m * 4096);
+                }
+                return false;
+            }
+        }
+        true
+    })?;
+    if !done {
+        me.inner.lock().mapped -= pages;
+        return Err(Error::NoMemory);
+    }
+    Ok(va)
+}
+
+/// Unmaps `len` bytes at `addr` (page-aligned, all mapped by `map`).
+pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
+    if len == 0 || addr % 4096 != 0 || addr < USER_MAP_BASE {
+        return Err(Error::InvalidArgument);
+    }
+    let pages = len.div_ceil(4096);
+    let end = addr.checked_add(pages * 4096).ok_or(Error::InvalidArgument)?;
+    if end > me.inner.lock().next_map {
+        return Err(Error::InvalidArgument);
+    }
+    me.with_space(|s| {
+        if !(0..pages).all(|n| s.is_mapped(addr + n * 4096)) {
+            return Err(Error::InvalidArgument);
+        }
+        for n in 0..pages {
+            let _ = s.unmap(addr + n * 4096);
+        }
+        Ok(())
+    })??;
+    me.inner.lock().mapped -= pages;
+    Ok(())
+}
+
+/// A snapshot of the process table.
+pub fn list() -> Vec<ProcInfo> {
+    let procs = PROCS.lock();
+    procs
+        .values()
+        .map(|p| {
+            let i = p.inner.lock();
+            let mut name = [0u8; 16];
+            let n = p.name.len().min(16);
+            name[..n].copy_from_slice(&p.name.as_bytes()[..n]);
+            ProcInfo {
+                pid: p.pid,
+                parent: i.parent,
+                state: i.exit.is_some() as u32,
+                threads: i.thread.is_some() as u32,
+                pages: i.mapped + i.image_pages,
+                name,
+            }
+        })
+        .collect()
+}
+
+/// Starts the first process: the program named by `init=` on the command line, or
+/// `init`. Without a boot archive (a bare kernel build) there is none.
+pub fn start_init(cmdline: &str) {
+    let Some(a) = archive() else { return };
+    if a.is_empty() {
+        kprintln!("zen: no programs in the boot archive, no init");
+        return;
+    }
+    let name = cmdline.split_whitespace().find_map(|w| w.strip_prefix("init=")).unwrap_or("init");
+    let arg = cmdline.split_whitespace().find_map(|w| w.strip_prefix("arg=")).unwrap_or("");
+    match spawn(name, arg.as_bytes(), 0) {
+        Ok(pid) => kprintln!("zen: started {} as process {}", name, pid),
+        Err(e) => kprintln!("zen: cannot start {}: {}", name, e.as_str()),
+    }
+}

@@ -1,0 +1,167 @@
+//! The system-call table: decodes a call (number checked through `Syscall::try_from`),
+//! checks its arguments and runs it. docs/abi.md is the contract; each arm below cites
+//! the errors it can return.
+//!
+//! User pointers are never dereferenced: `copy_in`/`copy_out` go through the process's
+//! page tables (arch::user), so a null, unmapped or kernel address is `BadAddress`,
+//! and lengths are bounded before anything is allocated.
+
+use alloc::vec::Vec;
+use zen_abi::syscall::{Error, MemInfo, Syscall, MAX_IO};
+
+use crate::arch::{self, apic, cpu};
+use crate::proc::{self, Process};
+use crate::task;
+
+type SysResult = Result<u64, Error>;
+
+/// Entry from the arch layer: `nr` and six arguments; returns the value for `rax`.
+pub fn dispatch(nr: u64, a: [u64; 6]) -> u64 {
+    let Some(me) = proc::current() else { return Error::Denied.to_ret() };
+    let r = match Syscall::try_from(nr) {
+        Ok(call) => run(&me, call, a),
+        Err(e) => Err(e),
+    };
+    drop(me);
+    proc::check_killed();
+    match r {
+        Ok(v) => v,
+        Err(e) => e.to_ret(),
+    }
+}
+
+fn copy_in(me: &Process, ptr: u64, len: u64) -> Result<Vec<u8>, Error> {
+    if len > MAX_IO {
+        return Err(Error::InvalidArgument);
+    }
+    me.with_space(|s| s.copy_from(ptr, len as usize))?.ok_or(Error::BadAddress)
+}
+
+fn copy_out(me: &Process, ptr: u64, data: &[u8]) -> Result<(), Error> {
+    me.with_space(|s| s.copy_to(ptr, data))?.ok_or(Error::BadAddress)
+}
+
+fn str_in(me: &Process, ptr: u64, len: u64, max: u64) -> Result<alloc::string::String, Error> {
+    if len > max {
+        return Err(Error::InvalidArgument);
+    }
+    alloc::string::String::from_utf8(copy_in(me, ptr, len)?).map_err(|_| Error::InvalidArgument)
+}
+
+/// Copies a result to a user buffer of `cap` bytes: `BufferTooSmall` if it does not fit.
+fn out_buf(me: &Process, ptr: u64, cap: u64, data: &[u8]) -> SysResult {
+    if (data.len() as u64) > cap {
+        return Err(Error::BufferTooSmall);
+    }
+    copy_out(me, ptr, data)?;
+    Ok(data.len() as u64)
+}
+
+fn ms_to_ticks(ms: u64) -> u64 {
+    ms.saturating_mul(crate::TIMER_HZ as u64).div_ceil(1000)
+}
+
+fn run(me: &Process, call: Syscall, a: [u64; 6]) -> SysResult {
+    match call {
+        Syscall::Exit => proc::exit_current(a[0]),
+        Syscall::Write => {
+            // fd 1 and 2: the console. BadAddress, InvalidArgument.
+            if a[0] != 1 && a[0] != 2 {
+                return Err(Error::InvalidArgument);
+            }
+            let bytes = copy_in(me, a[1], a[2])?;
+            crate::console::write_bytes(&bytes);
+            Ok(bytes.len() as u64)
+        }
+        Syscall::Read => {
+            // fd 0: the console; blocks for one byte, returns what is there after it.
+            if a[0] != 0 {
+                return Err(Error::InvalidArgument);
+            }
+            if a[2] == 0 {
+                return Ok(0);
+            }
+            let len = a[2].min(MAX_IO);
+            // Check the buffer before blocking, so a bad one fails at once.
+            me.with_space(|s| a[1].checked_add(len).is_some() && (0..len).step_by(4096).chain([len - 1]).all(|o| s.is_writable(a[1] + o)))?
+                .then_some(())
+                .ok_or(Error::BadAddress)?;
+            let mut got = Vec::new();
+            loop {
+                while (got.len() as u64) < len {
+                    match arch::serial::read_byte() {
+                        Some(b) => got.push(b),
+                        None => break,
+                    }
+                }
+                if !got.is_empty() {
+                    break;
+                }
+                // The console is polled (no UART interrupt yet): look again next tick.
+                if !task::sleep_until(crate::time::ticks() + 1, || me.killed()) {
+                    return Err(Error::InvalidArgument);
+                }
+            }
+            copy_out(me, a[1], &got)?;
+            Ok(got.len() as u64)
+        }
+        Syscall::Yield => {
+            task::yield_now();
+            Ok(0)
+        }
+        Syscall::Sleep => {
+            task::sleep_until(crate::time::ticks() + ms_to_ticks(a[0]).max(1), || me.killed());
+            Ok(0)
+        }
+        Syscall::Uptime => Ok(cpu::rdtsc() / (apic::tsc_hz() / 1000).max(1)),
+        Syscall::Spawn => {
+            let name = str_in(me, a[0], a[1], zen_abi::archive::NAME_MAX as u64)?;
+            let arg = copy_in(me, a[2], a[3].min(MAX_IO + 1))?;
+            if arg.len() > 4096 {
+                return Err(Error::InvalidArgument);
+            }
+            proc::spawn(&name, &arg, me.pid()).map(u64::from)
+        }
+        Syscall::Wait => proc::wait(me, pid_arg(a[0])?),
+        Syscall::Kill => proc::kill(me, pid_arg(a[0])?).map(|()| 0),
+        Syscall::Map => proc::map(me, a[0]),
+        Syscall::Unmap => proc::unmap(me, a[0], a[1]).map(|()| 0),
+        Syscall::GetPid => Ok(me.pid() as u64),
+        Syscall::Ps => {
+            let bytes: Vec<u8> = proc::list().iter().flat_map(|p| p.to_bytes()).collect();
+            out_buf(me, a[0], a[1], &bytes)
+        }
+        Syscall::MemInfo => {
+            let (allocs, bytes) = arch::heap::stats();
+            let m = MemInfo {
+                total_frames: crate::mm::total_frames(),
+                free_frames: crate::mm::free_frames(),
+                heap_bytes_used: bytes as u64,
+                heap_allocations: allocs as u64,
+            };
+            copy_out(me, a[0], &m.to_bytes())?;
+            Ok(0)
+        }
+        Syscall::Edges => {
+            let recs: Vec<u8> = crate::edge::EDGE_REGISTRY.iter().flat_map(|r| r.to_bytes()).collect();
+            out_buf(me, a[0], a[1], &recs).map(|n| n / 12)
+        }
+        Syscall::Programs => {
+            let mut names = Vec::new();
+            for (n, _) in proc::archive().iter().flat_map(|a| a.iter()) {
+                names.extend_from_slice(n.as_bytes());
+                names.push(0);
+            }
+            out_buf(me, a[0], a[1], &names)
+        }
+        Syscall::Shutdown => {
+            crate::kprintln!("zen: shutdown by process {} ({}), code {}", me.pid(), me.name(), a[0]);
+            cpu::qemu_exit(if a[0] == 0 { cpu::QemuExit::Success } else { cpu::QemuExit::Failure })
+        }
+        Syscall::GetArg => out_buf(me, a[0], a[1], me.arg()),
+    }
+}
+
+fn pid_arg(v: u64) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| Error::NoSuchProcess)
+}

@@ -1,0 +1,187 @@
+//! The shell: a line editor on the serial console (history, arrow keys, tab completion
+//! of commands and program names) and the commands below.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+use zen_lineedit::{Editor, Event};
+use zen_std::prelude::*;
+use zen_std::{console, mem, process, time};
+
+zen_std::main!(main);
+
+/// (name, arguments, what it does)
+const COMMANDS: &[(&str, &str, &str)] = &[
+    ("help", "", "list the commands"),
+    ("ps", "", "list processes"),
+    ("mem", "", "physical memory and kernel heap"),
+    ("edges", "", "the kernel's EDGE_REGISTRY of rare events"),
+    ("echo", "WORDS...", "print the words"),
+    (
+        "run",
+        "PROGRAM [ARG] [&]",
+        "start a program of the boot archive; wait unless &",
+    ),
+    ("programs", "", "list the programs of the boot archive"),
+    ("kill", "PID", "end a process started from this shell"),
+    ("uptime", "", "time since boot"),
+    ("shutdown", "", "power off"),
+];
+
+fn main() -> i32 {
+    println!("Zen OS shell. Type `help` for the commands.");
+    let programs = process::programs().unwrap_or_default();
+    let complete = |word: &str, first: bool| -> Vec<String> {
+        if first {
+            COMMANDS
+                .iter()
+                .map(|c| String::from(c.0))
+                .filter(|c| c.starts_with(word))
+                .collect()
+        } else {
+            programs
+                .iter()
+                .filter(|p| p.starts_with(word))
+                .cloned()
+                .collect()
+        }
+    };
+    let mut ed = Editor::new("zen> ");
+    print!("{}", ed.prompt());
+    let mut buf = [0u8; 64];
+    let mut out = Vec::new();
+    loop {
+        let n = match console::read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("shell: console: {}", e.as_str());
+                return 1;
+            }
+        };
+        for &b in &buf[..n] {
+            let ev = ed.feed(b, &complete, &mut out);
+            let _ = console::write(&out);
+            out.clear();
+            match ev {
+                Event::Line(line) => {
+                    execute(line.trim());
+                    print!("{}", ed.prompt());
+                }
+                Event::Cancelled => print!("{}", ed.prompt()),
+                Event::Pending => {}
+            }
+        }
+    }
+}
+
+fn execute(line: &str) {
+    let mut words = line.split_whitespace();
+    let Some(cmd) = words.next() else { return };
+    let rest: Vec<&str> = words.collect();
+    match cmd {
+        "help" => {
+            for (name, args, what) in COMMANDS {
+                println!("  {:<9} {:<14} {}", name, args, what);
+            }
+        }
+        "ps" => match process::list() {
+            Ok(list) => {
+                println!("  PID PARENT STATE    PAGES NAME");
+                for p in list {
+                    let state = if p.state == 0 { "running" } else { "exited" };
+                    println!(
+                        "{:>5} {:>6} {:<8} {:>5} {}",
+                        p.pid,
+                        p.parent,
+                        state,
+                        p.pages,
+                        p.name()
+                    );
+                }
+            }
+            Err(e) => println!("ps: {}", e.as_str()),
+        },
+        "mem" => match mem::info() {
+            Ok(m) => {
+                println!(
+                    "memory: {} KiB free of {} KiB",
+                    m.free_frames * 4,
+                    m.total_frames * 4
+                );
+                println!(
+                    "kernel heap: {} bytes in {} allocations",
+                    m.heap_bytes_used, m.heap_allocations
+                );
+            }
+            Err(e) => println!("mem: {}", e.as_str()),
+        },
+        "edges" => match mem::edges() {
+            Ok(list) if list.is_empty() => println!("no edge events"),
+            Ok(list) => {
+                for e in list {
+                    println!(
+                        "{:<20} cpu {} detail {:#06x} payload {:#010x} at tick {}",
+                        mem::edge_kind_name(e.kind),
+                        e.cpu,
+                        e.detail,
+                        e.payload,
+                        e.stamp
+                    );
+                }
+            }
+            Err(e) => println!("edges: {}", e.as_str()),
+        },
+        "echo" => println!("{}", rest.join(" ")),
+        "programs" => match process::programs() {
+            Ok(p) => println!("{}", p.join("  ")),
+            Err(e) => println!("programs: {}", e.as_str()),
+        },
+        "run" => {
+            let Some(name) = rest.first() else {
+                println!("usage: run PROGRAM [ARG]");
+                return;
+            };
+            let background = rest.last() == Some(&"&");
+            let args = if background {
+                &rest[1..rest.len() - 1]
+            } else {
+                &rest[1..]
+            };
+            let arg = args.join(" ");
+            if background {
+                match process::spawn(name, &arg) {
+                    Ok(pid) => println!("started {name} as process {pid}"),
+                    Err(e) => println!("run: {name}: {}", e.as_str()),
+                }
+                return;
+            }
+            match process::spawn(name, &arg) {
+                Ok(pid) => match process::wait(pid) {
+                    Ok(0) => {}
+                    Ok(process::FAULT_EXIT_CODE) => println!("{name}: killed by a fault"),
+                    Ok(process::KILLED_EXIT_CODE) => println!("{name}: killed"),
+                    Ok(code) => println!("{name}: exit code {code}"),
+                    Err(e) => println!("run: wait: {}", e.as_str()),
+                },
+                Err(e) => println!("run: {name}: {}", e.as_str()),
+            }
+        }
+        "kill" => match rest.first().and_then(|p| p.parse::<u32>().ok()) {
+            // Killed children are reaped here (a background `run` has no other waiter).
+            Some(pid) => match process::kill(pid).and_then(|()| process::wait(pid)) {
+                Ok(code) => println!("killed {pid} (exit code {code:#x})"),
+                Err(e) => println!("kill: {pid}: {}", e.as_str()),
+            },
+            None => println!("usage: kill PID"),
+        },
+        "uptime" => {
+            let ms = time::uptime_ms();
+            println!("up {}.{:03} s", ms / 1000, ms % 1000);
+        }
+        "shutdown" => {
+            println!("shutting down");
+            process::shutdown(0)
+        }
+        _ => println!("{cmd}: unknown command (try `help`)"),
+    }
+}

@@ -1,0 +1,46 @@
+//! For test programs only: raw system calls with arbitrary arguments, and deliberate
+//! faults. Ordinary programs have no use for these.
+
+use crate::sys;
+
+/// A system call with any number and arguments, as a hostile program would make it;
+/// the raw return value. Only for calls whose pointer arguments the caller makes
+/// invalid (null, unmapped, kernel, read-only) or points at memory it owns
+/// exclusively: see [`sys::raw`].
+pub fn raw_syscall(nr: u64, a: [u64; 6]) -> u64 {
+    // SAFETY: callers are test programs passing pointers the kernel must refuse, or
+    // buffers they own; see the module documentation.
+    unsafe { sys::raw(nr, a) }
+}
+
+/// Ways to crash this process on purpose.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Write to address 0.
+    NullWrite,
+    /// Read a kernel address.
+    KernelRead,
+    /// Execute a privileged instruction (`hlt`): #GP.
+    Privileged,
+    /// An undefined instruction: #UD.
+    Undefined,
+    /// Write into this program's own code (read-only): protection fault.
+    WriteCode,
+}
+
+/// Commits the fault. Returns only if the kernel failed to stop the process.
+pub fn fault(f: Fault) {
+    // SAFETY: each of these is meant to fault; the kernel kills the process before any
+    // of them has an effect.
+    unsafe {
+        match f {
+            Fault::NullWrite => core::ptr::write_volatile(core::ptr::null_mut::<u64>(), 1),
+            Fault::KernelRead => {
+                core::ptr::read_volatile(0xffff_ffff_8000_0000u64 as *const u64);
+            }
+            Fault::Privileged => core::arch::asm!("hlt"),
+            Fault::Undefined => core::arch::asm!("ud2"),
+            Fault::WriteCode => core::ptr::write_volatile(fault as *const () as *mut u8, 0xc3),
+        }
+    }
+}
