@@ -57,8 +57,10 @@ fn out_buf(me: &Process, ptr: u64, cap: u64, data: &[u8]) -> SysResult {
     Ok(data.len() as u64)
 }
 
+/// Ticks to wait for at least `ms`: one more than the quotient, because the current
+/// tick is already partly over.
 fn ms_to_ticks(ms: u64) -> u64 {
-    ms.saturating_mul(crate::TIMER_HZ as u64).div_ceil(1000)
+    ms.saturating_mul(crate::TIMER_HZ as u64).div_ceil(1000).saturating_add(1)
 }
 
 fn run(me: &Process, call: Syscall, a: [u64; 6]) -> SysResult {
@@ -110,7 +112,7 @@ fn run(me: &Process, call: Syscall, a: [u64; 6]) -> SysResult {
             Ok(0)
         }
         Syscall::Sleep => {
-            task::sleep_until(crate::time::ticks() + ms_to_ticks(a[0]).max(1), || me.killed());
+            task::sleep_until(crate::time::ticks().saturating_add(ms_to_ticks(a[0])), || me.killed());
             Ok(0)
         }
         Syscall::Uptime => Ok(cpu::rdtsc() / (apic::tsc_hz() / 1000).max(1)),

@@ -103,7 +103,10 @@ fn sizes(ctx: &mut Ctx) -> Result<Vec<Row>> {
         row("kernel flat image", a.flat_len),
         row("zenos.bin", len(&a.zenos_bin)?),
         row("UEFI stub (.efi)", len(&a.stub)?),
-        row("boot archive (user programs, inside the kernel)", len(&a.archive)?),
+        row(
+            "boot archive (user programs, inside the kernel)",
+            len(&a.archive)?,
+        ),
     ])
 }
 

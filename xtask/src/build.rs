@@ -62,10 +62,16 @@ pub const USER_PROGRAMS: &[&str] = &["init", "shell", "usertests"];
 fn build_user() -> Result<PathBuf> {
     let dir = target().join("user");
     let mut c = cargo();
-    c.args(["build", "--profile", "user", "--target", "x86_64-unknown-none"])
-        .arg("--target-dir")
-        .arg(&dir)
-        .env_remove("CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS");
+    c.args([
+        "build",
+        "--profile",
+        "user",
+        "--target",
+        "x86_64-unknown-none",
+    ])
+    .arg("--target-dir")
+    .arg(&dir)
+    .env_remove("CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS");
     for p in USER_PROGRAMS {
         c.args(["-p", p]);
     }

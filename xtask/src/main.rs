@@ -14,6 +14,7 @@ mod protocol;
 mod qemu;
 mod setup;
 mod test;
+mod usertest;
 mod util;
 
 use build::Kernel;

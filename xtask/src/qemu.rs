@@ -5,7 +5,7 @@
 //! and `-icount` (for benchmarks) needs TCG anyway.
 
 use crate::util::{mkdir, show, target, Result};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -134,8 +134,21 @@ impl Vm {
         timeout: Duration,
         mut on_line: impl FnMut(&str) -> bool,
     ) -> Result<Capture> {
+        self.run_scripted(
+            timeout,
+            |l| if on_line(l) { Reply::Stop } else { Reply::Wait },
+        )
+    }
+
+    /// As [`Vm::run_captured`], but `on_line` may also type on the serial console
+    /// ([`Reply::Send`]), to drive the shell.
+    pub fn run_scripted(
+        &self,
+        timeout: Duration,
+        mut on_line: impl FnMut(&str) -> Reply,
+    ) -> Result<Capture> {
         let mut c = self.command(false)?;
-        c.stdin(Stdio::null())
+        c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let start = Instant::now();
@@ -143,6 +156,7 @@ impl Vm {
             .spawn()
             .map_err(|e| format!("cannot start `{}`: {e}", show(&c)))?;
         let (tx, rx) = mpsc::channel();
+        let mut input = child.stdin.take().expect("piped");
         let out = child.stdout.take().expect("piped");
         let err = child.stderr.take().expect("piped");
         let tx2 = tx.clone();
@@ -162,7 +176,19 @@ impl Vm {
             let left = timeout.saturating_sub(start.elapsed());
             match rx.recv_timeout(left) {
                 Ok(Some((Source::Serial, line))) => {
-                    let stop = on_line(&line);
+                    let stop = match on_line(&line) {
+                        Reply::Stop => true,
+                        Reply::Wait => false,
+                        Reply::Send(bytes) => {
+                            // QEMU hands bytes to the UART only as fast as the guest
+                            // takes them, so nothing typed is lost.
+                            input
+                                .write_all(&bytes)
+                                .and_then(|()| input.flush())
+                                .map_err(|e| format!("typing into QEMU: {e}"))?;
+                            false
+                        }
+                    };
                     let gave_up = !stop && FIRMWARE_GAVE_UP.iter().any(|p| line.contains(p));
                     cap.lines.push(line);
                     if stop || gave_up {
@@ -185,6 +211,17 @@ impl Vm {
         crate::util::write(&log, (cap.lines.join("\n") + "\n").as_bytes())?;
         Ok(cap)
     }
+}
+
+/// What a scripted run does after a serial line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Keep reading.
+    Wait,
+    /// Kill QEMU, the run is over.
+    Stop,
+    /// Type these bytes on the serial console, then keep reading.
+    Send(Vec<u8>),
 }
 
 /// Reaps QEMU: waits if it has exited by itself, else kills it (by its own pid) first.

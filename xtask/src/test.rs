@@ -145,14 +145,14 @@ fn cargo_test(what: &str, c: &mut Command) -> Tally {
 }
 
 /// One QEMU test's verdict.
-struct Verdict {
-    name: String,
-    ok: bool,
+pub(crate) struct Verdict {
+    pub name: String,
+    pub ok: bool,
     /// Shown under the test line (why it failed, serial tail).
-    notes: Vec<String>,
+    pub notes: Vec<String>,
 }
 
-type Job = Box<dyn FnOnce() -> Vec<Verdict> + Send>;
+pub(crate) type Job = Box<dyn FnOnce() -> Vec<Verdict> + Send>;
 
 fn qemu_suites() -> Tally {
     let setup = crate::setup::ensure();
@@ -172,6 +172,8 @@ fn qemu_suites() -> Tally {
     let jobs: Vec<(&str, Result<Job>)> = vec![
         ("qemu::kernel", ktest_job(&ktest)),
         ("qemu::boot_ready", ready_job(&normal)),
+        ("qemu::user", crate::usertest::usertests_job(&normal)),
+        ("qemu::shell", crate::usertest::shell_job(&normal)),
     ]
     .into_iter()
     .chain(
@@ -235,7 +237,7 @@ fn run_parallel(jobs: Vec<Job>, workers: usize) -> Vec<Vec<Verdict>> {
 }
 
 /// Notes for a failed run: how it ended, the serial tail, where the full log is.
-fn failure_notes(vm: &Vm, cap: &crate::qemu::Capture, why: Vec<String>) -> Vec<String> {
+pub(crate) fn failure_notes(vm: &Vm, cap: &crate::qemu::Capture, why: Vec<String>) -> Vec<String> {
     let mut notes = why;
     notes.push(cap.ending());
     notes.push(format!(
@@ -260,57 +262,66 @@ fn ktest_job(a: &Artifacts) -> Result<Job> {
         let mut k = Ktest::default();
         // Keep reading after `done`: QEMU exits by itself through isa-debug-exit and
         // its status is part of the protocol.
-        let cap = match vm.run_captured(KTEST_TIMEOUT, |l| {
+        let cap = vm.run_captured(KTEST_TIMEOUT, |l| {
             k.feed(l);
             false
-        }) {
-            Ok(c) => c,
-            Err(e) => {
-                return vec![Verdict {
-                    name: "qemu::kernel".into(),
-                    ok: false,
-                    notes: vec![e],
-                }]
-            }
-        };
-        let mut out: Vec<Verdict> = k
-            .results
-            .iter()
-            .map(|r| Verdict {
-                name: format!("qemu::kernel::{}", r.name),
-                ok: r.ok,
-                notes: vec![],
-            })
-            .collect();
-        for i in 0..k.unreported() {
-            let name = match (&k.pending, i) {
-                (Some(p), 0) => format!("qemu::kernel::{p}"),
-                _ => format!("qemu::kernel::<unreported #{}>", i + 1),
-            };
-            out.push(Verdict {
-                name,
+        });
+        protocol_verdicts("qemu::kernel", &vm, &k, cap)
+    }))
+}
+
+/// Verdicts of a run that spoke the test protocol (kernel tests, usertests): one per
+/// reported test, one per test that never reported, and `<prefix>_protocol` for the
+/// run as a whole (announced count, done line, QEMU's exit status).
+pub(crate) fn protocol_verdicts(
+    prefix: &str,
+    vm: &Vm,
+    k: &Ktest,
+    cap: Result<crate::qemu::Capture>,
+) -> Vec<Verdict> {
+    let cap = match cap {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Verdict {
+                name: prefix.into(),
                 ok: false,
-                notes: vec!["never reported a result".into()],
-            });
+                notes: vec![e],
+            }]
         }
-        let problems = k.problems(cap.status.and_then(|s| s.code()));
-        let ok = problems.is_empty();
-        let notes = if ok {
-            vec![format!(
-                "{} kernel tests, {}",
-                k.results.len(),
-                cap.ending()
-            )]
-        } else {
-            failure_notes(&vm, &cap, problems)
+    };
+    let mut out: Vec<Verdict> = k
+        .results
+        .iter()
+        .map(|r| Verdict {
+            name: format!("{prefix}::{}", r.name),
+            ok: r.ok,
+            notes: vec![],
+        })
+        .collect();
+    for i in 0..k.unreported() {
+        let name = match (&k.pending, i) {
+            (Some(p), 0) => format!("{prefix}::{p}"),
+            _ => format!("{prefix}::<unreported #{}>", i + 1),
         };
         out.push(Verdict {
-            name: "qemu::kernel_protocol".into(),
-            ok,
-            notes,
+            name,
+            ok: false,
+            notes: vec!["never reported a result".into()],
         });
-        out
-    }))
+    }
+    let problems = k.problems(cap.status.and_then(|s| s.code()));
+    let ok = problems.is_empty();
+    let notes = if ok {
+        vec![format!("{} tests, {}", k.results.len(), cap.ending())]
+    } else {
+        failure_notes(vm, &cap, problems)
+    };
+    out.push(Verdict {
+        name: format!("{prefix}_protocol"),
+        ok,
+        notes,
+    });
+    out
 }
 
 /// Waits for a line containing one of `wanted` (stop there) and reports which.

@@ -1,0 +1,223 @@
+//! The user-space suites of `cargo xtask test`:
+//!
+//! - `qemu::user::*`: boots with `init=usertests`, the in-OS test program that calls
+//!   every system call with good and bad arguments; it speaks the kernel's test
+//!   protocol and shuts the machine down with its verdict.
+//! - `qemu::shell`: boots to the shell and drives it over the serial port like a
+//!   person at a terminal: commands, tab completion, history, a background program
+//!   killed, an unknown command, `shutdown`.
+
+use crate::build::Artifacts;
+use crate::image::{esp_dir, EspContents};
+use crate::protocol::Ktest;
+use crate::qemu::{Reply, Vm, EXIT_SUCCESS};
+use crate::test::{failure_notes, protocol_verdicts, Job, Verdict};
+use crate::util::{read, target, Result};
+use std::time::Duration;
+
+/// usertests spawns ~100 processes; under TCG that is well under a minute.
+const USER_TIMEOUT: Duration = Duration::from_secs(240);
+const SHELL_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn esp(a: &Artifacts, name: &str, cmdline: Option<&str>) -> Result<std::path::PathBuf> {
+    esp_dir(
+        &target().join(name),
+        &EspContents {
+            stub: &a.stub,
+            zenos_bin: &read(&a.zenos_bin)?,
+            cmdline,
+        },
+    )
+}
+
+pub fn usertests_job(a: &Artifacts) -> Result<Job> {
+    let esp = esp(a, "esp-usertests", Some("init=usertests"))?;
+    Ok(Box::new(move || {
+        let vm = Vm {
+            smp: 2,
+            ..Vm::new("usertests", &esp)
+        };
+        let mut k = Ktest::default();
+        let mut failures = Vec::new();
+        let cap = vm.run_captured(USER_TIMEOUT, |l| {
+            if l.contains("... FAILED") {
+                failures.push(l.to_string());
+            }
+            k.feed(l);
+            false
+        });
+        let mut v = protocol_verdicts("qemu::user", &vm, &k, cap);
+        // Put each failure's reason under its test line.
+        for verdict in v.iter_mut().filter(|v| !v.ok) {
+            let short = verdict.name.trim_start_matches("qemu::user::");
+            if let Some(l) = failures
+                .iter()
+                .find(|l| l.contains(&format!("test {short} ...")))
+            {
+                verdict.notes.push(l.clone());
+            }
+        }
+        v
+    }))
+}
+
+/// One exchange with the shell: what to type, and a test of the output lines that
+/// must pass before the next step (it sees every line since the keys were typed).
+struct Step {
+    what: &'static str,
+    keys: &'static str,
+    done: fn(&[String]) -> bool,
+}
+
+const fn step(what: &'static str, keys: &'static str, done: fn(&[String]) -> bool) -> Step {
+    Step { what, keys, done }
+}
+
+fn any(lines: &[String], f: impl Fn(&str) -> bool) -> bool {
+    lines.iter().any(|l| f(l.trim_end()))
+}
+
+/// The session. `kill` needs the pid the shell printed, so it is typed by `shell_job`
+/// itself after the `run ... &` step.
+const SCRIPT: &[Step] = &[
+    step("echo", "echo hello from the shell\r", |l| {
+        any(l, |l| l == "hello from the shell")
+    }),
+    step("ps lists init and the shell", "ps\r", |l| {
+        any(l, |l| l.contains("running") && l.ends_with(" init"))
+            && any(l, |l| l.contains("running") && l.ends_with(" shell"))
+    }),
+    step("tab completes `upt` to uptime", "upt\t\r", |l| {
+        any(l, |l| l.starts_with("up ") && l.ends_with(" s"))
+    }),
+    step(
+        "history: three times up is the echo again",
+        "\x1b[A\x1b[A\x1b[A\r",
+        |l| any(l, |l| l == "hello from the shell"),
+    ),
+    step("mem", "mem\r", |l| {
+        any(l, |l| {
+            l.starts_with("memory: ") && l.contains("KiB free of")
+        })
+    }),
+    step("help", "help\r", |l| {
+        any(l, |l| l.contains("shutdown") && l.contains("power off"))
+    }),
+    step("programs", "programs\r", |l| {
+        any(l, |l| {
+            l.contains("init") && l.contains("shell") && l.contains("usertests")
+        })
+    }),
+    step(
+        "run waits and reports the exit code",
+        "run usertests exit 3\r",
+        |l| any(l, |l| l == "usertests: exit code 3"),
+    ),
+    step(
+        "a faulting program is reported, the shell lives on",
+        "run usertests fault null\r",
+        |l| {
+            any(l, |l| l.contains("killed: page fault"))
+                && any(l, |l| l == "usertests: killed by a fault")
+        },
+    ),
+    step("edges shows the fault", "edges\r", |l| {
+        any(l, |l| l.starts_with("page fault"))
+    }),
+    step("unknown command", "frobnicate\r", |l| {
+        any(l, |l| l.starts_with("frobnicate: unknown command"))
+    }),
+    step("kill of a missing process", "kill 999\r", |l| {
+        any(l, |l| l == "kill: 999: no such process")
+    }),
+    step("background run", "run usertests spin &\r", |l| {
+        any(l, |l| l.starts_with("started usertests as process "))
+    }),
+];
+
+pub fn shell_job(a: &Artifacts) -> Result<Job> {
+    let esp = esp(a, "esp-shell", None)?;
+    Ok(Box::new(move || {
+        let vm = Vm::new("shell", &esp);
+        let name = "qemu::shell".to_string();
+        let mut at = 0; // index of the step whose output we wait for
+        let mut since: Vec<String> = Vec::new();
+        let mut started = false;
+        let mut bg_pid: Option<u32> = None;
+        let mut passed: Vec<&str> = Vec::new();
+        // After the script: kill the background program, then shut down.
+        let mut phase = 0;
+        let cap = vm.run_scripted(SHELL_TIMEOUT, |l| {
+            if !started {
+                if l.contains("Zen OS shell.") {
+                    started = true;
+                    return Reply::Send(SCRIPT[0].keys.into());
+                }
+                return Reply::Wait;
+            }
+            since.push(l.to_string());
+            if at < SCRIPT.len() {
+                if !(SCRIPT[at].done)(&since) {
+                    return Reply::Wait;
+                }
+                passed.push(SCRIPT[at].what);
+                if at == SCRIPT.len() - 1 {
+                    bg_pid = since.iter().find_map(|l| {
+                        l.trim()
+                            .strip_prefix("started usertests as process ")?
+                            .parse()
+                            .ok()
+                    });
+                }
+                since.clear();
+                at += 1;
+                return match SCRIPT.get(at) {
+                    Some(s) => Reply::Send(s.keys.into()),
+                    None => match bg_pid {
+                        Some(p) => Reply::Send(format!("kill {p}\r").into_bytes()),
+                        None => Reply::Stop,
+                    },
+                };
+            }
+            match phase {
+                0 if any(&since, |l| {
+                    l.starts_with(&format!("killed {} (", bg_pid.unwrap_or(0)))
+                }) =>
+                {
+                    passed.push("kill of the background program");
+                    phase = 1;
+                    since.clear();
+                    Reply::Send(b"shutdown\r".to_vec())
+                }
+                _ => Reply::Wait,
+            }
+        });
+        let cap = match cap {
+            Ok(c) => c,
+            Err(e) => {
+                return vec![Verdict {
+                    name,
+                    ok: false,
+                    notes: vec![e],
+                }]
+            }
+        };
+        let exited_ok = cap.status.and_then(|s| s.code()) == Some(EXIT_SUCCESS);
+        let ok = at == SCRIPT.len() && phase == 1 && exited_ok;
+        let notes = if ok {
+            vec![format!(
+                "{} steps and shutdown, {}",
+                passed.len(),
+                cap.ending()
+            )]
+        } else {
+            let why = match SCRIPT.get(at) {
+                Some(s) => format!("step `{}` never saw its output", s.what),
+                None if phase == 0 => "the background program was not killed".to_string(),
+                None => "`shutdown` did not end QEMU with success".to_string(),
+            };
+            failure_notes(&vm, &cap, vec![why])
+        };
+        vec![Verdict { name, ok, notes }]
+    }))
+}
