@@ -178,6 +178,36 @@ pub struct TokenPage {
 }
 
 impl TokenSlot {
+    pub const SIZE: usize = 64;
+
+    /// The slot as the 64 bytes it occupies in memory (little-endian, field order),
+    /// how system calls take tokens.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        b[0..32].copy_from_slice(&self.token.mac);
+        b[32..40].copy_from_slice(&self.token.rights.to_le_bytes());
+        b[40..48].copy_from_slice(&self.binding.object.to_le_bytes());
+        b[48..56].copy_from_slice(&self.binding.generation.to_le_bytes());
+        b[56..60].copy_from_slice(&self.binding.holder.to_le_bytes());
+        b[60..64].copy_from_slice(&self.binding.object_type.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8; 64]) -> Self {
+        let u64_at = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(x)
+        };
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut mac = [0u8; 32];
+        mac.copy_from_slice(&b[..32]);
+        TokenSlot {
+            token: Token { mac, rights: u64_at(32) },
+            binding: Binding { object: u64_at(40), generation: u64_at(48), holder: u32_at(56), object_type: u32_at(60) },
+        }
+    }
+
     /// An all-zero slot (what a free slot holds).
     pub const ZERO: TokenSlot = TokenSlot {
         token: Token {

@@ -23,8 +23,10 @@ pub enum Syscall {
     Sleep = 4,
     /// uptime() -> milliseconds since boot.
     Uptime = 5,
-    /// spawn(name_ptr, name_len, arg_ptr, arg_len) -> pid. Starts a program of the
-    /// boot archive with one argument string.
+    /// spawn(name_ptr, name_len, arg_ptr, arg_len, token_ptr, rights) -> pid. Starts a
+    /// program of the boot archive with one argument string; if `token_ptr` is not 0,
+    /// the child gets a copy of that token with `rights` in slot 0 of its token page
+    /// (needs GRANT, as cap_send).
     Spawn = 6,
     /// wait(pid) -> exit code (of a child). Faulted children return FAULT_EXIT_CODE.
     Wait = 7,
@@ -49,10 +51,40 @@ pub enum Syscall {
     Shutdown = 16,
     /// getarg(buf_ptr, buf_len) -> bytes of this process's argument string.
     GetArg = 17,
+    /// chan_create() -> `a | b << 16`: token-page slots of the two ends' tokens (all
+    /// rights), end A and end B of a new channel owned by the caller.
+    ChanCreate = 18,
+    /// chan_attach(token_ptr) -> address of the channel's `CHANNEL_PAGES` shared pages,
+    /// mapped read-write. Needs SEND or RECV.
+    ChanAttach = 19,
+    /// msg_send(token_ptr) -> 0: the caller published on its ring; wakes the peer if it
+    /// sleeps in msg_recv/msg_poll. Needs SEND.
+    MsgSend = 20,
+    /// msg_recv(token_ptr, head) -> 0: sleeps while the ring the caller consumes still
+    /// has `head` (returns at once if it moved). Needs RECV.
+    MsgRecv = 21,
+    /// msg_poll(tokens_ptr, count, timeout_ms) -> index of a channel with a message.
+    /// `tokens_ptr`: `count` (1..=16) token slots of 64 bytes. Needs RECV on each.
+    MsgPoll = 22,
+    /// msg_release(token_ptr) -> 0: the caller freed slots of the ring it consumes;
+    /// wakes the peer if it waits for room. Needs RECV.
+    MsgRelease = 23,
+    /// msg_wait_room(token_ptr, tail) -> 0: sleeps while the ring the caller produces
+    /// still has `tail`. Needs SEND.
+    MsgWaitRoom = 24,
+    /// cap_send(chan_token_ptr, token_ptr, rights) -> slot in the peer's token page: a
+    /// copy of the token with `rights` (a subset of its rights; needs GRANT on it) for the
+    /// process attached to the channel's other end. Needs SEND on the channel.
+    CapSend = 25,
+    /// cap_revoke(token_ptr) -> 0: every token of the object minted so far becomes
+    /// stale; the caller gets a fresh one in the same slot. Needs REVOKE.
+    CapRevoke = 26,
+    /// cap_drop(slot) -> 0: removes a token from the caller's token page.
+    CapDrop = 27,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 18;
+pub const SYSCALL_COUNT: u64 = 28;
 
 impl TryFrom<u64> for Syscall {
     type Error = Error;
@@ -60,7 +92,8 @@ impl TryFrom<u64> for Syscall {
         use Syscall::*;
         const ALL: [Syscall; SYSCALL_COUNT as usize] = [
             Exit, Write, Read, Yield, Sleep, Uptime, Spawn, Wait, Kill, Map, Unmap, GetPid, Ps,
-            MemInfo, Edges, Programs, Shutdown, GetArg,
+            MemInfo, Edges, Programs, Shutdown, GetArg, ChanCreate, ChanAttach, MsgSend, MsgRecv,
+            MsgPoll, MsgRelease, MsgWaitRoom, CapSend, CapRevoke, CapDrop,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }
@@ -91,10 +124,14 @@ pub enum Error {
     BadExecutable = 9,
     /// Every process slot is taken.
     TooManyProcesses = 10,
+    /// msg_poll's timeout passed.
+    TimedOut = 11,
+    /// The channel's other end is not attached (nobody to pass a token to).
+    NoPeer = 12,
 }
 
 /// Every error, in number order.
-pub const ERRORS: [Error; 10] = [
+pub const ERRORS: [Error; 12] = [
     Error::NoSuchCall,
     Error::BadAddress,
     Error::InvalidArgument,
@@ -105,6 +142,8 @@ pub const ERRORS: [Error; 10] = [
     Error::BufferTooSmall,
     Error::BadExecutable,
     Error::TooManyProcesses,
+    Error::TimedOut,
+    Error::NoPeer,
 ];
 
 impl Error {
@@ -135,6 +174,8 @@ impl Error {
             Error::BufferTooSmall => "buffer too small",
             Error::BadExecutable => "not a valid executable",
             Error::TooManyProcesses => "too many processes",
+            Error::TimedOut => "timed out",
+            Error::NoPeer => "no process at the channel's other end",
         }
     }
 }
@@ -223,6 +264,9 @@ impl MemInfo {
         MemInfo { total_frames: w(0), free_frames: w(1), heap_bytes_used: w(2), heap_allocations: w(3) }
     }
 }
+
+/// Where each process's token page (`cap::TokenPage`) is mapped, read-only.
+pub const TOKEN_PAGE: u64 = 0x20_0000;
 
 /// The user address space: programs are loaded at `USER_BASE`, mappings from `map`
 /// come from `USER_MAP_BASE` up, the stack ends at `USER_STACK_TOP`.

@@ -20,6 +20,7 @@ mod bench;
 mod console;
 mod edge;
 mod fb;
+mod ipc;
 #[cfg(feature = "ktest")]
 mod ktest;
 mod mm;

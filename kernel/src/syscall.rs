@@ -12,12 +12,18 @@ use zen_abi::syscall::{Error, MemInfo, Syscall, MAX_IO};
 use crate::arch::{self, apic, cpu};
 use crate::proc::{self, Process};
 use crate::task;
+use alloc::sync::Arc;
 
 type SysResult = Result<u64, Error>;
 
 /// Entry from the arch layer: `nr` and six arguments; returns the value for `rax`.
 pub fn dispatch(nr: u64, a: [u64; 6]) -> u64 {
     let Some(me) = proc::current() else { return Error::Denied.to_ret() };
+    if nr == Syscall::Exit as u64 {
+        // Nothing may stay referenced on this stack: it is never unwound.
+        drop(me);
+        proc::exit_current(a[0]);
+    }
     let r = match Syscall::try_from(nr) {
         Ok(call) => run(&me, call, a),
         Err(e) => Err(e),
@@ -63,9 +69,9 @@ fn ms_to_ticks(ms: u64) -> u64 {
     ms.saturating_mul(crate::TIMER_HZ as u64).div_ceil(1000).saturating_add(1)
 }
 
-fn run(me: &Process, call: Syscall, a: [u64; 6]) -> SysResult {
+fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
     match call {
-        Syscall::Exit => proc::exit_current(a[0]),
+        Syscall::Exit => unreachable!("handled in dispatch"),
         Syscall::Write => {
             // fd 1 and 2: the console. BadAddress, InvalidArgument.
             if a[0] != 1 && a[0] != 2 {
@@ -118,11 +124,18 @@ fn run(me: &Process, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::Uptime => Ok(cpu::rdtsc() / (apic::tsc_hz() / 1000).max(1)),
         Syscall::Spawn => {
             let name = str_in(me, a[0], a[1], zen_abi::archive::NAME_MAX as u64)?;
-            let arg = copy_in(me, a[2], a[3].min(MAX_IO + 1))?;
-            if arg.len() > 4096 {
+            if a[3] > 4096 {
                 return Err(Error::InvalidArgument);
             }
-            proc::spawn(&name, &arg, me.pid()).map(u64::from)
+            let arg = copy_in(me, a[2], a[3])?;
+            let (tok, rights) = (a[4], a[5]);
+            proc::spawn_with(&name, &arg, me.pid(), |child| {
+                if tok != 0 {
+                    crate::ipc::grant(me, tok, rights, child, Syscall::Spawn as u16)?;
+                }
+                Ok(())
+            })
+            .map(u64::from)
         }
         Syscall::Wait => proc::wait(me, pid_arg(a[0])?),
         Syscall::Kill => proc::kill(me, pid_arg(a[0])?).map(|()| 0),
@@ -161,6 +174,16 @@ fn run(me: &Process, call: Syscall, a: [u64; 6]) -> SysResult {
             cpu::qemu_exit(if a[0] == 0 { cpu::QemuExit::Success } else { cpu::QemuExit::Failure })
         }
         Syscall::GetArg => out_buf(me, a[0], a[1], me.arg()),
+        Syscall::ChanCreate => crate::ipc::create(me),
+        Syscall::ChanAttach => crate::ipc::attach(me, a[0]),
+        Syscall::MsgSend => crate::ipc::wake(me, a[0], false),
+        Syscall::MsgRelease => crate::ipc::wake(me, a[0], true),
+        Syscall::MsgRecv => crate::ipc::wait(me, a[0], a[1], false),
+        Syscall::MsgWaitRoom => crate::ipc::wait(me, a[0], a[1], true),
+        Syscall::MsgPoll => crate::ipc::poll(me, a[0], a[1], a[2]),
+        Syscall::CapSend => crate::ipc::cap_send(me, a[0], a[1], a[2]),
+        Syscall::CapRevoke => crate::ipc::revoke(me, a[0]),
+        Syscall::CapDrop => me.remove_token(usize::try_from(a[0]).map_err(|_| Error::InvalidArgument)?).map(|()| 0),
     }
 }
 

@@ -22,6 +22,8 @@ use zen_abi::archive::Archive;
 use zen_abi::syscall::{Error, ProcInfo, FAULT_EXIT_CODE, KILLED_EXIT_CODE, USER_BASE, USER_MAP_BASE, USER_STACK_SIZE, USER_STACK_TOP};
 
 use crate::arch::paging::{self, Flags};
+use crate::arch::phys::SharedFrame;
+use zen_abi::cap::TokenSlot;
 use crate::arch::user::{activate_root, AddressSpace};
 use crate::kprintln;
 use crate::sync::IrqMutex;
@@ -73,9 +75,47 @@ pub struct Process {
     space: spin::Mutex<Option<AddressSpace>>,
     killed: AtomicBool,
     inner: IrqMutex<Inner>,
+    /// The token page, mapped read-only at `TOKEN_PAGE`; only the kernel writes it.
+    tokens: IrqMutex<SharedFrame>,
+    /// Channels this process created (it owns their lifetime) and attached (whose pages
+    /// it maps; the `Arc` keeps them until the address space is gone).
+    channels: IrqMutex<(Vec<u64>, Vec<Arc<crate::ipc::Channel>>)>,
 }
 
 impl Process {
+    /// Puts a token in the first free slot of the token page.
+    pub fn insert_token(&self, t: TokenSlot) -> Result<usize, Error> {
+        zen_cap::page::insert(self.tokens.lock().token_page(), t).map_err(|_| Error::NoMemory)
+    }
+    pub fn remove_token(&self, i: usize) -> Result<(), Error> {
+        zen_cap::page::remove(self.tokens.lock().token_page(), i).map(|_| ()).map_err(|_| Error::InvalidArgument)
+    }
+    /// Replaces the live token equal to `old` (by MAC) with `new`, in place.
+    pub fn replace_token(&self, old: &TokenSlot, new: TokenSlot) {
+        let mut f = self.tokens.lock();
+        let page = f.token_page();
+        let found = zen_cap::page::iter(page).find(|(_, t)| t.token.mac == old.token.mac).map(|(i, _)| i);
+        if let Some(i) = found {
+            page.slots[i] = new;
+        }
+    }
+    pub fn own_channel(&self, id: u64) {
+        self.channels.lock().0.push(id);
+    }
+    pub fn keep_channel(&self, c: Arc<crate::ipc::Channel>) {
+        self.channels.lock().1.push(c);
+    }
+    /// Reserves `pages` of the map area (for a channel's pages).
+    pub fn reserve_map_range(&self, pages: u64) -> Result<u64, Error> {
+        let mut i = self.inner.lock();
+        if i.mapped.saturating_add(pages) > MAP_LIMIT_PAGES {
+            return Err(Error::NoMemory);
+        }
+        let va = i.next_map;
+        i.next_map += pages * 4096;
+        Ok(va)
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -99,6 +139,11 @@ impl Process {
 
 static PROCS: IrqMutex<BTreeMap<u32, Arc<Process>>> = IrqMutex::new(BTreeMap::new());
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+
+/// The live process `pid`.
+pub fn find(pid: u32) -> Option<Arc<Process>> {
+    PROCS.lock().get(&pid).filter(|p| p.inner.lock().exit.is_none()).cloned()
+}
 
 /// The calling thread's process.
 pub fn current() -> Option<Arc<Process>> {
@@ -147,11 +192,21 @@ pub fn zeroed_frame() -> Option<crate::mm::Frame> {
 /// Starts program `name` of the boot archive with argument `arg`, as a child of
 /// `parent` (0: no parent). Returns the pid.
 pub fn spawn(name: &str, arg: &[u8], parent: u32) -> Result<u32, Error> {
+    spawn_with(name, arg, parent, |_| Ok(()))
+}
+
+/// As [`spawn`]; `setup` runs on the new process before its thread starts (to give
+/// it a token); if it fails, the process is not started.
+pub fn spawn_with(name: &str, arg: &[u8], parent: u32, setup: impl FnOnce(&Process) -> Result<(), Error>) -> Result<u32, Error> {
     let program = archive().and_then(|a| a.find(name)).ok_or(Error::NoSuchProgram)?;
     if PROCS.lock().len() >= MAX_PROCS {
         return Err(Error::TooManyProcesses);
     }
     let (space, entry, pages) = load(program)?;
+    let tokens = SharedFrame::new().ok_or(Error::NoMemory)?;
+    space
+        .map_shared(zen_abi::syscall::TOKEN_PAGE, tokens.addr(), Flags { writable: false, user: true, executable: false })
+        .map_err(|_| Error::NoMemory)?;
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let p = Arc::new(Process {
         pid,
@@ -169,7 +224,10 @@ pub fn spawn(name: &str, arg: &[u8], parent: u32) -> Result<u32, Error> {
             mapped: 0,
             image_pages: pages,
         }),
+        tokens: IrqMutex::new(tokens),
+        channels: IrqMutex::new((Vec::new(), Vec::new())),
     });
+    setup(&p)?;
     // In the table before the thread runs, so it can find itself.
     {
         let mut procs = PROCS.lock();
@@ -205,6 +263,10 @@ pub fn exit_current(code: u64) -> ! {
     activate_root(kernel);
     let space = p.space.lock().take();
     drop(space);
+    // Mappings are gone: the channels may go too.
+    let (owned, attached) = core::mem::take(&mut *p.channels.lock());
+    crate::ipc::release_owned(&owned);
+    drop((owned, attached));
     let (waiter, orphan) = {
         let mut i = p.inner.lock();
         i.exit = Some(code);
@@ -260,6 +322,8 @@ pub fn user_fault(vector: u8, error: u64, rip: u64, cr2: u64) -> ! {
         let detail = if vector == 13 { error as u16 } else { vector as u16 };
         crate::edge::report_detail(kind, detail, rip as u32);
     }
+    // This stack is never unwound: free what it holds first.
+    drop(name);
     exit_current(FAULT_EXIT_CODE)
 }
 
@@ -292,7 +356,8 @@ pub fn wait(me: &Process, pid: u32) -> Result<u64, Error> {
             ci.waiter = Some(task::current());
         }
         if me.killed() {
-            exit_current(KILLED_EXIT_CODE);
+            // The system-call exit path ends the process (see `check_killed`).
+            return Err(Error::NoSuchProcess);
         }
         task::park();
     }
@@ -387,7 +452,8 @@ pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
         }
         Ok(())
     })??;
-    me.inner.lock().mapped -= pages;
+    let mut i = me.inner.lock();
+    i.mapped = i.mapped.saturating_sub(pages);
     Ok(())
 }
 
@@ -428,3 +494,4 @@ pub fn start_init(cmdline: &str) {
         Err(e) => kprintln!("zen: cannot start {}: {}", name, e.as_str()),
     }
 }
+

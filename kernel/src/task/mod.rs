@@ -310,10 +310,14 @@ fn kick(target: usize) {
 extern "C" fn thread_entry(_: u64) -> ! {
     finish_switch();
     cpu::enable_interrupts();
-    let me = current();
-    let f = irqs_off(|| me.inner.lock().entry.take());
+    // No reference to ourselves may stay on this frame: a user thread's entry never
+    // returns (it leaves through `exit` from a system call or a fault).
+    let f = {
+        let me = current();
+        let f = irqs_off(|| me.inner.lock().entry.take());
+        f
+    };
     let code = f.map_or(0, |f| f());
-    drop(me);
     exit(code)
 }
 
@@ -345,12 +349,12 @@ fn schedule() {
         percpu::set_kernel_stack(next.kstack_top);
     }
     *CPUS[cpu].current.lock() = Some(next);
-    *CPUS[cpu].prev.lock() = Some(cur.clone());
     CPUS[cpu].switches.fetch_add(1, Ordering::Relaxed);
     CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
-    switch::switch(&cur.saved_rsp, next_rsp);
+    // `cur` moves into the CPU's `prev` slot: nothing of it stays on this stack, so an
+    // exiting thread, which never comes back here, is freed by the next one.
+    switch::switch_away(&CPUS[cpu].prev, cur, |t| &t.saved_rsp, next_rsp);
     // Resumed, perhaps on another CPU.
-    drop(cur);
     finish_switch();
 }
 
@@ -437,6 +441,14 @@ pub fn sleep_until(until: u64, stop: impl Fn() -> bool) -> bool {
         park();
     }
     true
+}
+
+/// Parks once, with a wake-up at tick `until` at the latest (an `unpark` may come
+/// first). Callers re-check their condition.
+pub fn park_until(until: u64) {
+    let me = current();
+    irqs_off(|| CPUS[this_cpu()].sleepers.lock().push((until, me.clone())));
+    park();
 }
 
 /// Moves the calling thread to `cpu` and pins it there.

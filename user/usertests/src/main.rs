@@ -11,9 +11,11 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+use zen_abi::cap::{Rights, TokenSlot};
 use zen_abi::syscall::{
     Syscall, FAULT_EXIT_CODE, KILLED_EXIT_CODE, MAX_IO, SYSCALL_COUNT, USER_END,
 };
+use zen_std::chan::{self, Cap, Channel};
 use zen_std::prelude::*;
 use zen_std::testing::{fault, raw_syscall, Fault};
 use zen_std::{mem, process, time, Error};
@@ -530,6 +532,218 @@ fn process_limit() -> Outcome {
     check("and works again after", run_child("exit 5")? == 5)
 }
 
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+fn attach_raw(t: &TokenSlot) -> Result<u64, Error> {
+    let b = t.to_bytes();
+    sys(Syscall::ChanAttach, [b.as_ptr() as u64, 0, 0, 0, 0, 0])
+}
+
+fn send_raw(t: &TokenSlot) -> Result<u64, Error> {
+    let b = t.to_bytes();
+    sys(Syscall::MsgSend, [b.as_ptr() as u64, 0, 0, 0, 0, 0])
+}
+
+/// Receives with a deadline, so a broken peer fails the test instead of hanging it.
+fn recv_within(ch: &mut Channel, buf: &mut [u8], what: &str) -> Result<usize, String> {
+    match chan::poll(&mut [ch], 5000) {
+        Ok(0) => {}
+        other => return Err(format!("{what}: nothing arrived ({other:?})")),
+    }
+    match ch.try_recv(buf) {
+        Ok(Some(n)) => Ok(n),
+        other => Err(format!("{what}: poll said ready, recv gave {other:?}")),
+    }
+}
+
+fn ipc_round_trip() -> Outcome {
+    let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+    let pid = chan::spawn_with_cap("usertests", "echo", b, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("spawn: {e:?}"))?;
+    let mut ch = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+    let mut buf = [0u8; 128];
+    // More messages than ring slots, of every length, both ways.
+    for i in 0..200usize {
+        let msg: Vec<u8> = (0..(i % 120)).map(|j| (i + j) as u8).collect();
+        ch.send(&msg).map_err(|e| format!("send {i}: {e:?}"))?;
+        let n = recv_within(&mut ch, &mut buf, &format!("echo {i}"))?;
+        check(&format!("echo {i} came back intact"), buf[..n] == msg[..])?;
+    }
+    // A burst: a ring's worth of messages before any answer is read (more would
+    // deadlock by design: both rings full, both sides waiting for room).
+    for i in 0..zen_abi::ipc::RING_SLOTS as u8 {
+        ch.send(&[i; 64])
+            .map_err(|e| format!("burst send {i}: {e:?}"))?;
+    }
+    for i in 0..zen_abi::ipc::RING_SLOTS as u8 {
+        let n = recv_within(&mut ch, &mut buf, &format!("burst {i}"))?;
+        check(
+            &format!("burst message {i} in order"),
+            n == 64 && buf[..64].iter().all(|&x| x == i),
+        )?;
+    }
+    ch.send(b"quit").map_err(|e| format!("{e:?}"))?;
+    expect("echo child exit", process::wait(pid), Ok(0))
+}
+
+fn poll_many() -> Outcome {
+    let (a1, b1) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let (a2, b2) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let mut c1 = Channel::attach(a1).map_err(|e| format!("{e:?}"))?;
+    let mut c2 = Channel::attach(a2).map_err(|e| format!("{e:?}"))?;
+    expect(
+        "poll on silence times out",
+        chan::poll(&mut [&mut c1, &mut c2], 30).map(|i| i as u64),
+        Err(Error::TimedOut),
+    )?;
+    // The child writes on the second channel after a while.
+    let pid = chan::spawn_with_cap("usertests", "late-hello", b2, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("{e:?}"))?;
+    expect(
+        "poll wakes for the second channel",
+        chan::poll(&mut [&mut c1, &mut c2], u64::MAX).map(|i| i as u64),
+        Ok(1),
+    )?;
+    let mut buf = [0u8; 16];
+    let n = c2.recv(&mut buf).map_err(|e| format!("{e:?}"))?;
+    check("the message is there", &buf[..n] == b"hello")?;
+    expect("child", process::wait(pid), Ok(0))?;
+    let _ = b1;
+    let empty: [u8; 0] = [];
+    expect(
+        "poll on 0 channels",
+        sys(Syscall::MsgPoll, [empty.as_ptr() as u64, 0, 0, 0, 0, 0]),
+        Err(Error::InvalidArgument),
+    )?;
+    expect(
+        "poll on 17 channels",
+        sys(Syscall::MsgPoll, [own_code(), 17, 0, 0, 0, 0]),
+        Err(Error::InvalidArgument),
+    )
+}
+
+fn capabilities_are_checked() -> Outcome {
+    let denied_before = mem::edges()
+        .map_err(|e| format!("{e:?}"))?
+        .iter()
+        .filter(|e| e.kind == 5)
+        .count();
+    let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let good = a.token().map_err(|e| format!("{e:?}"))?;
+    check("creator holds every right", a.rights() == Ok(Rights::ALL))?;
+    attach_raw(&good).map_err(|e| format!("attach with the real token: {e:?}"))?;
+    // Forged and altered tokens.
+    let mut forged = good;
+    forged.token.mac[5] ^= 1;
+    expect("a forged MAC", attach_raw(&forged), Err(Error::Denied))?;
+    let mut t = good;
+    t.token.rights = Rights::SEND.bits();
+    expect("altered rights", attach_raw(&t), Err(Error::Denied))?;
+    let mut t = good;
+    t.binding.object ^= 1;
+    expect(
+        "altered object (the other end)",
+        attach_raw(&t),
+        Err(Error::Denied),
+    )?;
+    let mut t = good;
+    t.binding.holder += 1;
+    expect("altered holder", attach_raw(&t), Err(Error::Denied))?;
+    let mut t = good;
+    t.binding.generation += 1;
+    expect("altered generation", attach_raw(&t), Err(Error::Denied))?;
+    expect(
+        "an all-zero token",
+        attach_raw(&TokenSlot::ZERO),
+        Err(Error::Denied),
+    )?;
+    for (n, p) in bad_pointers() {
+        expect(
+            &format!("token at {n}"),
+            sys(Syscall::ChanAttach, [p, 0, 0, 0, 0, 0]),
+            Err(Error::BadAddress),
+        )?;
+    }
+    // Stolen: another process presents our genuine token.
+    check(
+        "a stolen token is refused",
+        run_child(&format!("steal {}", hex(&good.to_bytes())))? == 0,
+    )?;
+    // Fewer rights: a RECV-only copy cannot send; asking for more than held fails.
+    let weak =
+        chan::spawn_with_cap("usertests", "weak", b, Rights::RECV).map_err(|e| format!("{e:?}"))?;
+    expect("a RECV-only holder cannot send", process::wait(weak), Ok(0))?;
+    // Stale: after revocation the old token is dead, the refreshed one works.
+    a.revoke().map_err(|e| format!("revoke: {e:?}"))?;
+    expect("a revoked token", send_raw(&good), Err(Error::Denied))?;
+    let fresh = a.token().map_err(|e| format!("{e:?}"))?;
+    check(
+        "revoke gave a new token",
+        fresh.binding.generation == good.binding.generation + 1,
+    )?;
+    expect("the fresh token works", send_raw(&fresh), Ok(0))?;
+    // A derived token without GRANT cannot be passed on.
+    let (c, d) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let pid = chan::spawn_with_cap("usertests", "regrant", d, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("{e:?}"))?;
+    let _ = c;
+    expect("regrant child", process::wait(pid), Ok(0))?;
+    expect(
+        "cap_drop of an empty slot",
+        sys(Syscall::CapDrop, [62, 0, 0, 0, 0, 0]),
+        Err(Error::InvalidArgument),
+    )?;
+    expect(
+        "cap_drop out of range",
+        sys(Syscall::CapDrop, [u64::MAX, 0, 0, 0, 0, 0]),
+        Err(Error::InvalidArgument),
+    )?;
+    let denied_after = mem::edges()
+        .map_err(|e| format!("{e:?}"))?
+        .iter()
+        .filter(|e| e.kind == 5)
+        .count();
+    check(
+        &format!("denials are in EDGE_REGISTRY ({denied_before} -> {denied_after})"),
+        denied_after >= denied_before + 8,
+    )
+}
+
+fn cap_send_over_a_channel() -> Outcome {
+    let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let (x, _y) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let pid = chan::spawn_with_cap("usertests", "receive-cap", b, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("{e:?}"))?;
+    let mut ch = Channel::attach(a).map_err(|e| format!("{e:?}"))?;
+    let mut buf = [0u8; 8];
+    recv_within(&mut ch, &mut buf, "the child's hello")?; // the child is attached
+    let (ct, xt) = (
+        ch.token().to_bytes(),
+        x.token().map_err(|e| format!("{e:?}"))?.to_bytes(),
+    );
+    expect(
+        "undefined rights bits",
+        sys(
+            Syscall::CapSend,
+            [ct.as_ptr() as u64, xt.as_ptr() as u64, 1 << 40, 0, 0, 0],
+        ),
+        Err(Error::InvalidArgument),
+    )?;
+    let slot = x
+        .send_over(&ch, Rights::SEND)
+        .map_err(|e| format!("cap_send: {e:?}"))?;
+    ch.send(&[slot.0 as u8]).map_err(|e| format!("{e:?}"))?;
+    expect("child checked the passed token", process::wait(pid), Ok(0))
+}
+
 const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("unknown_calls", unknown_calls),
     ("getpid", getpid),
@@ -545,6 +759,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("listings", listings),
     ("no_leaks", no_leaks),
     ("process_limit", process_limit),
+    ("ipc_round_trip", ipc_round_trip),
+    ("poll_many", poll_many),
+    ("capabilities_are_checked", capabilities_are_checked),
+    ("cap_send_over_a_channel", cap_send_over_a_channel),
 ];
 
 fn main() -> i32 {
@@ -609,6 +827,71 @@ fn child(arg: &str) -> i32 {
             let r = mem::Region::new(1 << 20);
             // Exit with the mapping still there: exit must free it.
             process::exit(r.map(|r| r[100] as u64).unwrap_or(99))
+        }
+        "echo" => {
+            let Ok(mut ch) = Channel::attach(Cap(0)) else {
+                return 10;
+            };
+            let mut buf = [0u8; 128];
+            loop {
+                let Ok(n) = ch.recv(&mut buf) else { return 11 };
+                if &buf[..n] == b"quit" {
+                    return 0;
+                }
+                if ch.send(&buf[..n]).is_err() {
+                    return 12;
+                }
+            }
+        }
+        "late-hello" => {
+            let Ok(mut ch) = Channel::attach(Cap(0)) else {
+                return 10;
+            };
+            time::sleep_ms(30);
+            ch.send(b"hello").map_or(11, |()| 0)
+        }
+        "steal" => {
+            let Some(bytes) = words.next().and_then(unhex) else {
+                return 10;
+            };
+            let Ok(b) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+                return 11;
+            };
+            let t = TokenSlot::from_bytes(&b);
+            (attach_raw(&t) != Err(Error::Denied) || send_raw(&t) != Err(Error::Denied)) as i32
+        }
+        "weak" => {
+            let Ok(t) = Cap(0).token() else { return 10 };
+            if Cap(0).rights() != Ok(Rights::RECV) {
+                return 11;
+            }
+            if attach_raw(&t).is_err() {
+                return 12;
+            }
+            (send_raw(&t) != Err(Error::Denied)) as i32
+        }
+        "regrant" => {
+            // Holds SEND|RECV but not GRANT: passing it on to a child must fail.
+            let r = chan::spawn_with_cap("usertests", "exit 0", Cap(0), Rights::RECV);
+            (r != Err(Error::Denied)) as i32
+        }
+        "receive-cap" => {
+            let Ok(mut ch) = Channel::attach(Cap(0)) else {
+                return 10;
+            };
+            if ch.send(b"ready").is_err() {
+                return 11;
+            }
+            let mut buf = [0u8; 8];
+            let Ok(1) = ch.recv(&mut buf) else { return 12 };
+            let got = Cap(buf[0] as usize);
+            match (got.token(), got.rights()) {
+                (Ok(t), Ok(r)) if r == Rights::SEND && t.binding.holder == process::id() => {
+                    // It works for this process: attach with it.
+                    (attach_raw(&t).is_err()) as i32 * 13
+                }
+                _ => 14,
+            }
         }
         "getarg-errors" => {
             let mut small = [0u8; 4];

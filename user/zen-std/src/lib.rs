@@ -18,6 +18,7 @@
 
 extern crate alloc;
 
+pub mod chan;
 pub mod console;
 mod heap;
 pub mod mem;

@@ -71,3 +71,14 @@ pub fn halt_after_fatal() -> ! {
     }
     halt_forever()
 }
+
+/// A hardware random number (RDSEED, else RDRAND), or `None` if the CPU has neither
+/// or they keep failing.
+pub fn random_u64() -> Option<u64> {
+    for _ in 0..32 {
+        if let Some(v) = ::x86_64::instructions::random::RdRand::new().and_then(|r| r.get_u64()) {
+            return Some(v);
+        }
+    }
+    None
+}

@@ -49,3 +49,52 @@ pub fn claim_framebuffer(fb: &Framebuffer) -> Option<&'static mut [u32]> {
     // stub extends to at least 4 GiB.
     Some(unsafe { core::slice::from_raw_parts_mut((DIRECT_MAP + fb.base) as *mut u32, pixels as usize) })
 }
+
+/// A frame shared with user space (a channel's pages, a token page): zeroed when
+/// created, freed when dropped. It hands out only what is sound to share with a process
+/// that may write the memory at any time: references to all-atomic ring headers, and a
+/// mutable view of a token page, which processes map read-only.
+#[derive(Debug)]
+pub struct SharedFrame(Option<Frame>);
+
+impl SharedFrame {
+    pub fn new() -> Option<Self> {
+        let mut f = crate::mm::alloc_frame()?;
+        frame_bytes(&mut f).fill(0);
+        Some(SharedFrame(Some(f)))
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.0.as_ref().map_or(0, |f| f.addr())
+    }
+
+    fn ptr(&self) -> *mut u8 {
+        (DIRECT_MAP + self.addr()) as *mut u8
+    }
+
+    /// Ring header `i` (0 or 1) of a channel's control page.
+    pub fn ring_header(&self, i: usize) -> &zen_abi::ipc::RingHeader {
+        assert!(i < 2);
+        // SAFETY: the frame is owned by `self` and stays allocated while the borrow
+        // lives; ring headers are 128-byte, 64-aligned structs of atomics at offsets 0
+        // and 128 of a page-aligned frame, so the reference is aligned and every access
+        // through it is atomic, whatever the process does to the page meanwhile.
+        unsafe { &*(self.ptr().add(i * core::mem::size_of::<zen_abi::ipc::RingHeader>()) as *const zen_abi::ipc::RingHeader) }
+    }
+
+    /// The frame as a token page (the kernel is its only writer: processes map it
+    /// read-only).
+    pub fn token_page(&mut self) -> &mut zen_abi::cap::TokenPage {
+        // SAFETY: exclusive through `&mut self`; TokenPage is 4096 bytes, align 4096,
+        // plain integers for which any bit pattern is valid; user space only reads it.
+        unsafe { &mut *(self.ptr() as *mut zen_abi::cap::TokenPage) }
+    }
+}
+
+impl Drop for SharedFrame {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            let _ = crate::mm::free_frame(f);
+        }
+    }
+}

@@ -63,15 +63,20 @@ pub fn init_stack(stack: &mut [u64], entry: extern "C" fn(u64) -> !, arg: u64) -
     (base + frame * 8) as u64
 }
 
-/// Saves the current context into `*save` and resumes the one saved at `next_rsp`.
-/// Returns when something switches back to the saved context.
-///
-/// Interrupts must be off, and `save` must stay valid until the switch is over (it
-/// points into the current thread's control block, which the caller keeps alive).
-pub fn switch(save: &core::sync::atomic::AtomicU64, next_rsp: u64) {
-    // SAFETY: `save` is a valid, exclusively-written slot (AtomicU64::as_ptr); next_rsp
-    // was produced by `init_stack` or by an earlier `switch` of a thread that is not
-    // running (the scheduler guarantees that through the on-CPU flag), so its stack
-    // holds the six saved registers and a return address.
-    unsafe { zen_switch(save.as_ptr(), next_rsp) }
+/// Switches away from `cur`, which is handed to `slot` (the CPU's "previous thread"
+/// slot) instead of staying on our stack: a thread that never resumes (it exited)
+/// then leaves no reference behind, and the next thread's `finish_switch` drops it.
+/// `save` picks the field that receives the stack pointer.
+pub fn switch_away<T>(
+    slot: &spin::Mutex<Option<alloc::sync::Arc<T>>>,
+    cur: alloc::sync::Arc<T>,
+    save: fn(&T) -> &core::sync::atomic::AtomicU64,
+    next_rsp: u64,
+) {
+    let ptr = save(&cur).as_ptr();
+    *slot.lock() = Some(cur);
+    // SAFETY: `slot` keeps the Arc (so `ptr`'s target) alive until the next thread
+    // takes it in `finish_switch`, which runs after zen_switch has stored rsp; the
+    // rest is as for `switch`.
+    unsafe { zen_switch(ptr, next_rsp) }
 }

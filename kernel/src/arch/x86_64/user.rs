@@ -22,6 +22,10 @@ use zen_abi::syscall::USER_END;
 
 use super::paging::{Flags, MapError, TableFrames};
 
+/// PTE bit (available to software) marking a frame the address space maps but does
+/// not own.
+const SHARED: PageTableFlags = PageTableFlags::BIT_9;
+
 /// A process's page tables.
 pub struct AddressSpace {
     root: u64,
@@ -101,12 +105,40 @@ impl AddressSpace {
         }
     }
 
+    /// Maps a frame the address space does not own (a channel page, the token page):
+    /// unmapping or dropping the address space leaves it allocated. Marked with an
+    /// available PTE bit so `unmap` and `Drop` know.
+    pub fn map_shared(&self, va: u64, phys: u64, flags: Flags) -> Result<(), MapError> {
+        if va >= USER_END {
+            return Err(MapError::NonCanonical);
+        }
+        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).map_err(|_| MapError::Unaligned)?;
+        let pf = PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
+        let flags = Flags { user: true, ..flags }.bits() | SHARED;
+        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        self.with(|m| {
+            // SAFETY: the frame stays allocated while mapped (its owner outlives the
+            // mapping, see `SHARED`), and `va` is a user address of this space only.
+            unsafe { m.map_to_with_table_flags(page, pf, flags, parent, &mut TableFrames) }
+                .map(|flush| flush.ignore())
+                .map_err(|e| match e {
+                    MapToError::FrameAllocationFailed => MapError::OutOfFrames,
+                    MapToError::ParentEntryHugePage => MapError::HugePage,
+                    MapToError::PageAlreadyMapped(_) => MapError::AlreadyMapped,
+                })
+        })
+    }
+
     /// Unmaps a user page and frees its frame.
     pub fn unmap(&self, va: u64) -> Result<(), MapError> {
         if va >= USER_END {
             return Err(MapError::NonCanonical);
         }
         let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).map_err(|_| MapError::Unaligned)?;
+        let shared = self.with(|m| match m.translate(VirtAddr::new(va)) {
+            TranslateResult::Mapped { flags, .. } => flags.contains(SHARED),
+            _ => false,
+        });
         let frame = self.with(|m| match m.unmap(page) {
             Ok((f, flush)) => {
                 flush.flush();
@@ -117,7 +149,9 @@ impl AddressSpace {
         })?;
         // Other CPUs running this address space would still hold the old translation;
         // processes are single-threaded for now, so flushing here is enough.
-        let _ = crate::mm::free_frame(crate::mm::frame_from_raw(frame));
+        if !shared {
+            let _ = crate::mm::free_frame(crate::mm::frame_from_raw(frame));
+        }
         Ok(())
     }
 
@@ -250,7 +284,9 @@ unsafe fn free_tables(phys: u64, level: u8) {
         }
         let child = e.addr().as_u64();
         if level == 1 || e.flags().contains(PageTableFlags::HUGE_PAGE) {
-            let _ = crate::mm::free_frame(crate::mm::frame_from_raw(child));
+            if !e.flags().contains(SHARED) {
+                let _ = crate::mm::free_frame(crate::mm::frame_from_raw(child));
+            }
         } else {
             // SAFETY: a present non-leaf entry of an owned table points at an owned table.
             unsafe { free_tables(child, level - 1) };

@@ -1,0 +1,283 @@
+//! Channels and capabilities: the kernel side of zen-ipc and zen-cap.
+//!
+//! A channel is three shared pages (a control page with two ring headers, a slot page
+//! per ring) that both ends map; messages are written and read in place by the
+//! processes (zen-std drives zen-ipc's `Producer`/`Consumer`), so the kernel copies
+//! nothing. It only sleeps and wakes: `msg_send`/`msg_release` wake a peer that said it
+//! would sleep, `msg_recv`/`msg_wait_room`/`msg_poll` sleep after rechecking the ring
+//! under the channel's wait lock (zen-ipc's wake-up protocol).
+//!
+//! Each end is its own capability object: object id `channel << 1 | end`. End `e`
+//! produces ring `e` and consumes ring `1 - e`. Every call that names a channel takes a
+//! token (the 64-byte `TokenSlot` as it sits in the caller's token page, copied from
+//! user memory) and checks it with zen-cap against the caller's pid and the channel's
+//! current generation; any failure is `Denied` and an EDGE_REGISTRY record.
+//!
+//! Lifetime: the creator owns the channel; when it exits the channel leaves the table
+//! (later attaches fail), and processes that attached keep their mapping until they
+//! exit (their `Arc` keeps the pages).
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use zen_abi::cap::{ObjectType, Rights, TokenSlot};
+use zen_abi::ipc::RING_SLOTS;
+use zen_abi::syscall::Error;
+use zen_cap::{CapError, MacKey};
+
+use crate::arch::paging::Flags;
+use crate::arch::phys::SharedFrame;
+use crate::proc::{self, Process};
+use crate::sync::IrqMutex;
+use crate::task::{self, Thread};
+
+/// Most channels alive at once.
+pub const MAX_CHANNELS: usize = 256;
+
+static KEY: spin::Once<MacKey> = spin::Once::new();
+
+/// The per-boot MAC key, drawn from the CPU's random number generator on first use.
+fn key() -> &'static MacKey {
+    KEY.call_once(|| {
+        let mut k = [0u8; 32];
+        let mut hw = true;
+        for chunk in k.chunks_mut(8) {
+            let v = crate::arch::cpu::random_u64().unwrap_or_else(|| {
+                hw = false;
+                // No RDRAND/RDSEED: the TSC is a poor seed, and we say so.
+                crate::arch::cpu::rdtsc().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            });
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        if !hw {
+            crate::kprintln!("zen: WARNING: no hardware random numbers; capability key is guessable");
+        }
+        MacKey::new(k)
+    })
+}
+
+pub struct Channel {
+    id: u64,
+    generation: AtomicU64,
+    /// Control page, then the slot pages of ring 0 and ring 1.
+    pages: [SharedFrame; 3],
+    /// Pid attached at each end (0: none): where `cap_send` delivers.
+    attached: IrqMutex<[u32; 2]>,
+    /// Sleepers per ring: [consumer, producer].
+    waiters: IrqMutex<[[Option<Arc<Thread>>; 2]; 2]>,
+}
+
+impl Channel {
+    fn header(&self, ring: usize) -> &zen_abi::ipc::RingHeader {
+        self.pages[0].ring_header(ring)
+    }
+    fn wake(&self, ring: usize, side: usize) {
+        let t = self.waiters.lock()[ring][side].take();
+        if let Some(t) = t {
+            task::unpark(&t);
+        }
+    }
+}
+
+static CHANNELS: IrqMutex<BTreeMap<u64, Arc<Channel>>> = IrqMutex::new(BTreeMap::new());
+static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
+
+fn denied(call: u16, object: u64, why: CapError) -> Error {
+    crate::edge::report_detail(zen_edge::EdgeKind::CapabilityDenied, call, object as u32);
+    let _ = why;
+    Error::Denied
+}
+
+/// Copies a token from user memory.
+fn token_in(me: &Process, ptr: u64) -> Result<TokenSlot, Error> {
+    let b = me.with_space(|s| s.copy_from(ptr, TokenSlot::SIZE))?.ok_or(Error::BadAddress)?;
+    Ok(TokenSlot::from_bytes(b.as_slice().try_into().map_err(|_| Error::BadAddress)?))
+}
+
+/// Checks a channel token of the caller: (channel, end, rights held).
+fn channel_cap(me: &Process, ptr: u64, required: Rights, call: u16) -> Result<(Arc<Channel>, usize, Rights), Error> {
+    let slot = token_in(me, ptr)?;
+    let object = slot.binding.object;
+    let chan = CHANNELS.lock().get(&(object >> 1)).cloned().ok_or_else(|| denied(call, object, CapError::UnknownObject))?;
+    let expected = zen_cap::binding(object, ObjectType::Channel, me.pid(), chan.generation.load(Ordering::Acquire));
+    let held = zen_cap::verify(key(), &slot, &expected, required).map_err(|e| denied(call, object, e))?;
+    Ok((chan, (object & 1) as usize, held))
+}
+
+/// chan_create: a channel owned by `me`, with both ends' tokens in its token page.
+pub fn create(me: &Arc<Process>) -> Result<u64, Error> {
+    if CHANNELS.lock().len() >= MAX_CHANNELS {
+        return Err(Error::NoMemory);
+    }
+    let pages = [SharedFrame::new(), SharedFrame::new(), SharedFrame::new()];
+    let [Some(a), Some(b), Some(c)] = pages else { return Err(Error::NoMemory) };
+    let id = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
+    let chan = Arc::new(Channel {
+        id,
+        generation: AtomicU64::new(1),
+        pages: [a, b, c],
+        attached: IrqMutex::new([0, 0]),
+        waiters: IrqMutex::new([[None, None], [None, None]]),
+    });
+    let mint = |end: u64| zen_cap::mint(key(), zen_cap::binding(id << 1 | end, ObjectType::Channel, me.pid(), 1), Rights::ALL);
+    let sa = me.insert_token(mint(0))?;
+    let sb = match me.insert_token(mint(1)) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = me.remove_token(sa);
+            return Err(e);
+        }
+    };
+    CHANNELS.lock().insert(id, chan);
+    me.own_channel(id);
+    Ok(sa as u64 | (sb as u64) << 16)
+}
+
+/// Removes the channels a dying process created from the table.
+pub fn release_owned(ids: &[u64]) {
+    let mut t = CHANNELS.lock();
+    for id in ids {
+        t.remove(id);
+    }
+}
+
+/// chan_attach: maps the channel's pages into the caller.
+pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
+    let (chan, end, held) = channel_cap(me, ptr, Rights::EMPTY, 19)?;
+    if !held.contains(Rights::SEND) && !held.contains(Rights::RECV) {
+        return Err(denied(19, chan.id << 1 | end as u64, CapError::InsufficientRights));
+    }
+    let va = me.reserve_map_range(chan.pages.len() as u64)?;
+    me.with_space(|s| {
+        for (i, p) in chan.pages.iter().enumerate() {
+            s.map_shared(va + i as u64 * 4096, p.addr(), Flags { writable: true, user: true, executable: false })
+                .map_err(|_| Error::NoMemory)?;
+        }
+        Ok(())
+    })??;
+    chan.attached.lock()[end] = me.pid();
+    me.keep_channel(chan);
+    Ok(va)
+}
+
+/// msg_send (`publish`: wake the consumer of the ring we produce) and msg_release
+/// (wake the producer of the ring we consume).
+pub fn wake(me: &Process, ptr: u64, released: bool) -> Result<u64, Error> {
+    let (need, call) = if released { (Rights::RECV, 23) } else { (Rights::SEND, 20) };
+    let (chan, end, _) = channel_cap(me, ptr, need, call)?;
+    if released {
+        chan.wake(1 - end, 1);
+    } else {
+        chan.wake(end, 0);
+    }
+    Ok(0)
+}
+
+/// msg_recv (`room == false`: wait for a message while head == seen) and
+/// msg_wait_room (wait for room while tail == seen).
+pub fn wait(me: &Process, ptr: u64, seen: u64, room: bool) -> Result<u64, Error> {
+    let (need, call) = if room { (Rights::SEND, 24) } else { (Rights::RECV, 21) };
+    let (chan, end, _) = channel_cap(me, ptr, need, call)?;
+    let (ring, side) = if room { (end, 1) } else { (1 - end, 0) };
+    let seen = seen as u32;
+    loop {
+        {
+            let mut w = chan.waiters.lock();
+            let h = chan.header(ring);
+            let still = if room { zen_ipc::producer_may_sleep(h, seen) } else { zen_ipc::consumer_may_sleep(h, seen) };
+            if !still {
+                w[ring][side] = None;
+                return Ok(0);
+            }
+            w[ring][side] = Some(task::current());
+        }
+        if me.killed() {
+            return Err(Error::InvalidArgument);
+        }
+        task::park();
+    }
+}
+
+/// msg_poll: the index of the first channel with a message; sleeps until one has.
+pub fn poll(me: &Process, ptr: u64, count: u64, timeout_ms: u64) -> Result<u64, Error> {
+    if count == 0 || count > 16 {
+        return Err(Error::InvalidArgument);
+    }
+    let mut chans = Vec::new();
+    for i in 0..count {
+        chans.push(channel_cap(me, ptr + i * TokenSlot::SIZE as u64, Rights::RECV, 22)?);
+    }
+    let deadline = crate::time::ticks().saturating_add(timeout_ms.saturating_mul(crate::TIMER_HZ as u64).div_ceil(1000) + 1);
+    let me_thread = task::current();
+    let result = loop {
+        let mut ready = None;
+        for (i, (c, end, _)) in chans.iter().enumerate() {
+            let ring = 1 - end;
+            let mut w = c.waiters.lock();
+            // A corrupt ring counts as ready: its owner sees the error when it reads.
+            if zen_ipc::pending(c.header(ring), RING_SLOTS) != Ok(0) {
+                ready = Some(i as u64);
+                break;
+            }
+            w[ring][0] = Some(me_thread.clone());
+        }
+        if let Some(i) = ready {
+            break Ok(i);
+        }
+        if me.killed() {
+            break Err(Error::InvalidArgument);
+        }
+        if timeout_ms != u64::MAX && crate::time::ticks() >= deadline {
+            break Err(Error::TimedOut);
+        }
+        // Sleep until a wake from a channel or the deadline tick.
+        if timeout_ms == u64::MAX {
+            task::park();
+        } else {
+            task::park_until(deadline);
+        }
+    };
+    for (c, end, _) in &chans {
+        let mut w = c.waiters.lock();
+        if w[1 - end][0].as_ref().is_some_and(|t| Arc::ptr_eq(t, &me_thread)) {
+            w[1 - end][0] = None;
+        }
+    }
+    result
+}
+
+/// cap_send: a copy of a token (needs GRANT on it) with `rights` for the process at
+/// the channel's other end (needs SEND on the channel).
+pub fn cap_send(me: &Process, chan_ptr: u64, tok_ptr: u64, rights: u64) -> Result<u64, Error> {
+    let (chan, end, _) = channel_cap(me, chan_ptr, Rights::SEND, 25)?;
+    let peer = chan.attached.lock()[1 - end];
+    if peer == 0 {
+        return Err(Error::NoPeer);
+    }
+    let target = proc::find(peer).ok_or(Error::NoPeer)?;
+    grant(me, tok_ptr, rights, &target, 25)
+}
+
+/// Derives the token at `tok_ptr` (held by `me`) for `target` with `rights`, and puts
+/// it in the target's token page; the slot index. Used by cap_send and spawn.
+pub fn grant(me: &Process, tok_ptr: u64, rights: u64, target: &Process, call: u16) -> Result<u64, Error> {
+    let slot = token_in(me, tok_ptr)?;
+    let object = slot.binding.object;
+    let rights = Rights::from_bits(rights).ok_or(Error::InvalidArgument)?;
+    let chan = CHANNELS.lock().get(&(object >> 1)).cloned().ok_or_else(|| denied(call, object, CapError::UnknownObject))?;
+    let expected = zen_cap::binding(object, ObjectType::Channel, me.pid(), chan.generation.load(Ordering::Acquire));
+    let copy = zen_cap::derive(key(), &slot, &expected, target.pid(), rights).map_err(|e| denied(call, object, e))?;
+    target.insert_token(copy).map(|i| i as u64)
+}
+
+/// cap_revoke: bumps the channel's generation (both ends' tokens go stale) and gives
+/// the caller a fresh token with the same rights in the same slot.
+pub fn revoke(me: &Process, ptr: u64) -> Result<u64, Error> {
+    let (chan, end, held) = channel_cap(me, ptr, Rights::REVOKE, 26)?;
+    let slot = token_in(me, ptr)?;
+    let gen = chan.generation.fetch_add(1, Ordering::AcqRel) + 1;
+    let fresh = zen_cap::mint(key(), zen_cap::binding(chan.id << 1 | end as u64, ObjectType::Channel, me.pid(), gen), held);
+    me.replace_token(&slot, fresh);
+    Ok(0)
+}

@@ -1,0 +1,252 @@
+//! Channels and capabilities.
+//!
+//! A [`Cap`] names a token in this process's token page (mapped read-only at
+//! `TOKEN_PAGE`); every call hands the kernel a copy of the token, which it checks.
+//! A [`Channel`] is one attached end: messages are written into and read from the
+//! shared slots in place (zen-ipc), and the kernel is entered only to sleep or to wake
+//! a peer that sleeps.
+
+use crate::sys::call_reading;
+use crate::Result;
+use alloc::vec::Vec;
+use zen_abi::cap::{Rights, TokenPage, TokenSlot, TOKENS_PER_PAGE};
+use zen_abi::ipc::{RING_SLOTS, SLOT_SIZE};
+use zen_abi::syscall::{Error, Syscall, TOKEN_PAGE};
+use zen_ipc::{Consumer, Producer, RingHeader, Slot, Wait, Wakeup};
+
+/// A token of this process, by its slot in the token page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cap(pub usize);
+
+fn page() -> &'static TokenPage {
+    // SAFETY: the kernel maps the token page read-only at TOKEN_PAGE in every process
+    // before it starts, for its whole life; TokenPage is plain integers (any bits
+    // valid). The kernel may update it concurrently; we copy slots out before use.
+    unsafe { &*(TOKEN_PAGE as *const TokenPage) }
+}
+
+/// The live tokens: (slot, token). What the shell's `caps` shows.
+pub fn caps() -> Vec<(Cap, TokenSlot)> {
+    let p = page();
+    let used = p.header.used;
+    (0..TOKENS_PER_PAGE)
+        .filter(|i| used & (1 << i) != 0)
+        .map(|i| (Cap(i), p.slots[i]))
+        .collect()
+}
+
+impl Cap {
+    /// A copy of the token, as the kernel wants it.
+    pub fn token(self) -> Result<TokenSlot> {
+        let p = page();
+        if self.0 >= TOKENS_PER_PAGE || p.header.used & (1 << self.0) == 0 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(p.slots[self.0])
+    }
+    pub fn rights(self) -> Result<Rights> {
+        Ok(Rights::from_bits_truncate(self.token()?.token.rights))
+    }
+    /// Passes a copy with `rights` to the process at `over`'s other end; returns the
+    /// slot the copy has in *its* token page (tell it in a message).
+    pub fn send_over(self, over: &Channel, rights: Rights) -> Result<Cap> {
+        let t = self.token()?.to_bytes();
+        let c = over.token.to_bytes();
+        call_reading(
+            Syscall::CapSend,
+            [c.as_ptr() as u64, t.as_ptr() as u64, rights.bits(), 0, 0, 0],
+        )
+        .map(|s| Cap(s as usize))
+    }
+    /// Makes every copy of this object's tokens stale; this slot gets a fresh one.
+    pub fn revoke(self) -> Result<()> {
+        let t = self.token()?.to_bytes();
+        call_reading(Syscall::CapRevoke, [t.as_ptr() as u64, 0, 0, 0, 0, 0]).map(|_| ())
+    }
+    /// Removes the token from the token page.
+    pub fn drop_token(self) -> Result<()> {
+        call_reading(Syscall::CapDrop, [self.0 as u64, 0, 0, 0, 0, 0]).map(|_| ())
+    }
+}
+
+/// Spawns `name` with `arg`, giving it a copy of `cap` with `rights` as its `Cap(0)`.
+pub fn spawn_with_cap(name: &str, arg: &str, cap: Cap, rights: Rights) -> Result<u32> {
+    let t = cap.token()?.to_bytes();
+    let a = [
+        name.as_ptr() as u64,
+        name.len() as u64,
+        arg.as_ptr() as u64,
+        arg.len() as u64,
+        t.as_ptr() as u64,
+        rights.bits(),
+    ];
+    call_reading(Syscall::Spawn, a).map(|p| p as u32)
+}
+
+/// Creates a channel; the tokens of its two ends (all rights).
+pub fn create() -> Result<(Cap, Cap)> {
+    let r = call_reading(Syscall::ChanCreate, [0; 6])?;
+    Ok((Cap((r & 0xffff) as usize), Cap((r >> 16) as usize)))
+}
+
+/// One attached end of a channel.
+pub struct Channel {
+    token: TokenSlot,
+    tx: Producer<'static>,
+    rx: Consumer<'static>,
+}
+
+impl core::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Channel(object {})", self.token.binding.object)
+    }
+}
+
+fn ring(base: u64, i: usize) -> (&'static RingHeader, &'static [Slot]) {
+    // SAFETY: `attach` returned `base`, where the kernel mapped the channel's three
+    // pages read-write for the rest of this process's life (nothing unmaps them: the
+    // Channel has no way to, and `Region` only unmaps its own mappings). The control
+    // page holds two RingHeaders (128 bytes each) and each slot page RING_SLOTS slots;
+    // both types are atomics only, so the peer writing them concurrently is no data
+    // race, and zen-ipc checks every value it reads.
+    unsafe {
+        let hdr = &*((base + (i * core::mem::size_of::<RingHeader>()) as u64) as *const RingHeader);
+        let slots =
+            core::slice::from_raw_parts((base + 4096 * (1 + i as u64)) as *const Slot, RING_SLOTS);
+        (hdr, slots)
+    }
+}
+
+const _: () = assert!(RING_SLOTS * SLOT_SIZE == 4096);
+
+impl Channel {
+    /// Maps the channel end named by `cap` into this process.
+    pub fn attach(cap: Cap) -> Result<Channel> {
+        let token = cap.token()?;
+        let t = token.to_bytes();
+        let base = call_reading(Syscall::ChanAttach, [t.as_ptr() as u64, 0, 0, 0, 0, 0])?;
+        let end = (token.binding.object & 1) as usize;
+        let (th, ts) = ring(base, end);
+        let (rh, rs) = ring(base, 1 - end);
+        let bad = |_| Error::InvalidArgument;
+        Ok(Channel {
+            token,
+            tx: Producer::new(th, ts).map_err(bad)?,
+            rx: Consumer::new(rh, rs).map_err(bad)?,
+        })
+    }
+
+    fn call(&self, call: Syscall, arg: u64) -> Result<u64> {
+        let t = self.token.to_bytes();
+        call_reading(call, [t.as_ptr() as u64, arg, 0, 0, 0, 0])
+    }
+
+    /// Sends one message (at most `SLOT_PAYLOAD` bytes), waiting for room.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        loop {
+            match self.tx.send(msg) {
+                Ok(Some(w)) => {
+                    if w == Wakeup::Needed {
+                        self.call(Syscall::MsgSend, 0)?;
+                    }
+                    return Ok(());
+                }
+                Ok(None) => {
+                    if let Wait::Sleep(tail) =
+                        self.tx.prepare_wait().map_err(|_| Error::InvalidArgument)?
+                    {
+                        let r = self.call(Syscall::MsgWaitRoom, tail as u64);
+                        self.tx.end_wait();
+                        r?;
+                    }
+                }
+                Err(_) => return Err(Error::InvalidArgument),
+            }
+        }
+    }
+
+    /// Receives one message into `buf`, waiting for one; its length.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        loop {
+            match self.rx.recv(buf) {
+                Ok(Some((n, w))) => {
+                    if w == Wakeup::Needed {
+                        self.call(Syscall::MsgRelease, 0)?;
+                    }
+                    return Ok(n);
+                }
+                Ok(None) => {
+                    if let Wait::Sleep(head) =
+                        self.rx.prepare_wait().map_err(|_| Error::InvalidArgument)?
+                    {
+                        let r = self.call(Syscall::MsgRecv, head as u64);
+                        self.rx.end_wait();
+                        r?;
+                    }
+                }
+                Err(_) => return Err(Error::InvalidArgument),
+            }
+        }
+    }
+
+    /// Receives a message if one is there.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        match self.rx.recv(buf) {
+            Ok(Some((n, w))) => {
+                if w == Wakeup::Needed {
+                    self.call(Syscall::MsgRelease, 0)?;
+                }
+                Ok(Some(n))
+            }
+            Ok(None) => Ok(None),
+            Err(_) => Err(Error::InvalidArgument),
+        }
+    }
+
+    /// The token this end was attached with.
+    pub fn token(&self) -> TokenSlot {
+        self.token
+    }
+}
+
+/// Waits until one of `chans` has a message (or `timeout_ms` passes; `u64::MAX`:
+/// forever); the index of a ready one.
+///
+/// Each consumer announces that it waits (zen-ipc's wake-up protocol), so the peers'
+/// next `send` traps into the kernel to wake us; a ring that filled meanwhile is
+/// reported at once.
+pub fn poll(chans: &mut [&mut Channel], timeout_ms: u64) -> Result<usize> {
+    let mut ready = None;
+    let mut announced = 0;
+    for (i, c) in chans.iter_mut().enumerate() {
+        match c.rx.prepare_wait() {
+            Ok(Wait::Sleep(_)) => announced += 1,
+            Ok(Wait::Ready) | Err(_) => {
+                ready = Some(i);
+                break;
+            }
+        }
+    }
+    let r = match ready {
+        Some(i) => Ok(i),
+        None => {
+            let toks: Vec<u8> = chans.iter().flat_map(|c| c.token.to_bytes()).collect();
+            call_reading(
+                Syscall::MsgPoll,
+                [
+                    toks.as_ptr() as u64,
+                    chans.len() as u64,
+                    timeout_ms,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+            .map(|i| i as usize)
+        }
+    };
+    for c in chans.iter_mut().take(announced) {
+        c.rx.end_wait();
+    }
+    r
+}
