@@ -40,6 +40,22 @@ const HOST_NEEDS: &[HostNeed] = &[
         on_path: None,
         package: "ovmf",
     },
+    HostNeed {
+        path: crate::disk::OVMF_CODE_SECBOOT,
+        on_path: None,
+        package: "ovmf",
+    },
+    // Checking zenos.img: `sgdisk -v` (GPT) and `fsck.vfat -n` (the ESP).
+    HostNeed {
+        path: "/usr/sbin/sgdisk",
+        on_path: Some("sgdisk"),
+        package: "gdisk",
+    },
+    HostNeed {
+        path: "/usr/sbin/fsck.vfat",
+        on_path: Some("fsck.vfat"),
+        package: "dosfstools",
+    },
 ];
 
 /// Checks and installs everything; prints only when it has something to do.

@@ -145,14 +145,14 @@ fn cargo_test(what: &str, c: &mut Command) -> Tally {
 }
 
 /// One QEMU test's verdict.
-struct Verdict {
-    name: String,
-    ok: bool,
+pub(crate) struct Verdict {
+    pub(crate) name: String,
+    pub(crate) ok: bool,
     /// Shown under the test line (why it failed, serial tail).
-    notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
-type Job = Box<dyn FnOnce() -> Vec<Verdict> + Send>;
+pub(crate) type Job = Box<dyn FnOnce() -> Vec<Verdict> + Send>;
 
 fn qemu_suites() -> Tally {
     let setup = crate::setup::ensure();
@@ -179,6 +179,7 @@ fn qemu_suites() -> Tally {
             .into_iter()
             .map(|c| ("qemu::refuse", refusal_job(&normal, c))),
     )
+    .chain(crate::imgtest::jobs(&normal))
     .collect();
     let mut runnable = Vec::new();
     let mut t = Tally::default();
@@ -235,7 +236,7 @@ fn run_parallel(jobs: Vec<Job>, workers: usize) -> Vec<Vec<Verdict>> {
 }
 
 /// Notes for a failed run: how it ended, the serial tail, where the full log is.
-fn failure_notes(vm: &Vm, cap: &crate::qemu::Capture, why: Vec<String>) -> Vec<String> {
+pub(crate) fn failure_notes(vm: &Vm, cap: &crate::qemu::Capture, why: Vec<String>) -> Vec<String> {
     let mut notes = why;
     notes.push(cap.ending());
     notes.push(format!(
