@@ -50,9 +50,14 @@ impl Disk {
         let mut a = Vec::new();
         let pflash = |a: &mut Vec<String>, code: &str| {
             a.push("-drive".into());
-            a.push(format!("if=pflash,format=raw,unit=0,readonly=on,file={code}"));
+            a.push(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={code}"
+            ));
             a.push("-drive".into());
-            a.push(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+            a.push(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                vars.display()
+            ));
         };
         match &self.firmware {
             Firmware::Bios => {}
@@ -61,7 +66,15 @@ impl Disk {
                 // The Secure Boot build keeps its variables behind SMM, and the flash
                 // must refuse writes from outside SMM, or the OS could rewrite db.
                 // QEMU merges repeated -machine options into the q35 given before.
-                a.extend(["-machine", "smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"].map(String::from));
+                a.extend(
+                    [
+                        "-machine",
+                        "smm=on",
+                        "-global",
+                        "driver=cfi.pflash01,property=secure,value=on",
+                    ]
+                    .map(String::from),
+                );
                 pflash(&mut a, OVMF_CODE_SECBOOT);
             }
         }
@@ -102,7 +115,8 @@ pub struct Contents<'a> {
 pub fn write_image(path: &Path, c: &Contents) -> Result<zenimg::Layout> {
     let mut spec = zenimg::ImageSpec::new(c.bios_stub, c.uefi_stub, c.zenos_bin);
     spec.cmdline = c.cmdline;
-    let (img, layout) = zenimg::write_image(&spec).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (img, layout) =
+        zenimg::write_image(&spec).map_err(|e| format!("{}: {e}", path.display()))?;
     write(path, &img)?;
     Ok(layout)
 }
@@ -121,14 +135,26 @@ pub fn check_clean(image: &Path, layout: &zenimg::Layout) -> Result<String> {
         .ok_or("the ESP lies beyond the end of the image")?;
     let esp_file = image.with_extension("esp.raw");
     write(&esp_file, part)?;
-    let fsck = std::process::Command::new("fsck.vfat").arg("-n").arg(&esp_file).output();
+    let fsck = std::process::Command::new("fsck.vfat")
+        .arg("-n")
+        .arg(&esp_file)
+        .output();
     let _ = std::fs::remove_file(&esp_file);
     let fsck = fsck.map_err(|e| format!("cannot run fsck.vfat: {e}"))?;
-    let text = String::from_utf8_lossy(&fsck.stdout).to_string() + &String::from_utf8_lossy(&fsck.stderr);
+    let text =
+        String::from_utf8_lossy(&fsck.stdout).to_string() + &String::from_utf8_lossy(&fsck.stderr);
     if !fsck.status.success() {
-        return Err(format!("fsck.vfat -n (ESP of {}): {}", image.display(), text.trim()));
+        return Err(format!(
+            "fsck.vfat -n (ESP of {}): {}",
+            image.display(),
+            text.trim()
+        ));
     }
-    Ok(format!("{} / {}", sg.trim().lines().next().unwrap_or(""), text.trim().lines().last().unwrap_or("")))
+    Ok(format!(
+        "{} / {}",
+        sg.trim().lines().next().unwrap_or(""),
+        text.trim().lines().last().unwrap_or("")
+    ))
 }
 
 #[cfg(test)]
@@ -137,16 +163,41 @@ mod tests {
 
     #[test]
     fn firmware_options() {
-        let d = Disk { image: "/i.img".into(), firmware: Firmware::Bios, snapshot: true };
-        assert_eq!(d.qemu_args(Path::new("/v")).join(" "), "-drive format=raw,file=/i.img,snapshot=on");
+        let d = Disk {
+            image: "/i.img".into(),
+            firmware: Firmware::Bios,
+            snapshot: true,
+        };
+        assert_eq!(
+            d.qemu_args(Path::new("/v")).join(" "),
+            "-drive format=raw,file=/i.img,snapshot=on"
+        );
         assert_eq!(d.vars_template(), None);
-        let d = Disk { firmware: Firmware::Uefi, snapshot: false, ..d };
+        let d = Disk {
+            firmware: Firmware::Uefi,
+            snapshot: false,
+            ..d
+        };
         let a = d.qemu_args(Path::new("/v")).join(" ");
-        assert!(a.contains("unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"), "{a}");
-        assert!(a.ends_with("unit=1,file=/v -drive format=raw,file=/i.img"), "{a}");
-        let d = Disk { firmware: Firmware::SecureBoot { vars: "/sb.fd".into() }, ..d };
+        assert!(
+            a.contains("unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"),
+            "{a}"
+        );
+        assert!(
+            a.ends_with("unit=1,file=/v -drive format=raw,file=/i.img"),
+            "{a}"
+        );
+        let d = Disk {
+            firmware: Firmware::SecureBoot {
+                vars: "/sb.fd".into(),
+            },
+            ..d
+        };
         let a = d.qemu_args(Path::new("/v")).join(" ");
-        assert!(a.starts_with("-machine smm=on -global driver=cfi.pflash01,property=secure,value=on"), "{a}");
+        assert!(
+            a.starts_with("-machine smm=on -global driver=cfi.pflash01,property=secure,value=on"),
+            "{a}"
+        );
         assert!(a.contains("OVMF_CODE_4M.secboot.fd"), "{a}");
         assert_eq!(d.vars_template(), Some(Path::new("/sb.fd")));
     }

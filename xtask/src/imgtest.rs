@@ -40,14 +40,20 @@ pub fn boot_check(name: &str, vm: &Vm, e: &Expect) -> Verdict {
         }
         next == e.lines.len()
     });
-    let verdict = |ok, notes| Verdict { name: name.into(), ok, notes };
+    let verdict = |ok, notes| Verdict {
+        name: name.into(),
+        ok,
+        notes,
+    };
     let cap = match cap {
         Ok(c) => c,
         Err(err) => return verdict(false, vec![err]),
     };
     let why = match (&bad, next == e.lines.len()) {
         (Some(b), _) => format!("`{b}` appeared, and must not"),
-        (None, true) if cap.status.is_some() => "QEMU exited by itself (the guest reset or exited)".into(),
+        (None, true) if cap.status.is_some() => {
+            "QEMU exited by itself (the guest reset or exited)".into()
+        }
         (None, true) => return verdict(true, vec![format!("{:.1?}", cap.elapsed)]),
         (None, false) => format!("no `{}` line", e.lines[next]),
     };
@@ -57,7 +63,11 @@ pub fn boot_check(name: &str, vm: &Vm, e: &Expect) -> Verdict {
 /// A VM booting `image` with `firmware`.
 pub fn vm(name: &str, image: PathBuf, firmware: Firmware) -> Vm {
     Vm {
-        disk: Some(Disk { image: image.clone(), firmware, snapshot: true }),
+        disk: Some(Disk {
+            image: image.clone(),
+            firmware,
+            snapshot: true,
+        }),
         ..Vm::new(name, &image)
     }
 }
@@ -94,12 +104,28 @@ pub fn jobs(a: &Artifacts) -> Vec<(&'static str, Result<Job>)> {
         let good = read(&a.zenos_bin)?;
         let dir = target().join("test-img");
         let (good_img, bad_img) = (dir.join("good.img"), dir.join("flipped.img"));
-        let c = Contents { bios_stub: &bios, uefi_stub: &uefi, zenos_bin: &good, cmdline: None };
+        let c = Contents {
+            bios_stub: &bios,
+            uefi_stub: &uefi,
+            zenos_bin: &good,
+            cmdline: None,
+        };
         let layout = disk::write_image(&good_img, &c)?;
         let bad = Corruption::FlippedPayloadByte.apply(&good);
-        disk::write_image(&bad_img, &Contents { zenos_bin: &bad, ..c })?;
+        disk::write_image(
+            &bad_img,
+            &Contents {
+                zenos_bin: &bad,
+                ..c
+            },
+        )?;
         let clean = disk::check_clean(&good_img, &layout);
-        Ok((good_img, bad_img, bios.size(), clean.map_err(|e| format!("not clean: {e}"))?))
+        Ok((
+            good_img,
+            bad_img,
+            bios.size(),
+            clean.map_err(|e| format!("not clean: {e}"))?,
+        ))
     })();
     let (good, bad, bios_size, clean) = match prepared {
         Ok(p) => p,
@@ -107,7 +133,11 @@ pub fn jobs(a: &Artifacts) -> Vec<(&'static str, Result<Job>)> {
     };
     let stub_size: Job = Box::new(move || {
         vec![
-            Verdict { name: "image::clean".into(), ok: true, notes: vec![clean] },
+            Verdict {
+                name: "image::clean".into(),
+                ok: true,
+                notes: vec![clean],
+            },
             Verdict {
                 name: "image::bios_stub_under_8k".into(),
                 ok: bios_size < 8192,
@@ -115,16 +145,140 @@ pub fn jobs(a: &Artifacts) -> Vec<(&'static str, Result<Job>)> {
             },
         ]
     });
-    let boot = |name: &'static str, img: &PathBuf, fw: Firmware, e: Expect| -> (&'static str, Result<Job>) {
+    let boot = |name: &'static str,
+                img: &PathBuf,
+                fw: Firmware,
+                e: Expect|
+     -> (&'static str, Result<Job>) {
         let vm = vm(&name.replace("::", "-"), img.clone(), fw);
-        (name, Ok(Box::new(move || vec![boot_check(name, &vm, &e)]) as Job))
+        (
+            name,
+            Ok(Box::new(move || vec![boot_check(name, &vm, &e)]) as Job),
+        )
     };
     let refusal = Corruption::FlippedPayloadByte.refusal();
     vec![
         ("image::clean", Ok(stub_size)),
-        boot("qemu::image_bios_ready", &good, Firmware::Bios, ready("bios", "BIOS", "unknown")),
-        boot("qemu::image_uefi_ready", &good, Firmware::Uefi, ready("uefi", "UEFI", "off")),
-        boot("qemu::image_bios_refuses_flipped_byte", &bad, Firmware::Bios, refused(refusal)),
-        boot("qemu::image_uefi_refuses_flipped_byte", &bad, Firmware::Uefi, refused(refusal)),
+        boot(
+            "qemu::image_bios_ready",
+            &good,
+            Firmware::Bios,
+            ready("bios", "BIOS", "unknown"),
+        ),
+        boot(
+            "qemu::image_uefi_ready",
+            &good,
+            Firmware::Uefi,
+            ready("uefi", "UEFI", "off"),
+        ),
+        boot(
+            "qemu::image_bios_refuses_flipped_byte",
+            &bad,
+            Firmware::Bios,
+            refused(refusal),
+        ),
+        boot(
+            "qemu::image_uefi_refuses_flipped_byte",
+            &bad,
+            Firmware::Uefi,
+            refused(refusal),
+        ),
+    ]
+}
+
+/// The chain of trust under OVMF's Secure Boot build with our PK, KEK and db enrolled:
+/// the signed stub boots (and the kernel hears Secure Boot is on); the firmware refuses
+/// an unsigned stub and one signed by a key db does not hold; the stub refuses a
+/// zenos.bin whose signature is damaged or made by another image key.
+pub fn secboot_jobs(a: &Artifacts) -> Vec<(&'static str, Result<Job>)> {
+    use crate::secboot::{self, Keys};
+    let prepared = (|| -> Result<_> {
+        let keys = secboot::keys()?;
+        let vars = keys.enrolled_vars()?;
+        let bios = disk::bios_stub()?;
+        let signed = read(&a.stub)?;
+        let unsigned = read(&secboot::unsigned_stub(&a.stub))?;
+        // A complete key set that is never enrolled: its db signs the "wrong" stub,
+        // its image key the "wrong" zenos.bin.
+        let other = Keys {
+            dir: target().join("test-keys/not-enrolled"),
+        };
+        other.generate_missing("Zen OS test, never enrolled")?;
+        let dir = target().join("test-img");
+        let wrong_stub = dir.join("BOOTX64.wrong-key.efi");
+        other.sign_efi(&secboot::unsigned_stub(&a.stub), &wrong_stub)?;
+        let wrong_stub = read(&wrong_stub)?;
+        let good = read(&a.zenos_bin)?;
+        let mut bad_sig = good.clone();
+        bad_sig[zen_abi::image::IMAGE_SIGNED_LEN + 5] ^= 0x01;
+        let mut other_key = good.clone();
+        secboot::sign_image(&mut other_key, &other.image_keypair()?)?;
+        let img = |name: &str, stub: &[u8], bin: &[u8]| -> Result<PathBuf> {
+            let p = dir.join(format!("{name}.img"));
+            disk::write_image(
+                &p,
+                &Contents {
+                    bios_stub: &bios,
+                    uefi_stub: stub,
+                    zenos_bin: bin,
+                    cmdline: None,
+                },
+            )?;
+            Ok(p)
+        };
+        Ok([
+            img("sb-signed", &signed, &good)?,
+            img("sb-unsigned-stub", &unsigned, &good)?,
+            img("sb-wrong-key-stub", &wrong_stub, &good)?,
+            img("sb-bad-signature", &signed, &bad_sig)?,
+            img("sb-other-image-key", &signed, &other_key)?,
+        ]
+        .map(|p| (p, Firmware::SecureBoot { vars: vars.clone() })))
+    })();
+    let [signed, unsigned, wrong, bad_sig, other_key] = match prepared {
+        Ok(p) => p,
+        Err(e) => return vec![("secboot::prepare", Err(e))],
+    };
+    let boot = |name: &'static str,
+                (img, fw): (PathBuf, Firmware),
+                e: Expect|
+     -> (&'static str, Result<Job>) {
+        let vm = vm(&name.replace("::", "-"), img, fw);
+        (
+            name,
+            Ok(Box::new(move || vec![boot_check(name, &vm, &e)]) as Job),
+        )
+    };
+    // OVMF's own words when its image verification fails (DxeImageVerificationLib).
+    let firmware_refuses = Expect {
+        lines: lines(&["Access Denied"]),
+        never: lines(&["zen-boot:", "zen: "]),
+    };
+    vec![
+        boot(
+            "qemu::secboot_signed_stub_boots",
+            signed,
+            ready("uefi", "UEFI", "on"),
+        ),
+        boot(
+            "qemu::secboot_unsigned_stub_refused",
+            unsigned,
+            firmware_refuses.clone(),
+        ),
+        boot(
+            "qemu::secboot_wrong_key_stub_refused",
+            wrong,
+            firmware_refuses,
+        ),
+        boot(
+            "qemu::secboot_bad_image_signature_refused",
+            bad_sig,
+            refused("zen-boot: refused zenos.bin: bad signature"),
+        ),
+        boot(
+            "qemu::secboot_other_image_key_refused",
+            other_key,
+            refused("zen-boot: refused zenos.bin: bad signature"),
+        ),
     ]
 }

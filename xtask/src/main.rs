@@ -16,6 +16,7 @@ mod image;
 mod imgtest;
 mod protocol;
 mod qemu;
+mod secboot;
 mod setup;
 mod test;
 mod util;
@@ -135,7 +136,11 @@ fn image(o: &RunOpts) -> Result<std::path::PathBuf> {
     let kernel = if o.test { Kernel::Test } else { Kernel::Normal };
     let a = build::build_with(kernel, o.release)?;
     let bios = disk::bios_stub()?;
-    let path = util::target().join(if o.test { "zenos-test.img" } else { "zenos.img" });
+    let path = util::target().join(if o.test {
+        "zenos-test.img"
+    } else {
+        "zenos.img"
+    });
     let layout = disk::write_image(
         &path,
         &disk::Contents {
@@ -268,7 +273,10 @@ mod tests {
             }
         );
         assert_eq!(parse_run(&args("--bios")).unwrap().firmware, Fw::Bios);
-        assert_eq!(parse_run(&args("--bios --uefi")).unwrap().firmware, Fw::Uefi);
+        assert_eq!(
+            parse_run(&args("--bios --uefi")).unwrap().firmware,
+            Fw::Uefi
+        );
         assert!(parse_run(&args("--smp")).is_err());
         assert!(parse_run(&args("--smp 0")).is_err());
         assert!(parse_run(&args("--bogus")).is_err());

@@ -180,6 +180,7 @@ fn qemu_suites() -> Tally {
             .map(|c| ("qemu::refuse", refusal_job(&normal, c))),
     )
     .chain(crate::imgtest::jobs(&normal))
+    .chain(crate::imgtest::secboot_jobs(&normal))
     .collect();
     let mut runnable = Vec::new();
     let mut t = Tally::default();

@@ -26,6 +26,10 @@ pub enum ImageError {
     BadPayload,
     /// The caller's buffer is smaller than `mem_size`.
     BufferTooSmall,
+    /// A signature was required but the header's signed flag is clear.
+    Unsigned,
+    /// The header's ed25519 signature does not verify with the given public key.
+    BadSignature,
 }
 
 impl ImageError {
@@ -37,6 +41,8 @@ impl ImageError {
             Self::BadHash => "payload hash mismatch",
             Self::BadPayload => "corrupt compressed payload",
             Self::BufferTooSmall => "load buffer too small",
+            Self::Unsigned => "not signed",
+            Self::BadSignature => "bad signature",
         }
     }
 }
@@ -71,6 +77,22 @@ pub fn verify(file: &[u8]) -> Result<Verified<'_>, ImageError> {
         return Err(ImageError::BadHash);
     }
     Ok(Verified { header, payload })
+}
+
+/// Checks the header's ed25519 signature with `public_key`: the signed flag must be
+/// set and the signature must cover header bytes 0..IMAGE_SIGNED_LEN, which include
+/// the payload's SHA-512; so after this and [`verify`] every byte the stub acts on is
+/// the signer's. Needs no more than the header.
+#[cfg(feature = "ed25519")]
+pub fn check_signature(file: &[u8], public_key: &[u8; 32]) -> Result<(), ImageError> {
+    let header = ImageHeader::decode(file)?;
+    if header.flags & zen_abi::image::IMAGE_FLAG_SIGNED == 0 {
+        return Err(ImageError::Unsigned);
+    }
+    let pk = ed25519_compact::PublicKey::new(*public_key);
+    let sig = ed25519_compact::Signature::new(header.signature);
+    pk.verify(&file[..IMAGE_SIGNED_LEN], &sig)
+        .map_err(|_| ImageError::BadSignature)
 }
 
 impl Verified<'_> {
