@@ -11,6 +11,7 @@
 mod bench;
 mod build;
 mod disk;
+mod diskbench;
 mod elf;
 mod image;
 mod imgtest;
@@ -38,6 +39,7 @@ verbs:
                         (Ctrl-A X quits)
       --uefi            boot it with OVMF (the default)
       --bios            boot it with SeaBIOS
+      --secure-boot     boot it with OVMF's Secure Boot build, our keys enrolled
       --gui             open a display window
       --smp N           CPUs (default 1)
       --mem M           memory, QEMU syntax (default 256M)
@@ -47,7 +49,8 @@ verbs:
       --cmdline STR     write STR to cmdline.txt on the ESP
       --kvm             use KVM (TCG by default: nested KVM hangs 64-bit guests here)
   test                  host tests, then the QEMU suites; ends with `N passed, N failed`
-  bench [--only a,b]    sizes and boot instruction counts (suites: sizes, boot, tagfs);
+  bench [--only a,b]    sizes and boot instruction counts (suites: sizes, boot, disk,
+                        tagfs);
                         also written to target/bench.json"
 }
 
@@ -69,6 +72,7 @@ struct RunOpts {
 enum Fw {
     Uefi,
     Bios,
+    SecureBoot,
 }
 
 impl Default for RunOpts {
@@ -106,6 +110,7 @@ fn parse_run(args: &[String]) -> Result<RunOpts> {
             "--cmdline" => o.cmdline = Some(value("--cmdline")?),
             "--uefi" => o.firmware = Fw::Uefi,
             "--bios" => o.firmware = Fw::Bios,
+            "--secure-boot" => o.firmware = Fw::SecureBoot,
             _ => return Err(format!("unknown option {a}\n\n{}", usage())),
         }
     }
@@ -200,6 +205,9 @@ fn main() -> ExitCode {
             let firmware = match o.firmware {
                 Fw::Uefi => disk::Firmware::Uefi,
                 Fw::Bios => disk::Firmware::Bios,
+                Fw::SecureBoot => disk::Firmware::SecureBoot {
+                    vars: secboot::keys()?.enrolled_vars()?,
+                },
             };
             let vm = qemu::Vm {
                 gui: o.gui,
@@ -273,6 +281,10 @@ mod tests {
             }
         );
         assert_eq!(parse_run(&args("--bios")).unwrap().firmware, Fw::Bios);
+        assert_eq!(
+            parse_run(&args("--secure-boot")).unwrap().firmware,
+            Fw::SecureBoot
+        );
         assert_eq!(
             parse_run(&args("--bios --uefi")).unwrap().firmware,
             Fw::Uefi

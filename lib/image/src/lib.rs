@@ -26,9 +26,12 @@ pub enum ImageError {
     BadPayload,
     /// The caller's buffer is smaller than `mem_size`.
     BufferTooSmall,
-    /// A signature was required but the header's signed flag is clear.
+    /// A signature was required but the header's signed flag is clear. (Only with the
+    /// `ed25519` feature: the strings would cost the stub without it a sector.)
+    #[cfg(feature = "ed25519")]
     Unsigned,
     /// The header's ed25519 signature does not verify with the given public key.
+    #[cfg(feature = "ed25519")]
     BadSignature,
 }
 
@@ -41,7 +44,9 @@ impl ImageError {
             Self::BadHash => "payload hash mismatch",
             Self::BadPayload => "corrupt compressed payload",
             Self::BufferTooSmall => "load buffer too small",
+            #[cfg(feature = "ed25519")]
             Self::Unsigned => "not signed",
+            #[cfg(feature = "ed25519")]
             Self::BadSignature => "bad signature",
         }
     }
