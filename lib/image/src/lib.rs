@@ -12,6 +12,9 @@
 extern crate alloc;
 
 use sha2::digest::generic_array::GenericArray;
+
+#[cfg(any(feature = "ed25519", test))]
+pub mod ed25519;
 pub use zen_abi::image::{HeaderError, ImageHeader, IMAGE_HEADER_SIZE, IMAGE_SIGNED_LEN};
 
 /// Why an image was refused.
@@ -94,10 +97,12 @@ pub fn check_signature(file: &[u8], public_key: &[u8; 32]) -> Result<(), ImageEr
     if header.flags & zen_abi::image::IMAGE_FLAG_SIGNED == 0 {
         return Err(ImageError::Unsigned);
     }
-    let pk = ed25519_compact::PublicKey::new(*public_key);
-    let sig = ed25519_compact::Signature::new(header.signature);
-    pk.verify(&file[..IMAGE_SIGNED_LEN], &sig)
-        .map_err(|_| ImageError::BadSignature)
+    let signed: &[u8; IMAGE_SIGNED_LEN] = file[..IMAGE_SIGNED_LEN].try_into().expect("decoded");
+    if ed25519::verify(public_key, signed, &header.signature) {
+        Ok(())
+    } else {
+        Err(ImageError::BadSignature)
+    }
 }
 
 impl Verified<'_> {
