@@ -1,7 +1,9 @@
 //! QEMU tests of the disk image `zenos.img` (called from `test::qemu_suites`): the
 //! image is clean for `sgdisk -v` and `fsck.vfat -n`, boots to `zen: ready` under
 //! SeaBIOS and under OVMF (the kernel naming the firmware), and a `zenos.bin` with one
-//! flipped byte is refused by each stub with its message and a halt.
+//! flipped byte is refused by each stub with its message and a halt (watched for
+//! [`HALT_WATCH`]: no more output, no reset). Then the Secure Boot chain
+//! (`secboot_jobs`).
 //!
 //! Every run is a fresh image under target/test-img/, booted from a snapshot overlay.
 
@@ -24,13 +26,24 @@ pub struct Expect {
     pub lines: Vec<String>,
     /// Substrings that fail the test at once if they appear.
     pub never: Vec<String>,
+    /// After the last line, watch the machine until [`HALT_WATCH`] has passed since
+    /// the start: it must print nothing more at all, and neither reset nor exit.
+    pub halts: bool,
 }
+
+/// How long a run that must end in a halt is watched in all.
+pub const HALT_WATCH: Duration = Duration::from_secs(30);
 
 /// Boots `vm` and checks `e`; one verdict named `name`.
 pub fn boot_check(name: &str, vm: &Vm, e: &Expect) -> Verdict {
     let mut next = 0;
     let mut bad: Option<String> = None;
-    let cap: Result<Capture> = vm.run_captured(TIMEOUT, |l| {
+    let timeout = if e.halts { HALT_WATCH } else { TIMEOUT };
+    let cap: Result<Capture> = vm.run_captured(timeout, |l| {
+        if e.halts && next == e.lines.len() {
+            bad = Some(format!("output after the halt: {l}"));
+            return true;
+        }
         if let Some(n) = e.never.iter().find(|n| l.contains(n.as_str())) {
             bad = Some(n.clone());
             return true;
@@ -38,7 +51,7 @@ pub fn boot_check(name: &str, vm: &Vm, e: &Expect) -> Verdict {
         if next < e.lines.len() && l.contains(e.lines[next].as_str()) {
             next += 1;
         }
-        next == e.lines.len()
+        next == e.lines.len() && !e.halts
     });
     let verdict = |ok, notes| Verdict {
         name: name.into(),
@@ -50,9 +63,17 @@ pub fn boot_check(name: &str, vm: &Vm, e: &Expect) -> Verdict {
         Err(err) => return verdict(false, vec![err]),
     };
     let why = match (&bad, next == e.lines.len()) {
+        (Some(b), _) if b.starts_with("output after") => b.clone(),
         (Some(b), _) => format!("`{b}` appeared, and must not"),
         (None, true) if cap.status.is_some() => {
             "QEMU exited by itself (the guest reset or exited)".into()
+        }
+        (None, true) if e.halts && !cap.timed_out => {
+            format!("{} before the watch ended", cap.ending())
+        }
+        (None, true) if e.halts => {
+            let note = format!("refused, then silent until killed at {:.1?}", cap.elapsed);
+            return verdict(true, vec![note]);
         }
         (None, true) => return verdict(true, vec![format!("{:.1?}", cap.elapsed)]),
         (None, false) => format!("no `{}` line", e.lines[next]),
@@ -85,14 +106,17 @@ pub fn ready(stub: &str, fw: &str, sb: &str) -> Expect {
             "zen: ready",
         ]),
         never: lines(&["zen-boot: refused", "zen: panic", "PANIC"]),
+        halts: false,
     }
 }
 
-/// What a refusal prints: `message`, and never the kernel.
+/// What a refusal by the stub prints: `message`; then the machine halts: no kernel,
+/// no reset, nothing more from the firmware either.
 pub fn refused(message: &str) -> Expect {
     Expect {
         lines: lines(&[message]),
         never: lines(&["starting kernel", "zen: "]),
+        halts: true,
     }
 }
 
@@ -253,6 +277,7 @@ pub fn secboot_jobs(a: &Artifacts) -> Vec<(&'static str, Result<Job>)> {
     let firmware_refuses = Expect {
         lines: lines(&["Access Denied"]),
         never: lines(&["zen-boot:", "zen: "]),
+        halts: false,
     };
     vec![
         boot(
