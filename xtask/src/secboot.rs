@@ -210,19 +210,12 @@ pub fn unsigned_stub(signed: &Path) -> PathBuf {
     signed.with_file_name("zen-boot-uefi.efi")
 }
 
-/// Signs the stub `built` for Secure Boot into `BOOTX64.signed.efi` beside it (redone
-/// only when the stub or the keys are newer than the signed copy).
+/// Signs the stub `built` for Secure Boot into `BOOTX64.signed.efi` beside it. Every
+/// time (it takes milliseconds): a copy signed with another key set must not survive
+/// a change of `ZEN_KEYS`.
 pub fn signed_stub(keys: &Keys, built: &Path) -> Result<PathBuf> {
     let out = built.with_file_name("BOOTX64.signed.efi");
-    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let fresh = mtime(&out).is_some_and(|t| {
-        [built.to_path_buf(), keys.key("db"), keys.cert("db")]
-            .iter()
-            .all(|p| mtime(p).is_some_and(|s| s <= t))
-    });
-    if !fresh {
-        keys.sign_efi(built, &out)?;
-    }
+    keys.sign_efi(built, &out)?;
     Ok(out)
 }
 
