@@ -48,7 +48,19 @@ impl Ctx {
 type Suite = fn(&mut Ctx) -> Result<Vec<Row>>;
 
 /// Every benchmark, by name (the names `--only` takes).
-const SUITES: &[(&str, Suite)] = &[("sizes", sizes), ("boot", boot), ("tagfs", tagfs)];
+const SUITES: &[(&str, Suite)] = &[
+    ("sizes", sizes),
+    ("boot", boot),
+    ("disk", disk),
+    ("tagfs", tagfs),
+];
+
+/// The boot chain from zenos.img (stub sizes, three firmware paths): `diskbench`.
+fn disk(ctx: &mut Ctx) -> Result<Vec<Row>> {
+    let (rows, unrepeatable) = crate::diskbench::rows(&ctx.artifacts()?)?;
+    ctx.unrepeatable.extend(unrepeatable);
+    Ok(rows)
+}
 
 /// Runs the suites named in `only` (all if empty); prints the table and writes
 /// target/bench.json.
@@ -293,6 +305,6 @@ mod tests {
     fn unknown_suite_is_an_error() {
         assert!(run(&["nope".into()])
             .unwrap_err()
-            .contains("have: sizes, boot, tagfs"));
+            .contains("have: sizes, boot, disk, tagfs"));
     }
 }

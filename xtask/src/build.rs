@@ -1,5 +1,6 @@
 //! Builds the pieces of a bootable Zen OS: the kernel (normal and test mode), its flat
-//! image and `zenos.bin`, and the UEFI stub.
+//! image and `zenos.bin` (signed with the image key), and the UEFI stub (with that
+//! key's public half built in, and signed for Secure Boot; see `secboot`).
 //!
 //! The normal and the test-mode kernel use separate target directories so switching
 //! between `cargo xtask run` and `cargo xtask test` rebuilds neither.
@@ -26,7 +27,8 @@ pub struct Artifacts {
     pub zenos_bin: PathBuf,
     /// Bytes of the flat (uncompressed) kernel image.
     pub flat_len: u64,
-    /// The UEFI stub.
+    /// The UEFI stub, signed for Secure Boot (`secboot::unsigned_stub` is the same
+    /// binary before sbsign).
     pub stub: PathBuf,
     /// The boot archive of user programs built into the kernel.
     pub archive: PathBuf,
@@ -41,9 +43,11 @@ pub fn build(kernel: Kernel) -> Result<Artifacts> {
 /// As [`build`], choosing the kernel's profile: `release` or cargo's `dev`.
 pub fn build_with(kernel: Kernel, release: bool) -> Result<Artifacts> {
     let archive = build_user()?;
+    let keys = crate::secboot::keys()?;
+    let image_key = keys.image_keypair()?;
     let elf = build_kernel(kernel, release, &archive)?;
-    let stub = build_stub()?;
-    let (zenos_bin, flat_len) = make_zenos_bin(&elf)?;
+    let stub = crate::secboot::signed_stub(&keys, &build_stub(&image_key.pk, true)?)?;
+    let (zenos_bin, flat_len) = make_zenos_bin(&elf, &image_key)?;
     Ok(Artifacts {
         elf,
         zenos_bin,
@@ -135,27 +139,44 @@ fn build_kernel(kernel: Kernel, release: bool, archive: &Path) -> Result<PathBuf
         .join("zen-kernel"))
 }
 
-fn build_stub() -> Result<PathBuf> {
-    run(cargo().args([
+/// Builds the UEFI stub that accepts only images signed by `pk`; without
+/// `signature`, the stub that checks no signature (in its own target directory, so the
+/// two do not rebuild each other), for measuring what the check costs.
+pub fn build_stub(pk: &[u8; 32], signature: bool) -> Result<PathBuf> {
+    let dir = if signature {
+        target()
+    } else {
+        target().join("stub-nosig")
+    };
+    let mut c = cargo();
+    c.args([
         "build",
         "-p",
         "zen-boot-uefi",
         "--target",
         "x86_64-unknown-uefi",
-        "--profile",
-        "stub",
-    ]))?;
-    Ok(target().join("x86_64-unknown-uefi/stub/zen-boot-uefi.efi"))
+    ])
+    .args(["--profile", "stub", "--target-dir"])
+    .arg(&dir)
+    .env("ZEN_IMAGE_PUBKEY", crate::secboot::hex(pk));
+    if !signature {
+        c.arg("--no-default-features");
+    }
+    run(&mut c)?;
+    Ok(dir.join("x86_64-unknown-uefi/stub/zen-boot-uefi.efi"))
 }
 
 /// Flattens the kernel ELF and wraps it as `zenos.bin` (next to the ELF, so the normal
 /// and the test-mode image do not overwrite each other). Returns its path and the
 /// flat image's size.
-fn make_zenos_bin(elf_path: &Path) -> Result<(PathBuf, u64)> {
+fn make_zenos_bin(elf_path: &Path, key: &ed25519_compact::KeyPair) -> Result<(PathBuf, u64)> {
     let base = zen_abi::layout::KERNEL_BASE;
     let flat =
         elf::flatten(&read(elf_path)?, base).map_err(|e| format!("{}: {e}", elf_path.display()))?;
-    let bin = zen_image::build(&flat.image, flat.mem_size, base, flat.entry);
+    let mut bin = zen_image::build(&flat.image, flat.mem_size, base, flat.entry);
+    crate::secboot::sign_image(&mut bin, key)?;
+    zen_image::check_signature(&bin, &key.pk)
+        .map_err(|e| format!("signed zenos.bin does not verify: {}", e.as_str()))?;
     // Catch a bad header here rather than as a refusal at boot.
     zen_image::verify(&bin)
         .map_err(|e| format!("built zenos.bin does not verify: {}", e.as_str()))?;

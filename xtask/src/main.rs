@@ -2,16 +2,22 @@
 //! Zen OS (ARCHITECTURE.md section 7). A host program; see `usage()` for the verbs.
 //!
 //! Modules: `setup` installs what is missing, `build` and `elf` make `zenos.bin` and
-//! the stub, `image` lays out what the firmware boots, `qemu` starts VMs, `protocol`
-//! parses test output, `test` and `bench` are the two verbs with the most to do.
+//! the stub, `image` lays out the ESP directory the kernel tests boot, `disk` writes
+//! `zenos.img` and knows the firmware that boots it, `qemu` starts VMs, `protocol`
+//! parses test output, `test` and `bench` are the two verbs with the most to do
+//! (`imgtest` holds the disk-image tests).
 #![deny(unsafe_code)]
 
 mod bench;
 mod build;
+mod disk;
+mod diskbench;
 mod elf;
 mod image;
+mod imgtest;
 mod protocol;
 mod qemu;
+mod secboot;
 mod setup;
 mod test;
 mod usertest;
@@ -26,9 +32,15 @@ fn usage() -> &'static str {
 
 verbs:
   build                 build the kernel (normal and test mode), zenos.bin and the UEFI stub
-  image [--test]        build and assemble the EFI system partition (target/esp, or
-                        target/esp-test with the test-mode kernel)
-  run [options]         build and boot under QEMU + OVMF, serial console here (Ctrl-A X quits)
+  image [--test] [--cmdline STR]
+                        write the disk image target/zenos.img (target/zenos-test.img with
+                        the test-mode kernel): GPT, BIOS stub, FAT32 ESP, TagFS root; it
+                        boots under BIOS and UEFI and can be written to a USB stick (dd)
+  run [options]         build the image and boot it under QEMU, serial console here
+                        (Ctrl-A X quits)
+      --uefi            boot it with OVMF (the default)
+      --bios            boot it with SeaBIOS
+      --secure-boot     boot it with OVMF's Secure Boot build, our keys enrolled
       --gui             open a display window
       --smp N           CPUs (default 1)
       --mem M           memory, QEMU syntax (default 256M)
@@ -38,7 +50,8 @@ verbs:
       --cmdline STR     write STR to cmdline.txt on the ESP
       --kvm             use KVM (TCG by default: nested KVM hangs 64-bit guests here)
   test                  host tests, then the QEMU suites; ends with `N passed, N failed`
-  bench [--only a,b]    sizes and boot instruction counts (suites: sizes, boot, tagfs);
+  bench [--only a,b]    sizes and boot instruction counts (suites: sizes, boot, disk,
+                        tagfs);
                         also written to target/bench.json"
 }
 
@@ -52,6 +65,15 @@ struct RunOpts {
     test: bool,
     kvm: bool,
     cmdline: Option<String>,
+    firmware: Fw,
+}
+
+/// Which firmware `run` boots the image with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fw {
+    Uefi,
+    Bios,
+    SecureBoot,
 }
 
 impl Default for RunOpts {
@@ -64,6 +86,7 @@ impl Default for RunOpts {
             test: false,
             kvm: false,
             cmdline: None,
+            firmware: Fw::Uefi,
         }
     }
 }
@@ -86,6 +109,9 @@ fn parse_run(args: &[String]) -> Result<RunOpts> {
             "--test" => o.test = true,
             "--kvm" => o.kvm = true,
             "--cmdline" => o.cmdline = Some(value("--cmdline")?),
+            "--uefi" => o.firmware = Fw::Uefi,
+            "--bios" => o.firmware = Fw::Bios,
+            "--secure-boot" => o.firmware = Fw::SecureBoot,
             _ => return Err(format!("unknown option {a}\n\n{}", usage())),
         }
     }
@@ -110,21 +136,35 @@ fn parse_only(args: &[String]) -> Result<Vec<String>> {
     Ok(only)
 }
 
-/// Builds and lays out the ESP for `o`; returns its directory.
+/// Builds everything and writes the disk image for `o`; returns its path.
 fn image(o: &RunOpts) -> Result<std::path::PathBuf> {
     setup::ensure()?;
     let kernel = if o.test { Kernel::Test } else { Kernel::Normal };
     let a = build::build_with(kernel, o.release)?;
-    let dir = util::target().join(if o.test { "esp-test" } else { "esp" });
-    let bin = util::read(&a.zenos_bin)?;
-    image::esp_dir(
-        &dir,
-        &image::EspContents {
-            stub: &a.stub,
-            zenos_bin: &bin,
+    let bios = disk::bios_stub()?;
+    let path = util::target().join(if o.test {
+        "zenos-test.img"
+    } else {
+        "zenos.img"
+    });
+    let layout = disk::write_image(
+        &path,
+        &disk::Contents {
+            bios_stub: &bios,
+            uefi_stub: &util::read(&a.stub)?,
+            zenos_bin: &util::read(&a.zenos_bin)?,
             cmdline: o.cmdline.as_deref(),
         },
-    )
+    )?;
+    println!(
+        "{}: {} MiB, BIOS stub {} bytes, zenos.bin {} bytes at LBA {}",
+        path.display(),
+        std::fs::metadata(&path).map_or(0, |m| m.len() >> 20),
+        bios.size(),
+        layout.zenos_len,
+        layout.zenos_lba
+    );
+    Ok(path)
 }
 
 fn main() -> ExitCode {
@@ -153,21 +193,34 @@ fn main() -> ExitCode {
         "image" => parse_run(rest).and_then(|o| {
             if o != (RunOpts {
                 test: o.test,
+                cmdline: o.cmdline.clone(),
                 ..RunOpts::default()
             }) {
-                return Err("image takes only --test".into());
+                return Err("image takes only --test and --cmdline".into());
             }
-            println!("ESP: {}", image(&o)?.display());
+            image(&o)?;
             Ok(ExitCode::SUCCESS)
         }),
         "run" => parse_run(rest).and_then(|o| {
-            let esp = image(&o)?;
+            let img = image(&o)?;
+            let firmware = match o.firmware {
+                Fw::Uefi => disk::Firmware::Uefi,
+                Fw::Bios => disk::Firmware::Bios,
+                Fw::SecureBoot => disk::Firmware::SecureBoot {
+                    vars: secboot::keys()?.enrolled_vars()?,
+                },
+            };
             let vm = qemu::Vm {
                 gui: o.gui,
                 smp: o.smp,
                 mem: o.mem,
                 kvm: o.kvm,
-                ..qemu::Vm::new("run", &esp)
+                disk: Some(disk::Disk {
+                    image: img.clone(),
+                    firmware,
+                    snapshot: false,
+                }),
+                ..qemu::Vm::new("run", &img)
             };
             let status = vm.run_interactive()?;
             // isa-debug-exit's success code (the test kernel's pass) counts as success.
@@ -224,8 +277,18 @@ mod tests {
                 release: false,
                 test: false,
                 kvm: true,
-                cmdline: Some("x".into())
+                cmdline: Some("x".into()),
+                firmware: Fw::Uefi,
             }
+        );
+        assert_eq!(parse_run(&args("--bios")).unwrap().firmware, Fw::Bios);
+        assert_eq!(
+            parse_run(&args("--secure-boot")).unwrap().firmware,
+            Fw::SecureBoot
+        );
+        assert_eq!(
+            parse_run(&args("--bios --uefi")).unwrap().firmware,
+            Fw::Uefi
         );
         assert!(parse_run(&args("--smp")).is_err());
         assert!(parse_run(&args("--smp 0")).is_err());

@@ -40,6 +40,9 @@ pub struct Vm {
     /// `-icount shift=0`: one guest instruction per virtual nanosecond, so the TSC
     /// counts instructions and boots are exactly repeatable.
     pub icount: bool,
+    /// Boot this disk image (`disk::Disk`: SeaBIOS, OVMF or OVMF with Secure Boot)
+    /// instead of `esp` under OVMF.
+    pub disk: Option<crate::disk::Disk>,
 }
 
 impl Vm {
@@ -52,6 +55,7 @@ impl Vm {
             gui: false,
             kvm: false,
             icount: false,
+            disk: None,
         }
     }
 
@@ -74,12 +78,16 @@ impl Vm {
         } else {
             a.extend(["-accel", "tcg", "-cpu", "max"].map(String::from));
         }
-        a.push("-drive".into());
-        a.push(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
-        a.push("-drive".into());
-        a.push(format!("if=pflash,format=raw,file={}", vars.display()));
-        a.push("-drive".into());
-        a.push(format!("format=raw,file=fat:rw:{}", self.esp.display()));
+        if let Some(d) = &self.disk {
+            a.extend(d.qemu_args(vars));
+        } else {
+            a.push("-drive".into());
+            a.push(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
+            a.push("-drive".into());
+            a.push(format!("if=pflash,format=raw,file={}", vars.display()));
+            a.push("-drive".into());
+            a.push(format!("format=raw,file=fat:rw:{}", self.esp.display()));
+        }
         a.push("-serial".into());
         a.push(if interactive { "mon:stdio" } else { "stdio" }.into());
         if !interactive {
@@ -112,7 +120,13 @@ impl Vm {
         let dir = target().join("qemu");
         mkdir(&dir)?;
         let vars = dir.join(format!("{}.vars.fd", self.name));
-        std::fs::copy(OVMF_VARS, &vars).map_err(|e| format!("cannot copy {OVMF_VARS}: {e}"))?;
+        let template = match &self.disk {
+            Some(d) => d.vars_template(),
+            None => Some(Path::new(OVMF_VARS)),
+        };
+        if let Some(t) = template {
+            std::fs::copy(t, &vars).map_err(|e| format!("cannot copy {}: {e}", t.display()))?;
+        }
         let mut c = Command::new("qemu-system-x86_64");
         c.args(self.args(&vars, interactive));
         Ok(c)

@@ -40,6 +40,39 @@ const HOST_NEEDS: &[HostNeed] = &[
         on_path: None,
         package: "ovmf",
     },
+    HostNeed {
+        path: crate::disk::OVMF_CODE_SECBOOT,
+        on_path: None,
+        package: "ovmf",
+    },
+    // Checking zenos.img: `sgdisk -v` (GPT) and `fsck.vfat -n` (the ESP).
+    HostNeed {
+        path: "/usr/sbin/sgdisk",
+        on_path: Some("sgdisk"),
+        package: "gdisk",
+    },
+    HostNeed {
+        path: "/usr/sbin/fsck.vfat",
+        on_path: Some("fsck.vfat"),
+        package: "dosfstools",
+    },
+    // Secure Boot (see secboot.rs): keys, signing the stub, and a venv for pip's
+    // virt-firmware (virt-fw-vars), which Debian 12 does not package.
+    HostNeed {
+        path: "/usr/bin/openssl",
+        on_path: Some("openssl"),
+        package: "openssl",
+    },
+    HostNeed {
+        path: "/usr/bin/sbsign",
+        on_path: Some("sbsign"),
+        package: "sbsigntool",
+    },
+    HostNeed {
+        path: "/usr/share/doc/python3-venv",
+        on_path: None,
+        package: "python3-venv",
+    },
 ];
 
 /// Checks and installs everything; prints only when it has something to do.

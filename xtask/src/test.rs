@@ -146,10 +146,10 @@ fn cargo_test(what: &str, c: &mut Command) -> Tally {
 
 /// One QEMU test's verdict.
 pub(crate) struct Verdict {
-    pub name: String,
-    pub ok: bool,
+    pub(crate) name: String,
+    pub(crate) ok: bool,
     /// Shown under the test line (why it failed, serial tail).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 pub(crate) type Job = Box<dyn FnOnce() -> Vec<Verdict> + Send>;
@@ -181,6 +181,8 @@ fn qemu_suites() -> Tally {
             .into_iter()
             .map(|c| ("qemu::refuse", refusal_job(&normal, c))),
     )
+    .chain(crate::imgtest::jobs(&normal))
+    .chain(crate::imgtest::secboot_jobs(&normal))
     .collect();
     let mut runnable = Vec::new();
     let mut t = Tally::default();

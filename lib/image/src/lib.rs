@@ -12,6 +12,9 @@
 extern crate alloc;
 
 use sha2::digest::generic_array::GenericArray;
+
+#[cfg(any(feature = "ed25519", test))]
+pub mod ed25519;
 pub use zen_abi::image::{HeaderError, ImageHeader, IMAGE_HEADER_SIZE, IMAGE_SIGNED_LEN};
 
 /// Why an image was refused.
@@ -26,6 +29,13 @@ pub enum ImageError {
     BadPayload,
     /// The caller's buffer is smaller than `mem_size`.
     BufferTooSmall,
+    /// A signature was required but the header's signed flag is clear. (Only with the
+    /// `ed25519` feature: the strings would cost the stub without it a sector.)
+    #[cfg(feature = "ed25519")]
+    Unsigned,
+    /// The header's ed25519 signature does not verify with the given public key.
+    #[cfg(feature = "ed25519")]
+    BadSignature,
 }
 
 impl ImageError {
@@ -37,6 +47,10 @@ impl ImageError {
             Self::BadHash => "payload hash mismatch",
             Self::BadPayload => "corrupt compressed payload",
             Self::BufferTooSmall => "load buffer too small",
+            #[cfg(feature = "ed25519")]
+            Self::Unsigned => "not signed",
+            #[cfg(feature = "ed25519")]
+            Self::BadSignature => "bad signature",
         }
     }
 }
@@ -71,6 +85,24 @@ pub fn verify(file: &[u8]) -> Result<Verified<'_>, ImageError> {
         return Err(ImageError::BadHash);
     }
     Ok(Verified { header, payload })
+}
+
+/// Checks the header's ed25519 signature with `public_key`: the signed flag must be
+/// set and the signature must cover header bytes 0..IMAGE_SIGNED_LEN, which include
+/// the payload's SHA-512; so after this and [`verify`] every byte the stub acts on is
+/// the signer's. Needs no more than the header.
+#[cfg(feature = "ed25519")]
+pub fn check_signature(file: &[u8], public_key: &[u8; 32]) -> Result<(), ImageError> {
+    let header = ImageHeader::decode(file)?;
+    if header.flags & zen_abi::image::IMAGE_FLAG_SIGNED == 0 {
+        return Err(ImageError::Unsigned);
+    }
+    let signed: &[u8; IMAGE_SIGNED_LEN] = file[..IMAGE_SIGNED_LEN].try_into().expect("decoded");
+    if ed25519::verify(public_key, signed, &header.signature) {
+        Ok(())
+    } else {
+        Err(ImageError::BadSignature)
+    }
 }
 
 impl Verified<'_> {

@@ -1,0 +1,382 @@
+//! A small ed25519 signature *verifier* (RFC 8032), after TweetNaCl's
+//! `crypto_sign_open` (public domain; Bernstein, van Gastel, Janssen, Lange, Schwabe,
+//! Smetsers): field elements as sixteen 16-bit limbs in `i64`s, no tables, and one
+//! double-and-add pass over both scalars (Straus) instead of TweetNaCl's two ladders.
+//! It exists for the UEFI stub's size: it adds 4.5 KiB where `ed25519-compact` adds
+//! 17 KiB (`cargo xtask bench --only disk`). The price is speed, some tens of millions
+//! of instructions for the one verification per boot (also in the bench).
+//!
+//! Verification handles public data only, so nothing here needs to be constant time.
+//! Unlike TweetNaCl it refuses a non-canonical `S` (S >= L), so signatures are not
+//! malleable. The tests check it against `ed25519-compact` (accepts what that signs,
+//! refuses every single-bit change of key, message or signature).
+
+use crate::IMAGE_SIGNED_LEN;
+
+/// A field element mod p = 2^255 - 19: 16 limbs of (nominally) 16 bits.
+type Fe = [i64; 16];
+/// A point in extended coordinates (X, Y, Z, T).
+type Point = [Fe; 4];
+
+const ZERO: Fe = [0; 16];
+const ONE: Fe = [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+/// d = -121665/121666.
+const D: [u16; 16] = [
+    0x78a3, 0x1359, 0x4dca, 0x75eb, 0xd8ab, 0x4141, 0x0a4d, 0x0070, 0xe898, 0x7779, 0x4079, 0x8cc7,
+    0xfe73, 0x2b6f, 0x6cee, 0x5203,
+];
+/// 2d.
+const D2: [u16; 16] = [
+    0xf159, 0x26b2, 0x9b94, 0xebd6, 0xb156, 0x8283, 0x149a, 0x00e0, 0xd130, 0xeef3, 0x80f2, 0x198e,
+    0xfce7, 0x56df, 0xd9dc, 0x2406,
+];
+/// The base point's x and y.
+const BX: [u16; 16] = [
+    0xd51a, 0x8f25, 0x2d60, 0xc956, 0xa7b2, 0x9525, 0xc760, 0x692c, 0xdc5c, 0xfdd6, 0xe231, 0xc0a4,
+    0x53fe, 0xcd6e, 0x36d3, 0x2169,
+];
+const BY: [u16; 16] = [
+    0x6658, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666,
+    0x6666, 0x6666, 0x6666, 0x6666,
+];
+/// sqrt(-1).
+const SQRT_M1: [u16; 16] = [
+    0xa0b0, 0x4a0e, 0x1b27, 0xc4ee, 0xe478, 0xad2f, 0x1806, 0x2f43, 0xd7a7, 0x3dfb, 0x0099, 0x2b4d,
+    0xdf0b, 0x4fc1, 0x2480, 0x2b83,
+];
+/// The group order L, little-endian bytes.
+const L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// A constant's limbs as a field element.
+fn fe16(c: &[u16; 16]) -> Fe {
+    c.map(|l| l as i64)
+}
+
+/// Equality without `memcmp` (compiler-builtins' is 600 bytes of the stub).
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// Propagates carries so every limb is back near 16 bits (2^256 = 38 mod p).
+fn carry(o: &mut Fe) {
+    for i in 0..16 {
+        o[i] += 1 << 16;
+        let c = o[i] >> 16;
+        if i < 15 {
+            o[i + 1] += c - 1;
+        } else {
+            o[0] += 38 * (c - 1);
+        }
+        o[i] -= c << 16;
+    }
+}
+
+fn add(a: &Fe, b: &Fe) -> Fe {
+    core::array::from_fn(|i| a[i] + b[i])
+}
+
+fn sub(a: &Fe, b: &Fe) -> Fe {
+    core::array::from_fn(|i| a[i] - b[i])
+}
+
+fn mul(a: &Fe, b: &Fe) -> Fe {
+    let mut t = [0i64; 31];
+    for i in 0..16 {
+        for j in 0..16 {
+            t[i + j] += a[i] * b[j];
+        }
+    }
+    for i in 0..15 {
+        t[i] += 38 * t[i + 16];
+    }
+    let mut o: Fe = core::array::from_fn(|i| t[i]);
+    carry(&mut o);
+    carry(&mut o);
+    o
+}
+
+/// Swaps `p` and `q` if `b` is 1 (b is 0 or 1).
+fn swap(p: &mut Fe, q: &mut Fe, b: i64) {
+    let mask = !(b - 1);
+    for i in 0..16 {
+        let t = mask & (p[i] ^ q[i]);
+        p[i] ^= t;
+        q[i] ^= t;
+    }
+}
+
+/// The canonical 32-byte encoding (fully reduced mod p).
+fn pack(n: &Fe) -> [u8; 32] {
+    let mut t = *n;
+    carry(&mut t);
+    carry(&mut t);
+    carry(&mut t);
+    for _ in 0..2 {
+        let mut m = [0i64; 16];
+        m[0] = t[0] - 0xffed;
+        for i in 1..15 {
+            m[i] = t[i] - 0xffff - ((m[i - 1] >> 16) & 1);
+            m[i - 1] &= 0xffff;
+        }
+        m[15] = t[15] - 0x7fff - ((m[14] >> 16) & 1);
+        let b = (m[15] >> 16) & 1;
+        m[14] &= 0xffff;
+        swap(&mut t, &mut m, 1 - b);
+    }
+    let mut o = [0u8; 32];
+    for i in 0..16 {
+        o[2 * i] = t[i] as u8;
+        o[2 * i + 1] = (t[i] >> 8) as u8;
+    }
+    o
+}
+
+fn parity(a: &Fe) -> u8 {
+    pack(a)[0] & 1
+}
+
+fn unpack(n: &[u8; 32]) -> Fe {
+    let mut o: Fe = core::array::from_fn(|i| n[2 * i] as i64 + ((n[2 * i + 1] as i64) << 8));
+    o[15] &= 0x7fff;
+    o
+}
+
+/// `i` to the power 2^(top+1) - 1 - (the bits at `holes`), by square-and-multiply:
+/// with top 253 and holes 2, 4 that is p - 2 (the inverse); with top 250 and hole 1,
+/// (p - 5) / 8 (for square roots).
+fn pow(i: &Fe, top: i32, holes: [i32; 2]) -> Fe {
+    let mut c = *i;
+    for a in (0..=top).rev() {
+        c = mul(&c, &c);
+        if !holes.contains(&a) {
+            c = mul(&c, i);
+        }
+    }
+    c
+}
+
+/// p += q (twisted Edwards, extended coordinates; complete, so also doubles).
+fn point_add(p: &mut Point, q: &Point) {
+    let a = mul(&sub(&p[1], &p[0]), &sub(&q[1], &q[0]));
+    let b = mul(&add(&p[0], &p[1]), &add(&q[0], &q[1]));
+    let c = mul(&mul(&p[3], &q[3]), &fe16(&D2));
+    let d = mul(&p[2], &q[2]);
+    let d = add(&d, &d);
+    let (e, f, g, h) = (sub(&b, &a), sub(&d, &c), add(&d, &c), add(&b, &a));
+    *p = [mul(&e, &f), mul(&h, &g), mul(&g, &f), mul(&e, &h)];
+}
+
+fn point_pack(p: &Point) -> [u8; 32] {
+    let zi = pow(&p[2], 253, [2, 4]);
+    let mut r = pack(&mul(&p[1], &zi));
+    r[31] ^= parity(&mul(&p[0], &zi)) << 7;
+    r
+}
+
+/// h·q + s·b for 256-bit little-endian scalars, sharing the doublings (Straus).
+/// Variable time, which is fine: everything here is public.
+fn double_scalar_mul(q: &Point, h: &[u8; 32], b: &Point, s: &[u8; 32]) -> Point {
+    let mut p: Point = [ZERO, ONE, ONE, ZERO];
+    let bit = |k: &[u8; 32], i: usize| (k[i / 8] >> (i & 7)) & 1 == 1;
+    for i in (0..256).rev() {
+        let t = p;
+        point_add(&mut p, &t);
+        if bit(h, i) {
+            point_add(&mut p, q);
+        }
+        if bit(s, i) {
+            point_add(&mut p, b);
+        }
+    }
+    p
+}
+
+/// A 512-bit little-endian number mod L.
+fn reduce(h: &[u8; 64]) -> [u8; 32] {
+    let mut x: [i64; 64] = core::array::from_fn(|i| h[i] as i64);
+    for i in (32..64).rev() {
+        let mut c = 0;
+        let mut j = i - 32;
+        while j < i - 12 {
+            x[j] += c - 16 * x[i] * L[j - (i - 32)] as i64;
+            c = (x[j] + 128) >> 8;
+            x[j] -= c << 8;
+            j += 1;
+        }
+        x[j] += c;
+        x[i] = 0;
+    }
+    let mut c = 0;
+    for j in 0..32 {
+        x[j] += c - (x[31] >> 4) * L[j] as i64;
+        c = x[j] >> 8;
+        x[j] &= 255;
+    }
+    for j in 0..32 {
+        x[j] -= c * L[j] as i64;
+    }
+    let mut r = [0u8; 32];
+    for i in 0..32 {
+        x[i + 1] += x[i] >> 8;
+        r[i] = x[i] as u8;
+    }
+    r
+}
+
+/// Decodes a public key as the point -A; `None` if it is not on the curve.
+fn decode_negated(p: &[u8; 32]) -> Option<Point> {
+    let y = unpack(p);
+    let num = mul(&y, &y);
+    let den = mul(&num, &fe16(&D));
+    let num = sub(&num, &ONE); // y² - 1
+    let den = add(&ONE, &den); // d·y² + 1
+                               // x = num·den³ · (num·den⁷)^((p-5)/8), then fix up by sqrt(-1) if needed.
+    let den2 = mul(&den, &den);
+    let den4 = mul(&den2, &den2);
+    let den6 = mul(&den4, &den2);
+    let t = mul(&mul(&den6, &num), &den);
+    let t = mul(&mul(&mul(&pow(&t, 250, [1, -1]), &num), &den), &den);
+    let mut x = mul(&t, &den);
+    let check = |x: &Fe| same(&pack(&mul(&mul(x, x), &den)), &pack(&num));
+    if !check(&x) {
+        x = mul(&x, &fe16(&SQRT_M1));
+    }
+    if !check(&x) {
+        return None;
+    }
+    if parity(&x) == p[31] >> 7 {
+        x = sub(&ZERO, &x);
+    }
+    let t = mul(&x, &y);
+    Some([x, y, ONE, t])
+}
+
+/// Whether the little-endian scalar `s` is below L.
+fn canonical(s: &[u8; 32]) -> bool {
+    for i in (0..32).rev() {
+        if s[i] != L[i] {
+            return s[i] < L[i];
+        }
+    }
+    false
+}
+
+/// Whether `sig` is a valid ed25519 signature by `public_key` of `msg`, the signed
+/// part of a zenos.bin header (a fixed size, so the hash input fits on the stack).
+pub fn verify(public_key: &[u8; 32], msg: &[u8; IMAGE_SIGNED_LEN], sig: &[u8; 64]) -> bool {
+    let (r, s) = sig.split_at(32);
+    let s: &[u8; 32] = s.try_into().expect("32 bytes");
+    if !canonical(s) {
+        return false;
+    }
+    let Some(neg_a) = decode_negated(public_key) else {
+        return false;
+    };
+    // h = SHA-512(R || A || M) mod L
+    let mut buf = [0u8; 64 + IMAGE_SIGNED_LEN];
+    buf[..32].copy_from_slice(r);
+    buf[32..64].copy_from_slice(public_key);
+    buf[64..].copy_from_slice(msg);
+    let h = reduce(&crate::sha512(&buf));
+    // R' = s·B - h·A must encode as R.
+    let (bx, by) = (fe16(&BX), fe16(&BY));
+    let base = [bx, by, ONE, mul(&bx, &by)];
+    let p = double_scalar_mul(&neg_a, &h, &base, s);
+    same(&point_pack(&p), r.try_into().expect("32 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fe(n: i64) -> Fe {
+        let mut f = ZERO;
+        f[0] = n & 0xffff;
+        f[1] = n >> 16;
+        f
+    }
+
+    #[test]
+    fn constants_are_what_they_claim() {
+        let eq = |a: &Fe, b: &Fe| assert_eq!(pack(a), pack(b));
+        // d·121666 = -121665, 2d, sqrt(-1)² = -1
+        let (d, d2, i) = (fe16(&D), fe16(&D2), fe16(&SQRT_M1));
+        eq(&mul(&d, &fe(121666)), &sub(&ZERO, &fe(121665)));
+        eq(&add(&d, &d), &d2);
+        eq(&mul(&i, &i), &sub(&ZERO, &ONE));
+        // the base point is on -x² + y² = 1 + d·x²·y², and y = 4/5
+        let (bx, by) = (fe16(&BX), fe16(&BY));
+        let (x2, y2) = (mul(&bx, &bx), mul(&by, &by));
+        eq(&sub(&y2, &x2), &add(&ONE, &mul(&d, &mul(&x2, &y2))));
+        eq(&mul(&by, &fe(5)), &fe(4));
+        // inverse
+        eq(&mul(&pow(&fe(12345), 253, [2, 4]), &fe(12345)), &ONE);
+        // L = 2^252 + 27742317777372353535851937790883648493
+        assert!(!canonical(&L));
+        let mut below = L;
+        below[0] -= 1;
+        assert!(canonical(&below));
+    }
+
+    /// xorshift64*, for reproducible keys and messages.
+    fn rng(state: &mut u64) -> u8 {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+    }
+
+    #[test]
+    fn agrees_with_ed25519_compact() {
+        let mut st = 0x1234_5678_9abc_def1u64;
+        for round in 0..4 {
+            let seed: [u8; 32] = core::array::from_fn(|_| rng(&mut st));
+            let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
+            let msg: [u8; IMAGE_SIGNED_LEN] = core::array::from_fn(|_| rng(&mut st));
+            let sig: [u8; 64] = *kp.sk.sign(msg, None);
+            let pk: [u8; 32] = *kp.pk;
+            assert!(
+                verify(&pk, &msg, &sig),
+                "round {round}: a good signature refused"
+            );
+            // Single-bit changes anywhere are refused (a sample, the verifier is slow
+            // in debug builds).
+            for k in 0..12 {
+                let bit = rng(&mut st) as usize;
+                let mut s2 = sig;
+                s2[(bit + 64 * k) % 64] ^= 1 << (bit % 8);
+                assert!(
+                    !verify(&pk, &msg, &s2),
+                    "round {round}: flipped signature bit"
+                );
+                let mut m2 = msg;
+                m2[(bit + k) % IMAGE_SIGNED_LEN] ^= 1 << (k % 8);
+                assert!(
+                    !verify(&pk, &m2, &sig),
+                    "round {round}: flipped message bit"
+                );
+                let mut p2 = pk;
+                p2[(bit + k) % 32] ^= 1 << (k % 8);
+                assert!(!verify(&p2, &msg, &sig), "round {round}: flipped key bit");
+            }
+            // S + L: the same point, but not canonical.
+            let mut s = [0i64; 33];
+            let mut c = 0;
+            for i in 0..32 {
+                s[i] = sig[32 + i] as i64 + L[i] as i64 + c;
+                c = s[i] >> 8;
+                s[i] &= 255;
+            }
+            if c == 0 {
+                let mut s2 = sig;
+                for i in 0..32 {
+                    s2[32 + i] = s[i] as u8;
+                }
+                assert!(!verify(&pk, &msg, &s2), "round {round}: S + L accepted");
+            }
+        }
+    }
+}

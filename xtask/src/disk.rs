@@ -1,0 +1,204 @@
+//! The one disk image, `zenos.img`, and the firmware that boots it.
+//!
+//! `tools/zenimg` (a library here) lays the image out: GPT with a protective MBR whose
+//! boot code is the BIOS stub, a BIOS boot partition holding the stub's second stage,
+//! a FAT32 ESP with `EFI/BOOT/BOOTX64.EFI` and `zenos.bin`, and the (empty) TagFS root.
+//! The same file boots under SeaBIOS (QEMU's default firmware), under OVMF, and under
+//! OVMF's Secure Boot build with our keys enrolled (`secboot`). It is a plain raw disk,
+//! so `dd` writes it to a USB stick.
+
+use crate::util::{cargo, read, run, target, write, Result};
+use std::path::{Path, PathBuf};
+
+/// The firmware a [`Disk`] is booted with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS: QEMU's default, so no firmware options at all.
+    Bios,
+    /// OVMF without Secure Boot (`qemu::OVMF_CODE`, a fresh copy of `qemu::OVMF_VARS`).
+    Uefi,
+    /// OVMF's Secure Boot build with SMM; the variable store given (a template copied
+    /// per run) has PK, KEK and db enrolled and Secure Boot on.
+    SecureBoot { vars: PathBuf },
+}
+
+/// OVMF built with Secure Boot and SMM (Debian's ovmf package).
+pub const OVMF_CODE_SECBOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+
+/// A disk image and how to boot it (the `disk` of a `qemu::Vm`).
+#[derive(Clone, Debug)]
+pub struct Disk {
+    pub image: PathBuf,
+    pub firmware: Firmware,
+    /// Boot from a throw-away overlay (`snapshot=on`): the file is never written, so
+    /// parallel runs can share one image. Off for `cargo xtask run`, a real disk.
+    pub snapshot: bool,
+}
+
+impl Disk {
+    /// The variable store this run copies, if the firmware has one.
+    pub fn vars_template(&self) -> Option<&Path> {
+        match &self.firmware {
+            Firmware::Bios => None,
+            Firmware::Uefi => Some(Path::new(crate::qemu::OVMF_VARS)),
+            Firmware::SecureBoot { vars } => Some(vars),
+        }
+    }
+
+    /// QEMU options for the firmware and the disk; `vars` is this run's store copy.
+    pub fn qemu_args(&self, vars: &Path) -> Vec<String> {
+        let mut a = Vec::new();
+        let pflash = |a: &mut Vec<String>, code: &str| {
+            a.push("-drive".into());
+            a.push(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={code}"
+            ));
+            a.push("-drive".into());
+            a.push(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                vars.display()
+            ));
+        };
+        match &self.firmware {
+            Firmware::Bios => {}
+            Firmware::Uefi => pflash(&mut a, crate::qemu::OVMF_CODE),
+            Firmware::SecureBoot { .. } => {
+                // The Secure Boot build keeps its variables behind SMM, and the flash
+                // must refuse writes from outside SMM, or the OS could rewrite db.
+                // QEMU merges repeated -machine options into the q35 given before.
+                a.extend(
+                    [
+                        "-machine",
+                        "smm=on",
+                        "-global",
+                        "driver=cfi.pflash01,property=secure,value=on",
+                    ]
+                    .map(String::from),
+                );
+                pflash(&mut a, OVMF_CODE_SECBOOT);
+            }
+        }
+        a.push("-drive".into());
+        a.push(format!(
+            "format=raw,file={}{}",
+            self.image.display(),
+            if self.snapshot { ",snapshot=on" } else { "" }
+        ));
+        a
+    }
+}
+
+/// Builds the BIOS stub (its own target dir: the kernel's RUSTFLAGS for the same
+/// target would otherwise rebuild the shared crates at every switch) and returns the
+/// split stub.
+pub fn bios_stub() -> Result<zenimg::BiosStub> {
+    let dir = target().join("bios");
+    run(cargo()
+        .args(["build", "-p", "zen-boot-bios", "--bin", "zen-boot-bios"])
+        .args(["--target", "x86_64-unknown-none", "--profile", "stub"])
+        .arg("--target-dir")
+        .arg(&dir))?;
+    let elf = dir.join("x86_64-unknown-none/stub/zen-boot-bios");
+    zenimg::BiosStub::from_elf(&read(&elf)?).map_err(|e| format!("{}: {e}", elf.display()))
+}
+
+/// What goes on the disk.
+#[derive(Debug)]
+pub struct Contents<'a> {
+    pub bios_stub: &'a zenimg::BiosStub,
+    pub uefi_stub: &'a [u8],
+    pub zenos_bin: &'a [u8],
+    pub cmdline: Option<&'a str>,
+}
+
+/// Writes the image to `path`; returns where things went.
+pub fn write_image(path: &Path, c: &Contents) -> Result<zenimg::Layout> {
+    let mut spec = zenimg::ImageSpec::new(c.bios_stub, c.uefi_stub, c.zenos_bin);
+    spec.cmdline = c.cmdline;
+    let (img, layout) =
+        zenimg::write_image(&spec).map_err(|e| format!("{}: {e}", path.display()))?;
+    write(path, &img)?;
+    Ok(layout)
+}
+
+/// `sgdisk -v` on the image and `fsck.vfat -n` on its ESP: both must find it clean.
+/// Returns what they said.
+pub fn check_clean(image: &Path, layout: &zenimg::Layout) -> Result<String> {
+    let sg = crate::util::output(std::process::Command::new("sgdisk").arg("-v").arg(image))?;
+    if !sg.contains("No problems found") {
+        return Err(format!("sgdisk -v {}: {}", image.display(), sg.trim()));
+    }
+    let esp = &layout.partitions[1];
+    let bytes = read(image)?;
+    let part = bytes
+        .get((esp.first_lba * 512) as usize..((esp.last_lba + 1) * 512) as usize)
+        .ok_or("the ESP lies beyond the end of the image")?;
+    let esp_file = image.with_extension("esp.raw");
+    write(&esp_file, part)?;
+    let fsck = std::process::Command::new("fsck.vfat")
+        .arg("-n")
+        .arg(&esp_file)
+        .output();
+    let _ = std::fs::remove_file(&esp_file);
+    let fsck = fsck.map_err(|e| format!("cannot run fsck.vfat: {e}"))?;
+    let text =
+        String::from_utf8_lossy(&fsck.stdout).to_string() + &String::from_utf8_lossy(&fsck.stderr);
+    if !fsck.status.success() {
+        return Err(format!(
+            "fsck.vfat -n (ESP of {}): {}",
+            image.display(),
+            text.trim()
+        ));
+    }
+    Ok(format!(
+        "{} / {}",
+        sg.trim().lines().next().unwrap_or(""),
+        text.trim().lines().last().unwrap_or("")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firmware_options() {
+        let d = Disk {
+            image: "/i.img".into(),
+            firmware: Firmware::Bios,
+            snapshot: true,
+        };
+        assert_eq!(
+            d.qemu_args(Path::new("/v")).join(" "),
+            "-drive format=raw,file=/i.img,snapshot=on"
+        );
+        assert_eq!(d.vars_template(), None);
+        let d = Disk {
+            firmware: Firmware::Uefi,
+            snapshot: false,
+            ..d
+        };
+        let a = d.qemu_args(Path::new("/v")).join(" ");
+        assert!(
+            a.contains("unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"),
+            "{a}"
+        );
+        assert!(
+            a.ends_with("unit=1,file=/v -drive format=raw,file=/i.img"),
+            "{a}"
+        );
+        let d = Disk {
+            firmware: Firmware::SecureBoot {
+                vars: "/sb.fd".into(),
+            },
+            ..d
+        };
+        let a = d.qemu_args(Path::new("/v")).join(" ");
+        assert!(
+            a.starts_with("-machine smm=on -global driver=cfi.pflash01,property=secure,value=on"),
+            "{a}"
+        );
+        assert!(a.contains("OVMF_CODE_4M.secboot.fd"), "{a}");
+        assert_eq!(d.vars_template(), Some(Path::new("/sb.fd")));
+    }
+}
