@@ -183,10 +183,15 @@ fn qemu_suites() -> Tally {
         .iter()
         .rev()
         .map(|&n| (format!("qemu::smp{n}::kernel"), ktest_job(&ktest, n)))
-        .chain(READY_SMP.iter().map(|&n| {
-            (format!("qemu::smp{n}::boot_ready"), ready_job(&normal, n))
-        }))
-        .chain(std::iter::once(("qemu::boot_ready".to_string(), ready_job(&normal, 1))))
+        .chain(
+            READY_SMP
+                .iter()
+                .map(|&n| (format!("qemu::smp{n}::boot_ready"), ready_job(&normal, n))),
+        )
+        .chain(std::iter::once((
+            "qemu::boot_ready".to_string(),
+            ready_job(&normal, 1),
+        )))
         .chain(
             Corruption::ALL
                 .into_iter()
@@ -352,7 +357,11 @@ fn boot_until(vm: &Vm, wanted: &[&str]) -> Result<(Option<usize>, crate::qemu::C
 /// The normal boot on `smp` CPUs, up to `zen: ready` (which the kernel prints only once
 /// every CPU it found in the MADT is online).
 fn ready_job(a: &Artifacts, smp: u32) -> Result<Job> {
-    let dir = if smp == 1 { "esp".to_string() } else { format!("esp-smp{smp}") };
+    let dir = if smp == 1 {
+        "esp".to_string()
+    } else {
+        format!("esp-smp{smp}")
+    };
     let esp = esp_dir(
         &target().join(dir),
         &EspContents {
@@ -365,7 +374,10 @@ fn ready_job(a: &Artifacts, smp: u32) -> Result<Job> {
         let (vm_name, name) = if smp == 1 {
             ("boot-ready".to_string(), "qemu::boot_ready".to_string())
         } else {
-            (format!("boot-ready-smp{smp}"), format!("qemu::smp{smp}::boot_ready"))
+            (
+                format!("boot-ready-smp{smp}"),
+                format!("qemu::smp{smp}::boot_ready"),
+            )
         };
         let vm = Vm {
             smp,
