@@ -10,6 +10,7 @@ mod bench;
 mod build;
 mod elf;
 mod image;
+mod linux;
 mod protocol;
 mod qemu;
 mod setup;
@@ -37,7 +38,8 @@ verbs:
       --cmdline STR     write STR to cmdline.txt on the ESP
       --kvm             use KVM (TCG by default: nested KVM hangs 64-bit guests here)
   test                  host tests, then the QEMU suites; ends with `N passed, N failed`
-  bench [--only a,b]    sizes and boot instruction counts (suites: sizes, boot, tagfs);
+  bench [--only a,b]    sizes, boot and context switch instruction counts, the same on
+                        a Linux guest (suites: sizes, boot, switch, linux, tagfs);
                         also written to target/bench.json"
 }
 

@@ -37,8 +37,10 @@ pub struct Vm {
     pub gui: bool,
     /// Use KVM (explicit opt-in only, see the module comment).
     pub kvm: bool,
-    /// `-icount shift=0`: one guest instruction per virtual nanosecond, so the TSC
-    /// counts instructions and boots are exactly repeatable.
+    /// `-icount shift=0,sleep=off`: one guest instruction per virtual nanosecond, so
+    /// the TSC counts instructions; `sleep=off` makes an idle guest jump to its next
+    /// timer deadline instead of waiting for host time, so where timer interrupts land
+    /// no longer depends on the host, and runs are exactly repeatable.
     pub icount: bool,
 }
 
@@ -89,7 +91,7 @@ impl Vm {
             a.extend(["-display", "none"].map(String::from));
         }
         if self.icount {
-            a.extend(["-icount", "shift=0"].map(String::from));
+            a.extend(["-icount", "shift=0,sleep=off"].map(String::from));
         }
         // No NIC: nothing uses one yet, and OVMF would spend a minute on PXE boot
         // whenever the stub fails.
@@ -132,59 +134,69 @@ impl Vm {
     pub fn run_captured(
         &self,
         timeout: Duration,
-        mut on_line: impl FnMut(&str) -> bool,
+        on_line: impl FnMut(&str) -> bool,
     ) -> Result<Capture> {
-        let mut c = self.command(false)?;
-        c.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let start = Instant::now();
-        let mut child = c
-            .spawn()
-            .map_err(|e| format!("cannot start `{}`: {e}", show(&c)))?;
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        let tx2 = tx.clone();
-        std::thread::spawn(move || forward(out, Source::Serial, tx));
-        std::thread::spawn(move || forward(err, Source::Qemu, tx2));
+        capture(self.command(false)?, &self.name, timeout, on_line)
+    }
+}
 
-        let mut cap = Capture {
-            lines: Vec::new(),
-            status: None,
-            timed_out: false,
-            stopped: false,
-            firmware_gave_up: false,
-            elapsed: Duration::ZERO,
-        };
-        let mut open = 2; // both streams; QEMU has exited once both are closed
-        while open > 0 {
-            let left = timeout.saturating_sub(start.elapsed());
-            match rx.recv_timeout(left) {
-                Ok(Some((Source::Serial, line))) => {
-                    let stop = on_line(&line);
-                    let gave_up = !stop && FIRMWARE_GAVE_UP.iter().any(|p| line.contains(p));
-                    cap.lines.push(line);
-                    if stop || gave_up {
-                        cap.stopped = stop;
-                        cap.firmware_gave_up = gave_up;
-                        break;
-                    }
-                }
-                Ok(Some((Source::Qemu, line))) => cap.lines.push(format!("[qemu] {line}")),
-                Ok(None) => open -= 1,
-                Err(_) => {
-                    cap.timed_out = true;
+/// Runs `c` (a QEMU with serial on stdout) as `Vm::run_captured` does, for guests that
+/// are not Zen OS under OVMF (the Linux bench guest); the log is `target/qemu/<name>.log`.
+pub fn capture(
+    mut c: Command,
+    name: &str,
+    timeout: Duration,
+    mut on_line: impl FnMut(&str) -> bool,
+) -> Result<Capture> {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = c
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", show(&c)))?;
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let tx2 = tx.clone();
+    std::thread::spawn(move || forward(out, Source::Serial, tx));
+    std::thread::spawn(move || forward(err, Source::Qemu, tx2));
+
+    let mut cap = Capture {
+        lines: Vec::new(),
+        status: None,
+        timed_out: false,
+        stopped: false,
+        firmware_gave_up: false,
+        elapsed: Duration::ZERO,
+    };
+    let mut open = 2; // both streams; QEMU has exited once both are closed
+    while open > 0 {
+        let left = timeout.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(Some((Source::Serial, line))) => {
+                let stop = on_line(&line);
+                let gave_up = !stop && FIRMWARE_GAVE_UP.iter().any(|p| line.contains(p));
+                cap.lines.push(line);
+                if stop || gave_up {
+                    cap.stopped = stop;
+                    cap.firmware_gave_up = gave_up;
                     break;
                 }
             }
+            Ok(Some((Source::Qemu, line))) => cap.lines.push(format!("[qemu] {line}")),
+            Ok(None) => open -= 1,
+            Err(_) => {
+                cap.timed_out = true;
+                break;
+            }
         }
-        cap.status = finish(&mut child, open == 0)?;
-        cap.elapsed = start.elapsed();
-        let log = target().join("qemu").join(format!("{}.log", self.name));
-        crate::util::write(&log, (cap.lines.join("\n") + "\n").as_bytes())?;
-        Ok(cap)
     }
+    cap.status = finish(&mut child, open == 0)?;
+    cap.elapsed = start.elapsed();
+    let log = target().join("qemu").join(format!("{name}.log"));
+    crate::util::write(&log, (cap.lines.join("\n") + "\n").as_bytes())?;
+    Ok(cap)
 }
 
 /// Reaps QEMU: waits if it has exited by itself, else kills it (by its own pid) first.
@@ -334,7 +346,7 @@ mod tests {
         let a = vm.args(Path::new("/v"), true).join(" ");
         assert!(a.contains("-m 1G -smp 4 -accel kvm -cpu host"), "{a}");
         assert!(a.contains("-serial mon:stdio") && !a.contains("-display none"));
-        assert!(a.contains("-icount shift=0"));
+        assert!(a.contains("-icount shift=0,sleep=off"));
     }
 
     #[test]
