@@ -266,11 +266,15 @@ fn near(
         .ok_or_else(|| format!("the kernel's bench output has no {key}="))?;
     let (lo, hi) = (vals.iter().min().unwrap(), vals.iter().max().unwrap());
     let spread = (hi - lo) as f64 / *lo as f64;
-    let note = format!(
-        "{} runs within {:.3}% (includes disk reads)",
-        vals.len(),
-        spread * 100.0
-    );
+    let note = if hi == lo {
+        format!("identical in {} runs", vals.len())
+    } else {
+        format!(
+            "{} runs within {} instructions (includes disk reads)",
+            vals.len(),
+            hi - lo
+        )
+    };
     if spread > IO_TOLERANCE {
         ctx.unrepeatable
             .push(format!("{name}: runs differ by more than 0.1%: {vals:?}"));
