@@ -164,6 +164,8 @@ fn sizes(ctx: &mut Ctx) -> Result<Vec<Row>> {
 /// The line the kernel prints right after `zen: ready` with its TSC deltas.
 const BENCH_PREFIX: &str = "zen: bench ";
 /// (key in the kernel's line, row name)
+/// CPU counts the boot is measured at: one, and two (the cost of starting another CPU).
+const BOOT_SMP: &[u32] = &[1, 2];
 /// The stub's part is not exactly repeatable, by nature: it reads zenos.bin through
 /// the firmware's disk driver, which polls for completions, and when QEMU completes a
 /// read depends on the host. So only the kernel's part is held to "identical".
@@ -172,8 +174,10 @@ const BOOT_FIGURES: &[(&str, &str)] = &[
     ("stub_to_ready", "stub start -> ready"),
 ];
 /// Figures that include disk I/O (see BOOT_FIGURES): their runs may differ this much
-/// (relative) without a warning.
-const IO_TOLERANCE: f64 = 0.001;
+/// (relative) without a warning. Measured: 0.02% on one CPU, 0.16% on two (OVMF's idle
+/// second CPU spins while the first waits for the disk, and under `-icount` every CPU's
+/// instructions advance the TSC).
+const IO_TOLERANCE: f64 = 0.005;
 
 fn boot(ctx: &mut Ctx) -> Result<Vec<Row>> {
     let a = ctx.artifacts()?;
@@ -185,36 +189,44 @@ fn boot(ctx: &mut Ctx) -> Result<Vec<Row>> {
             cmdline: None,
         },
     )?;
-    let runs = zen_runs(&esp, "bench-boot", |l| l.contains(BENCH_PREFIX))?;
     let mut rows = Vec::new();
-    for (key, name) in BOOT_FIGURES {
-        let (first, note) = if *key == "stub_to_ready" {
-            near(ctx, name, &runs, key)?
-        } else {
-            repeated(ctx, name, &runs, key)?
-        };
-        rows.push(Row {
-            suite: "boot",
-            name: name.to_string(),
-            value: first as f64,
-            unit: "instructions",
-            note,
-        });
+    for smp in BOOT_SMP {
+        let runs = zen_runs(&esp, &format!("bench-boot-smp{smp}"), *smp, |l| {
+            l.contains(BENCH_PREFIX)
+        })?;
+        let cpus = if *smp == 1 { "CPU" } else { "CPUs" };
+        for (key, name) in BOOT_FIGURES {
+            let name = format!("{name}, {smp} {cpus}");
+            let (first, note) = if *key == "stub_to_ready" {
+                near(ctx, &name, &runs, key)?
+            } else {
+                repeated(ctx, &name, &runs, key)?
+            };
+            rows.push(Row {
+                suite: "boot",
+                name,
+                value: first as f64,
+                unit: "instructions",
+                note,
+            });
+        }
     }
     Ok(rows)
 }
 
-/// Boots Zen OS `RUNS` times under `-icount shift=0` from `esp`, each until a serial
-/// line satisfies `last`; returns every run's `zen: bench k=v` figures.
+/// Boots Zen OS `RUNS` times on `smp` CPUs under `-icount shift=0` from `esp`, each
+/// until a serial line satisfies `last`; returns every run's `zen: bench k=v` figures.
 fn zen_runs(
     esp: &std::path::Path,
     name: &str,
+    smp: u32,
     last: impl Fn(&str) -> bool,
 ) -> Result<Vec<Vec<(String, u64)>>> {
     let mut runs = Vec::new();
     for i in 1..=RUNS {
         let vm = Vm {
             icount: true,
+            smp,
             ..Vm::new(&format!("{name}-{i}"), esp)
         };
         let mut found = Vec::new();
@@ -277,7 +289,7 @@ fn near(
     };
     if spread > IO_TOLERANCE {
         ctx.unrepeatable
-            .push(format!("{name}: runs differ by more than 0.1%: {vals:?}"));
+            .push(format!("{name}: runs differ by more than 0.5%: {vals:?}"));
     }
     Ok((vals[0], note))
 }
@@ -309,7 +321,7 @@ fn switch(ctx: &mut Ctx) -> Result<Vec<Row>> {
             cmdline: Some("bench"),
         },
     )?;
-    let runs = zen_runs(&esp, "bench-switch", |l| l.contains("zen: bench done"))?;
+    let runs = zen_runs(&esp, "bench-switch", 1, |l| l.contains("zen: bench done"))?;
     let name = "Zen thread yield -> thread";
     let (zen, note) = repeated(ctx, name, &runs, "ctx_switch_yield")?;
     let linux = ctx.linux_figure("sched_yield_switch")?;
@@ -522,7 +534,7 @@ mod tests {
         assert_eq!(ctx.unrepeatable.len(), 1);
         assert!(repeated(&mut ctx, "x", &runs(&[5]), "missing").is_err());
         // Disk-bound figures: a small spread is expected, a large one is not.
-        near(&mut ctx, "y", &runs(&[100_000, 100_050]), "k").unwrap();
+        near(&mut ctx, "y", &runs(&[100_000, 100_300]), "k").unwrap();
         assert_eq!(ctx.unrepeatable.len(), 1);
         near(&mut ctx, "y", &runs(&[100_000, 101_000]), "k").unwrap();
         assert_eq!(ctx.unrepeatable.len(), 2);
