@@ -18,7 +18,7 @@ fn size(name: &str, bytes: u64, note: &str) -> Row {
     Row {
         suite: "disk",
         name: name.into(),
-        value: bytes,
+        value: bytes as f64,
         unit: "bytes",
         note: note.into(),
     }
@@ -119,7 +119,7 @@ pub fn rows(a: &Artifacts) -> Result<(Vec<Row>, Vec<String>)> {
         rows.push(Row {
             suite: "disk",
             name: format!("zenos.img via {label}: stub start -> ready"),
-            value: vals[0],
+            value: vals[0] as f64,
             unit: "instructions",
             note,
         });

@@ -15,6 +15,7 @@ mod diskbench;
 mod elf;
 mod image;
 mod imgtest;
+mod linux;
 mod protocol;
 mod qemu;
 mod secboot;
@@ -50,8 +51,8 @@ verbs:
       --cmdline STR     write STR to cmdline.txt on the ESP
       --kvm             use KVM (TCG by default: nested KVM hangs 64-bit guests here)
   test                  host tests, then the QEMU suites; ends with `N passed, N failed`
-  bench [--only a,b]    sizes and boot instruction counts (suites: sizes, boot, disk,
-                        tagfs);
+  bench [--only a,b]    sizes, boot and context switch instruction counts, the same on
+                        a Linux guest (suites: sizes, boot, disk, switch, linux, tagfs);
                         also written to target/bench.json"
 }
 

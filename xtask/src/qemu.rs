@@ -37,7 +37,8 @@ pub struct Vm {
     pub gui: bool,
     /// Use KVM (explicit opt-in only, see the module comment).
     pub kvm: bool,
-    /// `-icount shift=0`: one guest instruction per virtual nanosecond, so the TSC
+    /// `-icount shift=0,sleep=off`: one guest instruction per virtual nanosecond (an idle
+    /// guest does not wait for host time), so the TSC
     /// counts instructions and boots are exactly repeatable.
     pub icount: bool,
     /// Boot this disk image (`disk::Disk`: SeaBIOS, OVMF or OVMF with Secure Boot)
@@ -97,7 +98,7 @@ impl Vm {
             a.extend(["-display", "none"].map(String::from));
         }
         if self.icount {
-            a.extend(["-icount", "shift=0"].map(String::from));
+            a.extend(["-icount", "shift=0,sleep=off"].map(String::from));
         }
         // No NIC: nothing uses one yet, and OVMF would spend a minute on PXE boot
         // whenever the stub fails.
@@ -225,6 +226,65 @@ impl Vm {
         crate::util::write(&log, (cap.lines.join("\n") + "\n").as_bytes())?;
         Ok(cap)
     }
+}
+
+/// Runs `c` (a QEMU with serial on stdout) as `Vm::run_captured` does, for guests that
+/// are not Zen OS under OVMF (the Linux bench guest); the log is `target/qemu/<name>.log`.
+pub fn capture(
+    mut c: Command,
+    name: &str,
+    timeout: Duration,
+    mut on_line: impl FnMut(&str) -> bool,
+) -> Result<Capture> {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = c
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", show(&c)))?;
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let tx2 = tx.clone();
+    std::thread::spawn(move || forward(out, Source::Serial, tx));
+    std::thread::spawn(move || forward(err, Source::Qemu, tx2));
+
+    let mut cap = Capture {
+        lines: Vec::new(),
+        status: None,
+        timed_out: false,
+        stopped: false,
+        firmware_gave_up: false,
+        elapsed: Duration::ZERO,
+    };
+    let mut open = 2; // both streams; QEMU has exited once both are closed
+    while open > 0 {
+        let left = timeout.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(Some((Source::Serial, line))) => {
+                let stop = on_line(&line);
+                let gave_up = !stop && FIRMWARE_GAVE_UP.iter().any(|p| line.contains(p));
+                cap.lines.push(line);
+                if stop || gave_up {
+                    cap.stopped = stop;
+                    cap.firmware_gave_up = gave_up;
+                    break;
+                }
+            }
+            Ok(Some((Source::Qemu, line))) => cap.lines.push(format!("[qemu] {line}")),
+            Ok(None) => open -= 1,
+            Err(_) => {
+                cap.timed_out = true;
+                break;
+            }
+        }
+    }
+    cap.status = finish(&mut child, open == 0)?;
+    cap.elapsed = start.elapsed();
+    let log = target().join("qemu").join(format!("{name}.log"));
+    crate::util::write(&log, (cap.lines.join("\n") + "\n").as_bytes())?;
+    Ok(cap)
 }
 
 /// What a scripted run does after a serial line.
@@ -385,7 +445,7 @@ mod tests {
         let a = vm.args(Path::new("/v"), true).join(" ");
         assert!(a.contains("-m 1G -smp 4 -accel kvm -cpu host"), "{a}");
         assert!(a.contains("-serial mon:stdio") && !a.contains("-display none"));
-        assert!(a.contains("-icount shift=0"));
+        assert!(a.contains("-icount shift=0,sleep=off"));
     }
 
     #[test]

@@ -144,6 +144,21 @@ fn host_packages() -> Result {
     if pkgs.is_empty() {
         return Ok(());
     }
+    let install = install_packages(&pkgs)?;
+    let still = missing_packages();
+    if !still.is_empty() {
+        return Err(format!(
+            "`{install}` ran but {} is still missing",
+            still.join(" ")
+        ));
+    }
+    Ok(())
+}
+
+/// Installs Debian packages with apt-get when root, saying what it installs; otherwise
+/// returns an error holding the exact command to run. Returns the install command run,
+/// for messages. Also used by suites with their own needs (the Linux bench guest).
+pub fn install_packages(pkgs: &[&str]) -> Result<String> {
     let list = pkgs.join(" ");
     if !is_root() {
         return Err(format!(
@@ -161,17 +176,9 @@ fn host_packages() -> Result {
     };
     run(&mut apt(&["update"]))?;
     let mut install = apt(&["install", "-y"]);
-    install.args(&pkgs);
+    install.args(pkgs);
     run(&mut install)?;
-    let still = missing_packages();
-    if !still.is_empty() {
-        return Err(format!(
-            "`{}` ran but {} is still missing",
-            show(&install),
-            still.join(" ")
-        ));
-    }
-    Ok(())
+    Ok(show(&install))
 }
 
 #[cfg(test)]

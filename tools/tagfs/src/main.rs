@@ -115,7 +115,9 @@ fn run(cmd: Cmd) -> Result<(), String> {
             let mut fs = mount(&image)?;
             let bar = ProgressBar::new(files.len() as u64);
             bar.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} files {bytes_per_sec} eta {eta}")
+                // The position counts files, so the rate is files per second (not
+                // `{bytes_per_sec}`, which would print files as bytes).
+                ProgressStyle::with_template("{bar:40} {pos}/{len} files {per_sec} eta {eta}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let mut bytes = 0u64;
