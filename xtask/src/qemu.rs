@@ -160,83 +160,38 @@ impl Vm {
     pub fn run_scripted(
         &self,
         timeout: Duration,
-        mut on_line: impl FnMut(&str) -> Reply,
+        on_line: impl FnMut(&str) -> Reply,
     ) -> Result<Capture> {
-        let mut c = self.command(false)?;
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let start = Instant::now();
-        let mut child = c
-            .spawn()
-            .map_err(|e| format!("cannot start `{}`: {e}", show(&c)))?;
-        let (tx, rx) = mpsc::channel();
-        let mut input = child.stdin.take().expect("piped");
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        let tx2 = tx.clone();
-        std::thread::spawn(move || forward(out, Source::Serial, tx));
-        std::thread::spawn(move || forward(err, Source::Qemu, tx2));
-
-        let mut cap = Capture {
-            lines: Vec::new(),
-            status: None,
-            timed_out: false,
-            stopped: false,
-            firmware_gave_up: false,
-            elapsed: Duration::ZERO,
-        };
-        let mut open = 2; // both streams; QEMU has exited once both are closed
-        while open > 0 {
-            let left = timeout.saturating_sub(start.elapsed());
-            match rx.recv_timeout(left) {
-                Ok(Some((Source::Serial, line))) => {
-                    let stop = match on_line(&line) {
-                        Reply::Stop => true,
-                        Reply::Wait => false,
-                        Reply::Send(bytes) => {
-                            // QEMU hands bytes to the UART only as fast as the guest
-                            // takes them, so nothing typed is lost.
-                            input
-                                .write_all(&bytes)
-                                .and_then(|()| input.flush())
-                                .map_err(|e| format!("typing into QEMU: {e}"))?;
-                            false
-                        }
-                    };
-                    let gave_up = !stop && FIRMWARE_GAVE_UP.iter().any(|p| line.contains(p));
-                    cap.lines.push(line);
-                    if stop || gave_up {
-                        cap.stopped = stop;
-                        cap.firmware_gave_up = gave_up;
-                        break;
-                    }
-                }
-                Ok(Some((Source::Qemu, line))) => cap.lines.push(format!("[qemu] {line}")),
-                Ok(None) => open -= 1,
-                Err(_) => {
-                    cap.timed_out = true;
-                    break;
-                }
-            }
-        }
-        cap.status = finish(&mut child, open == 0)?;
-        cap.elapsed = start.elapsed();
-        let log = target().join("qemu").join(format!("{}.log", self.name));
-        crate::util::write(&log, (cap.lines.join("\n") + "\n").as_bytes())?;
-        Ok(cap)
+        scripted(self.command(false)?, &self.name, timeout, on_line)
     }
 }
 
 /// Runs `c` (a QEMU with serial on stdout) as `Vm::run_captured` does, for guests that
 /// are not Zen OS under OVMF (the Linux bench guest); the log is `target/qemu/<name>.log`.
 pub fn capture(
-    mut c: Command,
+    c: Command,
     name: &str,
     timeout: Duration,
     mut on_line: impl FnMut(&str) -> bool,
 ) -> Result<Capture> {
-    c.stdin(Stdio::null())
+    scripted(c, name, timeout, |l| {
+        if on_line(l) {
+            Reply::Stop
+        } else {
+            Reply::Wait
+        }
+    })
+}
+
+/// The capture loop behind [`Vm::run_scripted`] and [`capture`]: runs `c` (a QEMU with
+/// serial on stdio), feeds each serial line to `on_line` and acts on its [`Reply`].
+fn scripted(
+    mut c: Command,
+    name: &str,
+    timeout: Duration,
+    mut on_line: impl FnMut(&str) -> Reply,
+) -> Result<Capture> {
+    c.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
@@ -244,6 +199,7 @@ pub fn capture(
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", show(&c)))?;
     let (tx, rx) = mpsc::channel();
+    let mut input = child.stdin.take().expect("piped");
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     let tx2 = tx.clone();
@@ -263,7 +219,19 @@ pub fn capture(
         let left = timeout.saturating_sub(start.elapsed());
         match rx.recv_timeout(left) {
             Ok(Some((Source::Serial, line))) => {
-                let stop = on_line(&line);
+                let stop = match on_line(&line) {
+                    Reply::Stop => true,
+                    Reply::Wait => false,
+                    Reply::Send(bytes) => {
+                        // QEMU hands bytes to the UART only as fast as the guest
+                        // takes them, so nothing typed is lost.
+                        input
+                            .write_all(&bytes)
+                            .and_then(|()| input.flush())
+                            .map_err(|e| format!("typing into QEMU: {e}"))?;
+                        false
+                    }
+                };
                 let gave_up = !stop && FIRMWARE_GAVE_UP.iter().any(|p| line.contains(p));
                 cap.lines.push(line);
                 if stop || gave_up {

@@ -193,16 +193,30 @@ fn qemu_suites() -> Tally {
             ready_job(&normal, 1),
         )))
         .chain([
-            ("qemu::user".to_string(), crate::usertest::usertests_job(&normal)),
-            ("qemu::shell".to_string(), crate::usertest::shell_job(&normal)),
+            (
+                "qemu::user".to_string(),
+                crate::usertest::usertests_job(&normal),
+            ),
+            (
+                "qemu::shell".to_string(),
+                crate::usertest::shell_job(&normal),
+            ),
         ])
         .chain(
             Corruption::ALL
                 .into_iter()
                 .map(|c| ("qemu::refuse".to_string(), refusal_job(&normal, c))),
         )
-        .chain(crate::imgtest::jobs(&normal).into_iter().map(|(n, j)| (n.to_string(), j)))
-        .chain(crate::imgtest::secboot_jobs(&normal).into_iter().map(|(n, j)| (n.to_string(), j)))
+        .chain(
+            crate::imgtest::jobs(&normal)
+                .into_iter()
+                .map(|(n, j)| (n.to_string(), j)),
+        )
+        .chain(
+            crate::imgtest::secboot_jobs(&normal)
+                .into_iter()
+                .map(|(n, j)| (n.to_string(), j)),
+        )
         .collect();
     let mut runnable = Vec::new();
     let mut t = Tally::default();
@@ -290,63 +304,11 @@ fn ktest_job(a: &Artifacts, smp: u32) -> Result<Job> {
         let mut k = Ktest::default();
         // Keep reading after `done`: QEMU exits by itself through isa-debug-exit and
         // its status is part of the protocol.
-        let cap = match vm.run_captured(KTEST_TIMEOUT, |l| {
+        let cap = vm.run_captured(KTEST_TIMEOUT, |l| {
             k.feed(l);
             false
-        }) {
-            Ok(c) => c,
-            Err(e) => {
-                return vec![Verdict {
-                    name: prefix,
-                    ok: false,
-                    notes: vec![e],
-                }]
-            }
-        };
-        let mut out: Vec<Verdict> = k
-            .results
-            .iter()
-            .map(|r| Verdict {
-                name: format!("{prefix}::{}", r.name),
-                ok: r.ok,
-                notes: vec![],
-            })
-            .collect();
-        for i in 0..k.unreported() {
-            let name = match (&k.pending, i) {
-                (Some(p), 0) => format!("{prefix}::{p}"),
-                _ => format!("{prefix}::<unreported #{}>", i + 1),
-            };
-            out.push(Verdict {
-                name,
-                ok: false,
-                notes: vec!["never reported a result".into()],
-            });
-        }
-        let problems = k.problems(cap.status.and_then(|s| s.code()));
-        let ok = problems.is_empty();
-        let notes = if ok {
-            // The kernel's detail lines (`zen-test:   3:1 tickets got 300:100 quanta`).
-            let details = cap
-                .lines
-                .iter()
-                .filter_map(|l| l.strip_prefix("zen-test:   ").map(str::to_string));
-            std::iter::once(format!(
-                "{} kernel tests on {smp} CPUs, {}",
-                k.results.len(),
-                cap.ending()
-            ))
-            .chain(details)
-            .collect()
-        } else {
-            failure_notes(&vm, &cap, problems)
-        };
-        out.push(Verdict {
-            name: format!("{prefix}_protocol"),
-            ok,
-            notes,
         });
-        out
+        protocol_verdicts(&prefix, &vm, &k, cap)
     }))
 }
 
@@ -392,7 +354,20 @@ pub(crate) fn protocol_verdicts(
     let problems = k.problems(cap.status.and_then(|s| s.code()));
     let ok = problems.is_empty();
     let notes = if ok {
-        vec![format!("{} tests, {}", k.results.len(), cap.ending())]
+        // Detail lines the run printed (the kernel's `zen-test:   3:1 tickets got
+        // 300:100 quanta`).
+        let details = cap
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("zen-test:   ").map(str::to_string));
+        std::iter::once(format!(
+            "{} tests on {} CPUs, {}",
+            k.results.len(),
+            vm.smp,
+            cap.ending()
+        ))
+        .chain(details)
+        .collect()
     } else {
         failure_notes(vm, &cap, problems)
     };
