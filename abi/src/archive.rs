@@ -78,7 +78,10 @@ impl<'a> Archive<'a> {
 
     fn entry(&self, i: usize) -> Result<(&'a str, &'a [u8]), ArchiveError> {
         let e = &self.bytes[HEADER_SIZE + i * ENTRY_SIZE..][..ENTRY_SIZE];
-        let name_len = e[..NAME_MAX].iter().position(|&b| b == 0).unwrap_or(NAME_MAX);
+        let name_len = e[..NAME_MAX]
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(NAME_MAX);
         let name = core::str::from_utf8(&e[..name_len]).map_err(|_| ArchiveError::BadName)?;
         if name.is_empty() {
             return Err(ArchiveError::BadName);
@@ -115,7 +118,10 @@ impl<'a> Archive<'a> {
 /// Writes the header and entry table for programs of the given names and sizes into
 /// `out` (which the caller extends with the programs' bytes, in order). Shared by
 /// xtask and the tests so the writer and the reader cannot drift apart.
-pub fn write_header(names_and_lens: &[(&str, usize)], mut push: impl FnMut(&[u8])) -> Result<(), ArchiveError> {
+pub fn write_header(
+    names_and_lens: &[(&str, usize)],
+    mut push: impl FnMut(&[u8]),
+) -> Result<(), ArchiveError> {
     if names_and_lens.len() > MAX_ENTRIES {
         return Err(ArchiveError::TooManyEntries);
     }
@@ -131,7 +137,9 @@ pub fn write_header(names_and_lens: &[(&str, usize)], mut push: impl FnMut(&[u8]
         n[..name.len()].copy_from_slice(name.as_bytes());
         push(&n);
         let (o, l) = (u32::try_from(off), u32::try_from(*len));
-        let (Ok(o), Ok(l)) = (o, l) else { return Err(ArchiveError::EntryOutOfBounds) };
+        let (Ok(o), Ok(l)) = (o, l) else {
+            return Err(ArchiveError::EntryOutOfBounds);
+        };
         push(&o.to_le_bytes());
         push(&l.to_le_bytes());
         off += len;
@@ -171,28 +179,46 @@ mod tests {
     #[test]
     fn damage_is_refused() {
         let good = build(&[("init", b"abcdef")]);
-        assert_eq!(Archive::parse(&good[..10]).unwrap_err(), ArchiveError::Truncated);
+        assert_eq!(
+            Archive::parse(&good[..10]).unwrap_err(),
+            ArchiveError::Truncated
+        );
         let mut bad = good.clone();
         bad[0] = b'X';
         assert_eq!(Archive::parse(&bad).unwrap_err(), ArchiveError::BadMagic);
-        assert_eq!(Archive::parse(&good[..good.len() - 1]).unwrap_err(), ArchiveError::EntryOutOfBounds);
+        assert_eq!(
+            Archive::parse(&good[..good.len() - 1]).unwrap_err(),
+            ArchiveError::EntryOutOfBounds
+        );
         let mut bad = good.clone();
         bad[8..12].copy_from_slice(&1000u32.to_le_bytes());
-        assert_eq!(Archive::parse(&bad).unwrap_err(), ArchiveError::TooManyEntries);
+        assert_eq!(
+            Archive::parse(&bad).unwrap_err(),
+            ArchiveError::TooManyEntries
+        );
         let mut bad = good.clone();
         bad[HEADER_SIZE + 24..HEADER_SIZE + 28].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(Archive::parse(&bad).unwrap_err(), ArchiveError::EntryOutOfBounds);
+        assert_eq!(
+            Archive::parse(&bad).unwrap_err(),
+            ArchiveError::EntryOutOfBounds
+        );
         let mut bad = good.clone();
         bad[HEADER_SIZE] = 0;
         assert_eq!(Archive::parse(&bad).unwrap_err(), ArchiveError::BadName);
-        assert_eq!(write_header(&[("a-name-much-longer-than-24-bytes", 1)], |_| {}), Err(ArchiveError::BadName));
+        assert_eq!(
+            write_header(&[("a-name-much-longer-than-24-bytes", 1)], |_| {}),
+            Err(ArchiveError::BadName)
+        );
     }
 
     #[test]
     fn every_truncation_is_refused_never_panics() {
         let good = build(&[("init", b"abcdef"), ("sh", b"xyz")]);
         for n in 0..good.len() {
-            assert!(Archive::parse(&good[..n]).is_err(), "prefix of {n} bytes accepted");
+            assert!(
+                Archive::parse(&good[..n]).is_err(),
+                "prefix of {n} bytes accepted"
+            );
         }
     }
 }

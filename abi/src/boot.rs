@@ -163,7 +163,11 @@ const _: () = assert!(core::mem::size_of::<BootInfo>() == 256);
 impl BootInfo {
     /// The command line as text (up to the first NUL); empty if not UTF-8.
     pub fn cmdline(&self) -> &str {
-        let end = self.cmdline.iter().position(|&b| b == 0).unwrap_or(self.cmdline.len());
+        let end = self
+            .cmdline
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.cmdline.len());
         core::str::from_utf8(&self.cmdline[..end]).unwrap_or("")
     }
 }
@@ -174,8 +178,14 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_and_reject_unknown() {
-        for k in [MemoryKind::Usable, MemoryKind::Reserved, MemoryKind::AcpiReclaimable,
-                  MemoryKind::AcpiNvs, MemoryKind::Bootloader, MemoryKind::FirmwareRuntime] {
+        for k in [
+            MemoryKind::Usable,
+            MemoryKind::Reserved,
+            MemoryKind::AcpiReclaimable,
+            MemoryKind::AcpiNvs,
+            MemoryKind::Bootloader,
+            MemoryKind::FirmwareRuntime,
+        ] {
             assert_eq!(MemoryKind::try_from(k as u32), Ok(k));
         }
         assert_eq!(MemoryKind::try_from(0), Err(0));
@@ -189,11 +199,29 @@ mod tests {
         let mut cmdline = [0u8; 128];
         cmdline[..9].copy_from_slice(b"test=heap");
         let bi = BootInfo {
-            magic: BOOTINFO_MAGIC, version: BOOTINFO_VERSION, firmware: 1, secure_boot: 0,
-            _reserved: 0, memory_map: 0, memory_map_len: 0,
-            framebuffer: Framebuffer { base: 0, size: 0, width: 0, height: 0, stride: 0, format: 0 },
-            rsdp: 0, tsc_hz: 0, stub_start_tsc: 0, kernel_phys: 0, kernel_size: 0,
-            boot_archive: 0, boot_archive_len: 0, cmdline,
+            magic: BOOTINFO_MAGIC,
+            version: BOOTINFO_VERSION,
+            firmware: 1,
+            secure_boot: 0,
+            _reserved: 0,
+            memory_map: 0,
+            memory_map_len: 0,
+            framebuffer: Framebuffer {
+                base: 0,
+                size: 0,
+                width: 0,
+                height: 0,
+                stride: 0,
+                format: 0,
+            },
+            rsdp: 0,
+            tsc_hz: 0,
+            stub_start_tsc: 0,
+            kernel_phys: 0,
+            kernel_size: 0,
+            boot_archive: 0,
+            boot_archive_len: 0,
+            cmdline,
         };
         assert_eq!(bi.cmdline(), "test=heap");
     }

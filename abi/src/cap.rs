@@ -203,8 +203,16 @@ impl TokenSlot {
         let mut mac = [0u8; 32];
         mac.copy_from_slice(&b[..32]);
         TokenSlot {
-            token: Token { mac, rights: u64_at(32) },
-            binding: Binding { object: u64_at(40), generation: u64_at(48), holder: u32_at(56), object_type: u32_at(60) },
+            token: Token {
+                mac,
+                rights: u64_at(32),
+            },
+            binding: Binding {
+                object: u64_at(40),
+                generation: u64_at(48),
+                holder: u32_at(56),
+                object_type: u32_at(60),
+            },
         }
     }
 

@@ -160,7 +160,10 @@ mod tests {
     #[test]
     fn refuses_bad_fields() {
         let good = sample().encode();
-        assert_eq!(ImageHeader::decode(&good[..100]), Err(HeaderError::Truncated));
+        assert_eq!(
+            ImageHeader::decode(&good[..100]),
+            Err(HeaderError::Truncated)
+        );
         let mut b = good;
         b[0] ^= 1;
         assert_eq!(ImageHeader::decode(&b), Err(HeaderError::BadMagic));

@@ -7,8 +7,8 @@
 
 pub mod archive;
 pub mod boot;
+pub mod cap;
 pub mod image;
+pub mod ipc;
 pub mod layout;
 pub mod syscall;
-pub mod cap;
-pub mod ipc;

@@ -91,9 +91,34 @@ impl TryFrom<u64> for Syscall {
     fn try_from(n: u64) -> Result<Self, Error> {
         use Syscall::*;
         const ALL: [Syscall; SYSCALL_COUNT as usize] = [
-            Exit, Write, Read, Yield, Sleep, Uptime, Spawn, Wait, Kill, Map, Unmap, GetPid, Ps,
-            MemInfo, Edges, Programs, Shutdown, GetArg, ChanCreate, ChanAttach, MsgSend, MsgRecv,
-            MsgPoll, MsgRelease, MsgWaitRoom, CapSend, CapRevoke, CapDrop,
+            Exit,
+            Write,
+            Read,
+            Yield,
+            Sleep,
+            Uptime,
+            Spawn,
+            Wait,
+            Kill,
+            Map,
+            Unmap,
+            GetPid,
+            Ps,
+            MemInfo,
+            Edges,
+            Programs,
+            Shutdown,
+            GetArg,
+            ChanCreate,
+            ChanAttach,
+            MsgSend,
+            MsgRecv,
+            MsgPoll,
+            MsgRelease,
+            MsgWaitRoom,
+            CapSend,
+            CapRevoke,
+            CapDrop,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }
@@ -159,7 +184,10 @@ impl Error {
             return Ok(ret);
         }
         // Codes this ABI version does not know still come back as errors.
-        Err(ERRORS.get((-signed - 1) as usize).copied().unwrap_or(Error::InvalidArgument))
+        Err(ERRORS
+            .get((-signed - 1) as usize)
+            .copied()
+            .unwrap_or(Error::InvalidArgument))
     }
 
     pub const fn as_str(self) -> &'static str {
@@ -250,7 +278,15 @@ impl MemInfo {
     pub const SIZE: usize = 32;
     pub fn to_bytes(&self) -> [u8; 32] {
         let mut b = [0u8; 32];
-        for (i, v) in [self.total_frames, self.free_frames, self.heap_bytes_used, self.heap_allocations].iter().enumerate() {
+        for (i, v) in [
+            self.total_frames,
+            self.free_frames,
+            self.heap_bytes_used,
+            self.heap_allocations,
+        ]
+        .iter()
+        .enumerate()
+        {
             b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
         b
@@ -261,7 +297,12 @@ impl MemInfo {
             x.copy_from_slice(&b[i * 8..i * 8 + 8]);
             u64::from_le_bytes(x)
         };
-        MemInfo { total_frames: w(0), free_frames: w(1), heap_bytes_used: w(2), heap_allocations: w(3) }
+        MemInfo {
+            total_frames: w(0),
+            free_frames: w(1),
+            heap_bytes_used: w(2),
+            heap_allocations: w(3),
+        }
     }
 }
 
@@ -299,16 +340,42 @@ mod tests {
         assert_eq!(Error::from_ret(0), Ok(0));
         assert_eq!(Error::from_ret(USER_MAP_BASE), Ok(USER_MAP_BASE));
         assert_eq!(Error::from_ret(u64::MAX - 5000), Ok(u64::MAX - 5000));
-        assert_eq!(Error::from_ret((-999i64) as u64), Err(Error::InvalidArgument));
+        assert_eq!(
+            Error::from_ret((-999i64) as u64),
+            Err(Error::InvalidArgument)
+        );
     }
 
     #[test]
     fn infos_round_trip_through_bytes() {
-        let p = ProcInfo { pid: 7, parent: 1, state: 1, threads: 1, pages: 99, name: *b"shell\0\0\0\0\0\0\0\0\0\0\0" };
+        let p = ProcInfo {
+            pid: 7,
+            parent: 1,
+            state: 1,
+            threads: 1,
+            pages: 99,
+            name: *b"shell\0\0\0\0\0\0\0\0\0\0\0",
+        };
         let q = ProcInfo::from_bytes(&p.to_bytes());
-        assert_eq!((q.pid, q.parent, q.state, q.threads, q.pages, q.name()), (7, 1, 1, 1, 99, "shell"));
-        let m = MemInfo { total_frames: 1, free_frames: 2, heap_bytes_used: 3, heap_allocations: 4 };
+        assert_eq!(
+            (q.pid, q.parent, q.state, q.threads, q.pages, q.name()),
+            (7, 1, 1, 1, 99, "shell")
+        );
+        let m = MemInfo {
+            total_frames: 1,
+            free_frames: 2,
+            heap_bytes_used: 3,
+            heap_allocations: 4,
+        };
         let n = MemInfo::from_bytes(&m.to_bytes());
-        assert_eq!((n.total_frames, n.free_frames, n.heap_bytes_used, n.heap_allocations), (1, 2, 3, 4));
+        assert_eq!(
+            (
+                n.total_frames,
+                n.free_frames,
+                n.heap_bytes_used,
+                n.heap_allocations
+            ),
+            (1, 2, 3, 4)
+        );
     }
 }

@@ -17,7 +17,9 @@ fn ctx_switch() -> u64 {
     let spawn = |start: Arc<AtomicU64>| {
         task::spawn(Options::new("yield").pin(0), move || {
             // Line up: the first one to arrive starts the clock once both run.
-            start.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).ok();
+            start
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                .ok();
             task::yield_now();
             let t0 = cpu::rdtsc();
             for _ in 0..SWITCH_ROUNDS {

@@ -51,7 +51,9 @@ fn key() -> &'static MacKey {
             chunk.copy_from_slice(&v.to_le_bytes());
         }
         if !hw {
-            crate::kprintln!("zen: WARNING: no hardware random numbers; capability key is guessable");
+            crate::kprintln!(
+                "zen: WARNING: no hardware random numbers; capability key is guessable"
+            );
         }
         MacKey::new(k)
     })
@@ -91,17 +93,36 @@ fn denied(call: u16, object: u64, why: CapError) -> Error {
 
 /// Copies a token from user memory.
 fn token_in(me: &Process, ptr: u64) -> Result<TokenSlot, Error> {
-    let b = me.with_space(|s| s.copy_from(ptr, TokenSlot::SIZE))?.ok_or(Error::BadAddress)?;
-    Ok(TokenSlot::from_bytes(b.as_slice().try_into().map_err(|_| Error::BadAddress)?))
+    let b = me
+        .with_space(|s| s.copy_from(ptr, TokenSlot::SIZE))?
+        .ok_or(Error::BadAddress)?;
+    Ok(TokenSlot::from_bytes(
+        b.as_slice().try_into().map_err(|_| Error::BadAddress)?,
+    ))
 }
 
 /// Checks a channel token of the caller: (channel, end, rights held).
-fn channel_cap(me: &Process, ptr: u64, required: Rights, call: u16) -> Result<(Arc<Channel>, usize, Rights), Error> {
+fn channel_cap(
+    me: &Process,
+    ptr: u64,
+    required: Rights,
+    call: u16,
+) -> Result<(Arc<Channel>, usize, Rights), Error> {
     let slot = token_in(me, ptr)?;
     let object = slot.binding.object;
-    let chan = CHANNELS.lock().get(&(object >> 1)).cloned().ok_or_else(|| denied(call, object, CapError::UnknownObject))?;
-    let expected = zen_cap::binding(object, ObjectType::Channel, me.pid(), chan.generation.load(Ordering::Acquire));
-    let held = zen_cap::verify(key(), &slot, &expected, required).map_err(|e| denied(call, object, e))?;
+    let chan = CHANNELS
+        .lock()
+        .get(&(object >> 1))
+        .cloned()
+        .ok_or_else(|| denied(call, object, CapError::UnknownObject))?;
+    let expected = zen_cap::binding(
+        object,
+        ObjectType::Channel,
+        me.pid(),
+        chan.generation.load(Ordering::Acquire),
+    );
+    let held =
+        zen_cap::verify(key(), &slot, &expected, required).map_err(|e| denied(call, object, e))?;
     Ok((chan, (object & 1) as usize, held))
 }
 
@@ -111,7 +132,9 @@ pub fn create(me: &Arc<Process>) -> Result<u64, Error> {
         return Err(Error::NoMemory);
     }
     let pages = [SharedFrame::new(), SharedFrame::new(), SharedFrame::new()];
-    let [Some(a), Some(b), Some(c)] = pages else { return Err(Error::NoMemory) };
+    let [Some(a), Some(b), Some(c)] = pages else {
+        return Err(Error::NoMemory);
+    };
     let id = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
     let chan = Arc::new(Channel {
         id,
@@ -120,7 +143,13 @@ pub fn create(me: &Arc<Process>) -> Result<u64, Error> {
         attached: IrqMutex::new([0, 0]),
         waiters: IrqMutex::new([[None, None], [None, None]]),
     });
-    let mint = |end: u64| zen_cap::mint(key(), zen_cap::binding(id << 1 | end, ObjectType::Channel, me.pid(), 1), Rights::ALL);
+    let mint = |end: u64| {
+        zen_cap::mint(
+            key(),
+            zen_cap::binding(id << 1 | end, ObjectType::Channel, me.pid(), 1),
+            Rights::ALL,
+        )
+    };
     let sa = me.insert_token(mint(0))?;
     let sb = match me.insert_token(mint(1)) {
         Ok(s) => s,
@@ -146,13 +175,25 @@ pub fn release_owned(ids: &[u64]) {
 pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
     let (chan, end, held) = channel_cap(me, ptr, Rights::EMPTY, 19)?;
     if !held.contains(Rights::SEND) && !held.contains(Rights::RECV) {
-        return Err(denied(19, chan.id << 1 | end as u64, CapError::InsufficientRights));
+        return Err(denied(
+            19,
+            chan.id << 1 | end as u64,
+            CapError::InsufficientRights,
+        ));
     }
     let va = me.reserve_map_range(chan.pages.len() as u64)?;
     me.with_space(|s| {
         for (i, p) in chan.pages.iter().enumerate() {
-            s.map_shared(va + i as u64 * 4096, p.addr(), Flags { writable: true, user: true, executable: false })
-                .map_err(|_| Error::NoMemory)?;
+            s.map_shared(
+                va + i as u64 * 4096,
+                p.addr(),
+                Flags {
+                    writable: true,
+                    user: true,
+                    executable: false,
+                },
+            )
+            .map_err(|_| Error::NoMemory)?;
         }
         Ok(())
     })??;
@@ -164,7 +205,11 @@ pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
 /// msg_send (`publish`: wake the consumer of the ring we produce) and msg_release
 /// (wake the producer of the ring we consume).
 pub fn wake(me: &Process, ptr: u64, released: bool) -> Result<u64, Error> {
-    let (need, call) = if released { (Rights::RECV, 23) } else { (Rights::SEND, 20) };
+    let (need, call) = if released {
+        (Rights::RECV, 23)
+    } else {
+        (Rights::SEND, 20)
+    };
     let (chan, end, _) = channel_cap(me, ptr, need, call)?;
     if released {
         chan.wake(1 - end, 1);
@@ -177,7 +222,11 @@ pub fn wake(me: &Process, ptr: u64, released: bool) -> Result<u64, Error> {
 /// msg_recv (`room == false`: wait for a message while head == seen) and
 /// msg_wait_room (wait for room while tail == seen).
 pub fn wait(me: &Process, ptr: u64, seen: u64, room: bool) -> Result<u64, Error> {
-    let (need, call) = if room { (Rights::SEND, 24) } else { (Rights::RECV, 21) };
+    let (need, call) = if room {
+        (Rights::SEND, 24)
+    } else {
+        (Rights::RECV, 21)
+    };
     let (chan, end, _) = channel_cap(me, ptr, need, call)?;
     let (ring, side) = if room { (end, 1) } else { (1 - end, 0) };
     let seen = seen as u32;
@@ -185,7 +234,11 @@ pub fn wait(me: &Process, ptr: u64, seen: u64, room: bool) -> Result<u64, Error>
         {
             let mut w = chan.waiters.lock();
             let h = chan.header(ring);
-            let still = if room { zen_ipc::producer_may_sleep(h, seen) } else { zen_ipc::consumer_may_sleep(h, seen) };
+            let still = if room {
+                zen_ipc::producer_may_sleep(h, seen)
+            } else {
+                zen_ipc::consumer_may_sleep(h, seen)
+            };
             if !still {
                 w[ring][side] = None;
                 return Ok(0);
@@ -206,9 +259,19 @@ pub fn poll(me: &Process, ptr: u64, count: u64, timeout_ms: u64) -> Result<u64, 
     }
     let mut chans = Vec::new();
     for i in 0..count {
-        chans.push(channel_cap(me, ptr + i * TokenSlot::SIZE as u64, Rights::RECV, 22)?);
+        chans.push(channel_cap(
+            me,
+            ptr + i * TokenSlot::SIZE as u64,
+            Rights::RECV,
+            22,
+        )?);
     }
-    let deadline = crate::time::ticks().saturating_add(timeout_ms.saturating_mul(crate::TIMER_HZ as u64).div_ceil(1000) + 1);
+    let deadline = crate::time::ticks().saturating_add(
+        timeout_ms
+            .saturating_mul(crate::TIMER_HZ as u64)
+            .div_ceil(1000)
+            + 1,
+    );
     let me_thread = task::current();
     let result = loop {
         let mut ready = None;
@@ -240,7 +303,10 @@ pub fn poll(me: &Process, ptr: u64, count: u64, timeout_ms: u64) -> Result<u64, 
     };
     for (c, end, _) in &chans {
         let mut w = c.waiters.lock();
-        if w[1 - end][0].as_ref().is_some_and(|t| Arc::ptr_eq(t, &me_thread)) {
+        if w[1 - end][0]
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, &me_thread))
+        {
             w[1 - end][0] = None;
         }
     }
@@ -261,13 +327,29 @@ pub fn cap_send(me: &Process, chan_ptr: u64, tok_ptr: u64, rights: u64) -> Resul
 
 /// Derives the token at `tok_ptr` (held by `me`) for `target` with `rights`, and puts
 /// it in the target's token page; the slot index. Used by cap_send and spawn.
-pub fn grant(me: &Process, tok_ptr: u64, rights: u64, target: &Process, call: u16) -> Result<u64, Error> {
+pub fn grant(
+    me: &Process,
+    tok_ptr: u64,
+    rights: u64,
+    target: &Process,
+    call: u16,
+) -> Result<u64, Error> {
     let slot = token_in(me, tok_ptr)?;
     let object = slot.binding.object;
     let rights = Rights::from_bits(rights).ok_or(Error::InvalidArgument)?;
-    let chan = CHANNELS.lock().get(&(object >> 1)).cloned().ok_or_else(|| denied(call, object, CapError::UnknownObject))?;
-    let expected = zen_cap::binding(object, ObjectType::Channel, me.pid(), chan.generation.load(Ordering::Acquire));
-    let copy = zen_cap::derive(key(), &slot, &expected, target.pid(), rights).map_err(|e| denied(call, object, e))?;
+    let chan = CHANNELS
+        .lock()
+        .get(&(object >> 1))
+        .cloned()
+        .ok_or_else(|| denied(call, object, CapError::UnknownObject))?;
+    let expected = zen_cap::binding(
+        object,
+        ObjectType::Channel,
+        me.pid(),
+        chan.generation.load(Ordering::Acquire),
+    );
+    let copy = zen_cap::derive(key(), &slot, &expected, target.pid(), rights)
+        .map_err(|e| denied(call, object, e))?;
     target.insert_token(copy).map(|i| i as u64)
 }
 
@@ -277,7 +359,16 @@ pub fn revoke(me: &Process, ptr: u64) -> Result<u64, Error> {
     let (chan, end, held) = channel_cap(me, ptr, Rights::REVOKE, 26)?;
     let slot = token_in(me, ptr)?;
     let gen = chan.generation.fetch_add(1, Ordering::AcqRel) + 1;
-    let fresh = zen_cap::mint(key(), zen_cap::binding(chan.id << 1 | end as u64, ObjectType::Channel, me.pid(), gen), held);
+    let fresh = zen_cap::mint(
+        key(),
+        zen_cap::binding(
+            chan.id << 1 | end as u64,
+            ObjectType::Channel,
+            me.pid(),
+            gen,
+        ),
+        held,
+    );
     me.replace_token(&slot, fresh);
     Ok(0)
 }

@@ -51,7 +51,12 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         _ => "unknown",
     };
     BOOT_INFO.call_once(|| boot);
-    kprintln!("zen: Zen OS {} starting (firmware {}, secure boot {})", env!("CARGO_PKG_VERSION"), firmware, secure_boot);
+    kprintln!(
+        "zen: Zen OS {} starting (firmware {}, secure boot {})",
+        env!("CARGO_PKG_VERSION"),
+        firmware,
+        secure_boot
+    );
     arch::init_boot_cpu();
     mm::init(boot);
     fb::banner(boot, firmware);
@@ -72,7 +77,8 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
     task::init_cpu();
 
     #[cfg(feature = "ktest")]
-    task::spawn(task::Options::new("ktest"), || ktest::run()).expect("cannot start the test thread");
+    task::spawn(task::Options::new("ktest"), || ktest::run())
+        .expect("cannot start the test thread");
 
     if !cfg!(feature = "ktest") {
         let ready = arch::cpu::rdtsc();
@@ -83,7 +89,8 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
             ready.saturating_sub(boot.stub_start_tsc)
         );
         if boot.cmdline().split_whitespace().any(|w| w == "bench") {
-            task::spawn(task::Options::new("bench"), bench::run).expect("cannot start the benchmarks");
+            task::spawn(task::Options::new("bench"), bench::run)
+                .expect("cannot start the benchmarks");
         } else {
             proc::start_init(boot.cmdline());
         }

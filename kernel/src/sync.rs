@@ -19,13 +19,18 @@ pub struct IrqGuard<'a, T> {
 
 impl<T> IrqMutex<T> {
     pub const fn new(v: T) -> Self {
-        Self { inner: spin::Mutex::new(v) }
+        Self {
+            inner: spin::Mutex::new(v),
+        }
     }
 
     pub fn lock(&self) -> IrqGuard<'_, T> {
         let were_enabled = cpu::interrupts_enabled();
         cpu::disable_interrupts();
-        IrqGuard { guard: Some(self.inner.lock()), were_enabled }
+        IrqGuard {
+            guard: Some(self.inner.lock()),
+            were_enabled,
+        }
     }
 }
 

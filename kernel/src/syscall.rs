@@ -18,7 +18,9 @@ type SysResult = Result<u64, Error>;
 
 /// Entry from the arch layer: `nr` and six arguments; returns the value for `rax`.
 pub fn dispatch(nr: u64, a: [u64; 6]) -> u64 {
-    let Some(me) = proc::current() else { return Error::Denied.to_ret() };
+    let Some(me) = proc::current() else {
+        return Error::Denied.to_ret();
+    };
     if nr == Syscall::Exit as u64 {
         // Nothing may stay referenced on this stack: it is never unwound.
         drop(me);
@@ -40,11 +42,13 @@ fn copy_in(me: &Process, ptr: u64, len: u64) -> Result<Vec<u8>, Error> {
     if len > MAX_IO {
         return Err(Error::InvalidArgument);
     }
-    me.with_space(|s| s.copy_from(ptr, len as usize))?.ok_or(Error::BadAddress)
+    me.with_space(|s| s.copy_from(ptr, len as usize))?
+        .ok_or(Error::BadAddress)
 }
 
 fn copy_out(me: &Process, ptr: u64, data: &[u8]) -> Result<(), Error> {
-    me.with_space(|s| s.copy_to(ptr, data))?.ok_or(Error::BadAddress)
+    me.with_space(|s| s.copy_to(ptr, data))?
+        .ok_or(Error::BadAddress)
 }
 
 fn str_in(me: &Process, ptr: u64, len: u64, max: u64) -> Result<alloc::string::String, Error> {
@@ -66,7 +70,9 @@ fn out_buf(me: &Process, ptr: u64, cap: u64, data: &[u8]) -> SysResult {
 /// Ticks to wait for at least `ms`: one more than the quotient, because the current
 /// tick is already partly over.
 fn ms_to_ticks(ms: u64) -> u64 {
-    ms.saturating_mul(crate::TIMER_HZ as u64).div_ceil(1000).saturating_add(1)
+    ms.saturating_mul(crate::TIMER_HZ as u64)
+        .div_ceil(1000)
+        .saturating_add(1)
 }
 
 fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
@@ -91,9 +97,15 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             }
             let len = a[2].min(MAX_IO);
             // Check the buffer before blocking, so a bad one fails at once.
-            me.with_space(|s| a[1].checked_add(len).is_some() && (0..len).step_by(4096).chain([len - 1]).all(|o| s.is_writable(a[1] + o)))?
-                .then_some(())
-                .ok_or(Error::BadAddress)?;
+            me.with_space(|s| {
+                a[1].checked_add(len).is_some()
+                    && (0..len)
+                        .step_by(4096)
+                        .chain([len - 1])
+                        .all(|o| s.is_writable(a[1] + o))
+            })?
+            .then_some(())
+            .ok_or(Error::BadAddress)?;
             let mut got = Vec::new();
             loop {
                 while (got.len() as u64) < len {
@@ -118,7 +130,10 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             Ok(0)
         }
         Syscall::Sleep => {
-            task::sleep_until(crate::time::ticks().saturating_add(ms_to_ticks(a[0])), || me.killed());
+            task::sleep_until(
+                crate::time::ticks().saturating_add(ms_to_ticks(a[0])),
+                || me.killed(),
+            );
             Ok(0)
         }
         Syscall::Uptime => Ok(cpu::rdtsc() / (apic::tsc_hz() / 1000).max(1)),
@@ -158,7 +173,10 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             Ok(0)
         }
         Syscall::Edges => {
-            let recs: Vec<u8> = crate::edge::EDGE_REGISTRY.iter().flat_map(|r| r.to_bytes()).collect();
+            let recs: Vec<u8> = crate::edge::EDGE_REGISTRY
+                .iter()
+                .flat_map(|r| r.to_bytes())
+                .collect();
             out_buf(me, a[0], a[1], &recs).map(|n| n / 12)
         }
         Syscall::Programs => {
@@ -170,8 +188,17 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             out_buf(me, a[0], a[1], &names)
         }
         Syscall::Shutdown => {
-            crate::kprintln!("zen: shutdown by process {} ({}), code {}", me.pid(), me.name(), a[0]);
-            cpu::qemu_exit(if a[0] == 0 { cpu::QemuExit::Success } else { cpu::QemuExit::Failure })
+            crate::kprintln!(
+                "zen: shutdown by process {} ({}), code {}",
+                me.pid(),
+                me.name(),
+                a[0]
+            );
+            cpu::qemu_exit(if a[0] == 0 {
+                cpu::QemuExit::Success
+            } else {
+                cpu::QemuExit::Failure
+            })
         }
         Syscall::GetArg => out_buf(me, a[0], a[1], me.arg()),
         Syscall::ChanCreate => crate::ipc::create(me),
@@ -183,7 +210,9 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::MsgPoll => crate::ipc::poll(me, a[0], a[1], a[2]),
         Syscall::CapSend => crate::ipc::cap_send(me, a[0], a[1], a[2]),
         Syscall::CapRevoke => crate::ipc::revoke(me, a[0]),
-        Syscall::CapDrop => me.remove_token(usize::try_from(a[0]).map_err(|_| Error::InvalidArgument)?).map(|()| 0),
+        Syscall::CapDrop => me
+            .remove_token(usize::try_from(a[0]).map_err(|_| Error::InvalidArgument)?)
+            .map(|()| 0),
     }
 }
 

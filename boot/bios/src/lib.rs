@@ -68,7 +68,11 @@ impl Params {
         }
         let mut cmdline = [0u8; 128];
         cmdline.copy_from_slice(&b[PARAMS_CMDLINE..PARAMS_CMDLINE + 128]);
-        Some(Self { zenos_lba: u64_at(b, PARAMS_ZENOS_LBA), zenos_len: u64_at(b, PARAMS_ZENOS_LEN), cmdline })
+        Some(Self {
+            zenos_lba: u64_at(b, PARAMS_ZENOS_LBA),
+            zenos_len: u64_at(b, PARAMS_ZENOS_LEN),
+            cmdline,
+        })
     }
 }
 
@@ -119,7 +123,8 @@ pub fn ram_end(map: &[E820Entry]) -> u64 {
 
 /// Whether one usable entry covers all of `start..end`.
 pub fn usable_covers(map: &[E820Entry], start: u64, end: u64) -> bool {
-    map.iter().any(|e| valid(e) && e.ty == 1 && e.base <= start && end <= e.base.saturating_add(e.len))
+    map.iter()
+        .any(|e| valid(e) && e.ty == 1 && e.base <= start && end <= e.base.saturating_add(e.len))
 }
 
 /// The kernel's memory map from the E820 map: page-rounded (usable regions shrink,
@@ -127,7 +132,12 @@ pub fn usable_covers(map: &[E820Entry], start: u64, end: u64) -> bool {
 /// sorted and merged. Returns how many regions of `out` are used. `out` needs room for
 /// the entries plus two.
 pub fn memory_map(e820: &[E820Entry], loader: (u64, u64), out: &mut [MemoryRegion]) -> usize {
-    let region = |base: u64, end: u64, kind: MemoryKind| MemoryRegion { base, len: end - base, kind: kind as u32, _reserved: 0 };
+    let region = |base: u64, end: u64, kind: MemoryKind| MemoryRegion {
+        base,
+        len: end - base,
+        kind: kind as u32,
+        _reserved: 0,
+    };
     let cap = out.len().saturating_sub(2);
     let mut n = 0;
     for e in e820.iter().filter(|e| valid(e)) {
@@ -136,7 +146,10 @@ pub fn memory_map(e820: &[E820Entry], loader: (u64, u64), out: &mut [MemoryRegio
         let (b, end) = if kind == MemoryKind::Usable {
             (e.base.next_multiple_of(PAGE_SIZE), end & !(PAGE_SIZE - 1))
         } else {
-            (e.base & !(PAGE_SIZE - 1), end.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1))
+            (
+                e.base & !(PAGE_SIZE - 1),
+                end.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1),
+            )
         };
         if end > b && n < cap {
             out[n] = region(b, end, kind);
@@ -211,7 +224,8 @@ pub fn table_pages(end: u64, mem_size: u64) -> u64 {
 /// specifies): the signature "RSD PTR " and a zero checksum over its first 20 bytes.
 pub fn find_rsdp(area: &[u8]) -> Option<usize> {
     (0..area.len().saturating_sub(19)).step_by(16).find(|&o| {
-        area[o..o + 8] == *b"RSD PTR " && area[o..o + 20].iter().fold(0u8, |s, &b| s.wrapping_add(b)) == 0
+        area[o..o + 8] == *b"RSD PTR "
+            && area[o..o + 20].iter().fold(0u8, |s, &b| s.wrapping_add(b)) == 0
     })
 }
 
@@ -219,8 +233,20 @@ pub fn find_rsdp(area: &[u8]) -> Option<usize> {
 /// Only 32-bit direct-colour modes with a linear framebuffer are described; anything
 /// else gives format `None`.
 pub fn vbe_framebuffer(mode: &[u8; 256]) -> Framebuffer {
-    let none = Framebuffer { base: 0, size: 0, width: 0, height: 0, stride: 0, format: PixelFormat::None as u32 };
-    let (attrs, pitch, width, height) = (u16_at(mode, 0), u16_at(mode, 16), u16_at(mode, 18), u16_at(mode, 20));
+    let none = Framebuffer {
+        base: 0,
+        size: 0,
+        width: 0,
+        height: 0,
+        stride: 0,
+        format: PixelFormat::None as u32,
+    };
+    let (attrs, pitch, width, height) = (
+        u16_at(mode, 0),
+        u16_at(mode, 16),
+        u16_at(mode, 18),
+        u16_at(mode, 20),
+    );
     let base = u32::from_le_bytes([mode[40], mode[41], mode[42], mode[43]]) as u64;
     // Red/green/blue field positions.
     let format = match (mode[32], mode[34], mode[36]) {
@@ -228,7 +254,12 @@ pub fn vbe_framebuffer(mode: &[u8; 256]) -> Framebuffer {
         (0, 8, 16) => PixelFormat::Rgb,
         _ => return none,
     };
-    if attrs & 0x80 == 0 || mode[25] != 32 || base == 0 || pitch % 4 != 0 || (pitch as u32 / 4) < width as u32 {
+    if attrs & 0x80 == 0
+        || mode[25] != 32
+        || base == 0
+        || pitch % 4 != 0
+        || (pitch as u32 / 4) < width as u32
+    {
         return none;
     }
     Framebuffer {
@@ -246,17 +277,31 @@ mod tests {
     use super::*;
 
     fn e(base: u64, len: u64, ty: u32) -> E820Entry {
-        E820Entry { base, len, ty, attr: 1 }
+        E820Entry {
+            base,
+            len,
+            ty,
+            attr: 1,
+        }
     }
     fn r(base: u64, len: u64, kind: MemoryKind) -> MemoryRegion {
-        MemoryRegion { base, len, kind: kind as u32, _reserved: 0 }
+        MemoryRegion {
+            base,
+            len,
+            kind: kind as u32,
+            _reserved: 0,
+        }
     }
 
     #[test]
     fn params_round_trip_and_need_magic() {
         let mut cmdline = [0u8; 128];
         cmdline[..4].copy_from_slice(b"a=bc");
-        let p = Params { zenos_lba: 4096 + 77, zenos_len: 40_084, cmdline };
+        let p = Params {
+            zenos_lba: 4096 + 77,
+            zenos_len: 40_084,
+            cmdline,
+        };
         let b = p.encode();
         assert_eq!(Params::decode(&b), Some(p));
         assert_eq!(u64_at(&b, PARAMS_ZENOS_LBA), 4173);
@@ -276,7 +321,12 @@ mod tests {
             e(0xfeffc000, 0x4000, 2),
             e(0xfffc0000, 0x40000, 2),
             e(0x1_0000_0000, 0x1000, 9), // unknown type: reserved
-            E820Entry { base: 0x2_0000_0000, len: 0x1000, ty: 1, attr: 0 }, // ignored
+            E820Entry {
+                base: 0x2_0000_0000,
+                len: 0x1000,
+                ty: 1,
+                attr: 0,
+            }, // ignored
         ];
         assert_eq!(ram_end(&map), 0xffe0000);
         assert!(usable_covers(&map, 0x100000, 0x400000));
@@ -297,7 +347,9 @@ mod tests {
                 r(0xfffc0000, 0x41000, Reserved), // touching reserved entries merge
             ]
         );
-        assert!(out[..n].iter().all(|r| r.len % PAGE_SIZE == 0 && r.base % PAGE_SIZE == 0));
+        assert!(out[..n]
+            .iter()
+            .all(|r| r.len % PAGE_SIZE == 0 && r.base % PAGE_SIZE == 0));
     }
 
     #[test]
@@ -305,7 +357,13 @@ mod tests {
         let map = [e(0x100000, 0x1000000, 1)];
         let mut out = [r(0, 0, MemoryKind::Usable); 4];
         let n = memory_map(&map, (0x100000, 0x200000), &mut out);
-        assert_eq!(&out[..n], &[r(0x100000, 0x100000, MemoryKind::Bootloader), r(0x200000, 0xf00000, MemoryKind::Usable)]);
+        assert_eq!(
+            &out[..n],
+            &[
+                r(0x100000, 0x100000, MemoryKind::Bootloader),
+                r(0x200000, 0xf00000, MemoryKind::Usable)
+            ]
+        );
     }
 
     #[test]
@@ -332,7 +390,17 @@ mod tests {
         (m[32], m[34], m[36]) = (16, 8, 0);
         m[40..44].copy_from_slice(&0xfd00_0000u32.to_le_bytes());
         let fb = vbe_framebuffer(&m);
-        assert_eq!(fb, Framebuffer { base: 0xfd00_0000, size: 4096 * 768, width: 1024, height: 768, stride: 1024, format: PixelFormat::Bgr as u32 });
+        assert_eq!(
+            fb,
+            Framebuffer {
+                base: 0xfd00_0000,
+                size: 4096 * 768,
+                width: 1024,
+                height: 768,
+                stride: 1024,
+                format: PixelFormat::Bgr as u32
+            }
+        );
         m[25] = 24;
         assert_eq!(vbe_framebuffer(&m).format, PixelFormat::None as u32);
     }

@@ -144,7 +144,8 @@ fn rsdp() -> u64 {
                 return ebda + o as u64;
             }
         }
-        find_rsdp(core::slice::from_raw_parts(0xe0000 as *const u8, 0x20000)).map_or(0, |o| 0xe0000 + o as u64)
+        find_rsdp(core::slice::from_raw_parts(0xe0000 as *const u8, 0x20000))
+            .map_or(0, |o| 0xe0000 + o as u64)
     }
 }
 
@@ -160,7 +161,9 @@ extern "C" fn stage3() -> ! {
             real::start_tsc,
         )
     };
-    let Some(params) = params else { fail("no boot parameters (image not written by zenimg)") };
+    let Some(params) = params else {
+        fail("no boot parameters (image not written by zenimg)")
+    };
     if e820.is_empty() {
         fail("no E820 memory map");
     }
@@ -190,7 +193,8 @@ extern "C" fn stage3() -> ! {
         fail("out of memory");
     }
     // SAFETY: kernel..top is usable RAM (checked), identity mapped, used by nothing.
-    let out = unsafe { core::slice::from_raw_parts_mut(kernel as *mut u8, (top - kernel) as usize) };
+    let out =
+        unsafe { core::slice::from_raw_parts_mut(kernel as *mut u8, (top - kernel) as usize) };
     let (kout, rest) = out.split_at_mut(h.mem_size as usize);
     if let Err(e) = image.unpack(kout) {
         refuse(e.as_str());
@@ -201,7 +205,14 @@ extern "C" fn stage3() -> ! {
         // SAFETY: the 16-bit code left the info of the mode it set there.
         vbe_framebuffer(unsafe { &*(real::VBE_MODE_INFO as *const [u8; 256]) })
     } else {
-        Framebuffer { base: 0, size: 0, width: 0, height: 0, stride: 0, format: PixelFormat::None as u32 }
+        Framebuffer {
+            base: 0,
+            size: 0,
+            width: 0,
+            height: 0,
+            stride: 0,
+            format: PixelFormat::None as u32,
+        }
     };
     // SAFETY: BootInfo's area is ours, zeroed, page aligned, room for MAX_REGIONS.
     let regions = unsafe {
@@ -231,7 +242,10 @@ extern "C" fn stage3() -> ! {
 
     // Page tables: the direct map (2 MiB pages) at PML4[256..], the same PDPTs at
     // PML4[0..] as the identity map, and the kernel (4 KiB pages) at load_vaddr.
-    let mut tables = Tables { next: pool, end: bi_phys };
+    let mut tables = Tables {
+        next: pool,
+        end: bi_phys,
+    };
     let pml4 = tables.alloc();
     // SAFETY: all tables come from the zeroed pool; the kernel range is in the top
     // 2 GiB (checked above), disjoint from the direct map's 2 MiB pages.

@@ -9,7 +9,10 @@ pub fn breakpoint_resumes() -> TestResult {
     let before = BREAKPOINTS.load(Ordering::Relaxed);
     cpu::breakpoint();
     cpu::breakpoint();
-    check(BREAKPOINTS.load(Ordering::Relaxed) == before + 2, "breakpoints not handled")
+    check(
+        BREAKPOINTS.load(Ordering::Relaxed) == before + 2,
+        "breakpoints not handled",
+    )
 }
 
 pub fn timer_ticks() -> TestResult {
@@ -29,7 +32,10 @@ pub fn all_cpus_online() -> TestResult {
     let boot = crate::BOOT_INFO.get().ok_or("no BootInfo")?;
     let madt = crate::arch::acpi::cpus(boot.rsdp).map_err(|_| "MADT unreadable")?;
     check(!madt.is_empty(), "MADT lists no CPU")?;
-    check(percpu::online_count() == madt.len(), "not every CPU in the MADT came online")
+    check(
+        percpu::online_count() == madt.len(),
+        "not every CPU in the MADT came online",
+    )
 }
 
 pub fn percpu_through_gs() -> TestResult {
@@ -38,30 +44,49 @@ pub fn percpu_through_gs() -> TestResult {
         crate::task::pin_current(id).map_err(|_| "cannot move to a CPU")?;
         let me = percpu::current();
         check(me.id() == id, "GS points at another CPU's entry")?;
-        check(me.apic_id() == apic::local_id(), "GS entry has another CPU's APIC id")?;
+        check(
+            me.apic_id() == apic::local_id(),
+            "GS entry has another CPU's APIC id",
+        )?;
     }
     let me = percpu::current();
     check(me.id() == 0, "not back on CPU 0")?;
-    check(me.apic_id() == apic::local_id(), "GS entry has another CPU's APIC id")?;
+    check(
+        me.apic_id() == apic::local_id(),
+        "GS entry has another CPU's APIC id",
+    )?;
     for id in 0..percpu::online_count() {
         let c = percpu::cpu(id).ok_or("missing entry")?;
         check(c.id() == id, "entry id mismatch")?;
-        check(c.scratch_addr() % 64 == 0, "scratch buffer not cache-line aligned")?;
+        check(
+            c.scratch_addr() % 64 == 0,
+            "scratch buffer not cache-line aligned",
+        )?;
     }
     let sum = percpu::with_scratch(|buf| {
         buf.fill(3);
         buf.iter().map(|&b| b as usize).sum::<usize>()
     });
-    check(sum == 3 * percpu::SCRATCH_SIZE, "scratch buffer is not 1 KiB")?;
-    check(cpu::interrupts_enabled(), "with_scratch left interrupts off")
+    check(
+        sum == 3 * percpu::SCRATCH_SIZE,
+        "scratch buffer is not 1 KiB",
+    )?;
+    check(
+        cpu::interrupts_enabled(),
+        "with_scratch left interrupts off",
+    )
 }
 
 pub fn every_cpu_takes_timer_ticks() -> TestResult {
     let n = percpu::online_count();
-    let start: alloc::vec::Vec<u64> = (0..n).map(|i| percpu::cpu(i).map_or(0, |c| c.ticks.load(Ordering::Relaxed))).collect();
+    let start: alloc::vec::Vec<u64> = (0..n)
+        .map(|i| percpu::cpu(i).map_or(0, |c| c.ticks.load(Ordering::Relaxed)))
+        .collect();
     let deadline = cpu::rdtsc() + apic::tsc_hz().max(1_000_000) * 2;
     loop {
-        let all = (0..n).all(|i| percpu::cpu(i).map_or(false, |c| c.ticks.load(Ordering::Relaxed) >= start[i] + 3));
+        let all = (0..n).all(|i| {
+            percpu::cpu(i).map_or(false, |c| c.ticks.load(Ordering::Relaxed) >= start[i] + 3)
+        });
         if all {
             return Ok(());
         }

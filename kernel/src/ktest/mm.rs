@@ -28,14 +28,26 @@ pub fn frame_alloc_free() -> TestResult {
     let a = mm::alloc_frame().ok_or("no frame")?;
     let b = mm::alloc_frame().ok_or("no second frame")?;
     check(a.addr() != b.addr(), "same frame twice")?;
-    check(a.addr() % 4096 == 0 && a.addr() >= 1 << 20, "frame misaligned or in low memory")?;
-    check(mm::free_frames() == before - 2, "free count not decremented")?;
+    check(
+        a.addr() % 4096 == 0 && a.addr() >= 1 << 20,
+        "frame misaligned or in low memory",
+    )?;
+    check(
+        mm::free_frames() == before - 2,
+        "free count not decremented",
+    )?;
     let a_addr = a.addr();
     mm::free_frame(a).map_err(|_| "free failed")?;
     mm::free_frame(b).map_err(|_| "free failed")?;
     check(mm::free_frames() == before, "free count not restored")?;
-    check(mm::free_frame(mm::forge_frame(a_addr)) == Err(FreeError::NotAllocated), "double free accepted")?;
-    check(mm::free_frame(mm::forge_frame(a_addr + 1)) == Err(FreeError::Unaligned), "unaligned free accepted")
+    check(
+        mm::free_frame(mm::forge_frame(a_addr)) == Err(FreeError::NotAllocated),
+        "double free accepted",
+    )?;
+    check(
+        mm::free_frame(mm::forge_frame(a_addr + 1)) == Err(FreeError::Unaligned),
+        "unaligned free accepted",
+    )
 }
 
 pub fn frame_exhaustion() -> TestResult {
@@ -45,15 +57,24 @@ pub fn frame_exhaustion() -> TestResult {
         all.push(f);
     }
     check(all.len() as u64 == before, "did not get every free frame")?;
-    check(mm::free_frames() == 0, "allocator claims free frames while exhausted")?;
-    check(mm::alloc_frame().is_none(), "allocation succeeded while exhausted")?;
+    check(
+        mm::free_frames() == 0,
+        "allocator claims free frames while exhausted",
+    )?;
+    check(
+        mm::alloc_frame().is_none(),
+        "allocation succeeded while exhausted",
+    )?;
     for f in all {
         mm::free_frame(f).map_err(|_| "free failed")?;
     }
     check(mm::free_frames() == before, "free count not restored")?;
     // Exactly the two failed allocations above, and nothing else, were recorded.
     let reg = &crate::edge::EDGE_REGISTRY;
-    check(reg.len() == 2 && reg.count(zen_edge::EdgeKind::AllocFailure) == 2, "EDGE_REGISTRY does not hold exactly the two allocation failures")?;
+    check(
+        reg.len() == 2 && reg.count(zen_edge::EdgeKind::AllocFailure) == 2,
+        "EDGE_REGISTRY does not hold exactly the two allocation failures",
+    )?;
     reg.clear();
     Ok(())
 }
@@ -65,22 +86,55 @@ pub fn map_unmap_translate() -> TestResult {
     }
     let phys = frame.into_raw();
     paging::map(TEST_VA, phys, Flags::KERNEL_DATA).map_err(|_| "map failed")?;
-    check(paging::translate(TEST_VA + 5) == Some(phys + 5), "translate gave the wrong frame")?;
-    check(probe_read(TEST_VA + 123) == Some((123 * 7) as u8), "mapped page reads wrong data")?;
-    check(paging::map(TEST_VA, phys, Flags::KERNEL_DATA) == Err(MapError::AlreadyMapped), "double map")?;
-    check(paging::map(TEST_VA + 1, phys, Flags::KERNEL_DATA) == Err(MapError::Unaligned), "unaligned map")?;
-    check(paging::map(0x0000_8000_0000_0000, phys, Flags::KERNEL_DATA) == Err(MapError::NonCanonical), "non-canonical map")?;
-    check(paging::unmap(TEST_VA) == Ok(phys), "unmap returned the wrong frame")?;
-    check(paging::translate(TEST_VA).is_none(), "still mapped after unmap")?;
-    check(paging::unmap(TEST_VA) == Err(MapError::NotMapped), "unmapped twice")?;
+    check(
+        paging::translate(TEST_VA + 5) == Some(phys + 5),
+        "translate gave the wrong frame",
+    )?;
+    check(
+        probe_read(TEST_VA + 123) == Some((123 * 7) as u8),
+        "mapped page reads wrong data",
+    )?;
+    check(
+        paging::map(TEST_VA, phys, Flags::KERNEL_DATA) == Err(MapError::AlreadyMapped),
+        "double map",
+    )?;
+    check(
+        paging::map(TEST_VA + 1, phys, Flags::KERNEL_DATA) == Err(MapError::Unaligned),
+        "unaligned map",
+    )?;
+    check(
+        paging::map(0x0000_8000_0000_0000, phys, Flags::KERNEL_DATA) == Err(MapError::NonCanonical),
+        "non-canonical map",
+    )?;
+    check(
+        paging::unmap(TEST_VA) == Ok(phys),
+        "unmap returned the wrong frame",
+    )?;
+    check(
+        paging::translate(TEST_VA).is_none(),
+        "still mapped after unmap",
+    )?;
+    check(
+        paging::unmap(TEST_VA) == Err(MapError::NotMapped),
+        "unmapped twice",
+    )?;
     mm::free_frame(mm::forge_frame(phys)).map_err(|_| "free failed")
 }
 
 pub fn page_fault_caught() -> TestResult {
     let before = FIXED_FAULTS.load(core::sync::atomic::Ordering::Relaxed);
-    check(probe_read(TEST_VA).is_none(), "unmapped higher-half read did not fault")?;
-    check(probe_read(0).is_none(), "null read did not fault (identity map left?)")?;
-    check(probe_read(page_fault_caught as fn() -> TestResult as usize as u64).is_some(), "kernel text unreadable")?;
+    check(
+        probe_read(TEST_VA).is_none(),
+        "unmapped higher-half read did not fault",
+    )?;
+    check(
+        probe_read(0).is_none(),
+        "null read did not fault (identity map left?)",
+    )?;
+    check(
+        probe_read(page_fault_caught as fn() -> TestResult as usize as u64).is_some(),
+        "kernel text unreadable",
+    )?;
     let after = FIXED_FAULTS.load(core::sync::atomic::Ordering::Relaxed);
     check(after == before + 2, "page faults not counted")
 }
@@ -108,16 +162,28 @@ pub fn heap_stress() -> TestResult {
         if rng.next() % 3 == 0 && !blocks.is_empty() {
             let i = (rng.next() % blocks.len() as u64) as usize;
             let b = blocks.swap_remove(i);
-            check(b.iter().all(|&x| x == b.first().copied().unwrap_or(0)), "block corrupted")?;
+            check(
+                b.iter().all(|&x| x == b.first().copied().unwrap_or(0)),
+                "block corrupted",
+            )?;
         }
     }
-    check(pages.iter().all(|p| (p.0.as_ptr() as usize) % 4096 == 0), "page-aligned box misaligned")?;
+    check(
+        pages.iter().all(|p| (p.0.as_ptr() as usize) % 4096 == 0),
+        "page-aligned box misaligned",
+    )?;
     while !blocks.is_empty() {
         let i = (rng.next() % blocks.len() as u64) as usize;
         let b = blocks.swap_remove(i);
-        check(b.iter().all(|&x| x == b.first().copied().unwrap_or(0)), "block corrupted")?;
+        check(
+            b.iter().all(|&x| x == b.first().copied().unwrap_or(0)),
+            "block corrupted",
+        )?;
     }
     drop(blocks);
     drop(pages);
-    check(crate::arch::heap::stats() == (live0, bytes0), "heap counters not back to their start")
+    check(
+        crate::arch::heap::stats() == (live0, bytes0),
+        "heap counters not back to their start",
+    )
 }

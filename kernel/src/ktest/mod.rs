@@ -13,7 +13,11 @@ pub type TestResult = Result<(), &'static str>;
 
 /// Fails the test with `msg` unless `cond` holds.
 pub fn check(cond: bool, msg: &'static str) -> TestResult {
-    if cond { Ok(()) } else { Err(msg) }
+    if cond {
+        Ok(())
+    } else {
+        Err(msg)
+    }
 }
 
 mod cpu;
@@ -31,9 +35,18 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
     ("cpu::timer_ticks", cpu::timer_ticks),
     ("smp::all_cpus_online", cpu::all_cpus_online),
     ("smp::percpu_through_gs", cpu::percpu_through_gs),
-    ("smp::every_cpu_takes_timer_ticks", cpu::every_cpu_takes_timer_ticks),
-    ("sched::threads_bump_own_counters", sched::threads_bump_own_counters),
-    ("sched::proportional_share_3_to_1", sched::proportional_share),
+    (
+        "smp::every_cpu_takes_timer_ticks",
+        cpu::every_cpu_takes_timer_ticks,
+    ),
+    (
+        "sched::threads_bump_own_counters",
+        sched::threads_bump_own_counters,
+    ),
+    (
+        "sched::proportional_share_3_to_1",
+        sched::proportional_share,
+    ),
     ("sched::realtime_runs_first", sched::realtime_runs_first),
     ("sched::migration_by_pin_and_steal", sched::migration),
     ("sched::sleep_lasts_long_enough", sched::sleep_lasts),
@@ -52,6 +65,14 @@ pub fn run() -> u64 {
             }
         }
     }
-    kprintln!("zen-test: done {} passed, {} failed", TESTS.len() - failed, failed);
-    qemu_exit(if failed == 0 { QemuExit::Success } else { QemuExit::Failure })
+    kprintln!(
+        "zen-test: done {} passed, {} failed",
+        TESTS.len() - failed,
+        failed
+    );
+    qemu_exit(if failed == 0 {
+        QemuExit::Success
+    } else {
+        QemuExit::Failure
+    })
 }

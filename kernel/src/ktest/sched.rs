@@ -16,7 +16,10 @@ pub fn edge_registry_empty() -> TestResult {
             crate::kprintln!("zen-test:   edge record {:?}", r);
         }
     }
-    check(reg.is_empty() && reg.dropped() == 0, "EDGE_REGISTRY not empty after a clean boot")
+    check(
+        reg.is_empty() && reg.dropped() == 0,
+        "EDGE_REGISTRY not empty after a clean boot",
+    )
 }
 
 pub fn threads_bump_own_counters() -> TestResult {
@@ -41,7 +44,10 @@ pub fn threads_bump_own_counters() -> TestResult {
     for (i, h) in handles.into_iter().enumerate() {
         check(task::join(h) == i as u64 + 100, "wrong exit code")?;
     }
-    check(counters.iter().all(|c| c.load(Ordering::Relaxed) == ROUNDS), "a counter is off")?;
+    check(
+        counters.iter().all(|c| c.load(Ordering::Relaxed) == ROUNDS),
+        "a counter is off",
+    )?;
     check(task::thread_count() == 1, "threads not freed after join")
 }
 
@@ -58,29 +64,48 @@ fn spinner(stop: Arc<AtomicBool>) -> impl FnOnce() -> u64 + Send {
 
 /// The CPU to run contention tests on: not the one this test thread sits on, if any.
 fn other_cpu() -> usize {
-    if percpu::online_count() > 1 { 1 } else { 0 }
+    if percpu::online_count() > 1 {
+        1
+    } else {
+        0
+    }
 }
 
 pub fn proportional_share() -> TestResult {
     let cpu = other_cpu();
     let stop = Arc::new(AtomicBool::new(false));
-    let a = task::spawn(Options::new("share-3").tickets(300).pin(cpu), spinner(stop.clone())).map_err(|_| "spawn")?;
-    let b = task::spawn(Options::new("share-1").tickets(100).pin(cpu), spinner(stop.clone())).map_err(|_| "spawn")?;
+    let a = task::spawn(
+        Options::new("share-3").tickets(300).pin(cpu),
+        spinner(stop.clone()),
+    )
+    .map_err(|_| "spawn")?;
+    let b = task::spawn(
+        Options::new("share-1").tickets(100).pin(cpu),
+        spinner(stop.clone()),
+    )
+    .map_err(|_| "spawn")?;
     task::sleep_ticks(400);
     stop.store(true, Ordering::Relaxed);
-    let (ta, tb) = (a.thread().ticks_run.load(Ordering::Relaxed), b.thread().ticks_run.load(Ordering::Relaxed));
+    let (ta, tb) = (
+        a.thread().ticks_run.load(Ordering::Relaxed),
+        b.thread().ticks_run.load(Ordering::Relaxed),
+    );
     task::join(a);
     task::join(b);
     crate::kprintln!("zen-test:   3:1 tickets got {}:{} quanta", ta, tb);
     check(tb > 0, "the 1-ticket thread never ran")?;
     let ratio_x1000 = ta * 1000 / tb;
-    check((2850..=3150).contains(&ratio_x1000), "share not within 5% of 3:1")
+    check(
+        (2850..=3150).contains(&ratio_x1000),
+        "share not within 5% of 3:1",
+    )
 }
 
 pub fn realtime_runs_first() -> TestResult {
     let cpu = other_cpu();
     let stop = Arc::new(AtomicBool::new(false));
-    let hog = task::spawn(Options::new("hog").pin(cpu), spinner(stop.clone())).map_err(|_| "spawn")?;
+    let hog =
+        task::spawn(Options::new("hog").pin(cpu), spinner(stop.clone())).map_err(|_| "spawn")?;
     task::sleep_ticks(5);
     // A real-time thread on the same CPU runs at once and to completion, and the stride
     // thread gets no quantum meanwhile.
@@ -98,9 +123,16 @@ pub fn realtime_runs_first() -> TestResult {
     let hog_during = hog.thread().ticks_run.load(Ordering::Relaxed) - hog_before;
     stop.store(true, Ordering::Relaxed);
     task::join(hog);
-    crate::kprintln!("zen-test:   real-time thread took {} ticks, stride hog {} meanwhile", rt_ticks, hog_during);
+    crate::kprintln!(
+        "zen-test:   real-time thread took {} ticks, stride hog {} meanwhile",
+        rt_ticks,
+        hog_during
+    );
     check(rt_ticks >= 15, "real-time thread did not keep the CPU")?;
-    check(hog_during <= 2, "stride thread ran while a real-time thread was runnable")
+    check(
+        hog_during <= 2,
+        "stride thread ran while a real-time thread was runnable",
+    )
 }
 
 pub fn migration() -> TestResult {
@@ -116,7 +148,10 @@ pub fn migration() -> TestResult {
         ok
     })
     .map_err(|_| "spawn")?;
-    check(task::join(h) == 2 * n as u64, "a pinned thread did not run where it was pinned")?;
+    check(
+        task::join(h) == 2 * n as u64,
+        "a pinned thread did not run where it was pinned",
+    )?;
     if n == 1 {
         return Ok(());
     }
@@ -141,7 +176,12 @@ pub fn migration() -> TestResult {
         task::join(h);
     }
     let cpus = seen.load(Ordering::Relaxed).count_ones() as usize;
-    crate::kprintln!("zen-test:   {} threads ran on {} of {} CPUs", 2 * n, cpus, n);
+    crate::kprintln!(
+        "zen-test:   {} threads ran on {} of {} CPUs",
+        2 * n,
+        cpus,
+        n
+    );
     check(cpus == n, "idle CPUs did not steal work")
 }
 
@@ -149,7 +189,10 @@ pub fn sleep_lasts() -> TestResult {
     let start = crate::time::ticks();
     task::sleep_ticks(10);
     let slept = crate::time::ticks() - start;
-    check((10..=30).contains(&slept), "sleep(10 ticks) was too short or far too long")
+    check(
+        (10..=30).contains(&slept),
+        "sleep(10 ticks) was too short or far too long",
+    )
 }
 
 pub fn no_lost_wakeups() -> TestResult {

@@ -59,13 +59,23 @@ pub fn free_frames() -> u64 {
 pub fn init(boot: &'static BootInfo) {
     let map = arch::memory_map(boot);
     let usable = |r: &&zen_abi::boot::MemoryRegion| r.kind == MemoryKind::Usable as u32;
-    let max_phys = map.iter().filter(usable).map(|r| r.base + r.len).max().unwrap_or(0);
+    let max_phys = map
+        .iter()
+        .filter(usable)
+        .map(|r| r.base + r.len)
+        .max()
+        .unwrap_or(0);
     let words = FrameBitmap::words_for(max_phys);
     let bytes = (words as u64 * 8).next_multiple_of(FRAME_SIZE);
     let home = map
         .iter()
         .filter(usable)
-        .map(|r| (r.base.max(LOW_MEMORY).next_multiple_of(FRAME_SIZE), r.base + r.len))
+        .map(|r| {
+            (
+                r.base.max(LOW_MEMORY).next_multiple_of(FRAME_SIZE),
+                r.base + r.len,
+            )
+        })
         .find(|&(start, end)| end > start && end - start >= bytes)
         .map(|(start, _)| start)
         .expect("no usable memory for the frame bitmap");
@@ -77,7 +87,9 @@ pub fn init(boot: &'static BootInfo) {
     fa.reserve(0, LOW_MEMORY);
     fa.reserve(home, bytes);
     fa.reserve(boot.kernel_phys, boot.kernel_size);
-    let heap = fa.alloc_contiguous(HEAP_SIZE as u64 / FRAME_SIZE).expect("no memory for the kernel heap");
+    let heap = fa
+        .alloc_contiguous(HEAP_SIZE as u64 / FRAME_SIZE)
+        .expect("no memory for the kernel heap");
     *FRAMES.lock() = Some(fa);
     arch::heap::init(heap, HEAP_SIZE);
     arch::paging::init();

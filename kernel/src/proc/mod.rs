@@ -19,15 +19,18 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use zen_abi::archive::Archive;
-use zen_abi::syscall::{Error, ProcInfo, FAULT_EXIT_CODE, KILLED_EXIT_CODE, USER_BASE, USER_MAP_BASE, USER_STACK_SIZE, USER_STACK_TOP};
+use zen_abi::syscall::{
+    Error, ProcInfo, FAULT_EXIT_CODE, KILLED_EXIT_CODE, USER_BASE, USER_MAP_BASE, USER_STACK_SIZE,
+    USER_STACK_TOP,
+};
 
 use crate::arch::paging::{self, Flags};
 use crate::arch::phys::SharedFrame;
-use zen_abi::cap::TokenSlot;
 use crate::arch::user::{activate_root, AddressSpace};
 use crate::kprintln;
 use crate::sync::IrqMutex;
 use crate::task::{self, Options, Thread};
+use zen_abi::cap::TokenSlot;
 
 /// Most processes alive (zombies included).
 pub const MAX_PROCS: usize = 64;
@@ -88,13 +91,17 @@ impl Process {
         zen_cap::page::insert(self.tokens.lock().token_page(), t).map_err(|_| Error::NoMemory)
     }
     pub fn remove_token(&self, i: usize) -> Result<(), Error> {
-        zen_cap::page::remove(self.tokens.lock().token_page(), i).map(|_| ()).map_err(|_| Error::InvalidArgument)
+        zen_cap::page::remove(self.tokens.lock().token_page(), i)
+            .map(|_| ())
+            .map_err(|_| Error::InvalidArgument)
     }
     /// Replaces the live token equal to `old` (by MAC) with `new`, in place.
     pub fn replace_token(&self, old: &TokenSlot, new: TokenSlot) {
         let mut f = self.tokens.lock();
         let page = f.token_page();
-        let found = zen_cap::page::iter(page).find(|(_, t)| t.token.mac == old.token.mac).map(|(i, _)| i);
+        let found = zen_cap::page::iter(page)
+            .find(|(_, t)| t.token.mac == old.token.mac)
+            .map(|(i, _)| i);
         if let Some(i) = found {
             page.slots[i] = new;
         }
@@ -133,7 +140,11 @@ impl Process {
     }
     /// Runs `f` on the address space; `Error::NoSuchProcess` once it is gone.
     pub fn with_space<R>(&self, f: impl FnOnce(&AddressSpace) -> R) -> Result<R, Error> {
-        self.space.lock().as_ref().map(f).ok_or(Error::NoSuchProcess)
+        self.space
+            .lock()
+            .as_ref()
+            .map(f)
+            .ok_or(Error::NoSuchProcess)
     }
 }
 
@@ -142,7 +153,11 @@ static NEXT_PID: AtomicU32 = AtomicU32::new(1);
 
 /// The live process `pid`.
 pub fn find(pid: u32) -> Option<Arc<Process>> {
-    PROCS.lock().get(&pid).filter(|p| p.inner.lock().exit.is_none()).cloned()
+    PROCS
+        .lock()
+        .get(&pid)
+        .filter(|p| p.inner.lock().exit.is_none())
+        .cloned()
 }
 
 /// The calling thread's process.
@@ -154,30 +169,58 @@ pub fn current() -> Option<Arc<Process>> {
 fn load(program: &[u8]) -> Result<(AddressSpace, u64, u64), Error> {
     struct Loader<'a>(&'a AddressSpace);
     impl zen_loader::Target for Loader<'_> {
-        fn map(&mut self, va: u64, writable: bool, executable: bool) -> Result<(), zen_loader::LoadError> {
+        fn map(
+            &mut self,
+            va: u64,
+            writable: bool,
+            executable: bool,
+        ) -> Result<(), zen_loader::LoadError> {
             let frame = zeroed_frame().ok_or(zen_loader::LoadError::NoMemory)?;
-            self.0.map(va, frame, Flags { writable, user: true, executable }).map_err(|e| match e {
-                paging::MapError::AlreadyMapped => zen_loader::LoadError::Overlap,
-                _ => zen_loader::LoadError::NoMemory,
-            })
+            self.0
+                .map(
+                    va,
+                    frame,
+                    Flags {
+                        writable,
+                        user: true,
+                        executable,
+                    },
+                )
+                .map_err(|e| match e {
+                    paging::MapError::AlreadyMapped => zen_loader::LoadError::Overlap,
+                    _ => zen_loader::LoadError::NoMemory,
+                })
         }
         fn write(&mut self, va: u64, data: &[u8]) -> Result<(), zen_loader::LoadError> {
-            self.0.write_image(va, data).ok_or(zen_loader::LoadError::BadSegment)
+            self.0
+                .write_image(va, data)
+                .ok_or(zen_loader::LoadError::BadSegment)
         }
     }
     let space = AddressSpace::new().ok_or(Error::NoMemory)?;
-    let loaded = zen_loader::load(program, USER_BASE, IMAGE_LIMIT, &mut Loader(&space)).map_err(|e| {
-        kprintln!("zen: cannot load program: {}", e.as_str());
-        match e {
-            zen_loader::LoadError::NoMemory => Error::NoMemory,
-            _ => Error::BadExecutable,
-        }
-    })?;
+    let loaded =
+        zen_loader::load(program, USER_BASE, IMAGE_LIMIT, &mut Loader(&space)).map_err(|e| {
+            kprintln!("zen: cannot load program: {}", e.as_str());
+            match e {
+                zen_loader::LoadError::NoMemory => Error::NoMemory,
+                _ => Error::BadExecutable,
+            }
+        })?;
     // The stack, with an unmapped guard page below it.
     let stack_pages = USER_STACK_SIZE / 4096;
     for i in 1..=stack_pages {
         let frame = zeroed_frame().ok_or(Error::NoMemory)?;
-        space.map(USER_STACK_TOP - i * 4096, frame, Flags { writable: true, user: true, executable: false }).map_err(|_| Error::NoMemory)?;
+        space
+            .map(
+                USER_STACK_TOP - i * 4096,
+                frame,
+                Flags {
+                    writable: true,
+                    user: true,
+                    executable: false,
+                },
+            )
+            .map_err(|_| Error::NoMemory)?;
     }
     Ok((space, loaded.entry, loaded.pages + stack_pages))
 }
@@ -197,15 +240,30 @@ pub fn spawn(name: &str, arg: &[u8], parent: u32) -> Result<u32, Error> {
 
 /// As [`spawn`]; `setup` runs on the new process before its thread starts (to give
 /// it a token); if it fails, the process is not started.
-pub fn spawn_with(name: &str, arg: &[u8], parent: u32, setup: impl FnOnce(&Process) -> Result<(), Error>) -> Result<u32, Error> {
-    let program = archive().and_then(|a| a.find(name)).ok_or(Error::NoSuchProgram)?;
+pub fn spawn_with(
+    name: &str,
+    arg: &[u8],
+    parent: u32,
+    setup: impl FnOnce(&Process) -> Result<(), Error>,
+) -> Result<u32, Error> {
+    let program = archive()
+        .and_then(|a| a.find(name))
+        .ok_or(Error::NoSuchProgram)?;
     if PROCS.lock().len() >= MAX_PROCS {
         return Err(Error::TooManyProcesses);
     }
     let (space, entry, pages) = load(program)?;
     let tokens = SharedFrame::new().ok_or(Error::NoMemory)?;
     space
-        .map_shared(zen_abi::syscall::TOKEN_PAGE, tokens.addr(), Flags { writable: false, user: true, executable: false })
+        .map_shared(
+            zen_abi::syscall::TOKEN_PAGE,
+            tokens.addr(),
+            Flags {
+                writable: false,
+                user: true,
+                executable: false,
+            },
+        )
         .map_err(|_| Error::NoMemory)?;
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let p = Arc::new(Process {
@@ -312,14 +370,33 @@ pub fn user_fault(vector: u8, error: u64, rip: u64, cr2: u64) -> ! {
             name,
             rip,
             cr2,
-            if error & 1 != 0 { "protection violation," } else { "unmapped," },
+            if error & 1 != 0 {
+                "protection violation,"
+            } else {
+                "unmapped,"
+            },
             if error & 2 != 0 { "write" } else { "read" }
         );
         crate::edge::report_detail(zen_edge::EdgeKind::PageFault, error as u16, cr2 as u32);
     } else {
-        kprintln!("zen: process {} ({}) killed: exception {} at rip={:#x}, error {:#x}", pid, name, vector, rip, error);
-        let kind = if vector == 13 { zen_edge::EdgeKind::GeneralProtection } else { zen_edge::EdgeKind::Exception };
-        let detail = if vector == 13 { error as u16 } else { vector as u16 };
+        kprintln!(
+            "zen: process {} ({}) killed: exception {} at rip={:#x}, error {:#x}",
+            pid,
+            name,
+            vector,
+            rip,
+            error
+        );
+        let kind = if vector == 13 {
+            zen_edge::EdgeKind::GeneralProtection
+        } else {
+            zen_edge::EdgeKind::Exception
+        };
+        let detail = if vector == 13 {
+            error as u16
+        } else {
+            vector as u16
+        };
         crate::edge::report_detail(kind, detail, rip as u32);
     }
     // This stack is never unwound: free what it holds first.
@@ -415,7 +492,18 @@ pub fn map(me: &Process, len: u64) -> Result<u64, Error> {
     let done = me.with_space(|s| {
         for n in 0..pages {
             let ok = zeroed_frame()
-                .map(|f| s.map(va + n * 4096, f, Flags { writable: true, user: true, executable: false }).is_ok())
+                .map(|f| {
+                    s.map(
+                        va + n * 4096,
+                        f,
+                        Flags {
+                            writable: true,
+                            user: true,
+                            executable: false,
+                        },
+                    )
+                    .is_ok()
+                })
                 .unwrap_or(false);
             if !ok {
                 for m in 0..n {
@@ -439,7 +527,9 @@ pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
         return Err(Error::InvalidArgument);
     }
     let pages = len.div_ceil(4096);
-    let end = addr.checked_add(pages * 4096).ok_or(Error::InvalidArgument)?;
+    let end = addr
+        .checked_add(pages * 4096)
+        .ok_or(Error::InvalidArgument)?;
     if end > me.inner.lock().next_map {
         return Err(Error::InvalidArgument);
     }
@@ -487,11 +577,16 @@ pub fn start_init(cmdline: &str) {
         kprintln!("zen: no programs in the boot archive, no init");
         return;
     }
-    let name = cmdline.split_whitespace().find_map(|w| w.strip_prefix("init=")).unwrap_or("init");
-    let arg = cmdline.split_whitespace().find_map(|w| w.strip_prefix("arg=")).unwrap_or("");
+    let name = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("init="))
+        .unwrap_or("init");
+    let arg = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("arg="))
+        .unwrap_or("");
     match spawn(name, arg.as_bytes(), 0) {
         Ok(pid) => kprintln!("zen: started {} as process {}", name, pid),
         Err(e) => kprintln!("zen: cannot start {}: {}", name, e.as_str()),
     }
 }
-

@@ -186,7 +186,13 @@ pub fn init_cpu() {
 
 /// The thread running on this CPU.
 pub fn current() -> Arc<Thread> {
-    irqs_off(|| CPUS[this_cpu()].current.lock().clone().expect("scheduler not initialised on this CPU"))
+    irqs_off(|| {
+        CPUS[this_cpu()]
+            .current
+            .lock()
+            .clone()
+            .expect("scheduler not initialised on this CPU")
+    })
 }
 
 /// A spawned thread, to join.
@@ -209,7 +215,12 @@ pub struct Options {
 
 impl Options {
     pub const fn new(name: &'static str) -> Self {
-        Self { name, tickets: DEFAULT_TICKETS, realtime: false, pin: None }
+        Self {
+            name,
+            tickets: DEFAULT_TICKETS,
+            realtime: false,
+            pin: None,
+        }
     }
     pub const fn tickets(mut self, t: u16) -> Self {
         self.tickets = t;
@@ -226,7 +237,10 @@ impl Options {
 }
 
 /// Creates a kernel thread running `f`; its return value is the exit code.
-pub fn spawn(opts: Options, f: impl FnOnce() -> u64 + Send + 'static) -> Result<JoinHandle, SpawnError> {
+pub fn spawn(
+    opts: Options,
+    f: impl FnOnce() -> u64 + Send + 'static,
+) -> Result<JoinHandle, SpawnError> {
     spawn_inner(opts, None, Box::new(f)).map(JoinHandle)
 }
 
@@ -284,7 +298,11 @@ fn spawn_inner(
         Ok(pool.get(handle).cloned().expect("just allocated"))
     })?;
     let id = t.handle.index();
-    let mut desc = if opts.realtime { TaskDesc::realtime(id) } else { TaskDesc::stride(id, opts.tickets.max(1)) };
+    let mut desc = if opts.realtime {
+        TaskDesc::realtime(id)
+    } else {
+        TaskDesc::stride(id, opts.tickets.max(1))
+    };
     if let Some(p) = opts.pin {
         desc = desc.pinned(p as u8);
     }
@@ -343,7 +361,10 @@ fn schedule() {
     // User threads run on their process's tables, kernel threads on the kernel's (so
     // no CPU keeps a dead process's tables loaded). Entries from user mode land on the
     // thread's own kernel stack.
-    let root = next.process.as_ref().map_or_else(arch::paging::kernel_root, |p| p.root());
+    let root = next
+        .process
+        .as_ref()
+        .map_or_else(arch::paging::kernel_root, |p| p.root());
     arch::user::activate_root(root);
     if next.kstack_top != 0 {
         percpu::set_kernel_stack(next.kstack_top);
@@ -373,7 +394,11 @@ pub fn yield_now() {
         let cpu = this_cpu();
         let ran = cpu::rdtsc().saturating_sub(CPUS[cpu].picked_at.load(Ordering::Relaxed));
         let per_tick = (apic::tsc_hz() / crate::TIMER_HZ as u64).max(1);
-        SCHED.charge(cpu, ((ran * zen_sched::QUANTUM as u64) / per_tick).clamp(1, zen_sched::QUANTUM as u64) as u32);
+        SCHED.charge(
+            cpu,
+            ((ran * zen_sched::QUANTUM as u64) / per_tick).clamp(1, zen_sched::QUANTUM as u64)
+                as u32,
+        );
         schedule();
     })
 }
@@ -407,7 +432,9 @@ pub fn unpark(t: &Arc<Thread>) {
             return;
         }
         inner.wake_pending = false;
-        let Some(desc) = inner.desc.take() else { return };
+        let Some(desc) = inner.desc.take() else {
+            return;
+        };
         inner.state = State::Runnable;
         let target = t.last_cpu.load(Ordering::Relaxed) as usize;
         match SCHED.enqueue(target, desc) {
@@ -458,8 +485,12 @@ pub fn pin_current(target: usize) -> Result<(), SpawnError> {
     }
     irqs_off(|| {
         let cpu = this_cpu();
-        let Some(desc) = SCHED.block_current(cpu) else { return Err(SpawnError::QueueFull) };
-        SCHED.enqueue(target, desc.pinned(target as u8)).map_err(|_| SpawnError::QueueFull)?;
+        let Some(desc) = SCHED.block_current(cpu) else {
+            return Err(SpawnError::QueueFull);
+        };
+        SCHED
+            .enqueue(target, desc.pinned(target as u8))
+            .map_err(|_| SpawnError::QueueFull)?;
         schedule();
         Ok(())
     })?;
@@ -568,7 +599,8 @@ pub fn on_resched() {
 
 /// Context switches done by `cpu` so far.
 pub fn switches(cpu: usize) -> u64 {
-    CPUS.get(cpu).map_or(0, |c| c.switches.load(Ordering::Relaxed))
+    CPUS.get(cpu)
+        .map_or(0, |c| c.switches.load(Ordering::Relaxed))
 }
 
 /// Threads alive (not yet joined).

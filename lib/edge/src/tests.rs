@@ -174,7 +174,13 @@ fn concurrent_writers_past_capacity_account_for_every_event() {
 
 #[test]
 fn records_round_trip_through_bytes() {
-    let r = EdgeRecord { kind: EdgeKind::PageFault, cpu: 3, detail: 0x1234, payload: 0xdead_beef, stamp: 77 };
+    let r = EdgeRecord {
+        kind: EdgeKind::PageFault,
+        cpu: 3,
+        detail: 0x1234,
+        payload: 0xdead_beef,
+        stamp: 77,
+    };
     let b = r.to_bytes();
     assert_eq!(b[0], EdgeKind::PageFault as u8);
     assert_eq!(EdgeRecord::from_bytes(&b), Some(r));

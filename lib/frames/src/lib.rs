@@ -34,7 +34,10 @@ pub struct FrameBitmap<'a> {
 
 impl core::fmt::Debug for FrameBitmap<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FrameBitmap").field("frames", &self.frames).field("free", &self.free).finish()
+        f.debug_struct("FrameBitmap")
+            .field("frames", &self.frames)
+            .field("free", &self.free)
+            .finish()
     }
 }
 
@@ -50,7 +53,12 @@ impl<'a> FrameBitmap<'a> {
     pub fn new(bits: &'a mut [u64], max_phys: u64) -> Self {
         bits.fill(0);
         let frames = (max_phys / FRAME_SIZE).min(bits.len() as u64 * 64);
-        Self { bits, frames, free: 0, hint: 0 }
+        Self {
+            bits,
+            frames,
+            free: 0,
+            hint: 0,
+        }
     }
 
     /// Marks the whole frames inside `[base, base + len)` free. Partial frames at the
@@ -70,7 +78,10 @@ impl<'a> FrameBitmap<'a> {
     /// Marks every frame touching `[base, base + len)` used (e.g. the bitmap itself).
     pub fn reserve(&mut self, base: u64, len: u64) {
         let first = base / FRAME_SIZE;
-        let end = base.saturating_add(len).div_ceil(FRAME_SIZE).min(self.frames);
+        let end = base
+            .saturating_add(len)
+            .div_ceil(FRAME_SIZE)
+            .min(self.frames);
         for f in first..end {
             if self.is_free(f) {
                 self.set(f, false);
@@ -200,7 +211,11 @@ mod tests {
             all.push(f);
         }
         assert_eq!(all.len() as u64, before);
-        assert_eq!(all.iter().collect::<BTreeSet<_>>().len(), all.len(), "no frame twice");
+        assert_eq!(
+            all.iter().collect::<BTreeSet<_>>().len(),
+            all.len(),
+            "no frame twice"
+        );
         assert_eq!(fa.free_frames(), 0);
         for f in all {
             fa.free(f).unwrap();

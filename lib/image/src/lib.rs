@@ -80,7 +80,10 @@ pub fn verify(file: &[u8]) -> Result<Verified<'_>, ImageError> {
     // OR of the differences rather than `!=`: no early exit (constant time, which the
     // signature check will want), and no call to `memcmp`, whose compiler-builtins
     // version alone is 600 bytes of the UEFI stub's 8 KiB.
-    let diff = digest.iter().zip(&header.payload_hash).fold(0, |d, (a, b)| d | (a ^ b));
+    let diff = digest
+        .iter()
+        .zip(&header.payload_hash)
+        .fold(0, |d, (a, b)| d | (a ^ b));
     if diff != 0 {
         return Err(ImageError::BadHash);
     }
@@ -177,8 +180,14 @@ fn lz4_len(src: &mut core::slice::Iter<'_, u8>, nibble: u8) -> Option<usize> {
 /// against `Sha512::digest` at every length around the block and padding boundaries.
 pub fn sha512(data: &[u8]) -> [u8; 64] {
     let mut state: [u64; 8] = [
-        0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,
-        0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
+        0x6a09e667f3bcc908,
+        0xbb67ae8584caa73b,
+        0x3c6ef372fe94f82b,
+        0xa54ff53a5f1d36f1,
+        0x510e527fade682d1,
+        0x9b05688c2b3e6c1f,
+        0x1f83d9abfb41bd6b,
+        0x5be0cd19137e2179,
     ];
     let blocks = data.chunks_exact(128);
     let rest = blocks.remainder();
@@ -232,7 +241,9 @@ mod tests {
     use zen_abi::layout::KERNEL_BASE;
 
     fn flat() -> Vec<u8> {
-        (0..20_000u32).map(|i| (i % 251) as u8 ^ (i / 1000) as u8).collect()
+        (0..20_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 1000) as u8)
+            .collect()
     }
 
     fn image() -> Vec<u8> {
@@ -254,9 +265,18 @@ mod tests {
         let img = image();
         let mut bad = img.clone();
         bad[1] ^= 0x20;
-        assert_eq!(verify(&bad).unwrap_err(), ImageError::Header(HeaderError::BadMagic));
-        assert_eq!(verify(&img[..img.len() - 1]).unwrap_err(), ImageError::TruncatedPayload);
-        assert_eq!(verify(&img[..50]).unwrap_err(), ImageError::Header(HeaderError::Truncated));
+        assert_eq!(
+            verify(&bad).unwrap_err(),
+            ImageError::Header(HeaderError::BadMagic)
+        );
+        assert_eq!(
+            verify(&img[..img.len() - 1]).unwrap_err(),
+            ImageError::TruncatedPayload
+        );
+        assert_eq!(
+            verify(&img[..50]).unwrap_err(),
+            ImageError::Header(HeaderError::Truncated)
+        );
         // Every byte of the payload and of the hash is covered.
         for i in (IMAGE_HEADER_SIZE..img.len()).chain(64..128) {
             let mut bad = img.clone();
@@ -270,7 +290,10 @@ mod tests {
         let img = image();
         let v = verify(&img).unwrap();
         let mut small = vec![0u8; 4096];
-        assert_eq!(v.unpack(&mut small).unwrap_err(), ImageError::BufferTooSmall);
+        assert_eq!(
+            v.unpack(&mut small).unwrap_err(),
+            ImageError::BufferTooSmall
+        );
         // A header that claims a larger image than the payload holds: the hash is
         // right (recomputed), but decompression must not accept the short output.
         let mut h = ImageHeader::decode(&img).unwrap();
@@ -312,12 +335,22 @@ mod tests {
                         0 => 0,
                         1 => (i % 7) as u8,
                         2 => next() as u8,
-                        _ => if (i / 500) % 2 == 0 { next() as u8 } else { (i % 3) as u8 },
+                        _ => {
+                            if (i / 500) % 2 == 0 {
+                                next() as u8
+                            } else {
+                                (i % 3) as u8
+                            }
+                        }
                     })
                     .collect();
                 let packed = lz4_flex::block::compress(&data);
                 let mut out = vec![0xAAu8; len];
-                assert_eq!(lz4_decode(&packed, &mut out), Some(()), "len {len} style {style}");
+                assert_eq!(
+                    lz4_decode(&packed, &mut out),
+                    Some(()),
+                    "len {len} style {style}"
+                );
                 assert_eq!(out, data, "len {len} style {style}");
                 if len > 0 {
                     // One byte too few or too many to fill is refused.
@@ -359,8 +392,14 @@ mod tests {
                 .collect();
             let payload_hash = sha512(&payload);
             let h = ImageHeader {
-                flags: 0, payload_size: 300, image_size: 4096, mem_size: 4096,
-                load_vaddr: KERNEL_BASE, entry: KERNEL_BASE, payload_hash, signature: [0; 64],
+                flags: 0,
+                payload_size: 300,
+                image_size: 4096,
+                mem_size: 4096,
+                load_vaddr: KERNEL_BASE,
+                entry: KERNEL_BASE,
+                payload_hash,
+                signature: [0; 64],
             };
             let mut file = h.encode().to_vec();
             file.extend_from_slice(&payload);

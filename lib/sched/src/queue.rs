@@ -21,7 +21,10 @@ struct Running {
 }
 
 impl Running {
-    const NONE: Self = Self { some: false, desc: TaskDesc::EMPTY };
+    const NONE: Self = Self {
+        some: false,
+        desc: TaskDesc::EMPTY,
+    };
 
     fn get(&self) -> Option<TaskDesc> {
         self.some.then_some(self.desc)
@@ -34,11 +37,18 @@ impl Running {
     }
 
     fn set(&mut self, t: TaskDesc) {
-        *self = Self { some: true, desc: t };
+        *self = Self {
+            some: true,
+            desc: t,
+        };
     }
 
     fn as_mut(&mut self) -> Option<&mut TaskDesc> {
-        if self.some { Some(&mut self.desc) } else { None }
+        if self.some {
+            Some(&mut self.desc)
+        } else {
+            None
+        }
     }
 }
 

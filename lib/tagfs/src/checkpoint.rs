@@ -87,7 +87,9 @@ pub(crate) fn decode(stream: &[u8], seg_count: u32) -> Result<Loaded> {
     let count = r.u32()?;
     r.check_count(u64::from(count), ObjectMeta::SIZE)?;
     if count > next_id {
-        return Err(corrupt!("checkpoint: {count} objects but next id {next_id}"));
+        return Err(corrupt!(
+            "checkpoint: {count} objects but next id {next_id}"
+        ));
     }
     let mut objects: Vec<Option<Object>> = Vec::new();
     let mut want_tags = Vec::new();
@@ -105,9 +107,19 @@ pub(crate) fn decode(stream: &[u8], seg_count: u32) -> Result<Loaded> {
         let mut extents = Vec::with_capacity(n);
         let mut end = 0u64;
         for _ in 0..n {
-            let e = Extent { off: r.u64()?, len: r.u32()?, addr: r.u64()?, skip: r.u32()?, chunk_len: r.u32()?, sum: r.u32()? };
+            let e = Extent {
+                off: r.u64()?,
+                len: r.u32()?,
+                addr: r.u64()?,
+                skip: r.u32()?,
+                chunk_len: r.u32()?,
+                sum: r.u32()?,
+            };
             if e.off < end || !extent_ok(&e, m.size(), seg_count) {
-                return Err(corrupt!("checkpoint: object {id} has a bad extent at offset {}", e.off));
+                return Err(corrupt!(
+                    "checkpoint: object {id} has a bad extent at offset {}",
+                    e.off
+                ));
             }
             end = e.off + u64::from(e.len);
             extents.push(e);
@@ -115,7 +127,11 @@ pub(crate) fn decode(stream: &[u8], seg_count: u32) -> Result<Loaded> {
         if objects.len() <= id as usize {
             objects.resize_with(id as usize + 1, || None);
         }
-        objects[id as usize] = Some(Object { size: m.size(), tags: Vec::new(), extents });
+        objects[id as usize] = Some(Object {
+            size: m.size(),
+            tags: Vec::new(),
+            extents,
+        });
         want_tags.push((id, m.tag_count()));
     }
     // Deleted ids at the end are not stored; `Fs::apply` fills the gap on the next
@@ -147,7 +163,9 @@ pub(crate) fn decode(stream: &[u8], seg_count: u32) -> Result<Loaded> {
             };
             let ok = objects.get(id as usize).is_some_and(|o| o.is_some());
             if !ok {
-                return Err(corrupt!("checkpoint: tag {name:?} lists a missing or repeated object"));
+                return Err(corrupt!(
+                    "checkpoint: tag {name:?} lists a missing or repeated object"
+                ));
             }
             prev = Some(id);
             ids.push(id as ObjectId);
@@ -171,7 +189,9 @@ pub(crate) fn decode(stream: &[u8], seg_count: u32) -> Result<Loaded> {
                     push(d, &mut ids)?;
                 }
                 if br.remaining() != 0 {
-                    return Err(corrupt!("checkpoint: tag {name:?}: posting block has trailing bytes"));
+                    return Err(corrupt!(
+                        "checkpoint: tag {name:?}: posting block has trailing bytes"
+                    ));
                 }
             }
         }
@@ -188,10 +208,16 @@ pub(crate) fn decode(stream: &[u8], seg_count: u32) -> Result<Loaded> {
     for (id, n) in want_tags {
         let have = objects[id as usize].as_ref().map_or(0, |o| o.tags.len());
         if have != n {
-            return Err(corrupt!("checkpoint: object {id} should have {n} tags, index has {have}"));
+            return Err(corrupt!(
+                "checkpoint: object {id} should have {n} tags, index has {have}"
+            ));
         }
     }
-    Ok(Loaded { next_id, objects, index })
+    Ok(Loaded {
+        next_id,
+        objects,
+        index,
+    })
 }
 
 /// An extent is sane if it is non-empty, inside its object, within its original chunk,
@@ -199,7 +225,10 @@ pub(crate) fn decode(stream: &[u8], seg_count: u32) -> Result<Loaded> {
 pub(crate) fn extent_ok(e: &Extent, size: u64, seg_count: u32) -> bool {
     let bs = crate::BLOCK_SIZE as u64;
     let seg_bytes = SEG_BLOCKS * bs;
-    let in_obj = e.len > 0 && e.off.checked_add(u64::from(e.len)).is_some_and(|end| end <= size);
+    let in_obj = e.len > 0
+        && e.off
+            .checked_add(u64::from(e.len))
+            .is_some_and(|end| end <= size);
     let in_chunk = u64::from(e.skip) + u64::from(e.len) <= u64::from(e.chunk_len);
     let seg = e.addr / seg_bytes;
     let in_seg = seg >= 1

@@ -81,7 +81,11 @@ impl<'a> Reader<'a> {
                 return Ok(x);
             }
         }
-        Err(corrupt!("{}: varint too long at byte {}", self.what, self.pos))
+        Err(corrupt!(
+            "{}: varint too long at byte {}",
+            self.what,
+            self.pos
+        ))
     }
     pub(crate) fn str(&mut self) -> Result<&'a str> {
         let n = usize::from(self.u8()?);

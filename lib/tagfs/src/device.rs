@@ -34,7 +34,10 @@ pub struct MemDevice {
 impl MemDevice {
     /// A device of `count` zeroed blocks.
     pub fn new(count: u64) -> Self {
-        MemDevice { blocks: BTreeMap::new(), count }
+        MemDevice {
+            blocks: BTreeMap::new(),
+            count,
+        }
     }
     /// Blocks ever written (for tests and the benchmark's bytes-on-disk figure).
     pub fn written_blocks(&self) -> usize {
@@ -62,7 +65,9 @@ fn check(lba: u64, count: u64, len: usize) -> Result<()> {
         return Err(Error::Io(alloc::format!("block {lba} beyond end {count}")));
     }
     if len != BLOCK_SIZE {
-        return Err(Error::Io(alloc::format!("buffer of {len} bytes, not one block")));
+        return Err(Error::Io(alloc::format!(
+            "buffer of {len} bytes, not one block"
+        )));
     }
     Ok(())
 }

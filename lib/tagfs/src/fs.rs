@@ -36,7 +36,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_journal_segments: 64, clean_below: 8, clean_batch: 16 }
+        Config {
+            max_journal_segments: 64,
+            clean_below: 8,
+            clean_batch: 16,
+        }
     }
 }
 
@@ -143,13 +147,19 @@ pub struct Fs<D: BlockDevice> {
 
 impl<D: BlockDevice> core::fmt::Debug for Fs<D> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Fs").field("segments", &self.seg_count).field("next_id", &self.next_id).finish()
+        f.debug_struct("Fs")
+            .field("segments", &self.seg_count)
+            .field("next_id", &self.next_id)
+            .finish()
     }
 }
 
 impl<D: BlockDevice> Fs<D> {
     fn obj(&self, id: ObjectId) -> Result<&Object> {
-        self.objects.get(id as usize).and_then(|o| o.as_ref()).ok_or(Error::NotFound(id))
+        self.objects
+            .get(id as usize)
+            .and_then(|o| o.as_ref())
+            .ok_or(Error::NotFound(id))
     }
 
     /// Creates an empty, untagged object.
@@ -171,13 +181,19 @@ impl<D: BlockDevice> Fs<D> {
         }
         let n = (buf.len() as u64).min(o.size - off) as usize;
         let end = off + n as u64;
-        let hits: Vec<Extent> = o.extents.iter().filter(|e| e.off < end && e.end() > off).copied().collect();
+        let hits: Vec<Extent> = o
+            .extents
+            .iter()
+            .filter(|e| e.off < end && e.end() > off)
+            .copied()
+            .collect();
         buf[..n].fill(0);
         for e in hits {
             let chunk = self.read_chunk(&e)?;
             let (from, to) = (e.off.max(off), e.end().min(end));
             let src = (u64::from(e.skip) + from - e.off) as usize;
-            buf[(from - off) as usize..(to - off) as usize].copy_from_slice(&chunk[src..src + (to - from) as usize]);
+            buf[(from - off) as usize..(to - off) as usize]
+                .copy_from_slice(&chunk[src..src + (to - from) as usize]);
         }
         Ok(n)
     }
@@ -187,7 +203,10 @@ impl<D: BlockDevice> Fs<D> {
         let size = self.obj(id)?.size;
         // A sparse object can be far larger than memory: refuse rather than abort.
         let too_big = Error::Limit("object too large to read into memory");
-        let len = usize::try_from(size).ok().filter(|&l| l <= MAX_READ_ALL).ok_or(too_big.clone())?;
+        let len = usize::try_from(size)
+            .ok()
+            .filter(|&l| l <= MAX_READ_ALL)
+            .ok_or(too_big.clone())?;
         let mut buf = Vec::new();
         buf.try_reserve_exact(len).map_err(|_| too_big)?;
         buf.resize(len, 0);
@@ -198,7 +217,9 @@ impl<D: BlockDevice> Fs<D> {
     /// Writes `data` at `off`, extending the object if needed (a gap reads as zeros).
     pub fn write(&mut self, id: ObjectId, off: u64, data: &[u8]) -> Result<()> {
         let o = self.obj(id)?;
-        let end = off.checked_add(data.len() as u64).filter(|&e| e <= MAX_SIZE);
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= MAX_SIZE);
         if end.is_none() {
             return Err(Error::Limit("object size above 1 TiB"));
         }
@@ -215,7 +236,13 @@ impl<D: BlockDevice> Fs<D> {
     pub(crate) fn write_chunk(&mut self, id: ObjectId, off: u64, c: &[u8]) -> Result<()> {
         let sum = chunk_sum(c);
         let len = c.len() as u32;
-        let e = |addr| Entry::Write { id, off, len, addr, sum };
+        let e = |addr| Entry::Write {
+            id,
+            off,
+            len,
+            addr,
+            sum,
+        };
         let addr = self.queue(e(0), c)?;
         self.apply(e(addr))
     }
@@ -279,19 +306,32 @@ impl<D: BlockDevice> Fs<D> {
     /// An object's tags, sorted.
     pub fn tags(&self, id: ObjectId) -> Result<Vec<String>> {
         let o = self.obj(id)?;
-        let mut v: Vec<String> = o.tags.iter().filter_map(|&t| self.index.name(t)).map(String::from).collect();
+        let mut v: Vec<String> = o
+            .tags
+            .iter()
+            .filter_map(|&t| self.index.name(t))
+            .map(String::from)
+            .collect();
         v.sort();
         Ok(v)
     }
 
     /// Every live object id, ascending.
     pub fn ids(&self) -> impl Iterator<Item = ObjectId> + '_ {
-        self.objects.iter().enumerate().filter(|(_, o)| o.is_some()).map(|(i, _)| i as ObjectId)
+        self.objects
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.is_some())
+            .map(|(i, _)| i as ObjectId)
     }
 
     /// Every tag in use with its object count.
     pub fn all_tags(&self) -> Vec<(String, usize)> {
-        let mut v: Vec<(String, usize)> = self.index.iter().map(|(n, s)| (String::from(n), s.len())).collect();
+        let mut v: Vec<(String, usize)> = self
+            .index
+            .iter()
+            .map(|(n, s)| (String::from(n), s.len()))
+            .collect();
         v.sort();
         v
     }
@@ -303,15 +343,24 @@ impl<D: BlockDevice> Fs<D> {
         match e {
             Entry::Create(id) => {
                 if id != self.next_id || id == ObjectId::MAX {
-                    return Err(corrupt!("journal: create of id {id}, expected {}", self.next_id));
+                    return Err(corrupt!(
+                        "journal: create of id {id}, expected {}",
+                        self.next_id
+                    ));
                 }
                 if self.objects.len() > id as usize {
                     return Err(corrupt!("journal: create of id {id}, which exists"));
                 }
                 let gap = id as usize + 1 - self.objects.len();
-                self.objects.try_reserve(gap).map_err(|_| Error::Limit("object table does not fit in memory"))?;
+                self.objects
+                    .try_reserve(gap)
+                    .map_err(|_| Error::Limit("object table does not fit in memory"))?;
                 self.objects.resize_with(id as usize, || None);
-                self.objects.push(Some(Object { size: 0, tags: Vec::new(), extents: Vec::new() }));
+                self.objects.push(Some(Object {
+                    size: 0,
+                    tags: Vec::new(),
+                    extents: Vec::new(),
+                }));
                 self.next_id += 1;
             }
             Entry::Delete(id) => {
@@ -325,10 +374,25 @@ impl<D: BlockDevice> Fs<D> {
                     self.kill(x.seg(), x.len);
                 }
             }
-            Entry::Write { id, off, len, addr, sum } => {
-                let new = Extent { off, len, addr, skip: 0, chunk_len: len, sum };
+            Entry::Write {
+                id,
+                off,
+                len,
+                addr,
+                sum,
+            } => {
+                let new = Extent {
+                    off,
+                    len,
+                    addr,
+                    skip: 0,
+                    chunk_len: len,
+                    sum,
+                };
                 let end = off.checked_add(u64::from(len)).filter(|&e| e <= MAX_SIZE);
-                let Some(end) = end.filter(|_| crate::checkpoint::extent_ok(&new, u64::MAX, seg_count)) else {
+                let Some(end) =
+                    end.filter(|_| crate::checkpoint::extent_ok(&new, u64::MAX, seg_count))
+                else {
                     return Err(corrupt!("journal: bad write extent for object {id}"));
                 };
                 let o = self.obj_mut(id)?;
@@ -340,11 +404,19 @@ impl<D: BlockDevice> Fs<D> {
                         continue;
                     }
                     if x.off < off {
-                        out.push(Extent { len: (off - x.off) as u32, ..x });
+                        out.push(Extent {
+                            len: (off - x.off) as u32,
+                            ..x
+                        });
                     }
                     if x.end() > end {
                         let cut = (end - x.off) as u32;
-                        out.push(Extent { off: end, len: x.len - cut, skip: x.skip + cut, ..x });
+                        out.push(Extent {
+                            off: end,
+                            len: x.len - cut,
+                            skip: x.skip + cut,
+                            ..x
+                        });
                     }
                     killed.push((x.seg(), (x.end().min(end) - x.off.max(off)) as u32));
                 }
@@ -433,7 +505,12 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Verifies every extent's checksum and that objects and index agree (fsck).
     pub fn check(&mut self) -> Result<CheckReport> {
-        let mut rep = CheckReport { objects: 0, extents: 0, bytes: 0, tag_pairs: 0 };
+        let mut rep = CheckReport {
+            objects: 0,
+            extents: 0,
+            bytes: 0,
+            tag_pairs: 0,
+        };
         let ids: Vec<ObjectId> = self.ids().collect();
         for id in ids {
             let o = self.obj(id)?.clone();
@@ -444,7 +521,10 @@ impl<D: BlockDevice> Fs<D> {
                 rep.bytes += u64::from(e.len);
             }
             for &t in &o.tags {
-                let name = self.index.name(t).ok_or_else(|| corrupt!("object {id}: tag {t} has no name"))?;
+                let name = self
+                    .index
+                    .name(t)
+                    .ok_or_else(|| corrupt!("object {id}: tag {t} has no name"))?;
                 if self.index.get(name).binary_search(&id).is_err() {
                     return Err(corrupt!("object {id}: tag {name:?} missing from the index"));
                 }
@@ -453,7 +533,10 @@ impl<D: BlockDevice> Fs<D> {
         }
         let indexed: usize = self.index.iter().map(|(_, s)| s.len()).sum();
         if indexed != rep.tag_pairs {
-            return Err(corrupt!("index holds {indexed} object-tag pairs, objects hold {}", rep.tag_pairs));
+            return Err(corrupt!(
+                "index holds {indexed} object-tag pairs, objects hold {}",
+                rep.tag_pairs
+            ));
         }
         Ok(rep)
     }

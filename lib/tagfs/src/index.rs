@@ -58,7 +58,9 @@ impl Postings {
     }
     /// Removes `id`; false if it was not there.
     fn remove(&mut self, id: ObjectId) -> bool {
-        let Ok(pos) = self.as_slice().binary_search(&id) else { return false };
+        let Ok(pos) = self.as_slice().binary_search(&id) else {
+            return false;
+        };
         match self {
             Postings::Inline(a) => {
                 a.remove(pos);
@@ -107,12 +109,22 @@ impl TagIndex {
         let buckets = buckets.next_power_of_two();
         let mut slots = Vec::new();
         slots.resize_with(buckets * WAYS, || None);
-        TagIndex { slots, mask: buckets - 1, names: Vec::new(), free_ids: Vec::new(), len: 0, kick: 0 }
+        TagIndex {
+            slots,
+            mask: buckets - 1,
+            names: Vec::new(),
+            free_ids: Vec::new(),
+            len: 0,
+            kick: 0,
+        }
     }
 
     fn buckets_of(&self, h: u64) -> [usize; 2] {
         // Two independent halves of the hash pick the buckets.
-        [(h as usize) & self.mask, ((h >> 32) as usize ^ 0x5bd1_e995) & self.mask]
+        [
+            (h as usize) & self.mask,
+            ((h >> 32) as usize ^ 0x5bd1_e995) & self.mask,
+        ]
     }
 
     fn find(&self, name: &str) -> Option<usize> {
@@ -146,7 +158,8 @@ impl TagIndex {
     }
     /// The interned id of `name`, if some object carries it.
     pub fn id_of(&self, name: &str) -> Option<TagId> {
-        self.find(name).and_then(|i| self.slots[i].as_ref().map(|s| s.tag))
+        self.find(name)
+            .and_then(|i| self.slots[i].as_ref().map(|s| s.tag))
     }
     /// The name of tag `id`.
     pub fn name(&self, id: TagId) -> Option<&str> {
@@ -172,7 +185,11 @@ impl TagIndex {
         };
         let mut set = ArrayVec::new();
         set.push(obj);
-        self.place(Slot { hash: hash(name), tag, set: Postings::Inline(set) });
+        self.place(Slot {
+            hash: hash(name),
+            tag,
+            set: Postings::Inline(set),
+        });
         self.len += 1;
         (tag, true)
     }
@@ -186,7 +203,11 @@ impl TagIndex {
         };
         let tag = self.names.len() as TagId;
         self.names.push(Some(name.into()));
-        self.place(Slot { hash: hash(name), tag, set });
+        self.place(Slot {
+            hash: hash(name),
+            tag,
+            set,
+        });
         self.len += 1;
         tag
     }
@@ -194,7 +215,9 @@ impl TagIndex {
     /// Removes `obj` from `name`'s set, dropping the tag when its set empties. Returns
     /// whether it was there.
     pub fn remove(&mut self, name: &str, obj: ObjectId) -> bool {
-        let Some(i) = self.find(name) else { return false };
+        let Some(i) = self.find(name) else {
+            return false;
+        };
         let s = self.slots[i].as_mut().expect("find returns full slots");
         let removed = s.set.remove(obj);
         if s.set.as_slice().is_empty() {
@@ -243,13 +266,18 @@ impl TagIndex {
     /// Every tag with its set, in table order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[ObjectId])> + '_ {
         self.slots.iter().flatten().map(move |s| {
-            (self.names[s.tag as usize].as_deref().unwrap_or(""), s.set.as_slice())
+            (
+                self.names[s.tag as usize].as_deref().unwrap_or(""),
+                s.set.as_slice(),
+            )
         })
     }
 
     /// Tags starting with `prefix`, with their sets.
     pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a [ObjectId]> + 'a {
-        self.iter().filter(move |(n, _)| n.starts_with(prefix)).map(|(_, s)| s)
+        self.iter()
+            .filter(move |(n, _)| n.starts_with(prefix))
+            .map(|(_, s)| s)
     }
 
     /// Heap and table bytes the index occupies (for the benchmark's per-object figure).

@@ -16,10 +16,25 @@ pub(crate) enum Entry<'a> {
     Create(ObjectId),
     Delete(ObjectId),
     /// Content bytes `off..off+len` of `id` now live at log byte address `addr`.
-    Write { id: ObjectId, off: u64, len: u32, addr: u64, sum: u32 },
-    Truncate { id: ObjectId, size: u64 },
-    AddTag { id: ObjectId, tag: &'a str },
-    RemoveTag { id: ObjectId, tag: &'a str },
+    Write {
+        id: ObjectId,
+        off: u64,
+        len: u32,
+        addr: u64,
+        sum: u32,
+    },
+    Truncate {
+        id: ObjectId,
+        size: u64,
+    },
+    AddTag {
+        id: ObjectId,
+        tag: &'a str,
+    },
+    RemoveTag {
+        id: ObjectId,
+        tag: &'a str,
+    },
 }
 
 const CREATE: u8 = 1;
@@ -40,7 +55,13 @@ impl<'a> Entry<'a> {
                 put_u8(out, DELETE);
                 put_u32(out, id);
             }
-            Entry::Write { id, off, len, addr, sum } => {
+            Entry::Write {
+                id,
+                off,
+                len,
+                addr,
+                sum,
+            } => {
                 put_u8(out, WRITE);
                 put_u32(out, id);
                 put_u64(out, off);
@@ -80,7 +101,13 @@ impl<'a> Entry<'a> {
         Ok(match op {
             CREATE => Entry::Create(id),
             DELETE => Entry::Delete(id),
-            WRITE => Entry::Write { id, off: r.u64()?, len: r.u32()?, addr: r.u64()?, sum: r.u32()? },
+            WRITE => Entry::Write {
+                id,
+                off: r.u64()?,
+                len: r.u32()?,
+                addr: r.u64()?,
+                sum: r.u32()?,
+            },
             TRUNCATE => Entry::Truncate { id, size: r.u64()? },
             ADD_TAG => Entry::AddTag { id, tag: r.str()? },
             REMOVE_TAG => Entry::RemoveTag { id, tag: r.str()? },
@@ -97,8 +124,17 @@ mod tests {
     fn entries_round_trip() {
         let es = [
             Entry::Create(7),
-            Entry::Write { id: 7, off: 1 << 33, len: 5, addr: 99, sum: 0xabcd },
-            Entry::AddTag { id: 7, tag: "path:/a/b" },
+            Entry::Write {
+                id: 7,
+                off: 1 << 33,
+                len: 5,
+                addr: 99,
+                sum: 0xabcd,
+            },
+            Entry::AddTag {
+                id: 7,
+                tag: "path:/a/b",
+            },
             Entry::RemoveTag { id: 7, tag: "x" },
             Entry::Truncate { id: 7, size: 3 },
             Entry::Delete(7),

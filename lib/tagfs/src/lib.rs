@@ -22,14 +22,14 @@ mod checkpoint;
 mod codec;
 pub mod device;
 mod fs;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod index;
 mod journal;
 mod log;
-mod store;
 pub mod meta;
 pub mod query;
-#[cfg(test)]
-mod fuzz_tests;
+mod store;
 
 pub use device::{BlockDevice, MemDevice, BLOCK_SIZE};
 pub use fs::{CheckReport, Config, Fs, FsStats};

@@ -117,16 +117,29 @@ impl Superblock {
             return Err(corrupt!("superblock: checksum mismatch"));
         }
         if version != VERSION {
-            return Err(corrupt!("superblock: format version {version}, this engine reads {VERSION}"));
+            return Err(corrupt!(
+                "superblock: format version {version}, this engine reads {VERSION}"
+            ));
         }
-        if u64::from(sb.seg_count) < MIN_SEGMENTS || u64::from(sb.seg_count) * SEG_BLOCKS > dev_blocks {
-            return Err(corrupt!("superblock: {} segments do not fit the device", sb.seg_count));
+        if u64::from(sb.seg_count) < MIN_SEGMENTS
+            || u64::from(sb.seg_count) * SEG_BLOCKS > dev_blocks
+        {
+            return Err(corrupt!(
+                "superblock: {} segments do not fit the device",
+                sb.seg_count
+            ));
         }
         if sb.start_pos < SEG_BLOCKS || seg_of(sb.start_pos) >= sb.seg_count {
-            return Err(corrupt!("superblock: checkpoint position {} outside the log", sb.start_pos));
+            return Err(corrupt!(
+                "superblock: checkpoint position {} outside the log",
+                sb.start_pos
+            ));
         }
         if sb.ckpt_chunks == 0 || u64::from(sb.ckpt_chunks) > dev_blocks {
-            return Err(corrupt!("superblock: bad checkpoint chunk count {}", sb.ckpt_chunks));
+            return Err(corrupt!(
+                "superblock: bad checkpoint chunk count {}",
+                sb.ckpt_chunks
+            ));
         }
         Ok(sb)
     }
@@ -226,11 +239,16 @@ pub(crate) fn read_record<D: BlockDevice>(
     let room = seg_start(seg) + SEG_BLOCKS - pos;
     let mut h = vec![0u8; BLOCK_SIZE];
     dev.read_block(pos, &mut h)?;
-    let Ok(f) = parse_header(&h) else { return Ok(None) };
+    let Ok(f) = parse_header(&h) else {
+        return Ok(None);
+    };
     if f.epoch != epoch || f.seq != seq || f.next_seg == 0 || f.next_seg >= seg_count {
         return Ok(None);
     }
-    if f.data_len > SEG_BLOCKS as usize * BLOCK_SIZE || f.payload_len > lz4_flex::block::get_maximum_output_size(MAX_RAW) || f.raw_len > MAX_RAW {
+    if f.data_len > SEG_BLOCKS as usize * BLOCK_SIZE
+        || f.payload_len > lz4_flex::block::get_maximum_output_size(MAX_RAW)
+        || f.raw_len > MAX_RAW
+    {
         return Ok(None);
     }
     let blocks = record_blocks(f.data_len, f.payload_len);
@@ -264,7 +282,12 @@ pub(crate) fn read_record<D: BlockDevice>(
         Ok(n) if n == f.raw_len => {}
         _ => return Ok(None),
     }
-    Ok(Some(Record { kind: f.kind, next_seg: f.next_seg, payload: raw, blocks }))
+    Ok(Some(Record {
+        kind: f.kind,
+        next_seg: f.next_seg,
+        payload: raw,
+        blocks,
+    }))
 }
 
 struct Header {
@@ -349,7 +372,10 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
         let raw: Vec<u8> = (0..9_000u32).map(|i| (i % 13) as u8).collect();
         let n = write_record(&mut dev, 64, KIND_JOURNAL, 5, 9, 3, &data, &raw).unwrap();
-        assert_eq!(n, record_blocks(data.len(), lz4_flex::block::compress(&raw).len()));
+        assert_eq!(
+            n,
+            record_blocks(data.len(), lz4_flex::block::compress(&raw).len())
+        );
         let r = read_record(&mut dev, 64, 8, 5, 9).unwrap().unwrap();
         assert_eq!((r.kind, r.next_seg, r.blocks), (KIND_JOURNAL, 3, n));
         assert_eq!(r.payload, raw);
@@ -363,12 +389,23 @@ mod tests {
 
     #[test]
     fn superblock_round_trip_and_checks() {
-        let sb = Superblock { seg_count: 8, generation: 3, epoch: 2, ckpt_epoch: 1, start_pos: 64, start_seq: 1, ckpt_chunks: 1 };
+        let sb = Superblock {
+            seg_count: 8,
+            generation: 3,
+            epoch: 2,
+            ckpt_epoch: 1,
+            start_pos: 64,
+            start_seq: 1,
+            ckpt_chunks: 1,
+        };
         let b = sb.encode();
         assert_eq!(Superblock::decode(&b, 512).unwrap(), sb);
         assert!(Superblock::decode(&b, 100).is_err());
         let mut bad = b.clone();
         bad[20] ^= 1;
-        assert!(matches!(Superblock::decode(&bad, 512), Err(Error::Corrupt(_))));
+        assert!(matches!(
+            Superblock::decode(&bad, 512),
+            Err(Error::Corrupt(_))
+        ));
     }
 }

@@ -58,7 +58,10 @@ pub fn tag_problem(tag: &str) -> Option<&'static str> {
         Some("empty tag")
     } else if tag.len() > MAX_TAG_LEN {
         Some("tag longer than 255 bytes")
-    } else if tag.chars().any(|c| c.is_whitespace() || c == '(' || c == ')' || c == '*' || c.is_control()) {
+    } else if tag
+        .chars()
+        .any(|c| c.is_whitespace() || c == '(' || c == ')' || c == '*' || c.is_control())
+    {
         Some("tags cannot contain spaces, '(', ')' or '*'")
     } else if matches!(tag, "AND" | "OR" | "NOT") {
         Some("AND, OR and NOT are keywords, not tags")
@@ -95,12 +98,15 @@ fn tokenize(q: &str) -> Vec<(usize, Tok<'_>)> {
                 i += 1;
             }
             let w = &q[start..i];
-            out.push((start, match w {
-                "AND" => Tok::And,
-                "OR" => Tok::Or,
-                "NOT" => Tok::Not,
-                _ => Tok::Word(w),
-            }));
+            out.push((
+                start,
+                match w {
+                    "AND" => Tok::And,
+                    "OR" => Tok::Or,
+                    "NOT" => Tok::Not,
+                    _ => Tok::Word(w),
+                },
+            ));
         }
     }
     out.push((q.len(), Tok::End));
@@ -121,7 +127,10 @@ impl<'a> Parser<'a> {
         self.toks[self.at]
     }
     fn err<T>(&self, pos: usize, msg: impl Into<String>) -> Result<T, QueryError> {
-        Err(QueryError { pos, msg: msg.into() })
+        Err(QueryError {
+            pos,
+            msg: msg.into(),
+        })
     }
     fn or(&mut self) -> Result<Expr, QueryError> {
         let mut e = self.and()?;
@@ -155,7 +164,12 @@ impl<'a> Parser<'a> {
                 let e = self.or()?;
                 match self.peek() {
                     (_, Tok::Close) => self.at += 1,
-                    (p, Tok::End) => return self.err(p.max(pos), alloc::format!("'(' at column {} is never closed", pos + 1)),
+                    (p, Tok::End) => {
+                        return self.err(
+                            p.max(pos),
+                            alloc::format!("'(' at column {} is never closed", pos + 1),
+                        )
+                    }
                     (p, _) => return self.err(p, "expected ')'"),
                 }
                 e
@@ -180,7 +194,12 @@ impl<'a> Parser<'a> {
                     Expr::Tag(body.into())
                 }
             }
-            Tok::End => return self.err(pos, "expected a tag, '(' or NOT, found the end of the query"),
+            Tok::End => {
+                return self.err(
+                    pos,
+                    "expected a tag, '(' or NOT, found the end of the query",
+                )
+            }
             Tok::Close => return self.err(pos, "unexpected ')'"),
             Tok::And | Tok::Or => return self.err(pos, "expected a tag before AND/OR"),
         };
@@ -191,7 +210,11 @@ impl<'a> Parser<'a> {
 
 /// Parses a query.
 pub fn parse(q: &str) -> Result<Expr, QueryError> {
-    let mut p = Parser { toks: tokenize(q), at: 0, depth: 0 };
+    let mut p = Parser {
+        toks: tokenize(q),
+        at: 0,
+        depth: 0,
+    };
     let e = p.or()?;
     match p.peek() {
         (_, Tok::End) => Ok(e),
@@ -294,12 +317,16 @@ fn eval_set<'a>(e: &Expr, ix: &'a TagIndex) -> Set<'a> {
         },
         Expr::And(a, b) => match (eval_set(a, ix), eval_set(b, ix)) {
             (Set::Pos(a), Set::Pos(b)) => Set::Pos(Owned(intersect(&a, &b))),
-            (Set::Pos(a), Set::Neg(b)) | (Set::Neg(b), Set::Pos(a)) => Set::Pos(Owned(difference(&a, &b))),
+            (Set::Pos(a), Set::Neg(b)) | (Set::Neg(b), Set::Pos(a)) => {
+                Set::Pos(Owned(difference(&a, &b)))
+            }
             (Set::Neg(a), Set::Neg(b)) => Set::Neg(Owned(union(&a, &b))),
         },
         Expr::Or(a, b) => match (eval_set(a, ix), eval_set(b, ix)) {
             (Set::Pos(a), Set::Pos(b)) => Set::Pos(Owned(union(&a, &b))),
-            (Set::Pos(a), Set::Neg(b)) | (Set::Neg(b), Set::Pos(a)) => Set::Neg(Owned(difference(&b, &a))),
+            (Set::Pos(a), Set::Neg(b)) | (Set::Neg(b), Set::Pos(a)) => {
+                Set::Neg(Owned(difference(&b, &a)))
+            }
             (Set::Neg(a), Set::Neg(b)) => Set::Neg(Owned(intersect(&a, &b))),
         },
     }
@@ -326,12 +353,21 @@ mod tests {
 
     #[test]
     fn parses_precedence_and_implicit_and() {
-        assert_eq!(parse("a b OR c").unwrap(), Expr::Or(Box::new(Expr::And(t("a"), t("b"))), t("c")));
+        assert_eq!(
+            parse("a b OR c").unwrap(),
+            Expr::Or(Box::new(Expr::And(t("a"), t("b"))), t("c"))
+        );
         assert_eq!(
             parse("a AND (b OR NOT c)").unwrap(),
-            Expr::And(t("a"), Box::new(Expr::Or(t("b"), Box::new(Expr::Not(t("c"))))))
+            Expr::And(
+                t("a"),
+                Box::new(Expr::Or(t("b"), Box::new(Expr::Not(t("c")))))
+            )
         );
-        assert_eq!(parse("path:/home/* year:2024").unwrap(), Expr::And(Box::new(Expr::Prefix("path:/home/".into())), t("year:2024")));
+        assert_eq!(
+            parse("path:/home/* year:2024").unwrap(),
+            Expr::And(Box::new(Expr::Prefix("path:/home/".into())), t("year:2024"))
+        );
     }
 
     #[test]
@@ -344,7 +380,10 @@ mod tests {
         assert_eq!(e("a*b").pos, 1);
         assert_eq!(e("x OR AND y").pos, 5);
         assert!(e(&"(".repeat(200)).msg.contains("deeply"));
-        assert_eq!(e("x y)").to_string(), "query error at column 4: unexpected ')'");
+        assert_eq!(
+            e("x y)").to_string(),
+            "query error at column 4: unexpected ')'"
+        );
     }
 
     #[test]
@@ -352,7 +391,12 @@ mod tests {
         let a: Vec<u32> = (0..2000).filter(|x| x % 3 == 0).collect();
         let b: Vec<u32> = (0..2000).filter(|x| x % 5 == 0).collect();
         let few = [0u32, 15, 16, 999, 1995, 5000];
-        let want = |x: &[u32], y: &[u32]| x.iter().copied().filter(|v| y.contains(v)).collect::<Vec<_>>();
+        let want = |x: &[u32], y: &[u32]| {
+            x.iter()
+                .copied()
+                .filter(|v| y.contains(v))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(intersect(&a, &b), want(&a, &b));
         assert_eq!(intersect(&few, &a), want(&few, &a));
         assert_eq!(intersect(&b, &few), want(&few, &b));

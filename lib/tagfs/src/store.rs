@@ -19,7 +19,10 @@ use crate::device::{BlockDevice, BLOCK_SIZE};
 use crate::fs::{Config, Extent, Fs, FsStats};
 use crate::index::TagIndex;
 use crate::journal::Entry;
-use crate::log::{self, record_blocks, seg_of, seg_start, Cursor, Superblock, KIND_CHECKPOINT, KIND_JOURNAL, MAX_RAW, MIN_SEGMENTS, SEG_BLOCKS};
+use crate::log::{
+    self, record_blocks, seg_of, seg_start, Cursor, Superblock, KIND_CHECKPOINT, KIND_JOURNAL,
+    MAX_RAW, MIN_SEGMENTS, SEG_BLOCKS,
+};
 use crate::{corrupt, Error, Result};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -38,7 +41,15 @@ impl<D: BlockDevice> Fs<D> {
             dev,
             cfg,
             seg_count,
-            sb: Superblock { seg_count, generation: 0, epoch: 1, ckpt_epoch: 1, start_pos: SEG_BLOCKS, start_seq: 1, ckpt_chunks: 1 },
+            sb: Superblock {
+                seg_count,
+                generation: 0,
+                epoch: 1,
+                ckpt_epoch: 1,
+                start_pos: SEG_BLOCKS,
+                start_seq: 1,
+                ckpt_chunks: 1,
+            },
             epoch: 1,
             seq: 1,
             head: seg_start(1),
@@ -78,14 +89,29 @@ impl<D: BlockDevice> Fs<D> {
     /// missing or torn record. A damaged image is refused with `Error::Corrupt`.
     pub fn mount(mut dev: D, cfg: Config) -> Result<Self> {
         let sb = log::read_superblock(&mut dev)?;
-        let mut cur = Cursor { pos: sb.start_pos, seq: sb.start_seq, epoch: sb.ckpt_epoch, next_seg: None, seg_count: sb.seg_count };
+        let mut cur = Cursor {
+            pos: sb.start_pos,
+            seq: sb.start_seq,
+            epoch: sb.ckpt_epoch,
+            next_seg: None,
+            seg_count: sb.seg_count,
+        };
         let mut touched = Vec::new();
         let mut stream = Vec::new();
         let mut ckpt_blocks = 0;
         for i in 0..sb.ckpt_chunks {
-            let rec = cur.next(&mut dev)?.ok_or_else(|| corrupt!("checkpoint record {} of {} missing or damaged", i + 1, sb.ckpt_chunks))?;
+            let rec = cur.next(&mut dev)?.ok_or_else(|| {
+                corrupt!(
+                    "checkpoint record {} of {} missing or damaged",
+                    i + 1,
+                    sb.ckpt_chunks
+                )
+            })?;
             if rec.kind != KIND_CHECKPOINT {
-                return Err(corrupt!("record {} is not a checkpoint record", cur.seq - 1));
+                return Err(corrupt!(
+                    "record {} is not a checkpoint record",
+                    cur.seq - 1
+                ));
             }
             stream.extend_from_slice(&rec.payload);
             touched.push(seg_of(cur.pos - rec.blocks));
@@ -103,7 +129,9 @@ impl<D: BlockDevice> Fs<D> {
         let mut replayed = 0u64;
         loop {
             let before = cur;
-            let Some(rec) = cur.next(&mut fs.dev)? else { break };
+            let Some(rec) = cur.next(&mut fs.dev)? else {
+                break;
+            };
             if rec.kind != KIND_JOURNAL {
                 // A newer checkpoint whose superblock never became durable (a crash in
                 // `checkpoint`): nothing after it was acknowledged, so the log ends here.
@@ -148,7 +176,11 @@ impl<D: BlockDevice> Fs<D> {
         if replayed > 0 {
             fs.checkpoint()?;
         } else {
-            let nsb = Superblock { generation: sb.generation + 1, epoch: fs.epoch, ..sb };
+            let nsb = Superblock {
+                generation: sb.generation + 1,
+                epoch: fs.epoch,
+                ..sb
+            };
             fs.write_superblock(nsb)?;
         }
         Ok(fs)
@@ -180,7 +212,12 @@ impl<D: BlockDevice> Fs<D> {
 
     fn is_free(&self, s: u32) -> bool {
         let i = s as usize;
-        s != 0 && s != self.head_seg && s != self.next_seg && self.live[i] == 0 && !self.pinned[i] && !self.held[i]
+        s != 0
+            && s != self.head_seg
+            && s != self.next_seg
+            && self.live[i] == 0
+            && !self.pinned[i]
+            && !self.held[i]
     }
 
     pub(crate) fn free_segments(&self) -> usize {
@@ -212,8 +249,12 @@ impl<D: BlockDevice> Fs<D> {
             }
         }
         let start = self.alloc_cursor;
-        let found = (1..self.seg_count).map(|k| 1 + (start - 1 + k) % (self.seg_count - 1)).find(|&s| self.is_free(s));
-        let Some(next) = found else { return Err(Error::NoSpace) };
+        let found = (1..self.seg_count)
+            .map(|k| 1 + (start - 1 + k) % (self.seg_count - 1))
+            .find(|&s| self.is_free(s));
+        let Some(next) = found else {
+            return Err(Error::NoSpace);
+        };
         self.head_seg = self.next_seg;
         self.head = seg_start(self.head_seg);
         self.next_seg = next;
@@ -224,14 +265,19 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     fn fits(&self, data: usize, raw: usize) -> bool {
-        raw <= MAX_RAW && self.head + record_blocks(data, max_payload(raw)) <= seg_start(self.head_seg) + SEG_BLOCKS
+        raw <= MAX_RAW
+            && self.head + record_blocks(data, max_payload(raw))
+                <= seg_start(self.head_seg) + SEG_BLOCKS
     }
 
     /// Queues an entry (with its content, if any) in the open record, sealing it or
     /// moving to a new segment first if it would not fit. Returns the content's log byte
     /// address; the caller re-encodes a `Write` with it.
     pub(crate) fn queue(&mut self, e: Entry<'_>, data: &[u8]) -> Result<u64> {
-        let (d, r) = (self.pend_data.len() + data.len(), self.pend_raw.len() + e.max_len());
+        let (d, r) = (
+            self.pend_data.len() + data.len(),
+            self.pend_raw.len() + e.max_len(),
+        );
         if !self.fits(d, r) {
             self.seal()?;
             if !self.fits(data.len(), e.max_len()) {
@@ -241,7 +287,15 @@ impl<D: BlockDevice> Fs<D> {
         let addr = (self.head + 1) * BLOCK_SIZE as u64 + self.pend_data.len() as u64;
         self.pend_data.extend_from_slice(data);
         let e = match e {
-            Entry::Write { id, off, len, sum, .. } => Entry::Write { id, off, len, addr, sum },
+            Entry::Write {
+                id, off, len, sum, ..
+            } => Entry::Write {
+                id,
+                off,
+                len,
+                addr,
+                sum,
+            },
             e => e,
         };
         e.encode(&mut self.pend_raw);
@@ -253,7 +307,16 @@ impl<D: BlockDevice> Fs<D> {
         if self.pend_raw.is_empty() {
             return Ok(());
         }
-        let n = log::write_record(&mut self.dev, self.head, KIND_JOURNAL, self.epoch, self.seq, self.next_seg, &self.pend_data, &self.pend_raw)?;
+        let n = log::write_record(
+            &mut self.dev,
+            self.head,
+            KIND_JOURNAL,
+            self.epoch,
+            self.seq,
+            self.next_seg,
+            &self.pend_data,
+            &self.pend_raw,
+        )?;
         self.head += n;
         self.seq += 1;
         self.pend_data.clear();
@@ -281,7 +344,10 @@ impl<D: BlockDevice> Fs<D> {
             buf
         };
         if crate::fs::chunk_sum(&data) != e.sum {
-            return Err(corrupt!("content at log byte {} fails its checksum", e.addr));
+            return Err(corrupt!(
+                "content at log byte {} fails its checksum",
+                e.addr
+            ));
         }
         Ok(data)
     }
@@ -293,7 +359,8 @@ impl<D: BlockDevice> Fs<D> {
         self.held.iter_mut().for_each(|h| *h = false);
         if self.free_segments() < self.cfg.clean_below {
             self.clean()?;
-        } else if self.journal_segments() > self.cfg.max_journal_segments.max(self.ckpt_segments()) {
+        } else if self.journal_segments() > self.cfg.max_journal_segments.max(self.ckpt_segments())
+        {
             // A checkpoint rewrites the whole state, so wait until the journal is at
             // least as large as the checkpoint: checkpoint writes then stay within a
             // constant factor of journal writes however large the state grows.
@@ -337,7 +404,16 @@ impl<D: BlockDevice> Fs<D> {
                 self.jump()?;
             }
             start_pos.get_or_insert(self.head);
-            let n = log::write_record(&mut self.dev, self.head, KIND_CHECKPOINT, self.epoch, self.seq, self.next_seg, &[], c)?;
+            let n = log::write_record(
+                &mut self.dev,
+                self.head,
+                KIND_CHECKPOINT,
+                self.epoch,
+                self.seq,
+                self.next_seg,
+                &[],
+                c,
+            )?;
             self.head += n;
             self.seq += 1;
             chunks += 1;
@@ -368,7 +444,11 @@ impl<D: BlockDevice> Fs<D> {
         let mut cands: Vec<(u32, u32)> = (1..self.seg_count)
             .filter(|&s| {
                 let i = s as usize;
-                s != self.head_seg && s != self.next_seg && !self.pinned[i] && self.live[i] > 0 && self.live[i] < seg_bytes / 4 * 3
+                s != self.head_seg
+                    && s != self.next_seg
+                    && !self.pinned[i]
+                    && self.live[i] > 0
+                    && self.live[i] < seg_bytes / 4 * 3
             })
             .map(|s| (self.live[s as usize], s))
             .collect();

@@ -40,7 +40,10 @@ fn objects_content_and_tags_survive_remount() {
     assert_eq!(fs.query("type:text OR type:binary").unwrap(), vec![a, b]);
     let m = fs.meta(a).unwrap();
     assert_eq!((m.id(), m.size(), m.tag_count()), (a, 11, 4));
-    assert_eq!(fs.tags(b).unwrap(), vec!["path:/home/bob/b.bin", "type:binary", "year:2024"]);
+    assert_eq!(
+        fs.tags(b).unwrap(),
+        vec!["path:/home/bob/b.bin", "type:binary", "year:2024"]
+    );
     fs.check().unwrap();
 }
 
@@ -75,13 +78,25 @@ fn bad_input_is_refused() {
     let mut fs = fresh(16);
     let a = fs.create().unwrap();
     for bad in ["", "two words", "a(b", "AND", "x*", &"t".repeat(256)] {
-        assert!(matches!(fs.add_tag(a, bad), Err(Error::InvalidTag(_))), "{bad:?}");
+        assert!(
+            matches!(fs.add_tag(a, bad), Err(Error::InvalidTag(_))),
+            "{bad:?}"
+        );
     }
     assert!(matches!(fs.query("a AND"), Err(Error::Query(e)) if e.pos == 5));
     assert_eq!(fs.write(99, 0, b"x"), Err(Error::NotFound(99)));
-    assert!(matches!(fs.write(a, u64::MAX - 1, b"xx"), Err(Error::Limit(_))));
-    assert!(matches!(Fs::format(MemDevice::new(100), Config::default()), Err(Error::DeviceTooSmall)));
-    assert!(matches!(Fs::mount(MemDevice::new(1024), Config::default()), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        fs.write(a, u64::MAX - 1, b"xx"),
+        Err(Error::Limit(_))
+    ));
+    assert!(matches!(
+        Fs::format(MemDevice::new(100), Config::default()),
+        Err(Error::DeviceTooSmall)
+    ));
+    assert!(matches!(
+        Fs::mount(MemDevice::new(1024), Config::default()),
+        Err(Error::Corrupt(_))
+    ));
 }
 
 #[test]

@@ -12,9 +12,11 @@ fn image() -> &'static MemDevice {
         let mut fs = Fs::format(MemDevice::new(12 * 64), Config::default()).unwrap();
         for i in 0..20u32 {
             let id = fs.create().unwrap();
-            fs.write(id, 0, &vec![i as u8; 3000 + i as usize * 500]).unwrap();
+            fs.write(id, 0, &vec![i as u8; 3000 + i as usize * 500])
+                .unwrap();
             fs.add_tag(id, &format!("n:{i}")).unwrap();
-            fs.add_tag(id, if i % 2 == 0 { "even" } else { "odd" }).unwrap();
+            fs.add_tag(id, if i % 2 == 0 { "even" } else { "odd" })
+                .unwrap();
         }
         fs.delete(3).unwrap();
         fs.checkpoint().unwrap();
@@ -39,7 +41,11 @@ enum Damage {
 fn damage() -> impl Strategy<Value = Damage> {
     prop_oneof![
         (any::<usize>(), 0..BLOCK_SIZE * 8).prop_map(|(block, bit)| Damage::FlipBit { block, bit }),
-        (any::<usize>(), 0..BLOCK_SIZE, any::<u8>()).prop_map(|(block, at, val)| Damage::SetByte { block, at, val }),
+        (any::<usize>(), 0..BLOCK_SIZE, any::<u8>()).prop_map(|(block, at, val)| Damage::SetByte {
+            block,
+            at,
+            val
+        }),
         any::<usize>().prop_map(|block| Damage::Zero { block }),
         (any::<usize>(), any::<usize>()).prop_map(|(from, to)| Damage::CopyOver { from, to }),
         (any::<usize>(), any::<u64>()).prop_map(|(block, seed)| Damage::Garbage { block, seed }),
@@ -49,7 +55,11 @@ fn damage() -> impl Strategy<Value = Damage> {
 fn apply(dev: &mut MemDevice, d: &Damage) {
     let lbas: Vec<u64> = dev.written().collect();
     let pick = |i: usize| lbas[i % lbas.len()];
-    let get = |dev: &MemDevice, l: u64| dev.block(l).map(|b| b.to_vec()).unwrap_or(vec![0; BLOCK_SIZE]);
+    let get = |dev: &MemDevice, l: u64| {
+        dev.block(l)
+            .map(|b| b.to_vec())
+            .unwrap_or(vec![0; BLOCK_SIZE])
+    };
     match *d {
         Damage::FlipBit { block, bit } => {
             let l = pick(block);
@@ -71,7 +81,9 @@ fn apply(dev: &mut MemDevice, d: &Damage) {
         Damage::Garbage { block, mut seed } => {
             let b: Vec<u8> = (0..BLOCK_SIZE)
                 .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     (seed >> 33) as u8
                 })
                 .collect();
@@ -136,11 +148,15 @@ fn damaged_content_is_reported_not_returned() {
         let mut b = dev.block(l).unwrap().to_vec();
         b[2000] ^= 0x55;
         dev.poke(l, &b);
-        let Ok(mut fs) = Fs::mount(dev, Config::default()) else { continue };
+        let Ok(mut fs) = Fs::mount(dev, Config::default()) else {
+            continue;
+        };
         let ids: Vec<u32> = fs.ids().collect();
         let bad: Vec<Error> = ids.iter().filter_map(|&id| fs.read_all(id).err()).collect();
         if !bad.is_empty() {
-            assert!(bad.iter().all(|e| matches!(e, Error::Corrupt(m) if m.contains("checksum"))));
+            assert!(bad
+                .iter()
+                .all(|e| matches!(e, Error::Corrupt(m) if m.contains("checksum"))));
             assert!(fs.check().is_err());
             found = true;
         }

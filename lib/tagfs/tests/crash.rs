@@ -75,10 +75,21 @@ type State = BTreeMap<u32, (Vec<u8>, BTreeSet<String>)>;
 
 fn cfg() -> Config {
     // Small thresholds so checkpoints and the cleaner run inside short workloads.
-    Config { max_journal_segments: 3, clean_below: 5, clean_batch: 3 }
+    Config {
+        max_journal_segments: 3,
+        clean_below: 5,
+        clean_batch: 3,
+    }
 }
 
-const TAGS: [&str; 6] = ["red", "green", "type:text", "year:2024", "path:/a/b", "path:/a/c"];
+const TAGS: [&str; 6] = [
+    "red",
+    "green",
+    "type:text",
+    "year:2024",
+    "path:/a/b",
+    "path:/a/c",
+];
 
 /// One random operation on both the file system and the model; true if it was a sync.
 fn step(fs: &mut Fs<RecDev>, model: &mut State, rng: &mut Rng) -> bool {
@@ -170,7 +181,9 @@ fn observe(fs: &mut Fs<RecDev>) -> State {
     let ids: Vec<u32> = fs.ids().collect();
     ids.into_iter()
         .map(|id| {
-            let content = fs.read_all(id).expect("content of a mounted image reads back");
+            let content = fs
+                .read_all(id)
+                .expect("content of a mounted image reads back");
             let tags = fs.tags(id).unwrap().into_iter().collect();
             (id, (content, tags))
         })
@@ -181,12 +194,19 @@ fn observe(fs: &mut Fs<RecDev>) -> State {
 fn crash_at_every_write_point() {
     let (mut tried, mut reused_total) = (0usize, 0usize);
     for seed in 1..=5u64 {
-        let dev = RecDev { count: SEGS * 64, blocks: HashMap::new(), log: Rc::new(RefCell::new(Vec::new())) };
+        let dev = RecDev {
+            count: SEGS * 64,
+            blocks: HashMap::new(),
+            log: Rc::new(RefCell::new(Vec::new())),
+        };
         let mut base = Fs::format(dev, cfg()).unwrap().into_device();
         let (log, states, acks) = workload(seed, &mut base);
         let writes = log.iter().filter(|o| matches!(o, Op::Write(..))).count();
         // Writes over log blocks already used before the recorded run: segment reuse.
-        let reused = log.iter().filter(|o| matches!(o, Op::Write(l, _) if *l >= 64 && base.blocks.contains_key(l))).count();
+        let reused = log
+            .iter()
+            .filter(|o| matches!(o, Op::Write(l, _) if *l >= 64 && base.blocks.contains_key(l)))
+            .count();
         reused_total += reused;
         println!("seed {seed}: {writes} block writes ({reused} into reused segments) on a {}-block device, {} syncs", base.count, acks.len());
         let mut durable = base.blocks.clone();
@@ -213,7 +233,12 @@ fn crash_at_every_write_point() {
             if matches!(log.get(cut.wrapping_sub(1)), Some(Op::Flush)) && cut != log.len() {
                 continue; // the same image as the cut just before the flush
             }
-            let acked = acks.iter().filter(|(at, _)| *at <= cut).map(|&(_, n)| n).max().unwrap_or(0);
+            let acked = acks
+                .iter()
+                .filter(|(at, _)| *at <= cut)
+                .map(|&(_, n)| n)
+                .max()
+                .unwrap_or(0);
             for variant in 0..3 {
                 let mut blocks = durable.clone();
                 for (i, (l, b)) in in_flight.iter().enumerate() {
@@ -224,19 +249,44 @@ fn crash_at_every_write_point() {
                     };
                     // Reordering: a random subset lands, in any order; later writes to the
                     // same block may land before earlier ones.
-                    if keep && !(variant == 2 && i + 1 < in_flight.len() && rng.below(4) == 0 && in_flight[i + 1..].iter().any(|(x, _)| x == l)) {
+                    if keep
+                        && !(variant == 2
+                            && i + 1 < in_flight.len()
+                            && rng.below(4) == 0
+                            && in_flight[i + 1..].iter().any(|(x, _)| x == l))
+                    {
                         blocks.insert(*l, b.clone());
                     }
                 }
-                let dev = RecDev { count: base.count, blocks, log: Rc::new(RefCell::new(Vec::new())) };
-                let mut fs = Fs::mount(dev, cfg()).unwrap_or_else(|e| panic!("seed {seed} cut {cut} variant {variant}: mount failed: {e}"));
-                fs.check().unwrap_or_else(|e| panic!("seed {seed} cut {cut} variant {variant}: {e}"));
+                let dev = RecDev {
+                    count: base.count,
+                    blocks,
+                    log: Rc::new(RefCell::new(Vec::new())),
+                };
+                let mut fs = Fs::mount(dev, cfg()).unwrap_or_else(|e| {
+                    panic!("seed {seed} cut {cut} variant {variant}: mount failed: {e}")
+                });
+                fs.check()
+                    .unwrap_or_else(|e| panic!("seed {seed} cut {cut} variant {variant}: {e}"));
                 let got = observe(&mut fs);
                 let ok = states[acked..].iter().any(|s| *s == got);
                 if !ok && std::env::var("CRASH_DEBUG").is_ok() {
-                    let sum = |s: &State| s.iter().map(|(k, (c, t))| format!("{k}:len{}:{:?}:{:?}", c.len(), c.iter().position(|&b| b != c.first().copied().unwrap_or(0)), t)).collect::<Vec<_>>();
+                    let sum = |s: &State| {
+                        s.iter()
+                            .map(|(k, (c, t))| {
+                                format!(
+                                    "{k}:len{}:{:?}:{:?}",
+                                    c.len(),
+                                    c.iter().position(|&b| b != c.first().copied().unwrap_or(0)),
+                                    t
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    };
                     eprintln!("got {:?}", sum(&got));
-                    for (i, s) in states.iter().enumerate() { eprintln!("state {i}: {:?}", sum(s)); }
+                    for (i, s) in states.iter().enumerate() {
+                        eprintln!("state {i}: {:?}", sum(s));
+                    }
                 }
                 assert!(ok, "seed {seed} cut {cut} variant {variant}: state is not a prefix state at or after op {acked}");
                 if cut % 11 == 0 {

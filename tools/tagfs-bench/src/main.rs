@@ -22,7 +22,10 @@ use zen_tagfs::{Config, Fs};
 
 const BATCH: usize = 1000;
 const WORDS: u64 = 2000;
-const KINDS: [&str; 12] = ["text", "image", "code", "audio", "video", "document", "archive", "config", "binary", "mail", "font", "other"];
+const KINDS: [&str; 12] = [
+    "text", "image", "code", "audio", "video", "document", "archive", "config", "binary", "mail",
+    "font", "other",
+];
 
 /// Deterministic generator, so every run and both engines see the same data.
 struct Rng(u64);
@@ -163,7 +166,11 @@ fn run(n: u64, dir: &Path) -> Result<(), String> {
 
     // --- mount / open, then queries ---
     let t = Instant::now();
-    let fs = Fs::mount(FileDevice::open(&img).map_err(|x| x.to_string())?, Config::default()).map_err(e)?;
+    let fs = Fs::mount(
+        FileDevice::open(&img).map_err(|x| x.to_string())?,
+        Config::default(),
+    )
+    .map_err(e)?;
     let mount = t.elapsed();
     let conn = sqlite::open(&db).map_err(|x| x.to_string())?;
     let stats = fs.stats();
@@ -188,7 +195,14 @@ fn run(n: u64, dir: &Path) -> Result<(), String> {
     // --- space ---
     let tagfs_disk = stats.checkpoint_bytes + stats.live_bytes;
     let (sqlite_disk, sqlite_index) = sqlite::sizes(&conn).map_err(|x| x.to_string())?;
-    rows.push(Row { label: "bytes on disk per object".into(), tagfs: tagfs_disk as f64 / n as f64, sqlite: sqlite_disk as f64 / n as f64, sqlite_best: None, unit: "B", higher_better: false });
+    rows.push(Row {
+        label: "bytes on disk per object".into(),
+        tagfs: tagfs_disk as f64 / n as f64,
+        sqlite: sqlite_disk as f64 / n as f64,
+        sqlite_best: None,
+        unit: "B",
+        higher_better: false,
+    });
     rows.push(Row {
         label: "index bytes per object".into(),
         tagfs: stats.index_memory as f64 / n as f64,
@@ -199,21 +213,43 @@ fn run(n: u64, dir: &Path) -> Result<(), String> {
     });
 
     println!();
-    println!("{:<52} {:>14} {:>15} {:>9} {:>15} {:>9}", "measure", "TagFS", "SQLite (TMSU)", "ratio", "SQLite (sets)", "ratio");
+    println!(
+        "{:<52} {:>14} {:>15} {:>9} {:>15} {:>9}",
+        "measure", "TagFS", "SQLite (TMSU)", "ratio", "SQLite (sets)", "ratio"
+    );
     println!("{}", "-".repeat(119));
     for r in &rows {
-        let ratio = |s: f64| if r.higher_better { r.tagfs / s } else { s / r.tagfs };
+        let ratio = |s: f64| {
+            if r.higher_better {
+                r.tagfs / s
+            } else {
+                s / r.tagfs
+            }
+        };
         let best = match r.sqlite_best {
             Some(b) => format!("{:>11.1} {:<3} {:>8.1}x", b, r.unit, ratio(b)),
             None => format!("{:>15} {:>9}", "-", "-"),
         };
-        println!("{:<52} {:>10.1} {:<3} {:>11.1} {:<3} {:>8.1}x {best}", r.label, r.tagfs, r.unit, r.sqlite, r.unit, ratio(r.sqlite));
+        println!(
+            "{:<52} {:>10.1} {:<3} {:>11.1} {:<3} {:>8.1}x {best}",
+            r.label,
+            r.tagfs,
+            r.unit,
+            r.sqlite,
+            r.unit,
+            ratio(r.sqlite)
+        );
     }
     println!("{}", "-".repeat(119));
     println!("ratio = how many times better TagFS is (TagFS/SQLite for rates, SQLite/TagFS for times and sizes).");
     println!("SQLite (TMSU): TMSU-style nested IN sub-selects; SQLite (sets): INTERSECT/UNION/EXCEPT over file_tag.");
     println!("Index bytes: TagFS = RAM of the cuckoo table, posting sets and tag names; SQLite = its index b-trees on disk (dbstat).");
-    println!("TagFS mount (checkpoint load) {:.0} ms; {} tags; checkpoint {} bytes.", mount.as_secs_f64() * 1e3, stats.tags, stats.checkpoint_bytes);
+    println!(
+        "TagFS mount (checkpoint load) {:.0} ms; {} tags; checkpoint {} bytes.",
+        mount.as_secs_f64() * 1e3,
+        stats.tags,
+        stats.checkpoint_bytes
+    );
     if !mismatch.is_empty() {
         return Err(format!("hit counts differ: {}", mismatch.join("; ")));
     }

@@ -47,12 +47,18 @@ pub fn ingest(db: &Path, n: u64, batch: usize) -> Result<()> {
             )?;
             let mut ins_tag = tx.prepare_cached("INSERT INTO tag (name) VALUES (?1)")?;
             let mut ins_value = tx.prepare_cached("INSERT INTO value (name) VALUES (?1)")?;
-            let mut ins_ft = tx.prepare_cached("INSERT INTO file_tag (file_id, tag_id, value_id) VALUES (?1, ?2, ?3)")?;
+            let mut ins_ft = tx.prepare_cached(
+                "INSERT INTO file_tag (file_id, tag_id, value_id) VALUES (?1, ?2, ?3)",
+            )?;
             for _ in 0..batch.min((n - i) as usize) {
                 let t = tags_of(i, &mut rng);
                 let path = t[0].strip_prefix("path:").unwrap_or(&t[0]);
                 let (d, f) = path.rsplit_once('/').unwrap_or(("/", path));
-                ins_file.execute(params![d, f, format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))])?;
+                ins_file.execute(params![
+                    d,
+                    f,
+                    format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                ])?;
                 let fid = tx.last_insert_rowid();
                 for tag in &t[1..] {
                     let (k, v) = split(tag);
@@ -100,7 +106,10 @@ fn quote(s: &str) -> String {
 fn match_tag(k: &str, v: Option<&str>) -> String {
     let tag = format!("tag_id = (SELECT id FROM tag WHERE name = {})", quote(k));
     match v {
-        Some(v) => format!("{tag} AND value_id = (SELECT id FROM value WHERE name = {})", quote(v)),
+        Some(v) => format!(
+            "{tag} AND value_id = (SELECT id FROM value WHERE name = {})",
+            quote(v)
+        ),
         None => tag,
     }
 }
@@ -109,7 +118,10 @@ fn cond(e: &Expr) -> String {
     match e {
         Expr::Tag(t) => {
             let (k, v) = split(t);
-            format!("id IN (SELECT file_id FROM file_tag WHERE {})", match_tag(k, v))
+            format!(
+                "id IN (SELECT file_id FROM file_tag WHERE {})",
+                match_tag(k, v)
+            )
         }
         // Not measured; TMSU has no prefix match on tags.
         Expr::Prefix(_) => "0".into(),
@@ -130,10 +142,22 @@ fn setops(e: &Expr) -> String {
         Expr::Prefix(_) => "SELECT id FROM file WHERE 0".into(),
         Expr::Not(x) => format!("SELECT id FROM file EXCEPT SELECT * FROM ({})", setops(x)),
         Expr::And(a, b) => match &**b {
-            Expr::Not(x) => format!("SELECT * FROM ({}) EXCEPT SELECT * FROM ({})", setops(a), setops(x)),
-            _ => format!("SELECT * FROM ({}) INTERSECT SELECT * FROM ({})", setops(a), setops(b)),
+            Expr::Not(x) => format!(
+                "SELECT * FROM ({}) EXCEPT SELECT * FROM ({})",
+                setops(a),
+                setops(x)
+            ),
+            _ => format!(
+                "SELECT * FROM ({}) INTERSECT SELECT * FROM ({})",
+                setops(a),
+                setops(b)
+            ),
         },
-        Expr::Or(a, b) => format!("SELECT * FROM ({}) UNION SELECT * FROM ({})", setops(a), setops(b)),
+        Expr::Or(a, b) => format!(
+            "SELECT * FROM ({}) UNION SELECT * FROM ({})",
+            setops(a),
+            setops(b)
+        ),
     }
 }
 
@@ -179,7 +203,11 @@ mod tests {
         let _ = std::fs::remove_file(&db);
         ingest(&db, 3000, 500).unwrap();
         let conn = open(&db).unwrap();
-        let mut fs = zen_tagfs::Fs::format(zen_tagfs::MemDevice::new(64 * 64), zen_tagfs::Config::default()).unwrap();
+        let mut fs = zen_tagfs::Fs::format(
+            zen_tagfs::MemDevice::new(64 * 64),
+            zen_tagfs::Config::default(),
+        )
+        .unwrap();
         let mut rng = Rng(0x5eed);
         for i in 0..3000 {
             let id = fs.create().unwrap();
@@ -192,7 +220,10 @@ mod tests {
             assert_eq!(a, query(&conn, q).unwrap(), "{q}");
             assert_eq!(a, query_setops(&conn, q).unwrap(), "{q} (set ops)");
         }
-        assert!(fs.query("w1").unwrap().len() > 100, "the skew gives common words");
+        assert!(
+            fs.query("w1").unwrap().len() > 100,
+            "the skew gives common words"
+        );
         let (disk, index) = sizes(&conn).unwrap();
         assert!(disk > index && index > 0);
         std::fs::remove_dir_all(&dir).unwrap();

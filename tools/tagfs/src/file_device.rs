@@ -18,9 +18,17 @@ fn io(e: std::io::Error) -> Error {
 impl FileDevice {
     /// Creates (or truncates) an image of `bytes` bytes, sparse on disk.
     pub fn create(path: &Path, bytes: u64) -> std::io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
         file.set_len(bytes)?;
-        Ok(FileDevice { file, blocks: bytes / BLOCK_SIZE as u64 })
+        Ok(FileDevice {
+            file,
+            blocks: bytes / BLOCK_SIZE as u64,
+        })
     }
 
     /// Opens an existing image.
@@ -37,15 +45,25 @@ impl BlockDevice for FileDevice {
     }
     fn read_block(&mut self, lba: u64, buf: &mut [u8]) -> Result<()> {
         if lba >= self.blocks {
-            return Err(Error::Io(format!("block {lba} beyond the image's {} blocks", self.blocks)));
+            return Err(Error::Io(format!(
+                "block {lba} beyond the image's {} blocks",
+                self.blocks
+            )));
         }
-        self.file.read_exact_at(buf, lba * BLOCK_SIZE as u64).map_err(io)
+        self.file
+            .read_exact_at(buf, lba * BLOCK_SIZE as u64)
+            .map_err(io)
     }
     fn write_block(&mut self, lba: u64, buf: &[u8]) -> Result<()> {
         if lba >= self.blocks {
-            return Err(Error::Io(format!("block {lba} beyond the image's {} blocks", self.blocks)));
+            return Err(Error::Io(format!(
+                "block {lba} beyond the image's {} blocks",
+                self.blocks
+            )));
         }
-        self.file.write_all_at(buf, lba * BLOCK_SIZE as u64).map_err(io)
+        self.file
+            .write_all_at(buf, lba * BLOCK_SIZE as u64)
+            .map_err(io)
     }
     fn flush(&mut self) -> Result<()> {
         self.file.sync_data().map_err(io)

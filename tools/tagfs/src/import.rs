@@ -48,7 +48,8 @@ pub fn encode_path(p: &str) -> String {
 pub fn kind(ext: &str) -> &'static str {
     match ext {
         "txt" | "md" | "rst" | "org" | "tex" | "csv" | "log" => "text",
-        "rs" | "c" | "h" | "cc" | "cpp" | "hpp" | "py" | "go" | "js" | "ts" | "java" | "sh" | "s" | "asm" | "rb" | "lua" => "code",
+        "rs" | "c" | "h" | "cc" | "cpp" | "hpp" | "py" | "go" | "js" | "ts" | "java" | "sh"
+        | "s" | "asm" | "rb" | "lua" => "code",
         "toml" | "json" | "yaml" | "yml" | "ini" | "xml" | "cfg" | "conf" => "config",
         "jpg" | "jpeg" | "png" | "gif" | "bmp" | "webp" | "svg" | "tiff" | "ico" => "image",
         "mp3" | "wav" | "flac" | "ogg" | "opus" | "m4a" => "audio",
@@ -69,9 +70,14 @@ pub fn tags_for(rel: &Path, path: &Path) -> (Vec<String>, Option<String>) {
     if ptag.len() <= 255 {
         tags.push(ptag);
     } else {
-        skipped = Some(format!("{rel_s}: path too long for a tag, imported without path:"));
+        skipped = Some(format!(
+            "{rel_s}: path too long for a tag, imported without path:"
+        ));
     }
-    let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     tags.push(format!("type:{}", kind(&ext)));
     if !ext.is_empty() && zen_tagfs::query::tag_problem(&format!("ext:{ext}")).is_none() {
         tags.push(format!("ext:{ext}"));

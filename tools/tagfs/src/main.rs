@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use zen_tagfs::{Config, Fs, ObjectId};
 
 #[derive(Parser)]
-#[command(name = "tagfs", version, about = "Create, fill, query and check TagFS images")]
+#[command(
+    name = "tagfs",
+    version,
+    about = "Create, fill, query and check TagFS images"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -58,7 +62,10 @@ enum Cmd {
     /// Mount, replay, verify every checksum and the index; non-zero exit if damaged.
     Fsck { image: PathBuf },
     /// Figures for the image, or one object's metadata and tags.
-    Stat { image: PathBuf, object: Option<String> },
+    Stat {
+        image: PathBuf,
+        object: Option<String>,
+    },
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -90,13 +97,18 @@ fn resolve(fs: &Fs<FileDevice>, name: &str) -> Result<ObjectId, String> {
     match hits.as_slice() {
         [id] => Ok(*id),
         [] => Err(format!("no object matches {name:?}")),
-        more => Err(format!("{} objects match {name:?}; name one by id", more.len())),
+        more => Err(format!(
+            "{} objects match {name:?}; name one by id",
+            more.len()
+        )),
     }
 }
 
 fn path_of(fs: &Fs<FileDevice>, id: ObjectId) -> String {
     let tags = fs.tags(id).unwrap_or_default();
-    tags.iter().find_map(|t| t.strip_prefix("path:").map(String::from)).unwrap_or_default()
+    tags.iter()
+        .find_map(|t| t.strip_prefix("path:").map(String::from))
+        .unwrap_or_default()
 }
 
 fn run(cmd: Cmd) -> Result<(), String> {
@@ -104,11 +116,16 @@ fn run(cmd: Cmd) -> Result<(), String> {
     match cmd {
         Cmd::Mkfs { image, size } => {
             let bytes = parse_size(&size)?;
-            let dev = FileDevice::create(&image, bytes).map_err(|err| format!("{}: {err}", image.display()))?;
+            let dev = FileDevice::create(&image, bytes)
+                .map_err(|err| format!("{}: {err}", image.display()))?;
             let fs = Fs::format(dev, Config::default()).map_err(e)?;
             let st = fs.stats();
             fs.unmount().map_err(e)?;
-            println!("{}: TagFS with {} segments of 256 KiB", image.display(), st.segments);
+            println!(
+                "{}: TagFS with {} segments of 256 KiB",
+                image.display(),
+                st.segments
+            );
         }
         Cmd::Import { image, dir } => {
             let files = import::walk(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
@@ -123,9 +140,11 @@ fn run(cmd: Cmd) -> Result<(), String> {
             let mut bytes = 0u64;
             for (i, path) in files.iter().enumerate() {
                 let rel = path.strip_prefix(&dir).unwrap_or(path);
-                let data = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
+                let data =
+                    std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
                 let id = fs.create().map_err(e)?;
-                fs.write(id, 0, &data).map_err(|err| format!("{}: {err}", path.display()))?;
+                fs.write(id, 0, &data)
+                    .map_err(|err| format!("{}: {err}", path.display()))?;
                 let (tags, warn) = import::tags_for(rel, path);
                 if let Some(w) = warn {
                     bar.println(format!("warning: {w}"));
@@ -147,10 +166,15 @@ fn run(cmd: Cmd) -> Result<(), String> {
         Cmd::Query { image, query } => {
             let fs = mount(&image)?;
             let q = query.join(" ");
-            let ids = fs.query(&q).map_err(|err| format!("{err}\n  {q}\n  {}^", " ".repeat(match &err {
-                zen_tagfs::Error::Query(qe) => qe.pos,
-                _ => 0,
-            })))?;
+            let ids = fs.query(&q).map_err(|err| {
+                format!(
+                    "{err}\n  {q}\n  {}^",
+                    " ".repeat(match &err {
+                        zen_tagfs::Error::Query(qe) => qe.pos,
+                        _ => 0,
+                    })
+                )
+            })?;
             let mut out = std::io::stdout().lock();
             for id in &ids {
                 let _ = writeln!(out, "{id}\t{}", path_of(&fs, *id));
@@ -170,7 +194,11 @@ fn run(cmd: Cmd) -> Result<(), String> {
                 off += n as u64;
             }
         }
-        Cmd::Tag { image, object, tags } => {
+        Cmd::Tag {
+            image,
+            object,
+            tags,
+        } => {
             let mut fs = mount(&image)?;
             let id = resolve(&fs, &object)?;
             for t in &tags {
@@ -178,7 +206,11 @@ fn run(cmd: Cmd) -> Result<(), String> {
             }
             fs.unmount().map_err(e)?;
         }
-        Cmd::Untag { image, object, tags } => {
+        Cmd::Untag {
+            image,
+            object,
+            tags,
+        } => {
             let mut fs = mount(&image)?;
             let id = resolve(&fs, &object)?;
             for t in &tags {
@@ -196,7 +228,9 @@ fn run(cmd: Cmd) -> Result<(), String> {
         }
         Cmd::Fsck { image } => {
             let mut fs = mount(&image)?;
-            let r = fs.check().map_err(|err| format!("{}: {err}", image.display()))?;
+            let r = fs
+                .check()
+                .map_err(|err| format!("{}: {err}", image.display()))?;
             let st = fs.stats();
             println!(
                 "{}: clean: {} objects, {} extents ({} bytes) verified, {} object-tag pairs, {} tags, {}/{} segments free",
@@ -210,17 +244,26 @@ fn run(cmd: Cmd) -> Result<(), String> {
                 st.segments
             );
         }
-        Cmd::Stat { image, object: None } => {
+        Cmd::Stat {
+            image,
+            object: None,
+        } => {
             let fs = mount(&image)?;
             let s = fs.stats();
             println!("objects          {}", s.objects);
             println!("tags             {}", s.tags);
-            println!("segments         {} of 256 KiB, {} free, {} in the log", s.segments, s.free_segments, s.log_segments);
+            println!(
+                "segments         {} of 256 KiB, {} free, {} in the log",
+                s.segments, s.free_segments, s.log_segments
+            );
             println!("live content     {} bytes", s.live_bytes);
             println!("checkpoint       {} bytes", s.checkpoint_bytes);
             println!("index memory     {} bytes", s.index_memory);
         }
-        Cmd::Stat { image, object: Some(o) } => {
+        Cmd::Stat {
+            image,
+            object: Some(o),
+        } => {
             let fs = mount(&image)?;
             let id = resolve(&fs, &o)?;
             let m = fs.meta(id).map_err(e)?;

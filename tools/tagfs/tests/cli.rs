@@ -13,7 +13,11 @@ fn tagfs(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
 }
 
 fn ok(o: Output) -> String {
-    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -37,23 +41,53 @@ fn mkfs_import_query_cat_tag_fsck() {
     assert!(out.contains("imported 4 files"), "{out}");
 
     let q = ok(tagfs(&[&"query", &img, &"type:text"]));
-    assert!(q.contains("/docs/readme.md") && q.contains("/docs/notes/my%20plan%20%28v2%29.txt"), "{q}");
+    assert!(
+        q.contains("/docs/readme.md") && q.contains("/docs/notes/my%20plan%20%28v2%29.txt"),
+        "{q}"
+    );
     assert_eq!(q.lines().count(), 2);
-    let q = ok(tagfs(&[&"query", &img, &"path:/docs/*", &"AND", &"NOT", &"ext:md"]));
+    let q = ok(tagfs(&[
+        &"query",
+        &img,
+        &"path:/docs/*",
+        &"AND",
+        &"NOT",
+        &"ext:md",
+    ]));
     assert_eq!(q.lines().count(), 1, "{q}");
     let q = ok(tagfs(&[&"query", &img, &"type:image OR type:code"]));
     assert_eq!(q.lines().count(), 2, "{q}");
 
-    assert_eq!(ok(tagfs(&[&"cat", &img, &"path:/src/main.rs"])), "fn main() {}\n");
+    assert_eq!(
+        ok(tagfs(&[&"cat", &img, &"path:/src/main.rs"])),
+        "fn main() {}\n"
+    );
     let big = tagfs(&[&"cat", &img, &"type:image"]);
     assert_eq!(big.stdout.len(), 200_000);
 
-    ok(tagfs(&[&"tag", &img, &"path:/src/main.rs", &"important", &"lang:rust"]));
-    assert_eq!(ok(tagfs(&[&"query", &img, &"important lang:rust"])).lines().count(), 1);
+    ok(tagfs(&[
+        &"tag",
+        &img,
+        &"path:/src/main.rs",
+        &"important",
+        &"lang:rust",
+    ]));
+    assert_eq!(
+        ok(tagfs(&[&"query", &img, &"important lang:rust"]))
+            .lines()
+            .count(),
+        1
+    );
     let st = ok(tagfs(&[&"stat", &img, &"important"]));
-    assert!(st.contains("size     13") && st.contains("lang:rust"), "{st}");
+    assert!(
+        st.contains("size     13") && st.contains("lang:rust"),
+        "{st}"
+    );
     ok(tagfs(&[&"untag", &img, &"important", &"important"]));
-    assert_eq!(ok(tagfs(&[&"query", &img, &"important"])).lines().count(), 0);
+    assert_eq!(
+        ok(tagfs(&[&"query", &img, &"important"])).lines().count(),
+        0
+    );
     let tags = ok(tagfs(&[&"tags", &img]));
     assert!(tags.contains("4\tyear:"), "{tags}");
 
@@ -84,5 +118,9 @@ fn errors_are_clear() {
     std::fs::write(&img, bytes).unwrap();
     let f = tagfs(&[&"fsck", &img]);
     assert_eq!(f.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&f.stderr).contains("corrupt image"), "{}", String::from_utf8_lossy(&f.stderr));
+    assert!(
+        String::from_utf8_lossy(&f.stderr).contains("corrupt image"),
+        "{}",
+        String::from_utf8_lossy(&f.stderr)
+    );
 }

@@ -77,7 +77,14 @@ fn entry(p: &Partition) -> [u8; ENTRY_SIZE] {
     e
 }
 
-fn header(my: u64, alt: u64, entries: u64, last_usable: u64, disk: &Guid, entries_crc: u32) -> [u8; HEADER_SIZE] {
+fn header(
+    my: u64,
+    alt: u64,
+    entries: u64,
+    last_usable: u64,
+    disk: &Guid,
+    entries_crc: u32,
+) -> [u8; HEADER_SIZE] {
     let mut h = [0u8; HEADER_SIZE];
     h[0..8].copy_from_slice(b"EFI PART");
     h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
@@ -110,12 +117,19 @@ pub const fn last_usable(sectors: u64) -> u64 {
 /// and both entry arrays. Partitions must lie within the usable range.
 pub fn write(disk: &mut [u8], disk_guid: &Guid, parts: &[Partition]) -> Result<(), Error> {
     let sectors = disk.len() as u64 / SECTOR;
-    if disk.len() as u64 % SECTOR != 0 || sectors < 2 * first_usable() + 1 || parts.len() > ENTRIES {
+    if disk.len() as u64 % SECTOR != 0 || sectors < 2 * first_usable() + 1 || parts.len() > ENTRIES
+    {
         return Err(Error::new("disk too small or too many partitions"));
     }
     for p in parts {
-        if p.first_lba < first_usable() || p.last_lba > last_usable(sectors) || p.first_lba > p.last_lba {
-            return Err(Error::new(format!("partition {} outside the usable range", p.name)));
+        if p.first_lba < first_usable()
+            || p.last_lba > last_usable(sectors)
+            || p.first_lba > p.last_lba
+        {
+            return Err(Error::new(format!(
+                "partition {} outside the usable range",
+                p.name
+            )));
         }
     }
     // Protective MBR: one partition of type 0xEE over the whole disk (capped at 2 TiB).
@@ -135,12 +149,25 @@ pub fn write(disk: &mut [u8], disk_guid: &Guid, parts: &[Partition]) -> Result<(
     let backup_entries = last - ENTRY_SECTORS;
     let at = |lba: u64| (lba * SECTOR) as usize;
     disk[at(1)..at(2)].fill(0);
-    disk[at(1)..at(1) + HEADER_SIZE].copy_from_slice(&header(1, last, 2, last_usable(sectors), disk_guid, crc));
+    disk[at(1)..at(1) + HEADER_SIZE].copy_from_slice(&header(
+        1,
+        last,
+        2,
+        last_usable(sectors),
+        disk_guid,
+        crc,
+    ));
     disk[at(2)..at(2) + array.len()].copy_from_slice(&array);
     disk[at(backup_entries)..at(backup_entries) + array.len()].copy_from_slice(&array);
     disk[at(last)..].fill(0);
-    disk[at(last)..at(last) + HEADER_SIZE]
-        .copy_from_slice(&header(last, 1, backup_entries, last_usable(sectors), disk_guid, crc));
+    disk[at(last)..at(last) + HEADER_SIZE].copy_from_slice(&header(
+        last,
+        1,
+        backup_entries,
+        last_usable(sectors),
+        disk_guid,
+        crc,
+    ));
     Ok(())
 }
 
@@ -159,7 +186,11 @@ pub fn read(disk: &[u8]) -> Result<Vec<Partition>, Error> {
     let mut parts = Vec::new();
     for e in primary.chunks(ENTRY_SIZE).filter(|e| e[..16] != [0; 16]) {
         let u64_at = |o: usize| u64::from_le_bytes(e[o..o + 8].try_into().unwrap());
-        let name: Vec<u16> = e[56..128].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&c| c != 0).collect();
+        let name: Vec<u16> = e[56..128]
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&c| c != 0)
+            .collect();
         parts.push(Partition {
             type_guid: e[0..16].try_into().unwrap(),
             unique_guid: e[16..32].try_into().unwrap(),
@@ -183,13 +214,23 @@ fn read_header(disk: &[u8], lba: u64, alt: u64) -> Result<&[u8], Error> {
     if &h[..8] != b"EFI PART" || crc32fast::hash(&zeroed) != u32_at(16) {
         return Err(Error::new(format!("bad GPT header at LBA {lba}")));
     }
-    if u64_at(24) != lba || u64_at(32) != alt || u32_at(80) as usize != ENTRIES || u32_at(84) as usize != ENTRY_SIZE {
-        return Err(Error::new(format!("GPT header at LBA {lba} points elsewhere")));
+    if u64_at(24) != lba
+        || u64_at(32) != alt
+        || u32_at(80) as usize != ENTRIES
+        || u32_at(84) as usize != ENTRY_SIZE
+    {
+        return Err(Error::new(format!(
+            "GPT header at LBA {lba} points elsewhere"
+        )));
     }
     let start = (u64_at(72) * SECTOR) as usize;
-    let array = disk.get(start..start + ENTRIES * ENTRY_SIZE).ok_or_else(|| Error::new("entry array outside the disk"))?;
+    let array = disk
+        .get(start..start + ENTRIES * ENTRY_SIZE)
+        .ok_or_else(|| Error::new("entry array outside the disk"))?;
     if crc32fast::hash(array) != u32_at(88) {
-        return Err(Error::new(format!("bad entry array CRC (header at LBA {lba})")));
+        return Err(Error::new(format!(
+            "bad entry array CRC (header at LBA {lba})"
+        )));
     }
     Ok(array)
 }
@@ -201,7 +242,13 @@ mod tests {
     #[test]
     fn guid_uses_mixed_endian() {
         let g = guid("C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
-        assert_eq!(g, [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b]);
+        assert_eq!(
+            g,
+            [
+                0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e,
+                0xc9, 0x3b
+            ]
+        );
     }
 
     #[test]

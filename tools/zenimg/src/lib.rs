@@ -24,7 +24,9 @@ pub mod gpt;
 use gpt::{guid, Guid, Partition, SECTOR};
 use std::fmt;
 use std::io::{Cursor, Write};
-use zen_boot_bios::{Params, MAX_STAGE2_SECTORS, MBR_CODE_LEN, MBR_DAP_LBA, MBR_DAP_SECTORS, STUB_BASE};
+use zen_boot_bios::{
+    Params, MAX_STAGE2_SECTORS, MBR_CODE_LEN, MBR_DAP_LBA, MBR_DAP_SECTORS, STUB_BASE,
+};
 
 /// GRUB's "BIOS boot partition" type: firmware and OSes leave it alone.
 pub const BIOS_BOOT_TYPE: Guid = guid("21686148-6449-6E6F-744E-656564454649");
@@ -79,17 +81,33 @@ impl BiosStub {
     /// loadable segments from STUB_BASE on, as they lie in memory.
     pub fn from_elf(elf: &[u8]) -> Result<Self, Error> {
         let bad = || Error::new("BIOS stub: not a 64-bit little-endian ELF");
-        let u64_at = |o: usize| elf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).ok_or_else(bad);
-        let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]])).ok_or_else(bad);
+        let u64_at = |o: usize| {
+            elf.get(o..o + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+                .ok_or_else(bad)
+        };
+        let u16_at = |o: usize| {
+            elf.get(o..o + 2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .ok_or_else(bad)
+        };
         if elf.get(..6) != Some(b"\x7fELF\x02\x01") {
             return Err(bad());
         }
-        let (phoff, phentsize, phnum) = (u64_at(0x20)? as usize, u16_at(0x36)? as usize, u16_at(0x38)? as usize);
+        let (phoff, phentsize, phnum) = (
+            u64_at(0x20)? as usize,
+            u16_at(0x36)? as usize,
+            u16_at(0x38)? as usize,
+        );
         let mut flat = Vec::new();
         for i in 0..phnum {
             let ph = phoff + i * phentsize;
             let ty = u16_at(ph)?;
-            let (offset, vaddr, filesz) = (u64_at(ph + 8)? as usize, u64_at(ph + 16)?, u64_at(ph + 32)? as usize);
+            let (offset, vaddr, filesz) = (
+                u64_at(ph + 8)? as usize,
+                u64_at(ph + 16)?,
+                u64_at(ph + 32)? as usize,
+            );
             // The linker also maps the ELF headers below STUB_BASE: not part of the stub.
             if ty != 1 || filesz == 0 || vaddr < STUB_BASE {
                 continue;
@@ -97,7 +115,10 @@ impl BiosStub {
             let at = (vaddr - STUB_BASE) as usize;
             let data = elf.get(offset..offset + filesz).ok_or_else(bad)?;
             if at + filesz > STUB_MAX {
-                return Err(Error::new(format!("BIOS stub: {} bytes, over the {STUB_MAX}-byte budget", at + filesz)));
+                return Err(Error::new(format!(
+                    "BIOS stub: {} bytes, over the {STUB_MAX}-byte budget",
+                    at + filesz
+                )));
             }
             if flat.len() < at + filesz {
                 flat.resize(at + filesz, 0);
@@ -109,14 +130,25 @@ impl BiosStub {
         }
         let mut stage2 = flat.split_off(512);
         stage2.resize(stage2.len().next_multiple_of(SECTOR as usize), 0);
-        Ok(BiosStub { mbr_code: flat[..MBR_CODE_LEN].try_into().unwrap(), stage2 })
+        Ok(BiosStub {
+            mbr_code: flat[..MBR_CODE_LEN].try_into().unwrap(),
+            stage2,
+        })
     }
 
     /// Bytes of code and data in the MBR and the second stage (trailing padding left
     /// out): the figure the 8 KiB budget is about.
     pub fn size(&self) -> usize {
-        let mbr = self.mbr_code.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        let stage2 = self.stage2.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let mbr = self
+            .mbr_code
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i + 1);
+        let stage2 = self
+            .stage2
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i + 1);
         // The MBR's used bytes are counted whole up to its disk address packet.
         mbr.max(MBR_DAP_LBA + 8) + stage2
     }
@@ -144,7 +176,15 @@ pub struct ImageSpec<'a> {
 impl<'a> ImageSpec<'a> {
     /// The defaults: 64 MiB ESP, 32 MiB root, fixed seed.
     pub fn new(bios_stub: &'a BiosStub, uefi_stub: &'a [u8], zenos_bin: &'a [u8]) -> Self {
-        ImageSpec { bios_stub, uefi_stub, zenos_bin, cmdline: None, esp_bytes: 64 << 20, root_bytes: 32 << 20, seed: 0x5a45_4e4f_5321 }
+        ImageSpec {
+            bios_stub,
+            uefi_stub,
+            zenos_bin,
+            cmdline: None,
+            esp_bytes: 64 << 20,
+            root_bytes: 32 << 20,
+            seed: 0x5a45_4e4f_5321,
+        }
     }
 }
 
@@ -168,13 +208,20 @@ pub fn write_image(spec: &ImageSpec) -> Result<(Vec<u8>, Layout), Error> {
         return Err(Error::new("command line over 127 bytes"));
     }
     let esp_sectors = (spec.esp_bytes / SECTOR).next_multiple_of(ALIGN);
-    let root_sectors = (spec.root_bytes / SECTOR).next_multiple_of(ALIGN).max(ALIGN);
+    let root_sectors = (spec.root_bytes / SECTOR)
+        .next_multiple_of(ALIGN)
+        .max(ALIGN);
     let root_lba = ESP_LBA + esp_sectors;
     // 1 MiB at the end holds the backup GPT (33 sectors) and keeps the size aligned.
     let total = root_lba + root_sectors + ALIGN;
     let mut disk = vec![0u8; (total * SECTOR) as usize];
 
-    let esp = esp_image(esp_sectors * SECTOR, spec.uefi_stub, spec.zenos_bin, spec.cmdline)?;
+    let esp = esp_image(
+        esp_sectors * SECTOR,
+        spec.uefi_stub,
+        spec.zenos_bin,
+        spec.cmdline,
+    )?;
     let zenos_off = find_contiguous(&esp, spec.zenos_bin)?;
     let zenos_lba = ESP_LBA + zenos_off as u64 / SECTOR;
     let at = |lba: u64| (lba * SECTOR) as usize;
@@ -182,14 +229,19 @@ pub fn write_image(spec: &ImageSpec) -> Result<(Vec<u8>, Layout), Error> {
 
     // MBR boot code with its disk address packet pointing at the second stage.
     disk[..MBR_CODE_LEN].copy_from_slice(&spec.bios_stub.mbr_code);
-    disk[MBR_DAP_SECTORS..MBR_DAP_SECTORS + 2].copy_from_slice(&(stage2_sectors as u16).to_le_bytes());
+    disk[MBR_DAP_SECTORS..MBR_DAP_SECTORS + 2]
+        .copy_from_slice(&(stage2_sectors as u16).to_le_bytes());
     disk[MBR_DAP_LBA..MBR_DAP_LBA + 8].copy_from_slice(&BIOS_BOOT_LBA.to_le_bytes());
     // Second stage, then the parameter sector.
     let stage2 = &spec.bios_stub.stage2;
     disk[at(BIOS_BOOT_LBA)..at(BIOS_BOOT_LBA) + stage2.len()].copy_from_slice(stage2);
     let mut line = [0u8; 128];
     line[..cmdline.len()].copy_from_slice(cmdline);
-    let params = Params { zenos_lba, zenos_len: spec.zenos_bin.len() as u64, cmdline: line };
+    let params = Params {
+        zenos_lba,
+        zenos_len: spec.zenos_bin.len() as u64,
+        cmdline: line,
+    };
     let p = at(BIOS_BOOT_LBA) + stage2.len();
     disk[p..p + SECTOR as usize].copy_from_slice(&params.encode());
 
@@ -204,20 +256,47 @@ pub fn write_image(spec: &ImageSpec) -> Result<(Vec<u8>, Layout), Error> {
         name: name.into(),
     };
     let partitions = vec![
-        part(BIOS_BOOT_TYPE, guids.next(), BIOS_BOOT_LBA, BIOS_BOOT_SECTORS, "BIOS boot"),
+        part(
+            BIOS_BOOT_TYPE,
+            guids.next(),
+            BIOS_BOOT_LBA,
+            BIOS_BOOT_SECTORS,
+            "BIOS boot",
+        ),
         part(ESP_TYPE, guids.next(), ESP_LBA, esp_sectors, "EFI system"),
-        part(ZEN_ROOT_TYPE, guids.next(), root_lba, root_sectors, "Zen OS root"),
+        part(
+            ZEN_ROOT_TYPE,
+            guids.next(),
+            root_lba,
+            root_sectors,
+            "Zen OS root",
+        ),
     ];
     gpt::write(&mut disk, &disk_guid, &partitions)?;
-    Ok((disk, Layout { partitions, zenos_lba, zenos_len: spec.zenos_bin.len() as u64 }))
+    Ok((
+        disk,
+        Layout {
+            partitions,
+            zenos_lba,
+            zenos_len: spec.zenos_bin.len() as u64,
+        },
+    ))
 }
 
 /// A fresh FAT32 volume of `bytes` bytes holding the boot files.
-fn esp_image(bytes: u64, uefi_stub: &[u8], zenos_bin: &[u8], cmdline: Option<&str>) -> Result<Vec<u8>, Error> {
+fn esp_image(
+    bytes: u64,
+    uefi_stub: &[u8],
+    zenos_bin: &[u8],
+    cmdline: Option<&str>,
+) -> Result<Vec<u8>, Error> {
     use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
     let mut esp = vec![0u8; bytes as usize];
     // 512-byte clusters keep a 64 MiB volume well above FAT32's minimum cluster count.
-    let opts = FormatVolumeOptions::new().fat_type(FatType::Fat32).bytes_per_cluster(512).volume_label(*b"ZEN OS ESP ");
+    let opts = FormatVolumeOptions::new()
+        .fat_type(FatType::Fat32)
+        .bytes_per_cluster(512)
+        .volume_label(*b"ZEN OS ESP ");
     fatfs::format_volume(&mut Cursor::new(&mut esp[..]), opts)?;
     {
         let fs = FileSystem::new(Cursor::new(&mut esp[..]), FsOptions::new())?;
@@ -225,9 +304,13 @@ fn esp_image(bytes: u64, uefi_stub: &[u8], zenos_bin: &[u8], cmdline: Option<&st
             let root = fs.root_dir();
             // zenos.bin first: on a fresh volume its clusters are then one run.
             root.create_file("zenos.bin")?.write_all(zenos_bin)?;
-            root.create_dir("EFI")?.create_dir("BOOT")?.create_file("BOOTX64.EFI")?.write_all(uefi_stub)?;
+            root.create_dir("EFI")?
+                .create_dir("BOOT")?
+                .create_file("BOOTX64.EFI")?
+                .write_all(uefi_stub)?;
             if let Some(line) = cmdline {
-                root.create_file("cmdline.txt")?.write_all(line.as_bytes())?;
+                root.create_file("cmdline.txt")?
+                    .write_all(line.as_bytes())?;
             }
         }
         // Counting the free clusters fills in the FSInfo sector (fsck.vfat checks it).

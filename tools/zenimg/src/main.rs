@@ -34,7 +34,8 @@ fn run() -> Result<(), String> {
     }
     let need = |o: Option<String>, what: &str| o.ok_or(format!("missing {what}"));
     let read = |p: &str| std::fs::read(p).map_err(|e| format!("{p}: {e}"));
-    let stub = BiosStub::from_elf(&read(&need(bios, "--bios-stub")?)?).map_err(|e| e.to_string())?;
+    let stub =
+        BiosStub::from_elf(&read(&need(bios, "--bios-stub")?)?).map_err(|e| e.to_string())?;
     let uefi = read(&need(uefi, "--uefi-stub")?)?;
     let zenos = read(&need(zenos, "--zenos")?)?;
     let out = need(out, "-o")?;
@@ -44,8 +45,12 @@ fn run() -> Result<(), String> {
     spec.root_bytes = root_mib << 20;
     let (img, layout) = write_image(&spec).map_err(|e| e.to_string())?;
     std::fs::write(&out, &img).map_err(|e| format!("{out}: {e}"))?;
-    println!("{out}: {} MiB; BIOS stub {} bytes (MBR + second stage); zenos.bin at LBA {}",
-             img.len() >> 20, stub.size(), layout.zenos_lba);
+    println!(
+        "{out}: {} MiB; BIOS stub {} bytes (MBR + second stage); zenos.bin at LBA {}",
+        img.len() >> 20,
+        stub.size(),
+        layout.zenos_lba
+    );
     for p in &layout.partitions {
         println!("  {:<12} LBA {}..={}", p.name, p.first_lba, p.last_lba);
     }

@@ -8,17 +8,26 @@ use std::io::Read;
 fn fake_stub() -> BiosStub {
     let mut mbr_code = [0u8; MBR_CODE_LEN];
     mbr_code[..100].fill(0xf4);
-    BiosStub { mbr_code, stage2: vec![0xeb; 3 * 512] }
+    BiosStub {
+        mbr_code,
+        stage2: vec![0xeb; 3 * 512],
+    }
 }
 
 fn zenos() -> Vec<u8> {
-    (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
+    (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
 }
 
 fn read_file(esp: &[u8], path: &str) -> Vec<u8> {
     let fs = FileSystem::new(Cursor::new(esp.to_vec()), FsOptions::new()).unwrap();
     let mut out = Vec::new();
-    fs.root_dir().open_file(path).unwrap().read_to_end(&mut out).unwrap();
+    fs.root_dir()
+        .open_file(path)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -34,24 +43,39 @@ fn image_parses_back() {
     // GPT: three partitions where expected, both headers and arrays valid.
     let parts = gpt::read(&img).unwrap();
     assert_eq!(parts, layout.partitions);
-    assert_eq!(parts.iter().map(|p| p.type_guid).collect::<Vec<_>>(), [BIOS_BOOT_TYPE, ESP_TYPE, ZEN_ROOT_TYPE]);
+    assert_eq!(
+        parts.iter().map(|p| p.type_guid).collect::<Vec<_>>(),
+        [BIOS_BOOT_TYPE, ESP_TYPE, ZEN_ROOT_TYPE]
+    );
     assert_eq!((parts[0].first_lba, parts[0].last_lba), (2048, 4095));
-    assert_eq!((parts[1].first_lba, parts[1].last_lba), (4096, 4096 + (64 << 11) - 1));
+    assert_eq!(
+        (parts[1].first_lba, parts[1].last_lba),
+        (4096, 4096 + (64 << 11) - 1)
+    );
     assert_eq!(parts[2].first_lba, parts[1].last_lba + 1);
     assert_eq!(parts[2].last_lba - parts[2].first_lba + 1, 32 << 11);
     assert_ne!(parts[0].unique_guid, parts[1].unique_guid);
 
     // MBR: the stub's code, the patched disk address packet, the signature.
     assert_eq!(&img[..100], &[0xf4; 100][..]);
-    assert_eq!(u16::from_le_bytes([img[MBR_DAP_SECTORS], img[MBR_DAP_SECTORS + 1]]), 4);
-    assert_eq!(u64::from_le_bytes(img[MBR_DAP_LBA..MBR_DAP_LBA + 8].try_into().unwrap()), BIOS_BOOT_LBA);
+    assert_eq!(
+        u16::from_le_bytes([img[MBR_DAP_SECTORS], img[MBR_DAP_SECTORS + 1]]),
+        4
+    );
+    assert_eq!(
+        u64::from_le_bytes(img[MBR_DAP_LBA..MBR_DAP_LBA + 8].try_into().unwrap()),
+        BIOS_BOOT_LBA
+    );
     assert_eq!(&img[510..512], &[0x55, 0xaa]);
 
     // Second stage, then the parameter sector naming zenos.bin's sectors.
     let s2 = (BIOS_BOOT_LBA * 512) as usize;
     assert!(img[s2..s2 + 1536].iter().all(|&b| b == 0xeb));
     let params = Params::decode(img[s2 + 1536..s2 + 2048].try_into().unwrap()).unwrap();
-    assert_eq!((params.zenos_lba, params.zenos_len), (layout.zenos_lba, zen.len() as u64));
+    assert_eq!(
+        (params.zenos_lba, params.zenos_len),
+        (layout.zenos_lba, zen.len() as u64)
+    );
     assert_eq!(&params.cmdline[..10], b"log=debug\0");
     let z = (params.zenos_lba * 512) as usize;
     assert_eq!(&img[z..z + zen.len()], &zen[..]);
@@ -116,8 +140,14 @@ fn stub_elf_flattens() {
     assert_eq!(stub.mbr_code[0], 0xfa);
     assert_eq!(stub.stage2.len(), 1024);
     assert_eq!(stub.size(), MBR_DAP_LBA + 8 + 700);
-    assert!(BiosStub::from_elf(&elf(&[0u8; 600])).is_err(), "no boot signature");
-    assert!(BiosStub::from_elf(&elf(&vec![0u8; 9000])).is_err(), "over 8 KiB");
+    assert!(
+        BiosStub::from_elf(&elf(&[0u8; 600])).is_err(),
+        "no boot signature"
+    );
+    assert!(
+        BiosStub::from_elf(&elf(&vec![0u8; 9000])).is_err(),
+        "over 8 KiB"
+    );
     assert!(BiosStub::from_elf(b"MZ").is_err());
 }
 
@@ -125,7 +155,12 @@ fn stub_elf_flattens() {
 /// the tools are installed; skipped otherwise.
 #[test]
 fn external_checkers_agree() {
-    let have = |t: &str| std::process::Command::new(t).arg("--version").output().is_ok();
+    let have = |t: &str| {
+        std::process::Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
     if !have("sgdisk") || !have("fsck.vfat") {
         eprintln!("sgdisk or fsck.vfat missing: skipped");
         return;
@@ -138,12 +173,31 @@ fn external_checkers_agree() {
     let (disk, esp) = (dir.join("zenos.img"), dir.join("esp.img"));
     std::fs::write(&disk, &img).unwrap();
     let p = &layout.partitions[1];
-    std::fs::write(&esp, &img[(p.first_lba * 512) as usize..((p.last_lba + 1) * 512) as usize]).unwrap();
-    let sg = std::process::Command::new("sgdisk").arg("-v").arg(&disk).output().unwrap();
+    std::fs::write(
+        &esp,
+        &img[(p.first_lba * 512) as usize..((p.last_lba + 1) * 512) as usize],
+    )
+    .unwrap();
+    let sg = std::process::Command::new("sgdisk")
+        .arg("-v")
+        .arg(&disk)
+        .output()
+        .unwrap();
     let sg_out = String::from_utf8_lossy(&sg.stdout);
-    assert!(sg.status.success() && sg_out.contains("No problems found"), "sgdisk -v: {sg_out}");
-    let fsck = std::process::Command::new("fsck.vfat").arg("-n").arg(&esp).output().unwrap();
+    assert!(
+        sg.status.success() && sg_out.contains("No problems found"),
+        "sgdisk -v: {sg_out}"
+    );
+    let fsck = std::process::Command::new("fsck.vfat")
+        .arg("-n")
+        .arg(&esp)
+        .output()
+        .unwrap();
     let fsck_out = String::from_utf8_lossy(&fsck.stdout);
-    assert!(fsck.status.success(), "fsck.vfat -n: {fsck_out}{}", String::from_utf8_lossy(&fsck.stderr));
+    assert!(
+        fsck.status.success(),
+        "fsck.vfat -n: {fsck_out}{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

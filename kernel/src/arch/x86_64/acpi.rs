@@ -3,10 +3,10 @@
 //! Physical regions are read through the direct map, so "mapping" a table is just an
 //! address computation and unmapping does nothing.
 
-use alloc::vec::Vec;
-use core::ptr::NonNull;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use alloc::vec::Vec;
+use core::ptr::NonNull;
 use zen_abi::layout::DIRECT_MAP;
 
 #[derive(Clone, Copy, Debug)]
@@ -37,13 +37,18 @@ pub fn cpus(rsdp: u64) -> Result<Vec<CpuEntry>, &'static str> {
     }
     // SAFETY: `rsdp` is the physical address the firmware reported for the RSDP, and
     // the handler maps physical memory through the direct map.
-    let tables = unsafe { AcpiTables::from_rsdp(DirectMap, rsdp as usize) }.map_err(|_| "bad ACPI tables")?;
+    let tables = unsafe { AcpiTables::from_rsdp(DirectMap, rsdp as usize) }
+        .map_err(|_| "bad ACPI tables")?;
     let madt = tables.find_table::<Madt>().map_err(|_| "no MADT")?;
     let mut out = Vec::new();
     for entry in madt.get().entries() {
         match entry {
-            MadtEntry::LocalApic(e) if e.flags & 0b11 != 0 => out.push(CpuEntry { apic_id: e.apic_id as u32 }),
-            MadtEntry::LocalX2Apic(e) if e.flags & 0b11 != 0 => out.push(CpuEntry { apic_id: e.x2apic_id }),
+            MadtEntry::LocalApic(e) if e.flags & 0b11 != 0 => out.push(CpuEntry {
+                apic_id: e.apic_id as u32,
+            }),
+            MadtEntry::LocalX2Apic(e) if e.flags & 0b11 != 0 => out.push(CpuEntry {
+                apic_id: e.x2apic_id,
+            }),
             _ => {}
         }
     }

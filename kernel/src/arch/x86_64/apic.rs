@@ -4,9 +4,9 @@
 //! The timer is calibrated once against PIT channel 2 (a fixed 1.193182 MHz clock
 //! that needs no interrupts), which also gives the TSC frequency.
 
-use core::sync::atomic::{AtomicU64, Ordering};
 use ::x86_64::instructions::port::Port;
 use ::x86_64::registers::model_specific::Msr;
+use core::sync::atomic::{AtomicU64, Ordering};
 use zen_abi::layout::DIRECT_MAP;
 
 use super::interrupts::{SPURIOUS_VECTOR, TIMER_VECTOR};

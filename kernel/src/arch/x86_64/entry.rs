@@ -41,7 +41,11 @@ extern "C" fn kentry(boot_info: u64, entry_tsc: u64) -> ! {
     match validate(boot_info) {
         Ok(boot) => crate::kmain(boot, entry_tsc),
         Err(why) => {
-            for b in b"zen: bad BootInfo from the stub: ".iter().chain(why.as_bytes()).chain(b"\n") {
+            for b in b"zen: bad BootInfo from the stub: "
+                .iter()
+                .chain(why.as_bytes())
+                .chain(b"\n")
+            {
                 super::serial::write_byte(*b);
             }
             super::cpu::halt_forever()

@@ -14,8 +14,11 @@ struct CountingHeap {
 }
 
 #[global_allocator]
-static HEAP: CountingHeap =
-    CountingHeap { inner: LockedHeap::empty(), live: AtomicUsize::new(0), bytes: AtomicUsize::new(0) };
+static HEAP: CountingHeap = CountingHeap {
+    inner: LockedHeap::empty(),
+    live: AtomicUsize::new(0),
+    bytes: AtomicUsize::new(0),
+};
 
 // SAFETY: delegates to linked_list_allocator, which upholds GlobalAlloc's contract;
 // the counters are only statistics.
@@ -25,7 +28,9 @@ unsafe impl GlobalAlloc for CountingHeap {
         // allocator would otherwise stall any thread that allocates with interrupts
         // off on the same CPU (see crate::sync).
         // SAFETY: forwarded with the caller's layout.
-        let p = ::x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.inner.alloc(layout) });
+        let p = ::x86_64::instructions::interrupts::without_interrupts(|| unsafe {
+            self.inner.alloc(layout)
+        });
         if !p.is_null() {
             self.live.fetch_add(1, Ordering::Relaxed);
             self.bytes.fetch_add(layout.size(), Ordering::Relaxed);
@@ -37,7 +42,9 @@ unsafe impl GlobalAlloc for CountingHeap {
         self.live.fetch_sub(1, Ordering::Relaxed);
         self.bytes.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: forwarded; the caller guarantees ptr came from `alloc` with `layout`.
-        ::x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.inner.dealloc(ptr, layout) })
+        ::x86_64::instructions::interrupts::without_interrupts(|| unsafe {
+            self.inner.dealloc(ptr, layout)
+        })
     }
 }
 
@@ -54,5 +61,8 @@ pub fn init(phys: u64, size: usize) {
 
 /// Live allocations and the bytes they hold.
 pub fn stats() -> (usize, usize) {
-    (HEAP.live.load(Ordering::Relaxed), HEAP.bytes.load(Ordering::Relaxed))
+    (
+        HEAP.live.load(Ordering::Relaxed),
+        HEAP.bytes.load(Ordering::Relaxed),
+    )
 }

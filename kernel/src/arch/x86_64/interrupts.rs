@@ -11,10 +11,10 @@
 //! address to resume at. A page fault at such an instruction resumes there with
 //! `rax = u64::MAX` instead of being fatal, the way Linux's exception tables work.
 
-use core::sync::atomic::{AtomicU64, Ordering};
 use ::x86_64::instructions::tables::lidt;
 use ::x86_64::structures::DescriptorTablePointer;
 use ::x86_64::VirtAddr;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_NMI};
 
@@ -219,12 +219,38 @@ fn fixup(rip: u64) -> Option<u64> {
 }
 
 const NAMES: [&str; 32] = [
-    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
-    "device not available", "double fault", "coprocessor segment overrun", "invalid TSS",
-    "segment not present", "stack fault", "general protection", "page fault", "reserved",
-    "x87 floating point", "alignment check", "machine check", "SIMD floating point",
-    "virtualization", "control protection", "reserved", "reserved", "reserved", "reserved",
-    "reserved", "reserved", "hypervisor injection", "VMM communication", "security", "reserved",
+    "divide error",
+    "debug",
+    "NMI",
+    "breakpoint",
+    "overflow",
+    "bound range",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor segment overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack fault",
+    "general protection",
+    "page fault",
+    "reserved",
+    "x87 floating point",
+    "alignment check",
+    "machine check",
+    "SIMD floating point",
+    "virtualization",
+    "control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "hypervisor injection",
+    "VMM communication",
+    "security",
+    "reserved",
 ];
 
 extern "C" fn dispatch(frame: &mut TrapFrame) {
@@ -296,14 +322,31 @@ fn fatal(frame: &TrapFrame) -> ! {
         crate::kprintln!(
             "zen:   cr2={:#x} ({} {} in {} mode)",
             cr2,
-            if frame.error & 1 != 0 { "protection violation on" } else { "unmapped page on" },
-            if frame.error & 2 != 0 { "write" } else { "read" },
-            if frame.error & 4 != 0 { "user" } else { "kernel" }
+            if frame.error & 1 != 0 {
+                "protection violation on"
+            } else {
+                "unmapped page on"
+            },
+            if frame.error & 2 != 0 {
+                "write"
+            } else {
+                "read"
+            },
+            if frame.error & 4 != 0 {
+                "user"
+            } else {
+                "kernel"
+            }
         );
     }
     crate::kprintln!(
         "zen:   rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x}",
-        frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi
+        frame.rax,
+        frame.rbx,
+        frame.rcx,
+        frame.rdx,
+        frame.rsi,
+        frame.rdi
     );
     crate::kprintln!("zen: halted");
     super::cpu::halt_after_fatal()

@@ -24,7 +24,11 @@ pub struct Flags {
 }
 
 impl Flags {
-    pub const KERNEL_DATA: Self = Self { writable: true, user: false, executable: false };
+    pub const KERNEL_DATA: Self = Self {
+        writable: true,
+        user: false,
+        executable: false,
+    };
 
     pub(super) fn bits(self) -> PageTableFlags {
         let mut f = PageTableFlags::PRESENT;
@@ -84,7 +88,8 @@ fn page(virt: u64) -> Result<Page<Size4KiB>, MapError> {
 /// Maps the 4 KiB page at `virt` to the frame at `phys`.
 pub fn map(virt: u64, phys: u64, flags: Flags) -> Result<(), MapError> {
     let page = page(virt)?;
-    let frame = PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
+    let frame =
+        PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
     let mut parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
     if flags.user {
         parent |= PageTableFlags::USER_ACCESSIBLE;
@@ -93,7 +98,9 @@ pub fn map(virt: u64, phys: u64, flags: Flags) -> Result<(), MapError> {
         // SAFETY: the caller owns `phys` (it came from the frame allocator or is MMIO
         // the caller drives), and `virt` was unmapped (map_to refuses otherwise), so
         // no existing reference is invalidated.
-        let r = unsafe { m.map_to_with_table_flags(page, frame, flags.bits(), parent, &mut TableFrames) };
+        let r = unsafe {
+            m.map_to_with_table_flags(page, frame, flags.bits(), parent, &mut TableFrames)
+        };
         match r {
             Ok(flush) => {
                 flush.flush();
@@ -124,7 +131,9 @@ pub fn unmap(virt: u64) -> Result<u64, MapError> {
 pub fn translate(virt: u64) -> Option<u64> {
     let v = VirtAddr::try_new(virt).ok()?;
     with_tables(|m| match m.translate(v) {
-        TranslateResult::Mapped { frame, offset, .. } => Some(frame.start_address().as_u64() + offset),
+        TranslateResult::Mapped { frame, offset, .. } => {
+            Some(frame.start_address().as_u64() + offset)
+        }
         _ => None,
     })
 }
@@ -155,10 +164,16 @@ pub fn init() {
                 let f = crate::mm::alloc_frame().expect("no memory for kernel page tables");
                 let phys = f.into_raw();
                 core::ptr::write_bytes((DIRECT_MAP + phys) as *mut u8, 0, 4096);
-                (&mut *table)[i].set_addr(PhysAddr::new(phys), PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
+                (&mut *table)[i].set_addr(
+                    PhysAddr::new(phys),
+                    PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
+                );
             }
         }
         Cr3::write(l4, cr3_flags);
     }
-    KERNEL_ROOT.store(l4.start_address().as_u64(), core::sync::atomic::Ordering::Relaxed);
+    KERNEL_ROOT.store(
+        l4.start_address().as_u64(),
+        core::sync::atomic::Ordering::Relaxed,
+    );
 }

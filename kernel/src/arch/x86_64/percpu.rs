@@ -8,13 +8,13 @@
 //! Only the owning CPU touches the cells, with interrupts disabled where an interrupt
 //! handler could touch them too; that is the invariant the `Sync` impl relies on.
 
-use core::cell::UnsafeCell;
-use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use ::x86_64::registers::model_specific::GsBase;
 use ::x86_64::structures::gdt::GlobalDescriptorTable;
 use ::x86_64::structures::tss::TaskStateSegment;
 use ::x86_64::VirtAddr;
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Most CPUs the kernel drives.
 pub const MAX_CPUS: usize = 64;
@@ -109,7 +109,8 @@ pub fn online_count() -> usize {
 /// Points GS at entry `id` for the calling CPU. Called once per CPU at bring-up.
 pub fn install(id: usize, apic_id: u32) -> &'static PerCpu {
     let me = &CPUS[id];
-    me.self_ptr.store(me as *const PerCpu as u64, Ordering::Relaxed);
+    me.self_ptr
+        .store(me as *const PerCpu as u64, Ordering::Relaxed);
     me.id.store(id as u32, Ordering::Relaxed);
     me.apic_id.store(apic_id, Ordering::Relaxed);
     GsBase::write(VirtAddr::from_ptr(me));
@@ -151,7 +152,10 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut [u8; SCRATCH_SIZE]) -> R) -> R {
     let were_enabled = super::cpu::interrupts_enabled();
     super::cpu::disable_interrupts();
     let me = current();
-    assert!(!me.scratch_busy.swap(true, Ordering::Acquire), "scratch buffer re-entered");
+    assert!(
+        !me.scratch_busy.swap(true, Ordering::Acquire),
+        "scratch buffer re-entered"
+    );
     // SAFETY: only this CPU reaches its own entry; interrupts are off and the busy
     // flag excludes nesting, so this is the only reference to the buffer.
     let r = f(unsafe { &mut (*me.scratch.get()).0 });

@@ -23,7 +23,10 @@ static BITMAP_CLAIMED: AtomicBool = AtomicBool::new(false);
 /// The frame allocator's bitmap storage: `words` u64s at `phys`, taken once at boot
 /// from a usable region before the allocator exists. Panics if called twice.
 pub fn claim_bitmap(phys: u64, words: usize) -> &'static mut [u64] {
-    assert!(!BITMAP_CLAIMED.swap(true, Ordering::SeqCst), "bitmap claimed twice");
+    assert!(
+        !BITMAP_CLAIMED.swap(true, Ordering::SeqCst),
+        "bitmap claimed twice"
+    );
     assert!(phys % 8 == 0);
     // SAFETY: claimed once (checked above); the caller takes the range from a usable
     // region of the memory map and reserves it in the allocator it builds, so nothing
@@ -47,7 +50,9 @@ pub fn claim_framebuffer(fb: &Framebuffer) -> Option<&'static mut [u32]> {
     // SAFETY: the firmware reported this range as the framebuffer (device memory, not
     // in the usable map); it is claimed once and lies within the direct map, which the
     // stub extends to at least 4 GiB.
-    Some(unsafe { core::slice::from_raw_parts_mut((DIRECT_MAP + fb.base) as *mut u32, pixels as usize) })
+    Some(unsafe {
+        core::slice::from_raw_parts_mut((DIRECT_MAP + fb.base) as *mut u32, pixels as usize)
+    })
 }
 
 /// A frame shared with user space (a channel's pages, a token page): zeroed when
@@ -79,7 +84,12 @@ impl SharedFrame {
         // lives; ring headers are 128-byte, 64-aligned structs of atomics at offsets 0
         // and 128 of a page-aligned frame, so the reference is aligned and every access
         // through it is atomic, whatever the process does to the page meanwhile.
-        unsafe { &*(self.ptr().add(i * core::mem::size_of::<zen_abi::ipc::RingHeader>()) as *const zen_abi::ipc::RingHeader) }
+        unsafe {
+            &*(self
+                .ptr()
+                .add(i * core::mem::size_of::<zen_abi::ipc::RingHeader>())
+                as *const zen_abi::ipc::RingHeader)
+        }
     }
 
     /// The frame as a token page (the kernel is its only writer: processes map it

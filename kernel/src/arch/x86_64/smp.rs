@@ -8,9 +8,9 @@
 //! a stack the boot CPU allocated. CPUs are started one at a time, so one trampoline
 //! and one parameter block suffice.
 
+use ::x86_64::registers::control::Cr3;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use ::x86_64::registers::control::Cr3;
 use zen_abi::boot::{MemoryKind, MemoryRegion};
 use zen_abi::layout::DIRECT_MAP;
 
@@ -121,7 +121,9 @@ fn off(sym: *const u8) -> usize {
 /// never hands out low memory, so it is ours).
 fn trampoline_page(map: &[MemoryRegion]) -> Option<u64> {
     (1..0x9f_u64).map(|p| p << 12).find(|&a| {
-        map.iter().any(|r| r.kind == MemoryKind::Usable as u32 && r.base <= a && a + 4096 <= r.base + r.len)
+        map.iter().any(|r| {
+            r.kind == MemoryKind::Usable as u32 && r.base <= a && a + 4096 <= r.base + r.len
+        })
     })
 }
 
@@ -132,7 +134,11 @@ static STARTING_ID: AtomicU64 = AtomicU64::new(0);
 pub fn start_aps(rsdp: u64, map: &[MemoryRegion]) -> Result<usize, &'static str> {
     let cpus = super::acpi::cpus(rsdp)?;
     let me = apic::local_id();
-    let others: Vec<u32> = cpus.iter().map(|c| c.apic_id).filter(|&id| id != me).collect();
+    let others: Vec<u32> = cpus
+        .iter()
+        .map(|c| c.apic_id)
+        .filter(|&id| id != me)
+        .collect();
     if others.is_empty() {
         return Ok(0);
     }
@@ -144,10 +150,15 @@ pub fn start_aps(rsdp: u64, map: &[MemoryRegion]) -> Result<usize, &'static str>
     }
     // The 16-bit code uses these offsets as numbers.
     let layout = [
-        off(&raw const zen_tramp_base), off(&raw const zen_tramp_cr3), off(&raw const zen_tramp_stack),
-        off(&raw const zen_tramp_entry), off(&raw const zen_tramp_arg), off(&raw const zen_tramp_code),
+        off(&raw const zen_tramp_base),
+        off(&raw const zen_tramp_cr3),
+        off(&raw const zen_tramp_stack),
+        off(&raw const zen_tramp_entry),
+        off(&raw const zen_tramp_arg),
+        off(&raw const zen_tramp_code),
     ];
-    if layout != [0x08, 0x10, 0x18, 0x20, 0x28, 0x58] || off(&raw const zen_tramp_gdt_base) != 0x32 {
+    if layout != [0x08, 0x10, 0x18, 0x20, 0x28, 0x58] || off(&raw const zen_tramp_gdt_base) != 0x32
+    {
         return Err("trampoline layout changed");
     }
     // Copy and patch the trampoline.
@@ -162,23 +173,50 @@ pub fn start_aps(rsdp: u64, map: &[MemoryRegion]) -> Result<usize, &'static str>
     };
     let put32 = |t: &mut [u8], at: usize, v: u32| t[at..at + 4].copy_from_slice(&v.to_le_bytes());
     let put64 = |t: &mut [u8], at: usize, v: u64| t[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put32(tramp, off(&raw const zen_tramp_farptr), (page as usize + off(&raw const zen_tramp_long)) as u32);
-    put32(tramp, off(&raw const zen_tramp_gdt_base), (page as usize + off(&raw const zen_tramp_gdt)) as u32);
+    put32(
+        tramp,
+        off(&raw const zen_tramp_farptr),
+        (page as usize + off(&raw const zen_tramp_long)) as u32,
+    );
+    put32(
+        tramp,
+        off(&raw const zen_tramp_gdt_base),
+        (page as usize + off(&raw const zen_tramp_gdt)) as u32,
+    );
     put64(tramp, off(&raw const zen_tramp_base), page);
     put64(tramp, off(&raw const zen_tramp_cr3), cr3);
-    put64(tramp, off(&raw const zen_tramp_entry), ap_entry as extern "C" fn(u64) -> ! as u64);
+    put64(
+        tramp,
+        off(&raw const zen_tramp_entry),
+        ap_entry as extern "C" fn(u64) -> ! as u64,
+    );
 
-    paging::map(page, page, paging::Flags { writable: true, user: false, executable: true })
-        .map_err(|_| "cannot identity-map the trampoline")?;
+    paging::map(
+        page,
+        page,
+        paging::Flags {
+            writable: true,
+            user: false,
+            executable: true,
+        },
+    )
+    .map_err(|_| "cannot identity-map the trampoline")?;
     let mut started = 0;
     for (i, &apic_id) in others.iter().enumerate() {
         let id = i + 1;
         if id >= percpu::MAX_CPUS {
-            crate::kprintln!("zen: more than {} CPUs, ignoring the rest", percpu::MAX_CPUS);
+            crate::kprintln!(
+                "zen: more than {} CPUs, ignoring the rest",
+                percpu::MAX_CPUS
+            );
             break;
         }
         let stack = alloc::vec![0u8; AP_STACK_SIZE].leak();
-        put64(tramp, off(&raw const zen_tramp_stack), stack.as_ptr() as u64 + AP_STACK_SIZE as u64);
+        put64(
+            tramp,
+            off(&raw const zen_tramp_stack),
+            stack.as_ptr() as u64 + AP_STACK_SIZE as u64,
+        );
         put64(tramp, off(&raw const zen_tramp_arg), id as u64);
         STARTING_ID.store(apic_id as u64, Ordering::SeqCst);
         apic::send_init(apic_id);

@@ -59,7 +59,15 @@ pub fn init_stack(stack: &mut [u64], entry: extern "C" fn(u64) -> !, arg: u64) -
     let end = if (base + n * 8) % 16 == 0 { n } else { n - 1 };
     let frame = end - SAVED_REGS - 1;
     // In memory from low to high: r15, r14, r13, r12, rbp, rbx, return address.
-    stack[frame..end].copy_from_slice(&[0, 0, arg, entry as usize as u64, 0, 0, zen_thread_start as *const () as u64]);
+    stack[frame..end].copy_from_slice(&[
+        0,
+        0,
+        arg,
+        entry as usize as u64,
+        0,
+        0,
+        zen_thread_start as *const () as u64,
+    ]);
     (base + frame * 8) as u64
 }
 

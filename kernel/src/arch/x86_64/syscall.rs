@@ -120,7 +120,12 @@ extern "C" {
 }
 
 extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
-    frame.rax = crate::syscall::dispatch(frame.rax, [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9]);
+    frame.rax = crate::syscall::dispatch(
+        frame.rax,
+        [
+            frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+        ],
+    );
     // `sysret` to a non-canonical address faults in ring 0 on the user's stack (the
     // Intel SYSRET erratum): a `syscall` at the very top of user space ends the process.
     if frame.rip >= zen_abi::syscall::USER_END {
@@ -138,7 +143,12 @@ pub fn init() {
     Star::write(ucode, udata, kcode, kdata).expect("GDT layout does not suit sysret");
     LStar::write(VirtAddr::new(zen_syscall_entry as *const () as u64));
     // Interrupts, traps, direction and alignment checks off on entry.
-    SFMask::write(RFlags::INTERRUPT_FLAG | RFlags::TRAP_FLAG | RFlags::DIRECTION_FLAG | RFlags::ALIGNMENT_CHECK);
+    SFMask::write(
+        RFlags::INTERRUPT_FLAG
+            | RFlags::TRAP_FLAG
+            | RFlags::DIRECTION_FLAG
+            | RFlags::ALIGNMENT_CHECK,
+    );
     // SAFETY: enabling SYSCALL/SYSRET only makes the instructions available; LSTAR
     // and STAR were set above.
     unsafe { Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS)) };

@@ -10,13 +10,13 @@
 //! own tables, checked to be present, user-accessible (and writable for copy-out),
 //! and accessed through the direct map. A bad pointer is an error, not a fault.
 
-use alloc::vec::Vec;
 use ::x86_64::registers::control::{Cr3, Cr3Flags};
 use ::x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
 use ::x86_64::structures::paging::{
     Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB, Translate,
 };
 use ::x86_64::{PhysAddr, VirtAddr};
+use alloc::vec::Vec;
 use zen_abi::layout::DIRECT_MAP;
 use zen_abi::syscall::USER_END;
 
@@ -59,7 +59,10 @@ impl AddressSpace {
                 dst[i] = src[i].clone();
             }
         }
-        Some(Self { root, lock: spin::Mutex::new(()) })
+        Some(Self {
+            root,
+            lock: spin::Mutex::new(()),
+        })
     }
 
     /// Physical address of the level-4 table.
@@ -72,7 +75,8 @@ impl AddressSpace {
         // SAFETY: `root` is this address space's level-4 table, reached through the
         // direct map; the lock makes this the only mutable view of its lower half, and
         // the shared upper half is never modified through it (user addresses only).
-        let mut m = unsafe { OffsetPageTable::new(&mut *table(self.root), VirtAddr::new(DIRECT_MAP)) };
+        let mut m =
+            unsafe { OffsetPageTable::new(&mut *table(self.root), VirtAddr::new(DIRECT_MAP)) };
         f(&mut m)
     }
 
@@ -81,11 +85,17 @@ impl AddressSpace {
         if va >= USER_END {
             return Err(MapError::NonCanonical);
         }
-        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).map_err(|_| MapError::Unaligned)?;
+        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va))
+            .map_err(|_| MapError::Unaligned)?;
         let phys = frame.into_raw();
-        let pf = PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
-        let flags = Flags { user: true, ..flags };
-        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        let pf =
+            PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
+        let flags = Flags {
+            user: true,
+            ..flags
+        };
+        let parent =
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
         let r = self.with(|m| {
             // SAFETY: the frame was just taken from the allocator (owned, unaliased) and
             // `va` is a user address in this address space only.
@@ -112,10 +122,18 @@ impl AddressSpace {
         if va >= USER_END {
             return Err(MapError::NonCanonical);
         }
-        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).map_err(|_| MapError::Unaligned)?;
-        let pf = PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
-        let flags = Flags { user: true, ..flags }.bits() | SHARED;
-        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va))
+            .map_err(|_| MapError::Unaligned)?;
+        let pf =
+            PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
+        let flags = Flags {
+            user: true,
+            ..flags
+        }
+        .bits()
+            | SHARED;
+        let parent =
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
         self.with(|m| {
             // SAFETY: the frame stays allocated while mapped (its owner outlives the
             // mapping, see `SHARED`), and `va` is a user address of this space only.
@@ -134,7 +152,8 @@ impl AddressSpace {
         if va >= USER_END {
             return Err(MapError::NonCanonical);
         }
-        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).map_err(|_| MapError::Unaligned)?;
+        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va))
+            .map_err(|_| MapError::Unaligned)?;
         let shared = self.with(|m| match m.translate(VirtAddr::new(va)) {
             TranslateResult::Mapped { flags, .. } => flags.contains(SHARED),
             _ => false,
@@ -144,7 +163,9 @@ impl AddressSpace {
                 flush.flush();
                 Ok(f.start_address().as_u64())
             }
-            Err(UnmapError::PageNotMapped) | Err(UnmapError::InvalidFrameAddress(_)) => Err(MapError::NotMapped),
+            Err(UnmapError::PageNotMapped) | Err(UnmapError::InvalidFrameAddress(_)) => {
+                Err(MapError::NotMapped)
+            }
             Err(UnmapError::ParentEntryHugePage) => Err(MapError::HugePage),
         })?;
         // Other CPUs running this address space would still hold the old translation;
@@ -162,7 +183,11 @@ impl AddressSpace {
             return None;
         }
         self.with(|m| match m.translate(VirtAddr::new(va)) {
-            TranslateResult::Mapped { frame, offset, flags } => {
+            TranslateResult::Mapped {
+                frame,
+                offset,
+                flags,
+            } => {
                 let ok = flags.contains(PageTableFlags::USER_ACCESSIBLE)
                     && (!write || flags.contains(PageTableFlags::WRITABLE));
                 ok.then(|| frame.start_address().as_u64() + offset)
@@ -187,7 +212,9 @@ impl AddressSpace {
             // SAFETY: `phys .. phys + chunk` lies within one frame mapped for this user
             // (checked above), read through the direct map. The process may change it
             // concurrently; we copy bytes, never trust them as Rust values.
-            let src = unsafe { core::slice::from_raw_parts((DIRECT_MAP + phys) as *const u8, chunk as usize) };
+            let src = unsafe {
+                core::slice::from_raw_parts((DIRECT_MAP + phys) as *const u8, chunk as usize)
+            };
             out.extend_from_slice(src);
             at += chunk;
         }
@@ -232,7 +259,8 @@ impl AddressSpace {
         let mut off = 0;
         for (phys, chunk) in pages {
             // SAFETY: as in `copy_from`, for a frame mapped writable for this user.
-            let dst = unsafe { core::slice::from_raw_parts_mut((DIRECT_MAP + phys) as *mut u8, chunk) };
+            let dst =
+                unsafe { core::slice::from_raw_parts_mut((DIRECT_MAP + phys) as *mut u8, chunk) };
             dst.copy_from_slice(&data[off..off + chunk]);
             off += chunk;
         }
@@ -251,7 +279,12 @@ pub fn activate_root(root: u64) {
     if cur.start_address().as_u64() != root {
         // SAFETY: `root` is a level-4 table whose upper half is the kernel's (every
         // address space copies it), so the kernel keeps running across the switch.
-        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(root)), Cr3Flags::empty()) };
+        unsafe {
+            Cr3::write(
+                PhysFrame::containing_address(PhysAddr::new(root)),
+                Cr3Flags::empty(),
+            )
+        };
     }
 }
 
