@@ -81,10 +81,22 @@ pub enum Syscall {
     CapRevoke = 26,
     /// cap_drop(slot) -> 0: removes a token from the caller's token page.
     CapDrop = 27,
+    /// grant_create(addr, len, rights, chan_token_ptr) -> grant id (non-zero). Shares
+    /// the caller's pages `addr .. addr + len` (page-aligned start, memory from `map`)
+    /// with the process attached at the channel's other end, which maps them once with
+    /// grant_map; the caller keeps its own mapping. `rights`: READ, or READ | WRITE
+    /// (needs the pages writable). Needs SEND on the channel. Put the id, `len` and
+    /// `rights` in a message as an `ipc::PageGrant`.
+    GrantCreate = 28,
+    /// grant_map(id, len, rights) -> address: maps a grant made for the caller (its
+    /// `len` and `rights` must be the grant's, so a message cannot lie about them),
+    /// read-only unless it carries WRITE. A grant maps once; `unmap` removes it. The
+    /// pages live until every process that maps them has unmapped them or exited.
+    GrantMap = 29,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 28;
+pub const SYSCALL_COUNT: u64 = 30;
 
 impl TryFrom<u64> for Syscall {
     type Error = Error;
@@ -119,6 +131,8 @@ impl TryFrom<u64> for Syscall {
             CapSend,
             CapRevoke,
             CapDrop,
+            GrantCreate,
+            GrantMap,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }

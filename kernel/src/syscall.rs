@@ -213,6 +213,8 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::CapDrop => me
             .remove_token(usize::try_from(a[0]).map_err(|_| Error::InvalidArgument)?)
             .map(|()| 0),
+        Syscall::GrantCreate => crate::ipc::grant_create(me, a[0], a[1], a[2], a[3]),
+        Syscall::GrantMap => crate::ipc::grant_map(me, a[0], a[1], a[2]),
     }
 }
 

@@ -83,6 +83,9 @@ pub struct Process {
     /// Channels this process created (it owns their lifetime) and attached (whose pages
     /// it maps; the `Arc` keeps them until the address space is gone).
     channels: IrqMutex<(Vec<u64>, Vec<Arc<crate::ipc::Channel>>)>,
+    /// Pages of page grants this process maps (as sender or receiver), by address:
+    /// each mapping holds its frame until `unmap` or exit.
+    granted: IrqMutex<BTreeMap<u64, Arc<SharedFrame>>>,
 }
 
 impl Process {
@@ -112,7 +115,8 @@ impl Process {
     pub fn keep_channel(&self, c: Arc<crate::ipc::Channel>) {
         self.channels.lock().1.push(c);
     }
-    /// Reserves `pages` of the map area (for a channel's pages).
+    /// Reserves `pages` of the map area (for a channel's pages, a grant) and counts
+    /// them as mapped; `unmap` or `unreserve` gives them back.
     pub fn reserve_map_range(&self, pages: u64) -> Result<u64, Error> {
         let mut i = self.inner.lock();
         if i.mapped.saturating_add(pages) > MAP_LIMIT_PAGES {
@@ -120,6 +124,93 @@ impl Process {
         }
         let va = i.next_map;
         i.next_map += pages * 4096;
+        i.mapped += pages;
+        Ok(va)
+    }
+    /// Undoes the count of a `reserve_map_range` whose mapping failed (the range stays a
+    /// hole).
+    pub fn unreserve(&self, pages: u64) {
+        let mut i = self.inner.lock();
+        i.mapped = i.mapped.saturating_sub(pages);
+    }
+
+    /// The frames of `pages` pages at `addr` of the map area, to grant: owned pages
+    /// become shared (this process keeps them mapped and holds a reference), pages
+    /// already shared by a grant are shared again. `BadAddress` if a page is not
+    /// mapped memory of the map area, `Denied` if `write` and one is read-only.
+    pub fn share_pages(
+        &self,
+        addr: u64,
+        pages: u64,
+        write: bool,
+    ) -> Result<Vec<Arc<SharedFrame>>, Error> {
+        let end = addr
+            .checked_add(pages.checked_mul(4096).ok_or(Error::BadAddress)?)
+            .ok_or(Error::BadAddress)?;
+        if addr < USER_MAP_BASE || end > self.inner.lock().next_map {
+            return Err(Error::BadAddress);
+        }
+        self.with_space(|s| {
+            let mut granted = self.granted.lock();
+            // Check every page before changing any.
+            for va in (addr..end).step_by(4096) {
+                let (_, writable, shared) = s.page_info(va).ok_or(Error::BadAddress)?;
+                if shared && !granted.contains_key(&va) {
+                    // A channel's page: never granted on.
+                    return Err(Error::BadAddress);
+                }
+                if write && !writable {
+                    return Err(Error::Denied);
+                }
+            }
+            let mut frames = Vec::new();
+            frames
+                .try_reserve_exact(pages as usize)
+                .map_err(|_| Error::NoMemory)?;
+            for va in (addr..end).step_by(4096) {
+                let f = match granted.get(&va) {
+                    Some(f) => f.clone(),
+                    None => {
+                        let frame = s.make_shared(va).ok_or(Error::BadAddress)?;
+                        let f = Arc::new(SharedFrame::adopt(frame));
+                        granted.insert(va, f.clone());
+                        f
+                    }
+                };
+                frames.push(f);
+            }
+            Ok(frames)
+        })?
+    }
+
+    /// Maps granted frames at a fresh range of the map area; the address.
+    pub fn map_granted(&self, frames: &[Arc<SharedFrame>], write: bool) -> Result<u64, Error> {
+        let pages = frames.len() as u64;
+        let va = self.reserve_map_range(pages)?;
+        let flags = Flags {
+            writable: write,
+            user: true,
+            executable: false,
+        };
+        let done = self.with_space(|s| {
+            let mut granted = self.granted.lock();
+            for (n, f) in frames.iter().enumerate() {
+                let at = va + n as u64 * 4096;
+                if s.map_shared(at, f.addr(), flags).is_err() {
+                    for m in 0..n as u64 {
+                        let _ = s.unmap(va + m * 4096);
+                        granted.remove(&(va + m * 4096));
+                    }
+                    return false;
+                }
+                granted.insert(at, f.clone());
+            }
+            true
+        });
+        if done != Ok(true) {
+            self.unreserve(pages);
+            return Err(done.err().unwrap_or(Error::NoMemory));
+        }
         Ok(va)
     }
 
@@ -284,6 +375,7 @@ pub fn spawn_with(
         }),
         tokens: IrqMutex::new(tokens),
         channels: IrqMutex::new((Vec::new(), Vec::new())),
+        granted: IrqMutex::new(BTreeMap::new()),
     });
     setup(&p)?;
     // In the table before the thread runs, so it can find itself.
@@ -294,9 +386,7 @@ pub fn spawn_with(
         }
         procs.insert(pid, p.clone());
     }
-    match task::spawn_user(Options::new("user"), p.clone(), move || {
-        crate::arch::syscall::enter_user(entry, USER_STACK_TOP, 0)
-    }) {
+    match task::spawn_user(Options::new("user"), p.clone(), entry, USER_STACK_TOP) {
         Ok(t) => {
             let mut i = p.inner.lock();
             // It may have run and exited already; a dead thread is not kept.
@@ -321,6 +411,9 @@ pub fn exit_current(code: u64) -> ! {
     activate_root(kernel);
     let space = p.space.lock().take();
     drop(space);
+    // Granted pages are unmapped with the space: drop our references.
+    drop(core::mem::take(&mut *p.granted.lock()));
+    crate::ipc::release_grants_to(p.pid);
     // Mappings are gone: the channels may go too.
     let (owned, attached) = core::mem::take(&mut *p.channels.lock());
     crate::ipc::release_owned(&owned);
@@ -537,8 +630,11 @@ pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
         if !(0..pages).all(|n| s.is_mapped(addr + n * 4096)) {
             return Err(Error::InvalidArgument);
         }
+        let mut granted = me.granted.lock();
         for n in 0..pages {
             let _ = s.unmap(addr + n * 4096);
+            // Unmapped first: a granted frame may be freed only once no table has it.
+            granted.remove(&(addr + n * 4096));
         }
         Ok(())
     })??;

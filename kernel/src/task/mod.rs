@@ -47,6 +47,15 @@ enum State {
     Exited,
 }
 
+/// Where a new thread starts.
+enum Entry {
+    /// A kernel closure; its result is the exit code.
+    Kernel(Box<dyn FnOnce() -> u64 + Send>),
+    /// User mode at `rip` with stack `rsp`. Not a closure: entering user mode never
+    /// returns, so a boxed closure would never be freed.
+    User { rip: u64, rsp: u64 },
+}
+
 struct Inner {
     state: State,
     /// An `unpark` arrived while the thread was not blocked: the next `park` returns.
@@ -55,7 +64,7 @@ struct Inner {
     desc: Option<TaskDesc>,
     exit_code: Option<u64>,
     joiner: Option<Arc<Thread>>,
-    entry: Option<Box<dyn FnOnce() -> u64 + Send>>,
+    entry: Option<Entry>,
     /// Nobody joins it: its slot is freed when it exits (user threads).
     detached: bool,
 }
@@ -241,23 +250,25 @@ pub fn spawn(
     opts: Options,
     f: impl FnOnce() -> u64 + Send + 'static,
 ) -> Result<JoinHandle, SpawnError> {
-    spawn_inner(opts, None, Box::new(f)).map(JoinHandle)
+    spawn_inner(opts, None, Entry::Kernel(Box::new(f))).map(JoinHandle)
 }
 
-/// Creates a detached thread of `process` (it runs on the process's address space
-/// and is never joined; the process tracks its end).
+/// Creates a detached thread of `process` that enters user mode at `rip` with stack
+/// `rsp` (it runs on the process's address space and is never joined; the process
+/// tracks its end).
 pub fn spawn_user(
     opts: Options,
     process: Arc<crate::proc::Process>,
-    f: impl FnOnce() -> u64 + Send + 'static,
+    rip: u64,
+    rsp: u64,
 ) -> Result<Arc<Thread>, SpawnError> {
-    spawn_inner(opts, Some(process), Box::new(f))
+    spawn_inner(opts, Some(process), Entry::User { rip, rsp })
 }
 
 fn spawn_inner(
     opts: Options,
     process: Option<Arc<crate::proc::Process>>,
-    entry: Box<dyn FnOnce() -> u64 + Send>,
+    entry: Entry,
 ) -> Result<Arc<Thread>, SpawnError> {
     if let Some(p) = opts.pin {
         if percpu::cpu(p).map_or(true, |c| !c.is_online()) {
@@ -335,7 +346,11 @@ extern "C" fn thread_entry(_: u64) -> ! {
         let f = irqs_off(|| me.inner.lock().entry.take());
         f
     };
-    let code = f.map_or(0, |f| f());
+    let code = match f {
+        Some(Entry::Kernel(f)) => f(),
+        Some(Entry::User { rip, rsp }) => crate::arch::syscall::enter_user(rip, rsp, 0),
+        None => 0,
+    };
     exit(code)
 }
 
@@ -459,8 +474,7 @@ pub fn sleep_ticks(ticks: u64) {
 /// Sleeps until the tick count reaches `until`, or until an `unpark` finds `stop()`
 /// true (a killed process). Returns whether the time was reached.
 pub fn sleep_until(until: u64, stop: impl Fn() -> bool) -> bool {
-    let me = current();
-    irqs_off(|| CPUS[this_cpu()].sleepers.lock().push((until, me.clone())));
+    let _entry = Sleeper::add(until);
     while crate::time::ticks() < until {
         if stop() {
             return false;
@@ -473,9 +487,36 @@ pub fn sleep_until(until: u64, stop: impl Fn() -> bool) -> bool {
 /// Parks once, with a wake-up at tick `until` at the latest (an `unpark` may come
 /// first). Callers re-check their condition.
 pub fn park_until(until: u64) {
-    let me = current();
-    irqs_off(|| CPUS[this_cpu()].sleepers.lock().push((until, me.clone())));
+    let _entry = Sleeper::add(until);
     park();
+}
+
+/// The calling thread's entry in a CPU's sleeper list, removed when the sleep ends
+/// however it ends: an entry left behind would keep the thread (its stack, its
+/// process) alive until the tick, forever for a long timeout.
+struct Sleeper {
+    cpu: usize,
+    me: Arc<Thread>,
+}
+
+impl Sleeper {
+    fn add(until: u64) -> Sleeper {
+        let me = current();
+        let cpu = this_cpu();
+        irqs_off(|| CPUS[cpu].sleepers.lock().push((until, me.clone())));
+        Sleeper { cpu, me }
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        irqs_off(|| {
+            CPUS[self.cpu]
+                .sleepers
+                .lock()
+                .retain(|(_, t)| !Arc::ptr_eq(t, &self.me))
+        });
+    }
 }
 
 /// Moves the calling thread to `cpu` and pins it there.

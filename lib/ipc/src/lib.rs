@@ -63,7 +63,7 @@ extern crate std;
 mod ring;
 mod shm;
 
-pub use ring::{Consumer, Producer, RecvSlot, SendSlot};
+pub use ring::{read_words, write_words, Consumer, Producer, RecvSlot, SendSlot};
 pub use shm::{RingHeader, Slot};
 pub use zen_abi::ipc::{PageGrant, SLOT_PAYLOAD, SLOT_WORDS};
 

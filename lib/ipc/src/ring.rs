@@ -353,6 +353,25 @@ impl RecvSlot<'_, '_> {
     }
 }
 
+/// Stores `bytes` at byte `offset` of shared `words` (little-endian, as in a slot):
+/// how a page grant's memory is written. `TooLarge` (and nothing stored) past the end.
+pub fn write_words(words: &[AtomicU64], offset: usize, bytes: &[u8]) -> Result<(), RingError> {
+    offset
+        .checked_add(bytes.len())
+        .filter(|&e| e <= words.len() * 8)
+        .ok_or(RingError::TooLarge)?;
+    store_bytes(words, offset, bytes);
+    Ok(())
+}
+
+/// Loads bytes from byte `offset` of shared `words` into `out`; how many (clipped to
+/// the end of `words`).
+pub fn read_words(words: &[AtomicU64], offset: usize, out: &mut [u8]) -> usize {
+    let n = (words.len() * 8).saturating_sub(offset).min(out.len());
+    load_bytes(words, offset, &mut out[..n]);
+    n
+}
+
 /// Stores `bytes` at byte `offset` of `words` (bounds checked by the caller).
 fn store_bytes(words: &[AtomicU64], offset: usize, bytes: &[u8]) {
     let (mut pos, mut src) = (offset, bytes);

@@ -310,3 +310,30 @@ fn slot_rewritten_after_peek_keeps_checked_length() {
     assert_eq!(m.read(0, &mut big), 4);
     assert_eq!(m.word(1), None);
 }
+
+#[test]
+fn shared_words_copy_bytes_at_any_offset_and_refuse_overruns() {
+    use crate::shm::AtomicU64;
+    let words: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(0)).collect();
+    let data: Vec<u8> = (1..=21).collect();
+    write_words(&words, 3, &data).unwrap();
+    let mut out = [0u8; 32];
+    assert_eq!(read_words(&words, 0, &mut out), 32);
+    assert_eq!(&out[..3], &[0, 0, 0]);
+    assert_eq!(&out[3..24], &data[..]);
+    assert_eq!(&out[24..], &[0; 8]);
+    // Little-endian in words, as in a slot.
+    assert_eq!(
+        words[0].load(Relaxed),
+        u64::from_le_bytes([0, 0, 0, 1, 2, 3, 4, 5])
+    );
+    // Overruns are refused whole, reads are clipped.
+    assert_eq!(write_words(&words, 30, &[9; 3]), Err(RingError::TooLarge));
+    assert_eq!(
+        write_words(&words, usize::MAX, &[9]),
+        Err(RingError::TooLarge)
+    );
+    assert_eq!(words[3].load(Relaxed), 0);
+    assert_eq!(read_words(&words, 30, &mut out), 2);
+    assert_eq!(read_words(&words, 99, &mut out), 0);
+}

@@ -6,13 +6,15 @@
 //! shared slots in place (zen-ipc), and the kernel is entered only to sleep or to wake
 //! a peer that sleeps.
 
+use crate::mem::Shared;
 use crate::sys::call_reading;
 use crate::Result;
 use alloc::vec::Vec;
 use zen_abi::cap::{Rights, TokenPage, TokenSlot, TOKENS_PER_PAGE};
-use zen_abi::ipc::{RING_SLOTS, SLOT_SIZE};
+use zen_abi::ipc::{RING_SLOTS, SLOT_PAYLOAD, SLOT_SIZE};
 use zen_abi::syscall::{Error, Syscall, TOKEN_PAGE};
-use zen_ipc::{Consumer, Producer, RingHeader, Slot, Wait, Wakeup};
+pub use zen_ipc::PageGrant;
+use zen_ipc::{Consumer, Producer, RingHeader, Slot, Wait, Wakeup, GRANT_SIZE};
 
 /// A token of this process, by its slot in the token page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,10 +205,82 @@ impl Channel {
         }
     }
 
+    /// Shares `mem` with the process at the other end as a page grant (zero copy), in
+    /// one message that also carries `msg` (at most `SLOT_PAYLOAD - GRANT_SIZE`
+    /// bytes). `rights`: READ, or READ | WRITE to let the receiver write it. Waits for
+    /// room. The receiver maps it with [`accept`].
+    pub fn send_grant(&mut self, mem: &Shared, rights: Rights, msg: &[u8]) -> Result<()> {
+        if msg.len() > SLOT_PAYLOAD - GRANT_SIZE {
+            return Err(Error::InvalidArgument);
+        }
+        let t = self.token.to_bytes();
+        let len = mem.len() as u64;
+        let id = call_reading(
+            Syscall::GrantCreate,
+            [mem.addr(), len, rights.bits(), t.as_ptr() as u64, 0, 0],
+        )?;
+        let grant = PageGrant {
+            id,
+            len,
+            rights: rights.bits(),
+        };
+        loop {
+            let bad = |_| Error::InvalidArgument;
+            if let Some(mut s) = self.tx.reserve().map_err(bad)? {
+                s.set_grant(grant);
+                s.write(GRANT_SIZE, msg).map_err(bad)?;
+                if s.publish() == Wakeup::Needed {
+                    self.call(Syscall::MsgSend, 0)?;
+                }
+                return Ok(());
+            }
+            if let Wait::Sleep(tail) = self.tx.prepare_wait().map_err(bad)? {
+                let r = self.call(Syscall::MsgWaitRoom, tail as u64);
+                self.tx.end_wait();
+                r?;
+            }
+        }
+    }
+
+    /// Receives one message, waiting for one: its bytes go to `buf` (after the grant,
+    /// if it carries one), and its page grant, if any, comes back for [`accept`].
+    /// Returns the message length (without the grant).
+    pub fn recv_grant(&mut self, buf: &mut [u8]) -> Result<(usize, Option<PageGrant>)> {
+        loop {
+            let bad = |_| Error::InvalidArgument;
+            if let Some(m) = self.rx.peek().map_err(bad)? {
+                let grant = m.grant().map_err(bad)?;
+                let skip = if grant.is_some() { GRANT_SIZE } else { 0 };
+                let n = m.len() - skip;
+                m.read(skip, buf);
+                if m.release() == Wakeup::Needed {
+                    self.call(Syscall::MsgRelease, 0)?;
+                }
+                return Ok((n, grant));
+            }
+            if let Wait::Sleep(head) = self.rx.prepare_wait().map_err(bad)? {
+                let r = self.call(Syscall::MsgRecv, head as u64);
+                self.rx.end_wait();
+                r?;
+            }
+        }
+    }
+
     /// The token this end was attached with.
     pub fn token(&self) -> TokenSlot {
         self.token
     }
+}
+
+/// Maps a page grant received on a channel. The kernel checks that it was made for
+/// this process, with this length and these rights; it maps once.
+pub fn accept(g: PageGrant) -> Result<Shared> {
+    let addr = call_reading(Syscall::GrantMap, [g.id, g.len, g.rights, 0, 0, 0])?;
+    Ok(Shared::mapped(
+        addr,
+        g.len as usize,
+        g.rights & Rights::WRITE.bits() != 0,
+    ))
 }
 
 /// Waits until one of `chans` has a message (or `timeout_ms` passes; `u64::MAX`:

@@ -1,9 +1,11 @@
-//! Memory: the kernel's figures and the system's rare events.
+//! Memory: mappings, memory shared by page grants, the kernel's figures and the
+//! system's rare events.
 
 use crate::sys::call_into;
 use crate::Result;
 use alloc::vec::Vec;
-use zen_abi::syscall::{MemInfo, Syscall};
+use core::sync::atomic::AtomicU64;
+use zen_abi::syscall::{Error, MemInfo, Syscall};
 
 pub use zen_abi::syscall::MemInfo as Info;
 
@@ -106,6 +108,91 @@ impl core::ops::DerefMut for Region {
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: no reference into the region outlives `self`.
+        unsafe {
+            crate::sys::raw(
+                Syscall::Unmap as u64,
+                [self.addr, self.len as u64, 0, 0, 0, 0],
+            )
+        };
+    }
+}
+
+/// Memory that can be shared with another process by a page grant
+/// ([`crate::chan::Channel::send_grant`], [`crate::chan::accept`]): the pages are
+/// mapped into both processes, never copied. Either side may write them while the
+/// other reads, so they are only ever accessed as atomic words (plain loads and stores
+/// on x86_64, no data race in Rust's sense); [`Shared::read`] and [`Shared::write`]
+/// copy bytes in and out. Unmapped on drop; the pages live on while another process
+/// maps them.
+#[derive(Debug)]
+pub struct Shared {
+    addr: u64,
+    len: usize,
+    writable: bool,
+}
+
+impl Shared {
+    /// Maps `len` bytes (rounded up to whole pages) of zeroed memory to share.
+    pub fn new(len: usize) -> Result<Shared> {
+        let addr = crate::sys::call_reading(Syscall::Map, [len as u64, 0, 0, 0, 0, 0])?;
+        Ok(Shared {
+            addr,
+            len: len.next_multiple_of(4096),
+            writable: true,
+        })
+    }
+
+    /// A grant mapped by `grant_map` at `addr` (called by `chan::accept`).
+    pub(crate) fn mapped(addr: u64, len: usize, writable: bool) -> Shared {
+        Shared {
+            addr,
+            len: len.next_multiple_of(4096),
+            writable,
+        }
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+    /// Bytes mapped (whole pages).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Whether this process may write it (a grant without WRITE is mapped read-only).
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The memory as words (byte `i` is byte `i % 8` of word `i / 8`).
+    pub fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the kernel mapped `len` bytes at the page-aligned `addr` for this
+        // process until `self` drops (only `Drop` unmaps them); AtomicU64 has no invalid
+        // bit patterns, and every access through it is atomic, so other processes
+        // writing the pages concurrently is no data race.
+        unsafe { core::slice::from_raw_parts(self.addr as *const AtomicU64, self.len / 8) }
+    }
+
+    /// Copies bytes from `offset` into `out`; how many (clipped to the end).
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> usize {
+        zen_ipc::read_words(self.words(), offset, out)
+    }
+
+    /// Copies `data` to `offset`. `Denied` if mapped read-only, `InvalidArgument`
+    /// (nothing written) past the end.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::Denied);
+        }
+        zen_ipc::write_words(self.words(), offset, data).map_err(|_| Error::InvalidArgument)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: no reference into the memory outlives `self` (`words` borrows it).
         unsafe {
             crate::sys::raw(
                 Syscall::Unmap as u64,

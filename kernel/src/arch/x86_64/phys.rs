@@ -69,6 +69,11 @@ impl SharedFrame {
         Some(SharedFrame(Some(f)))
     }
 
+    /// Takes ownership of a frame as it is (a granted user page: its contents stay).
+    pub fn adopt(f: Frame) -> Self {
+        SharedFrame(Some(f))
+    }
+
     pub fn addr(&self) -> u64 {
         self.0.as_ref().map_or(0, |f| f.addr())
     }

@@ -176,6 +176,50 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Hands the frame of an owned user page at `va` to the caller (for a page grant):
+    /// the page stays mapped, now marked shared, so `unmap` and `Drop` leave the frame
+    /// to its new owner. `None` if `va` is not an owned, user-mapped page.
+    pub fn make_shared(&self, va: u64) -> Option<crate::mm::Frame> {
+        if va >= USER_END || va % 4096 != 0 {
+            return None;
+        }
+        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).ok()?;
+        self.with(|m| {
+            let TranslateResult::Mapped { frame, flags, .. } = m.translate(VirtAddr::new(va))
+            else {
+                return None;
+            };
+            if flags.contains(SHARED) || !flags.contains(PageTableFlags::USER_ACCESSIBLE) {
+                return None;
+            }
+            // SAFETY: only the software-available bit changes; the MMU ignores it, so
+            // no translation changes and no TLB entry goes stale.
+            unsafe { m.update_flags(page, flags | SHARED) }
+                .ok()?
+                .ignore();
+            Some(crate::mm::frame_from_raw(frame.start_address().as_u64()))
+        })
+    }
+
+    /// What is mapped for the user at page `va`: (physical address, writable, shared).
+    pub fn page_info(&self, va: u64) -> Option<(u64, bool, bool)> {
+        if va >= USER_END {
+            return None;
+        }
+        self.with(|m| match m.translate(VirtAddr::new(va)) {
+            TranslateResult::Mapped { frame, flags, .. }
+                if flags.contains(PageTableFlags::USER_ACCESSIBLE) =>
+            {
+                Some((
+                    frame.start_address().as_u64(),
+                    flags.contains(PageTableFlags::WRITABLE),
+                    flags.contains(SHARED),
+                ))
+            }
+            _ => None,
+        })
+    }
+
     /// The physical address behind user address `va`, if mapped for the user (and
     /// writable, if `write`).
     fn user_phys(&self, va: u64, write: bool) -> Option<u64> {
