@@ -75,6 +75,55 @@ impl Rights {
     }
 }
 
+impl Rights {
+    /// Every defined right with its name, in bit order.
+    pub const NAMES: [(Rights, &'static str); 9] = [
+        (Rights::READ, "read"),
+        (Rights::WRITE, "write"),
+        (Rights::EXECUTE, "execute"),
+        (Rights::MAP, "map"),
+        (Rights::SEND, "send"),
+        (Rights::RECV, "recv"),
+        (Rights::GRANT, "grant"),
+        (Rights::REVOKE, "revoke"),
+        (Rights::DESTROY, "destroy"),
+    ];
+}
+
+/// `send|recv|grant`; `-` for none; undefined bits as `0x...`.
+impl core::fmt::Display for Rights {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut sep = "";
+        for (r, name) in Self::NAMES {
+            if self.contains(r) {
+                write!(f, "{sep}{name}")?;
+                sep = "|";
+            }
+        }
+        let unknown = self.0 & !Self::ALL.0;
+        if unknown != 0 {
+            write!(f, "{sep}{unknown:#x}")?;
+        } else if sep.is_empty() {
+            f.write_str("-")?;
+        }
+        Ok(())
+    }
+}
+
+impl ObjectType {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Channel => "channel",
+            Self::Memory => "memory",
+            Self::Process => "process",
+            Self::Thread => "thread",
+            Self::Interrupt => "interrupt",
+            Self::AuditLog => "audit log",
+            Self::Grant => "grant",
+        }
+    }
+}
+
 impl core::ops::BitOr for Rights {
     type Output = Rights;
     fn bitor(self, rhs: Rights) -> Rights {
@@ -254,3 +303,37 @@ const _: () = {
     // The `used` bitmap has a bit for every slot.
     assert!(TOKENS_PER_PAGE < 64);
 };
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::format;
+
+    #[test]
+    fn rights_print_by_name() {
+        assert_eq!(format!("{}", Rights::EMPTY), "-");
+        assert_eq!(format!("{}", Rights::SEND | Rights::RECV), "send|recv");
+        assert_eq!(
+            format!("{}", Rights::ALL),
+            "read|write|execute|map|send|recv|grant|revoke|destroy"
+        );
+        assert_eq!(format!("{}", Rights(1 << 40 | 1)), "read|0x10000000000");
+        assert_eq!(format!("{}", Rights(1 << 40)), "0x10000000000");
+        // NAMES covers ALL, once each.
+        let all = Rights::NAMES
+            .iter()
+            .fold(Rights::EMPTY, |acc, (r, _)| acc | *r);
+        assert_eq!(all, Rights::ALL);
+    }
+
+    #[test]
+    fn object_types_have_names_and_numbers() {
+        for n in 1..=7 {
+            let t = ObjectType::try_from(n).unwrap();
+            assert_eq!(t as u32, n);
+            assert!(!t.name().is_empty());
+        }
+        assert_eq!(ObjectType::try_from(8), Err(8));
+    }
+}

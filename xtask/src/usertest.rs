@@ -124,6 +124,24 @@ const SCRIPT: &[Step] = &[
     step("edges shows the fault", "edges\r", |l| {
         any(l, |l| l.starts_with("page fault"))
     }),
+    step("caps of a shell without tokens", "caps\r", |l| {
+        any(l, |l| l == "no capabilities")
+    }),
+    step("channel makes two tokens", "channel\r", |l| {
+        any(l, |l| {
+            l.starts_with("channel created: end tokens in slots 0 and 1")
+        })
+    }),
+    step("caps lists them", "caps\r", |l| {
+        let row = |l: &str, end: &str| {
+            l.contains("channel")
+                && l.contains(end)
+                && l.contains("read|write|execute|map|send|recv|grant|revoke|destroy")
+        };
+        any(l, |l| l.starts_with("SLOT TYPE"))
+            && any(l, |l| row(l, "end A"))
+            && any(l, |l| row(l, "end B"))
+    }),
     step("unknown command", "frobnicate\r", |l| {
         any(l, |l| l.starts_with("frobnicate: unknown command"))
     }),

@@ -4,9 +4,10 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+use zen_abi::cap::{ObjectType, Rights};
 use zen_lineedit::{Editor, Event};
 use zen_std::prelude::*;
-use zen_std::{console, mem, process, time};
+use zen_std::{chan, console, mem, process, time};
 
 zen_std::main!(main);
 
@@ -16,6 +17,12 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("ps", "", "list processes"),
     ("mem", "", "physical memory and kernel heap"),
     ("edges", "", "the kernel's EDGE_REGISTRY of rare events"),
+    ("caps", "", "this shell's capability tokens"),
+    (
+        "channel",
+        "",
+        "create a channel (its two end tokens appear in caps)",
+    ),
     ("echo", "WORDS...", "print the words"),
     (
         "run",
@@ -131,6 +138,11 @@ fn execute(line: &str) {
             }
             Err(e) => println!("edges: {}", e.as_str()),
         },
+        "caps" => caps(),
+        "channel" => match chan::create() {
+            Ok((a, b)) => println!("channel created: end tokens in slots {} and {}", a.0, b.0),
+            Err(e) => println!("channel: {}", e.as_str()),
+        },
         "echo" => println!("{}", rest.join(" ")),
         "programs" => match process::programs() {
             Ok(p) => println!("{}", p.join("  ")),
@@ -183,5 +195,42 @@ fn execute(line: &str) {
             process::shutdown(0)
         }
         _ => println!("{cmd}: unknown command (try `help`)"),
+    }
+}
+
+/// The token page: one line per live token. A channel object is `id << 1 | end`.
+fn caps() {
+    let tokens = chan::caps();
+    if tokens.is_empty() {
+        println!("no capabilities");
+        return;
+    }
+    println!("SLOT TYPE      OBJECT     GEN RIGHTS                MAC");
+    for (slot, t) in tokens {
+        let b = t.binding;
+        let ty = ObjectType::try_from(b.object_type);
+        let object = match ty {
+            Ok(ObjectType::Channel) => {
+                format!(
+                    "{} end {}",
+                    b.object >> 1,
+                    ["A", "B"][(b.object & 1) as usize]
+                )
+            }
+            _ => format!("{}", b.object),
+        };
+        let mac: String = t.token.mac[..4]
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        println!(
+            "{:>4} {:<9} {:<10} {:>3} {:<21} {}..",
+            slot.0,
+            ty.map_or("unknown", |t| t.name()),
+            object,
+            b.generation,
+            format!("{}", Rights::from_bits_truncate(t.token.rights)),
+            mac
+        );
     }
 }
