@@ -93,10 +93,20 @@ pub enum Syscall {
     /// read-only unless it carries WRITE. A grant maps once; `unmap` removes it. The
     /// pages live until every process that maps them has unmapped them or exited.
     GrantMap = 29,
+    /// thread_create(rip, rsp, arg) -> thread id: a new thread of the caller's process
+    /// starts in user mode at `rip` with stack pointer `rsp` and `rdi = arg`. All
+    /// threads of a process run on one CPU (see docs/abi.md). At most 16 threads.
+    ThreadCreate = 30,
+    /// thread_exit(code) -> never returns: ends the calling thread; the last thread to
+    /// end ends the process with its code. (`exit` ends the whole process.)
+    ThreadExit = 31,
+    /// thread_join(tid) -> the exit code of thread `tid` of the caller's process, once
+    /// it has ended (each exit is reported once).
+    ThreadJoin = 32,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 30;
+pub const SYSCALL_COUNT: u64 = 33;
 
 impl TryFrom<u64> for Syscall {
     type Error = Error;
@@ -133,6 +143,9 @@ impl TryFrom<u64> for Syscall {
             CapDrop,
             GrantCreate,
             GrantMap,
+            ThreadCreate,
+            ThreadExit,
+            ThreadJoin,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }
@@ -149,7 +162,7 @@ pub enum Error {
     BadAddress = 2,
     /// An argument is out of range (a length too large, an unknown fd, bad UTF-8).
     InvalidArgument = 3,
-    /// No such process, or not a child of the caller.
+    /// No such process, or not a child of the caller (or no such thread).
     NoSuchProcess = 4,
     /// No such program in the boot archive.
     NoSuchProgram = 5,

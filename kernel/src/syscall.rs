@@ -26,6 +26,10 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> u64 {
         drop(me);
         proc::exit_current(a[0]);
     }
+    if nr == Syscall::ThreadExit as u64 {
+        drop(me);
+        proc::thread_exit(a[0]);
+    }
     let r = match Syscall::try_from(nr) {
         Ok(call) => run(&me, call, a),
         Err(e) => Err(e),
@@ -77,7 +81,7 @@ fn ms_to_ticks(ms: u64) -> u64 {
 
 fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
     match call {
-        Syscall::Exit => unreachable!("handled in dispatch"),
+        Syscall::Exit | Syscall::ThreadExit => unreachable!("handled in dispatch"),
         Syscall::Write => {
             // fd 1 and 2: the console. BadAddress, InvalidArgument.
             if a[0] != 1 && a[0] != 2 {
@@ -215,6 +219,8 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             .map(|()| 0),
         Syscall::GrantCreate => crate::ipc::grant_create(me, a[0], a[1], a[2], a[3]),
         Syscall::GrantMap => crate::ipc::grant_map(me, a[0], a[1], a[2]),
+        Syscall::ThreadCreate => proc::thread_create(me, a[0], a[1], a[2]),
+        Syscall::ThreadJoin => proc::thread_join(me, a[0]),
     }
 }
 

@@ -58,8 +58,18 @@ struct Inner {
     exit: Option<u64>,
     /// The parent's thread, parked in `wait` for this process.
     waiter: Option<Arc<Thread>>,
-    /// The process's thread while it runs.
-    thread: Option<Arc<Thread>>,
+    /// The live threads, with their thread ids (the first is 1).
+    threads: Vec<(u32, Arc<Thread>)>,
+    next_tid: u32,
+    /// Exited threads nobody joined yet: (tid, code).
+    thread_exits: Vec<(u32, u64)>,
+    /// Threads parked in `thread_join`.
+    joiners: Vec<Arc<Thread>>,
+    /// The code the process ends with, once a thread ended it (exit, fault, kill):
+    /// the first cause wins, the other threads end at their next kernel exit.
+    ending: Option<u64>,
+    /// The CPU every thread runs on, once there is more than one (see `thread_create`).
+    cpu: Option<usize>,
     /// Where the next `map` goes.
     next_map: u64,
     /// Pages mapped by `map` and not unmapped.
@@ -368,7 +378,12 @@ pub fn spawn_with(
             parent,
             exit: None,
             waiter: None,
-            thread: None,
+            threads: Vec::new(),
+            next_tid: 2,
+            thread_exits: Vec::new(),
+            joiners: Vec::new(),
+            ending: None,
+            cpu: None,
             next_map: USER_MAP_BASE,
             mapped: 0,
             image_pages: pages,
@@ -386,25 +401,87 @@ pub fn spawn_with(
         }
         procs.insert(pid, p.clone());
     }
-    match task::spawn_user(Options::new("user"), p.clone(), entry, USER_STACK_TOP) {
+    // Listed before it can run, so its exit finds itself (no IRQs: not preempted).
+    let mut i = p.inner.lock();
+    match task::spawn_user(Options::new("user"), p.clone(), entry, USER_STACK_TOP, 0) {
         Ok(t) => {
-            let mut i = p.inner.lock();
-            // It may have run and exited already; a dead thread is not kept.
-            if i.exit.is_none() {
-                i.thread = Some(t);
-            }
+            i.threads.push((1, t));
             Ok(pid)
         }
         Err(_) => {
+            drop(i);
             PROCS.lock().remove(&pid);
             Err(Error::NoMemory)
         }
     }
 }
 
-/// Ends the calling thread's process with `code`. Never returns.
+/// Most threads of one process.
+pub const MAX_THREADS: usize = 16;
+/// Exit codes of unjoined threads kept per process (older ones are dropped).
+const MAX_THREAD_EXITS: usize = 64;
+
+/// Ends the calling thread's process with `code` (the first cause wins if another
+/// thread ended it already). Never returns.
 pub fn exit_current(code: u64) -> ! {
-    let p = current().expect("exit_current outside a process");
+    end_thread(code, true)
+}
+
+/// Ends the calling thread with `code` (for `thread_join`); the last thread to end
+/// ends the process with its code.
+pub fn thread_exit(code: u64) -> ! {
+    end_thread(code, false)
+}
+
+fn end_thread(code: u64, whole_process: bool) -> ! {
+    let p = current().expect("end_thread outside a process");
+    let me = task::current();
+    let (last, others, joiners, code) = {
+        let mut i = p.inner.lock();
+        if whole_process {
+            i.ending.get_or_insert(code);
+        }
+        let tid = i
+            .threads
+            .iter()
+            .find(|(_, t)| Arc::ptr_eq(t, &me))
+            .map(|(id, _)| *id);
+        i.threads.retain(|(_, t)| !Arc::ptr_eq(t, &me));
+        if let (Some(tid), false) = (tid, whole_process) {
+            if i.thread_exits.len() >= MAX_THREAD_EXITS {
+                i.thread_exits.remove(0);
+            }
+            i.thread_exits.push((tid, code));
+        }
+        let others: Vec<Arc<Thread>> = if i.ending.is_some() {
+            i.threads.iter().map(|(_, t)| t.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        (
+            i.threads.is_empty(),
+            others,
+            core::mem::take(&mut i.joiners),
+            i.ending.unwrap_or(code),
+        )
+    };
+    drop(me);
+    for j in joiners {
+        task::unpark(&j);
+    }
+    if !last {
+        // The others end at their next return to user mode (or from their sleep).
+        if !others.is_empty() {
+            p.killed.store(true, Ordering::Release);
+            for t in others {
+                task::unpark(&t);
+            }
+        }
+        drop(p);
+        task::exit(code)
+    }
+    drop(others);
+    // The last thread: the process ends.
     // Off the process's tables before they are freed.
     let kernel = paging::kernel_root();
     p.root.store(kernel, Ordering::Release);
@@ -421,7 +498,7 @@ pub fn exit_current(code: u64) -> ! {
     let (waiter, orphan) = {
         let mut i = p.inner.lock();
         i.exit = Some(code);
-        i.thread = None;
+        i.thread_exits.clear();
         i.mapped = 0;
         i.image_pages = 0;
         (i.waiter.take(), i.parent == 0)
@@ -558,11 +635,80 @@ pub fn kill(me: &Process, pid: u32) -> Result<(), Error> {
         target
     };
     target.killed.store(true, Ordering::Release);
-    let thread = target.inner.lock().thread.clone();
-    if let Some(t) = thread {
+    let threads: Vec<Arc<Thread>> = target
+        .inner
+        .lock()
+        .threads
+        .iter()
+        .map(|(_, t)| t.clone())
+        .collect();
+    for t in threads {
         task::unpark(&t);
     }
     Ok(())
+}
+
+/// Starts a thread of the caller's process in user mode at `rip`, with stack `rsp`
+/// and `rdi = arg`; its thread id.
+///
+/// Every thread of a process runs on one CPU: the caller is pinned where it is when
+/// it makes its first thread, and new threads join it. So an address space is only
+/// ever live on one CPU, and unmapping needs no TLB shootdown between CPUs; processes
+/// (not threads) spread over CPUs. Threads give a process concurrency (one blocks,
+/// another runs), not parallelism, until shootdowns exist.
+pub fn thread_create(me: &Arc<Process>, rip: u64, rsp: u64, arg: u64) -> Result<u64, Error> {
+    if rip >= zen_abi::syscall::USER_END || rsp >= zen_abi::syscall::USER_END {
+        return Err(Error::InvalidArgument);
+    }
+    if me.inner.lock().threads.len() >= MAX_THREADS {
+        return Err(Error::NoMemory);
+    }
+    let pinned = me.inner.lock().cpu;
+    let cpu = match pinned {
+        Some(c) => c,
+        None => {
+            let c = task::this_cpu();
+            task::pin_current(c).map_err(|_| Error::NoMemory)?;
+            me.inner.lock().cpu = Some(c);
+            c
+        }
+    };
+    // Listed before it can run (it is pinned to this CPU, whose IRQs the lock holds off),
+    // so its exit finds itself.
+    let mut i = me.inner.lock();
+    if i.threads.len() >= MAX_THREADS || i.ending.is_some() {
+        return Err(Error::NoMemory);
+    }
+    let t = task::spawn_user(Options::new("user").pin(cpu), me.clone(), rip, rsp, arg)
+        .map_err(|_| Error::NoMemory)?;
+    let tid = i.next_tid;
+    i.next_tid += 1;
+    i.threads.push((tid, t));
+    Ok(tid as u64)
+}
+
+/// Waits for thread `tid` of the caller's process to end; its exit code.
+pub fn thread_join(me: &Process, tid: u64) -> Result<u64, Error> {
+    let tid = u32::try_from(tid).map_err(|_| Error::NoSuchProcess)?;
+    let current = task::current();
+    loop {
+        {
+            let mut i = me.inner.lock();
+            if let Some(pos) = i.thread_exits.iter().position(|(t, _)| *t == tid) {
+                return Ok(i.thread_exits.remove(pos).1);
+            }
+            match i.threads.iter().find(|(t, _)| *t == tid) {
+                None => return Err(Error::NoSuchProcess),
+                Some((_, t)) if Arc::ptr_eq(t, &current) => return Err(Error::InvalidArgument),
+                Some(_) => {}
+            }
+            i.joiners.push(current.clone());
+        }
+        if me.killed() {
+            return Err(Error::NoSuchProcess);
+        }
+        task::park();
+    }
 }
 
 /// Maps `len` bytes (rounded up to pages) of zeroed memory; returns the address.
@@ -657,7 +803,7 @@ pub fn list() -> Vec<ProcInfo> {
                 pid: p.pid,
                 parent: i.parent,
                 state: i.exit.is_some() as u32,
-                threads: i.thread.is_some() as u32,
+                threads: i.threads.len() as u32,
                 pages: i.mapped + i.image_pages,
                 name,
             }

@@ -53,7 +53,7 @@ enum Entry {
     Kernel(Box<dyn FnOnce() -> u64 + Send>),
     /// User mode at `rip` with stack `rsp`. Not a closure: entering user mode never
     /// returns, so a boxed closure would never be freed.
-    User { rip: u64, rsp: u64 },
+    User { rip: u64, rsp: u64, arg: u64 },
 }
 
 struct Inner {
@@ -152,7 +152,7 @@ fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-fn this_cpu() -> usize {
+pub fn this_cpu() -> usize {
     percpu::current().id()
 }
 
@@ -254,15 +254,16 @@ pub fn spawn(
 }
 
 /// Creates a detached thread of `process` that enters user mode at `rip` with stack
-/// `rsp` (it runs on the process's address space and is never joined; the process
+/// `rsp` and `rdi = arg` (it runs on the process's address space and is never joined; the process
 /// tracks its end).
 pub fn spawn_user(
     opts: Options,
     process: Arc<crate::proc::Process>,
     rip: u64,
     rsp: u64,
+    arg: u64,
 ) -> Result<Arc<Thread>, SpawnError> {
-    spawn_inner(opts, Some(process), Entry::User { rip, rsp })
+    spawn_inner(opts, Some(process), Entry::User { rip, rsp, arg })
 }
 
 fn spawn_inner(
@@ -348,7 +349,7 @@ extern "C" fn thread_entry(_: u64) -> ! {
     };
     let code = match f {
         Some(Entry::Kernel(f)) => f(),
-        Some(Entry::User { rip, rsp }) => crate::arch::syscall::enter_user(rip, rsp, 0),
+        Some(Entry::User { rip, rsp, arg }) => crate::arch::syscall::enter_user(rip, rsp, arg),
         None => 0,
     };
     exit(code)

@@ -4,7 +4,8 @@
 //! `#![deny(unsafe_code)]`: the entry point (`_start`, which calls the function named
 //! by [`main!`]), the panic handler (prints and exits with 101), a global allocator
 //! that grows through the `map` system call, the system-call instruction itself, and
-//! safe wrappers for every call in `zen_abi::syscall`.
+//! safe wrappers for every call in `zen_abi::syscall` (processes, threads, time,
+//! memory, channels, page grants, capabilities).
 //!
 //! ```ignore
 //! #![no_std]
@@ -26,9 +27,10 @@ pub mod process;
 mod rt;
 pub mod sys;
 pub mod testing;
+pub mod thread;
 pub mod time;
 
-pub use alloc::{boxed, format, string, vec};
+pub use alloc::{boxed, format, string, sync, vec};
 pub use zen_abi::syscall::Error;
 
 /// `Result` of a system call.
