@@ -72,6 +72,8 @@ struct Inner {
 /// A kernel thread.
 pub struct Thread {
     handle: Handle,
+    /// What it is, for a debugger's eyes (`p *thread` in gdb); nothing reads it.
+    #[allow(dead_code)]
     name: &'static str,
     /// Stack pointer saved by the last switch away from this thread.
     saved_rsp: AtomicU64,
@@ -93,12 +95,6 @@ pub struct Thread {
 }
 
 impl Thread {
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-    pub fn id(&self) -> Handle {
-        self.handle
-    }
     pub fn process(&self) -> Option<&Arc<crate::proc::Process>> {
         self.process.as_ref()
     }
@@ -115,7 +111,6 @@ struct CpuState {
     sleepers: Mutex<Vec<(u64, Arc<Thread>)>>,
     /// TSC when the running thread was picked, to charge partial quanta on yield.
     picked_at: AtomicU64,
-    switches: AtomicU64,
 }
 
 impl CpuState {
@@ -126,7 +121,6 @@ impl CpuState {
             prev: Mutex::new(None),
             sleepers: Mutex::new(Vec::new()),
             picked_at: AtomicU64::new(0),
-            switches: AtomicU64::new(0),
         }
     }
 }
@@ -386,7 +380,6 @@ fn schedule() {
         percpu::set_kernel_stack(next.kstack_top);
     }
     *CPUS[cpu].current.lock() = Some(next);
-    CPUS[cpu].switches.fetch_add(1, Ordering::Relaxed);
     CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
     // `cur` moves into the CPU's `prev` slot: nothing of it stays on this stack, so an
     // exiting thread, which never comes back here, is freed by the next one.
@@ -637,12 +630,6 @@ pub fn on_resched() {
     if READY.load(Ordering::Acquire) && CPUS[this_cpu()].current.lock().is_some() {
         schedule();
     }
-}
-
-/// Context switches done by `cpu` so far.
-pub fn switches(cpu: usize) -> u64 {
-    CPUS.get(cpu)
-        .map_or(0, |c| c.switches.load(Ordering::Relaxed))
 }
 
 /// Threads alive (not yet joined).

@@ -93,14 +93,15 @@ fn execute(line: &str) {
         }
         "ps" => match process::list() {
             Ok(list) => {
-                println!("  PID PARENT STATE    PAGES NAME");
+                println!("  PID PARENT STATE    THREADS PAGES NAME");
                 for p in list {
                     let state = if p.state == 0 { "running" } else { "exited" };
                     println!(
-                        "{:>5} {:>6} {:<8} {:>5} {}",
+                        "{:>5} {:>6} {:<8} {:>7} {:>5} {}",
                         p.pid,
                         p.parent,
                         state,
+                        p.threads,
                         p.pages,
                         p.name()
                     );

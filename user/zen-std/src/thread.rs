@@ -42,7 +42,14 @@ pub fn spawn<F: FnOnce() -> u64 + Send + 'static>(f: F) -> Result<JoinHandle> {
     let rsp = base + total - 8;
     match call_reading(
         Syscall::ThreadCreate,
-        [start as usize as u64, rsp, arg, 0, 0, 0],
+        [
+            start as extern "C" fn(u64) -> ! as usize as u64,
+            rsp,
+            arg,
+            0,
+            0,
+            0,
+        ],
     ) {
         Ok(tid) => Ok(JoinHandle { tid, base }),
         Err(e) => {

@@ -310,11 +310,6 @@ impl AddressSpace {
         }
         Some(())
     }
-
-    /// Makes this address space current on the calling CPU.
-    pub fn activate(&self) {
-        activate_root(self.root);
-    }
 }
 
 /// Switches CR3 to `root` if it is not already current.
