@@ -58,7 +58,7 @@ pub fn build_with(kernel: Kernel, release: bool) -> Result<Artifacts> {
 }
 
 /// The programs of the boot archive (crates under user/), in archive order.
-pub const USER_PROGRAMS: &[&str] = &["init", "shell", "usertests"];
+pub const USER_PROGRAMS: &[&str] = &["init", "shell", "usertests", "ipcbench"];
 
 /// Builds the user programs (static-PIE, the target's default) and packs them into
 /// the boot archive (`zen_abi::archive`). Their own target directory: the kernel's

@@ -1,0 +1,209 @@
+//! ipcbench: the system-call and IPC figures of `cargo xtask bench --only ipc`. Boot it
+//! as init (`init=ipcbench` on the kernel command line): it measures, prints
+//! `zen: bench <key>=<value>` lines and `zen: bench done`, and shuts the machine down.
+//!
+//! Figures are TSC deltas read in user mode (`time::cycles`); under QEMU
+//! `-icount shift=0` the TSC advances once per guest instruction, so they are exact
+//! instruction counts, and the same in every boot. Each figure is measured after a
+//! warm-up, so the first-touch costs (page faults on the rings, the heap) stay out.
+//!
+//! With an argument it is the peer of a channel benchmark instead (see `peer`).
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+use zen_abi::cap::Rights;
+use zen_abi::syscall::Syscall;
+use zen_std::chan::{self, Cap, Channel};
+use zen_std::prelude::*;
+use zen_std::testing::raw_syscall;
+use zen_std::{process, time, Error};
+
+zen_std::main!(main);
+
+/// The message size of every channel benchmark: a typical small request.
+const MSG: usize = 64;
+/// A message of another length ends a run of messages (see `peer`).
+const END: &[u8] = b"end";
+
+const GETPID_CALLS: u64 = 100_000;
+const CHAN_CALLS: u64 = 10_000;
+const ROUND_TRIPS: u64 = 10_000;
+const STREAM_MSGS: u64 = 100_000;
+/// Warm-up before each measurement (see the module comment).
+const WARM_CALLS: u64 = 1_000;
+const WARM_TRIPS: u64 = 1_000;
+const WARM_MSGS: u64 = 1_000;
+
+fn main() -> i32 {
+    let arg = process::arg();
+    if !arg.is_empty() {
+        return peer(&arg);
+    }
+    let r = bench();
+    if let Err(e) = &r {
+        println!("ipcbench: {e}");
+    }
+    println!("zen: bench done");
+    process::shutdown(r.is_err() as u64)
+}
+
+fn bench() -> Result<(), String> {
+    println!("zen: bench getpid={}", getpid());
+    println!("zen: bench chancall={}", chan_call()?);
+    let (total, n) = round_trips()?;
+    println!("zen: bench roundtrip={}", total / n);
+    let (total, n) = stream()?;
+    println!("zen: bench stream_instr={total} stream_msgs={n}");
+    Ok(())
+}
+
+/// Guest instructions per `getpid`, the cheapest system call (loop included).
+fn getpid() -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..WARM_CALLS {
+        sum = sum.wrapping_add(process::id() as u64);
+    }
+    let t0 = time::cycles();
+    for _ in 0..GETPID_CALLS {
+        sum = sum.wrapping_add(process::id() as u64);
+    }
+    let t1 = time::cycles();
+    // Use the results, so no call can be optimised away.
+    core::hint::black_box(sum);
+    (t1 - t0) / GETPID_CALLS
+}
+
+/// Guest instructions per `msg_send` with nobody to wake: the fixed cost of a system
+/// call that names a channel (copying in its token and checking the token's MAC),
+/// which every sleep and wake-up of the benchmarks below pays.
+fn chan_call() -> Result<u64, String> {
+    let (a, _b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+    let ch = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+    let token = ch.token().to_bytes();
+    let send = || {
+        raw_syscall(
+            Syscall::MsgSend as u64,
+            [token.as_ptr() as u64, 0, 0, 0, 0, 0],
+        )
+    };
+    for _ in 0..WARM_CALLS / 10 {
+        send();
+    }
+    let t0 = time::cycles();
+    for _ in 0..CHAN_CALLS {
+        if let Err(e) = Error::from_ret(send()) {
+            return Err(format!("msg_send: {e:?}"));
+        }
+    }
+    let t1 = time::cycles();
+    Ok((t1 - t0) / CHAN_CALLS)
+}
+
+/// A channel to a new `ipcbench <mode>` process: our end, and its pid.
+fn start_peer(mode: &str) -> Result<(Channel, u32), String> {
+    let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+    let pid = chan::spawn_with_cap("ipcbench", mode, b, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("spawn {mode}: {e:?}"))?;
+    let ch = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+    Ok((ch, pid))
+}
+
+/// Ends the peer with END and waits for it; it must exit with 0.
+fn stop_peer(ch: &mut Channel, pid: u32) -> Result<(), String> {
+    ch.send(END).map_err(|e| format!("send end: {e:?}"))?;
+    match process::wait(pid) {
+        Ok(0) => Ok(()),
+        r => Err(format!("peer {pid}: {r:?}")),
+    }
+}
+
+/// `rounds` pings of MSG bytes, each answered by a pong of MSG bytes that must carry
+/// the ping's number back.
+fn ping(ch: &mut Channel, rounds: u64) -> Result<(), String> {
+    let mut msg = [0u8; MSG];
+    for i in 0..rounds {
+        msg[..8].copy_from_slice(&i.to_le_bytes());
+        ch.send(&msg).map_err(|e| format!("send: {e:?}"))?;
+        let n = ch.recv(&mut msg).map_err(|e| format!("recv: {e:?}"))?;
+        if n != MSG || msg[..8] != i.to_le_bytes() {
+            return Err(format!("round trip {i}: wrong pong ({n} bytes)"));
+        }
+    }
+    Ok(())
+}
+
+/// Round trips with an `ipcbench echo` peer: (instructions, round trips). Both sides
+/// block in `recv`, so each trip is two wake-ups and two sleeps in the kernel.
+fn round_trips() -> Result<(u64, u64), String> {
+    let (mut ch, pid) = start_peer("echo")?;
+    ping(&mut ch, WARM_TRIPS)?;
+    let t0 = time::cycles();
+    ping(&mut ch, ROUND_TRIPS)?;
+    let t1 = time::cycles();
+    stop_peer(&mut ch, pid)?;
+    Ok((t1 - t0, ROUND_TRIPS))
+}
+
+/// `n` messages of MSG bytes to a `sink` peer, then END; returns when the sink has
+/// answered with how many it received, which must be `n`.
+fn send_all(ch: &mut Channel, n: u64) -> Result<(), String> {
+    let mut msg = [0u8; MSG];
+    for i in 0..n {
+        msg[..8].copy_from_slice(&i.to_le_bytes());
+        ch.send(&msg).map_err(|e| format!("send: {e:?}"))?;
+    }
+    ch.send(END).map_err(|e| format!("send end: {e:?}"))?;
+    let got = ch
+        .recv(&mut msg)
+        .map_err(|e| format!("recv count: {e:?}"))?;
+    let count = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
+    if got != 8 || count != n {
+        return Err(format!("the sink received {count} of {n} messages"));
+    }
+    Ok(())
+}
+
+/// One-way messages to an `ipcbench sink` peer: (instructions, messages). The clock
+/// stops when the sink has confirmed the last one (one extra round trip in all).
+fn stream() -> Result<(u64, u64), String> {
+    let (mut ch, pid) = start_peer("sink")?;
+    send_all(&mut ch, WARM_MSGS)?;
+    let t0 = time::cycles();
+    send_all(&mut ch, STREAM_MSGS)?;
+    let t1 = time::cycles();
+    stop_peer(&mut ch, pid)?;
+    Ok((t1 - t0, STREAM_MSGS))
+}
+
+/// The other end of a benchmark's channel (our `Cap(0)`): `echo` sends every MSG-byte
+/// message back; `sink` counts messages until END and answers with the count (8 bytes),
+/// then counts again. Either ends with 0 on END (echo) or on END with nothing counted
+/// (sink); any error is a non-zero exit code.
+fn peer(mode: &str) -> i32 {
+    let Ok(mut ch) = Channel::attach(Cap(0)) else {
+        return 10;
+    };
+    let mut buf = [0u8; MSG];
+    let mut count = 0u64;
+    loop {
+        let Ok(n) = ch.recv(&mut buf) else { return 11 };
+        match (mode, n == MSG) {
+            ("echo", true) => {
+                if ch.send(&buf).is_err() {
+                    return 12;
+                }
+            }
+            ("sink", true) => count += 1,
+            ("echo", false) => return 0,
+            ("sink", false) if count == 0 => return 0,
+            ("sink", false) => {
+                if ch.send(&count.to_le_bytes()).is_err() {
+                    return 12;
+                }
+                count = 0;
+            }
+            _ => return 2,
+        }
+    }
+}
