@@ -51,8 +51,9 @@ verbs:
       --cmdline STR     write STR to cmdline.txt on the ESP
       --kvm             use KVM (TCG by default: nested KVM hangs 64-bit guests here)
   test                  host tests, then the QEMU suites; ends with `N passed, N failed`
-  bench [--only a,b]    sizes, boot and context switch instruction counts, the same on
-                        a Linux guest (suites: sizes, boot, disk, switch, linux, tagfs);
+  bench [--only a,b]    sizes; boot, context switch, system call and IPC instruction
+                        counts, the same on a Linux guest (suites: sizes, boot, disk,
+                        switch, ipc, linux, tagfs);
                         also written to target/bench.json"
 }
 
