@@ -437,7 +437,33 @@ fn ipc(ctx: &mut Ctx) -> Result<Vec<Row>> {
         "msgs/s",
         "at one instruction per ns (icount shift=0)".into(),
     ));
+
+    let name = "64 KiB page grants one way, 1 CPU";
+    let (instr, note) = repeated(ctx, name, &one, "grant_instr")?;
+    let (grants, _) = repeated(ctx, name, &one, "grant_count")?;
+    rows.push(row(
+        &format!("{name}: instructions per grant"),
+        (instr as f64 / grants as f64).round() as u64,
+        "instr/grant",
+        format!("{instr} for {grants} grants (the receiver maps, reads all, unmaps), {note}"),
+    ));
+    rows.push(Row {
+        suite: "ipc",
+        name: format!("{name}: MB/s"),
+        value: megabytes_per_second(GRANT_BYTES, grants, instr).round(),
+        unit: "MB/s",
+        note: "at one instruction per ns (icount shift=0)".into(),
+    });
     Ok(rows)
+}
+
+/// The size of one page grant of `ipcbench`.
+const GRANT_BYTES: u64 = 64 << 10;
+
+/// MB (10^6 bytes) per second when `ops` operations of `bytes` each take `instr` guest
+/// instructions, at one instruction per nanosecond.
+fn megabytes_per_second(bytes: u64, ops: u64, instr: u64) -> f64 {
+    per_second(ops, instr) * bytes as f64 / 1e6
 }
 
 /// Operations per second from `instr` guest instructions for `ops` operations, at one
@@ -632,6 +658,9 @@ mod tests {
         // 100,000 messages in 41,234,567 instructions: 412.3 per message.
         assert_eq!(per_second(100_000, 41_234_567).round(), 2_425_150.0);
         assert_eq!(per_second(1, 1_000_000_000), 1.0);
+        // A 64 KiB grant in 65,536 instructions: one byte per ns, 1,000 MB/s.
+        assert_eq!(megabytes_per_second(65536, 5_000, 5_000 * 65536), 1000.0);
+        assert_eq!(megabytes_per_second(65536, 2, 131_072_000).round(), 1.0);
     }
 
     fn runs(vals: &[u64]) -> Vec<Vec<(String, u64)>> {

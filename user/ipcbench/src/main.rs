@@ -8,13 +8,18 @@
 //! warm-up, so the first-touch costs (page faults on the rings, the heap) stay out.
 //!
 //! With an argument it is the peer of a channel benchmark instead (see `peer`).
+//!
+//! On two CPUs the same program runs, but see `TWO_CPU_NOTE` in xtask's bench.rs for
+//! why its two processes still share one CPU under `-icount`.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
+use core::sync::atomic::Ordering::Relaxed;
 use zen_abi::cap::Rights;
 use zen_abi::syscall::Syscall;
 use zen_std::chan::{self, Cap, Channel};
+use zen_std::mem::Shared;
 use zen_std::prelude::*;
 use zen_std::testing::raw_syscall;
 use zen_std::{process, time, Error};
@@ -30,10 +35,15 @@ const GETPID_CALLS: u64 = 100_000;
 const CHAN_CALLS: u64 = 10_000;
 const ROUND_TRIPS: u64 = 10_000;
 const STREAM_MSGS: u64 = 100_000;
+/// Each page grant shares GRANT_BYTES; the receiver maps a fresh address range for
+/// every one (the map area is never reused), so this also bounds its page tables.
+const GRANTS: u64 = 5_000;
+const GRANT_BYTES: usize = 64 << 10;
 /// Warm-up before each measurement (see the module comment).
 const WARM_CALLS: u64 = 1_000;
 const WARM_TRIPS: u64 = 1_000;
 const WARM_MSGS: u64 = 1_000;
+const WARM_GRANTS: u64 = 100;
 
 fn main() -> i32 {
     let arg = process::arg();
@@ -55,6 +65,8 @@ fn bench() -> Result<(), String> {
     println!("zen: bench roundtrip={}", total / n);
     let (total, n) = stream()?;
     println!("zen: bench stream_instr={total} stream_msgs={n}");
+    let (total, n) = grants()?;
+    println!("zen: bench grant_instr={total} grant_count={n}");
     Ok(())
 }
 
@@ -176,14 +188,68 @@ fn stream() -> Result<(u64, u64), String> {
     Ok((t1 - t0, STREAM_MSGS))
 }
 
-/// The other end of a benchmark's channel (our `Cap(0)`): `echo` sends every MSG-byte
-/// message back; `sink` counts messages until END and answers with the count (8 bytes),
-/// then counts again. Either ends with 0 on END (echo) or on END with nothing counted
-/// (sink); any error is a non-zero exit code.
+/// Word `k` of the granted memory, so the receiver can check what it read.
+fn pattern(k: usize) -> u64 {
+    (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The sum of every word of the granted memory.
+fn pattern_sum() -> u64 {
+    (0..GRANT_BYTES / 8).fold(0, |s, k| s.wrapping_add(pattern(k)))
+}
+
+/// `n` page grants of `mem` (read-only) to a `grants` peer, then END; returns when the
+/// peer has answered with how many it mapped and read, which must be `n`.
+fn grant_all(ch: &mut Channel, mem: &Shared, n: u64) -> Result<(), String> {
+    for i in 0..n {
+        ch.send_grant(mem, Rights::READ, &i.to_le_bytes())
+            .map_err(|e| format!("send_grant: {e:?}"))?;
+    }
+    ch.send(END).map_err(|e| format!("send end: {e:?}"))?;
+    let mut msg = [0u8; MSG];
+    let got = ch
+        .recv(&mut msg)
+        .map_err(|e| format!("recv count: {e:?}"))?;
+    let count = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
+    if got != 8 || count != n {
+        return Err(format!("the peer read {count} of {n} grants"));
+    }
+    Ok(())
+}
+
+/// The same GRANT_BYTES of memory granted over and over to an `ipcbench grants` peer,
+/// which maps each grant, reads all of it and unmaps it: (instructions, grants). The
+/// clock stops when the peer has confirmed the last one.
+fn grants() -> Result<(u64, u64), String> {
+    let mem = Shared::new(GRANT_BYTES).map_err(|e| format!("map: {e:?}"))?;
+    for (k, w) in mem.words().iter().enumerate() {
+        w.store(pattern(k), Relaxed);
+    }
+    let (mut ch, pid) = start_peer("grants")?;
+    // A grant is made for the process attached at the other end: wait until it is.
+    let mut hello = [0u8; MSG];
+    ch.recv(&mut hello)
+        .map_err(|e| format!("recv hello: {e:?}"))?;
+    grant_all(&mut ch, &mem, WARM_GRANTS)?;
+    let t0 = time::cycles();
+    grant_all(&mut ch, &mem, GRANTS)?;
+    let t1 = time::cycles();
+    stop_peer(&mut ch, pid)?;
+    Ok((t1 - t0, GRANTS))
+}
+
+/// The other end of a benchmark's channel (our `Cap(0)`). `echo` sends every MSG-byte
+/// message back; `sink` counts MSG-byte messages, and `grants` page grants (see
+/// `grant_peer`). On END a counting peer answers with the count (8 bytes) and counts
+/// again; END with nothing counted (or any END, for `echo`) ends it with 0. Any error
+/// is a non-zero exit code.
 fn peer(mode: &str) -> i32 {
     let Ok(mut ch) = Channel::attach(Cap(0)) else {
         return 10;
     };
+    if mode == "grants" {
+        return grant_peer(&mut ch);
+    }
     let mut buf = [0u8; MSG];
     let mut count = 0u64;
     loop {
@@ -195,15 +261,53 @@ fn peer(mode: &str) -> i32 {
                 }
             }
             ("sink", true) => count += 1,
-            ("echo", false) => return 0,
-            ("sink", false) if count == 0 => return 0,
+            (_, false) if mode == "echo" || count == 0 => return 0,
             ("sink", false) => {
-                if ch.send(&count.to_le_bytes()).is_err() {
+                if !answer(&mut ch, &mut count) {
                     return 12;
                 }
-                count = 0;
             }
             _ => return 2,
+        }
+    }
+}
+
+/// Sends the count back and restarts it.
+fn answer(ch: &mut Channel, count: &mut u64) -> bool {
+    let ok = ch.send(&count.to_le_bytes()).is_ok();
+    *count = 0;
+    ok
+}
+
+/// `peer` for grants: maps each one, reads all of it (checking the sum), unmaps it.
+fn grant_peer(ch: &mut Channel) -> i32 {
+    if ch.send(b"attached").is_err() {
+        return 12;
+    }
+    let want = pattern_sum();
+    let mut buf = [0u8; MSG];
+    let mut count = 0u64;
+    loop {
+        match ch.recv_grant(&mut buf) {
+            Ok((_, Some(g))) => {
+                let Ok(mem) = chan::accept(g) else { return 13 };
+                let sum = mem
+                    .words()
+                    .iter()
+                    .fold(0u64, |s, w| s.wrapping_add(w.load(Relaxed)));
+                if sum != want {
+                    return 14;
+                }
+                count += 1;
+                // `mem` drops here: unmapped.
+            }
+            Ok((_, None)) if count == 0 => return 0,
+            Ok((_, None)) => {
+                if !answer(ch, &mut count) {
+                    return 12;
+                }
+            }
+            Err(_) => return 11,
         }
     }
 }
