@@ -350,16 +350,17 @@ fn switch(ctx: &mut Ctx) -> Result<Vec<Row>> {
     ])
 }
 
-/// Why the two-CPU round trip is (almost) the one-CPU one. Under `-icount` QEMU runs
-/// the CPUs in turn in one host thread, and every CPU's instructions advance the TSC.
-/// The busy first CPU seldom hands over to the halted second one, which steals a
-/// waiting process only when it runs: with debug counters, the second CPU woke 10
-/// times in a whole run and never found a process to take. And when the first CPU
-/// goes idle, it steals (back) a woken process before it halts. Measuring a round
-/// trip across CPUs needs a way to pin a process to a CPU, which Zen OS has not yet.
-const TWO_CPU_NOTE: &str = "both processes stay on the first CPU (under -icount QEMU runs \
-     the CPUs in turn and the halted second one seldom runs); counts both CPUs' \
-     instructions";
+/// What the two-CPU round trip is. Under `-icount` QEMU runs the CPUs in turn in one
+/// host thread (a CPU until it halts or a timer is due; an IPI does not hand over), and
+/// every CPU's instructions advance the TSC: the figure is both CPUs' instructions, and
+/// the two processes never run at the same time. The halted second CPU seldom gets to
+/// run, and only then could it steal a waiting process; a CPU about to go idle first
+/// steals any waiting process itself. With debug counters, the second CPU made 2
+/// context switches in a whole run, the first 22,000 in the round trips alone: the pair
+/// shares the first CPU. A round trip across CPUs needs a way to pin a process to a
+/// CPU, which Zen OS does not have yet.
+const TWO_CPU_NOTE: &str = "counts both CPUs' instructions; under -icount QEMU runs \
+     the CPUs in turn and the pair stays on the first CPU nearly all the time";
 
 /// System calls and IPC between processes, measured by the user program `ipcbench`
 /// (booted as init, on one CPU and on two), with the Linux guest's peers of them.
