@@ -103,10 +103,14 @@ pub enum Syscall {
     /// thread_join(tid) -> the exit code of thread `tid` of the caller's process, once
     /// it has ended (each exit is reported once).
     ThreadJoin = 32,
+    /// set_cpu(cpu) -> 0: the calling process runs on CPU `cpu` (0-based, as the
+    /// kernel numbers them at boot) from now on, and so will its future threads. Only
+    /// while it has one thread.
+    SetCpu = 33,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 33;
+pub const SYSCALL_COUNT: u64 = 34;
 
 impl TryFrom<u64> for Syscall {
     type Error = Error;
@@ -146,6 +150,7 @@ impl TryFrom<u64> for Syscall {
             ThreadCreate,
             ThreadExit,
             ThreadJoin,
+            SetCpu,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }

@@ -75,7 +75,15 @@ impl Channel {
         self.pages[0].ring_header(ring)
     }
     fn wake(&self, ring: usize, side: usize) {
-        let t = self.waiters.lock()[ring][side].take();
+        let t = {
+            let mut w = self.waiters.lock();
+            let t = w[ring][side].take();
+            if t.is_some() {
+                let s = [zen_ipc::Side::Consumer, zen_ipc::Side::Producer][side];
+                zen_ipc::kernel_woke(self.header(ring), s);
+            }
+            t
+        };
         if let Some(t) = t {
             task::unpark(&t);
         }
@@ -91,14 +99,13 @@ fn denied(call: u16, object: u64, why: CapError) -> Error {
     Error::Denied
 }
 
-/// Copies a token from user memory.
+/// Copies a token from user memory (into a buffer on the stack: every channel call
+/// does this, so no heap allocation).
 fn token_in(me: &Process, ptr: u64) -> Result<TokenSlot, Error> {
-    let b = me
-        .with_space(|s| s.copy_from(ptr, TokenSlot::SIZE))?
+    let mut b = [0u8; TokenSlot::SIZE];
+    me.with_space(|s| s.read_into(ptr, &mut b))?
         .ok_or(Error::BadAddress)?;
-    Ok(TokenSlot::from_bytes(
-        b.as_slice().try_into().map_err(|_| Error::BadAddress)?,
-    ))
+    Ok(TokenSlot::from_bytes(&b))
 }
 
 /// Checks a channel token of the caller: (channel, end, rights held).
@@ -121,8 +128,9 @@ fn channel_cap(
         me.pid(),
         chan.generation.load(Ordering::Acquire),
     );
-    let held =
-        zen_cap::verify(key(), &slot, &expected, required).map_err(|e| denied(call, object, e))?;
+    let held = me
+        .verify_token(key(), &slot, &expected, required)
+        .map_err(|e| denied(call, object, e))?;
     Ok((chan, (object & 1) as usize, held))
 }
 

@@ -221,6 +221,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::GrantMap => crate::ipc::grant_map(me, a[0], a[1], a[2]),
         Syscall::ThreadCreate => proc::thread_create(me, a[0], a[1], a[2]),
         Syscall::ThreadJoin => proc::thread_join(me, a[0]),
+        Syscall::SetCpu => proc::set_cpu(me, a[0]).map(|()| 0),
     }
 }
 

@@ -350,17 +350,12 @@ fn switch(ctx: &mut Ctx) -> Result<Vec<Row>> {
     ])
 }
 
-/// What the two-CPU round trip is. Under `-icount` QEMU runs the CPUs in turn in one
-/// host thread (a CPU until it halts or a timer is due; an IPI does not hand over), and
-/// every CPU's instructions advance the TSC: the figure is both CPUs' instructions, and
-/// the two processes never run at the same time. The halted second CPU seldom gets to
-/// run, and only then could it steal a waiting process; a CPU about to go idle first
-/// steals any waiting process itself. With debug counters, the second CPU made 2
-/// context switches in a whole run, the first 22,000 in the round trips alone: the pair
-/// shares the first CPU. A round trip across CPUs needs a way to pin a process to a
-/// CPU, which Zen OS does not have yet.
-const TWO_CPU_NOTE: &str = "counts both CPUs' instructions; under -icount QEMU runs \
-     the CPUs in turn and the pair stays on the first CPU nearly all the time";
+/// What the two-CPU round trip counts. Under `-icount` QEMU runs the CPUs in turn in
+/// one host thread (a CPU until it halts or a timer is due), and every CPU's
+/// instructions advance the TSC: the figure is both CPUs' instructions per trip, the
+/// wake-up IPIs and their handlers included, and the two never overlap in time.
+const TWO_CPU_NOTE: &str = "each process pinned to its own CPU (set_cpu); counts both \
+     CPUs' instructions, IPIs included (under -icount QEMU runs the CPUs in turn)";
 
 /// System calls and IPC between processes, measured by the user program `ipcbench`
 /// (booted as init, on one CPU and on two), with the Linux guest's peers of them.
@@ -415,7 +410,7 @@ fn ipc(ctx: &mut Ctx) -> Result<Vec<Row>> {
     }
 
     let name = "64-byte round trip between two processes, 2 CPUs";
-    let (trip2, note) = repeated(ctx, name, &two, "roundtrip")?;
+    let (trip2, note) = repeated(ctx, name, &two, "roundtrip_cross")?;
     rows.push(row(
         name,
         trip2,

@@ -40,13 +40,21 @@ pub fn usertests_job(a: &Artifacts) -> Result<Job> {
         let mut k = Ktest::default();
         let mut failures = Vec::new();
         let cap = vm.run_captured(USER_TIMEOUT, |l| {
-            if l.contains("... FAILED") {
+            // Booted on two CPUs: the one-CPU fallback of the threads test is a failure.
+            if l.contains("... FAILED") || l.contains("one CPU, set_cpu") {
                 failures.push(l.to_string());
             }
             k.feed(l);
             false
         });
         let mut v = protocol_verdicts("qemu::user", &vm, &k, cap);
+        if failures.iter().any(|l| l.contains("one CPU, set_cpu")) {
+            if let Some(t) = v.iter_mut().find(|v| v.name == "qemu::user::threads") {
+                t.ok = false;
+                t.notes
+                    .push("booted on two CPUs, yet set_cpu(1) was refused".to_string());
+            }
+        }
         // Put each failure's reason under its test line.
         for verdict in v.iter_mut().filter(|v| !v.ok) {
             let short = verdict.name.trim_start_matches("qemu::user::");

@@ -96,6 +96,9 @@ pub struct Process {
     /// Pages of page grants this process maps (as sender or receiver), by address:
     /// each mapping holds its frame until `unmap` or exit.
     granted: IrqMutex<BTreeMap<u64, Arc<SharedFrame>>>,
+    /// Tokens this process presented that verified (see `zen_cap::Verified`): a
+    /// channel call with a remembered token skips the MAC computation.
+    verified: IrqMutex<zen_cap::Verified<8>>,
 }
 
 impl Process {
@@ -118,6 +121,16 @@ impl Process {
         if let Some(i) = found {
             page.slots[i] = new;
         }
+    }
+    /// Checks a token this process presents (`zen_cap::verify`, through its memo).
+    pub fn verify_token(
+        &self,
+        key: &zen_cap::MacKey,
+        slot: &TokenSlot,
+        expected: &zen_abi::cap::Binding,
+        required: zen_abi::cap::Rights,
+    ) -> Result<zen_abi::cap::Rights, zen_cap::CapError> {
+        self.verified.lock().verify(key, slot, expected, required)
     }
     pub fn own_channel(&self, id: u64) {
         self.channels.lock().0.push(id);
@@ -391,6 +404,7 @@ pub fn spawn_with(
         tokens: IrqMutex::new(tokens),
         channels: IrqMutex::new((Vec::new(), Vec::new())),
         granted: IrqMutex::new(BTreeMap::new()),
+        verified: IrqMutex::new(zen_cap::Verified::new()),
     });
     setup(&p)?;
     // In the table before the thread runs, so it can find itself.
@@ -685,6 +699,18 @@ pub fn thread_create(me: &Arc<Process>, rip: u64, rsp: u64, arg: u64) -> Result<
     i.next_tid += 1;
     i.threads.push((tid, t));
     Ok(tid as u64)
+}
+
+/// Moves the caller's process to CPU `cpu` for good (its future threads too). Only
+/// while it has one thread: moving several at once is not worth its races yet.
+pub fn set_cpu(me: &Process, cpu: u64) -> Result<(), Error> {
+    let cpu = usize::try_from(cpu).map_err(|_| Error::InvalidArgument)?;
+    if me.inner.lock().threads.len() > 1 {
+        return Err(Error::InvalidArgument);
+    }
+    task::pin_current(cpu).map_err(|_| Error::InvalidArgument)?;
+    me.inner.lock().cpu = Some(cpu);
+    Ok(())
 }
 
 /// Waits for thread `tid` of the caller's process to end; its exit code.

@@ -150,6 +150,68 @@ pub fn verify(
     Ok(held)
 }
 
+/// A memo of [`verify`] for one holder: the last `N` token slots that verified, byte
+/// for byte, with the binding they verified against and the rights they hold. A slot
+/// identical to a remembered one, checked against the same expected binding (so the
+/// same object, holder and *current* generation: a revocation makes every entry miss),
+/// gives the same answer `verify` would, without computing the MAC again: `verify` is
+/// a pure function of key, slot and expected binding, and the key is fixed per boot.
+/// Misses and refusals always take the full check. Lookups compare in variable time;
+/// that tells a process only whether it presents a token it presented before.
+#[derive(Clone, Debug)]
+pub struct Verified<const N: usize> {
+    entries: [Option<(TokenSlot, Rights)>; N],
+    next: usize,
+}
+
+impl<const N: usize> Default for Verified<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Verified<N> {
+    pub const fn new() -> Self {
+        Verified {
+            entries: [None; N],
+            next: 0,
+        }
+    }
+
+    /// [`verify`], through the memo.
+    pub fn verify(
+        &mut self,
+        key: &MacKey,
+        slot: &TokenSlot,
+        expected: &Binding,
+        required: Rights,
+    ) -> Result<Rights, CapError> {
+        // One copy, as in `verify`: `slot` may be in memory that changes under us.
+        let slot = *slot;
+        let bytes = slot.to_bytes();
+        let hit = self
+            .entries
+            .iter()
+            .flatten()
+            .find(|(s, _)| s.binding == *expected && s.to_bytes() == bytes);
+        let held = match hit {
+            Some((_, held)) => *held,
+            None => {
+                let held = verify(key, &slot, expected, Rights::EMPTY)?;
+                if N > 0 {
+                    self.entries[self.next % N] = Some((slot, held));
+                    self.next = self.next.wrapping_add(1);
+                }
+                held
+            }
+        };
+        if !held.contains(required) {
+            return Err(CapError::InsufficientRights);
+        }
+        Ok(held)
+    }
+}
+
 /// Passes a copy of `slot` (held by `expected.holder`, checked as by [`verify`]) to
 /// `new_holder` with `rights`, which must be a subset of the rights held. The source
 /// must hold [`Rights::GRANT`]; the copy keeps `GRANT` only if `rights` asks for it.

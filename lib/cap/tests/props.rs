@@ -102,3 +102,45 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The memo of `Verified` answers exactly as `verify` does, over any sequence of
+    /// genuine, altered, stolen, stale and under-privileged uses, including revocations
+    /// (the current generation moving on) between them.
+    #[test]
+    fn memo_agrees_with_verify(
+        key: [u8; 32],
+        b in any_binding(),
+        r in any_rights(),
+        steps in proptest::collection::vec(
+            (0usize..6, 0usize..512, any_rights(), any::<u32>()), 1..40),
+    ) {
+        let key = MacKey::new(key);
+        let mut memo = zen_cap::Verified::<3>::new();
+        let mut gen = b.generation;
+        let mut tokens = vec![mint(&key, b, r)];
+        for (what, bit, req, other) in steps {
+            let current = Binding { generation: gen, ..b };
+            let base = tokens[bit % tokens.len()];
+            let slot = match what {
+                0 | 1 => base,
+                2 => flip(base, bit),
+                3 => mint(&key, Binding { holder: other, ..current }, r),
+                4 => {
+                    // Revoke: the generation moves on, a fresh token is minted.
+                    gen = gen.wrapping_add(1);
+                    tokens.push(mint(&key, Binding { generation: gen, ..b }, r));
+                    continue;
+                }
+                _ => mint(&key, current, req),
+            };
+            let current = Binding { generation: gen, ..b };
+            prop_assert_eq!(
+                memo.verify(&key, &slot, &current, req),
+                verify(&key, &slot, &current, req)
+            );
+        }
+    }
+}

@@ -67,7 +67,7 @@ pub use ring::{read_words, write_words, Consumer, Producer, RecvSlot, SendSlot};
 pub use shm::{RingHeader, Slot};
 pub use zen_abi::ipc::{PageGrant, SLOT_PAYLOAD, SLOT_WORDS};
 
-use shm::Ordering::Acquire;
+use shm::Ordering::{Acquire, Relaxed};
 
 /// Bytes of payload a [`PageGrant`] takes at the start of a slot; inline data may
 /// follow from this offset.
@@ -116,6 +116,27 @@ pub fn consumer_may_sleep(header: &RingHeader, expected: u32) -> bool {
 /// at `tail == expected`? Call under the ring's wait-queue lock.
 pub fn producer_may_sleep(header: &RingHeader, expected: u32) -> bool {
     header.tail.load(Acquire) == expected
+}
+
+/// Kernel side of a wake-up: the sleeper on `side` of the ring (consumer or producer)
+/// is being woken, so its waiting flag goes down now, under the wait-queue lock, rather
+/// than when it next runs. Until then the peer would otherwise see the flag still up
+/// and trap into the kernel on every message to wake a thread that is already
+/// runnable: on one CPU, for a whole ring's worth of messages. Only call it for a
+/// sleeper that was registered (so the flag it set belongs to the sleep now ending); if
+/// it sleeps again it raises the flag again first (step 1).
+pub fn kernel_woke(header: &RingHeader, side: Side) {
+    match side {
+        Side::Consumer => header.consumer_waiting.store(0, Relaxed),
+        Side::Producer => header.producer_waiting.store(0, Relaxed),
+    }
+}
+
+/// Which end of a ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Consumer,
+    Producer,
 }
 
 /// Messages waiting in a ring of `slots` slots, from both shared counters, for the

@@ -337,3 +337,29 @@ fn shared_words_copy_bytes_at_any_offset_and_refuse_overruns() {
     assert_eq!(read_words(&words, 30, &mut out), 2);
     assert_eq!(read_words(&words, 99, &mut out), 0);
 }
+
+#[test]
+fn a_woken_sleeper_costs_the_peer_no_more_system_calls() {
+    let (h, s) = (RingHeader::new(), slots(4));
+    let mut p = Producer::new(&h, &s).unwrap();
+    let mut c = Consumer::new(&h, &s).unwrap();
+    assert_eq!(c.prepare_wait(), Ok(Wait::Sleep(0)));
+    assert_eq!(p.send(b"a"), Ok(Some(Wakeup::Needed)));
+    // The kernel wakes the consumer and lowers its flag for it: the next messages,
+    // sent before the consumer runs, need no wake-up.
+    kernel_woke(&h, Side::Consumer);
+    assert_eq!(p.send(b"b"), Ok(Some(Wakeup::NotNeeded)));
+    assert_eq!(p.send(b"c"), Ok(Some(Wakeup::NotNeeded)));
+    // The same for a producer woken by a release; the consumer's flag is untouched.
+    p.send(b"d").unwrap();
+    assert_eq!(p.prepare_wait(), Ok(Wait::Sleep(0)));
+    assert_eq!(c.recv(&mut [0; 1]).unwrap().unwrap().1, Wakeup::Needed);
+    kernel_woke(&h, Side::Producer);
+    assert_eq!(c.recv(&mut [0; 1]).unwrap().unwrap().1, Wakeup::NotNeeded);
+    assert_eq!(h.producer_waiting.load(Relaxed), 0);
+    // A sleeper that sleeps again raises its flag again.
+    c.recv(&mut [0; 1]).unwrap();
+    c.recv(&mut [0; 1]).unwrap();
+    assert_eq!(c.prepare_wait(), Ok(Wait::Sleep(4)));
+    assert_eq!(p.send(b"e"), Ok(Some(Wakeup::Needed)));
+}

@@ -7,7 +7,8 @@
 //! first operation is a load, tokio-rs/loom#392).
 //!
 //! The kernel's sleep/wake is modelled as a futex: a mutex-protected check of the
-//! peer's counter, then a condition-variable wait; the waker takes the same mutex and
+//! peer's counter, then a condition-variable wait; the waker takes the same mutex, and
+//! if a side sleeps, lowers its waiting flag (`kernel_woke`, as the kernel does) and
 //! notifies. A lost wake-up leaves a thread waiting forever, which loom reports as a
 //! deadlock, failing the test.
 #![cfg(loom)]
@@ -15,7 +16,8 @@
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use zen_ipc::{
-    consumer_may_sleep, producer_may_sleep, Consumer, Producer, RingHeader, Slot, Wakeup,
+    consumer_may_sleep, kernel_woke, producer_may_sleep, Consumer, Producer, RingHeader, Side,
+    Slot, Wakeup,
 };
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -27,9 +29,9 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 struct Ring {
     hdr: RingHeader,
     slots: Vec<Slot>,
-    /// The kernel's wait queue of this ring (one for both directions: a notify wakes
-    /// whichever side sleeps, and each rechecks).
-    lock: Mutex<()>,
+    /// The kernel's wait queue of this ring: which sides sleep (one condition variable
+    /// for both: a notify wakes whichever sleeps, and each rechecks).
+    lock: Mutex<[bool; 2]>,
     cv: Condvar,
 }
 
@@ -38,23 +40,29 @@ impl Ring {
         Arc::new(Ring {
             hdr: RingHeader::new(),
             slots: (0..n).map(|_| Slot::new()).collect(),
-            lock: Mutex::new(()),
+            lock: Mutex::new([false; 2]),
             cv: Condvar::new(),
         })
     }
 
-    /// `msg_recv`/`msg_send` blocking: sleep once if `may_sleep` still holds.
-    fn sleep(&self, may_sleep: impl Fn() -> bool) {
-        let g = self.lock.lock().unwrap();
+    /// `msg_recv`/`msg_wait_room` blocking: sleep once if `may_sleep` still holds.
+    fn sleep(&self, side: Side, may_sleep: impl Fn() -> bool) {
+        let mut g = self.lock.lock().unwrap();
         if may_sleep() {
-            drop(self.cv.wait(g).unwrap());
+            g[side as usize] = true;
+            let mut g = self.cv.wait(g).unwrap();
+            g[side as usize] = false;
         }
     }
 
-    /// `msg_send` waking the peer.
-    fn wake(&self, w: Wakeup) {
+    /// `msg_send`/`msg_release` waking the peer on `side`.
+    fn wake(&self, side: Side, w: Wakeup) {
         if w == Wakeup::Needed {
-            let _g = self.lock.lock().unwrap();
+            let mut g = self.lock.lock().unwrap();
+            if g[side as usize] {
+                g[side as usize] = false;
+                kernel_woke(&self.hdr, side);
+            }
             self.cv.notify_all();
         }
     }
@@ -127,10 +135,10 @@ fn wakeups_never_lost() {
         let prod = thread::spawn(move || {
             let mut p = Producer::new(&rp.hdr, &rp.slots).unwrap();
             for i in 1..=N {
-                p.wait_writable(|t| rp.sleep(|| producer_may_sleep(&rp.hdr, t)))
+                p.wait_writable(|t| rp.sleep(Side::Producer, || producer_may_sleep(&rp.hdr, t)))
                     .unwrap();
                 let w = p.send(&msg(i)).unwrap().expect("writable after wait");
-                rp.wake(w);
+                rp.wake(Side::Consumer, w);
             }
         });
         let rc = Arc::clone(&r);
@@ -138,11 +146,11 @@ fn wakeups_never_lost() {
             let mut c = Consumer::new(&rc.hdr, &rc.slots).unwrap();
             let mut buf = [0u8; 16];
             for i in 1..=N {
-                c.wait_readable(|h| rc.sleep(|| consumer_may_sleep(&rc.hdr, h)))
+                c.wait_readable(|h| rc.sleep(Side::Consumer, || consumer_may_sleep(&rc.hdr, h)))
                     .unwrap();
                 let (len, w) = c.recv(&mut buf).unwrap().expect("readable after wait");
                 check(&buf, len, i);
-                rc.wake(w);
+                rc.wake(Side::Producer, w);
             }
         });
         prod.join().unwrap();

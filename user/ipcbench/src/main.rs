@@ -61,8 +61,14 @@ fn main() -> i32 {
 fn bench() -> Result<(), String> {
     println!("zen: bench getpid={}", getpid());
     println!("zen: bench chancall={}", chan_call()?);
-    let (total, n) = round_trips()?;
+    let (total, n) = round_trips("echo")?;
     println!("zen: bench roundtrip={}", total / n);
+    // With a second CPU: the same with each process pinned to its own CPU.
+    if process::set_cpu(1).is_ok() {
+        process::set_cpu(0).map_err(|e| format!("set_cpu(0): {e:?}"))?;
+        let (total, n) = round_trips("echo 1")?;
+        println!("zen: bench roundtrip_cross={}", total / n);
+    }
     let (total, n) = stream()?;
     println!("zen: bench stream_instr={total} stream_msgs={n}");
     let (total, n) = grants()?;
@@ -145,10 +151,11 @@ fn ping(ch: &mut Channel, rounds: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Round trips with an `ipcbench echo` peer: (instructions, round trips). Both sides
-/// block in `recv`, so each trip is two wake-ups and two sleeps in the kernel.
-fn round_trips() -> Result<(u64, u64), String> {
-    let (mut ch, pid) = start_peer("echo")?;
+/// Round trips with an `ipcbench echo` peer (`echo 1`: on CPU 1): (instructions, round
+/// trips). Both sides block in `recv`, so each trip is two wake-ups and two sleeps in
+/// the kernel.
+fn round_trips(peer: &str) -> Result<(u64, u64), String> {
+    let (mut ch, pid) = start_peer(peer)?;
     ping(&mut ch, WARM_TRIPS)?;
     let t0 = time::cycles();
     ping(&mut ch, ROUND_TRIPS)?;
@@ -243,7 +250,16 @@ fn grants() -> Result<(u64, u64), String> {
 /// `grant_peer`). On END a counting peer answers with the count (8 bytes) and counts
 /// again; END with nothing counted (or any END, for `echo`) ends it with 0. Any error
 /// is a non-zero exit code.
-fn peer(mode: &str) -> i32 {
+fn peer(arg: &str) -> i32 {
+    // `MODE [CPU]`: with a CPU, the peer runs there.
+    let mut words = arg.split(' ');
+    let mode = words.next().unwrap_or("");
+    if let Some(cpu) = words.next() {
+        match cpu.parse() {
+            Ok(cpu) if process::set_cpu(cpu).is_ok() => {}
+            _ => return 9,
+        }
+    }
     let Ok(mut ch) = Channel::attach(Cap(0)) else {
         return 10;
     };

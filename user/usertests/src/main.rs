@@ -1131,6 +1131,46 @@ fn threads() -> Outcome {
         thread::spawn(|| 3).and_then(|h| h.join()),
         Ok(3),
     )?;
+    // Moving a process between CPUs: not to a CPU that is not there, not with threads.
+    // (`cargo xtask test` boots usertests on two CPUs; on one, CPU 1 is not there.)
+    let two_cpus = sys(Syscall::SetCpu, [1, 0, 0, 0, 0, 0]);
+    for cpu in [64, 4096, u64::MAX] {
+        expect(
+            &format!("set_cpu({cpu})"),
+            sys(Syscall::SetCpu, [cpu, 0, 0, 0, 0, 0]),
+            Err(Error::InvalidArgument),
+        )?;
+    }
+    if two_cpus == Ok(0) {
+        expect(
+            "set_cpu(0)",
+            sys(Syscall::SetCpu, [0, 0, 0, 0, 0, 0]),
+            Ok(0),
+        )?;
+        let go = Arc::new(AtomicBool::new(false));
+        let g = go.clone();
+        let h = thread::spawn(move || {
+            while !g.load(SeqCst) {
+                process::yield_now();
+            }
+            0
+        })
+        .map_err(|e| format!("{e:?}"))?;
+        expect(
+            "set_cpu with two threads",
+            sys(Syscall::SetCpu, [1, 0, 0, 0, 0, 0]),
+            Err(Error::InvalidArgument),
+        )?;
+        go.store(true, SeqCst);
+        expect("join", h.join(), Ok(0))?;
+    } else {
+        expect(
+            "set_cpu(1) on one CPU",
+            two_cpus,
+            Err(Error::InvalidArgument),
+        )?;
+        println!("usertests: one CPU, set_cpu between CPUs not tried");
+    }
     // Ending a process from a thread, a fault in a thread, the last thread's code.
     check("process::exit in a thread", run_child("thread-exit")? == 7)?;
     check(

@@ -57,6 +57,12 @@ pub fn kill(pid: u32) -> Result<()> {
     call_reading(Syscall::Kill, [pid as u64, 0, 0, 0, 0, 0]).map(|_| ())
 }
 
+/// Runs this process (and its future threads) on CPU `cpu` from now on. Only while
+/// it has one thread; `InvalidArgument` for a CPU that is not online.
+pub fn set_cpu(cpu: usize) -> Result<()> {
+    call_reading(Syscall::SetCpu, [cpu as u64, 0, 0, 0, 0, 0]).map(|_| ())
+}
+
 /// This process's id.
 pub fn id() -> u32 {
     call_reading(Syscall::GetPid, [0; 6]).unwrap_or(0) as u32

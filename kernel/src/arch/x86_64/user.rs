@@ -243,26 +243,35 @@ impl AddressSpace {
     /// Copies `len` bytes from user address `va`. `None` if any byte is not readable
     /// user memory.
     pub fn copy_from(&self, va: u64, len: usize) -> Option<Vec<u8>> {
-        let end = va.checked_add(len as u64)?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(len).ok()?;
+        out.resize(len, 0);
+        self.read_into(va, &mut out)?;
+        Some(out)
+    }
+
+    /// Fills `out` from user address `va`. `None` if any byte is not readable user
+    /// memory (`out` may then be partly written).
+    pub fn read_into(&self, va: u64, out: &mut [u8]) -> Option<()> {
+        let end = va.checked_add(out.len() as u64)?;
         if end > USER_END {
             return None;
         }
-        let mut out = Vec::new();
-        out.try_reserve_exact(len).ok()?;
         let mut at = va;
+        let mut done = 0;
         while at < end {
-            let chunk = (4096 - at % 4096).min(end - at);
+            let chunk = (4096 - at % 4096).min(end - at) as usize;
             let phys = self.user_phys(at, false)?;
             // SAFETY: `phys .. phys + chunk` lies within one frame mapped for this user
             // (checked above), read through the direct map. The process may change it
             // concurrently; we copy bytes, never trust them as Rust values.
-            let src = unsafe {
-                core::slice::from_raw_parts((DIRECT_MAP + phys) as *const u8, chunk as usize)
-            };
-            out.extend_from_slice(src);
-            at += chunk;
+            let src =
+                unsafe { core::slice::from_raw_parts((DIRECT_MAP + phys) as *const u8, chunk) };
+            out[done..done + chunk].copy_from_slice(src);
+            done += chunk;
+            at += chunk as u64;
         }
-        Some(out)
+        Some(())
     }
 
     /// Copies `data` to user address `va`. `None` (and nothing written) if any byte is
