@@ -206,7 +206,7 @@ fn caps() {
         println!("no capabilities");
         return;
     }
-    println!("SLOT TYPE      OBJECT     GEN RIGHTS                MAC");
+    println!("SLOT TYPE      OBJECT      GEN MAC        RIGHTS");
     for (slot, t) in tokens {
         let b = t.binding;
         let ty = ObjectType::try_from(b.object_type);
@@ -225,13 +225,13 @@ fn caps() {
             .map(|x| format!("{x:02x}"))
             .collect();
         println!(
-            "{:>4} {:<9} {:<10} {:>3} {:<21} {}..",
+            "{:>4} {:<9} {:<10} {:>4} {}.. {}",
             slot.0,
             ty.map_or("unknown", |t| t.name()),
             object,
             b.generation,
-            format!("{}", Rights::from_bits_truncate(t.token.rights)),
-            mac
+            mac,
+            Rights::from_bits_truncate(t.token.rights)
         );
     }
 }
