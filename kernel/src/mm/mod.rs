@@ -12,8 +12,18 @@ use zen_frames::{FrameBitmap, FreeError, FRAME_SIZE};
 use crate::arch;
 use crate::sync::IrqMutex;
 
-/// Bytes given to the kernel heap at boot.
-pub const HEAP_SIZE: usize = 4 << 20;
+/// The kernel heap: a sixteenth of memory, between 4 and 64 MiB. Its size bounds what
+/// processes can make the kernel allocate (thread stacks above all: `task::MAX_THREADS`
+/// x 32 KiB is 8 MiB), so every allocation a process can cause in bulk is fallible or
+/// capped below it; 256 MiB of memory gives 16 MiB.
+const HEAP_MIN: u64 = 4 << 20;
+const HEAP_MAX: u64 = 64 << 20;
+static HEAP_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Bytes of the kernel heap.
+pub fn heap_size() -> u64 {
+    HEAP_BYTES.load(core::sync::atomic::Ordering::Relaxed)
+}
 const LOW_MEMORY: u64 = 1 << 20;
 
 static FRAMES: IrqMutex<Option<FrameBitmap<'static>>> = IrqMutex::new(None);
@@ -87,11 +97,15 @@ pub fn init(boot: &'static BootInfo) {
     fa.reserve(0, LOW_MEMORY);
     fa.reserve(home, bytes);
     fa.reserve(boot.kernel_phys, boot.kernel_size);
+    let size = (fa.free_frames() * FRAME_SIZE / 16)
+        .clamp(HEAP_MIN, HEAP_MAX)
+        .next_multiple_of(FRAME_SIZE);
     let heap = fa
-        .alloc_contiguous(HEAP_SIZE as u64 / FRAME_SIZE)
+        .alloc_contiguous(size / FRAME_SIZE)
         .expect("no memory for the kernel heap");
     *FRAMES.lock() = Some(fa);
-    arch::heap::init(heap, HEAP_SIZE);
+    HEAP_BYTES.store(size, core::sync::atomic::Ordering::Relaxed);
+    arch::heap::init(heap, size as usize);
     arch::paging::init();
 }
 

@@ -190,6 +190,11 @@ impl Process {
             frames
                 .try_reserve_exact(pages as usize)
                 .map_err(|_| Error::NoMemory)?;
+            let new = (addr..end)
+                .step_by(4096)
+                .filter(|va| !granted.contains_key(va))
+                .count() as u64;
+            take_granted(new)?;
             for va in (addr..end).step_by(4096) {
                 let f = match granted.get(&va) {
                     Some(f) => f.clone(),
@@ -209,7 +214,14 @@ impl Process {
     /// Maps granted frames at a fresh range of the map area; the address.
     pub fn map_granted(&self, frames: &[Arc<SharedFrame>], write: bool) -> Result<u64, Error> {
         let pages = frames.len() as u64;
-        let va = self.reserve_map_range(pages)?;
+        take_granted(pages)?;
+        let va = match self.reserve_map_range(pages) {
+            Ok(va) => va,
+            Err(e) => {
+                give_granted(pages);
+                return Err(e);
+            }
+        };
         let flags = Flags {
             writable: write,
             user: true,
@@ -231,6 +243,7 @@ impl Process {
             true
         });
         if done != Ok(true) {
+            give_granted(pages);
             self.unreserve(pages);
             return Err(done.err().unwrap_or(Error::NoMemory));
         }
@@ -263,6 +276,26 @@ impl Process {
 }
 
 static PROCS: IrqMutex<BTreeMap<u32, Arc<Process>>> = IrqMutex::new(BTreeMap::new());
+
+/// Entries of every process's `granted` map together: each costs kernel heap, so
+/// processes cannot make more than this many (the total RAM of a 256 MiB machine in
+/// pages; about 1.5 MiB of heap).
+const MAX_GRANTED_PAGES: u64 = 1 << 16;
+static GRANTED_PAGES: AtomicU64 = AtomicU64::new(0);
+
+/// Takes `n` of the granted-page budget: `NoMemory` if it is spent.
+fn take_granted(n: u64) -> Result<(), Error> {
+    GRANTED_PAGES
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+            cur.checked_add(n).filter(|&t| t <= MAX_GRANTED_PAGES)
+        })
+        .map(|_| ())
+        .map_err(|_| Error::NoMemory)
+}
+
+fn give_granted(n: u64) {
+    GRANTED_PAGES.fetch_sub(n, Ordering::AcqRel);
+}
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
 
 /// The live process `pid`.
@@ -503,7 +536,9 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
     let space = p.space.lock().take();
     drop(space);
     // Granted pages are unmapped with the space: drop our references.
-    drop(core::mem::take(&mut *p.granted.lock()));
+    let granted = core::mem::take(&mut *p.granted.lock());
+    give_granted(granted.len() as u64);
+    drop(granted);
     crate::ipc::release_grants_to(p.pid);
     // Mappings are gone: the channels may go too.
     let (owned, attached) = core::mem::take(&mut *p.channels.lock());
@@ -803,11 +838,13 @@ pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
             return Err(Error::InvalidArgument);
         }
         let mut granted = me.granted.lock();
+        let mut released = 0;
         for n in 0..pages {
             let _ = s.unmap(addr + n * 4096);
             // Unmapped first: a granted frame may be freed only once no table has it.
-            granted.remove(&(addr + n * 4096));
+            released += granted.remove(&(addr + n * 4096)).is_some() as u64;
         }
+        give_granted(released);
         Ok(())
     })??;
     let mut i = me.inner.lock();

@@ -18,7 +18,6 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use spin::Mutex;
@@ -133,6 +132,8 @@ pub enum SpawnError {
     TooManyThreads,
     NoSuchCpu,
     QueueFull,
+    /// No heap for the thread's stack.
+    NoMemory,
 }
 
 /// Runs `f` with interrupts off on this CPU, restoring the previous state after.
@@ -270,7 +271,14 @@ fn spawn_inner(
             return Err(SpawnError::NoSuchCpu);
         }
     }
-    let mut stack = vec![0u64; STACK_BYTES / 8].into_boxed_slice();
+    // Fallible: processes make threads, and a full heap must be their error, not a
+    // kernel panic.
+    let mut stack = Vec::new();
+    stack
+        .try_reserve_exact(STACK_BYTES / 8)
+        .map_err(|_| SpawnError::NoMemory)?;
+    stack.resize(STACK_BYTES / 8, 0u64);
+    let mut stack = stack.into_boxed_slice();
     // 16-byte aligned, as the CPU leaves it on an interrupt from user mode anyway.
     let kstack_top = (stack.as_ptr() as u64 + STACK_BYTES as u64) & !15;
     let detached = process.is_some();

@@ -1185,6 +1185,61 @@ fn threads() -> Outcome {
     frames_come_back("kill-threads")
 }
 
+fn exhaustion() -> Outcome {
+    // Processes that each take all the threads and memory they may, until the kernel
+    // refuses them (threads, the kernel heap, frames, the process table): it must say
+    // no, never fall over, and get everything back when they are killed.
+    let before = usage_settled()?;
+    let mut pids = Vec::new();
+    let refused = loop {
+        match process::spawn("usertests", "hog") {
+            Ok(p) => pids.push(p),
+            Err(e) => break e,
+        }
+        if pids.len() == 40 {
+            break Error::InvalidArgument;
+        }
+        // Let it take its share before the next one starts.
+        time::sleep_ms(20);
+    };
+    let mem = mem::info().map_err(|e| format!("{e:?}"))?;
+    println!(
+        "usertests: {} hogs, then {refused:?}; {} frames free, kernel heap {} bytes",
+        pids.len(),
+        mem.free_frames,
+        mem.heap_bytes_used
+    );
+    for &p in &pids {
+        let _ = process::kill(p);
+    }
+    for &p in &pids {
+        let _ = process::wait(p);
+    }
+    check(
+        &format!(
+            "{} hogs started before {refused:?}, {} frames free at the peak",
+            pids.len(),
+            mem.free_frames
+        ),
+        pids.len() >= 2,
+    )?;
+    check("the system works after them", run_child("exit 5")? == 5)?;
+    let mut after = usage_settled()?;
+    for _ in 0..50 {
+        if after.0 >= before.0 && after.1 <= before.1 {
+            break;
+        }
+        after = usage_settled()?;
+    }
+    check(
+        &format!(
+            "after the hogs: free frames {} -> {}, kernel heap blocks {} -> {}",
+            before.0, after.0, before.1, after.1
+        ),
+        after.0 >= before.0 && after.1 <= before.1,
+    )
+}
+
 const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("unknown_calls", unknown_calls),
     ("getpid", getpid),
@@ -1208,6 +1263,7 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("grant_errors", grant_errors),
     ("ipc_and_sleep_leak_nothing", ipc_and_sleep_leak_nothing),
     ("threads", threads),
+    ("exhaustion", exhaustion),
 ];
 
 fn main() -> i32 {
@@ -1438,6 +1494,22 @@ fn child(arg: &str) -> i32 {
             time::sleep_ms(30);
             let killed = process::kill(pid).is_ok();
             (!killed || process::wait(pid) != Ok(KILLED_EXIT_CODE)) as i32
+        }
+        "hog" => {
+            // Threads until refused, then memory until refused; then wait to be killed.
+            while thread::spawn(|| {
+                time::sleep_ms(3_600_000);
+                0
+            })
+            .map(core::mem::forget)
+            .is_ok()
+            {}
+            let mut regions = Vec::new();
+            while let Ok(r) = mem::Region::new(1 << 20) {
+                regions.push(r);
+            }
+            time::sleep_ms(3_600_000);
+            1
         }
         "kill-sleeper" => {
             let Ok(pid) = process::spawn("usertests", "sleep") else {
