@@ -56,8 +56,8 @@ pub fn archive() -> Option<Archive<'static>> {
 struct Inner {
     parent: u32,
     exit: Option<u64>,
-    /// The parent's thread, parked in `wait` for this process.
-    waiter: Option<Arc<Thread>>,
+    /// The parent's threads parked in `wait` for this process.
+    waiters: Vec<Arc<Thread>>,
     /// The live threads, with their thread ids (the first is 1).
     threads: Vec<(u32, Arc<Thread>)>,
     next_tid: u32,
@@ -423,7 +423,7 @@ pub fn spawn_with(
         inner: IrqMutex::new(Inner {
             parent,
             exit: None,
-            waiter: None,
+            waiters: Vec::new(),
             threads: Vec::new(),
             next_tid: 2,
             thread_exits: Vec::new(),
@@ -550,7 +550,7 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
         i.thread_exits.clear();
         i.mapped = 0;
         i.image_pages = 0;
-        (i.waiter.take(), i.parent == 0)
+        (core::mem::take(&mut i.waiters), i.parent == 0)
     };
     {
         // Children outlive their parent as orphans; exited ones are reaped now.
@@ -572,7 +572,7 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
             procs.remove(&p.pid);
         }
     }
-    if let Some(w) = waiter {
+    for w in waiter {
         task::unpark(&w);
     }
     drop(p);
@@ -636,8 +636,9 @@ pub fn check_killed() {
 
 /// Waits for child `pid` to exit, reaps it and returns its exit code.
 pub fn wait(me: &Process, pid: u32) -> Result<u64, Error> {
+    let me_thread = task::current();
     loop {
-        {
+        let child = {
             let mut procs = PROCS.lock();
             let child = procs.get(&pid).ok_or(Error::NoSuchProcess)?.clone();
             let mut ci = child.inner.lock();
@@ -649,12 +650,24 @@ pub fn wait(me: &Process, pid: u32) -> Result<u64, Error> {
                 procs.remove(&pid);
                 return Ok(code);
             }
-            ci.waiter = Some(task::current());
-        }
+            // Several threads of the parent may wait for the same child.
+            if !ci.waiters.iter().any(|t| Arc::ptr_eq(t, &me_thread)) {
+                ci.waiters.push(me_thread.clone());
+            }
+            drop(ci);
+            child
+        };
         if me.killed() {
-            // The system-call exit path ends the process (see `check_killed`).
+            // Leave no reference behind (it would keep this thread until the child
+            // ends); the system-call exit path ends the process (`check_killed`).
+            child
+                .inner
+                .lock()
+                .waiters
+                .retain(|t| !Arc::ptr_eq(t, &me_thread));
             return Err(Error::NoSuchProcess);
         }
+        drop(child);
         task::park();
     }
 }

@@ -1171,6 +1171,25 @@ fn threads() -> Outcome {
         )?;
         println!("usertests: one CPU, set_cpu between CPUs not tried");
     }
+    // Two threads wait for one child: one gets its code, the other NoSuchProcess,
+    // neither hangs.
+    let pid = spawn("usertests", "nap")?;
+    let other = thread::spawn(move || match process::wait(pid) {
+        Ok(4) => 1,
+        Err(Error::NoSuchProcess) => 2,
+        _ => 3,
+    })
+    .map_err(|e| format!("{e:?}"))?;
+    let mine = match process::wait(pid) {
+        Ok(4) => 1,
+        Err(Error::NoSuchProcess) => 2,
+        _ => 3,
+    };
+    let theirs = other.join().map_err(|e| format!("{e:?}"))?;
+    check(
+        &format!("two waiters for one child: {mine} and {theirs}"),
+        mine + theirs == 3 && mine != theirs,
+    )?;
     // Ending a process from a thread, a fault in a thread, the last thread's code.
     check("process::exit in a thread", run_child("thread-exit")? == 7)?;
     check(
@@ -1510,6 +1529,10 @@ fn child(arg: &str) -> i32 {
             }
             time::sleep_ms(3_600_000);
             1
+        }
+        "nap" => {
+            time::sleep_ms(50);
+            4
         }
         "kill-sleeper" => {
             let Ok(pid) = process::spawn("usertests", "sleep") else {
