@@ -443,7 +443,16 @@ pub fn grant_create(
     }
     let frames = me.share_pages(addr, pages, rights.contains(Rights::WRITE))?;
     let id = NEXT_GRANT.fetch_add(1, Ordering::Relaxed);
-    GRANTS.lock().insert(
+    let mut t = GRANTS.lock();
+    // The receiver must still be alive, checked under the table's lock: a process
+    // drops its grants (`release_grants_to`) only after it stops being found, so a
+    // grant is either refused here or dropped there, never left for nobody.
+    if proc::find(to).is_none() {
+        drop(t);
+        drop(frames);
+        return Err(Error::NoPeer);
+    }
+    t.insert(
         id,
         Grant {
             from: me.pid(),

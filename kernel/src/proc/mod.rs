@@ -539,7 +539,6 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
     let granted = core::mem::take(&mut *p.granted.lock());
     give_granted(granted.len() as u64);
     drop(granted);
-    crate::ipc::release_grants_to(p.pid);
     // Mappings are gone: the channels may go too.
     let (owned, attached) = core::mem::take(&mut *p.channels.lock());
     crate::ipc::release_owned(&owned);
@@ -552,6 +551,8 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
         i.image_pages = 0;
         (core::mem::take(&mut i.waiters), i.parent == 0)
     };
+    // After `exit` is set (nobody finds us any more), see `ipc::grant_create`.
+    crate::ipc::release_grants_to(p.pid);
     {
         // Children outlive their parent as orphans; exited ones are reaped now.
         let mut procs = PROCS.lock();

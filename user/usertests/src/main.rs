@@ -1004,7 +1004,13 @@ fn grant_errors() -> Outcome {
         create(m.addr(), 4096, r, forged.as_ptr() as u64),
         Err(Error::Denied),
     )?;
-    expect("the child said hello and exits", process::wait(pid), Ok(0))
+    expect("the child said hello and exits", process::wait(pid), Ok(0))?;
+    // Its end stays attached to a process that is gone: no grant for nobody.
+    expect(
+        "grant to an exited peer",
+        create(m.addr(), 4096, r, tok),
+        Err(Error::NoPeer),
+    )
 }
 
 fn threads() -> Outcome {
