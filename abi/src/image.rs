@@ -105,8 +105,8 @@ impl ImageHeader {
             || h.image_size == 0
             || h.mem_size > IMAGE_MAX_SIZE
             || h.mem_size < h.image_size
-            || h.mem_size % crate::layout::PAGE_SIZE != 0
-            || h.load_vaddr % crate::layout::PAGE_SIZE != 0
+            || !h.mem_size.is_multiple_of(crate::layout::PAGE_SIZE)
+            || !h.load_vaddr.is_multiple_of(crate::layout::PAGE_SIZE)
         {
             return Err(HeaderError::BadSizes);
         }

@@ -426,7 +426,7 @@ pub fn grant_create(
     let (chan, end, _) = channel_cap(me, chan_ptr, Rights::SEND, call)?;
     let rights = grant_rights(rights)?;
     let pages = len.div_ceil(4096);
-    if len == 0 || addr % 4096 != 0 || pages > MAX_GRANT_PAGES {
+    if len == 0 || !addr.is_multiple_of(4096) || pages > MAX_GRANT_PAGES {
         return Err(Error::InvalidArgument);
     }
     let to = chan.attached.lock()[1 - end];

@@ -68,7 +68,7 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
     }
     kprintln!(
         "zen: {} MiB free, heap {} KiB, tsc {} MHz, timer {} Hz",
-        mm::free_frames() * 4096 >> 20,
+        (mm::free_frames() * 4096) >> 20,
         mm::heap_size() >> 10,
         arch::apic::tsc_hz() / 1_000_000,
         TIMER_HZ

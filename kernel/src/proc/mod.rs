@@ -837,7 +837,7 @@ pub fn map(me: &Process, len: u64) -> Result<u64, Error> {
 
 /// Unmaps `len` bytes at `addr` (page-aligned, all mapped by `map`).
 pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
-    if len == 0 || addr % 4096 != 0 || addr < USER_MAP_BASE {
+    if len == 0 || !addr.is_multiple_of(4096) || addr < USER_MAP_BASE {
         return Err(Error::InvalidArgument);
     }
     let pages = len.div_ceil(4096);

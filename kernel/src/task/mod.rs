@@ -267,7 +267,7 @@ fn spawn_inner(
     entry: Entry,
 ) -> Result<Arc<Thread>, SpawnError> {
     if let Some(p) = opts.pin {
-        if percpu::cpu(p).map_or(true, |c| !c.is_online()) {
+        if percpu::cpu(p).is_none_or(|c| !c.is_online()) {
             return Err(SpawnError::NoSuchCpu);
         }
     }
@@ -457,7 +457,7 @@ pub fn unpark(t: &Arc<Thread>) {
         match SCHED.enqueue(target, desc) {
             Ok(placed) => {
                 drop(inner);
-                kick(placed.cpu as usize);
+                kick(placed.cpu);
             }
             Err(_) => {
                 crate::edge::report(zen_edge::EdgeKind::RunQueueFull, t.handle.index());
@@ -523,7 +523,7 @@ impl Drop for Sleeper {
 
 /// Moves the calling thread to `cpu` and pins it there.
 pub fn pin_current(target: usize) -> Result<(), SpawnError> {
-    if percpu::cpu(target).map_or(true, |c| !c.is_online()) {
+    if percpu::cpu(target).is_none_or(|c| !c.is_online()) {
         return Err(SpawnError::NoSuchCpu);
     }
     irqs_off(|| {

@@ -137,7 +137,7 @@ impl<'a> FrameBitmap<'a> {
 
     /// Returns a frame obtained from [`Self::alloc`] or [`Self::alloc_contiguous`].
     pub fn free(&mut self, addr: u64) -> Result<(), FreeError> {
-        if addr % FRAME_SIZE != 0 {
+        if !addr.is_multiple_of(FRAME_SIZE) {
             return Err(FreeError::Unaligned);
         }
         let frame = addr / FRAME_SIZE;

@@ -167,27 +167,23 @@ impl Editor {
                 self.browsing = self.history.len();
                 return Event::Cancelled;
             }
-            0x7f | 0x08 => {
-                if self.cursor > 0 {
-                    self.cursor -= 1;
-                    self.line.remove(self.cursor);
-                    self.redraw(out);
-                }
+            0x7f | 0x08 if self.cursor > 0 => {
+                self.cursor -= 1;
+                self.line.remove(self.cursor);
+                self.redraw(out);
             }
             0x01 => self.move_to(0, out),
             0x05 => self.move_to(self.line.len(), out),
             0x02 => self.move_to(self.cursor.saturating_sub(1), out),
             0x06 => self.move_to(self.cursor + 1, out),
             b'\t' => self.complete(complete, tabbed, out),
-            0x20..=0x7e => {
-                if self.line.len() < MAX_LINE {
-                    self.line.insert(self.cursor, b);
-                    self.cursor += 1;
-                    if self.cursor == self.line.len() {
-                        out.push(b);
-                    } else {
-                        self.redraw(out);
-                    }
+            0x20..=0x7e if self.line.len() < MAX_LINE => {
+                self.line.insert(self.cursor, b);
+                self.cursor += 1;
+                if self.cursor == self.line.len() {
+                    out.push(b);
+                } else {
+                    self.redraw(out);
                 }
             }
             _ => {}

@@ -108,7 +108,7 @@ pub fn load(
     {
         return Err(LoadError::NotStaticPie);
     }
-    if base % PAGE != 0 {
+    if !base.is_multiple_of(PAGE) {
         return Err(LoadError::TooLarge);
     }
     let phdrs = elf.segments().ok_or(LoadError::NotStaticPie)?;

@@ -54,7 +54,7 @@ extern "C" fn kentry(boot_info: u64, entry_tsc: u64) -> ! {
 }
 
 fn validate(addr: u64) -> Result<&'static BootInfo, &'static str> {
-    if addr < DIRECT_MAP || addr % 8 != 0 {
+    if addr < DIRECT_MAP || !addr.is_multiple_of(8) {
         return Err("pointer outside the direct map");
     }
     // SAFETY: the stub passes the direct-map address of a BootInfo it allocated as

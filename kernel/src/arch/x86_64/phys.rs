@@ -27,7 +27,7 @@ pub fn claim_bitmap(phys: u64, words: usize) -> &'static mut [u64] {
         !BITMAP_CLAIMED.swap(true, Ordering::SeqCst),
         "bitmap claimed twice"
     );
-    assert!(phys % 8 == 0);
+    assert!(phys.is_multiple_of(8));
     // SAFETY: claimed once (checked above); the caller takes the range from a usable
     // region of the memory map and reserves it in the allocator it builds, so nothing
     // else ever refers to it.
@@ -41,7 +41,8 @@ static FB_CLAIMED: AtomicBool = AtomicBool::new(false);
 pub fn claim_framebuffer(fb: &Framebuffer) -> Option<&'static mut [u32]> {
     let usable = fb.format == PixelFormat::Rgb as u32 || fb.format == PixelFormat::Bgr as u32;
     let pixels = fb.stride as u64 * fb.height as u64;
-    if !usable || fb.base == 0 || pixels == 0 || pixels * 4 > fb.size || fb.base % 4 != 0 {
+    if !usable || fb.base == 0 || pixels == 0 || pixels * 4 > fb.size || !fb.base.is_multiple_of(4)
+    {
         return None;
     }
     if FB_CLAIMED.swap(true, Ordering::SeqCst) {

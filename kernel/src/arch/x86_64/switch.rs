@@ -56,7 +56,11 @@ pub fn init_stack(stack: &mut [u64], entry: extern "C" fn(u64) -> !, arg: u64) -
     // After `ret` pops the start address rsp is at index `end`; `call r12` then pushes
     // one word, and the ABI wants rsp + 8 to be 16-byte aligned at entry, so the
     // address of index `end` must be a multiple of 16.
-    let end = if (base + n * 8) % 16 == 0 { n } else { n - 1 };
+    let end = if (base + n * 8).is_multiple_of(16) {
+        n
+    } else {
+        n - 1
+    };
     let frame = end - SAVED_REGS - 1;
     // In memory from low to high: r15, r14, r13, r12, rbp, rbx, return address.
     stack[frame..end].copy_from_slice(&[

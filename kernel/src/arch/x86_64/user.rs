@@ -180,7 +180,7 @@ impl AddressSpace {
     /// the page stays mapped, now marked shared, so `unmap` and `Drop` leave the frame
     /// to its new owner. `None` if `va` is not an owned, user-mapped page.
     pub fn make_shared(&self, va: u64) -> Option<crate::mm::Frame> {
-        if va >= USER_END || va % 4096 != 0 {
+        if va >= USER_END || !va.is_multiple_of(4096) {
             return None;
         }
         let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).ok()?;
