@@ -51,6 +51,10 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
     ("sched::migration_by_pin_and_steal", sched::migration),
     ("sched::sleep_lasts_long_enough", sched::sleep_lasts),
     ("sched::no_lost_wakeups", sched::no_lost_wakeups),
+    (
+        "sched::early_wake_frees_sleeper",
+        sched::early_wake_frees_sleeper,
+    ),
 ];
 
 pub fn run() -> u64 {

@@ -250,3 +250,30 @@ pub fn no_lost_wakeups() -> TestResult {
     crate::kprintln!("zen-test:   {} park/unpark pairs", 2 * ROUNDS);
     Ok(())
 }
+
+/// A thread woken early from a long timed sleep leaves nothing behind in its CPU's
+/// sleeper list: once it is joined nothing holds it (nor its stack), long before the
+/// tick it asked for. (An entry left behind kept exited user threads, their stacks and
+/// their processes alive until the tick: forever, for a long `msg_poll` timeout.)
+pub fn early_wake_frees_sleeper() -> TestResult {
+    let h = task::spawn(Options::new("sleeper"), || {
+        task::park_until(crate::time::ticks() + 1_000_000);
+        0
+    })
+    .map_err(|_| "spawn")?;
+    let weak = Arc::downgrade(h.thread());
+    task::sleep_ticks(2);
+    task::unpark(h.thread());
+    task::join(h);
+    // The CPU that ran it drops its own reference at its next switch.
+    for _ in 0..20 {
+        if weak.strong_count() == 0 {
+            break;
+        }
+        task::sleep_ticks(1);
+    }
+    check(
+        weak.strong_count() == 0,
+        "a thread woken from a timed sleep is still referenced",
+    )
+}
