@@ -108,14 +108,13 @@ fn token_in(me: &Process, ptr: u64) -> Result<TokenSlot, Error> {
     Ok(TokenSlot::from_bytes(&b))
 }
 
-/// Checks a channel token of the caller: (channel, end, rights held).
-fn channel_cap(
+/// The channel a token names, and the binding a genuine token of the caller must carry
+/// now. Nothing is verified yet.
+fn named_channel(
     me: &Process,
-    ptr: u64,
-    required: Rights,
+    slot: &TokenSlot,
     call: u16,
-) -> Result<(Arc<Channel>, usize, Rights), Error> {
-    let slot = token_in(me, ptr)?;
+) -> Result<(Arc<Channel>, zen_abi::cap::Binding), Error> {
     let object = slot.binding.object;
     let chan = CHANNELS
         .lock()
@@ -128,6 +127,19 @@ fn channel_cap(
         me.pid(),
         chan.generation.load(Ordering::Acquire),
     );
+    Ok((chan, expected))
+}
+
+/// Checks a channel token of the caller: (channel, end, rights held).
+fn channel_cap(
+    me: &Process,
+    ptr: u64,
+    required: Rights,
+    call: u16,
+) -> Result<(Arc<Channel>, usize, Rights), Error> {
+    let slot = token_in(me, ptr)?;
+    let (chan, expected) = named_channel(me, &slot, call)?;
+    let object = expected.object;
     let held = me
         .verify_token(key(), &slot, &expected, required)
         .map_err(|e| denied(call, object, e))?;
@@ -343,19 +355,9 @@ pub fn grant(
     call: u16,
 ) -> Result<u64, Error> {
     let slot = token_in(me, tok_ptr)?;
-    let object = slot.binding.object;
     let rights = Rights::from_bits(rights).ok_or(Error::InvalidArgument)?;
-    let chan = CHANNELS
-        .lock()
-        .get(&(object >> 1))
-        .cloned()
-        .ok_or_else(|| denied(call, object, CapError::UnknownObject))?;
-    let expected = zen_cap::binding(
-        object,
-        ObjectType::Channel,
-        me.pid(),
-        chan.generation.load(Ordering::Acquire),
-    );
+    let (_, expected) = named_channel(me, &slot, call)?;
+    let object = expected.object;
     let copy = zen_cap::derive(key(), &slot, &expected, target.pid(), rights)
         .map_err(|e| denied(call, object, e))?;
     target.insert_token(copy).map(|i| i as u64)

@@ -188,12 +188,13 @@ impl<const N: usize> Verified<N> {
     ) -> Result<Rights, CapError> {
         // One copy, as in `verify`: `slot` may be in memory that changes under us.
         let slot = *slot;
-        let bytes = slot.to_bytes();
-        let hit = self
-            .entries
-            .iter()
-            .flatten()
-            .find(|(s, _)| s.binding == *expected && s.to_bytes() == bytes);
+        // Field by field, not through `to_bytes`: this runs on every channel call.
+        let hit = self.entries.iter().flatten().find(|(s, _)| {
+            s.binding == *expected
+                && slot.binding == *expected
+                && s.token.rights == slot.token.rights
+                && s.token.mac == slot.token.mac
+        });
         let held = match hit {
             Some((_, held)) => *held,
             None => {

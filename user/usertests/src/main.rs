@@ -885,14 +885,9 @@ fn usage_settled() -> Result<(u64, u64), String> {
     Ok((m.free_frames, m.heap_allocations))
 }
 
-/// Runs child `mode` and checks that every frame and kernel heap block it used is
-/// free again afterwards (after one warm-up run: first uses of kernel paths may
-/// allocate for good). Free frames may also rise and blocks fall (something older was
-/// freed meanwhile), never the other way.
-fn frames_come_back(mode: &str) -> Outcome {
-    check(&format!("warm-up {mode}"), run_child(mode)? == 0)?;
-    let before = usage_settled()?;
-    check(&format!("child {mode}"), run_child(mode)? == 0)?;
+/// Waits (up to a second) until free frames are back to at least, and kernel heap
+/// blocks to at most, what they were in `before`; fails naming `what` otherwise.
+fn usage_back(before: (u64, u64), what: &str) -> Outcome {
     let back = |now: (u64, u64)| now.0 >= before.0 && now.1 <= before.1;
     let mut after = usage_settled()?;
     for _ in 0..50 {
@@ -903,11 +898,22 @@ fn frames_come_back(mode: &str) -> Outcome {
     }
     check(
         &format!(
-            "after {mode}: free frames {} -> {}, kernel heap blocks {} -> {}",
+            "after {what}: free frames {} -> {}, kernel heap blocks {} -> {}",
             before.0, after.0, before.1, after.1
         ),
         back(after),
     )
+}
+
+/// Runs child `mode` and checks that every frame and kernel heap block it used is
+/// free again afterwards (after one warm-up run: first uses of kernel paths may
+/// allocate for good). Free frames may also rise and blocks fall (something older was
+/// freed meanwhile), never the other way.
+fn frames_come_back(mode: &str) -> Outcome {
+    check(&format!("warm-up {mode}"), run_child(mode)? == 0)?;
+    let before = usage_settled()?;
+    check(&format!("child {mode}"), run_child(mode)? == 0)?;
+    usage_back(before, mode)
 }
 
 fn ipc_and_sleep_leak_nothing() -> Outcome {
@@ -1249,20 +1255,7 @@ fn exhaustion() -> Outcome {
         pids.len() >= 2,
     )?;
     check("the system works after them", run_child("exit 5")? == 5)?;
-    let mut after = usage_settled()?;
-    for _ in 0..50 {
-        if after.0 >= before.0 && after.1 <= before.1 {
-            break;
-        }
-        after = usage_settled()?;
-    }
-    check(
-        &format!(
-            "after the hogs: free frames {} -> {}, kernel heap blocks {} -> {}",
-            before.0, after.0, before.1, after.1
-        ),
-        after.0 >= before.0 && after.1 <= before.1,
-    )
+    usage_back(before, "the hogs")
 }
 
 fn fuzz() -> Outcome {
@@ -1295,20 +1288,7 @@ fn fuzz() -> Outcome {
         codes.iter().filter(|&&c| c == 0).count() >= 4,
     )?;
     check("the system works after them", run_child("exit 5")? == 5)?;
-    let mut after = usage_settled()?;
-    for _ in 0..50 {
-        if after.0 >= before.0 && after.1 <= before.1 {
-            break;
-        }
-        after = usage_settled()?;
-    }
-    check(
-        &format!(
-            "after fuzzing: free frames {} -> {}, kernel heap blocks {} -> {}",
-            before.0, after.0, before.1, after.1
-        ),
-        after.0 >= before.0 && after.1 <= before.1,
-    )
+    usage_back(before, "fuzzing")
 }
 
 /// A fuzz child: `CALLS` random system calls from a xorshift generator seeded with
