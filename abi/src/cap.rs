@@ -40,8 +40,12 @@ impl Rights {
     pub const REVOKE: Rights = Rights(1 << 7);
     /// Destroy the object (kill a process, close a channel for both ends).
     pub const DESTROY: Rights = Rights(1 << 8);
-    /// Every right defined so far.
-    pub const ALL: Rights = Rights((1 << 9) - 1);
+    /// Power the machine off (on the [`ObjectType::System`] object).
+    pub const POWER: Rights = Rights(1 << 9);
+    /// Every defined right.
+    pub const ALL: Rights = Rights((1 << 10) - 1);
+    /// Every right a channel end can carry (the creator's): all but POWER.
+    pub const CHANNEL_ALL: Rights = Rights(Self::ALL.0 & !Self::POWER.0);
     /// No right at all.
     pub const EMPTY: Rights = Rights(0);
 
@@ -77,7 +81,7 @@ impl Rights {
 
 impl Rights {
     /// Every defined right with its name, in bit order.
-    pub const NAMES: [(Rights, &'static str); 9] = [
+    pub const NAMES: [(Rights, &'static str); 10] = [
         (Rights::READ, "read"),
         (Rights::WRITE, "write"),
         (Rights::EXECUTE, "execute"),
@@ -87,6 +91,7 @@ impl Rights {
         (Rights::GRANT, "grant"),
         (Rights::REVOKE, "revoke"),
         (Rights::DESTROY, "destroy"),
+        (Rights::POWER, "power"),
     ];
 }
 
@@ -120,6 +125,7 @@ impl ObjectType {
             Self::Interrupt => "interrupt",
             Self::AuditLog => "audit log",
             Self::Grant => "grant",
+            Self::System => "system",
         }
     }
 }
@@ -151,6 +157,9 @@ pub enum ObjectType {
     AuditLog = 6,
     /// A page grant in flight over a channel.
     Grant = 7,
+    /// The machine itself (object 0): [`Rights::POWER`] powers it off. The kernel gives
+    /// init the only token at boot; init passes it on to whom it trusts (the shell).
+    System = 8,
 }
 
 impl TryFrom<u32> for ObjectType {
@@ -163,7 +172,9 @@ impl TryFrom<u32> for ObjectType {
             4 => Self::Thread,
             5 => Self::Interrupt,
             6 => Self::AuditLog,
+
             7 => Self::Grant,
+            8 => Self::System,
             other => return Err(other),
         })
     }
@@ -316,7 +327,7 @@ mod tests {
         assert_eq!(format!("{}", Rights::SEND | Rights::RECV), "send|recv");
         assert_eq!(
             format!("{}", Rights::ALL),
-            "read|write|execute|map|send|recv|grant|revoke|destroy"
+            "read|write|execute|map|send|recv|grant|revoke|destroy|power"
         );
         assert_eq!(format!("{}", Rights(1 << 40 | 1)), "read|0x10000000000");
         assert_eq!(format!("{}", Rights(1 << 40)), "0x10000000000");
@@ -329,11 +340,11 @@ mod tests {
 
     #[test]
     fn object_types_have_names_and_numbers() {
-        for n in 1..=7 {
+        for n in 1..=8 {
             let t = ObjectType::try_from(n).unwrap();
             assert_eq!(t as u32, n);
             assert!(!t.name().is_empty());
         }
-        assert_eq!(ObjectType::try_from(8), Err(8));
+        assert_eq!(ObjectType::try_from(9), Err(9));
     }
 }

@@ -1,17 +1,22 @@
 //! Shared-memory layout of an IPC channel, as mapped into both processes.
 //!
-//! A channel is two single-producer/single-consumer rings, one per direction, in
-//! [`CHANNEL_PAGES`] pages mapped into both ends:
+//! A channel is two single-producer/single-consumer rings, one per direction (ring 0:
+//! end A produces, end B consumes; ring 1: the reverse), in [`CHANNEL_PAGES`] pages.
+//! Each ring has three pages, so that every page has exactly one writer and each right
+//! maps only what it needs ([`page_access`]):
 //!
 //! ```text
-//! page 0  ControlPage: RingHeader for ring 0 (end A -> end B), RingHeader for ring 1
-//!         (B -> A), the rest reserved
-//! page 1  SlotPage of ring 0: RING_SLOTS slots of SLOT_SIZE bytes
-//! page 2  SlotPage of ring 1
+//! ring r, page r*3 + 0  ProducerWords: head, producer_waiting  (written by the producer)
+//!         page r*3 + 1  ConsumerWords: tail, consumer_waiting  (written by the consumer)
+//!         page r*3 + 2  SlotPage: RING_SLOTS slots of SLOT_SIZE (written by the producer)
 //! ```
 //!
-//! A [`RingHeader`] holds two cache lines: one written only by the producer (`head`,
-//! `producer_waiting`), one written only by the consumer (`tail`, `consumer_waiting`).
+//! A holder of SEND on end `e` maps ring `e`'s producer and slot pages read-write and
+//! its consumer page read-only; a holder of RECV maps ring `1 - e`'s consumer page
+//! read-write and its producer and slot pages read-only; pages of a right not held are
+//! not mapped (holes in the range). So a RECV-only holder cannot publish, a SEND-only
+//! holder cannot read what the peer sends, and neither can move the other's counter.
+//!
 //! `head` and `tail` are free-running `u32` counters (slot = counter % slots, the slot
 //! count is a power of two); the ring holds `head - tail` (wrapping) messages. Nothing in
 //! shared memory is a pointer, and no value read from it is trusted: the peer can write
@@ -35,8 +40,16 @@ pub const SLOT_WORDS: usize = 15;
 pub const SLOT_PAYLOAD: usize = SLOT_WORDS * 8;
 /// Slots per ring in the standard channel layout (a power of two).
 pub const RING_SLOTS: usize = 32;
+/// Pages of one ring: producer words, consumer words, slots.
+pub const RING_PAGES: usize = 3;
 /// Pages of one channel's shared region.
-pub const CHANNEL_PAGES: usize = 3;
+pub const CHANNEL_PAGES: usize = 2 * RING_PAGES;
+/// Page of a ring (offset within its [`RING_PAGES`]) holding [`ProducerWords`].
+pub const PRODUCER_PAGE: usize = 0;
+/// Page of a ring holding [`ConsumerWords`].
+pub const CONSUMER_PAGE: usize = 1;
+/// Page of a ring holding its [`SlotPage`].
+pub const SLOTS_PAGE: usize = 2;
 
 /// `Slot::flags`: the payload begins with a [`PageGrant`].
 pub const SLOT_FLAG_GRANT: u32 = 1;
@@ -47,22 +60,58 @@ pub const SLOT_FLAGS_ALL: u32 = SLOT_FLAG_GRANT;
 /// through the kernel.
 pub const WAITING: u32 = 1;
 
-/// The shared control block of one ring. 128 bytes, two cache lines so the producer's
-/// and the consumer's stores do not bounce one line between CPUs.
+/// How a channel page is mapped for one holder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    None,
+    Read,
+    ReadWrite,
+}
+
+/// How page `page` (`0..CHANNEL_PAGES`) of a channel is mapped for a holder of end
+/// `end` (0 or 1) with SEND (`send`) and/or RECV (`recv`): the rule the kernel maps by
+/// and user space relies on.
+pub const fn page_access(end: usize, page: usize, send: bool, recv: bool) -> Access {
+    let (ring, which) = (page / RING_PAGES, page % RING_PAGES);
+    if page >= CHANNEL_PAGES || end > 1 {
+        return Access::None;
+    }
+    if ring == end {
+        // The ring this end produces.
+        if !send {
+            Access::None
+        } else if which == CONSUMER_PAGE {
+            Access::Read
+        } else {
+            Access::ReadWrite
+        }
+    } else if !recv {
+        Access::None
+    } else if which == CONSUMER_PAGE {
+        Access::ReadWrite
+    } else {
+        Access::Read
+    }
+}
+
+/// The producer's shared words of one ring, alone at the start of their page.
 #[repr(C, align(64))]
-pub struct RingHeader {
-    // Written by the producer only.
+pub struct ProducerWords {
     /// Messages published so far (free-running).
     pub head: AtomicU32,
     /// [`WAITING`] while the producer sleeps on a full ring.
     pub producer_waiting: AtomicU32,
-    pub reserved0: [u8; 56],
-    // Written by the consumer only.
+    pub reserved: [u8; 56],
+}
+
+/// The consumer's shared words of one ring, alone at the start of their page.
+#[repr(C, align(64))]
+pub struct ConsumerWords {
     /// Messages released so far (free-running).
     pub tail: AtomicU32,
     /// [`WAITING`] while the consumer sleeps on an empty ring.
     pub consumer_waiting: AtomicU32,
-    pub reserved1: [u8; 56],
+    pub reserved: [u8; 56],
 }
 
 /// One message slot.
@@ -91,12 +140,18 @@ pub struct PageGrant {
     pub rights: u64,
 }
 
-/// Page 0 of a channel: the two ring headers.
+/// A page holding a ring's [`ProducerWords`].
 #[repr(C, align(4096))]
-pub struct ControlPage {
-    /// `rings[0]`: end A produces, end B consumes; `rings[1]`: the reverse.
-    pub rings: [RingHeader; 2],
-    pub reserved: [u8; 4096 - 2 * 128],
+pub struct ProducerPage {
+    pub words: ProducerWords,
+    pub reserved: [u8; 4096 - 64],
+}
+
+/// A page holding a ring's [`ConsumerWords`].
+#[repr(C, align(4096))]
+pub struct ConsumerPage {
+    pub words: ConsumerWords,
+    pub reserved: [u8; 4096 - 64],
 }
 
 /// The slots of one ring in the standard layout.
@@ -105,28 +160,47 @@ pub struct SlotPage {
     pub slots: [Slot; RING_SLOTS],
 }
 
-/// The whole shared region of a channel.
+/// The three pages of one ring.
 #[repr(C)]
-pub struct ChannelShared {
-    pub control: ControlPage,
-    /// `rings[i]` holds the slots of `control.rings[i]`.
-    pub rings: [SlotPage; 2],
+pub struct RingShared {
+    pub producer: ProducerPage,
+    pub consumer: ConsumerPage,
+    pub slots: SlotPage,
 }
 
-impl RingHeader {
+/// The whole shared region of a channel, as a process with every right maps it.
+#[repr(C)]
+pub struct ChannelShared {
+    pub rings: [RingShared; 2],
+}
+
+impl ProducerWords {
     pub const fn new() -> Self {
-        RingHeader {
+        ProducerWords {
             head: AtomicU32::new(0),
             producer_waiting: AtomicU32::new(0),
-            reserved0: [0; 56],
-            tail: AtomicU32::new(0),
-            consumer_waiting: AtomicU32::new(0),
-            reserved1: [0; 56],
+            reserved: [0; 56],
         }
     }
 }
 
-impl Default for RingHeader {
+impl Default for ProducerWords {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConsumerWords {
+    pub const fn new() -> Self {
+        ConsumerWords {
+            tail: AtomicU32::new(0),
+            consumer_waiting: AtomicU32::new(0),
+            reserved: [0; 56],
+        }
+    }
+}
+
+impl Default for ConsumerWords {
     fn default() -> Self {
         Self::new()
     }
@@ -162,16 +236,23 @@ impl Default for SlotPage {
     }
 }
 
-impl ControlPage {
+impl RingShared {
     pub const fn new() -> Self {
-        ControlPage {
-            rings: [RingHeader::new(), RingHeader::new()],
-            reserved: [0; 4096 - 256],
+        RingShared {
+            producer: ProducerPage {
+                words: ProducerWords::new(),
+                reserved: [0; 4096 - 64],
+            },
+            consumer: ConsumerPage {
+                words: ConsumerWords::new(),
+                reserved: [0; 4096 - 64],
+            },
+            slots: SlotPage::new(),
         }
     }
 }
 
-impl Default for ControlPage {
+impl Default for RingShared {
     fn default() -> Self {
         Self::new()
     }
@@ -180,8 +261,7 @@ impl Default for ControlPage {
 impl ChannelShared {
     pub const fn new() -> Self {
         ChannelShared {
-            control: ControlPage::new(),
-            rings: [SlotPage::new(), SlotPage::new()],
+            rings: [RingShared::new(), RingShared::new()],
         }
     }
 }
@@ -194,16 +274,66 @@ impl Default for ChannelShared {
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<RingHeader>() == 128);
-    assert!(offset_of!(RingHeader, head) == 0);
-    assert!(offset_of!(RingHeader, producer_waiting) == 4);
-    assert!(offset_of!(RingHeader, tail) == 64);
-    assert!(offset_of!(RingHeader, consumer_waiting) == 68);
+    assert!(size_of::<ProducerWords>() == 64);
+    assert!(size_of::<ConsumerWords>() == 64);
+    assert!(offset_of!(ProducerWords, head) == 0);
+    assert!(offset_of!(ProducerWords, producer_waiting) == 4);
+    assert!(offset_of!(ConsumerWords, tail) == 0);
+    assert!(offset_of!(ConsumerWords, consumer_waiting) == 4);
+    assert!(size_of::<ProducerPage>() == 4096);
+    assert!(size_of::<ConsumerPage>() == 4096);
+    assert!(size_of::<RingShared>() == RING_PAGES * 4096);
     assert!(size_of::<Slot>() == SLOT_SIZE);
     assert!(offset_of!(Slot, data) == 8);
     assert!(size_of::<PageGrant>() == 24);
-    assert!(size_of::<ControlPage>() == 4096);
     assert!(size_of::<SlotPage>() == 4096);
     assert!(size_of::<ChannelShared>() == CHANNEL_PAGES * 4096);
     assert!(RING_SLOTS.is_power_of_two());
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_page_has_one_writer() {
+        // For every page, exactly one (end, right) may write it, and a holder of
+        // every right of one end writes only its own side's pages.
+        for page in 0..CHANNEL_PAGES {
+            let writers = (0..2)
+                .flat_map(|end| [(end, true, false), (end, false, true)])
+                .filter(|&(end, s, r)| page_access(end, page, s, r) == Access::ReadWrite)
+                .count();
+            assert_eq!(writers, 1, "page {page}");
+        }
+    }
+
+    #[test]
+    fn rights_map_only_what_they_need() {
+        for end in 0..2 {
+            let (own, peer) = (end, 1 - end);
+            for which in 0..RING_PAGES {
+                // Without SEND, nothing of the produced ring; without RECV, nothing
+                // of the consumed one.
+                assert_eq!(
+                    page_access(end, own * RING_PAGES + which, false, true),
+                    Access::None
+                );
+                assert_eq!(
+                    page_access(end, peer * RING_PAGES + which, true, false),
+                    Access::None
+                );
+            }
+            let p = |w| page_access(end, own * RING_PAGES + w, true, false);
+            assert_eq!(p(PRODUCER_PAGE), Access::ReadWrite);
+            assert_eq!(p(SLOTS_PAGE), Access::ReadWrite);
+            assert_eq!(p(CONSUMER_PAGE), Access::Read);
+            let c = |w| page_access(end, peer * RING_PAGES + w, false, true);
+            assert_eq!(c(PRODUCER_PAGE), Access::Read);
+            assert_eq!(c(SLOTS_PAGE), Access::Read);
+            assert_eq!(c(CONSUMER_PAGE), Access::ReadWrite);
+        }
+        assert_eq!(page_access(0, CHANNEL_PAGES, true, true), Access::None);
+        assert_eq!(page_access(2, 0, true, true), Access::None);
+    }
+}

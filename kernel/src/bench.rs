@@ -40,5 +40,6 @@ fn ctx_switch() -> u64 {
 pub fn run() -> u64 {
     kprintln!("zen: bench ctx_switch_yield={}", ctx_switch());
     kprintln!("zen: bench done");
+    crate::console::flush();
     qemu_exit(QemuExit::Success)
 }

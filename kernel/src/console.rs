@@ -1,22 +1,124 @@
-//! The kernel console: formatted output to the serial port.
+//! The kernel console: output to the serial port through a ring buffer.
 //!
-//! One lock orders whole lines from different contexts. Interrupts are disabled
-//! while it is held, so an interrupt handler that prints cannot deadlock against the
-//! code it interrupted.
+//! Every writer (kernel messages, a program's `write`) appends whole messages to one
+//! ring under a short lock, then drains it. One drainer at a time (the `DRAINING`
+//! flag) takes up to [`CHUNK`] bytes under the lock and writes them to the port with
+//! interrupts as its caller had them: on, for a system call. So a program printing a
+//! megabyte keeps nobody's interrupts off for longer than one chunk, and output
+//! stays in order (one drainer, first in, first out).
+//!
+//! A program's `write` waits for room (draining itself); a kernel message never
+//! waits: if the ring is full its bytes are dropped and counted, and the count is
+//! printed when there is room again. After a panic or a fatal exception
+//! ([`emergency`]) output bypasses the ring: what is in it is written out first, then
+//! every message goes straight to the port.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+use crate::sync::IrqMutex;
 
-struct Serial;
+/// Bytes the ring holds.
+const RING_BYTES: usize = 16 * 1024;
+/// Bytes a drainer writes per lock hold (interrupts stay as the caller had them).
+const CHUNK: usize = 64;
 
-impl Write for Serial {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                crate::arch::serial::write_byte(b'\r');
+struct Ring {
+    buf: [u8; RING_BYTES],
+    /// Index of the oldest byte.
+    start: usize,
+    len: usize,
+}
+
+impl Ring {
+    fn free(&self) -> usize {
+        RING_BYTES - self.len
+    }
+
+    /// Appends `b`; the caller checked there is room.
+    fn push(&mut self, b: u8) {
+        let at = (self.start + self.len) % RING_BYTES;
+        self.buf[at] = b;
+        self.len += 1;
+    }
+
+    fn pop_into(&mut self, out: &mut [u8]) -> usize {
+        let n = self.len.min(out.len());
+        for o in out.iter_mut().take(n) {
+            *o = self.buf[self.start];
+            self.start = (self.start + 1) % RING_BYTES;
+        }
+        self.len -= n;
+        n
+    }
+}
+
+/// Bytes `b` takes on the wire (`\n` becomes `\r\n`).
+fn wire_len(bytes: &[u8]) -> usize {
+    bytes.len() + bytes.iter().filter(|&&b| b == b'\n').count()
+}
+
+fn push_wire(r: &mut Ring, bytes: &[u8]) {
+    for &b in bytes {
+        if b == b'\n' {
+            r.push(b'\r');
+        }
+        r.push(b);
+    }
+}
+
+static RING: IrqMutex<Ring> = IrqMutex::new(Ring {
+    buf: [0; RING_BYTES],
+    start: 0,
+    len: 0,
+});
+static DRAINING: AtomicBool = AtomicBool::new(false);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+static EMERGENCY: AtomicBool = AtomicBool::new(false);
+
+/// Writes out what the ring holds, unless another context is already doing so (it
+/// will write ours too: it loops until the ring is empty).
+fn drain() {
+    loop {
+        if DRAINING.swap(true, Ordering::Acquire) {
+            return;
+        }
+        loop {
+            let mut chunk = [0u8; CHUNK];
+            let n = RING.lock().pop_into(&mut chunk);
+            if n == 0 {
+                break;
             }
-            crate::arch::serial::write_byte(b);
+            for &b in &chunk[..n] {
+                crate::arch::serial::write_byte(b);
+            }
+        }
+        DRAINING.store(false, Ordering::Release);
+        // Bytes appended after our last look but before the flag went down found the
+        // flag up and left them to us.
+        if RING.lock().len == 0 {
+            return;
+        }
+    }
+}
+
+/// Formats into a stack buffer first, so a kernel message enters the ring whole (or
+/// not at all) under one lock hold.
+struct Line {
+    buf: [u8; 512],
+    len: usize,
+    truncated: bool,
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len == self.buf.len() {
+                self.truncated = true;
+                return Ok(());
+            }
+            self.buf[self.len] = b;
+            self.len += 1;
         }
         Ok(())
     }
@@ -24,33 +126,98 @@ impl Write for Serial {
 
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
-    let were_enabled = crate::arch::cpu::interrupts_enabled();
-    crate::arch::cpu::disable_interrupts();
-    {
-        let _guard = LOCK.lock();
-        let _ = Serial.write_fmt(args);
+    let mut line = Line {
+        buf: [0; 512],
+        len: 0,
+        truncated: false,
+    };
+    let _ = line.write_fmt(args);
+    if line.truncated {
+        let _ = line.write_str("...\n");
     }
-    if were_enabled {
-        crate::arch::cpu::enable_interrupts();
+    if EMERGENCY.load(Ordering::Acquire) {
+        write_direct(&line.buf[..line.len]);
+        return;
+    }
+    {
+        let mut r = RING.lock();
+        let lost = DROPPED.load(Ordering::Relaxed);
+        let bytes = &line.buf[..line.len];
+        if lost != 0 && r.free() >= wire_len(bytes) + 64 {
+            let mut note = Line {
+                buf: [0; 512],
+                len: 0,
+                truncated: false,
+            };
+            let _ = writeln!(note, "zen: {} bytes of console output lost", lost);
+            push_wire(&mut r, &note.buf[..note.len]);
+            DROPPED.store(0, Ordering::Relaxed);
+        }
+        if r.free() >= wire_len(bytes) {
+            push_wire(&mut r, bytes);
+        } else {
+            DROPPED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+    }
+    drain();
+}
+
+/// Writes a program's output: waits for room as needed (draining), never drops it.
+/// Interrupts stay as the caller has them except for the short lock holds.
+pub fn write_bytes(bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        {
+            let mut r = RING.lock();
+            // As much as fits, on the wire (a `\n` takes two bytes).
+            let mut n = 0;
+            let mut need = 0;
+            while n < rest.len() {
+                let w = if rest[n] == b'\n' { 2 } else { 1 };
+                if need + w > r.free() {
+                    break;
+                }
+                need += w;
+                n += 1;
+            }
+            push_wire(&mut r, &rest[..n]);
+            rest = &rest[n..];
+        }
+        drain();
+        if !rest.is_empty() && DRAINING.load(Ordering::Acquire) {
+            // Another context drains and the ring is full: let it run.
+            core::hint::spin_loop();
+        }
     }
 }
 
-/// Writes raw bytes (a user program's output) as one unit. `\n` becomes `\r\n`.
-pub fn write_bytes(bytes: &[u8]) {
-    let were_enabled = crate::arch::cpu::interrupts_enabled();
-    crate::arch::cpu::disable_interrupts();
-    {
-        let _guard = LOCK.lock();
-        for &b in bytes {
-            if b == b'\n' {
-                crate::arch::serial::write_byte(b'\r');
-            }
+/// Writes everything the ring holds now, whoever was draining (before QEMU exits).
+pub fn flush() {
+    let mut chunk = [0u8; CHUNK];
+    loop {
+        let n = RING.lock().pop_into(&mut chunk);
+        if n == 0 {
+            return;
+        }
+        for &b in &chunk[..n] {
             crate::arch::serial::write_byte(b);
         }
     }
-    if were_enabled {
-        crate::arch::cpu::enable_interrupts();
+}
+
+fn write_direct(bytes: &[u8]) {
+    for &b in bytes {
+        if b == b'\n' {
+            crate::arch::serial::write_byte(b'\r');
+        }
+        crate::arch::serial::write_byte(b);
     }
+}
+
+/// A panic or fatal exception: flush the ring, then print synchronously from now on.
+pub fn emergency() {
+    EMERGENCY.store(true, Ordering::Release);
+    flush();
 }
 
 /// Prints to the kernel console.

@@ -17,6 +17,7 @@ extern crate alloc;
 
 mod arch;
 mod bench;
+mod cap;
 mod console;
 mod edge;
 mod fb;
@@ -61,6 +62,7 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
     mm::init(boot);
     fb::banner(boot, firmware);
     arch::apic::init(TIMER_HZ);
+    time::start(arch::apic::tsc_hz());
     arch::cpu::enable_interrupts();
     match arch::smp::start_aps(boot.rsdp, arch::memory_map(boot)) {
         Ok(n) => kprintln!("zen: {} CPUs online", n + 1),
@@ -107,6 +109,7 @@ pub fn ap_main(_id: usize) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     arch::cpu::disable_interrupts();
+    console::emergency();
     kprintln!("\nzen: PANIC: {}", info);
     #[cfg(feature = "ktest")]
     kprintln!("test ... FAILED (panic)");

@@ -150,7 +150,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             let (tok, rights) = (a[4], a[5]);
             proc::spawn_with(&name, &arg, me.pid(), |child| {
                 if tok != 0 {
-                    crate::ipc::grant(me, tok, rights, child, Syscall::Spawn as u16)?;
+                    crate::ipc::pass_token(me, tok, rights, child, Syscall::Spawn as u16)?;
                 }
                 Ok(())
             })
@@ -192,12 +192,21 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             out_buf(me, a[0], a[1], &names)
         }
         Syscall::Shutdown => {
+            // The machine is everybody's: only a holder of the system token's POWER
+            // right (init, and whom init gives it) may turn it off.
+            crate::cap::check_system(
+                me,
+                a[1],
+                zen_abi::cap::Rights::POWER,
+                Syscall::Shutdown as u16,
+            )?;
             crate::kprintln!(
                 "zen: shutdown by process {} ({}), code {}",
                 me.pid(),
                 me.name(),
                 a[0]
             );
+            crate::console::flush();
             cpu::qemu_exit(if a[0] == 0 {
                 cpu::QemuExit::Success
             } else {
@@ -217,8 +226,8 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::CapDrop => me
             .remove_token(usize::try_from(a[0]).map_err(|_| Error::InvalidArgument)?)
             .map(|()| 0),
-        Syscall::GrantCreate => crate::ipc::grant_create(me, a[0], a[1], a[2], a[3]),
-        Syscall::GrantMap => crate::ipc::grant_map(me, a[0], a[1], a[2]),
+        Syscall::GrantCreate => crate::ipc::grant::grant_create(me, a[0], a[1], a[2], a[3]),
+        Syscall::GrantMap => crate::ipc::grant::grant_map(me, a[0], a[1], a[2]),
         Syscall::ThreadCreate => proc::thread_create(me, a[0], a[1], a[2]),
         Syscall::ThreadJoin => proc::thread_join(me, a[0]),
         Syscall::SetCpu => proc::set_cpu(me, a[0]).map(|()| 0),

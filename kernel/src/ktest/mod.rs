@@ -74,6 +74,7 @@ pub fn run() -> u64 {
         TESTS.len() - failed,
         failed
     );
+    crate::console::flush();
     qemu_exit(if failed == 0 {
         QemuExit::Success
     } else {

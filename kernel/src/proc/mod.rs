@@ -29,7 +29,7 @@ use crate::arch::phys::SharedFrame;
 use crate::arch::user::{activate_root, AddressSpace};
 use crate::kprintln;
 use crate::sync::IrqMutex;
-use crate::task::{self, Options, Thread};
+use crate::task::{self, Options, Thread, WaitQueue};
 use zen_abi::cap::TokenSlot;
 
 /// Most processes alive (zombies included).
@@ -56,15 +56,11 @@ pub fn archive() -> Option<Archive<'static>> {
 struct Inner {
     parent: u32,
     exit: Option<u64>,
-    /// The parent's threads parked in `wait` for this process.
-    waiters: Vec<Arc<Thread>>,
     /// The live threads, with their thread ids (the first is 1).
     threads: Vec<(u32, Arc<Thread>)>,
     next_tid: u32,
     /// Exited threads nobody joined yet: (tid, code).
     thread_exits: Vec<(u32, u64)>,
-    /// Threads parked in `thread_join`.
-    joiners: Vec<Arc<Thread>>,
     /// The code the process ends with, once a thread ended it (exit, fault, kill):
     /// the first cause wins, the other threads end at their next kernel exit.
     ending: Option<u64>,
@@ -88,11 +84,17 @@ pub struct Process {
     space: spin::Mutex<Option<AddressSpace>>,
     killed: AtomicBool,
     inner: IrqMutex<Inner>,
+    /// The parent's threads waiting in `wait` for this process to exit.
+    exit_queue: WaitQueue,
+    /// This process's threads waiting in `thread_join`.
+    join_queue: WaitQueue,
     /// The token page, mapped read-only at `TOKEN_PAGE`; only the kernel writes it.
     tokens: IrqMutex<SharedFrame>,
-    /// Channels this process created (it owns their lifetime) and attached (whose pages
-    /// it maps; the `Arc` keeps them until the address space is gone).
-    channels: IrqMutex<(Vec<u64>, Vec<Arc<crate::ipc::Channel>>)>,
+    /// Channels this process created (it owns their lifetime).
+    owned: IrqMutex<Vec<u64>>,
+    /// Channel ends this process maps: one holding per (channel, end), whose `Arc`
+    /// keeps the frames until the pages are unmapped (exit, or a revoke by another).
+    holdings: IrqMutex<Vec<crate::ipc::Holding>>,
     /// Pages of page grants this process maps (as sender or receiver), by address:
     /// each mapping holds its frame until `unmap` or exit.
     granted: IrqMutex<BTreeMap<u64, Arc<SharedFrame>>>,
@@ -132,11 +134,41 @@ impl Process {
     ) -> Result<zen_abi::cap::Rights, zen_cap::CapError> {
         self.verified.lock().verify(key, slot, expected, required)
     }
-    pub fn own_channel(&self, id: u64) {
-        self.channels.lock().0.push(id);
+    pub fn own_channel(&self, id: u64) -> Result<(), Error> {
+        let mut o = self.owned.lock();
+        o.try_reserve(1).map_err(|_| Error::NoMemory)?;
+        o.push(id);
+        Ok(())
     }
-    pub fn keep_channel(&self, c: Arc<crate::ipc::Channel>) {
-        self.channels.lock().1.push(c);
+    pub fn disown_channel(&self, id: u64) {
+        self.owned.lock().retain(|&c| c != id);
+    }
+    /// Runs `f` on the channel holdings, under their lock (taken before the address
+    /// space's: `f` may map and unmap).
+    pub fn with_holdings<R>(&self, f: impl FnOnce(&mut Vec<crate::ipc::Holding>) -> R) -> R {
+        f(&mut self.holdings.lock())
+    }
+    /// Unmaps this process's pages of channel `id` and returns its holdings of it,
+    /// for the caller to drop once no TLB can reach the pages (see `ipc::revoke`).
+    pub fn drop_holdings_of(&self, id: u64) -> Vec<crate::ipc::Holding> {
+        let mut h = self.holdings.lock();
+        let mut taken = Vec::new();
+        let mut i = 0;
+        while i < h.len() {
+            if h[i].chan.id() != id {
+                i += 1;
+                continue;
+            }
+            let x = h.swap_remove(i);
+            let _ = self.with_space(|s| {
+                for p in (0..zen_abi::ipc::CHANNEL_PAGES).filter(|p| x.mapped & 1 << p != 0) {
+                    let _ = s.unmap(x.va + p as u64 * 4096);
+                }
+            });
+            self.unreserve(zen_abi::ipc::CHANNEL_PAGES as u64);
+            taken.push(x);
+        }
+        taken
     }
     /// Reserves `pages` of the map area (for a channel's pages, a grant) and counts
     /// them as mapped; `unmap` or `unreserve` gives them back.
@@ -380,12 +412,7 @@ pub fn zeroed_frame() -> Option<crate::mm::Frame> {
 }
 
 /// Starts program `name` of the boot archive with argument `arg`, as a child of
-/// `parent` (0: no parent). Returns the pid.
-pub fn spawn(name: &str, arg: &[u8], parent: u32) -> Result<u32, Error> {
-    spawn_with(name, arg, parent, |_| Ok(()))
-}
-
-/// As [`spawn`]; `setup` runs on the new process before its thread starts (to give
+/// `parent` (0: no parent); returns the pid. `setup` runs on the new process before its thread starts (to give
 /// it a token); if it fails, the process is not started.
 pub fn spawn_with(
     name: &str,
@@ -423,19 +450,20 @@ pub fn spawn_with(
         inner: IrqMutex::new(Inner {
             parent,
             exit: None,
-            waiters: Vec::new(),
             threads: Vec::new(),
             next_tid: 2,
             thread_exits: Vec::new(),
-            joiners: Vec::new(),
             ending: None,
             cpu: None,
             next_map: USER_MAP_BASE,
             mapped: 0,
             image_pages: pages,
         }),
+        exit_queue: WaitQueue::new(),
+        join_queue: WaitQueue::new(),
         tokens: IrqMutex::new(tokens),
-        channels: IrqMutex::new((Vec::new(), Vec::new())),
+        owned: IrqMutex::new(Vec::new()),
+        holdings: IrqMutex::new(Vec::new()),
         granted: IrqMutex::new(BTreeMap::new()),
         verified: IrqMutex::new(zen_cap::Verified::new()),
     });
@@ -483,7 +511,7 @@ pub fn thread_exit(code: u64) -> ! {
 fn end_thread(code: u64, whole_process: bool) -> ! {
     let p = current().expect("end_thread outside a process");
     let me = task::current();
-    let (last, others, joiners, code) = {
+    let (last, others, code) = {
         let mut i = p.inner.lock();
         if whole_process {
             i.ending.get_or_insert(code);
@@ -505,17 +533,11 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
         } else {
             Vec::new()
         };
-        (
-            i.threads.is_empty(),
-            others,
-            core::mem::take(&mut i.joiners),
-            i.ending.unwrap_or(code),
-        )
+        (i.threads.is_empty(), others, i.ending.unwrap_or(code))
     };
     drop(me);
-    for j in joiners {
-        task::unpark(&j);
-    }
+    // After the state changed, with no lock held (see `task::WaitQueue`).
+    p.join_queue.wake_all(|| {});
     if !last {
         // The others end at their next return to user mode (or from their sleep).
         if !others.is_empty() {
@@ -540,19 +562,23 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
     give_granted(granted.len() as u64);
     drop(granted);
     // Mappings are gone: the channels may go too.
-    let (owned, attached) = core::mem::take(&mut *p.channels.lock());
+    let owned = core::mem::take(&mut *p.owned.lock());
     crate::ipc::release_owned(&owned);
-    drop((owned, attached));
-    let (waiter, orphan) = {
+    let holdings = core::mem::take(&mut *p.holdings.lock());
+    for h in &holdings {
+        h.chan.forget(p.pid);
+    }
+    drop((owned, holdings));
+    let orphan = {
         let mut i = p.inner.lock();
         i.exit = Some(code);
         i.thread_exits.clear();
         i.mapped = 0;
         i.image_pages = 0;
-        (core::mem::take(&mut i.waiters), i.parent == 0)
+        i.parent == 0
     };
     // After `exit` is set (nobody finds us any more), see `ipc::grant_create`.
-    crate::ipc::release_grants_to(p.pid);
+    crate::ipc::grant::release_grants_to(p.pid);
     {
         // Children outlive their parent as orphans; exited ones are reaped now.
         let mut procs = PROCS.lock();
@@ -573,9 +599,7 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
             procs.remove(&p.pid);
         }
     }
-    for w in waiter {
-        task::unpark(&w);
-    }
+    p.exit_queue.wake_all(|| {});
     drop(p);
     task::exit(code)
 }
@@ -635,14 +659,15 @@ pub fn check_killed() {
     }
 }
 
-/// Waits for child `pid` to exit, reaps it and returns its exit code.
+/// Waits for child `pid` to exit, reaps it and returns its exit code. Several
+/// threads may wait for one child: all are woken, one reaps, the others get
+/// `NoSuchProcess`.
 pub fn wait(me: &Process, pid: u32) -> Result<u64, Error> {
-    let me_thread = task::current();
     loop {
         let child = {
             let mut procs = PROCS.lock();
             let child = procs.get(&pid).ok_or(Error::NoSuchProcess)?.clone();
-            let mut ci = child.inner.lock();
+            let ci = child.inner.lock();
             if ci.parent != me.pid || pid == me.pid {
                 return Err(Error::NoSuchProcess);
             }
@@ -651,24 +676,23 @@ pub fn wait(me: &Process, pid: u32) -> Result<u64, Error> {
                 procs.remove(&pid);
                 return Ok(code);
             }
-            // Several threads of the parent may wait for the same child.
-            if !ci.waiters.iter().any(|t| Arc::ptr_eq(t, &me_thread)) {
-                ci.waiters.push(me_thread.clone());
-            }
             drop(ci);
             child
         };
+        // Registered under the queue's lock with the check, so an exit between the
+        // look above and here is seen (then: round again, and reap).
+        let waiter = child
+            .exit_queue
+            .prepare(|| child.inner.lock().exit.is_none())
+            .map_err(|_| Error::NoMemory)?;
+        if waiter.is_none() {
+            continue;
+        }
         if me.killed() {
-            // Leave no reference behind (it would keep this thread until the child
-            // ends); the system-call exit path ends the process (`check_killed`).
-            child
-                .inner
-                .lock()
-                .waiters
-                .retain(|t| !Arc::ptr_eq(t, &me_thread));
+            // The guard drops the entry; the system-call exit path ends the process
+            // (`check_killed`).
             return Err(Error::NoSuchProcess);
         }
-        drop(child);
         task::park();
     }
 }
@@ -777,7 +801,13 @@ pub fn thread_join(me: &Process, tid: u64) -> Result<u64, Error> {
                 Some((_, t)) if Arc::ptr_eq(t, &current) => return Err(Error::InvalidArgument),
                 Some(_) => {}
             }
-            i.joiners.push(current.clone());
+        }
+        let waiter = me
+            .join_queue
+            .prepare(|| me.inner.lock().threads.iter().any(|(t, _)| *t == tid))
+            .map_err(|_| Error::NoMemory)?;
+        if waiter.is_none() {
+            continue;
         }
         if me.killed() {
             return Err(Error::NoSuchProcess);
@@ -848,10 +878,16 @@ pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
         return Err(Error::InvalidArgument);
     }
     me.with_space(|s| {
-        if !(0..pages).all(|n| s.is_mapped(addr + n * 4096)) {
+        let mut granted = me.granted.lock();
+        // Only memory from `map` and mapped grants: a channel's pages (shared, but no
+        // grant) stay until exit or revoke, so their holding and mapping go together.
+        let ours = |va: u64| match s.page_info(va) {
+            Some((_, _, shared)) => !shared || granted.contains_key(&va),
+            None => false,
+        };
+        if !(0..pages).all(|n| ours(addr + n * 4096)) {
             return Err(Error::InvalidArgument);
         }
-        let mut granted = me.granted.lock();
         let mut released = 0;
         for n in 0..pages {
             let _ = s.unmap(addr + n * 4096);
@@ -904,7 +940,13 @@ pub fn start_init(cmdline: &str) {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("arg="))
         .unwrap_or("");
-    match spawn(name, arg.as_bytes(), 0) {
+    // init alone starts with the system token (POWER, GRANT): it decides who else
+    // may power the machine off.
+    let give_system = |p: &Process| {
+        p.insert_token(crate::cap::system_token(p.pid()))
+            .map(|_| ())
+    };
+    match spawn_with(name, arg.as_bytes(), 0, give_system) {
         Ok(pid) => kprintln!("zen: started {} as process {}", name, pid),
         Err(e) => kprintln!("zen: cannot start {}: {}", name, e.as_str()),
     }

@@ -26,6 +26,9 @@ use zen_sched::{Removal, Scheduler, TaskDesc};
 
 use crate::arch::{self, apic, cpu, percpu, switch};
 
+mod wait;
+pub use wait::{WaitQueue, Waiter};
+
 /// Most threads alive at once.
 pub const MAX_THREADS: usize = 256;
 const STACK_BYTES: usize = 32 * 1024;

@@ -1,8 +1,9 @@
 //! zen-ipc: the channel ring, a single-producer/single-consumer queue of fixed-size
 //! message slots in pages shared by two processes.
 //!
-//! The layout is `zen_abi::ipc` (a [`RingHeader`] and a power-of-two array of
-//! [`Slot`]s). A channel is two rings, one per direction; each end holds a [`Producer`]
+//! The layout is `zen_abi::ipc`: per ring, the producer's words, the consumer's words
+//! (each on its own page, so each side maps only its own writable: [`RingWords`]) and
+//! a power-of-two array of [`Slot`]s. A channel is two rings, one per direction; each end holds a [`Producer`]
 //! on one and a [`Consumer`] on the other. The kernel only creates and maps the pages,
 //! sleeps and wakes: messages never pass through it.
 //!
@@ -64,7 +65,7 @@ mod ring;
 mod shm;
 
 pub use ring::{read_words, write_words, Consumer, Producer, RecvSlot, SendSlot};
-pub use shm::{RingHeader, Slot};
+pub use shm::{ConsumerWords, ProducerWords, RingHeader, RingWords, Slot};
 pub use zen_abi::ipc::{PageGrant, SLOT_PAYLOAD, SLOT_WORDS};
 
 use shm::Ordering::{Acquire, Relaxed};
@@ -108,14 +109,14 @@ pub enum Wait {
 
 /// Kernel side of a blocking receive: may the consumer sleep, having seen the ring
 /// empty at `head == expected`? Call under the ring's wait-queue lock.
-pub fn consumer_may_sleep(header: &RingHeader, expected: u32) -> bool {
-    header.head.load(Acquire) == expected
+pub fn consumer_may_sleep(w: RingWords<'_>, expected: u32) -> bool {
+    w.producer.head.load(Acquire) == expected
 }
 
 /// Kernel side of a blocking send: may the producer sleep, having seen the ring full
 /// at `tail == expected`? Call under the ring's wait-queue lock.
-pub fn producer_may_sleep(header: &RingHeader, expected: u32) -> bool {
-    header.tail.load(Acquire) == expected
+pub fn producer_may_sleep(w: RingWords<'_>, expected: u32) -> bool {
+    w.consumer.tail.load(Acquire) == expected
 }
 
 /// Kernel side of a wake-up: the sleeper on `side` of the ring (consumer or producer)
@@ -125,10 +126,10 @@ pub fn producer_may_sleep(header: &RingHeader, expected: u32) -> bool {
 /// runnable: on one CPU, for a whole ring's worth of messages. Only call it for a
 /// sleeper that was registered (so the flag it set belongs to the sleep now ending); if
 /// it sleeps again it raises the flag again first (step 1).
-pub fn kernel_woke(header: &RingHeader, side: Side) {
+pub fn kernel_woke(w: RingWords<'_>, side: Side) {
     match side {
-        Side::Consumer => header.consumer_waiting.store(0, Relaxed),
-        Side::Producer => header.producer_waiting.store(0, Relaxed),
+        Side::Consumer => w.consumer.consumer_waiting.store(0, Relaxed),
+        Side::Producer => w.producer.producer_waiting.store(0, Relaxed),
     }
 }
 
@@ -142,12 +143,13 @@ pub enum Side {
 /// Messages waiting in a ring of `slots` slots, from both shared counters, for the
 /// kernel's `msg_poll`. A hostile pair of counters gives `Corrupt`; the kernel should
 /// then report the channel ready so its owner sees the error itself.
-pub fn pending(header: &RingHeader, slots: usize) -> Result<u32, RingError> {
+pub fn pending(w: RingWords<'_>, slots: usize) -> Result<u32, RingError> {
     let n = ring::slot_count(slots)?;
-    let d = header
+    let d = w
+        .producer
         .head
         .load(Acquire)
-        .wrapping_sub(header.tail.load(Acquire));
+        .wrapping_sub(w.consumer.tail.load(Acquire));
     if d > n {
         Err(RingError::Corrupt)
     } else {

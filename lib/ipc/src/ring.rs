@@ -2,7 +2,7 @@
 //! views. The protocol is described at the crate root.
 
 use crate::shm::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use crate::shm::{fence, AtomicU32, AtomicU64, RingHeader, Slot};
+use crate::shm::{fence, AtomicU32, AtomicU64, RingWords, Slot};
 use crate::{PageGrant, RingError, Wait, Wakeup, GRANT_SIZE};
 use zen_abi::cap::Rights;
 use zen_abi::ipc::{SLOT_FLAGS_ALL, SLOT_FLAG_GRANT, SLOT_PAYLOAD, WAITING};
@@ -21,7 +21,7 @@ const GRANT_RIGHTS: Rights = Rights::READ.union(Rights::WRITE);
 
 /// The sending end of a ring. Holds the only trusted copy of `head`.
 pub struct Producer<'a> {
-    hdr: &'a RingHeader,
+    w: RingWords<'a>,
     slots: &'a [Slot],
     n: u32,
     head: u32,
@@ -29,7 +29,7 @@ pub struct Producer<'a> {
 
 /// The receiving end of a ring. Holds the only trusted copy of `tail`.
 pub struct Consumer<'a> {
-    hdr: &'a RingHeader,
+    w: RingWords<'a>,
     slots: &'a [Slot],
     n: u32,
     tail: u32,
@@ -56,19 +56,19 @@ pub struct RecvSlot<'c, 'a> {
 impl<'a> Producer<'a> {
     /// Attaches to the producing side of a ring; `slots` must be a power of two long.
     /// Starts from the ring's current `head` (zero on a fresh ring).
-    pub fn new(hdr: &'a RingHeader, slots: &'a [Slot]) -> Result<Self, RingError> {
+    pub fn new(w: RingWords<'a>, slots: &'a [Slot]) -> Result<Self, RingError> {
         let n = slot_count(slots.len())?;
         Ok(Producer {
-            hdr,
+            w,
             slots,
             n,
-            head: hdr.head.load(Relaxed),
+            head: w.producer.head.load(Relaxed),
         })
     }
 
     /// Slots the consumer has not released yet.
     pub fn used(&self) -> Result<u32, RingError> {
-        let used = self.head.wrapping_sub(self.hdr.tail.load(Acquire));
+        let used = self.head.wrapping_sub(self.w.consumer.tail.load(Acquire));
         if used > self.n {
             return Err(RingError::Corrupt);
         }
@@ -102,9 +102,9 @@ impl<'a> Producer<'a> {
 
     /// Step 1-3 of the wake-up protocol for a full ring.
     pub fn prepare_wait(&mut self) -> Result<Wait, RingError> {
-        self.hdr.producer_waiting.store(WAITING, Relaxed);
+        self.w.producer.producer_waiting.store(WAITING, Relaxed);
         fence(SeqCst);
-        let tail = self.hdr.tail.load(Acquire);
+        let tail = self.w.consumer.tail.load(Acquire);
         let used = self.head.wrapping_sub(tail);
         if used > self.n {
             return Err(RingError::Corrupt);
@@ -118,7 +118,7 @@ impl<'a> Producer<'a> {
 
     /// Clears our waiting flag (after waking).
     pub fn end_wait(&mut self) {
-        self.hdr.producer_waiting.store(0, Relaxed);
+        self.w.producer.producer_waiting.store(0, Relaxed);
     }
 
     /// Blocks until a slot is free, calling `sleep(expected_tail)` (the `msg_send`
@@ -137,19 +137,19 @@ impl<'a> Producer<'a> {
 impl<'a> Consumer<'a> {
     /// Attaches to the consuming side of a ring; `slots` must be a power of two long.
     /// Starts from the ring's current `tail` (zero on a fresh ring).
-    pub fn new(hdr: &'a RingHeader, slots: &'a [Slot]) -> Result<Self, RingError> {
+    pub fn new(w: RingWords<'a>, slots: &'a [Slot]) -> Result<Self, RingError> {
         let n = slot_count(slots.len())?;
         Ok(Consumer {
-            hdr,
+            w,
             slots,
             n,
-            tail: hdr.tail.load(Relaxed),
+            tail: w.consumer.tail.load(Relaxed),
         })
     }
 
     /// Published messages not yet released.
     pub fn available(&self) -> Result<u32, RingError> {
-        let avail = self.hdr.head.load(Acquire).wrapping_sub(self.tail);
+        let avail = self.w.producer.head.load(Acquire).wrapping_sub(self.tail);
         if avail > self.n {
             return Err(RingError::Corrupt);
         }
@@ -203,16 +203,16 @@ impl<'a> Consumer<'a> {
 
     fn advance(&mut self) -> Wakeup {
         self.tail = self.tail.wrapping_add(1);
-        self.hdr.tail.store(self.tail, Release);
+        self.w.consumer.tail.store(self.tail, Release);
         fence(SeqCst);
-        wakeup(&self.hdr.producer_waiting)
+        wakeup(&self.w.producer.producer_waiting)
     }
 
     /// Step 1-3 of the wake-up protocol for an empty ring.
     pub fn prepare_wait(&mut self) -> Result<Wait, RingError> {
-        self.hdr.consumer_waiting.store(WAITING, Relaxed);
+        self.w.consumer.consumer_waiting.store(WAITING, Relaxed);
         fence(SeqCst);
-        let head = self.hdr.head.load(Acquire);
+        let head = self.w.producer.head.load(Acquire);
         let avail = head.wrapping_sub(self.tail);
         if avail > self.n {
             return Err(RingError::Corrupt);
@@ -226,7 +226,7 @@ impl<'a> Consumer<'a> {
 
     /// Clears our waiting flag (after waking).
     pub fn end_wait(&mut self) {
-        self.hdr.consumer_waiting.store(0, Relaxed);
+        self.w.consumer.consumer_waiting.store(0, Relaxed);
     }
 
     /// Blocks until a message is available, calling `sleep(expected_head)` (the
@@ -295,9 +295,9 @@ impl SendSlot<'_, '_> {
         self.slot.len.store(self.len, Relaxed);
         self.slot.flags.store(self.flags, Relaxed);
         p.head = p.head.wrapping_add(1);
-        p.hdr.head.store(p.head, Release);
+        p.w.producer.head.store(p.head, Release);
         fence(SeqCst);
-        wakeup(&p.hdr.consumer_waiting)
+        wakeup(&p.w.consumer.consumer_waiting)
     }
 }
 

@@ -11,36 +11,86 @@ pub use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
-pub use zen_abi::ipc::{RingHeader, Slot};
+pub use zen_abi::ipc::{ConsumerWords, ProducerWords, Slot};
 
 #[cfg(loom)]
-pub use self::model::{RingHeader, Slot};
+pub use self::model::{ConsumerWords, ProducerWords, Slot};
+
+/// One ring's shared counters: the producer's words and the consumer's, which live on
+/// different pages (each side maps only its own read-write). What the ring code and
+/// the kernel's checks work on.
+#[derive(Clone, Copy)]
+pub struct RingWords<'a> {
+    pub producer: &'a ProducerWords,
+    pub consumer: &'a ConsumerWords,
+}
+
+/// Both sides' words in one place, for tests and for rings that are not split across
+/// pages (a host model, a single process).
+#[derive(Default)]
+pub struct RingHeader {
+    pub producer: ProducerWords,
+    pub consumer: ConsumerWords,
+}
+
+impl RingHeader {
+    pub fn new() -> Self {
+        RingHeader {
+            producer: ProducerWords::new(),
+            consumer: ConsumerWords::new(),
+        }
+    }
+
+    pub fn words(&self) -> RingWords<'_> {
+        RingWords {
+            producer: &self.producer,
+            consumer: &self.consumer,
+        }
+    }
+}
 
 #[cfg(loom)]
 mod model {
     use super::{AtomicU32, AtomicU64};
     use zen_abi::ipc::SLOT_WORDS;
 
-    /// `zen_abi::ipc::RingHeader` without the padding.
-    pub struct RingHeader {
+    /// `zen_abi::ipc::ProducerWords` without the padding.
+    pub struct ProducerWords {
         pub head: AtomicU32,
         pub producer_waiting: AtomicU32,
+    }
+
+    /// `zen_abi::ipc::ConsumerWords` without the padding.
+    pub struct ConsumerWords {
         pub tail: AtomicU32,
         pub consumer_waiting: AtomicU32,
     }
 
-    impl RingHeader {
+    impl ProducerWords {
         pub fn new() -> Self {
-            RingHeader {
+            ProducerWords {
                 head: AtomicU32::new(0),
                 producer_waiting: AtomicU32::new(0),
+            }
+        }
+    }
+
+    impl Default for ProducerWords {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl ConsumerWords {
+        pub fn new() -> Self {
+            ConsumerWords {
                 tail: AtomicU32::new(0),
                 consumer_waiting: AtomicU32::new(0),
             }
         }
     }
 
-    impl Default for RingHeader {
+    impl Default for ConsumerWords {
         fn default() -> Self {
             Self::new()
         }

@@ -13,21 +13,28 @@ fn slots(n: usize) -> Vec<Slot> {
 #[test]
 fn geometry_is_checked() {
     let h = RingHeader::new();
-    assert_eq!(Producer::new(&h, &[]).err(), Some(RingError::Geometry));
     assert_eq!(
-        Consumer::new(&h, &slots(3)).err(),
+        Producer::new(h.words(), &[]).err(),
         Some(RingError::Geometry)
     );
-    assert!(Producer::new(&h, &slots(1)).is_ok());
-    assert_eq!(pending(&h, 6), Err(RingError::Geometry));
+    assert_eq!(
+        Consumer::new(h.words(), &slots(3)).err(),
+        Some(RingError::Geometry)
+    );
+    assert!(Producer::new(h.words(), &slots(1)).is_ok());
+    assert_eq!(pending(h.words(), 6), Err(RingError::Geometry));
 }
 
 #[test]
 fn send_recv_through_the_standard_channel_layout() {
     // Both ends over one ChannelShared, as the two processes will see it.
     let ch = std::boxed::Box::new(ChannelShared::new());
-    let (h0, s0) = (&ch.control.rings[0], &ch.rings[0].slots[..]);
-    let (h1, s1) = (&ch.control.rings[1], &ch.rings[1].slots[..]);
+    let words = |r: usize| RingWords {
+        producer: &ch.rings[r].producer.words,
+        consumer: &ch.rings[r].consumer.words,
+    };
+    let (h0, s0) = (words(0), &ch.rings[0].slots.slots[..]);
+    let (h1, s1) = (words(1), &ch.rings[1].slots.slots[..]);
     let mut a_tx = Producer::new(h0, s0).unwrap();
     let mut b_rx = Consumer::new(h0, s0).unwrap();
     let mut b_tx = Producer::new(h1, s1).unwrap();
@@ -45,13 +52,13 @@ fn send_recv_through_the_standard_channel_layout() {
 #[test]
 fn fills_then_refuses_then_drains_in_order() {
     let (h, s) = (RingHeader::new(), slots(4));
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     for i in 0..4u8 {
         assert!(p.send(&[i; 9]).unwrap().is_some());
     }
     assert!(p.reserve().unwrap().is_none(), "full ring has no slot");
-    assert_eq!(pending(&h, 4), Ok(4));
+    assert_eq!(pending(h.words(), 4), Ok(4));
     let mut buf = [0u8; 16];
     for i in 0..4u8 {
         assert_eq!(c.recv(&mut buf).unwrap().unwrap().0, 9);
@@ -63,24 +70,24 @@ fn fills_then_refuses_then_drains_in_order() {
 #[test]
 fn counters_wrap_past_u32_max() {
     let (h, s) = (RingHeader::new(), slots(2));
-    h.head.store(u32::MAX - 2, Relaxed);
-    h.tail.store(u32::MAX - 2, Relaxed);
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    h.producer.head.store(u32::MAX - 2, Relaxed);
+    h.consumer.tail.store(u32::MAX - 2, Relaxed);
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     let mut buf = [0u8; 8];
     for i in 0..10u64 {
         assert!(p.send(&i.to_le_bytes()).unwrap().is_some());
         assert!(c.recv(&mut buf).unwrap().is_some());
         assert_eq!(u64::from_le_bytes(buf), i);
     }
-    assert_eq!(h.head.load(Relaxed), 7);
+    assert_eq!(h.producer.head.load(Relaxed), 7);
 }
 
 #[test]
 fn unpublished_and_unreleased_slots_leave_the_ring_unchanged() {
     let (h, s) = (RingHeader::new(), slots(2));
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     {
         // Reserved, written, never published: the slot view goes out of scope.
         let mut r = p.reserve().unwrap().unwrap();
@@ -97,8 +104,8 @@ fn unpublished_and_unreleased_slots_leave_the_ring_unchanged() {
 #[test]
 fn writes_at_offsets_and_words_in_place() {
     let (h, s) = (RingHeader::new(), slots(1));
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     let mut r = p.reserve().unwrap().unwrap();
     r.write(3, b"abcdefghij").unwrap(); // straddles words 0 and 1
     r.write(0, b"xyz").unwrap();
@@ -122,8 +129,8 @@ fn writes_at_offsets_and_words_in_place() {
 #[test]
 fn page_grant_round_trip_and_checks() {
     let (h, s) = (RingHeader::new(), slots(2));
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     let g = PageGrant {
         id: 9,
         len: 65536,
@@ -164,23 +171,23 @@ fn page_grant_round_trip_and_checks() {
 #[test]
 fn wakeup_needed_only_when_peer_waits() {
     let (h, s) = (RingHeader::new(), slots(1));
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     // Empty ring: the consumer must sleep, expecting head 0.
     assert_eq!(c.prepare_wait(), Ok(Wait::Sleep(0)));
-    assert_eq!(h.consumer_waiting.load(Relaxed), WAITING);
-    assert!(consumer_may_sleep(&h, 0));
+    assert_eq!(h.consumer.consumer_waiting.load(Relaxed), WAITING);
+    assert!(consumer_may_sleep(h.words(), 0));
     assert_eq!(p.send(b"a"), Ok(Some(Wakeup::Needed)));
     assert!(
-        !consumer_may_sleep(&h, 0),
+        !consumer_may_sleep(h.words(), 0),
         "kernel must not put it to sleep now"
     );
     c.end_wait();
     // Full ring: the producer must sleep, expecting tail 0.
     assert_eq!(p.prepare_wait(), Ok(Wait::Sleep(0)));
-    assert!(producer_may_sleep(&h, 0));
+    assert!(producer_may_sleep(h.words(), 0));
     assert_eq!(c.recv(&mut [0; 1]).unwrap().unwrap().1, Wakeup::Needed);
-    assert!(!producer_may_sleep(&h, 0));
+    assert!(!producer_may_sleep(h.words(), 0));
     p.end_wait();
     // Nobody waits: no system call.
     assert_eq!(p.send(b"b"), Ok(Some(Wakeup::NotNeeded)));
@@ -188,7 +195,7 @@ fn wakeup_needed_only_when_peer_waits() {
     // A ring that is ready says so and leaves no flag behind.
     p.send(b"c").unwrap();
     assert_eq!(c.prepare_wait(), Ok(Wait::Ready));
-    assert_eq!(h.consumer_waiting.load(Relaxed), 0);
+    assert_eq!(h.consumer.consumer_waiting.load(Relaxed), 0);
     assert_eq!(p.prepare_wait(), Ok(Wait::Sleep(2)));
     p.end_wait();
     let _ = c.discard();
@@ -198,8 +205,8 @@ fn wakeup_needed_only_when_peer_waits() {
 #[test]
 fn wait_loops_sleep_only_when_told() {
     let (h, s) = (RingHeader::new(), slots(1));
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     p.send(b"a").unwrap();
     // Data is there: no sleep.
     c.wait_readable(|_| panic!("slept with data")).unwrap();
@@ -212,7 +219,7 @@ fn wait_loops_sleep_only_when_told() {
     })
     .unwrap();
     assert_eq!(slept, 1);
-    assert_eq!(h.producer_waiting.load(Relaxed), 0);
+    assert_eq!(h.producer.producer_waiting.load(Relaxed), 0);
 }
 
 // ---- a hostile peer ----
@@ -220,28 +227,28 @@ fn wait_loops_sleep_only_when_told() {
 #[test]
 fn consumer_refuses_impossible_head() {
     let (h, s) = (RingHeader::new(), slots(4));
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     for bad in [5, u32::MAX, 1 << 31] {
-        h.head.store(bad, Relaxed);
+        h.producer.head.store(bad, Relaxed);
         assert_eq!(c.peek().err(), Some(RingError::Corrupt), "head {bad}");
         assert_eq!(c.available(), Err(RingError::Corrupt));
         assert_eq!(c.prepare_wait(), Err(RingError::Corrupt));
         assert_eq!(c.discard(), Err(RingError::Corrupt));
         assert_eq!(c.wait_readable(|_| {}), Err(RingError::Corrupt));
-        assert_eq!(pending(&h, 4), Err(RingError::Corrupt));
+        assert_eq!(pending(h.words(), 4), Err(RingError::Corrupt));
     }
     // A full ring (head 4 ahead) is fine.
-    h.head.store(4, Relaxed);
+    h.producer.head.store(4, Relaxed);
     assert_eq!(c.available(), Ok(4));
 }
 
 #[test]
 fn producer_refuses_impossible_tail() {
     let (h, s) = (RingHeader::new(), slots(4));
-    let mut p = Producer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
     for bad in [1, 7, u32::MAX - 4] {
         // tail ahead of our head, or more than a ring behind.
-        h.tail.store(bad, Relaxed);
+        h.consumer.tail.store(bad, Relaxed);
         assert_eq!(p.reserve().err(), Some(RingError::Corrupt), "tail {bad}");
         assert_eq!(p.send(b"x"), Err(RingError::Corrupt));
         assert_eq!(p.prepare_wait(), Err(RingError::Corrupt));
@@ -253,27 +260,27 @@ fn producer_refuses_impossible_tail() {
 fn own_counter_is_never_read_back() {
     // The consumer scribbles on head; the producer carries on from its private copy.
     let (h, s) = (RingHeader::new(), slots(4));
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     p.send(b"1").unwrap();
-    h.head.store(12345, Relaxed);
-    h.tail.store(0xdead, Relaxed);
-    h.tail.store(0, Relaxed); // ... and puts tail back
+    h.producer.head.store(12345, Relaxed);
+    h.consumer.tail.store(0xdead, Relaxed);
+    h.consumer.tail.store(0, Relaxed); // ... and puts tail back
     p.send(b"2").unwrap();
-    assert_eq!(h.head.load(Relaxed), 2);
+    assert_eq!(h.producer.head.load(Relaxed), 2);
     // Likewise the producer scribbling on tail does not move the consumer.
-    h.tail.store(1, Relaxed);
+    h.consumer.tail.store(1, Relaxed);
     let mut b = [0u8; 1];
     assert_eq!(c.recv(&mut b).unwrap().unwrap().0, 1);
     assert_eq!(&b, b"1");
-    assert_eq!(h.tail.load(Relaxed), 1);
+    assert_eq!(h.consumer.tail.load(Relaxed), 1);
 }
 
 #[test]
 fn bad_slot_headers_are_bad_messages_and_skippable() {
     let (h, s) = (RingHeader::new(), slots(2));
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     let cases: [(u32, u32); 4] = [
         (SLOT_PAYLOAD as u32 + 1, 0),             // too long
         (u32::MAX, 0),                            // absurdly long
@@ -283,7 +290,7 @@ fn bad_slot_headers_are_bad_messages_and_skippable() {
     for (len, flags) in cases {
         p.send(b"ok").unwrap();
         // The hostile producer rewrites the published slot header.
-        let i = (h.tail.load(Relaxed) % 2) as usize;
+        let i = (h.consumer.tail.load(Relaxed) % 2) as usize;
         s[i].len.store(len, Relaxed);
         s[i].flags.store(flags, Relaxed);
         assert_eq!(
@@ -299,8 +306,8 @@ fn bad_slot_headers_are_bad_messages_and_skippable() {
 #[test]
 fn slot_rewritten_after_peek_keeps_checked_length() {
     let (h, s) = (RingHeader::new(), slots(1));
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     p.send(b"four").unwrap();
     let m = c.peek().unwrap().unwrap();
     // Double fetch attempt: len grows after the check.
@@ -341,22 +348,22 @@ fn shared_words_copy_bytes_at_any_offset_and_refuse_overruns() {
 #[test]
 fn a_woken_sleeper_costs_the_peer_no_more_system_calls() {
     let (h, s) = (RingHeader::new(), slots(4));
-    let mut p = Producer::new(&h, &s).unwrap();
-    let mut c = Consumer::new(&h, &s).unwrap();
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
     assert_eq!(c.prepare_wait(), Ok(Wait::Sleep(0)));
     assert_eq!(p.send(b"a"), Ok(Some(Wakeup::Needed)));
     // The kernel wakes the consumer and lowers its flag for it: the next messages,
     // sent before the consumer runs, need no wake-up.
-    kernel_woke(&h, Side::Consumer);
+    kernel_woke(h.words(), Side::Consumer);
     assert_eq!(p.send(b"b"), Ok(Some(Wakeup::NotNeeded)));
     assert_eq!(p.send(b"c"), Ok(Some(Wakeup::NotNeeded)));
     // The same for a producer woken by a release; the consumer's flag is untouched.
     p.send(b"d").unwrap();
     assert_eq!(p.prepare_wait(), Ok(Wait::Sleep(0)));
     assert_eq!(c.recv(&mut [0; 1]).unwrap().unwrap().1, Wakeup::Needed);
-    kernel_woke(&h, Side::Producer);
+    kernel_woke(h.words(), Side::Producer);
     assert_eq!(c.recv(&mut [0; 1]).unwrap().unwrap().1, Wakeup::NotNeeded);
-    assert_eq!(h.producer_waiting.load(Relaxed), 0);
+    assert_eq!(h.producer.producer_waiting.load(Relaxed), 0);
     // A sleeper that sleeps again raises its flag again.
     c.recv(&mut [0; 1]).unwrap();
     c.recv(&mut [0; 1]).unwrap();

@@ -61,7 +61,7 @@ impl Ring {
             let mut g = self.lock.lock().unwrap();
             if g[side as usize] {
                 g[side as usize] = false;
-                kernel_woke(&self.hdr, side);
+                kernel_woke(self.hdr.words(), side);
             }
             self.cv.notify_all();
         }
@@ -96,7 +96,7 @@ fn in_order_no_loss_no_duplicate() {
         let r = Ring::new(2);
         let rp = Arc::clone(&r);
         let prod = thread::spawn(move || {
-            let mut p = Producer::new(&rp.hdr, &rp.slots).unwrap();
+            let mut p = Producer::new(rp.hdr.words(), &rp.slots).unwrap();
             for i in 1..=N {
                 while p.send(&msg(i)).unwrap().is_none() {
                     thread::yield_now();
@@ -105,7 +105,7 @@ fn in_order_no_loss_no_duplicate() {
         });
         let rc = Arc::clone(&r);
         let cons = thread::spawn(move || {
-            let mut c = Consumer::new(&rc.hdr, &rc.slots).unwrap();
+            let mut c = Consumer::new(rc.hdr.words(), &rc.slots).unwrap();
             let mut buf = [0u8; 16];
             for i in 1..=N {
                 let len = loop {
@@ -133,21 +133,25 @@ fn wakeups_never_lost() {
         let r = Ring::new(1);
         let rp = Arc::clone(&r);
         let prod = thread::spawn(move || {
-            let mut p = Producer::new(&rp.hdr, &rp.slots).unwrap();
+            let mut p = Producer::new(rp.hdr.words(), &rp.slots).unwrap();
             for i in 1..=N {
-                p.wait_writable(|t| rp.sleep(Side::Producer, || producer_may_sleep(&rp.hdr, t)))
-                    .unwrap();
+                p.wait_writable(|t| {
+                    rp.sleep(Side::Producer, || producer_may_sleep(rp.hdr.words(), t))
+                })
+                .unwrap();
                 let w = p.send(&msg(i)).unwrap().expect("writable after wait");
                 rp.wake(Side::Consumer, w);
             }
         });
         let rc = Arc::clone(&r);
         let cons = thread::spawn(move || {
-            let mut c = Consumer::new(&rc.hdr, &rc.slots).unwrap();
+            let mut c = Consumer::new(rc.hdr.words(), &rc.slots).unwrap();
             let mut buf = [0u8; 16];
             for i in 1..=N {
-                c.wait_readable(|h| rc.sleep(Side::Consumer, || consumer_may_sleep(&rc.hdr, h)))
-                    .unwrap();
+                c.wait_readable(|h| {
+                    rc.sleep(Side::Consumer, || consumer_may_sleep(rc.hdr.words(), h))
+                })
+                .unwrap();
                 let (len, w) = c.recv(&mut buf).unwrap().expect("readable after wait");
                 check(&buf, len, i);
                 rc.wake(Side::Producer, w);

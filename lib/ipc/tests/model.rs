@@ -51,10 +51,10 @@ proptest! {
         let n = 1usize << log2;
         let h = RingHeader::new();
         let s: Vec<Slot> = (0..n).map(|_| Slot::new()).collect();
-        h.head.store(start, Relaxed);
-        h.tail.store(start, Relaxed);
-        let mut p = Producer::new(&h, &s).unwrap();
-        let mut c = Consumer::new(&h, &s).unwrap();
+        h.producer.head.store(start, Relaxed);
+        h.consumer.tail.store(start, Relaxed);
+        let mut p = Producer::new(h.words(), &s).unwrap();
+        let mut c = Consumer::new(h.words(), &s).unwrap();
         let mut model: VecDeque<Msg> = VecDeque::new();
         for op in ops {
             match op {
@@ -93,7 +93,7 @@ proptest! {
                     }
                 },
             }
-            prop_assert_eq!(pending(&h, n), Ok(model.len() as u32));
+            prop_assert_eq!(pending(h.words(), n), Ok(model.len() as u32));
             prop_assert_eq!(c.available(), Ok(model.len() as u32));
             prop_assert_eq!(p.used(), Ok(model.len() as u32));
         }
@@ -109,16 +109,16 @@ proptest! {
         let n = 4;
         let h = RingHeader::new();
         let s: Vec<Slot> = (0..n).map(|_| Slot::new()).collect();
-        let mut p = Producer::new(&h, &s).unwrap();
-        let mut c = Consumer::new(&h, &s).unwrap();
+        let mut p = Producer::new(h.words(), &s).unwrap();
+        let mut c = Consumer::new(h.words(), &s).unwrap();
         for (op, scribble) in ops {
             if let Some((what, v)) = scribble {
                 let slot = &s[v as usize % n];
                 match what {
-                    0 => h.head.store(v, Relaxed),
-                    1 => h.tail.store(v, Relaxed),
-                    2 => h.producer_waiting.store(v, Relaxed),
-                    3 => h.consumer_waiting.store(v, Relaxed),
+                    0 => h.producer.head.store(v, Relaxed),
+                    1 => h.consumer.tail.store(v, Relaxed),
+                    2 => h.producer.producer_waiting.store(v, Relaxed),
+                    3 => h.consumer.consumer_waiting.store(v, Relaxed),
                     4 => slot.len.store(v, Relaxed),
                     5 => slot.flags.store(v & 0x3, Relaxed),
                     6 => slot.len.store(v % 200, Relaxed),
@@ -155,7 +155,7 @@ proptest! {
             }
             let _ = c.prepare_wait();
             let _ = p.prepare_wait();
-            let _ = pending(&h, n);
+            let _ = pending(h.words(), n);
         }
     }
 }

@@ -4,6 +4,8 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+use zen_abi::cap::Rights;
+use zen_std::chan;
 use zen_std::prelude::*;
 use zen_std::process;
 
@@ -17,7 +19,12 @@ fn main() -> i32 {
         arg.as_str()
     };
     loop {
-        let pid = match process::spawn(program, "") {
+        // The shell may power the machine off (POWER, not GRANT: it cannot pass it on).
+        let started = match chan::system_cap() {
+            Some(cap) => chan::spawn_with_cap(program, "", cap, Rights::POWER),
+            None => process::spawn(program, ""),
+        };
+        let pid = match started {
             Ok(pid) => pid,
             Err(e) => {
                 eprintln!("init: cannot start {program}: {}", e.as_str());

@@ -55,7 +55,9 @@ fn main() -> i32 {
         println!("ipcbench: {e}");
     }
     println!("zen: bench done");
-    process::shutdown(r.is_err() as u64)
+    let e = process::shutdown(r.is_err() as u64);
+    eprintln!("ipcbench: shutdown refused: {}", e.as_str());
+    1
 }
 
 fn bench() -> Result<(), String> {

@@ -193,7 +193,11 @@ fn execute(line: &str) {
         }
         "shutdown" => {
             println!("shutting down");
-            process::shutdown(0)
+            let e = process::shutdown(0);
+            println!(
+                "shutdown: {} (this shell holds no system token)",
+                e.as_str()
+            );
         }
         _ => println!("{cmd}: unknown command (try `help`)"),
     }

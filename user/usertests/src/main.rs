@@ -22,7 +22,10 @@ use zen_std::{mem, process, thread, time, Error};
 
 zen_std::main!(main);
 
-type Outcome = core::result::Result<(), String>;
+mod rights;
+mod waits;
+
+pub(crate) type Outcome = core::result::Result<(), String>;
 
 /// Addresses no call may accept as a buffer.
 const NULL: u64 = 0;
@@ -31,11 +34,11 @@ const KERNEL: u64 = 0xffff_ffff_8000_0000;
 const DIRECT_MAP: u64 = 0xffff_8000_0000_0000;
 const NON_CANONICAL: u64 = USER_END;
 
-fn sys(call: Syscall, a: [u64; 6]) -> Result<u64, Error> {
+pub(crate) fn sys(call: Syscall, a: [u64; 6]) -> Result<u64, Error> {
     Error::from_ret(raw_syscall(call as u64, a))
 }
 
-fn expect(what: &str, got: Result<u64, Error>, want: Result<u64, Error>) -> Outcome {
+pub(crate) fn expect(what: &str, got: Result<u64, Error>, want: Result<u64, Error>) -> Outcome {
     if got == want {
         Ok(())
     } else {
@@ -43,7 +46,7 @@ fn expect(what: &str, got: Result<u64, Error>, want: Result<u64, Error>) -> Outc
     }
 }
 
-fn check(what: &str, ok: bool) -> Outcome {
+pub(crate) fn check(what: &str, ok: bool) -> Outcome {
     if ok {
         Ok(())
     } else {
@@ -63,11 +66,11 @@ fn bad_pointers() -> [(&'static str, u64); 6] {
     ]
 }
 
-fn spawn(name: &str, arg: &str) -> Result<u32, String> {
+pub(crate) fn spawn(name: &str, arg: &str) -> Result<u32, String> {
     process::spawn(name, arg).map_err(|e| format!("spawn {name} {arg}: {}", e.as_str()))
 }
 
-fn run_child(arg: &str) -> Result<u64, String> {
+pub(crate) fn run_child(arg: &str) -> Result<u64, String> {
     let pid = spawn("usertests", arg)?;
     process::wait(pid).map_err(|e| format!("wait {pid}: {}", e.as_str()))
 }
@@ -553,7 +556,7 @@ fn send_raw(t: &TokenSlot) -> Result<u64, Error> {
 }
 
 /// Receives with a deadline, so a broken peer fails the test instead of hanging it.
-fn recv_within(ch: &mut Channel, buf: &mut [u8], what: &str) -> Result<usize, String> {
+pub(crate) fn recv_within(ch: &mut Channel, buf: &mut [u8], what: &str) -> Result<usize, String> {
     match chan::poll(&mut [ch], 5000) {
         Ok(0) => {}
         other => return Err(format!("{what}: nothing arrived ({other:?})")),
@@ -638,7 +641,10 @@ fn capabilities_are_checked() -> Outcome {
         .count();
     let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
     let good = a.token().map_err(|e| format!("{e:?}"))?;
-    check("creator holds every right", a.rights() == Ok(Rights::ALL))?;
+    check(
+        "creator holds every channel right",
+        a.rights() == Ok(Rights::CHANNEL_ALL),
+    )?;
     attach_raw(&good).map_err(|e| format!("attach with the real token: {e:?}"))?;
     // Forged and altered tokens.
     let mut forged = good;
@@ -879,7 +885,7 @@ fn page_grants() -> Outcome {
 /// (free frames, kernel heap blocks) once the dust has settled: an exited process's
 /// last frames and blocks are freed when its thread has switched away on its CPU, just
 /// after `wait` returns.
-fn usage_settled() -> Result<(u64, u64), String> {
+pub(crate) fn usage_settled() -> Result<(u64, u64), String> {
     time::sleep_ms(20);
     let m = mem::info().map_err(|e| format!("{e:?}"))?;
     Ok((m.free_frames, m.heap_allocations))
@@ -887,7 +893,7 @@ fn usage_settled() -> Result<(u64, u64), String> {
 
 /// Waits (up to a second) until free frames are back to at least, and kernel heap
 /// blocks to at most, what they were in `before`; fails naming `what` otherwise.
-fn usage_back(before: (u64, u64), what: &str) -> Outcome {
+pub(crate) fn usage_back(before: (u64, u64), what: &str) -> Outcome {
     let back = |now: (u64, u64)| now.0 >= before.0 && now.1 <= before.1;
     let mut after = usage_settled()?;
     for _ in 0..50 {
@@ -941,12 +947,14 @@ fn grant_errors() -> Outcome {
         create(m.addr(), 4096, r, tok),
         Err(Error::NoPeer),
     )?;
-    let pid = chan::spawn_with_cap("usertests", "late-hello", b, Rights::SEND | Rights::RECV)
+    // A peer that stays attached until told to quit.
+    let pid = chan::spawn_with_cap("usertests", "echo", b, Rights::SEND | Rights::RECV)
         .map_err(|e| format!("{e:?}"))?;
-    // Its hello says it is attached.
+    // Its echo says it is attached.
     let mut ch = _ch;
     let mut buf = [0u8; 8];
-    recv_within(&mut ch, &mut buf, "hello")?;
+    ch.send(b"hi").map_err(|e| format!("{e:?}"))?;
+    recv_within(&mut ch, &mut buf, "echo")?;
     for (what, rights) in [
         ("no rights", 0),
         ("WRITE without READ", Rights::WRITE.bits()),
@@ -1010,8 +1018,9 @@ fn grant_errors() -> Outcome {
         create(m.addr(), 4096, r, forged.as_ptr() as u64),
         Err(Error::Denied),
     )?;
-    expect("the child said hello and exits", process::wait(pid), Ok(0))?;
-    // Its end stays attached to a process that is gone: no grant for nobody.
+    ch.send(b"quit").map_err(|e| format!("{e:?}"))?;
+    expect("the peer exits", process::wait(pid), Ok(0))?;
+    // Its end was attached to a process that is gone: no grant for nobody.
     expect(
         "grant to an exited peer",
         create(m.addr(), 4096, r, tok),
@@ -1392,6 +1401,34 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("grant_errors", grant_errors),
     ("ipc_and_sleep_leak_nothing", ipc_and_sleep_leak_nothing),
     ("threads", threads),
+    (
+        "rights::shared_pages_follow_rights",
+        rights::shared_pages_follow_rights,
+    ),
+    (
+        "rights::revoke_takes_the_pages",
+        rights::revoke_takes_the_pages,
+    ),
+    (
+        "rights::attach_twice_is_one_holding",
+        rights::attach_twice_is_one_holding,
+    ),
+    (
+        "rights::shutdown_needs_the_system_token",
+        rights::shutdown_needs_the_system_token,
+    ),
+    (
+        "waits::two_waiters_are_both_woken",
+        waits::two_waiters_are_both_woken,
+    ),
+    (
+        "waits::killed_waiter_leaves_nothing",
+        waits::killed_waiter_leaves_nothing,
+    ),
+    (
+        "waits::time_runs_while_a_cpu_prints",
+        waits::time_runs_while_a_cpu_prints,
+    ),
     ("exhaustion", exhaustion),
     ("fuzz", fuzz),
 ];
@@ -1418,7 +1455,8 @@ fn main() -> i32 {
         failed
     );
     if process::id() == 1 {
-        process::shutdown(failed as u64);
+        let e = process::shutdown(failed as u64);
+        println!("usertests: shutdown refused: {}", e.as_str());
     }
     failed as i32
 }
@@ -1442,6 +1480,9 @@ fn child(arg: &str) -> i32 {
         .next()
         .and_then(|w| w.parse::<u64>().ok())
         .unwrap_or(0);
+    if let Some(code) = rights::child(mode, arg).or_else(|| waits::child(mode)) {
+        return code;
+    }
     match mode {
         "exit" => process::exit(num),
         "arg" => (arg != "arg hello world" && arg != "arg x") as i32,

@@ -11,10 +11,14 @@ use crate::sys::call_reading;
 use crate::Result;
 use alloc::vec::Vec;
 use zen_abi::cap::{Rights, TokenPage, TokenSlot, TOKENS_PER_PAGE};
-use zen_abi::ipc::{RING_SLOTS, SLOT_PAYLOAD, SLOT_SIZE};
+use zen_abi::ipc::{
+    CONSUMER_PAGE, PRODUCER_PAGE, RING_PAGES, RING_SLOTS, SLOTS_PAGE, SLOT_PAYLOAD, SLOT_SIZE,
+};
 use zen_abi::syscall::{Error, Syscall, TOKEN_PAGE};
 pub use zen_ipc::PageGrant;
-use zen_ipc::{Consumer, Producer, RingHeader, Slot, Wait, Wakeup, GRANT_SIZE};
+use zen_ipc::{
+    Consumer, ConsumerWords, Producer, ProducerWords, RingWords, Slot, Wait, Wakeup, GRANT_SIZE,
+};
 
 /// A token of this process, by its slot in the token page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +39,16 @@ pub fn caps() -> Vec<(Cap, TokenSlot)> {
         .filter(|i| used & (1 << i) != 0)
         .map(|i| (Cap(i), p.slots[i]))
         .collect()
+}
+
+/// The system token (`ObjectType::System`), if this process holds one: init starts
+/// with it and passes it to whom it trusts; its POWER right lets `process::shutdown`
+/// turn the machine off.
+pub fn system_cap() -> Option<Cap> {
+    caps()
+        .into_iter()
+        .find(|(_, t)| t.binding.object_type == zen_abi::cap::ObjectType::System as u32)
+        .map(|(c, _)| c)
 }
 
 impl Cap {
@@ -94,8 +108,10 @@ pub fn create() -> Result<(Cap, Cap)> {
 /// One attached end of a channel.
 pub struct Channel {
     token: TokenSlot,
-    tx: Producer<'static>,
-    rx: Consumer<'static>,
+    /// The ring this end produces: mapped only with SEND.
+    tx: Option<Producer<'static>>,
+    /// The ring this end consumes: mapped only with RECV.
+    rx: Option<Consumer<'static>>,
 }
 
 impl core::fmt::Debug for Channel {
@@ -104,38 +120,65 @@ impl core::fmt::Debug for Channel {
     }
 }
 
-fn ring(base: u64, i: usize) -> (&'static RingHeader, &'static [Slot]) {
-    // SAFETY: `attach` returned `base`, where the kernel mapped the channel's three
-    // pages read-write for the rest of this process's life (nothing unmaps them: the
-    // Channel has no way to, and `Region` only unmaps its own mappings). The control
-    // page holds two RingHeaders (128 bytes each) and each slot page RING_SLOTS slots;
-    // both types are atomics only, so the peer writing them concurrently is no data
-    // race, and zen-ipc checks every value it reads.
+/// The words and slots of ring `r` of the channel mapped at `base`.
+///
+/// Only call it for a ring whose pages the kernel mapped for this holder
+/// (`zen_abi::ipc::page_access`: the produced ring with SEND, the consumed one with
+/// RECV); the others are holes.
+fn ring(base: u64, r: usize) -> (RingWords<'static>, &'static [Slot]) {
+    let page = |which: usize| base + 4096 * (r * RING_PAGES + which) as u64;
+    // SAFETY: `attach` returned `base`, where the kernel mapped the channel's pages
+    // for this holder's rights (the caller asks only for a ring it may map), each at
+    // least readable, until this process unmaps them or the channel is revoked (then
+    // an access faults, as for any unmapped memory; it is never another object). Each
+    // page starts with the type named (ProducerWords, ConsumerWords, RING_SLOTS
+    // slots); all are atomics only, so the peer writing them concurrently is no data
+    // race, and zen-ipc checks every value it reads. A page mapped read-only is only
+    // read through these references (zen-ipc stores only into the words of its own
+    // side, which the kernel mapped read-write for this right).
     unsafe {
-        let hdr = &*((base + (i * core::mem::size_of::<RingHeader>()) as u64) as *const RingHeader);
-        let slots =
-            core::slice::from_raw_parts((base + 4096 * (1 + i as u64)) as *const Slot, RING_SLOTS);
-        (hdr, slots)
+        let words = RingWords {
+            producer: &*(page(PRODUCER_PAGE) as *const ProducerWords),
+            consumer: &*(page(CONSUMER_PAGE) as *const ConsumerWords),
+        };
+        let slots = core::slice::from_raw_parts(page(SLOTS_PAGE) as *const Slot, RING_SLOTS);
+        (words, slots)
     }
 }
 
 const _: () = assert!(RING_SLOTS * SLOT_SIZE == 4096);
 
 impl Channel {
-    /// Maps the channel end named by `cap` into this process.
+    /// Maps the channel end named by `cap` into this process: the ring it produces if
+    /// the token holds SEND, the ring it consumes if it holds RECV.
     pub fn attach(cap: Cap) -> Result<Channel> {
         let token = cap.token()?;
         let t = token.to_bytes();
+        let held = Rights::from_bits_truncate(token.token.rights);
         let base = call_reading(Syscall::ChanAttach, [t.as_ptr() as u64, 0, 0, 0, 0, 0])?;
         let end = (token.binding.object & 1) as usize;
-        let (th, ts) = ring(base, end);
-        let (rh, rs) = ring(base, 1 - end);
         let bad = |_| Error::InvalidArgument;
-        Ok(Channel {
-            token,
-            tx: Producer::new(th, ts).map_err(bad)?,
-            rx: Consumer::new(rh, rs).map_err(bad)?,
-        })
+        let tx = if held.contains(Rights::SEND) {
+            let (w, s) = ring(base, end);
+            Some(Producer::new(w, s).map_err(bad)?)
+        } else {
+            None
+        };
+        let rx = if held.contains(Rights::RECV) {
+            let (w, s) = ring(base, 1 - end);
+            Some(Consumer::new(w, s).map_err(bad)?)
+        } else {
+            None
+        };
+        Ok(Channel { token, tx, rx })
+    }
+
+    fn tx(&mut self) -> Result<&mut Producer<'static>> {
+        self.tx.as_mut().ok_or(Error::Denied)
+    }
+
+    fn rx(&mut self) -> Result<&mut Consumer<'static>> {
+        self.rx.as_mut().ok_or(Error::Denied)
     }
 
     fn call(&self, call: Syscall, arg: u64) -> Result<u64> {
@@ -146,7 +189,7 @@ impl Channel {
     /// Sends one message (at most `SLOT_PAYLOAD` bytes), waiting for room.
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         loop {
-            match self.tx.send(msg) {
+            match self.tx()?.send(msg) {
                 Ok(Some(w)) => {
                     if w == Wakeup::Needed {
                         self.call(Syscall::MsgSend, 0)?;
@@ -154,11 +197,13 @@ impl Channel {
                     return Ok(());
                 }
                 Ok(None) => {
-                    if let Wait::Sleep(tail) =
-                        self.tx.prepare_wait().map_err(|_| Error::InvalidArgument)?
+                    if let Wait::Sleep(tail) = self
+                        .tx()?
+                        .prepare_wait()
+                        .map_err(|_| Error::InvalidArgument)?
                     {
                         let r = self.call(Syscall::MsgWaitRoom, tail as u64);
-                        self.tx.end_wait();
+                        self.tx()?.end_wait();
                         r?;
                     }
                 }
@@ -170,7 +215,7 @@ impl Channel {
     /// Receives one message into `buf`, waiting for one; its length.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
         loop {
-            match self.rx.recv(buf) {
+            match self.rx()?.recv(buf) {
                 Ok(Some((n, w))) => {
                     if w == Wakeup::Needed {
                         self.call(Syscall::MsgRelease, 0)?;
@@ -178,11 +223,13 @@ impl Channel {
                     return Ok(n);
                 }
                 Ok(None) => {
-                    if let Wait::Sleep(head) =
-                        self.rx.prepare_wait().map_err(|_| Error::InvalidArgument)?
+                    if let Wait::Sleep(head) = self
+                        .rx()?
+                        .prepare_wait()
+                        .map_err(|_| Error::InvalidArgument)?
                     {
                         let r = self.call(Syscall::MsgRecv, head as u64);
-                        self.rx.end_wait();
+                        self.rx()?.end_wait();
                         r?;
                     }
                 }
@@ -193,7 +240,7 @@ impl Channel {
 
     /// Receives a message if one is there.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
-        match self.rx.recv(buf) {
+        match self.rx()?.recv(buf) {
             Ok(Some((n, w))) => {
                 if w == Wakeup::Needed {
                     self.call(Syscall::MsgRelease, 0)?;
@@ -226,7 +273,7 @@ impl Channel {
         };
         loop {
             let bad = |_| Error::InvalidArgument;
-            if let Some(mut s) = self.tx.reserve().map_err(bad)? {
+            if let Some(mut s) = self.tx()?.reserve().map_err(bad)? {
                 s.set_grant(grant);
                 s.write(GRANT_SIZE, msg).map_err(bad)?;
                 if s.publish() == Wakeup::Needed {
@@ -234,9 +281,9 @@ impl Channel {
                 }
                 return Ok(());
             }
-            if let Wait::Sleep(tail) = self.tx.prepare_wait().map_err(bad)? {
+            if let Wait::Sleep(tail) = self.tx()?.prepare_wait().map_err(bad)? {
                 let r = self.call(Syscall::MsgWaitRoom, tail as u64);
-                self.tx.end_wait();
+                self.tx()?.end_wait();
                 r?;
             }
         }
@@ -248,7 +295,7 @@ impl Channel {
     pub fn recv_grant(&mut self, buf: &mut [u8]) -> Result<(usize, Option<PageGrant>)> {
         loop {
             let bad = |_| Error::InvalidArgument;
-            if let Some(m) = self.rx.peek().map_err(bad)? {
+            if let Some(m) = self.rx()?.peek().map_err(bad)? {
                 let grant = m.grant().map_err(bad)?;
                 let skip = if grant.is_some() { GRANT_SIZE } else { 0 };
                 let n = m.len() - skip;
@@ -258,9 +305,9 @@ impl Channel {
                 }
                 return Ok((n, grant));
             }
-            if let Wait::Sleep(head) = self.rx.prepare_wait().map_err(bad)? {
+            if let Wait::Sleep(head) = self.rx()?.prepare_wait().map_err(bad)? {
                 let r = self.call(Syscall::MsgRecv, head as u64);
-                self.rx.end_wait();
+                self.rx()?.end_wait();
                 r?;
             }
         }
@@ -290,10 +337,14 @@ pub fn accept(g: PageGrant) -> Result<Shared> {
 /// next `send` traps into the kernel to wake us; a ring that filled meanwhile is
 /// reported at once.
 pub fn poll(chans: &mut [&mut Channel], timeout_ms: u64) -> Result<usize> {
+    if chans.iter().any(|c| c.rx.is_none()) {
+        // An end without RECV has no ring to wait on.
+        return Err(Error::Denied);
+    }
     let mut ready = None;
     let mut announced = 0;
     for (i, c) in chans.iter_mut().enumerate() {
-        match c.rx.prepare_wait() {
+        match c.rx()?.prepare_wait() {
             Ok(Wait::Sleep(_)) => announced += 1,
             Ok(Wait::Ready) | Err(_) => {
                 ready = Some(i);
@@ -320,7 +371,9 @@ pub fn poll(chans: &mut [&mut Channel], timeout_ms: u64) -> Result<usize> {
         }
     };
     for c in chans.iter_mut().take(announced) {
-        c.rx.end_wait();
+        if let Some(rx) = c.rx.as_mut() {
+            rx.end_wait();
+        }
     }
     r
 }

@@ -109,10 +109,20 @@ pub fn programs() -> Result<Vec<String>> {
         .collect())
 }
 
-/// Powers off (under QEMU: exits it; `code` 0 is success).
-pub fn shutdown(code: u64) -> ! {
-    let _ = call_reading(Syscall::Shutdown, [code, 0, 0, 0, 0, 0]);
-    unreachable!("shutdown returned")
+/// Powers off (under QEMU: exits it; `code` 0 is success). Needs the system token's
+/// POWER right (`chan::system_cap`); returns only if refused (`Denied` without it).
+pub fn shutdown(code: u64) -> crate::Error {
+    let Some(cap) = crate::chan::system_cap() else {
+        return crate::Error::Denied;
+    };
+    let t = match cap.token() {
+        Ok(t) => t.to_bytes(),
+        Err(e) => return e,
+    };
+    match call_reading(Syscall::Shutdown, [code, t.as_ptr() as u64, 0, 0, 0, 0]) {
+        Err(e) => e,
+        Ok(_) => crate::Error::InvalidArgument,
+    }
 }
 
 /// Gives up the CPU.

@@ -44,3 +44,31 @@ pub fn fault(f: Fault) {
         }
     }
 }
+
+/// Reads the 32-bit word at `addr` of this process's memory: a page fault (and the
+/// process's end) if it is not mapped readable. For tests of what the kernel maps.
+pub fn probe_read(addr: u64) -> u32 {
+    // SAFETY: an atomic load from any address either reads a word the process may
+    // read (mapped memory; atomics make a concurrent writer no data race) or faults
+    // and ends the process, which is what the test wants to see. Callers pass
+    // 4-aligned addresses of shared pages, never Rust-owned objects.
+    unsafe {
+        (*(addr as *const core::sync::atomic::AtomicU32))
+            .load(core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Writes the 32-bit word at `addr` without changing it (a compare-exchange of the
+/// value with itself: `lock cmpxchg` always writes, and unlike an `or 0` the compiler
+/// cannot turn it into a load): a page fault if the page is not mapped writable.
+pub fn probe_write(addr: u64) {
+    use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    // SAFETY: as for `probe_read`; the word keeps its value (or, if a peer changed it
+    // between the load and the exchange, the exchange fails and writes back what it
+    // found), so a page the process may write (a ring it shares) is not disturbed.
+    unsafe {
+        let w = &*(addr as *const AtomicU32);
+        let v = w.load(Relaxed);
+        let _ = w.compare_exchange(v, v, Relaxed, Relaxed);
+    }
+}

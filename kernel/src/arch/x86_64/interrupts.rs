@@ -277,15 +277,16 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
         TIMER_VECTOR => {
             let me = super::percpu::current();
             me.ticks.fetch_add(1, Ordering::Relaxed);
-            if me.id() == 0 {
-                crate::time::tick();
-            }
             super::apic::eoi();
             crate::task::on_tick();
         }
         RESCHED_VECTOR => {
             super::apic::eoi();
             crate::task::on_resched();
+        }
+        super::tlb::TLB_VECTOR => {
+            super::tlb::on_ipi();
+            super::apic::eoi();
         }
         SPURIOUS_VECTOR => {
             // No EOI for spurious interrupts (SDM 10.9).
@@ -309,6 +310,7 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
 fn fatal(frame: &TrapFrame) -> ! {
     let v = frame.vector as usize;
     let cr2 = ::x86_64::registers::control::Cr2::read_raw();
+    crate::console::emergency();
     crate::kprintln!(
         "\nzen: EXCEPTION {} (vector {}) error={:#x} rip={:#x} rsp={:#x}{}",
         NAMES.get(v).copied().unwrap_or("?"),

@@ -15,6 +15,7 @@ pub mod serial;
 pub mod smp;
 pub mod switch;
 pub mod syscall;
+pub mod tlb;
 pub mod user;
 
 /// Sets up the boot CPU: per-CPU entry 0 behind GS, its GDT with TSS (separate stacks

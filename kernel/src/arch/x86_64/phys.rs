@@ -83,19 +83,19 @@ impl SharedFrame {
         (DIRECT_MAP + self.addr()) as *mut u8
     }
 
-    /// Ring header `i` (0 or 1) of a channel's control page.
-    pub fn ring_header(&self, i: usize) -> &zen_abi::ipc::RingHeader {
-        assert!(i < 2);
+    /// The frame as a ring's producer-words page (`zen_abi::ipc::PRODUCER_PAGE`).
+    pub fn producer_words(&self) -> &zen_abi::ipc::ProducerWords {
         // SAFETY: the frame is owned by `self` and stays allocated while the borrow
-        // lives; ring headers are 128-byte, 64-aligned structs of atomics at offsets 0
-        // and 128 of a page-aligned frame, so the reference is aligned and every access
+        // lives; ProducerWords is a 64-byte, 64-aligned struct of atomics at offset 0
+        // of a page-aligned frame, so the reference is aligned and every access
         // through it is atomic, whatever the process does to the page meanwhile.
-        unsafe {
-            &*(self
-                .ptr()
-                .add(i * core::mem::size_of::<zen_abi::ipc::RingHeader>())
-                as *const zen_abi::ipc::RingHeader)
-        }
+        unsafe { &*(self.ptr() as *const zen_abi::ipc::ProducerWords) }
+    }
+
+    /// The frame as a ring's consumer-words page (`zen_abi::ipc::CONSUMER_PAGE`).
+    pub fn consumer_words(&self) -> &zen_abi::ipc::ConsumerWords {
+        // SAFETY: as for `producer_words`, for the consumer's 64-byte struct.
+        unsafe { &*(self.ptr() as *const zen_abi::ipc::ConsumerWords) }
     }
 
     /// The frame as a token page (the kernel is its only writer: processes map it

@@ -291,11 +291,6 @@ impl AddressSpace {
         self.user_phys(va, true).is_some()
     }
 
-    /// Whether `va` is mapped for the user.
-    pub fn is_mapped(&self, va: u64) -> bool {
-        self.user_phys(va, false).is_some()
-    }
-
     fn copy_to_checked(&self, va: u64, data: &[u8], need_write: bool) -> Option<()> {
         let end = va.checked_add(data.len() as u64)?;
         if end > USER_END {

@@ -1,0 +1,117 @@
+//! Capabilities, the kernel side of zen-cap: the per-boot MAC key, tokens copied in
+//! from user memory, denials, and the one object that is not a channel: the system
+//! (object 0 of `ObjectType::System`), whose POWER right `shutdown` needs.
+//!
+//! Below ipc in the call graph: ipc knows channels and asks this module to check and
+//! mint tokens; this module knows no channel.
+//!
+//! A denial keeps its reason: the EDGE_REGISTRY record's 16-bit detail is the system
+//! call number in its low byte and the `CapError` (see [`reason_code`]) in its high
+//! byte, so a forged MAC is told apart from a stale generation or a stolen token.
+
+use zen_abi::cap::{Binding, ObjectType, Rights, TokenSlot};
+use zen_abi::syscall::Error;
+use zen_cap::{CapError, MacKey};
+
+use crate::proc::Process;
+
+static KEY: spin::Once<MacKey> = spin::Once::new();
+
+/// The per-boot MAC key, drawn from the CPU's random number generator on first use.
+pub fn key() -> &'static MacKey {
+    KEY.call_once(|| {
+        let mut k = [0u8; 32];
+        let mut hw = true;
+        for chunk in k.chunks_mut(8) {
+            let v = crate::arch::cpu::random_u64().unwrap_or_else(|| {
+                hw = false;
+                // No RDRAND/RDSEED: the TSC is a poor seed, and we say so.
+                crate::arch::cpu::rdtsc().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            });
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        if !hw {
+            crate::kprintln!(
+                "zen: WARNING: no hardware random numbers; capability key is guessable"
+            );
+        }
+        MacKey::new(k)
+    })
+}
+
+/// The number a denial's reason gets in its EDGE_REGISTRY record (high byte of the
+/// detail); stable, documented in docs/abi.md.
+pub const fn reason_code(why: CapError) -> u16 {
+    match why {
+        CapError::Forged => 1,
+        CapError::WrongObject => 2,
+        CapError::WrongHolder => 3,
+        CapError::Stale => 4,
+        CapError::InsufficientRights => 5,
+        CapError::Escalation => 6,
+        CapError::UnknownObject => 7,
+        CapError::GenerationExhausted => 8,
+        _ => 15,
+    }
+}
+
+/// Records a refused capability (call, object, reason) and returns `Denied`.
+pub fn denied(call: u16, object: u64, why: CapError) -> Error {
+    crate::edge::report_detail(
+        zen_edge::EdgeKind::CapabilityDenied,
+        (call & 0xff) | reason_code(why) << 8,
+        object as u32,
+    );
+    Error::Denied
+}
+
+/// Copies a token from user memory once (into a buffer on the stack: every channel
+/// call does this, so no heap allocation). Every later check and use reads this copy,
+/// never the user's memory again.
+pub fn token_in(me: &Process, ptr: u64) -> Result<TokenSlot, Error> {
+    let mut b = [0u8; TokenSlot::SIZE];
+    me.with_space(|s| s.read_into(ptr, &mut b))?
+        .ok_or(Error::BadAddress)?;
+    Ok(TokenSlot::from_bytes(&b))
+}
+
+/// The system object's id.
+pub const SYSTEM_OBJECT: u64 = 0;
+
+/// The binding a genuine system token held by `pid` carries (the system has one
+/// generation: its tokens are never revoked; init decides who gets one).
+pub fn system_binding(pid: u32) -> Binding {
+    zen_cap::binding(SYSTEM_OBJECT, ObjectType::System, pid, 1)
+}
+
+/// The system token init starts with: POWER, and GRANT to pass it on.
+pub fn system_token(pid: u32) -> TokenSlot {
+    zen_cap::mint(
+        key(),
+        system_binding(pid),
+        Rights::POWER.union(Rights::GRANT),
+    )
+}
+
+/// Checks that the token at `ptr` is a system token of the caller with `required`.
+pub fn check_system(me: &Process, ptr: u64, required: Rights, call: u16) -> Result<(), Error> {
+    let slot = token_in(me, ptr)?;
+    let expected = system_binding(me.pid());
+    me.verify_token(key(), &slot, &expected, required)
+        .map(|_| ())
+        .map_err(|e| denied(call, slot.binding.object, e))
+}
+
+/// Derives `slot` (held by `me`, checked against `expected`) for `target` with
+/// `rights` and puts the copy in the target's token page; the slot index.
+pub fn derive_to(
+    slot: &TokenSlot,
+    expected: &Binding,
+    rights: Rights,
+    target: &Process,
+    call: u16,
+) -> Result<u64, Error> {
+    let copy = zen_cap::derive(key(), slot, expected, target.pid(), rights)
+        .map_err(|e| denied(call, expected.object, e))?;
+    target.insert_token(copy).map(|i| i as u64)
+}

@@ -1,0 +1,147 @@
+//! Page grants: large payloads shared, never copied. The sender's pages become shared
+//! frames (reference-counted); a grant holds them for one process, the one attached at
+//! the channel's other end, until it maps them (grant_map) or exits. Every mapping holds
+//! its own reference, so sender and receiver can unmap or exit in any order and the
+//! frames are freed after the last one.
+//!
+//! The limits (per sender, in all) are checked under the same hold of the table's lock
+//! that inserts the grant, so concurrent senders cannot overshoot them together.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use zen_abi::cap::Rights;
+use zen_abi::syscall::Error;
+use zen_cap::CapError;
+
+use super::channel_cap;
+use crate::arch::phys::SharedFrame;
+use crate::cap::denied;
+use crate::proc::{self, Process};
+use crate::sync::IrqMutex;
+
+/// Unmapped grants one process may have made (the rest wait for the receiver).
+pub const MAX_GRANTS_PER_SENDER: usize = 64;
+/// Unmapped grants in the whole system.
+pub const MAX_GRANTS: usize = 1024;
+/// Largest grant in pages (as many as one process may map).
+const MAX_GRANT_PAGES: u64 = proc::MAP_LIMIT_PAGES;
+
+struct Grant {
+    from: u32,
+    to: u32,
+    len: u64,
+    rights: Rights,
+    frames: Vec<Arc<SharedFrame>>,
+}
+
+static GRANTS: IrqMutex<BTreeMap<u64, Grant>> = IrqMutex::new(BTreeMap::new());
+static NEXT_GRANT: AtomicU64 = AtomicU64::new(1);
+
+/// The rights a grant may carry: READ, or READ | WRITE.
+fn grant_rights(bits: u64) -> Result<Rights, Error> {
+    let r = Rights::from_bits(bits).ok_or(Error::InvalidArgument)?;
+    if !r.contains(Rights::READ) || !Rights::READ.union(Rights::WRITE).contains(r) {
+        return Err(Error::InvalidArgument);
+    }
+    Ok(r)
+}
+
+/// grant_create: shares the caller's pages with the process at the channel's other end.
+pub fn grant_create(
+    me: &Process,
+    addr: u64,
+    len: u64,
+    rights: u64,
+    chan_ptr: u64,
+) -> Result<u64, Error> {
+    let call = zen_abi::syscall::Syscall::GrantCreate as u16;
+    let (chan, end, _) = channel_cap(me, chan_ptr, Rights::SEND, call)?;
+    let rights = grant_rights(rights)?;
+    let pages = len.div_ceil(4096);
+    if len == 0 || !addr.is_multiple_of(4096) || pages > MAX_GRANT_PAGES {
+        return Err(Error::InvalidArgument);
+    }
+    let to = chan.holder_of(1 - end);
+    if to == 0 {
+        return Err(Error::NoPeer);
+    }
+    let full = |g: &BTreeMap<u64, Grant>| {
+        g.len() >= MAX_GRANTS
+            || g.values().filter(|g| g.from == me.pid()).count() >= MAX_GRANTS_PER_SENDER
+    };
+    // A cheap early refusal before any page is touched; the binding check is below.
+    if full(&GRANTS.lock()) {
+        return Err(Error::NoMemory);
+    }
+    let frames = me.share_pages(addr, pages, rights.contains(Rights::WRITE))?;
+    let id = NEXT_GRANT.fetch_add(1, Ordering::Relaxed);
+    let mut t = GRANTS.lock();
+    // The limits again, and the receiver still alive, under the lock hold that
+    // inserts: a process drops its grants (`release_grants_to`) only after it stops
+    // being found, so a grant is either refused here or dropped there, never left for
+    // nobody. (Refused here, the pages stay shared in the sender, as own memory.)
+    if full(&t) {
+        drop(t);
+        drop(frames);
+        return Err(Error::NoMemory);
+    }
+    if proc::find(to).is_none() {
+        drop(t);
+        drop(frames);
+        return Err(Error::NoPeer);
+    }
+    t.insert(
+        id,
+        Grant {
+            from: me.pid(),
+            to,
+            len,
+            rights,
+            frames,
+        },
+    );
+    Ok(id)
+}
+
+/// grant_map: maps a grant made for the caller; the address.
+pub fn grant_map(me: &Process, id: u64, len: u64, rights: u64) -> Result<u64, Error> {
+    let call = zen_abi::syscall::Syscall::GrantMap as u16;
+    let g = {
+        let mut t = GRANTS.lock();
+        match t.get(&id) {
+            Some(g) if g.to == me.pid() => {
+                if g.len != len || g.rights.bits() != rights {
+                    return Err(Error::InvalidArgument);
+                }
+            }
+            // Someone else's grant, or none: as a bad token.
+            _ => return Err(denied(call, id, CapError::UnknownObject)),
+        }
+        t.remove(&id).expect("checked above")
+    };
+    match me.map_granted(&g.frames, g.rights.contains(Rights::WRITE)) {
+        Ok(va) => Ok(va),
+        Err(e) => {
+            // Not mapped: the grant stays for another try.
+            GRANTS.lock().insert(id, g);
+            Err(e)
+        }
+    }
+}
+
+/// Drops the grants waiting for a process that exits.
+pub fn release_grants_to(pid: u32) {
+    let gone: Vec<Grant> = {
+        let mut t = GRANTS.lock();
+        let ids: Vec<u64> = t
+            .iter()
+            .filter(|(_, g)| g.to == pid)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter().filter_map(|id| t.remove(id)).collect()
+    };
+    // Frames are freed here, outside the table's lock.
+    drop(gone);
+}

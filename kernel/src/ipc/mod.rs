@@ -1,0 +1,503 @@
+//! Channels: the kernel side of zen-ipc. Page grants are in [`grant`].
+//!
+//! A channel is six shared pages (per ring: the producer's words, the consumer's
+//! words, the slots; `zen_abi::ipc`) that the ends map; messages are written and read
+//! in place by the processes (zen-std drives zen-ipc's `Producer`/`Consumer`), so the
+//! kernel copies nothing. It only sleeps and wakes: `msg_send`/`msg_release` wake a
+//! peer that said it would sleep, `msg_recv`/`msg_wait_room`/`msg_poll` sleep after
+//! rechecking the ring under the wait queue's lock (zen-ipc's wake-up protocol).
+//!
+//! Each end is its own capability object: object id `channel << 1 | end`. End `e`
+//! produces ring `e` and consumes ring `1 - e`. Every call that names a channel takes a
+//! token, copied once from user memory, and checks it with zen-cap against the
+//! caller's pid and the channel's current generation; a failure is `Denied` and an
+//! EDGE_REGISTRY record with the reason (`cap`).
+//!
+//! Rights are enforced where the memory is mapped: `attach` maps only the pages the
+//! token's rights need (`zen_abi::ipc::page_access`): SEND maps the produced ring's
+//! words and slots writable and its consumer words read-only; RECV maps the consumed
+//! ring's consumer words writable and the rest of it read-only. Attaching the same end
+//! again maps what new rights add into the same range (one holding per process and
+//! end, so attach in a loop grows nothing).
+//!
+//! Lifetime: the creator owns the channel; when it exits the channel leaves the table
+//! (later attaches fail). A holding keeps its `Arc` until its pages are unmapped:
+//! at exit (after the address space is gone) or when a `cap_revoke` by another
+//! process takes the pages away (unmapped, every CPU's TLB flushed, then dropped).
+//! So a channel's frames are never freed while any page table still maps them.
+
+pub mod grant;
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use zen_abi::cap::{Binding, ObjectType, Rights, TokenSlot};
+use zen_abi::ipc::{
+    page_access, Access, CHANNEL_PAGES, CONSUMER_PAGE, PRODUCER_PAGE, RING_PAGES, RING_SLOTS,
+};
+use zen_abi::syscall::Error;
+use zen_cap::CapError;
+
+use crate::arch::paging::Flags;
+use crate::arch::phys::SharedFrame;
+use crate::cap::{denied, key, token_in};
+use crate::proc::{self, Process};
+use crate::sync::IrqMutex;
+use crate::task::{self, WaitQueue};
+
+/// Most channels alive at once.
+pub const MAX_CHANNELS: usize = 256;
+
+/// Side of a ring in `Channel::queues`.
+const CONSUMER: usize = 0;
+const PRODUCER: usize = 1;
+
+pub struct Channel {
+    id: u64,
+    generation: AtomicU64,
+    /// `CHANNEL_PAGES` frames in the order of `zen_abi::ipc`.
+    pages: [SharedFrame; CHANNEL_PAGES],
+    /// Processes attached, with the end each holds, oldest first: `cap_send` and
+    /// grants go to the latest holder of the other end. One entry per (pid, end).
+    attached: IrqMutex<Vec<(u32, usize)>>,
+    /// Sleepers per ring and side (`CONSUMER`, `PRODUCER`).
+    queues: [[WaitQueue; 2]; 2],
+}
+
+/// A process's mapping of one channel end: which of the range's pages are mapped
+/// (bit `p` for page `p`). The `Arc` keeps the frames until the pages are unmapped.
+pub struct Holding {
+    pub chan: Arc<Channel>,
+    pub end: usize,
+    pub va: u64,
+    pub mapped: u8,
+}
+
+impl Channel {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn words(&self, ring: usize) -> zen_ipc::RingWords<'_> {
+        zen_ipc::RingWords {
+            producer: self.pages[ring * RING_PAGES + PRODUCER_PAGE].producer_words(),
+            consumer: self.pages[ring * RING_PAGES + CONSUMER_PAGE].consumer_words(),
+        }
+    }
+
+    fn wake(&self, ring: usize, side: usize) {
+        self.queues[ring][side].wake_all(|| {
+            let s = [zen_ipc::Side::Consumer, zen_ipc::Side::Producer][side];
+            zen_ipc::kernel_woke(self.words(ring), s);
+        });
+    }
+
+    fn wake_everyone(&self) {
+        for ring in 0..2 {
+            for side in [CONSUMER, PRODUCER] {
+                self.queues[ring][side].wake_all(|| {});
+            }
+        }
+    }
+
+    /// The latest process attached at `end`, 0 if none.
+    fn holder_of(&self, end: usize) -> u32 {
+        self.attached
+            .lock()
+            .iter()
+            .rev()
+            .find(|(_, e)| *e == end)
+            .map_or(0, |(p, _)| *p)
+    }
+
+    /// Forgets `pid`'s attachments (it exits, or was revoked).
+    pub fn forget(&self, pid: u32) {
+        self.attached.lock().retain(|(p, _)| *p != pid);
+    }
+}
+
+static CHANNELS: IrqMutex<BTreeMap<u64, Arc<Channel>>> = IrqMutex::new(BTreeMap::new());
+static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
+
+/// The channel a token names, and the binding a genuine token of the caller must carry
+/// now. Nothing is verified yet.
+fn named_channel(
+    me: &Process,
+    slot: &TokenSlot,
+    call: u16,
+) -> Result<(Arc<Channel>, Binding), Error> {
+    let object = slot.binding.object;
+    let chan = CHANNELS
+        .lock()
+        .get(&(object >> 1))
+        .cloned()
+        .ok_or_else(|| denied(call, object, CapError::UnknownObject))?;
+    let expected = zen_cap::binding(
+        object,
+        ObjectType::Channel,
+        me.pid(),
+        chan.generation.load(Ordering::Acquire),
+    );
+    Ok((chan, expected))
+}
+
+/// Checks a channel token of the caller, already copied in: (channel, end, rights).
+fn check(
+    me: &Process,
+    slot: &TokenSlot,
+    required: Rights,
+    call: u16,
+) -> Result<(Arc<Channel>, usize, Rights), Error> {
+    let (chan, expected) = named_channel(me, slot, call)?;
+    let object = expected.object;
+    let held = me
+        .verify_token(key(), slot, &expected, required)
+        .map_err(|e| denied(call, object, e))?;
+    Ok((chan, (object & 1) as usize, held))
+}
+
+/// Copies the token at `ptr` and checks it: (channel, end, rights held).
+fn channel_cap(
+    me: &Process,
+    ptr: u64,
+    required: Rights,
+    call: u16,
+) -> Result<(Arc<Channel>, usize, Rights), Error> {
+    check(me, &token_in(me, ptr)?, required, call)
+}
+
+/// chan_create: a channel owned by `me`, with both ends' tokens in its token page.
+pub fn create(me: &Arc<Process>) -> Result<u64, Error> {
+    if CHANNELS.lock().len() >= MAX_CHANNELS {
+        return Err(Error::NoMemory);
+    }
+    let mut frames = Vec::new();
+    frames
+        .try_reserve_exact(CHANNEL_PAGES)
+        .map_err(|_| Error::NoMemory)?;
+    for _ in 0..CHANNEL_PAGES {
+        frames.push(SharedFrame::new().ok_or(Error::NoMemory)?);
+    }
+    let pages: [SharedFrame; CHANNEL_PAGES] = frames.try_into().map_err(|_| Error::NoMemory)?;
+    let id = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
+    let chan = Arc::new(Channel {
+        id,
+        generation: AtomicU64::new(1),
+        pages,
+        attached: IrqMutex::new(Vec::new()),
+        queues: [const { [const { WaitQueue::new() }; 2] }; 2],
+    });
+    let mint = |end: u64| {
+        zen_cap::mint(
+            key(),
+            zen_cap::binding(id << 1 | end, ObjectType::Channel, me.pid(), 1),
+            Rights::CHANNEL_ALL,
+        )
+    };
+    me.own_channel(id)?;
+    let sa = me.insert_token(mint(0));
+    let sb = sa.and_then(|_| me.insert_token(mint(1)));
+    match (sa, sb) {
+        (Ok(a), Ok(b)) => {
+            CHANNELS.lock().insert(id, chan);
+            Ok(a as u64 | (b as u64) << 16)
+        }
+        (a, b) => {
+            if let Ok(a) = a {
+                let _ = me.remove_token(a);
+            }
+            me.disown_channel(id);
+            Err(b.err().or(a.err()).unwrap_or(Error::NoMemory))
+        }
+    }
+}
+
+/// Removes the channels a dying process created from the table.
+pub fn release_owned(ids: &[u64]) {
+    let mut t = CHANNELS.lock();
+    for id in ids {
+        t.remove(id);
+    }
+}
+
+/// The pages (as a bit mask) a holder of `end` with `held` maps.
+fn pages_for(end: usize, held: Rights) -> u8 {
+    let (send, recv) = (held.contains(Rights::SEND), held.contains(Rights::RECV));
+    (0..CHANNEL_PAGES)
+        .filter(|&p| page_access(end, p, send, recv) != Access::None)
+        .fold(0, |m, p| m | 1 << p)
+}
+
+/// chan_attach: maps the pages of the channel end that the token's rights allow;
+/// the address of the range (`CHANNEL_PAGES` pages, holes where not mapped).
+pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
+    const CALL: u16 = zen_abi::syscall::Syscall::ChanAttach as u16;
+    let (chan, end, held) = channel_cap(me, ptr, Rights::EMPTY, CALL)?;
+    let want = pages_for(end, held);
+    if want == 0 {
+        return Err(denied(
+            CALL,
+            chan.id << 1 | end as u64,
+            CapError::InsufficientRights,
+        ));
+    }
+    let (send, recv) = (held.contains(Rights::SEND), held.contains(Rights::RECV));
+    {
+        let mut a = chan.attached.lock();
+        if !a.contains(&(me.pid(), end)) {
+            a.try_reserve(1).map_err(|_| Error::NoMemory)?;
+        }
+    }
+    let va = me.with_holdings(|holdings| {
+        let existing = holdings
+            .iter()
+            .position(|h| h.chan.id == chan.id && h.end == end);
+        let (va, have) = match existing {
+            Some(i) => (holdings[i].va, holdings[i].mapped),
+            None => {
+                holdings.try_reserve(1).map_err(|_| Error::NoMemory)?;
+                (me.reserve_map_range(CHANNEL_PAGES as u64)?, 0)
+            }
+        };
+        let add = want & !have;
+        let mapped = me.with_space(|s| {
+            let mut done = 0u8;
+            for p in (0..CHANNEL_PAGES).filter(|p| add & 1 << p != 0) {
+                let flags = Flags {
+                    writable: page_access(end, p, send, recv) == Access::ReadWrite,
+                    user: true,
+                    executable: false,
+                };
+                if s.map_shared(va + p as u64 * 4096, chan.pages[p].addr(), flags)
+                    .is_err()
+                {
+                    // Undo this call's pages: nothing may stay mapped without the
+                    // holding that keeps its frame.
+                    for q in (0..CHANNEL_PAGES).filter(|q| done & 1 << q != 0) {
+                        let _ = s.unmap(va + q as u64 * 4096);
+                    }
+                    return false;
+                }
+                done |= 1 << p;
+            }
+            true
+        });
+        if mapped != Ok(true) {
+            if existing.is_none() {
+                me.unreserve(CHANNEL_PAGES as u64);
+            }
+            return Err(mapped.err().unwrap_or(Error::NoMemory));
+        }
+        match existing {
+            Some(i) => holdings[i].mapped |= add,
+            None => holdings.push(Holding {
+                chan: chan.clone(),
+                end,
+                va,
+                mapped: add,
+            }),
+        }
+        Ok(va)
+    })?;
+    // Latest holder last (room was reserved above).
+    let mut a = chan.attached.lock();
+    a.retain(|x| *x != (me.pid(), end));
+    a.push((me.pid(), end));
+    Ok(va)
+}
+
+/// msg_send (`publish`: wake the consumer of the ring we produce) and msg_release
+/// (wake the producer of the ring we consume).
+pub fn wake(me: &Process, ptr: u64, released: bool) -> Result<u64, Error> {
+    let (need, call) = if released {
+        (Rights::RECV, 23)
+    } else {
+        (Rights::SEND, 20)
+    };
+    let (chan, end, _) = channel_cap(me, ptr, need, call)?;
+    if released {
+        chan.wake(1 - end, PRODUCER);
+    } else {
+        chan.wake(end, CONSUMER);
+    }
+    Ok(0)
+}
+
+/// msg_recv (`room == false`: wait for a message while head == seen) and
+/// msg_wait_room (wait for room while tail == seen).
+pub fn wait(me: &Process, ptr: u64, seen: u64, room: bool) -> Result<u64, Error> {
+    let (need, call) = if room {
+        (Rights::SEND, 24)
+    } else {
+        (Rights::RECV, 21)
+    };
+    let (chan, end, _) = channel_cap(me, ptr, need, call)?;
+    let gen = chan.generation.load(Ordering::Acquire);
+    let (ring, side) = if room {
+        (end, PRODUCER)
+    } else {
+        (1 - end, CONSUMER)
+    };
+    let seen = seen as u32;
+    loop {
+        let w = chan.words(ring);
+        let waiter = chan.queues[ring][side]
+            .prepare(|| {
+                if room {
+                    zen_ipc::producer_may_sleep(w, seen)
+                } else {
+                    zen_ipc::consumer_may_sleep(w, seen)
+                }
+            })
+            .map_err(|_| Error::NoMemory)?;
+        if waiter.is_none() {
+            return Ok(0);
+        }
+        if me.killed() {
+            return Err(Error::InvalidArgument);
+        }
+        if chan.generation.load(Ordering::Acquire) != gen {
+            // Revoked while we slept: the token we came with is dead.
+            return Err(Error::Denied);
+        }
+        task::park();
+        // `waiter` drops here: the entry goes, however we were woken.
+    }
+}
+
+/// Most channels one msg_poll waits on.
+const POLL_MAX: u64 = 16;
+
+/// msg_poll: the index of the first channel with a message; sleeps until one has.
+pub fn poll(me: &Process, ptr: u64, count: u64, timeout_ms: u64) -> Result<u64, Error> {
+    if count == 0 || count > POLL_MAX {
+        return Err(Error::InvalidArgument);
+    }
+    let mut chans = Vec::new();
+    chans
+        .try_reserve_exact(count as usize)
+        .map_err(|_| Error::NoMemory)?;
+    for i in 0..count {
+        chans.push(channel_cap(
+            me,
+            ptr + i * TokenSlot::SIZE as u64,
+            Rights::RECV,
+            22,
+        )?);
+    }
+    let deadline = crate::time::ticks().saturating_add(
+        timeout_ms
+            .saturating_mul(crate::TIMER_HZ as u64)
+            .div_ceil(1000)
+            + 1,
+    );
+    loop {
+        let mut guards: [Option<task::Waiter<'_>>; POLL_MAX as usize] =
+            [const { None }; POLL_MAX as usize];
+        for (i, (c, end, _)) in chans.iter().enumerate() {
+            let ring = 1 - end;
+            // A corrupt ring counts as ready: its owner sees the error when it reads.
+            let w = c.words(ring);
+            match c.queues[ring][CONSUMER].prepare(|| zen_ipc::pending(w, RING_SLOTS) == Ok(0)) {
+                Ok(Some(g)) => guards[i] = Some(g),
+                Ok(None) => return Ok(i as u64),
+                Err(_) => return Err(Error::NoMemory),
+            }
+        }
+        if me.killed() {
+            return Err(Error::InvalidArgument);
+        }
+        if timeout_ms != u64::MAX && crate::time::ticks() >= deadline {
+            return Err(Error::TimedOut);
+        }
+        // Sleep until a wake from a channel or the deadline tick.
+        if timeout_ms == u64::MAX {
+            task::park();
+        } else {
+            task::park_until(deadline);
+        }
+        // The guards drop here: no entry outlives the call.
+    }
+}
+
+/// cap_send: a copy of a token (needs GRANT on it) with `rights` for the process at
+/// the channel's other end (needs SEND on the channel).
+pub fn cap_send(me: &Process, chan_ptr: u64, tok_ptr: u64, rights: u64) -> Result<u64, Error> {
+    let (chan, end, _) = channel_cap(me, chan_ptr, Rights::SEND, 25)?;
+    let peer = chan.holder_of(1 - end);
+    if peer == 0 {
+        return Err(Error::NoPeer);
+    }
+    let target = proc::find(peer).ok_or(Error::NoPeer)?;
+    pass_token(me, tok_ptr, rights, &target, 25)
+}
+
+/// Derives the token at `tok_ptr` (held by `me`; a channel end or the system) for
+/// `target` with `rights`, and puts it in the target's token page; the slot index.
+/// Used by cap_send and spawn.
+pub fn pass_token(
+    me: &Process,
+    tok_ptr: u64,
+    rights: u64,
+    target: &Process,
+    call: u16,
+) -> Result<u64, Error> {
+    let slot = token_in(me, tok_ptr)?;
+    let rights = Rights::from_bits(rights).ok_or(Error::InvalidArgument)?;
+    let expected = match ObjectType::try_from(slot.binding.object_type) {
+        Ok(ObjectType::System) => crate::cap::system_binding(me.pid()),
+        _ => named_channel(me, &slot, call)?.1,
+    };
+    crate::cap::derive_to(&slot, &expected, rights, target, call)
+}
+
+/// cap_revoke: bumps the channel's generation (every older token of both ends goes
+/// stale), gives the caller a fresh token with the same rights in the same slot, and
+/// takes the pages away from every other process attached: unmapped, every CPU's TLB
+/// flushed, and their holdings dropped, so they can neither read nor write the rings
+/// any more and grants and tokens no longer go to them.
+pub fn revoke(me: &Process, ptr: u64) -> Result<u64, Error> {
+    // Read once: the check and the replacement use the same copy.
+    let slot = token_in(me, ptr)?;
+    let (chan, end, held) = check(me, &slot, Rights::REVOKE, 26)?;
+    let gen = chan.generation.fetch_add(1, Ordering::AcqRel) + 1;
+    let fresh = zen_cap::mint(
+        key(),
+        zen_cap::binding(
+            chan.id << 1 | end as u64,
+            ObjectType::Channel,
+            me.pid(),
+            gen,
+        ),
+        held,
+    );
+    me.replace_token(&slot, fresh);
+    let others: Vec<u32> = {
+        let mut a = chan.attached.lock();
+        let mut o: Vec<u32> = a
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|&p| p != me.pid())
+            .collect();
+        o.sort_unstable();
+        o.dedup();
+        a.retain(|(p, _)| *p == me.pid());
+        o
+    };
+    let mut taken = Vec::new();
+    for pid in others {
+        if let Some(p) = proc::find(pid) {
+            taken.extend(p.drop_holdings_of(chan.id));
+        }
+    }
+    if !taken.is_empty() {
+        // Their pages are out of the tables; no CPU may still reach them through its
+        // TLB before the frames can go (the holdings below drop their references).
+        crate::arch::tlb::shootdown_all();
+    }
+    drop(taken);
+    // Sleepers of the old generation return `Denied`.
+    chan.wake_everyone();
+    Ok(0)
+}
