@@ -259,23 +259,35 @@ pub struct ProcInfo {
     pub threads: u32,
     pub pages: u64,
     pub name: [u8; 16],
+    /// Kernel memory charged to the process now (page tables, thread stacks, grants,
+    /// channel holdings, wait entries), in bytes.
+    pub kmem: u64,
+    /// Its kernel-memory quota, in bytes.
+    pub kmem_limit: u64,
 }
-const _: () = assert!(core::mem::size_of::<ProcInfo>() == 40);
+const _: () = assert!(core::mem::size_of::<ProcInfo>() == 56);
 
 impl ProcInfo {
-    pub const SIZE: usize = 40;
+    pub const SIZE: usize = 56;
     /// Little-endian bytes, in field order (what `ps` writes).
-    pub fn to_bytes(&self) -> [u8; 40] {
-        let mut b = [0u8; 40];
+    pub fn to_bytes(&self) -> [u8; 56] {
+        let mut b = [0u8; 56];
         b[0..4].copy_from_slice(&self.pid.to_le_bytes());
         b[4..8].copy_from_slice(&self.parent.to_le_bytes());
         b[8..12].copy_from_slice(&self.state.to_le_bytes());
         b[12..16].copy_from_slice(&self.threads.to_le_bytes());
         b[16..24].copy_from_slice(&self.pages.to_le_bytes());
         b[24..40].copy_from_slice(&self.name);
+        b[40..48].copy_from_slice(&self.kmem.to_le_bytes());
+        b[48..56].copy_from_slice(&self.kmem_limit.to_le_bytes());
         b
     }
-    pub fn from_bytes(b: &[u8; 40]) -> Self {
+    pub fn from_bytes(b: &[u8; 56]) -> Self {
+        let u64_at = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(x)
+        };
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let mut name = [0u8; 16];
         name.copy_from_slice(&b[24..40]);
@@ -284,8 +296,10 @@ impl ProcInfo {
             parent: u32_at(4),
             state: u32_at(8),
             threads: u32_at(12),
-            pages: u64::from_le_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]),
+            pages: u64_at(16),
             name,
+            kmem: u64_at(40),
+            kmem_limit: u64_at(48),
         }
     }
     /// The name up to its first NUL.

@@ -18,7 +18,7 @@ use zen_cap::CapError;
 use super::channel_cap;
 use crate::arch::phys::SharedFrame;
 use crate::cap::denied;
-use crate::proc::{self, Process};
+use crate::proc::{self, Charge, Process};
 use crate::sync::IrqMutex;
 
 /// Unmapped grants one process may have made (the rest wait for the receiver).
@@ -34,6 +34,9 @@ struct Grant {
     len: u64,
     rights: Rights,
     frames: Vec<Arc<SharedFrame>>,
+    /// The sender's kernel memory for this grant (its page list), until it is mapped
+    /// or dropped, even if the sender has exited by then.
+    _charge: Charge,
 }
 
 static GRANTS: IrqMutex<BTreeMap<u64, Grant>> = IrqMutex::new(BTreeMap::new());
@@ -75,6 +78,9 @@ pub fn grant_create(
     if full(&GRANTS.lock()) {
         return Err(Error::NoMemory);
     }
+    // The page list (8 bytes a page) is charged to the sender before it is made:
+    // re-granting the same pages again and again costs every time.
+    let charge = Charge::take(me.quota(), pages * 8 + core::mem::size_of::<Grant>() as u64)?;
     let frames = me.share_pages(addr, pages, rights.contains(Rights::WRITE))?;
     let id = NEXT_GRANT.fetch_add(1, Ordering::Relaxed);
     let mut t = GRANTS.lock();
@@ -100,6 +106,7 @@ pub fn grant_create(
             len,
             rights,
             frames,
+            _charge: charge,
         },
     );
     Ok(id)

@@ -42,7 +42,7 @@ use zen_cap::CapError;
 use crate::arch::paging::Flags;
 use crate::arch::phys::SharedFrame;
 use crate::cap::{denied, key, token_in};
-use crate::proc::{self, Process};
+use crate::proc::{self, Charge, Process};
 use crate::sync::IrqMutex;
 use crate::task::{self, WaitQueue};
 
@@ -72,7 +72,15 @@ pub struct Holding {
     pub end: usize,
     pub va: u64,
     pub mapped: u8,
+    /// Its kernel memory (this entry and the channel's `attached` entry), given back
+    /// when the holding is dropped.
+    pub _charge: Charge,
 }
+
+/// Kernel memory a holding costs its process.
+const HOLDING_KMEM: u64 = (core::mem::size_of::<Holding>() + 16) as u64;
+/// Kernel memory one wait entry costs while it waits.
+const WAIT_KMEM: u64 = 16;
 
 impl Channel {
     pub fn id(&self) -> u64 {
@@ -253,15 +261,16 @@ pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
         let existing = holdings
             .iter()
             .position(|h| h.chan.id == chan.id && h.end == end);
-        let (va, have) = match existing {
-            Some(i) => (holdings[i].va, holdings[i].mapped),
+        let (va, have, charge) = match existing {
+            Some(i) => (holdings[i].va, holdings[i].mapped, None),
             None => {
+                let charge = Charge::take(me.quota(), HOLDING_KMEM)?;
                 holdings.try_reserve(1).map_err(|_| Error::NoMemory)?;
-                (me.reserve_map_range(CHANNEL_PAGES as u64)?, 0)
+                (me.reserve_map_range(CHANNEL_PAGES as u64)?, 0, Some(charge))
             }
         };
         let add = want & !have;
-        let mapped = me.with_space(|s| {
+        let mapped = me.map_charged(CHANNEL_PAGES as u64, |s| {
             let mut done = 0u8;
             for p in (0..CHANNEL_PAGES).filter(|p| add & 1 << p != 0) {
                 let flags = Flags {
@@ -289,14 +298,16 @@ pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
             }
             return Err(mapped.err().unwrap_or(Error::NoMemory));
         }
-        match existing {
-            Some(i) => holdings[i].mapped |= add,
-            None => holdings.push(Holding {
+        match (existing, charge) {
+            (Some(i), _) => holdings[i].mapped |= add,
+            (None, Some(charge)) => holdings.push(Holding {
                 chan: chan.clone(),
                 end,
                 va,
                 mapped: add,
+                _charge: charge,
             }),
+            (None, None) => unreachable!("a new holding is charged above"),
         }
         Ok(va)
     })?;
@@ -340,6 +351,7 @@ pub fn wait(me: &Process, ptr: u64, seen: u64, room: bool) -> Result<u64, Error>
         (1 - end, CONSUMER)
     };
     let seen = seen as u32;
+    let _charge = Charge::take(me.quota(), WAIT_KMEM)?;
     loop {
         let w = chan.words(ring);
         let waiter = chan.queues[ring][side]
@@ -386,6 +398,7 @@ pub fn poll(me: &Process, ptr: u64, count: u64, timeout_ms: u64) -> Result<u64, 
             22,
         )?);
     }
+    let _charge = Charge::take(me.quota(), WAIT_KMEM * count)?;
     let deadline = crate::time::ticks().saturating_add(
         timeout_ms
             .saturating_mul(crate::TIMER_HZ as u64)

@@ -30,6 +30,9 @@ use crate::arch::user::{activate_root, AddressSpace};
 use crate::kprintln;
 use crate::sync::IrqMutex;
 use crate::task::{self, Options, Thread, WaitQueue};
+
+mod quota;
+pub use quota::{Charge, Quota, KMEM_LIMIT};
 use zen_abi::cap::TokenSlot;
 
 /// Most processes alive (zombies included).
@@ -98,6 +101,10 @@ pub struct Process {
     /// Pages of page grants this process maps (as sender or receiver), by address:
     /// each mapping holds its frame until `unmap` or exit.
     granted: IrqMutex<BTreeMap<u64, Arc<SharedFrame>>>,
+    /// Kernel memory charged to this process (see `quota`).
+    kmem: Arc<Quota>,
+    /// The part of `kmem` that is page tables now (resynced after each map/unmap).
+    table_bytes: AtomicU64,
     /// Tokens this process presented that verified (see `zen_cap::Verified`): a
     /// channel call with a remembered token skips the MAC computation.
     verified: IrqMutex<zen_cap::Verified<8>>,
@@ -162,7 +169,7 @@ impl Process {
             let x = h.swap_remove(i);
             let _ = self.with_space(|s| {
                 for p in (0..zen_abi::ipc::CHANNEL_PAGES).filter(|p| x.mapped & 1 << p != 0) {
-                    let _ = s.unmap(x.va + p as u64 * 4096);
+                    let _ = s.unmap_keep_tables(x.va + p as u64 * 4096);
                 }
             });
             self.unreserve(zen_abi::ipc::CHANNEL_PAGES as u64);
@@ -227,6 +234,10 @@ impl Process {
                 .filter(|va| !granted.contains_key(va))
                 .count() as u64;
             take_granted(new)?;
+            if let Err(e) = self.kmem.take(new * GRANTED_ENTRY_KMEM) {
+                give_granted(new);
+                return Err(e);
+            }
             for va in (addr..end).step_by(4096) {
                 let f = match granted.get(&va) {
                     Some(f) => f.clone(),
@@ -247,10 +258,15 @@ impl Process {
     pub fn map_granted(&self, frames: &[Arc<SharedFrame>], write: bool) -> Result<u64, Error> {
         let pages = frames.len() as u64;
         take_granted(pages)?;
+        if let Err(e) = self.kmem.take(pages * GRANTED_ENTRY_KMEM) {
+            give_granted(pages);
+            return Err(e);
+        }
         let va = match self.reserve_map_range(pages) {
             Ok(va) => va,
             Err(e) => {
                 give_granted(pages);
+                self.kmem.give(pages * GRANTED_ENTRY_KMEM);
                 return Err(e);
             }
         };
@@ -259,7 +275,7 @@ impl Process {
             user: true,
             executable: false,
         };
-        let done = self.with_space(|s| {
+        let done = self.map_charged(pages, |s| {
             let mut granted = self.granted.lock();
             for (n, f) in frames.iter().enumerate() {
                 let at = va + n as u64 * 4096;
@@ -276,6 +292,7 @@ impl Process {
         });
         if done != Ok(true) {
             give_granted(pages);
+            self.kmem.give(pages * GRANTED_ENTRY_KMEM);
             self.unreserve(pages);
             return Err(done.err().unwrap_or(Error::NoMemory));
         }
@@ -305,6 +322,50 @@ impl Process {
             .map(f)
             .ok_or(Error::NoSuchProcess)
     }
+
+    /// This process's kernel-memory account.
+    pub fn quota(&self) -> &Arc<Quota> {
+        &self.kmem
+    }
+
+    /// Runs `f`, which maps up to `pages` pages, with the page tables it may need
+    /// charged first (the worst case, `NoMemory` if over quota); afterwards the charge
+    /// is what the tables really are.
+    pub fn map_charged<R>(
+        &self,
+        pages: u64,
+        f: impl FnOnce(&AddressSpace) -> R,
+    ) -> Result<R, Error> {
+        // New level-1 tables for `pages` contiguous pages, plus a level-2 and -3 at
+        // each end of the range.
+        let worst = (pages.div_ceil(512) + 1 + 2 * crate::arch::user::TABLES_PER_MAP) * 4096;
+        self.kmem.take(worst)?;
+        let r = self.with_space(|s| {
+            let r = f(s);
+            (r, s.table_frames())
+        });
+        self.kmem.give(worst);
+        let (r, tables) = r?;
+        self.sync_tables(tables);
+        Ok(r)
+    }
+
+    /// Makes the page-table part of the charge `tables` frames (tables freed by
+    /// unmap give their share back; new ones were reserved by `map_charged`).
+    pub fn sync_tables(&self, tables: u64) {
+        let now = tables * 4096;
+        let old = self.table_bytes.swap(now, Ordering::AcqRel);
+        if now > old {
+            // Within the worst case just reserved: may pass the limit only by what
+            // the reservation allowed.
+            let _ = self
+                .kmem
+                .take(now - old)
+                .map_err(|_| self.kmem.force(now - old));
+        } else {
+            self.kmem.give(old - now);
+        }
+    }
 }
 
 static PROCS: IrqMutex<BTreeMap<u32, Arc<Process>>> = IrqMutex::new(BTreeMap::new());
@@ -313,6 +374,9 @@ static PROCS: IrqMutex<BTreeMap<u32, Arc<Process>>> = IrqMutex::new(BTreeMap::ne
 /// processes cannot make more than this many (the total RAM of a 256 MiB machine in
 /// pages; about 1.5 MiB of heap).
 const MAX_GRANTED_PAGES: u64 = 1 << 16;
+/// Kernel memory one entry of a process's `granted` map costs it (a B-tree slot of
+/// address and `Arc`, with the tree's overhead).
+const GRANTED_ENTRY_KMEM: u64 = 32;
 static GRANTED_PAGES: AtomicU64 = AtomicU64::new(0);
 
 /// Takes `n` of the granted-page budget: `NoMemory` if it is spent.
@@ -461,6 +525,8 @@ pub fn spawn_with(
         }),
         exit_queue: WaitQueue::new(),
         join_queue: WaitQueue::new(),
+        kmem: Quota::new(KMEM_LIMIT),
+        table_bytes: AtomicU64::new(0),
         tokens: IrqMutex::new(tokens),
         owned: IrqMutex::new(Vec::new()),
         holdings: IrqMutex::new(Vec::new()),
@@ -476,6 +542,11 @@ pub fn spawn_with(
         }
         procs.insert(pid, p.clone());
     }
+    // Its image's page tables and its first thread are its first kernel memory.
+    if let Ok(t) = p.with_space(|s| s.table_frames()) {
+        p.sync_tables(t);
+    }
+    p.kmem.force(THREAD_KMEM);
     // Listed before it can run, so its exit finds itself (no IRQs: not preempted).
     let mut i = p.inner.lock();
     match task::spawn_user(Options::new("user"), p.clone(), entry, USER_STACK_TOP, 0) {
@@ -493,6 +564,9 @@ pub fn spawn_with(
 
 /// Most threads of one process.
 pub const MAX_THREADS: usize = 16;
+/// Kernel memory a thread costs its process: its 32 KiB kernel stack and the thread
+/// object, scheduler entry and bookkeeping.
+const THREAD_KMEM: u64 = 36 * 1024;
 /// Exit codes of unjoined threads kept per process (older ones are dropped).
 const MAX_THREAD_EXITS: usize = 64;
 
@@ -536,6 +610,8 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
         (i.threads.is_empty(), others, i.ending.unwrap_or(code))
     };
     drop(me);
+    // Its stack is freed once the next thread has left it; the account forgets it now.
+    p.kmem.give(THREAD_KMEM);
     // After the state changed, with no lock held (see `task::WaitQueue`).
     p.join_queue.wake_all(|| {});
     if !last {
@@ -766,8 +842,14 @@ pub fn thread_create(me: &Arc<Process>, rip: u64, rsp: u64, arg: u64) -> Result<
     if i.threads.len() >= MAX_THREADS || i.ending.is_some() {
         return Err(Error::NoMemory);
     }
-    let t = task::spawn_user(Options::new("user").pin(cpu), me.clone(), rip, rsp, arg)
-        .map_err(|_| Error::NoMemory)?;
+    me.kmem.take(THREAD_KMEM)?;
+    let t = match task::spawn_user(Options::new("user").pin(cpu), me.clone(), rip, rsp, arg) {
+        Ok(t) => t,
+        Err(_) => {
+            me.kmem.give(THREAD_KMEM);
+            return Err(Error::NoMemory);
+        }
+    };
     let tid = i.next_tid;
     i.next_tid += 1;
     i.threads.push((tid, t));
@@ -833,7 +915,7 @@ pub fn map(me: &Process, len: u64) -> Result<u64, Error> {
         i.mapped += pages;
         va
     };
-    let done = me.with_space(|s| {
+    let done = me.map_charged(pages, |s| {
         for n in 0..pages {
             let ok = zeroed_frame()
                 .map(|f| {
@@ -857,7 +939,14 @@ pub fn map(me: &Process, len: u64) -> Result<u64, Error> {
             }
         }
         true
-    })?;
+    });
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            me.inner.lock().mapped -= pages;
+            return Err(e);
+        }
+    };
     if !done {
         me.inner.lock().mapped -= pages;
         return Err(Error::NoMemory);
@@ -877,7 +966,7 @@ pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
     if end > me.inner.lock().next_map {
         return Err(Error::InvalidArgument);
     }
-    me.with_space(|s| {
+    let tables = me.with_space(|s| {
         let mut granted = me.granted.lock();
         // Only memory from `map` and mapped grants: a channel's pages (shared, but no
         // grant) stay until exit or revoke, so their holding and mapping go together.
@@ -895,8 +984,11 @@ pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
             released += granted.remove(&(addr + n * 4096)).is_some() as u64;
         }
         give_granted(released);
-        Ok(())
+        me.kmem.give(released * GRANTED_ENTRY_KMEM);
+        Ok(s.table_frames())
     })??;
+    // Tables that emptied were freed: their charge goes back.
+    me.sync_tables(tables);
     let mut i = me.inner.lock();
     i.mapped = i.mapped.saturating_sub(pages);
     Ok(())
@@ -919,6 +1011,8 @@ pub fn list() -> Vec<ProcInfo> {
                 threads: i.threads.len() as u32,
                 pages: i.mapped + i.image_pages,
                 name,
+                kmem: p.kmem.used(),
+                kmem_limit: p.kmem.limit(),
             }
         })
         .collect()

@@ -83,11 +83,6 @@ impl WaitQueue {
         w.clear();
         n
     }
-
-    /// Threads registered now (for tests and `ps`-style reports).
-    pub fn len(&self) -> usize {
-        self.waiters.lock().len()
-    }
 }
 
 impl Default for WaitQueue {

@@ -93,16 +93,18 @@ fn execute(line: &str) {
         }
         "ps" => match process::list() {
             Ok(list) => {
-                println!("  PID PARENT STATE    THREADS PAGES NAME");
+                println!("  PID PARENT STATE    THREADS PAGES KMEM/QUOTA KiB NAME");
                 for p in list {
                     let state = if p.state == 0 { "running" } else { "exited" };
+                    let kmem = format!("{}/{}", p.kmem.div_ceil(1024), p.kmem_limit / 1024);
                     println!(
-                        "{:>5} {:>6} {:<8} {:>7} {:>5} {}",
+                        "{:>5} {:>6} {:<8} {:>7} {:>5} {:>14} {}",
                         p.pid,
                         p.parent,
                         state,
                         p.threads,
                         p.pages,
+                        kmem,
                         p.name()
                     );
                 }

@@ -22,6 +22,7 @@ use zen_std::{mem, process, thread, time, Error};
 
 zen_std::main!(main);
 
+mod limits;
 mod rights;
 mod waits;
 
@@ -1416,6 +1417,14 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     (
         "rights::shutdown_needs_the_system_token",
         rights::shutdown_needs_the_system_token,
+    ),
+    (
+        "limits::map_unmap_frees_page_tables",
+        limits::map_unmap_frees_page_tables,
+    ),
+    (
+        "limits::grants_are_charged_to_the_sender",
+        limits::grants_are_charged_to_the_sender,
     ),
     (
         "waits::two_waiters_are_both_woken",

@@ -96,7 +96,7 @@ fn listing(call: Syscall) -> Result<Vec<u8>> {
 pub fn list() -> Result<Vec<ProcInfo>> {
     let b = listing(Syscall::Ps)?;
     Ok(b.chunks_exact(ProcInfo::SIZE)
-        .map(|c| ProcInfo::from_bytes(c.try_into().expect("40 bytes")))
+        .map(|c| ProcInfo::from_bytes(c.try_into().expect("ProcInfo::SIZE bytes")))
         .collect())
 }
 

@@ -13,10 +13,12 @@
 use ::x86_64::registers::control::{Cr3, Cr3Flags};
 use ::x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
 use ::x86_64::structures::paging::{
-    Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB, Translate,
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
+    Translate,
 };
 use ::x86_64::{PhysAddr, VirtAddr};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use zen_abi::layout::DIRECT_MAP;
 use zen_abi::syscall::USER_END;
 
@@ -30,7 +32,26 @@ const SHARED: PageTableFlags = PageTableFlags::BIT_9;
 pub struct AddressSpace {
     root: u64,
     lock: spin::Mutex<()>,
+    /// Page-table frames of the lower half this space owns now (the root included):
+    /// what its process is charged for them.
+    tables: AtomicU64,
 }
+
+/// Allocates page-table frames for one address space and counts them.
+struct CountingFrames<'a>(&'a AtomicU64);
+
+// SAFETY: every frame comes from the frame allocator (through `TableFrames`), so it
+// is unused and handed out once; the mapper zeroes new table frames itself.
+unsafe impl FrameAllocator<Size4KiB> for CountingFrames<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        let f = TableFrames.allocate_frame()?;
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Some(f)
+    }
+}
+
+/// Most table frames one mapping of a 4 KiB page can add (level 3, 2 and 1).
+pub const TABLES_PER_MAP: u64 = 3;
 
 impl core::fmt::Debug for AddressSpace {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -62,12 +83,18 @@ impl AddressSpace {
         Some(Self {
             root,
             lock: spin::Mutex::new(()),
+            tables: AtomicU64::new(1),
         })
     }
 
     /// Physical address of the level-4 table.
     pub fn root(&self) -> u64 {
         self.root
+    }
+
+    /// Page-table frames this address space holds now.
+    pub fn table_frames(&self) -> u64 {
+        self.tables.load(Ordering::Relaxed)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut OffsetPageTable<'_>) -> R) -> R {
@@ -99,8 +126,16 @@ impl AddressSpace {
         let r = self.with(|m| {
             // SAFETY: the frame was just taken from the allocator (owned, unaliased) and
             // `va` is a user address in this address space only.
-            unsafe { m.map_to_with_table_flags(page, pf, flags.bits(), parent, &mut TableFrames) }
-                .map(|flush| flush.ignore())
+            unsafe {
+                m.map_to_with_table_flags(
+                    page,
+                    pf,
+                    flags.bits(),
+                    parent,
+                    &mut CountingFrames(&self.tables),
+                )
+            }
+            .map(|flush| flush.ignore())
         });
         match r {
             Ok(()) => Ok(()),
@@ -137,18 +172,40 @@ impl AddressSpace {
         self.with(|m| {
             // SAFETY: the frame stays allocated while mapped (its owner outlives the
             // mapping, see `SHARED`), and `va` is a user address of this space only.
-            unsafe { m.map_to_with_table_flags(page, pf, flags, parent, &mut TableFrames) }
-                .map(|flush| flush.ignore())
-                .map_err(|e| match e {
-                    MapToError::FrameAllocationFailed => MapError::OutOfFrames,
-                    MapToError::ParentEntryHugePage => MapError::HugePage,
-                    MapToError::PageAlreadyMapped(_) => MapError::AlreadyMapped,
-                })
+            unsafe {
+                m.map_to_with_table_flags(
+                    page,
+                    pf,
+                    flags,
+                    parent,
+                    &mut CountingFrames(&self.tables),
+                )
+            }
+            .map(|flush| flush.ignore())
+            .map_err(|e| match e {
+                MapToError::FrameAllocationFailed => MapError::OutOfFrames,
+                MapToError::ParentEntryHugePage => MapError::HugePage,
+                MapToError::PageAlreadyMapped(_) => MapError::AlreadyMapped,
+            })
         })
     }
 
-    /// Unmaps a user page and frees its frame.
+    /// Unmaps a user page, frees its frame (unless shared) and the page tables that
+    /// became empty. Only while this space is live on the calling CPU alone (its own
+    /// threads are pinned to one CPU): a table freed here may be reused at once, so
+    /// no other CPU may hold it in its paging-structure caches.
     pub fn unmap(&self, va: u64) -> Result<(), MapError> {
+        self.unmap_page(va, true)
+    }
+
+    /// Unmaps a user page (as [`unmap`](Self::unmap)) but keeps empty page tables
+    /// (freed with the space): for pages taken from a process that may be running on
+    /// another CPU, whose caches a TLB shootdown clears only afterwards.
+    pub fn unmap_keep_tables(&self, va: u64) -> Result<(), MapError> {
+        self.unmap_page(va, false)
+    }
+
+    fn unmap_page(&self, va: u64, free_tables: bool) -> Result<(), MapError> {
         if va >= USER_END {
             return Err(MapError::NonCanonical);
         }
@@ -169,9 +226,18 @@ impl AddressSpace {
             Err(UnmapError::ParentEntryHugePage) => Err(MapError::HugePage),
         })?;
         // Other CPUs running this address space would still hold the old translation;
-        // processes are single-threaded for now, so flushing here is enough.
+        // a process's threads share one CPU, so flushing here is enough.
         if !shared {
             let _ = crate::mm::free_frame(crate::mm::frame_from_raw(frame));
+        }
+        if free_tables {
+            let _g = self.lock.lock();
+            // SAFETY: under the space's lock (the only mutable view of its tables),
+            // after the page's entry was cleared and flushed above (INVLPG drops the
+            // paging-structure caches too); the caller guarantees no other CPU runs on
+            // these tables.
+            let freed = unsafe { free_empty_tables(self.root, va) };
+            self.tables.fetch_sub(freed, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -343,6 +409,46 @@ impl Drop for AddressSpace {
         // lower half belongs to this address space alone.
         unsafe { free_tables(self.root, 4) };
     }
+}
+
+/// After the level-1 entry of `va` was cleared: frees the level-1, 2 and 3 tables on
+/// its path that hold no entry any more, clearing their parents' entries; how many.
+///
+/// # Safety
+/// `root` is a live address space's level-4 table, locked by the caller, and no CPU
+/// other than the caller's may cache translations through it.
+unsafe fn free_empty_tables(root: u64, va: u64) -> u64 {
+    let idx = |level: u32| ((va >> (12 + 9 * (level - 1))) & 511) as usize;
+    // The path: tables[i] is the level-(4 - i) table.
+    let mut path = [root, 0, 0, 0];
+    for i in 0..3 {
+        // SAFETY: every table on the path is a frame of this space (the caller's).
+        let t = unsafe { &*table(path[i]) };
+        let e = &t[idx(4 - i as u32)];
+        if !e.flags().contains(PageTableFlags::PRESENT)
+            || e.flags().contains(PageTableFlags::HUGE_PAGE)
+        {
+            return 0;
+        }
+        path[i + 1] = e.addr().as_u64();
+    }
+    let mut freed = 0;
+    // From the level-1 table up; never the root (`i > 0`).
+    for i in (1..4).rev() {
+        // SAFETY: as above.
+        let child = unsafe { &*table(path[i]) };
+        if child.iter().any(|e| !e.is_unused()) {
+            break;
+        }
+        // SAFETY: as above; the parent's entry for this table is cleared first, then
+        // the page-structure caches of this CPU flushed, then the frame freed.
+        let parent = unsafe { &mut *table(path[i - 1]) };
+        parent[idx(4 - (i as u32 - 1))].set_unused();
+        ::x86_64::instructions::tlb::flush(VirtAddr::new(va));
+        let _ = crate::mm::free_frame(crate::mm::frame_from_raw(path[i]));
+        freed += 1;
+    }
+    freed
 }
 
 /// Frees the lower half below a level-`level` table, then the table itself.

@@ -1,0 +1,91 @@
+//! Kernel memory a loop could grow: page tables freed when they empty, and every
+//! kernel object a process causes charged to its quota (`ps` shows it).
+
+use crate::{check, expect, recv_within, sys, usage_back, usage_settled, Outcome};
+use zen_abi::cap::Rights;
+use zen_abi::syscall::{Error, Syscall};
+use zen_std::chan::{self, Channel};
+use zen_std::prelude::*;
+use zen_std::{mem, process};
+
+/// This process's kernel memory charged now, and its quota (from `ps`).
+fn kmem() -> Result<(u64, u64), String> {
+    let me = process::id();
+    process::list()
+        .map_err(|e| format!("ps: {e:?}"))?
+        .iter()
+        .find(|p| p.pid == me)
+        .map(|p| (p.kmem, p.kmem_limit))
+        .ok_or_else(|| String::from("ps does not list this process"))
+}
+
+pub fn map_unmap_frees_page_tables() -> Outcome {
+    // Each map takes the next page of the map area: 3000 of them walk across six
+    // level-1 tables. Unmapped, each table must go back when it empties.
+    let cycle = || -> Result<(), String> {
+        let a = sys(Syscall::Map, [4096, 0, 0, 0, 0, 0]).map_err(|e| format!("map: {e:?}"))?;
+        sys(Syscall::Unmap, [a, 4096, 0, 0, 0, 0]).map_err(|e| format!("unmap: {e:?}"))?;
+        Ok(())
+    };
+    cycle()?;
+    let before = usage_settled()?;
+    let (k0, _) = kmem()?;
+    for _ in 0..3000 {
+        cycle()?;
+    }
+    let (k1, limit) = kmem()?;
+    check(
+        &format!("page tables charged {k0} -> {k1} bytes (quota {limit})"),
+        k1 <= k0 + 3 * 4096,
+    )?;
+    usage_back(before, "3000 map/unmap cycles")
+}
+
+pub fn grants_are_charged_to_the_sender() -> Outcome {
+    // 48 MiB granted again and again: each grant's page list (96 KiB) is kernel
+    // memory, so the quota ends it long before the 64-grant limit would.
+    let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let pid = chan::spawn_with_cap("usertests", "echo", b, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("{e:?}"))?;
+    let mut ch = Channel::attach(a).map_err(|e| format!("{e:?}"))?;
+    let mut buf = [0u8; 8];
+    ch.send(b"hi").map_err(|e| format!("{e:?}"))?;
+    recv_within(&mut ch, &mut buf, "echo")?;
+    let (k0, limit) = kmem()?;
+    let m = mem::Shared::new(48 << 20).map_err(|e| format!("map 48 MiB: {e:?}"))?;
+    let t = ch.token().to_bytes();
+    let mut made = 0;
+    let last = loop {
+        let r = sys(
+            Syscall::GrantCreate,
+            [
+                m.addr(),
+                48 << 20,
+                Rights::READ.bits(),
+                t.as_ptr() as u64,
+                0,
+                0,
+            ],
+        );
+        if r.is_err() || made == 64 {
+            break r;
+        }
+        made += 1;
+    };
+    expect("the quota refuses a grant", last, Err(Error::NoMemory))?;
+    let (k1, _) = kmem()?;
+    check(
+        &format!("{made} grants, refused before 64; kernel memory {k0} -> {k1} of {limit}"),
+        made < 64 && made > 0 && k1 > limit / 2 && k1 <= limit,
+    )?;
+    // The receiver ends without mapping them: the grants are dropped, and their
+    // charge goes back to the sender.
+    ch.send(b"quit").map_err(|e| format!("{e:?}"))?;
+    expect("peer exits", process::wait(pid), Ok(0))?;
+    drop(m);
+    let (k2, _) = kmem()?;
+    check(
+        &format!("charge back after the grants and the memory went: {k1} -> {k2} (was {k0})"),
+        k2 <= k0 + 4 * 4096,
+    )
+}
