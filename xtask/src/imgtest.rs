@@ -9,9 +9,9 @@
 
 use crate::build::Artifacts;
 use crate::disk::{self, Contents, Disk, Firmware};
+use crate::harness::{failure_notes, Job, Verdict};
 use crate::image::Corruption;
 use crate::qemu::{Capture, Vm};
-use crate::test::{failure_notes, Job, Verdict};
 use crate::util::{read, target, Result};
 use std::path::PathBuf;
 use std::time::Duration;

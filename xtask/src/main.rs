@@ -5,7 +5,8 @@
 //! the stub, `image` lays out the ESP directory the kernel tests boot, `disk` writes
 //! `zenos.img` and knows the firmware that boots it, `qemu` starts VMs, `protocol`
 //! parses test output, `test` and `bench` are the two verbs with the most to do
-//! (`imgtest` holds the disk-image tests).
+//! (`imgtest` holds the disk-image tests, `usertest` the user-space ones; `harness`
+//! the job and verdict types all three share).
 #![deny(unsafe_code)]
 
 mod bench;
@@ -13,6 +14,7 @@ mod build;
 mod disk;
 mod diskbench;
 mod elf;
+mod harness;
 mod image;
 mod imgtest;
 mod linux;
