@@ -20,6 +20,7 @@ mod imgtest;
 mod linux;
 mod protocol;
 mod qemu;
+mod row;
 mod secboot;
 mod setup;
 mod test;
