@@ -7,6 +7,7 @@
 //! OVMF's Secure Boot build with our keys enrolled (`secboot`). It is a plain raw disk,
 //! so `dd` writes it to a USB stick.
 
+use crate::ovmf::{OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS};
 use crate::util::{cargo, read, run, target, write, Result};
 use std::path::{Path, PathBuf};
 
@@ -15,15 +16,12 @@ use std::path::{Path, PathBuf};
 pub enum Firmware {
     /// SeaBIOS: QEMU's default, so no firmware options at all.
     Bios,
-    /// OVMF without Secure Boot (`qemu::OVMF_CODE`, a fresh copy of `qemu::OVMF_VARS`).
+    /// OVMF without Secure Boot (`ovmf::OVMF_CODE`, a fresh copy of `ovmf::OVMF_VARS`).
     Uefi,
     /// OVMF's Secure Boot build with SMM; the variable store given (a template copied
     /// per run) has PK, KEK and db enrolled and Secure Boot on.
     SecureBoot { vars: PathBuf },
 }
-
-/// OVMF built with Secure Boot and SMM (Debian's ovmf package).
-pub const OVMF_CODE_SECBOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 
 /// A disk image and how to boot it (the `disk` of a `qemu::Vm`).
 #[derive(Clone, Debug)]
@@ -40,7 +38,7 @@ impl Disk {
     pub fn vars_template(&self) -> Option<&Path> {
         match &self.firmware {
             Firmware::Bios => None,
-            Firmware::Uefi => Some(Path::new(crate::qemu::OVMF_VARS)),
+            Firmware::Uefi => Some(Path::new(OVMF_VARS)),
             Firmware::SecureBoot { vars } => Some(vars),
         }
     }
@@ -61,7 +59,7 @@ impl Disk {
         };
         match &self.firmware {
             Firmware::Bios => {}
-            Firmware::Uefi => pflash(&mut a, crate::qemu::OVMF_CODE),
+            Firmware::Uefi => pflash(&mut a, OVMF_CODE),
             Firmware::SecureBoot { .. } => {
                 // The Secure Boot build keeps its variables behind SMM, and the flash
                 // must refuse writes from outside SMM, or the OS could rewrite db.

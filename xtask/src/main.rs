@@ -6,7 +6,9 @@
 //! `zenos.img` and knows the firmware that boots it, `qemu` starts VMs, `protocol`
 //! parses test output, `test` and `bench` are the two verbs with the most to do
 //! (`imgtest` holds the disk-image tests, `usertest` the user-space ones; `harness`
-//! the job and verdict types all three share).
+//! the job and verdict types all three share; `diskbench` is a suite of `bench`, and
+//! `row` the figure type both make). `ovmf` names the firmware files `disk` and `qemu`
+//! both use. Calls go one way: no two modules import each other.
 #![deny(unsafe_code)]
 
 mod bench;
@@ -18,6 +20,7 @@ mod harness;
 mod image;
 mod imgtest;
 mod linux;
+mod ovmf;
 mod protocol;
 mod qemu;
 mod row;
