@@ -172,7 +172,9 @@ pub fn memory_map(e820: &[E820Entry], loader: (u64, u64), out: &mut [MemoryRegio
         }
     }
     let (ls, le) = loader;
-    for i in 0..n {
+    // Only the regions from E820: the one split off here is never split again.
+    let from_e820 = n;
+    for i in 0..from_e820 {
         let r = out[i];
         let end = r.base + r.len;
         if r.kind == MemoryKind::Usable as u32 && r.base < le && ls < end {

@@ -157,7 +157,7 @@ pub(crate) fn decode(stream: &[u8], seg_count: u32) -> Result<Loaded> {
         let mut push = |delta: u64, ids: &mut Vec<ObjectId>| -> Result<()> {
             let id = match prev {
                 None => delta,
-                Some(p) if delta > 0 => p.checked_add(delta).unwrap_or(u64::MAX),
+                Some(p) if delta > 0 => p.saturating_add(delta),
                 Some(_) => u64::MAX,
             };
             let ok = objects.get(id as usize).is_some_and(|o| o.is_some());

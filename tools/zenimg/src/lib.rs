@@ -301,7 +301,7 @@ fn esp_image(
         .fat_type(FatType::Fat32)
         .bytes_per_cluster(512)
         .volume_label(*b"ZEN OS ESP ");
-    fatfs::format_volume(&mut Cursor::new(&mut esp[..]), opts)?;
+    fatfs::format_volume(Cursor::new(&mut esp[..]), opts)?;
     {
         let fs = FileSystem::new(Cursor::new(&mut esp[..]), FsOptions::new())?;
         {
