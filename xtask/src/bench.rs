@@ -13,20 +13,9 @@ use crate::build::{self, Artifacts, Kernel};
 use crate::image::{esp_dir, EspContents};
 use crate::protocol::figures;
 use crate::qemu::Vm;
+use crate::row::Row;
 use crate::util::{cargo, read, root, show, target, write, Result};
 use std::time::Duration;
-
-/// One measured figure.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub suite: &'static str,
-    pub name: String,
-    /// Counts are whole numbers; ratios are not.
-    pub value: f64,
-    pub unit: &'static str,
-    /// Caveats, e.g. that two runs disagreed.
-    pub note: String,
-}
 
 /// What the suites share: the build (done once, on first use) and their output.
 #[derive(Default)]

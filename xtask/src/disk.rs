@@ -7,6 +7,7 @@
 //! OVMF's Secure Boot build with our keys enrolled (`secboot`). It is a plain raw disk,
 //! so `dd` writes it to a USB stick.
 
+use crate::ovmf::{OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS};
 use crate::util::{cargo, read, run, target, write, Result};
 use std::path::{Path, PathBuf};
 
@@ -15,15 +16,12 @@ use std::path::{Path, PathBuf};
 pub enum Firmware {
     /// SeaBIOS: QEMU's default, so no firmware options at all.
     Bios,
-    /// OVMF without Secure Boot (`qemu::OVMF_CODE`, a fresh copy of `qemu::OVMF_VARS`).
+    /// OVMF without Secure Boot (`ovmf::OVMF_CODE`, a fresh copy of `ovmf::OVMF_VARS`).
     Uefi,
     /// OVMF's Secure Boot build with SMM; the variable store given (a template copied
     /// per run) has PK, KEK and db enrolled and Secure Boot on.
     SecureBoot { vars: PathBuf },
 }
-
-/// OVMF built with Secure Boot and SMM (Debian's ovmf package).
-pub const OVMF_CODE_SECBOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 
 /// A disk image and how to boot it (the `disk` of a `qemu::Vm`).
 #[derive(Clone, Debug)]
@@ -40,7 +38,7 @@ impl Disk {
     pub fn vars_template(&self) -> Option<&Path> {
         match &self.firmware {
             Firmware::Bios => None,
-            Firmware::Uefi => Some(Path::new(crate::qemu::OVMF_VARS)),
+            Firmware::Uefi => Some(Path::new(OVMF_VARS)),
             Firmware::SecureBoot { vars } => Some(vars),
         }
     }
@@ -61,7 +59,7 @@ impl Disk {
         };
         match &self.firmware {
             Firmware::Bios => {}
-            Firmware::Uefi => pflash(&mut a, crate::qemu::OVMF_CODE),
+            Firmware::Uefi => pflash(&mut a, OVMF_CODE),
             Firmware::SecureBoot { .. } => {
                 // The Secure Boot build keeps its variables behind SMM, and the flash
                 // must refuse writes from outside SMM, or the OS could rewrite db.
@@ -121,6 +119,56 @@ pub fn write_image(path: &Path, c: &Contents) -> Result<zenimg::Layout> {
     Ok(layout)
 }
 
+/// Ways to damage the BIOS stub's parameter sector in a written image. Nothing signs
+/// that sector, and the 16-bit code loads as many bytes as it says, so the stub's own
+/// checks are all that keep a bad length from overwriting memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamsCorruption {
+    /// A `zenos.bin` length of 2^64 - 1 bytes.
+    HugeLength,
+    /// 512 MiB: under the stub's 1 GiB cap, but more than the test VMs' 256 MiB of
+    /// RAM, so only the E820 check refuses it.
+    LengthPastRam,
+}
+
+impl ParamsCorruption {
+    pub const ALL: [ParamsCorruption; 2] = [Self::HugeLength, Self::LengthPastRam];
+
+    /// Short name, used for the test name and the image file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HugeLength => "huge_zenos_len",
+            Self::LengthPastRam => "zenos_len_past_ram",
+        }
+    }
+
+    /// The line the BIOS stub prints before it halts.
+    pub fn refusal(self) -> &'static str {
+        "zen-boot: zenos.bin does not fit in memory"
+    }
+
+    fn zenos_len(self) -> u64 {
+        match self {
+            Self::HugeLength => u64::MAX,
+            Self::LengthPastRam => 512 << 20,
+        }
+    }
+
+    /// Damages the parameter sector of `img`, an image `write_image` laid out as
+    /// `layout`.
+    pub fn apply(self, img: &mut [u8], layout: &zenimg::Layout) -> Result {
+        let at = (layout.params_lba * 512) as usize;
+        let sector: &mut [u8; 512] = img
+            .get_mut(at..at + 512)
+            .and_then(|s| s.try_into().ok())
+            .ok_or("the parameter sector lies beyond the end of the image")?;
+        let mut p = zenimg::Params::decode(sector).ok_or("no parameter sector")?;
+        p.zenos_len = self.zenos_len();
+        *sector = p.encode();
+        Ok(())
+    }
+}
+
 /// `sgdisk -v` on the image and `fsck.vfat -n` on its ESP: both must find it clean.
 /// Returns what they said.
 pub fn check_clean(image: &Path, layout: &zenimg::Layout) -> Result<String> {
@@ -160,6 +208,33 @@ pub fn check_clean(image: &Path, layout: &zenimg::Layout) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn params_corruption_changes_only_the_length() {
+        let stub = zenimg::BiosStub {
+            mbr_code: [0xf4; 440],
+            stage2: vec![0xeb; 3 * 512],
+        };
+        let spec = zenimg::ImageSpec::new(&stub, b"MZ", b"zenos.bin bytes");
+        let (good, layout) = zenimg::write_image(&spec).unwrap();
+        let at = (layout.params_lba * 512) as usize;
+        let params = |img: &[u8]| zenimg::Params::decode(img[at..at + 512].try_into().unwrap());
+        for c in ParamsCorruption::ALL {
+            let mut bad = good.clone();
+            c.apply(&mut bad, &layout).unwrap();
+            let want = zenimg::Params {
+                zenos_len: c.zenos_len(),
+                ..params(&good).unwrap()
+            };
+            assert_eq!(params(&bad), Some(want), "{}", c.name());
+            bad[at..at + 512].copy_from_slice(&good[at..at + 512]);
+            assert!(
+                bad == good,
+                "{}: bytes outside the sector changed",
+                c.name()
+            );
+        }
+    }
 
     #[test]
     fn firmware_options() {

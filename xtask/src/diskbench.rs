@@ -7,10 +7,10 @@
 //! under icount the TSC counts instructions. Each boot runs twice: disk reads are
 //! emulated device I/O, and a figure that differs between runs is flagged.
 
-use crate::bench::Row;
 use crate::build::Artifacts;
 use crate::disk::{self, Contents, Firmware};
 use crate::protocol::figures;
+use crate::row::Row;
 use crate::util::{read, target, Result};
 use std::time::Duration;
 

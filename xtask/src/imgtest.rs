@@ -2,17 +2,18 @@
 //! image is clean for `sgdisk -v` and `fsck.vfat -n`, boots to `zen: ready` under
 //! SeaBIOS and under OVMF (the kernel naming the firmware), and a `zenos.bin` with one
 //! flipped byte is refused by each stub with its message and a halt (watched for
-//! [`HALT_WATCH`]: no more output, no reset). Then the Secure Boot chain
+//! [`HALT_WATCH`]: no more output, no reset), and so is, by the BIOS stub, each
+//! damaged parameter sector (`disk::ParamsCorruption`). Then the Secure Boot chain
 //! (`secboot_jobs`).
 //!
 //! Every run is a fresh image under target/test-img/, booted from a snapshot overlay.
 
 use crate::build::Artifacts;
-use crate::disk::{self, Contents, Disk, Firmware};
+use crate::disk::{self, Contents, Disk, Firmware, ParamsCorruption};
+use crate::harness::{failure_notes, Job, Verdict};
 use crate::image::Corruption;
 use crate::qemu::{Capture, Vm};
-use crate::test::{failure_notes, Job, Verdict};
-use crate::util::{read, target, Result};
+use crate::util::{read, target, write, Result};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -120,9 +121,9 @@ pub fn refused(message: &str) -> Expect {
     }
 }
 
-/// The image tests: one image check, then four boots.
+/// The image tests: one image check, then four boots and the parameter-sector refusals.
 pub fn jobs(a: &Artifacts) -> Vec<(&'static str, Result<Job>)> {
-    let prepared = (|| -> Result<(PathBuf, PathBuf, usize, String)> {
+    let prepared = (|| -> Result<(PathBuf, PathBuf, Vec<PathBuf>, usize, String)> {
         let bios = disk::bios_stub()?;
         let uefi = read(&a.stub)?;
         let good = read(&a.zenos_bin)?;
@@ -143,15 +144,28 @@ pub fn jobs(a: &Artifacts) -> Vec<(&'static str, Result<Job>)> {
                 ..c
             },
         )?;
+        // The good image with its parameter sector damaged, one file per way.
+        let image = read(&good_img)?;
+        let bad_params = ParamsCorruption::ALL
+            .into_iter()
+            .map(|pc| {
+                let mut img = image.clone();
+                pc.apply(&mut img, &layout)?;
+                let p = dir.join(format!("{}.img", pc.name()));
+                write(&p, &img)?;
+                Ok(p)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let clean = disk::check_clean(&good_img, &layout);
         Ok((
             good_img,
             bad_img,
+            bad_params,
             bios.size(),
             clean.map_err(|e| format!("not clean: {e}"))?,
         ))
     })();
-    let (good, bad, bios_size, clean) = match prepared {
+    let (good, bad, bad_params, bios_size, clean) = match prepared {
         Ok(p) => p,
         Err(e) => return vec![("image::prepare", Err(e))],
     };
@@ -181,7 +195,17 @@ pub fn jobs(a: &Artifacts) -> Vec<(&'static str, Result<Job>)> {
         )
     };
     let refusal = Corruption::FlippedPayloadByte.refusal();
-    vec![
+    let params_refusals = ParamsCorruption::ALL
+        .into_iter()
+        .zip(&bad_params)
+        .map(|(pc, img)| {
+            let name = match pc {
+                ParamsCorruption::HugeLength => "qemu::image_bios_refuses_huge_zenos_len",
+                ParamsCorruption::LengthPastRam => "qemu::image_bios_refuses_zenos_len_past_ram",
+            };
+            boot(name, img, Firmware::Bios, refused(pc.refusal()))
+        });
+    let mut jobs = vec![
         ("image::clean", Ok(stub_size)),
         boot(
             "qemu::image_bios_ready",
@@ -207,7 +231,9 @@ pub fn jobs(a: &Artifacts) -> Vec<(&'static str, Result<Job>)> {
             Firmware::Uefi,
             refused(refusal),
         ),
-    ]
+    ];
+    jobs.extend(params_refusals);
+    jobs
 }
 
 /// The chain of trust under OVMF's Secure Boot build with our PK, KEK and db enrolled:

@@ -295,8 +295,11 @@ pub fn measure(runs: usize) -> Result<Vec<Figures>> {
 mod tests {
     use super::*;
 
-    /// Reads back what `cpio_newc` wrote: (name, mode, rdev, data) per entry.
-    fn unpack(mut b: &[u8]) -> Vec<(String, u32, (u32, u32), Vec<u8>)> {
+    /// One archive entry as read back: (name, mode, rdev, data).
+    type Unpacked = (String, u32, (u32, u32), Vec<u8>);
+
+    /// Reads back what `cpio_newc` wrote.
+    fn unpack(mut b: &[u8]) -> Vec<Unpacked> {
         let mut out = Vec::new();
         let start = b.as_ptr() as usize;
         loop {

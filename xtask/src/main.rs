@@ -5,7 +5,10 @@
 //! the stub, `image` lays out the ESP directory the kernel tests boot, `disk` writes
 //! `zenos.img` and knows the firmware that boots it, `qemu` starts VMs, `protocol`
 //! parses test output, `test` and `bench` are the two verbs with the most to do
-//! (`imgtest` holds the disk-image tests).
+//! (`imgtest` holds the disk-image tests, `usertest` the user-space ones; `harness`
+//! the job and verdict types all three share; `diskbench` is a suite of `bench`, and
+//! `row` the figure type both make). `ovmf` names the firmware files `disk` and `qemu`
+//! both use. Calls go one way: no two modules import each other.
 #![deny(unsafe_code)]
 
 mod bench;
@@ -13,11 +16,14 @@ mod build;
 mod disk;
 mod diskbench;
 mod elf;
+mod harness;
 mod image;
 mod imgtest;
 mod linux;
+mod ovmf;
 mod protocol;
 mod qemu;
+mod row;
 mod secboot;
 mod setup;
 mod test;

@@ -4,15 +4,13 @@
 //! TCG only unless asked: nested KVM on the development machines hangs 64-bit guests,
 //! and `-icount` (for benchmarks) needs TCG anyway.
 
+use crate::ovmf::{OVMF_CODE, OVMF_VARS};
 use crate::util::{mkdir, show, target, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// Firmware lines meaning there is nothing (more) to boot: the stub is missing, failed
 /// to load, or returned, and OVMF fell through to its shell. Waiting on is pointless.

@@ -170,7 +170,7 @@ impl Keys {
         }
         mkdir(out.parent().expect("has a parent"))?;
         let mut c = Command::new(virt_fw_vars()?);
-        c.arg("-i").arg(crate::qemu::OVMF_VARS).arg("-o").arg(&out);
+        c.arg("-i").arg(crate::ovmf::OVMF_VARS).arg("-o").arg(&out);
         c.arg("--set-pk").arg(OWNER_GUID).arg(self.cert("PK"));
         c.arg("--add-kek").arg(OWNER_GUID).arg(self.cert("KEK"));
         c.arg("--add-db").arg(OWNER_GUID).arg(self.cert("db"));

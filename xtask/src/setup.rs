@@ -31,17 +31,17 @@ const HOST_NEEDS: &[HostNeed] = &[
         package: "qemu-system-x86",
     },
     HostNeed {
-        path: crate::qemu::OVMF_CODE,
+        path: crate::ovmf::OVMF_CODE,
         on_path: None,
         package: "ovmf",
     },
     HostNeed {
-        path: crate::qemu::OVMF_VARS,
+        path: crate::ovmf::OVMF_VARS,
         on_path: None,
         package: "ovmf",
     },
     HostNeed {
-        path: crate::disk::OVMF_CODE_SECBOOT,
+        path: crate::ovmf::OVMF_CODE_SECBOOT,
         on_path: None,
         package: "ovmf",
     },

@@ -8,11 +8,15 @@
 //!
 //! A step that cannot run (build failure, missing QEMU) counts as a failure rather
 //! than ending the run, so the closing line is always printed and always honest.
+//!
+//! This is the runner on top: it calls the suites of `usertest` and `imgtest`, which
+//! build their jobs from the shared types of `harness` and never call back here.
 
 use crate::build::{self, Artifacts, Kernel};
+use crate::harness::{failure_notes, protocol_verdicts, Job, Verdict};
 use crate::image::{esp_dir, Corruption, EspContents};
 use crate::protocol::{cargo_result, Ktest};
-use crate::qemu::Vm;
+use crate::qemu::{Capture, Vm};
 use crate::util::{cargo, read, show, target, Result};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -23,8 +27,6 @@ use std::time::{Duration, Instant};
 const KTEST_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long a boot may take to print what we wait for (OVMF alone takes seconds).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-/// Serial lines shown when a QEMU test fails.
-const TAIL: usize = 20;
 /// The kernel's test mode runs once per CPU count here (issue 4: SMP bring-up, per-CPU
 /// data, stealing and proportional share must hold on 1, 2, 4 and 8 CPUs). Each run is
 /// its own VM with its own timeout, and its tests are reported as
@@ -153,16 +155,6 @@ fn cargo_test(what: &str, c: &mut Command) -> Tally {
     t
 }
 
-/// One QEMU test's verdict.
-pub(crate) struct Verdict {
-    pub(crate) name: String,
-    pub(crate) ok: bool,
-    /// Shown under the test line (why it failed, serial tail).
-    pub(crate) notes: Vec<String>,
-}
-
-pub(crate) type Job = Box<dyn FnOnce() -> Vec<Verdict> + Send>;
-
 fn qemu_suites() -> Tally {
     let setup = crate::setup::ensure();
     let (ktest, normal) = match setup
@@ -272,18 +264,6 @@ fn run_parallel(jobs: Vec<Job>, workers: usize) -> Vec<Vec<Verdict>> {
     results.into_inner().unwrap()
 }
 
-/// Notes for a failed run: how it ended, the serial tail, where the full log is.
-pub(crate) fn failure_notes(vm: &Vm, cap: &crate::qemu::Capture, why: Vec<String>) -> Vec<String> {
-    let mut notes = why;
-    notes.push(cap.ending());
-    notes.push(format!(
-        "last serial lines (all in target/qemu/{}.log):",
-        vm.name
-    ));
-    notes.extend(cap.tail(TAIL).iter().map(|l| format!("| {l}")));
-    notes
-}
-
 /// The kernel's test mode on `smp` CPUs. Each CPU count gets its own ESP directory:
 /// QEMU's `fat:rw:` drive must not be shared by two running VMs.
 fn ktest_job(a: &Artifacts, smp: u32) -> Result<Job> {
@@ -312,75 +292,8 @@ fn ktest_job(a: &Artifacts, smp: u32) -> Result<Job> {
     }))
 }
 
-/// Verdicts of a run that spoke the test protocol (kernel tests, usertests): one per
-/// reported test, one per test that never reported, and `<prefix>_protocol` for the
-/// run as a whole (announced count, done line, QEMU's exit status).
-pub(crate) fn protocol_verdicts(
-    prefix: &str,
-    vm: &Vm,
-    k: &Ktest,
-    cap: Result<crate::qemu::Capture>,
-) -> Vec<Verdict> {
-    let cap = match cap {
-        Ok(c) => c,
-        Err(e) => {
-            return vec![Verdict {
-                name: prefix.into(),
-                ok: false,
-                notes: vec![e],
-            }]
-        }
-    };
-    let mut out: Vec<Verdict> = k
-        .results
-        .iter()
-        .map(|r| Verdict {
-            name: format!("{prefix}::{}", r.name),
-            ok: r.ok,
-            notes: vec![],
-        })
-        .collect();
-    for i in 0..k.unreported() {
-        let name = match (&k.pending, i) {
-            (Some(p), 0) => format!("{prefix}::{p}"),
-            _ => format!("{prefix}::<unreported #{}>", i + 1),
-        };
-        out.push(Verdict {
-            name,
-            ok: false,
-            notes: vec!["never reported a result".into()],
-        });
-    }
-    let problems = k.problems(cap.status.and_then(|s| s.code()));
-    let ok = problems.is_empty();
-    let notes = if ok {
-        // Detail lines the run printed (the kernel's `zen-test:   3:1 tickets got
-        // 300:100 quanta`).
-        let details = cap
-            .lines
-            .iter()
-            .filter_map(|l| l.strip_prefix("zen-test:   ").map(str::to_string));
-        std::iter::once(format!(
-            "{} tests on {} CPUs, {}",
-            k.results.len(),
-            vm.smp,
-            cap.ending()
-        ))
-        .chain(details)
-        .collect()
-    } else {
-        failure_notes(vm, &cap, problems)
-    };
-    out.push(Verdict {
-        name: format!("{prefix}_protocol"),
-        ok,
-        notes,
-    });
-    out
-}
-
 /// Waits for a line containing one of `wanted` (stop there) and reports which.
-fn boot_until(vm: &Vm, wanted: &[&str]) -> Result<(Option<usize>, crate::qemu::Capture)> {
+fn boot_until(vm: &Vm, wanted: &[&str]) -> Result<(Option<usize>, Capture)> {
     let mut hit = None;
     let cap = vm.run_captured(BOOT_TIMEOUT, |l| {
         hit = wanted.iter().position(|w| l.contains(w));

@@ -8,10 +8,10 @@
 //!   killed, an unknown command, `shutdown`.
 
 use crate::build::Artifacts;
+use crate::harness::{failure_notes, protocol_verdicts, Job, Verdict};
 use crate::image::{esp_dir, EspContents};
 use crate::protocol::Ktest;
 use crate::qemu::{Reply, Vm, EXIT_SUCCESS};
-use crate::test::{failure_notes, protocol_verdicts, Job, Verdict};
 use crate::util::{read, target, Result};
 use std::time::Duration;
 

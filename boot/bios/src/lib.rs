@@ -31,6 +31,8 @@ pub const FILE_BASE: u64 = 0x10_0000;
 /// The stub's identity map before it builds the kernel's tables covers this much; all
 /// it allocates must lie below.
 pub const EARLY_MAP_END: u64 = 1 << 30;
+/// The longest `zenos.bin` the stub loads: it must end under EARLY_MAP_END.
+pub const MAX_ZENOS_LEN: u64 = EARLY_MAP_END - FILE_BASE;
 
 /// "ZENPARAM": the parameter sector's magic.
 pub const PARAMS_MAGIC: [u8; 8] = *b"ZENPARAM";
@@ -127,6 +129,19 @@ pub fn usable_covers(map: &[E820Entry], start: u64, end: u64) -> bool {
         .any(|e| valid(e) && e.ty == 1 && e.base <= start && end <= e.base.saturating_add(e.len))
 }
 
+/// Whether a `zenos.bin` of `len` bytes, as the (unsigned) parameter sector claims,
+/// fits where the stub loads it: whole sectors from FILE_BASE, inside one usable
+/// entry, under EARLY_MAP_END. The 16-bit code checks the same before it loads a byte
+/// (`real.rs`); `len` may be anything, so nothing here may overflow.
+pub fn file_fits(map: &[E820Entry], len: u64) -> bool {
+    len <= MAX_ZENOS_LEN
+        && usable_covers(
+            map,
+            FILE_BASE,
+            FILE_BASE + len.next_multiple_of(SECTOR as u64),
+        )
+}
+
 /// The kernel's memory map from the E820 map: page-rounded (usable regions shrink,
 /// others grow), the stub's own allocations `loader` carved out as `Bootloader`,
 /// sorted and merged. Returns how many regions of `out` are used. `out` needs room for
@@ -157,7 +172,9 @@ pub fn memory_map(e820: &[E820Entry], loader: (u64, u64), out: &mut [MemoryRegio
         }
     }
     let (ls, le) = loader;
-    for i in 0..n {
+    // Only the regions from E820: the one split off here is never split again.
+    let from_e820 = n;
+    for i in 0..from_e820 {
         let r = out[i];
         let end = r.base + r.len;
         if r.kind == MemoryKind::Usable as u32 && r.base < le && ls < end {
@@ -350,6 +367,25 @@ mod tests {
         assert!(out[..n]
             .iter()
             .all(|r| r.len % PAGE_SIZE == 0 && r.base % PAGE_SIZE == 0));
+    }
+
+    #[test]
+    fn file_must_fit_whatever_its_length_says() {
+        let map = [e(0, 0x9fc00, 1), e(0x100000, 0xfee0000, 1)]; // 256 MiB
+        assert!(file_fits(&map, 0));
+        assert!(file_fits(&map, 40_084));
+        assert!(file_fits(&map, 0xfee0000));
+        assert!(
+            !file_fits(&map, 0xfee0001),
+            "one byte rounds up past the entry"
+        );
+        assert!(!file_fits(&map, 512 << 20), "more than the RAM");
+        let big = [e(0, 0x9fc00, 1), e(0x100000, 16 << 30, 1)];
+        assert!(file_fits(&big, MAX_ZENOS_LEN));
+        assert!(!file_fits(&big, MAX_ZENOS_LEN + 1), "past the early map");
+        for huge in [u32::MAX as u64, 1 << 32, u64::MAX - 100, u64::MAX] {
+            assert!(!file_fits(&big, huge), "{huge:#x}");
+        }
     }
 
     #[test]

@@ -21,8 +21,8 @@ use zen_abi::boot::{
 };
 use zen_abi::layout::{DIRECT_MAP, KERNEL_BASE, PAGE_SIZE};
 use zen_boot_bios::{
-    direct_map_end, find_rsdp, memory_map, ram_end, table_pages, usable_covers, vbe_framebuffer,
-    E820Entry, Params, EARLY_MAP_END, FILE_BASE,
+    direct_map_end, file_fits, find_rsdp, memory_map, ram_end, table_pages, usable_covers,
+    vbe_framebuffer, E820Entry, Params, EARLY_MAP_END, FILE_BASE,
 };
 
 const PTE_PW: u64 = 0b11;
@@ -167,8 +167,10 @@ extern "C" fn stage3() -> ! {
     if e820.is_empty() {
         fail("no E820 memory map");
     }
+    // The 16-bit code refused a length that does not fit before loading; checked again
+    // here, where the Rust code starts trusting it.
     let file_len = params.zenos_len;
-    if !usable_covers(e820, FILE_BASE, FILE_BASE + file_len.next_multiple_of(512)) {
+    if !file_fits(e820, file_len) {
         fail("zenos.bin does not fit in memory");
     }
     // SAFETY: the 16-bit code loaded `file_len` bytes at FILE_BASE (usable RAM, checked).

@@ -3,7 +3,7 @@
 //! The MBR (section `.mbr`, 0x7C00) loads the second stage from the sector range its
 //! disk address packet names (patched by the image writer) to 0x7E00 and jumps there.
 //! The second stage (section `.stage2`): COM1, A20, the E820 map, `zenos.bin` from the
-//! LBA range in the parameter sector (through a bounce buffer under 1 MiB, copied up
+//! LBA range in the parameter sector (its length checked against the E820 map first) (through a bounce buffer under 1 MiB, copied up
 //! to FILE_BASE in unreal mode), a VBE mode, then straight from real mode into long
 //! mode (PE and PG set together) with the first GiB identity mapped, and `stage3` in
 //! Rust. The VBE mode is set last so that disk errors still show on the text screen.
@@ -136,15 +136,58 @@ stage2_start:
     jnz 1b
 2:  movw %bp, e820_count
 
+    /* The parameter sector is not signed, and the load below writes wherever its
+       length says: so first, without the magic, load nothing (stage3 then says there
+       are no parameters); and the length must fit in one usable E820 entry from
+       FILE_BASE, and under EARLY_MAP_END, which stage3 reads it through (what
+       `file_fits` checks again there). The LBA needs no check: any value only selects
+       which sectors are read, the BIOS refuses sectors past the end of the disk, and
+       stage3 checks what it read (`zen_image::verify`). */
+    cmpl $0x504e455a, __stage2_end      /* "ZENP" */
+    jne load_done
+    cmpl $0x4d415241, __stage2_end + 4  /* "ARAM" */
+    jne load_done
+    cmpl $0, __stage2_end + 20          /* the length's high half */
+    jne too_big
+    movl __stage2_end + 16, %eax
+    cmpl ${max_len}, %eax               /* a multiple of 512: no overflow below */
+    ja too_big
+    addl $511, %eax
+    shrl $9, %eax
+    movl %eax, load_left
+    shll $9, %eax
+    addl ${file_base}, %eax             /* %eax: end of the load */
+    movw ${e820_buf}, %di
+    movw e820_count, %cx
+    testw %cx, %cx
+    jz load_done                        /* no map: stage3 says so */
+1:  cmpl $1, 16(%di)                    /* usable */
+    jne 2f
+    testb $1, 20(%di)                   /* not to be ignored */
+    jz 2f
+    cmpl $0, 4(%di)                     /* base under 4 GiB ... */
+    jne 2f
+    movl (%di), %edx
+    cmpl ${file_base}, %edx             /* ... and at most FILE_BASE */
+    ja 2f
+    cmpl $0, 12(%di)                    /* 4 GiB or more long: reaches past %eax */
+    jne 3f
+    addl 8(%di), %edx
+    jc 3f
+    cmpl %eax, %edx
+    jae 3f
+2:  addw $24, %di
+    loop 1b
+too_big:
+    movw $msg_too_big, %si
+    jmp fail16
+3:
+
     /* zenos.bin: 64 sectors at a time into 0x10000, then up to FILE_BASE. */
     movl __stage2_end + 8, %eax
     movl %eax, load_lba
     movl __stage2_end + 12, %eax
     movl %eax, load_lba + 4
-    movl __stage2_end + 16, %eax
-    addl $511, %eax
-    shrl $9, %eax
-    movl %eax, load_left
 load_next:
     movl load_left, %eax
     testl %eax, %eax
@@ -271,6 +314,8 @@ long_entry:
     call {stage3}
     ud2
 
+msg_too_big: .asciz "zen-boot: zenos.bin does not fit in memory\r\n"
+
 /* (port, value): interrupts off, divisor 1, 8N1, FIFOs on, DTR/RTS/OUT2 */
 com1_init: .byte 0xf9, 0x00, 0xfb, 0x80, 0xf8, 0x01, 0xf9, 0x00, 0xfb, 0x03, 0xfa, 0xc7, 0xfc, 0x0b
     .balign 8
@@ -297,6 +342,7 @@ vbe_ok: .byte 0
     vbe_mode = const VBE_MODE_INFO,
     stack_top = const LONG_STACK_TOP,
     file_base = const zen_boot_bios::FILE_BASE,
+    max_len = const zen_boot_bios::MAX_ZENOS_LEN,
     stage3 = sym crate::stage3,
     options(att_syntax),
 );

@@ -16,10 +16,9 @@
 //! corrupt but checksum-valid checkpoint is still refused rather than trusted.
 
 use crate::codec::{put_u16, put_u32, put_u64, put_var, Reader};
-use crate::fs::{Extent, Object};
 use crate::index::{TagIndex, INLINE};
-use crate::log::SEG_BLOCKS;
 use crate::meta::{ObjectId, ObjectMeta};
+use crate::object::{extent_ok, Extent, Object};
 use crate::{corrupt, Result};
 use alloc::vec::Vec;
 
@@ -158,7 +157,7 @@ pub(crate) fn decode(stream: &[u8], seg_count: u32) -> Result<Loaded> {
         let mut push = |delta: u64, ids: &mut Vec<ObjectId>| -> Result<()> {
             let id = match prev {
                 None => delta,
-                Some(p) if delta > 0 => p.checked_add(delta).unwrap_or(u64::MAX),
+                Some(p) if delta > 0 => p.saturating_add(delta),
                 Some(_) => u64::MAX,
             };
             let ok = objects.get(id as usize).is_some_and(|o| o.is_some());
@@ -218,21 +217,4 @@ pub(crate) fn decode(stream: &[u8], seg_count: u32) -> Result<Loaded> {
         objects,
         index,
     })
-}
-
-/// An extent is sane if it is non-empty, inside its object, within its original chunk,
-/// and the chunk lies inside one log segment.
-pub(crate) fn extent_ok(e: &Extent, size: u64, seg_count: u32) -> bool {
-    let bs = crate::BLOCK_SIZE as u64;
-    let seg_bytes = SEG_BLOCKS * bs;
-    let in_obj = e.len > 0
-        && e.off
-            .checked_add(u64::from(e.len))
-            .is_some_and(|end| end <= size);
-    let in_chunk = u64::from(e.skip) + u64::from(e.len) <= u64::from(e.chunk_len);
-    let seg = e.addr / seg_bytes;
-    let in_seg = seg >= 1
-        && seg < u64::from(seg_count)
-        && (e.addr % seg_bytes) + u64::from(e.chunk_len) <= seg_bytes;
-    in_obj && in_chunk && in_seg
 }

@@ -7,11 +7,12 @@
 //! returns: it seals the open record, writes it and flushes the device. Storage
 //! management (record framing, checkpoints, the cleaner, mount) is in `store`.
 
-use crate::device::{BlockDevice, BLOCK_SIZE};
-use crate::index::{TagId, TagIndex};
+use crate::device::BlockDevice;
+use crate::index::TagIndex;
 use crate::journal::Entry;
-use crate::log::{seg_of, Superblock};
+use crate::log::Superblock;
 use crate::meta::{ObjectId, ObjectMeta, MAX_EXTENTS, MAX_SIZE, MAX_TAGS};
+use crate::object::{chunk_sum, extent_ok, Extent, Object};
 use crate::query;
 use crate::{corrupt, Error, Result};
 use alloc::string::String;
@@ -42,46 +43,6 @@ impl Default for Config {
             clean_batch: 16,
         }
     }
-}
-
-/// A view of part of a written chunk: object bytes `off..off+len` are chunk bytes
-/// `skip..skip+len`; the chunk (`chunk_len` bytes at log byte address `addr`) has
-/// checksum `sum`, verified on every read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Extent {
-    pub off: u64,
-    pub len: u32,
-    pub addr: u64,
-    pub skip: u32,
-    pub chunk_len: u32,
-    pub sum: u32,
-}
-
-impl Extent {
-    pub(crate) fn seg(&self) -> u32 {
-        seg_of(self.addr / BLOCK_SIZE as u64)
-    }
-    fn end(&self) -> u64 {
-        self.off + u64::from(self.len)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Object {
-    pub size: u64,
-    pub tags: Vec<TagId>,
-    /// Sorted by offset, non-overlapping; holes read as zeros.
-    pub extents: Vec<Extent>,
-}
-
-impl Object {
-    pub(crate) fn meta(&self, id: ObjectId) -> ObjectMeta {
-        ObjectMeta::new(id, self.size, self.tags.len(), self.extents.len())
-    }
-}
-
-pub(crate) fn chunk_sum(data: &[u8]) -> u32 {
-    crate::codec::checksum(5, data) as u32
 }
 
 /// Figures for `stat` and the benchmark.
@@ -390,9 +351,7 @@ impl<D: BlockDevice> Fs<D> {
                     sum,
                 };
                 let end = off.checked_add(u64::from(len)).filter(|&e| e <= MAX_SIZE);
-                let Some(end) =
-                    end.filter(|_| crate::checkpoint::extent_ok(&new, u64::MAX, seg_count))
-                else {
+                let Some(end) = end.filter(|_| extent_ok(&new, u64::MAX, seg_count)) else {
                     return Err(corrupt!("journal: bad write extent for object {id}"));
                 };
                 let o = self.obj_mut(id)?;

@@ -11,6 +11,8 @@
 //! - [`query`]: the boolean query language (parser with positioned errors, evaluator).
 //! - `codec`, `journal`, `log`, `checkpoint`: byte encoding, journal entries, the segment
 //!   log with its superblocks, and the checkpoint image.
+//! - `object`: `Object` and `Extent`, the in-memory records `fs`, `checkpoint` and
+//!   `store` share (so none of them imports another in a circle).
 //! - [`fs`]: [`Fs`], the API (create, read, write, truncate, add_tag, remove_tag, query,
 //!   meta, delete, sync) and the cleaner.
 #![no_std]
@@ -28,6 +30,7 @@ pub mod index;
 mod journal;
 mod log;
 pub mod meta;
+mod object;
 pub mod query;
 mod store;
 

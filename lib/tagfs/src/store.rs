@@ -16,13 +16,14 @@
 
 use crate::checkpoint;
 use crate::device::{BlockDevice, BLOCK_SIZE};
-use crate::fs::{Config, Extent, Fs, FsStats};
+use crate::fs::{Config, Fs, FsStats};
 use crate::index::TagIndex;
 use crate::journal::Entry;
 use crate::log::{
     self, record_blocks, seg_of, seg_start, Cursor, Superblock, KIND_CHECKPOINT, KIND_JOURNAL,
     MAX_RAW, MIN_SEGMENTS, SEG_BLOCKS,
 };
+use crate::object::{chunk_sum, Extent};
 use crate::{corrupt, Error, Result};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -343,7 +344,7 @@ impl<D: BlockDevice> Fs<D> {
             buf.truncate(len);
             buf
         };
-        if crate::fs::chunk_sum(&data) != e.sum {
+        if chunk_sum(&data) != e.sum {
             return Err(corrupt!(
                 "content at log byte {} fails its checksum",
                 e.addr

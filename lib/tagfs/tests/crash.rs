@@ -269,7 +269,7 @@ fn crash_at_every_write_point() {
                 fs.check()
                     .unwrap_or_else(|e| panic!("seed {seed} cut {cut} variant {variant}: {e}"));
                 let got = observe(&mut fs);
-                let ok = states[acked..].iter().any(|s| *s == got);
+                let ok = states[acked..].contains(&got);
                 if !ok && std::env::var("CRASH_DEBUG").is_ok() {
                     let sum = |s: &State| {
                         s.iter()

@@ -117,7 +117,9 @@ pub const fn last_usable(sectors: u64) -> u64 {
 /// and both entry arrays. Partitions must lie within the usable range.
 pub fn write(disk: &mut [u8], disk_guid: &Guid, parts: &[Partition]) -> Result<(), Error> {
     let sectors = disk.len() as u64 / SECTOR;
-    if disk.len() as u64 % SECTOR != 0 || sectors < 2 * first_usable() + 1 || parts.len() > ENTRIES
+    if !(disk.len() as u64).is_multiple_of(SECTOR)
+        || sectors < 2 * first_usable() + 1
+        || parts.len() > ENTRIES
     {
         return Err(Error::new("disk too small or too many partitions"));
     }

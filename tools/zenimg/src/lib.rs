@@ -24,9 +24,9 @@ pub mod gpt;
 use gpt::{guid, Guid, Partition, SECTOR};
 use std::fmt;
 use std::io::{Cursor, Write};
-use zen_boot_bios::{
-    Params, MAX_STAGE2_SECTORS, MBR_CODE_LEN, MBR_DAP_LBA, MBR_DAP_SECTORS, STUB_BASE,
-};
+/// The BIOS stub's parameter sector, for callers that read or (in tests) damage it.
+pub use zen_boot_bios::Params;
+use zen_boot_bios::{MAX_STAGE2_SECTORS, MBR_CODE_LEN, MBR_DAP_LBA, MBR_DAP_SECTORS, STUB_BASE};
 
 /// GRUB's "BIOS boot partition" type: firmware and OSes leave it alone.
 pub const BIOS_BOOT_TYPE: Guid = guid("21686148-6449-6E6F-744E-656564454649");
@@ -195,6 +195,8 @@ pub struct Layout {
     /// LBA range of zenos.bin's bytes (inside the ESP).
     pub zenos_lba: u64,
     pub zenos_len: u64,
+    /// LBA of the BIOS stub's parameter sector (right after its second stage).
+    pub params_lba: u64,
 }
 
 /// Builds the whole image in memory.
@@ -242,7 +244,8 @@ pub fn write_image(spec: &ImageSpec) -> Result<(Vec<u8>, Layout), Error> {
         zenos_len: spec.zenos_bin.len() as u64,
         cmdline: line,
     };
-    let p = at(BIOS_BOOT_LBA) + stage2.len();
+    let params_lba = BIOS_BOOT_LBA + stage2.len() as u64 / SECTOR;
+    let p = at(params_lba);
     disk[p..p + SECTOR as usize].copy_from_slice(&params.encode());
 
     let mut guids = Guids(spec.seed);
@@ -279,6 +282,7 @@ pub fn write_image(spec: &ImageSpec) -> Result<(Vec<u8>, Layout), Error> {
             partitions,
             zenos_lba,
             zenos_len: spec.zenos_bin.len() as u64,
+            params_lba,
         },
     ))
 }
@@ -297,7 +301,7 @@ fn esp_image(
         .fat_type(FatType::Fat32)
         .bytes_per_cluster(512)
         .volume_label(*b"ZEN OS ESP ");
-    fatfs::format_volume(&mut Cursor::new(&mut esp[..]), opts)?;
+    fatfs::format_volume(Cursor::new(&mut esp[..]), opts)?;
     {
         let fs = FileSystem::new(Cursor::new(&mut esp[..]), FsOptions::new())?;
         {

@@ -72,6 +72,7 @@ fn image_parses_back() {
     let s2 = (BIOS_BOOT_LBA * 512) as usize;
     assert!(img[s2..s2 + 1536].iter().all(|&b| b == 0xeb));
     let params = Params::decode(img[s2 + 1536..s2 + 2048].try_into().unwrap()).unwrap();
+    assert_eq!(layout.params_lba * 512, (s2 + 1536) as u64);
     assert_eq!(
         (params.zenos_lba, params.zenos_len),
         (layout.zenos_lba, zen.len() as u64)
