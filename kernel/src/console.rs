@@ -2,10 +2,12 @@
 //!
 //! Every writer (kernel messages, a program's `write`) appends whole messages to one
 //! ring under a short lock, then drains it. One drainer at a time (the `DRAINING`
-//! flag) takes up to [`CHUNK`] bytes under the lock and writes them to the port with
-//! interrupts as its caller had them: on, for a system call. So a program printing a
-//! megabyte keeps nobody's interrupts off for longer than one chunk, and output
-//! stays in order (one drainer, first in, first out).
+//! flag) takes up to [`CHUNK`] bytes per lock hold and writes them to the port with
+//! interrupts as its caller had them: on, for a system call; and it writes at most
+//! what the ring held when it started, so a writer on another CPU refilling the ring
+//! cannot keep it there. So a program printing a megabyte holds nobody's interrupts
+//! off for long, and output stays in order (one drainer, first in, first out). Bytes
+//! a drainer left behind go out with the next writer or the next timer tick.
 //!
 //! A program's `write` waits for room (draining itself); a kernel message never
 //! waits: if the ring is full its bytes are dropped and counted, and the count is
@@ -76,29 +78,38 @@ static DRAINING: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static EMERGENCY: AtomicBool = AtomicBool::new(false);
 
-/// Writes out what the ring holds, unless another context is already doing so (it
-/// will write ours too: it loops until the ring is empty).
-fn drain() {
-    loop {
-        if DRAINING.swap(true, Ordering::Acquire) {
-            return;
+/// If nobody else is draining: writes out at most `budget` bytes of the ring (what
+/// was in it when the caller looked, so a writer on another CPU refilling it cannot
+/// keep this one here); whether this context drained.
+fn try_drain(budget: usize) -> bool {
+    if DRAINING.swap(true, Ordering::Acquire) {
+        return false;
+    }
+    let mut left = budget;
+    while left > 0 {
+        let mut chunk = [0u8; CHUNK];
+        let n = RING.lock().pop_into(&mut chunk[..left.min(CHUNK)]);
+        if n == 0 {
+            break;
         }
-        loop {
-            let mut chunk = [0u8; CHUNK];
-            let n = RING.lock().pop_into(&mut chunk);
-            if n == 0 {
-                break;
-            }
-            for &b in &chunk[..n] {
-                crate::arch::serial::write_byte(b);
-            }
+        for &b in &chunk[..n] {
+            crate::arch::serial::write_byte(b);
         }
-        DRAINING.store(false, Ordering::Release);
-        // Bytes appended after our last look but before the flag went down found the
-        // flag up and left them to us.
-        if RING.lock().len == 0 {
-            return;
-        }
+        left -= n;
+    }
+    DRAINING.store(false, Ordering::Release);
+    true
+}
+
+fn ring_len() -> usize {
+    RING.lock().len
+}
+
+/// From each CPU's timer tick: a chunk of bytes a drainer left behind (appended while
+/// it drained past its budget's end) goes out, so no output waits for the next writer.
+pub fn tick() {
+    if !EMERGENCY.load(Ordering::Relaxed) && ring_len() > 0 {
+        try_drain(CHUNK);
     }
 }
 
@@ -159,12 +170,20 @@ pub fn _print(args: fmt::Arguments) {
             DROPPED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
     }
-    drain();
+    // One bounded try (maybe with interrupts off): if another context drains, the
+    // message is behind what it writes or goes out with the next writer or tick.
+    try_drain(ring_len());
 }
 
 /// Writes a program's output: waits for room as needed (draining), never drops it.
-/// Interrupts stay as the caller has them except for the short lock holds.
+/// Interrupts stay as the caller has them except for the short lock holds; it returns
+/// once its bytes are written, in bounded time (each drain is bounded by the ring's
+/// size, and a drainer it waits for is too).
 pub fn write_bytes(bytes: &[u8]) {
+    if EMERGENCY.load(Ordering::Acquire) {
+        // After a panic the port is the panicking CPU's.
+        return;
+    }
     let mut rest = bytes;
     while !rest.is_empty() {
         {
@@ -183,16 +202,23 @@ pub fn write_bytes(bytes: &[u8]) {
             push_wire(&mut r, &rest[..n]);
             rest = &rest[n..];
         }
-        drain();
-        if !rest.is_empty() && DRAINING.load(Ordering::Acquire) {
-            // Another context drains and the ring is full: let it run.
+        // Our bytes are in the ring: write out everything up to them.
+        while !try_drain(ring_len()) {
             core::hint::spin_loop();
         }
     }
 }
 
-/// Writes everything the ring holds now, whoever was draining (before QEMU exits).
+/// Writes everything the ring holds now (before QEMU exits): waits for a drainer on
+/// another CPU to finish its bounded chunk first, so nothing is written out of order.
 pub fn flush() {
+    for _ in 0..10_000_000 {
+        if try_drain(usize::MAX) {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    // A drainer that never finished (this CPU interrupted it): write anyway.
     let mut chunk = [0u8; CHUNK];
     loop {
         let n = RING.lock().pop_into(&mut chunk);
@@ -214,10 +240,20 @@ fn write_direct(bytes: &[u8]) {
     }
 }
 
-/// A panic or fatal exception: flush the ring, then print synchronously from now on.
+/// A panic or fatal exception: flush the ring, then print synchronously from now on
+/// (programs' output is dropped from then on, so it cannot keep the ring full).
 pub fn emergency() {
     EMERGENCY.store(true, Ordering::Release);
-    flush();
+    let mut chunk = [0u8; CHUNK];
+    loop {
+        let n = RING.lock().pop_into(&mut chunk);
+        if n == 0 {
+            return;
+        }
+        for &b in &chunk[..n] {
+            crate::arch::serial::write_byte(b);
+        }
+    }
 }
 
 /// Prints to the kernel console.

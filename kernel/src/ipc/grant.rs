@@ -66,7 +66,7 @@ pub fn grant_create(
     if len == 0 || !addr.is_multiple_of(4096) || pages > MAX_GRANT_PAGES {
         return Err(Error::InvalidArgument);
     }
-    let to = chan.holder_of(1 - end);
+    let to = chan.receiver_at(1 - end);
     if to == 0 {
         return Err(Error::NoPeer);
     }

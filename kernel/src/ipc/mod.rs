@@ -46,8 +46,14 @@ use crate::proc::{self, Charge, Process};
 use crate::sync::IrqMutex;
 use crate::task::{self, WaitQueue};
 
-/// Most channels alive at once.
-pub const MAX_CHANNELS: usize = 256;
+/// Most channels alive at once, and per creating process (a channel lives as long as
+/// its creator: there is no close yet, so a process that makes channels in a loop is
+/// stopped here, not by the whole system's table).
+pub const MAX_CHANNELS: usize = 1024;
+pub const MAX_CHANNELS_PER_PROCESS: usize = 128;
+/// Kernel memory a channel costs its creator (the object and its table entry; its six
+/// frames are the pages it maps).
+const CHANNEL_KMEM: u64 = (core::mem::size_of::<Channel>() + 64) as u64;
 
 /// Side of a ring in `Channel::queues`.
 const CONSUMER: usize = 0;
@@ -58,11 +64,14 @@ pub struct Channel {
     generation: AtomicU64,
     /// `CHANNEL_PAGES` frames in the order of `zen_abi::ipc`.
     pages: [SharedFrame; CHANNEL_PAGES],
-    /// Processes attached, with the end each holds, oldest first: `cap_send` and
-    /// grants go to the latest holder of the other end. One entry per (pid, end).
-    attached: IrqMutex<Vec<(u32, usize)>>,
+    /// Processes attached: (pid, end, holds RECV), oldest first. `cap_send` and grants
+    /// go to the latest RECV holder of the other end (the one that reads what we
+    /// send). One entry per (pid, end).
+    attached: IrqMutex<Vec<(u32, usize, bool)>>,
     /// Sleepers per ring and side (`CONSUMER`, `PRODUCER`).
     queues: [[WaitQueue; 2]; 2],
+    /// The creator's kernel memory for it, given back when the channel goes.
+    _charge: Charge,
 }
 
 /// A process's mapping of one channel end: which of the range's pages are mapped
@@ -109,19 +118,20 @@ impl Channel {
         }
     }
 
-    /// The latest process attached at `end`, 0 if none.
-    fn holder_of(&self, end: usize) -> u32 {
+    /// The latest process attached at `end` with RECV (it consumes what the other
+    /// end sends), 0 if none.
+    fn receiver_at(&self, end: usize) -> u32 {
         self.attached
             .lock()
             .iter()
             .rev()
-            .find(|(_, e)| *e == end)
-            .map_or(0, |(p, _)| *p)
+            .find(|(_, e, recv)| *e == end && *recv)
+            .map_or(0, |(p, _, _)| *p)
     }
 
     /// Forgets `pid`'s attachments (it exits, or was revoked).
     pub fn forget(&self, pid: u32) {
-        self.attached.lock().retain(|(p, _)| *p != pid);
+        self.attached.lock().retain(|(p, _, _)| *p != pid);
     }
 }
 
@@ -150,19 +160,44 @@ fn named_channel(
     Ok((chan, expected))
 }
 
-/// Checks a channel token of the caller, already copied in: (channel, end, rights).
+/// A checked channel token: the channel, the end, the rights held, and the
+/// generation it was checked against (a revoke since makes it stale).
+struct Checked {
+    chan: Arc<Channel>,
+    end: usize,
+    held: Rights,
+    generation: u64,
+}
+
+/// Checks a channel token of the caller, already copied in.
+fn check_full(
+    me: &Process,
+    slot: &TokenSlot,
+    required: Rights,
+    call: u16,
+) -> Result<Checked, Error> {
+    let (chan, expected) = named_channel(me, slot, call)?;
+    let object = expected.object;
+    let held = me
+        .verify_token(key(), slot, &expected, required)
+        .map_err(|e| denied(call, object, e))?;
+    Ok(Checked {
+        chan,
+        end: (object & 1) as usize,
+        held,
+        generation: expected.generation,
+    })
+}
+
+/// As [`check_full`]: (channel, end, rights).
 fn check(
     me: &Process,
     slot: &TokenSlot,
     required: Rights,
     call: u16,
 ) -> Result<(Arc<Channel>, usize, Rights), Error> {
-    let (chan, expected) = named_channel(me, slot, call)?;
-    let object = expected.object;
-    let held = me
-        .verify_token(key(), slot, &expected, required)
-        .map_err(|e| denied(call, object, e))?;
-    Ok((chan, (object & 1) as usize, held))
+    let c = check_full(me, slot, required, call)?;
+    Ok((c.chan, c.end, c.held))
 }
 
 /// Copies the token at `ptr` and checks it: (channel, end, rights held).
@@ -180,6 +215,7 @@ pub fn create(me: &Arc<Process>) -> Result<u64, Error> {
     if CHANNELS.lock().len() >= MAX_CHANNELS {
         return Err(Error::NoMemory);
     }
+    let charge = Charge::take(me.quota(), CHANNEL_KMEM)?;
     let mut frames = Vec::new();
     frames
         .try_reserve_exact(CHANNEL_PAGES)
@@ -195,6 +231,7 @@ pub fn create(me: &Arc<Process>) -> Result<u64, Error> {
         pages,
         attached: IrqMutex::new(Vec::new()),
         queues: [const { [const { WaitQueue::new() }; 2] }; 2],
+        _charge: charge,
     });
     let mint = |end: u64| {
         zen_cap::mint(
@@ -203,7 +240,7 @@ pub fn create(me: &Arc<Process>) -> Result<u64, Error> {
             Rights::CHANNEL_ALL,
         )
     };
-    me.own_channel(id)?;
+    me.own_channel(id, MAX_CHANNELS_PER_PROCESS)?;
     let sa = me.insert_token(mint(0));
     let sb = sa.and_then(|_| me.insert_token(mint(1)));
     match (sa, sb) {
@@ -241,7 +278,12 @@ fn pages_for(end: usize, held: Rights) -> u8 {
 /// the address of the range (`CHANNEL_PAGES` pages, holes where not mapped).
 pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
     const CALL: u16 = zen_abi::syscall::Syscall::ChanAttach as u16;
-    let (chan, end, held) = channel_cap(me, ptr, Rights::EMPTY, CALL)?;
+    let Checked {
+        chan,
+        end,
+        held,
+        generation,
+    } = check_full(me, &token_in(me, ptr)?, Rights::EMPTY, CALL)?;
     let want = pages_for(end, held);
     if want == 0 {
         return Err(denied(
@@ -251,13 +293,7 @@ pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
         ));
     }
     let (send, recv) = (held.contains(Rights::SEND), held.contains(Rights::RECV));
-    {
-        let mut a = chan.attached.lock();
-        if !a.contains(&(me.pid(), end)) {
-            a.try_reserve(1).map_err(|_| Error::NoMemory)?;
-        }
-    }
-    let va = me.with_holdings(|holdings| {
+    me.with_holdings(|holdings| {
         let existing = holdings
             .iter()
             .position(|h| h.chan.id == chan.id && h.end == end);
@@ -270,8 +306,21 @@ pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
             }
         };
         let add = want & !have;
+        // Unmaps this call's pages (and gives back a new range): nothing may stay
+        // mapped without the holding that keeps its frames. Our own space, live on
+        // this CPU only, so a local flush (in unmap) is enough.
+        let undo = |done: u8| {
+            let _ = me.with_space(|s| {
+                for q in (0..CHANNEL_PAGES).filter(|q| done & 1 << q != 0) {
+                    let _ = s.unmap(va + q as u64 * 4096);
+                }
+            });
+            if existing.is_none() {
+                me.unreserve(CHANNEL_PAGES as u64);
+            }
+        };
+        let mut done = 0u8;
         let mapped = me.map_charged(CHANNEL_PAGES as u64, |s| {
-            let mut done = 0u8;
             for p in (0..CHANNEL_PAGES).filter(|p| add & 1 << p != 0) {
                 let flags = Flags {
                     writable: page_access(end, p, send, recv) == Access::ReadWrite,
@@ -281,11 +330,6 @@ pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
                 if s.map_shared(va + p as u64 * 4096, chan.pages[p].addr(), flags)
                     .is_err()
                 {
-                    // Undo this call's pages: nothing may stay mapped without the
-                    // holding that keeps its frame.
-                    for q in (0..CHANNEL_PAGES).filter(|q| done & 1 << q != 0) {
-                        let _ = s.unmap(va + q as u64 * 4096);
-                    }
                     return false;
                 }
                 done |= 1 << p;
@@ -293,10 +337,31 @@ pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
             true
         });
         if mapped != Ok(true) {
-            if existing.is_none() {
-                me.unreserve(CHANNEL_PAGES as u64);
-            }
+            undo(done);
             return Err(mapped.err().unwrap_or(Error::NoMemory));
+        }
+        {
+            // Under the table's lock, as revoke takes its snapshot: if the token went
+            // stale since it was checked, a revoke has passed us by (or will find
+            // nothing to take), so this attach must not stand.
+            let mut a = chan.attached.lock();
+            if chan.generation.load(Ordering::Acquire) != generation {
+                drop(a);
+                undo(done);
+                return Err(denied(CALL, chan.id << 1 | end as u64, CapError::Stale));
+            }
+            let pos = a.iter().position(|x| x.0 == me.pid() && x.1 == end);
+            let had_recv = pos.is_some_and(|i| a[i].2);
+            if pos.is_none() && a.try_reserve(1).is_err() {
+                drop(a);
+                undo(done);
+                return Err(Error::NoMemory);
+            }
+            // Latest holder last.
+            if let Some(i) = pos {
+                a.remove(i);
+            }
+            a.push((me.pid(), end, recv || had_recv));
         }
         match (existing, charge) {
             (Some(i), _) => holdings[i].mapped |= add,
@@ -310,12 +375,7 @@ pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
             (None, None) => unreachable!("a new holding is charged above"),
         }
         Ok(va)
-    })?;
-    // Latest holder last (room was reserved above).
-    let mut a = chan.attached.lock();
-    a.retain(|x| *x != (me.pid(), end));
-    a.push((me.pid(), end));
-    Ok(va)
+    })
 }
 
 /// msg_send (`publish`: wake the consumer of the ring we produce) and msg_release
@@ -391,12 +451,12 @@ pub fn poll(me: &Process, ptr: u64, count: u64, timeout_ms: u64) -> Result<u64, 
         .try_reserve_exact(count as usize)
         .map_err(|_| Error::NoMemory)?;
     for i in 0..count {
-        chans.push(channel_cap(
-            me,
-            ptr + i * TokenSlot::SIZE as u64,
-            Rights::RECV,
-            22,
-        )?);
+        // `ptr + i * 64` cannot wrap into a valid address: token_in refuses it.
+        let at = ptr
+            .checked_add(i * TokenSlot::SIZE as u64)
+            .ok_or(Error::BadAddress)?;
+        let c = check_full(me, &token_in(me, at)?, Rights::RECV, 22)?;
+        chans.push((c.chan, c.end, c.generation));
     }
     let _charge = Charge::take(me.quota(), WAIT_KMEM * count)?;
     let deadline = crate::time::ticks().saturating_add(
@@ -421,6 +481,13 @@ pub fn poll(me: &Process, ptr: u64, count: u64, timeout_ms: u64) -> Result<u64, 
         if me.killed() {
             return Err(Error::InvalidArgument);
         }
+        if chans
+            .iter()
+            .any(|(c, _, g)| c.generation.load(Ordering::Acquire) != *g)
+        {
+            // Revoked while we waited: the token we came with is dead.
+            return Err(Error::Denied);
+        }
         if timeout_ms != u64::MAX && crate::time::ticks() >= deadline {
             return Err(Error::TimedOut);
         }
@@ -438,7 +505,7 @@ pub fn poll(me: &Process, ptr: u64, count: u64, timeout_ms: u64) -> Result<u64, 
 /// the channel's other end (needs SEND on the channel).
 pub fn cap_send(me: &Process, chan_ptr: u64, tok_ptr: u64, rights: u64) -> Result<u64, Error> {
     let (chan, end, _) = channel_cap(me, chan_ptr, Rights::SEND, 25)?;
-    let peer = chan.holder_of(1 - end);
+    let peer = chan.receiver_at(1 - end);
     if peer == 0 {
         return Err(Error::NoPeer);
     }
@@ -490,12 +557,12 @@ pub fn revoke(me: &Process, ptr: u64) -> Result<u64, Error> {
         let mut a = chan.attached.lock();
         let mut o: Vec<u32> = a
             .iter()
-            .map(|(p, _)| *p)
+            .map(|(p, _, _)| *p)
             .filter(|&p| p != me.pid())
             .collect();
         o.sort_unstable();
         o.dedup();
-        a.retain(|(p, _)| *p == me.pid());
+        a.retain(|(p, _, _)| *p == me.pid());
         o
     };
     let mut taken = Vec::new();

@@ -22,6 +22,7 @@ pub fn check(cond: bool, msg: &'static str) -> TestResult {
 
 mod cpu;
 mod mm;
+mod proc;
 mod sched;
 
 const TESTS: &[(&str, fn() -> TestResult)] = &[
@@ -54,6 +55,18 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
     (
         "sched::early_wake_frees_sleeper",
         sched::early_wake_frees_sleeper,
+    ),
+    (
+        "task::wait_queue_wakes_all_and_forgets_the_dead",
+        proc::wait_queue_wakes_all_and_forgets_the_dead,
+    ),
+    (
+        "ipc::attach_failing_halfway_maps_nothing",
+        proc::attach_failing_halfway_maps_nothing,
+    ),
+    (
+        "proc::teardown_steps_give_back_each_part",
+        proc::teardown_steps_give_back_each_part,
     ),
 ];
 

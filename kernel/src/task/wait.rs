@@ -85,6 +85,14 @@ impl WaitQueue {
     }
 }
 
+#[cfg(feature = "ktest")]
+impl WaitQueue {
+    /// Threads registered now.
+    pub fn len(&self) -> usize {
+        self.waiters.lock().len()
+    }
+}
+
 impl Default for WaitQueue {
     fn default() -> Self {
         Self::new()

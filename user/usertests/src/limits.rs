@@ -9,7 +9,7 @@ use zen_std::prelude::*;
 use zen_std::{mem, process};
 
 /// This process's kernel memory charged now, and its quota (from `ps`).
-fn kmem() -> Result<(u64, u64), String> {
+pub(crate) fn kmem() -> Result<(u64, u64), String> {
     let me = process::id();
     process::list()
         .map_err(|e| format!("ps: {e:?}"))?

@@ -129,6 +129,65 @@ pub fn revoke_takes_the_pages() -> Outcome {
     )
 }
 
+pub fn revoke_races_attach() -> Outcome {
+    // The child attaches in a loop while we revoke: whatever the interleaving, once
+    // revoke returns the child is not our peer (a grant finds nobody), and its
+    // attaches fail from then on.
+    for round in 0..20 {
+        let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+        let pid = chan::spawn_with_cap("usertests", "attach-loop", b, Rights::SEND | Rights::RECV)
+            .map_err(|e| format!("{e:?}"))?;
+        let mut ch = Channel::attach(a).map_err(|e| format!("{e:?}"))?;
+        let mut buf = [0u8; 8];
+        recv_within(&mut ch, &mut buf, "attach-loop's ready")?;
+        a.revoke().map_err(|e| format!("revoke: {e:?}"))?;
+        let fresh = tok(a)?;
+        let m = mem::Shared::new(4096).map_err(|e| format!("{e:?}"))?;
+        expect(
+            &format!("round {round}: a grant after revoke goes to nobody"),
+            sys(
+                Syscall::GrantCreate,
+                [
+                    m.addr(),
+                    4096,
+                    Rights::READ.bits(),
+                    fresh.as_ptr() as u64,
+                    0,
+                    0,
+                ],
+            ),
+            Err(Error::NoPeer),
+        )?;
+        expect(
+            &format!("round {round}: the child's attaches are refused after revoke"),
+            process::wait(pid),
+            Ok(0),
+        )?;
+    }
+    Ok(())
+}
+
+pub fn tokens_go_to_the_receiver() -> Outcome {
+    // C holds SEND|RECV on end B and attaches first; S holds only SEND there and
+    // attaches last. A token we pass is for the one that reads what we send: C.
+    let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let mut ch = Channel::attach(a).map_err(|e| format!("{e:?}"))?;
+    let c = chan::spawn_with_cap("usertests", "receive-cap", b, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("{e:?}"))?;
+    let mut buf = [0u8; 8];
+    recv_within(&mut ch, &mut buf, "the receiver's ready")?;
+    let s = chan::spawn_with_cap("usertests", "send-only", b, Rights::SEND)
+        .map_err(|e| format!("{e:?}"))?;
+    recv_within(&mut ch, &mut buf, "the sender's ready")?;
+    let (x, _y) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let slot = x
+        .send_over(&ch, Rights::SEND)
+        .map_err(|e| format!("cap_send: {e:?}"))?;
+    ch.send(&[slot.0 as u8]).map_err(|e| format!("{e:?}"))?;
+    expect("the receiver got the token", process::wait(c), Ok(0))?;
+    expect("the send-only holder got nothing", process::wait(s), Ok(0))
+}
+
 pub fn attach_twice_is_one_holding() -> Outcome {
     let (a, _b) = chan::create().map_err(|e| format!("{e:?}"))?;
     let t = tok(a)?;
@@ -254,6 +313,36 @@ pub fn child(mode: &str, arg: &str) -> Option<i32> {
             }
         }
         "shutdown" => (process::shutdown(0) != Error::Denied) as i32,
+        "attach-loop" => {
+            let Ok(mut ch) = Channel::attach(Cap(0)) else {
+                return Some(10);
+            };
+            let t = ch.token();
+            if ch.send(b"ready").is_err() {
+                return Some(11);
+            }
+            // Until refused (the parent revokes), at most a few seconds.
+            let t0 = time::uptime_ms();
+            while attach_raw(&t).is_ok() {
+                if time::uptime_ms() > t0 + 5000 {
+                    return Some(12);
+                }
+            }
+            // Still refused a little later, and alive while the parent checks.
+            time::sleep_ms(20);
+            (attach_raw(&t) != Err(Error::Denied)) as i32
+        }
+        "send-only" => {
+            let Ok(mut ch) = Channel::attach(Cap(0)) else {
+                return Some(10);
+            };
+            if ch.send(b"ready").is_err() {
+                return Some(11);
+            }
+            time::sleep_ms(100);
+            // Only the token it was started with.
+            (chan::caps().len() != 1) as i32
+        }
         _ => return None,
     })
 }

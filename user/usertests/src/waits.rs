@@ -103,6 +103,31 @@ pub fn time_runs_while_a_cpu_prints() -> Outcome {
     )
 }
 
+pub fn attach_while_mapping_does_not_hang() -> Outcome {
+    // Two threads of one process on one CPU: one maps and unmaps (holding its
+    // address space's lock, preemptible), the other attaches (taking its holdings'
+    // lock, then the address space's). Neither may spin with interrupts off on a
+    // lock the other holds preempted. A hang here is a timeout of the whole run.
+    let code = crate::run_child("map-and-attach")?;
+    check(
+        &format!("map/unmap and attach in two threads (exit {code})"),
+        code == 0,
+    )
+}
+
+pub fn a_small_write_returns_while_another_cpu_floods() -> Outcome {
+    let printer = crate::spawn("usertests", "flood")?;
+    time::sleep_ms(5);
+    let writer = crate::spawn("usertests", "small-writes")?;
+    let worst = process::wait(writer).map_err(|e| format!("{e:?}"))?;
+    let p = process::wait(printer).map_err(|e| format!("{e:?}"))?;
+    check(&format!("the printer finished (exit {p})"), p == 0)?;
+    check(
+        &format!("the slowest one-line write on CPU 1 took {worst} ms while CPU 0 flooded"),
+        worst < 500,
+    )
+}
+
 /// Bytes per write of `flood`, and writes: long enough that the old console (IRQs off
 /// for a whole write) stopped time for longer than the bound above.
 const FLOOD_BYTES: usize = 256 * 1024;
@@ -134,6 +159,44 @@ pub fn child(mode: &str) -> Option<i32> {
                 print!("{s}");
             }
             0
+        }
+        "small-writes" => {
+            if process::set_cpu(1).is_err() {
+                return Some(0);
+            }
+            let mut worst = 0;
+            for _ in 0..20 {
+                let t0 = time::uptime_ms();
+                println!("usertests: a small write");
+                worst = worst.max(time::uptime_ms() - t0);
+                time::sleep_ms(5);
+            }
+            worst.min(1000) as i32
+        }
+        "map-and-attach" => {
+            let Ok((a, _b)) = chan::create() else {
+                return Some(10);
+            };
+            let Ok(t) = a.token() else { return Some(11) };
+            let mapper = thread::spawn(|| {
+                let t0 = time::uptime_ms();
+                while time::uptime_ms() < t0 + 1000 {
+                    let Ok(r) = zen_std::mem::Region::new(4 << 20) else {
+                        return 1;
+                    };
+                    drop(r);
+                }
+                0
+            });
+            let Ok(mapper) = mapper else { return Some(12) };
+            let tb = t.to_bytes();
+            let t0 = time::uptime_ms();
+            while time::uptime_ms() < t0 + 1000 {
+                if sys(Syscall::ChanAttach, [tb.as_ptr() as u64, 0, 0, 0, 0, 0]).is_err() {
+                    return Some(13);
+                }
+            }
+            mapper.join().map_or(14, |c| c as i32)
         }
         "timer" => {
             if process::set_cpu(1).is_err() {

@@ -202,9 +202,9 @@ impl Channel {
                         .prepare_wait()
                         .map_err(|_| Error::InvalidArgument)?
                     {
-                        let r = self.call(Syscall::MsgWaitRoom, tail as u64);
+                        // On an error (a revoke: the pages may be gone) the ring is not touched.
+                        self.call(Syscall::MsgWaitRoom, tail as u64)?;
                         self.tx()?.end_wait();
-                        r?;
                     }
                 }
                 Err(_) => return Err(Error::InvalidArgument),
@@ -228,9 +228,9 @@ impl Channel {
                         .prepare_wait()
                         .map_err(|_| Error::InvalidArgument)?
                     {
-                        let r = self.call(Syscall::MsgRecv, head as u64);
+                        // On an error (a revoke: the pages may be gone) the ring is not touched.
+                        self.call(Syscall::MsgRecv, head as u64)?;
                         self.rx()?.end_wait();
-                        r?;
                     }
                 }
                 Err(_) => return Err(Error::InvalidArgument),
@@ -282,9 +282,9 @@ impl Channel {
                 return Ok(());
             }
             if let Wait::Sleep(tail) = self.tx()?.prepare_wait().map_err(bad)? {
-                let r = self.call(Syscall::MsgWaitRoom, tail as u64);
+                // On an error (a revoke: the pages may be gone) the ring is not touched.
+                self.call(Syscall::MsgWaitRoom, tail as u64)?;
                 self.tx()?.end_wait();
-                r?;
             }
         }
     }
@@ -306,9 +306,9 @@ impl Channel {
                 return Ok((n, grant));
             }
             if let Wait::Sleep(head) = self.rx()?.prepare_wait().map_err(bad)? {
-                let r = self.call(Syscall::MsgRecv, head as u64);
+                // On an error (a revoke: the pages may be gone) the ring is not touched.
+                self.call(Syscall::MsgRecv, head as u64)?;
                 self.rx()?.end_wait();
-                r?;
             }
         }
     }
@@ -370,9 +370,12 @@ pub fn poll(chans: &mut [&mut Channel], timeout_ms: u64) -> Result<usize> {
             .map(|i| i as usize)
         }
     };
-    for c in chans.iter_mut().take(announced) {
-        if let Some(rx) = c.rx.as_mut() {
-            rx.end_wait();
+    // After a revoke (Denied) the pages may be gone: leave the flags alone.
+    if r != Err(Error::Denied) {
+        for c in chans.iter_mut().take(announced) {
+            if let Some(rx) = c.rx.as_mut() {
+                rx.end_wait();
+            }
         }
     }
     r

@@ -131,6 +131,11 @@ pub fn local_id() -> u32 {
 }
 
 fn send_ipi(apic_id: u32, low: u32) {
+    // Interrupts off across the two ICR writes: an interrupt handler that sends an
+    // IPI in between (a wake-up's reschedule kick) would rewrite ICR_HIGH and send
+    // ours to its CPU instead.
+    let were = super::cpu::interrupts_enabled();
+    super::cpu::disable_interrupts();
     write(REG_ICR_HIGH, apic_id << 24);
     write(REG_ICR_LOW, low);
     // Wait for the delivery status bit to clear.
@@ -139,6 +144,9 @@ fn send_ipi(apic_id: u32, low: u32) {
             break;
         }
         core::hint::spin_loop();
+    }
+    if were {
+        super::cpu::enable_interrupts();
     }
 }
 

@@ -278,6 +278,7 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
             let me = super::percpu::current();
             me.ticks.fetch_add(1, Ordering::Relaxed);
             super::apic::eoi();
+            crate::console::tick();
             crate::task::on_tick();
         }
         RESCHED_VECTOR => {

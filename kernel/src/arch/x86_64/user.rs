@@ -157,6 +157,10 @@ impl AddressSpace {
         if va >= USER_END {
             return Err(MapError::NonCanonical);
         }
+        #[cfg(feature = "ktest")]
+        if inject::should_fail() {
+            return Err(MapError::OutOfFrames);
+        }
         let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va))
             .map_err(|_| MapError::Unaligned)?;
         let pf =
@@ -379,6 +383,29 @@ impl AddressSpace {
             off += chunk;
         }
         Some(())
+    }
+}
+
+/// Test-mode failure injection: make the `n`-th next `map_shared` fail as if no
+/// frame were left for a page table, to drive every partial-failure path.
+#[cfg(feature = "ktest")]
+pub mod inject {
+    use core::sync::atomic::{AtomicI64, Ordering};
+
+    /// Calls to let through before one fails; negative: off.
+    static FAIL_AFTER: AtomicI64 = AtomicI64::new(-1);
+
+    /// The call after `n` successful ones fails (once); `None`: off.
+    pub fn fail_map_shared_after(n: Option<u32>) {
+        FAIL_AFTER.store(n.map_or(-1, i64::from), Ordering::SeqCst);
+    }
+
+    pub(super) fn should_fail() -> bool {
+        FAIL_AFTER
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n >= 0).then(|| n - 1)
+            })
+            .is_ok_and(|n| n == 0)
     }
 }
 
