@@ -20,6 +20,8 @@ use zen_std::prelude::*;
 use zen_std::testing::{fault, raw_syscall, Fault};
 use zen_std::{mem, process, thread, time, Error};
 
+mod fpu;
+
 zen_std::main!(main);
 
 type Outcome = core::result::Result<(), String>;
@@ -1392,6 +1394,8 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("grant_errors", grant_errors),
     ("ipc_and_sleep_leak_nothing", ipc_and_sleep_leak_nothing),
     ("threads", threads),
+    ("fpu_state_is_per_thread", fpu::state_is_per_thread),
+    ("fpu_new_threads_start_clean", fpu::new_threads_start_clean),
     ("exhaustion", exhaustion),
     ("fuzz", fuzz),
 ];
@@ -1444,6 +1448,7 @@ fn child(arg: &str) -> i32 {
         .unwrap_or(0);
     match mode {
         "exit" => process::exit(num),
+        m if m.starts_with("fpu-") => fpu::child(m, num),
         "arg" => (arg != "arg hello world" && arg != "arg x") as i32,
         "wait" => (process::wait(num as u32) != Err(Error::NoSuchProcess)) as i32,
         "kill" => (process::kill(num as u32) != Err(Error::Denied)) as i32,
