@@ -88,6 +88,9 @@ pub struct Thread {
     process: Option<Arc<crate::proc::Process>>,
     /// Top of the kernel stack: where entries from user mode land.
     kstack_top: u64,
+    /// Its x87/SSE registers while it is switched out; user threads only (kernel code
+    /// is soft-float). Switched in `schedule`, see `arch::fpu`.
+    fpu: Option<Box<arch::fpu::FpuArea>>,
     /// Owned kernel stack; `None` for a CPU's idle thread, which runs on the stack
     /// the CPU booted with.
     _stack: Option<Box<[u64]>>,
@@ -177,6 +180,7 @@ pub fn init_cpu() {
         }),
         process: None,
         kstack_top: 0,
+        fpu: None,
         _stack: None,
     });
     irqs_off(|| {
@@ -279,6 +283,11 @@ fn spawn_inner(
         .map_err(|_| SpawnError::NoMemory)?;
     stack.resize(STACK_BYTES / 8, 0u64);
     let mut stack = stack.into_boxed_slice();
+    let mut fpu = if process.is_some() {
+        Some(arch::fpu::FpuArea::try_new().ok_or(SpawnError::NoMemory)?)
+    } else {
+        None
+    };
     // 16-byte aligned, as the CPU leaves it on an interrupt from user mode anyway.
     let kstack_top = (stack.as_ptr() as u64 + STACK_BYTES as u64) & !15;
     let detached = process.is_some();
@@ -305,6 +314,7 @@ fn spawn_inner(
                     }),
                     process,
                     kstack_top,
+                    fpu: fpu.take(),
                     _stack: Some(core::mem::take(&mut stack)),
                 })
             })
@@ -387,6 +397,7 @@ fn schedule() {
     if next.kstack_top != 0 {
         percpu::set_kernel_stack(next.kstack_top);
     }
+    arch::fpu::switch(cur.fpu.as_deref(), next.fpu.as_deref());
     *CPUS[cpu].current.lock() = Some(next);
     CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
     // `cur` moves into the CPU's `prev` slot: nothing of it stays on this stack, so an
