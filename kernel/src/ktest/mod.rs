@@ -55,6 +55,10 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
         "sched::early_wake_frees_sleeper",
         sched::early_wake_frees_sleeper,
     ),
+    (
+        "sched::crossing_switches_do_not_deadlock",
+        sched::crossing_switches_do_not_deadlock,
+    ),
 ];
 
 pub fn run() -> u64 {

@@ -367,10 +367,22 @@ extern "C" fn thread_entry(_: u64) -> ! {
     exit(code)
 }
 
+/// How long `schedule` waits for a thread another CPU is still leaving (a few
+/// hundred instructions there, normally) before it runs its idle thread instead.
+const ON_CPU_SPINS: u32 = 1 << 14;
+
+/// Test mode: spins at the start of every `schedule`, to widen its races.
+#[cfg(feature = "ktest")]
+pub static SCHEDULE_DELAY: AtomicU32 = AtomicU32::new(0);
+
 /// Picks the next thread for this CPU and switches to it. Interrupts must be off.
 fn schedule() {
+    #[cfg(feature = "ktest")]
+    for _ in 0..SCHEDULE_DELAY.load(Ordering::Relaxed) {
+        core::hint::spin_loop();
+    }
     let cpu = this_cpu();
-    let next = match SCHED.pick_next(cpu).and_then(lookup) {
+    let mut next = match SCHED.pick_next(cpu).and_then(lookup) {
         Some(t) => t,
         None => CPUS[cpu].idle.lock().clone().expect("no idle thread"),
     };
@@ -379,8 +391,27 @@ fn schedule() {
         CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
         return;
     }
-    // Wait for the CPU that last ran `next` to finish saving it.
+    // Wait for the CPU that last ran `next` to finish saving it, but not for ever: we
+    // hold `cur.on_cpu` meanwhile, and that CPU may be waiting for `cur` in turn (each
+    // picked a thread the other is still leaving: threads re-pinning themselves to
+    // each other's CPUs, or parked threads woken by a third CPU and stolen). Then run
+    // the idle thread instead, which no other CPU ever runs, to let go of `cur`;
+    // `next` stays our queue's current, so the `pick_next` of the resched IPI we send
+    // ourselves re-queues it.
+    let mut spins = 0u32;
     while next.on_cpu.load(Ordering::Acquire) {
+        spins += 1;
+        if spins == ON_CPU_SPINS {
+            apic::send_fixed(
+                percpu::current().apic_id(),
+                arch::interrupts::RESCHED_VECTOR,
+            );
+            next = CPUS[cpu].idle.lock().clone().expect("no idle thread");
+            if Arc::ptr_eq(&cur, &next) {
+                return;
+            }
+            break;
+        }
         core::hint::spin_loop();
     }
     next.on_cpu.store(true, Ordering::Relaxed);
