@@ -10,7 +10,9 @@
 //!   the CPU that switched away, *after* the switch (in `finish_switch`, on the next
 //!   thread's stack). A CPU about to resume a thread waits for the flag to clear, so a
 //!   thread that another CPU already re-queued or woke is never resumed before its
-//!   registers are saved.
+//!   registers are saved. It waits a bounded time only (then it runs its idle thread
+//!   and picks again): it holds its own thread's flag meanwhile, so two CPUs each
+//!   waiting for the thread the other is leaving would wait for ever.
 //! - A thread's `Inner` lock is taken before any run-queue lock. Blocking (state =
 //!   Blocked, descriptor out of the queue) happens under `Inner`, and waking checks
 //!   the state under `Inner`, so a wake-up cannot slip between the two (no lost
