@@ -68,6 +68,10 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
         "proc::teardown_steps_give_back_each_part",
         proc::teardown_steps_give_back_each_part,
     ),
+    (
+        "sched::crossing_switches_do_not_deadlock",
+        sched::crossing_switches_do_not_deadlock,
+    ),
 ];
 
 pub fn run() -> u64 {

@@ -277,3 +277,100 @@ pub fn early_wake_frees_sleeper() -> TestResult {
         "a thread woken from a timed sleep is still referenced",
     )
 }
+
+/// Switches that cross between CPUs, hammered: no CPU may wait forever for a thread
+/// another CPU is still leaving. `schedule` waits (interrupts off) for `next.on_cpu`
+/// while it still holds `cur.on_cpu` itself, so two CPUs that each picked the thread
+/// the other is leaving would wait for each other: a parked thread woken by a third
+/// CPU and stolen while its CPU is still switching away, or two threads that
+/// `pin_current` to each other's CPU at once. A deadlock hangs the machine (the
+/// harness's timeout); the counts show the paths were taken.
+pub fn crossing_switches_do_not_deadlock() -> TestResult {
+    let n = percpu::online_count();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (parks, moves) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // Unpinned parkers, woken at once by wakers on the lower half of the CPUs: the
+    // other CPUs idle and steal them.
+    let mut parkers = Vec::new();
+    for _ in 0..2 * n {
+        let (stop, parks) = (stop.clone(), parks.clone());
+        parkers.push(
+            task::spawn(Options::new("parker"), move || {
+                while !stop.load(Ordering::Relaxed) {
+                    task::park();
+                    parks.fetch_add(1, Ordering::Relaxed);
+                }
+                0
+            })
+            .map_err(|_| "spawn")?,
+        );
+    }
+    let targets: Arc<Vec<Arc<task::Thread>>> =
+        Arc::new(parkers.iter().map(|h| h.thread().clone()).collect());
+    let mut others = Vec::new();
+    for cpu in 0..n.div_ceil(2) {
+        let (stop, targets) = (stop.clone(), targets.clone());
+        others.push(
+            task::spawn(Options::new("waker").pin(cpu), move || {
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    task::unpark(&targets[i % targets.len()]);
+                    i += 1;
+                    if i % 8 == 0 {
+                        task::yield_now();
+                    }
+                }
+                0
+            })
+            .map_err(|_| "spawn")?,
+        );
+    }
+    // Movers: pairs that swap CPUs 2p and 2p+1 over and over in opposite phase (so
+    // their re-pins cross), and on an odd CPU count one that walks every CPU.
+    for k in 0..n {
+        let (stop, moves) = (stop.clone(), moves.clone());
+        let (here, there) = if k + 1 == n && n % 2 == 1 {
+            (k, 0)
+        } else {
+            (k, k ^ 1)
+        };
+        others.push(
+            task::spawn(Options::new("mover").pin(here), move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let to = if n % 2 == 1 && here + 1 == n {
+                        i % n
+                    } else if i % 2 == 0 {
+                        there
+                    } else {
+                        here
+                    };
+                    i += 1;
+                    if task::pin_current(to).is_ok() {
+                        moves.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                0
+            })
+            .map_err(|_| "spawn")?,
+        );
+    }
+    // Then widen the windows: every switch starts late, so wake-ups, steals and
+    // re-pins land in the middle of other CPUs' switches.
+    task::sleep_ticks(30);
+    task::SCHEDULE_DELAY.store(20_000, Ordering::Relaxed);
+    task::sleep_ticks(30);
+    task::SCHEDULE_DELAY.store(0, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for h in others {
+        task::join(h);
+    }
+    for h in parkers {
+        task::unpark(h.thread());
+        task::join(h);
+    }
+    let (parks, moves) = (parks.load(Ordering::Relaxed), moves.load(Ordering::Relaxed));
+    crate::kprintln!("zen-test:   {} parks woken, {} moves", parks, moves);
+    check(parks > 0 && moves > 0, "the hammer did not run")?;
+    check(task::thread_count() == 1, "threads not freed after join")
+}

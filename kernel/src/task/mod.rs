@@ -10,7 +10,9 @@
 //!   the CPU that switched away, *after* the switch (in `finish_switch`, on the next
 //!   thread's stack). A CPU about to resume a thread waits for the flag to clear, so a
 //!   thread that another CPU already re-queued or woke is never resumed before its
-//!   registers are saved.
+//!   registers are saved. It waits a bounded time only (then it runs its idle thread
+//!   and picks again): it holds its own thread's flag meanwhile, so two CPUs each
+//!   waiting for the thread the other is leaving would wait for ever.
 //! - A thread's `Inner` lock is taken before any run-queue lock. Blocking (state =
 //!   Blocked, descriptor out of the queue) happens under `Inner`, and waking checks
 //!   the state under `Inner`, so a wake-up cannot slip between the two (no lost
@@ -91,6 +93,9 @@ pub struct Thread {
     process: Option<Arc<crate::proc::Process>>,
     /// Top of the kernel stack: where entries from user mode land.
     kstack_top: u64,
+    /// Its x87/SSE registers while it is switched out; user threads only (kernel code
+    /// is soft-float). Switched in `schedule`, see `arch::fpu`.
+    fpu: Option<Box<arch::fpu::FpuArea>>,
     /// Owned kernel stack; `None` for a CPU's idle thread, which runs on the stack
     /// the CPU booted with.
     _stack: Option<Box<[u64]>>,
@@ -180,6 +185,7 @@ pub fn init_cpu() {
         }),
         process: None,
         kstack_top: 0,
+        fpu: None,
         _stack: None,
     });
     irqs_off(|| {
@@ -282,6 +288,11 @@ fn spawn_inner(
         .map_err(|_| SpawnError::NoMemory)?;
     stack.resize(STACK_BYTES / 8, 0u64);
     let mut stack = stack.into_boxed_slice();
+    let mut fpu = if process.is_some() {
+        Some(arch::fpu::FpuArea::try_new().ok_or(SpawnError::NoMemory)?)
+    } else {
+        None
+    };
     // 16-byte aligned, as the CPU leaves it on an interrupt from user mode anyway.
     let kstack_top = (stack.as_ptr() as u64 + STACK_BYTES as u64) & !15;
     let detached = process.is_some();
@@ -308,6 +319,7 @@ fn spawn_inner(
                     }),
                     process,
                     kstack_top,
+                    fpu: fpu.take(),
                     _stack: Some(core::mem::take(&mut stack)),
                 })
             })
@@ -360,10 +372,22 @@ extern "C" fn thread_entry(_: u64) -> ! {
     exit(code)
 }
 
+/// How long `schedule` waits for a thread another CPU is still leaving (a few
+/// hundred instructions there, normally) before it runs its idle thread instead.
+const ON_CPU_SPINS: u32 = 1 << 14;
+
+/// Test mode: spins at the start of every `schedule`, to widen its races.
+#[cfg(feature = "ktest")]
+pub static SCHEDULE_DELAY: AtomicU32 = AtomicU32::new(0);
+
 /// Picks the next thread for this CPU and switches to it. Interrupts must be off.
 fn schedule() {
+    #[cfg(feature = "ktest")]
+    for _ in 0..SCHEDULE_DELAY.load(Ordering::Relaxed) {
+        core::hint::spin_loop();
+    }
     let cpu = this_cpu();
-    let next = match SCHED.pick_next(cpu).and_then(lookup) {
+    let mut next = match SCHED.pick_next(cpu).and_then(lookup) {
         Some(t) => t,
         None => CPUS[cpu].idle.lock().clone().expect("no idle thread"),
     };
@@ -372,8 +396,27 @@ fn schedule() {
         CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
         return;
     }
-    // Wait for the CPU that last ran `next` to finish saving it.
+    // Wait for the CPU that last ran `next` to finish saving it, but not for ever: we
+    // hold `cur.on_cpu` meanwhile, and that CPU may be waiting for `cur` in turn (each
+    // picked a thread the other is still leaving: threads re-pinning themselves to
+    // each other's CPUs, or parked threads woken by a third CPU and stolen). Then run
+    // the idle thread instead, which no other CPU ever runs, to let go of `cur`;
+    // `next` stays our queue's current, so the `pick_next` of the resched IPI we send
+    // ourselves re-queues it.
+    let mut spins = 0u32;
     while next.on_cpu.load(Ordering::Acquire) {
+        spins += 1;
+        if spins == ON_CPU_SPINS {
+            apic::send_fixed(
+                percpu::current().apic_id(),
+                arch::interrupts::RESCHED_VECTOR,
+            );
+            next = CPUS[cpu].idle.lock().clone().expect("no idle thread");
+            if Arc::ptr_eq(&cur, &next) {
+                return;
+            }
+            break;
+        }
         core::hint::spin_loop();
     }
     next.on_cpu.store(true, Ordering::Relaxed);
@@ -390,6 +433,7 @@ fn schedule() {
     if next.kstack_top != 0 {
         percpu::set_kernel_stack(next.kstack_top);
     }
+    arch::fpu::switch(cur.fpu.as_deref(), next.fpu.as_deref());
     *CPUS[cpu].current.lock() = Some(next);
     CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
     // `cur` moves into the CPU's `prev` slot: nothing of it stays on this stack, so an

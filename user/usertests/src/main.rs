@@ -20,6 +20,8 @@ use zen_std::prelude::*;
 use zen_std::testing::{fault, raw_syscall, Fault};
 use zen_std::{mem, process, thread, time, Error};
 
+mod fpu;
+
 zen_std::main!(main);
 
 mod limits;
@@ -1452,6 +1454,8 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         "waits::attach_while_mapping_does_not_hang",
         waits::attach_while_mapping_does_not_hang,
     ),
+    ("fpu::state_is_per_thread", fpu::state_is_per_thread),
+    ("fpu::new_threads_start_clean", fpu::new_threads_start_clean),
     ("exhaustion", exhaustion),
     ("fuzz", fuzz),
 ];
@@ -1542,6 +1546,7 @@ fn child(arg: &str) -> i32 {
     }
     match mode {
         "exit" => process::exit(num),
+        m if m.starts_with("fpu-") => fpu::child(m, num),
         "arg" => (arg != "arg hello world" && arg != "arg x") as i32,
         "wait" => (process::wait(num as u32) != Err(Error::NoSuchProcess)) as i32,
         "kill" => (process::kill(num as u32) != Err(Error::Denied)) as i32,

@@ -25,6 +25,7 @@ mod heap;
 pub mod mem;
 pub mod process;
 mod rt;
+pub mod simd;
 pub mod sys;
 pub mod testing;
 pub mod thread;

@@ -5,6 +5,7 @@ pub mod apic;
 pub mod cpu;
 mod entry;
 pub use entry::memory_map;
+pub mod fpu;
 mod gdt;
 pub mod heap;
 pub mod interrupts;
@@ -19,8 +20,9 @@ pub mod tlb;
 pub mod user;
 
 /// Sets up the boot CPU: per-CPU entry 0 behind GS, its GDT with TSS (separate stacks
-/// for double fault and NMI), and the IDT. Interrupts stay disabled.
+/// for double fault and NMI), the IDT and the x87/SSE setup. Interrupts stay disabled.
 pub fn init_boot_cpu() {
+    fpu::init_cpu();
     let me = percpu::install(0, apic::local_id_early());
     let (df, nmi) = gdt::bsp_stacks();
     gdt::init(me, df, nmi);

@@ -247,6 +247,7 @@ pub fn start_aps(rsdp: u64, map: &[MemoryRegion]) -> Result<usize, &'static str>
 /// Where a started CPU lands, on its own stack, with the kernel's page tables.
 extern "C" fn ap_entry(id: u64) -> ! {
     let apic_id = STARTING_ID.load(Ordering::SeqCst) as u32;
+    super::fpu::init_cpu();
     let me = percpu::install(id as usize, apic_id);
     let df = alloc::vec![0u8; gdt::IST_STACK_SIZE].leak();
     let nmi = alloc::vec![0u8; gdt::IST_STACK_SIZE].leak();

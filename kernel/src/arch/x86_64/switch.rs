@@ -2,8 +2,8 @@
 //!
 //! A thread switch is a function call: the System V ABI lets the callee clobber every
 //! register except rbx, rbp, r12-r15 and rsp, so those six plus the stack pointer are
-//! all there is to save. No FPU/SSE state: the kernel is built without SSE, and user
-//! FPU state (later) is switched lazily apart from this.
+//! all there is to save. No FPU/SSE state here: the kernel is built without SSE, and
+//! a user thread's x87/SSE registers are switched just before, by `fpu::switch`.
 //!
 //! A new thread's stack is laid out as if it had called `zen_switch` itself, with
 //! [`zen_thread_start`] as the return address and the entry function and its argument
