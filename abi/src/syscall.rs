@@ -401,12 +401,15 @@ mod tests {
             threads: 1,
             pages: 99,
             name: *b"shell\0\0\0\0\0\0\0\0\0\0\0",
+            kmem: 123_456,
+            kmem_limit: 4 << 20,
         };
         let q = ProcInfo::from_bytes(&p.to_bytes());
         assert_eq!(
             (q.pid, q.parent, q.state, q.threads, q.pages, q.name()),
             (7, 1, 1, 1, 99, "shell")
         );
+        assert_eq!((q.kmem, q.kmem_limit), (123_456, 4 << 20));
         let m = MemInfo {
             total_frames: 1,
             free_frames: 2,

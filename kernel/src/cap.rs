@@ -93,11 +93,15 @@ pub fn system_token(pid: u32) -> TokenSlot {
     )
 }
 
-/// Checks that the token at `ptr` is a system token of the caller with `required`.
-pub fn check_system(me: &Process, ptr: u64, required: Rights, call: u16) -> Result<(), Error> {
-    let slot = token_in(me, ptr)?;
+/// Checks that `slot` is a system token of the caller with `required`.
+pub fn check_system(
+    me: &Process,
+    slot: &TokenSlot,
+    required: Rights,
+    call: u16,
+) -> Result<(), Error> {
     let expected = system_binding(me.pid());
-    me.verify_token(key(), &slot, &expected, required)
+    me.verify_token(key(), slot, &expected, required)
         .map(|_| ())
         .map_err(|e| denied(call, slot.binding.object, e))
 }

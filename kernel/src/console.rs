@@ -30,6 +30,10 @@ struct Ring {
     /// Index of the oldest byte.
     start: usize,
     len: usize,
+    /// Bytes ever appended and ever taken out by a drainer: a writer waits until
+    /// `taken` passes the end of its own bytes, whoever takes them.
+    pushed: u64,
+    taken: u64,
 }
 
 impl Ring {
@@ -42,6 +46,7 @@ impl Ring {
         let at = (self.start + self.len) % RING_BYTES;
         self.buf[at] = b;
         self.len += 1;
+        self.pushed += 1;
     }
 
     fn pop_into(&mut self, out: &mut [u8]) -> usize {
@@ -51,6 +56,7 @@ impl Ring {
             self.start = (self.start + 1) % RING_BYTES;
         }
         self.len -= n;
+        self.taken += n as u64;
         n
     }
 }
@@ -73,6 +79,8 @@ static RING: IrqMutex<Ring> = IrqMutex::new(Ring {
     buf: [0; RING_BYTES],
     start: 0,
     len: 0,
+    pushed: 0,
+    taken: 0,
 });
 static DRAINING: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -186,7 +194,7 @@ pub fn write_bytes(bytes: &[u8]) {
     }
     let mut rest = bytes;
     while !rest.is_empty() {
-        {
+        let mine = {
             let mut r = RING.lock();
             // As much as fits, on the wire (a `\n` takes two bytes).
             let mut n = 0;
@@ -201,9 +209,18 @@ pub fn write_bytes(bytes: &[u8]) {
             }
             push_wire(&mut r, &rest[..n]);
             rest = &rest[n..];
-        }
-        // Our bytes are in the ring: write out everything up to them.
-        while !try_drain(ring_len()) {
+            r.pushed
+        };
+        // Our bytes are in the ring: wait until they are out, draining ourselves when
+        // nobody else does (another drainer takes them in order, within its budget).
+        loop {
+            let (taken, len) = {
+                let r = RING.lock();
+                (r.taken, r.len)
+            };
+            if taken >= mine || try_drain(len) {
+                break;
+            }
             core::hint::spin_loop();
         }
     }

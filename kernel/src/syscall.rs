@@ -2,6 +2,9 @@
 //! checks its arguments and runs it. docs/abi.md is the contract; each arm below cites
 //! the errors it can return.
 //!
+//! Tokens are copied in here, once per call (`token`, `tokens`): the subsystems get
+//! the copy, so a thread changing the token in memory mid-call changes nothing.
+//!
 //! User pointers are never dereferenced: `copy_in`/`copy_out` go through the process's
 //! page tables (arch::user), so a null, unmapped or kernel address is `BadAddress`,
 //! and lengths are bounded before anything is allocated.
@@ -150,7 +153,8 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             let (tok, rights) = (a[4], a[5]);
             proc::spawn_with(&name, &arg, me.pid(), |child| {
                 if tok != 0 {
-                    crate::ipc::pass_token(me, tok, rights, child, Syscall::Spawn as u16)?;
+                    let slot = token(me, tok)?;
+                    crate::ipc::pass_token(me, &slot, rights, child, Syscall::Spawn as u16)?;
                 }
                 Ok(())
             })
@@ -196,7 +200,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             // right (init, and whom init gives it) may turn it off.
             crate::cap::check_system(
                 me,
-                a[1],
+                &token(me, a[1])?,
                 zen_abi::cap::Rights::POWER,
                 Syscall::Shutdown as u16,
             )?;
@@ -215,18 +219,22 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         }
         Syscall::GetArg => out_buf(me, a[0], a[1], me.arg()),
         Syscall::ChanCreate => crate::ipc::create(me),
-        Syscall::ChanAttach => crate::ipc::attach(me, a[0]),
-        Syscall::MsgSend => crate::ipc::wake(me, a[0], false),
-        Syscall::MsgRelease => crate::ipc::wake(me, a[0], true),
-        Syscall::MsgRecv => crate::ipc::wait(me, a[0], a[1], false),
-        Syscall::MsgWaitRoom => crate::ipc::wait(me, a[0], a[1], true),
-        Syscall::MsgPoll => crate::ipc::poll(me, a[0], a[1], a[2]),
-        Syscall::CapSend => crate::ipc::cap_send(me, a[0], a[1], a[2]),
-        Syscall::CapRevoke => crate::ipc::revoke(me, a[0]),
+        Syscall::ChanAttach => crate::ipc::attach(me, &token(me, a[0])?),
+        Syscall::MsgSend => crate::ipc::wake(me, &token(me, a[0])?, false),
+        Syscall::MsgRelease => crate::ipc::wake(me, &token(me, a[0])?, true),
+        Syscall::MsgRecv => crate::ipc::wait(me, &token(me, a[0])?, a[1], false),
+        Syscall::MsgWaitRoom => crate::ipc::wait(me, &token(me, a[0])?, a[1], true),
+        Syscall::MsgPoll => crate::ipc::poll(me, &tokens(me, a[0], a[1])?, a[2]),
+        Syscall::CapSend => {
+            crate::ipc::cap_send(me, &token(me, a[0])?, &token(me, a[1])?, a[2])
+        }
+        Syscall::CapRevoke => crate::ipc::revoke(me, &token(me, a[0])?),
         Syscall::CapDrop => me
             .remove_token(usize::try_from(a[0]).map_err(|_| Error::InvalidArgument)?)
             .map(|()| 0),
-        Syscall::GrantCreate => crate::ipc::grant::grant_create(me, a[0], a[1], a[2], a[3]),
+        Syscall::GrantCreate => {
+            crate::ipc::grant::grant_create(me, a[0], a[1], a[2], &token(me, a[3])?)
+        }
         Syscall::GrantMap => crate::ipc::grant::grant_map(me, a[0], a[1], a[2]),
         Syscall::ThreadCreate => proc::thread_create(me, a[0], a[1], a[2]),
         Syscall::ThreadJoin => proc::thread_join(me, a[0]),
@@ -236,4 +244,23 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
 
 fn pid_arg(v: u64) -> Result<u32, Error> {
     u32::try_from(v).map_err(|_| Error::NoSuchProcess)
+}
+
+/// The token at user address `ptr`, copied in once: every check and use below reads
+/// this copy, never the user's memory again.
+fn token(me: &Process, ptr: u64) -> Result<zen_abi::cap::TokenSlot, Error> {
+    crate::cap::token_in(me, ptr)
+}
+
+/// `count` tokens at `ptr` (msg_poll), copied in one go.
+fn tokens(me: &Process, ptr: u64, count: u64) -> Result<Vec<zen_abi::cap::TokenSlot>, Error> {
+    use zen_abi::cap::TokenSlot;
+    if count == 0 || count > crate::ipc::POLL_MAX {
+        return Err(Error::InvalidArgument);
+    }
+    let bytes = copy_in(me, ptr, count * TokenSlot::SIZE as u64)?;
+    Ok(bytes
+        .chunks_exact(TokenSlot::SIZE)
+        .map(|c| TokenSlot::from_bytes(c.try_into().expect("64-byte chunks")))
+        .collect())
 }

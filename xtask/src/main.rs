@@ -26,6 +26,7 @@ mod qemu;
 mod row;
 mod secboot;
 mod setup;
+mod soak;
 mod test;
 mod usertest;
 mod util;
@@ -57,6 +58,8 @@ verbs:
       --cmdline STR     write STR to cmdline.txt on the ESP
       --kvm             use KVM (TCG by default: nested KVM hangs 64-bit guests here)
   test                  host tests, then the QEMU suites; ends with `N passed, N failed`
+  soak [--calls N]      the system-call fuzzer at length (10 million calls by default) on
+                        2 CPUs: calls per second, kernel failures, what was lost
   bench [--only a,b]    sizes; boot, context switch, system call and IPC instruction
                         counts, the same on a Linux guest (suites: sizes, boot, disk,
                         switch, ipc, linux, tagfs);
@@ -248,6 +251,18 @@ fn main() -> ExitCode {
             } else {
                 Err(format!("test takes no options\n\n{}", usage()))
             }
+        }
+        "soak" => {
+            let calls = match rest {
+                [] => Ok(10_000_000),
+                [flag, n] if flag == "--calls" => n
+                    .parse::<u64>()
+                    .map_err(|_| format!("--calls takes a number, not {n}")),
+                _ => Err(format!("soak takes --calls N\n\n{}", usage())),
+            };
+            calls
+                .and_then(soak::run)
+                .map(|_| ExitCode::SUCCESS)
         }
         "bench" => parse_only(rest)
             .and_then(|only| bench::run(&only))

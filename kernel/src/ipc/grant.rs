@@ -11,11 +11,11 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use zen_abi::cap::Rights;
+use zen_abi::cap::{Rights, TokenSlot};
 use zen_abi::syscall::Error;
 use zen_cap::CapError;
 
-use super::channel_cap;
+use super::check;
 use crate::arch::phys::SharedFrame;
 use crate::cap::denied;
 use crate::proc::{self, Charge, Process};
@@ -57,10 +57,10 @@ pub fn grant_create(
     addr: u64,
     len: u64,
     rights: u64,
-    chan_ptr: u64,
+    chan_slot: &TokenSlot,
 ) -> Result<u64, Error> {
     let call = zen_abi::syscall::Syscall::GrantCreate as u16;
-    let (chan, end, _) = channel_cap(me, chan_ptr, Rights::SEND, call)?;
+    let (chan, end, _) = check(me, chan_slot, Rights::SEND, call)?;
     let rights = grant_rights(rights)?;
     let pages = len.div_ceil(4096);
     if len == 0 || !addr.is_multiple_of(4096) || pages > MAX_GRANT_PAGES {

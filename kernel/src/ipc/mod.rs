@@ -9,7 +9,7 @@
 //!
 //! Each end is its own capability object: object id `channel << 1 | end`. End `e`
 //! produces ring `e` and consumes ring `1 - e`. Every call that names a channel takes a
-//! token, copied once from user memory, and checks it with zen-cap against the
+//! token, copied once from user memory by the system-call layer, and checks it with zen-cap against the
 //! caller's pid and the channel's current generation; a failure is `Denied` and an
 //! EDGE_REGISTRY record with the reason (`cap`).
 //!
@@ -41,7 +41,7 @@ use zen_cap::CapError;
 
 use crate::arch::paging::Flags;
 use crate::arch::phys::SharedFrame;
-use crate::cap::{denied, key, token_in};
+use crate::cap::{denied, key};
 use crate::proc::{self, Charge, Process};
 use crate::sync::IrqMutex;
 use crate::task::{self, WaitQueue};
@@ -200,15 +200,6 @@ fn check(
     Ok((c.chan, c.end, c.held))
 }
 
-/// Copies the token at `ptr` and checks it: (channel, end, rights held).
-fn channel_cap(
-    me: &Process,
-    ptr: u64,
-    required: Rights,
-    call: u16,
-) -> Result<(Arc<Channel>, usize, Rights), Error> {
-    check(me, &token_in(me, ptr)?, required, call)
-}
 
 /// chan_create: a channel owned by `me`, with both ends' tokens in its token page.
 pub fn create(me: &Arc<Process>) -> Result<u64, Error> {
@@ -276,14 +267,14 @@ fn pages_for(end: usize, held: Rights) -> u8 {
 
 /// chan_attach: maps the pages of the channel end that the token's rights allow;
 /// the address of the range (`CHANNEL_PAGES` pages, holes where not mapped).
-pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
+pub fn attach(me: &Arc<Process>, slot: &TokenSlot) -> Result<u64, Error> {
     const CALL: u16 = zen_abi::syscall::Syscall::ChanAttach as u16;
     let Checked {
         chan,
         end,
         held,
         generation,
-    } = check_full(me, &token_in(me, ptr)?, Rights::EMPTY, CALL)?;
+    } = check_full(me, slot, Rights::EMPTY, CALL)?;
     let want = pages_for(end, held);
     if want == 0 {
         return Err(denied(
@@ -380,13 +371,13 @@ pub fn attach(me: &Arc<Process>, ptr: u64) -> Result<u64, Error> {
 
 /// msg_send (`publish`: wake the consumer of the ring we produce) and msg_release
 /// (wake the producer of the ring we consume).
-pub fn wake(me: &Process, ptr: u64, released: bool) -> Result<u64, Error> {
+pub fn wake(me: &Process, slot: &TokenSlot, released: bool) -> Result<u64, Error> {
     let (need, call) = if released {
         (Rights::RECV, 23)
     } else {
         (Rights::SEND, 20)
     };
-    let (chan, end, _) = channel_cap(me, ptr, need, call)?;
+    let (chan, end, _) = check(me, slot, need, call)?;
     if released {
         chan.wake(1 - end, PRODUCER);
     } else {
@@ -397,13 +388,13 @@ pub fn wake(me: &Process, ptr: u64, released: bool) -> Result<u64, Error> {
 
 /// msg_recv (`room == false`: wait for a message while head == seen) and
 /// msg_wait_room (wait for room while tail == seen).
-pub fn wait(me: &Process, ptr: u64, seen: u64, room: bool) -> Result<u64, Error> {
+pub fn wait(me: &Process, slot: &TokenSlot, seen: u64, room: bool) -> Result<u64, Error> {
     let (need, call) = if room {
         (Rights::SEND, 24)
     } else {
         (Rights::RECV, 21)
     };
-    let (chan, end, _) = channel_cap(me, ptr, need, call)?;
+    let (chan, end, _) = check(me, slot, need, call)?;
     let gen = chan.generation.load(Ordering::Acquire);
     let (ring, side) = if room {
         (end, PRODUCER)
@@ -439,23 +430,20 @@ pub fn wait(me: &Process, ptr: u64, seen: u64, room: bool) -> Result<u64, Error>
 }
 
 /// Most channels one msg_poll waits on.
-const POLL_MAX: u64 = 16;
+pub const POLL_MAX: u64 = 16;
 
 /// msg_poll: the index of the first channel with a message; sleeps until one has.
-pub fn poll(me: &Process, ptr: u64, count: u64, timeout_ms: u64) -> Result<u64, Error> {
+pub fn poll(me: &Process, slots: &[TokenSlot], timeout_ms: u64) -> Result<u64, Error> {
+    let count = slots.len() as u64;
     if count == 0 || count > POLL_MAX {
         return Err(Error::InvalidArgument);
     }
     let mut chans = Vec::new();
     chans
-        .try_reserve_exact(count as usize)
+        .try_reserve_exact(slots.len())
         .map_err(|_| Error::NoMemory)?;
-    for i in 0..count {
-        // `ptr + i * 64` cannot wrap into a valid address: token_in refuses it.
-        let at = ptr
-            .checked_add(i * TokenSlot::SIZE as u64)
-            .ok_or(Error::BadAddress)?;
-        let c = check_full(me, &token_in(me, at)?, Rights::RECV, 22)?;
+    for slot in slots {
+        let c = check_full(me, slot, Rights::RECV, 22)?;
         chans.push((c.chan, c.end, c.generation));
     }
     let _charge = Charge::take(me.quota(), WAIT_KMEM * count)?;
@@ -503,33 +491,37 @@ pub fn poll(me: &Process, ptr: u64, count: u64, timeout_ms: u64) -> Result<u64, 
 
 /// cap_send: a copy of a token (needs GRANT on it) with `rights` for the process at
 /// the channel's other end (needs SEND on the channel).
-pub fn cap_send(me: &Process, chan_ptr: u64, tok_ptr: u64, rights: u64) -> Result<u64, Error> {
-    let (chan, end, _) = channel_cap(me, chan_ptr, Rights::SEND, 25)?;
+pub fn cap_send(
+    me: &Process,
+    chan_slot: &TokenSlot,
+    slot: &TokenSlot,
+    rights: u64,
+) -> Result<u64, Error> {
+    let (chan, end, _) = check(me, chan_slot, Rights::SEND, 25)?;
     let peer = chan.receiver_at(1 - end);
     if peer == 0 {
         return Err(Error::NoPeer);
     }
     let target = proc::find(peer).ok_or(Error::NoPeer)?;
-    pass_token(me, tok_ptr, rights, &target, 25)
+    pass_token(me, slot, rights, &target, 25)
 }
 
-/// Derives the token at `tok_ptr` (held by `me`; a channel end or the system) for
-/// `target` with `rights`, and puts it in the target's token page; the slot index.
-/// Used by cap_send and spawn.
+/// Derives `slot` (held by `me`; a channel end or the system) for `target` with
+/// `rights`, and puts it in the target's token page; the slot index. Used by
+/// cap_send and spawn.
 pub fn pass_token(
     me: &Process,
-    tok_ptr: u64,
+    slot: &TokenSlot,
     rights: u64,
     target: &Process,
     call: u16,
 ) -> Result<u64, Error> {
-    let slot = token_in(me, tok_ptr)?;
     let rights = Rights::from_bits(rights).ok_or(Error::InvalidArgument)?;
     let expected = match ObjectType::try_from(slot.binding.object_type) {
         Ok(ObjectType::System) => crate::cap::system_binding(me.pid()),
-        _ => named_channel(me, &slot, call)?.1,
+        _ => named_channel(me, slot, call)?.1,
     };
-    crate::cap::derive_to(&slot, &expected, rights, target, call)
+    crate::cap::derive_to(slot, &expected, rights, target, call)
 }
 
 /// cap_revoke: bumps the channel's generation (every older token of both ends goes
@@ -537,10 +529,9 @@ pub fn pass_token(
 /// takes the pages away from every other process attached: unmapped, every CPU's TLB
 /// flushed, and their holdings dropped, so they can neither read nor write the rings
 /// any more and grants and tokens no longer go to them.
-pub fn revoke(me: &Process, ptr: u64) -> Result<u64, Error> {
-    // Read once: the check and the replacement use the same copy.
-    let slot = token_in(me, ptr)?;
-    let (chan, end, held) = check(me, &slot, Rights::REVOKE, 26)?;
+pub fn revoke(me: &Process, slot: &TokenSlot) -> Result<u64, Error> {
+    // One copy (made by the system-call layer): the check and the replacement agree.
+    let (chan, end, held) = check(me, slot, Rights::REVOKE, 26)?;
     let gen = chan.generation.fetch_add(1, Ordering::AcqRel) + 1;
     let fresh = zen_cap::mint(
         key(),
@@ -552,7 +543,7 @@ pub fn revoke(me: &Process, ptr: u64) -> Result<u64, Error> {
         ),
         held,
     );
-    me.replace_token(&slot, fresh);
+    me.replace_token(slot, fresh);
     let others: Vec<u32> = {
         let mut a = chan.attached.lock();
         let mut o: Vec<u32> = a

@@ -12,10 +12,11 @@ use zen_abi::cap::TokenSlot;
 use zen_abi::ipc::CHANNEL_PAGES;
 use zen_abi::syscall::{TOKEN_PAGE, USER_MAP_BASE};
 
-/// Where slot `i` of a process's token page is, in its own address space (what a
-/// system call would get as a token pointer).
-fn token_ptr(slot: u64) -> u64 {
-    TOKEN_PAGE + 64 + slot * TokenSlot::SIZE as u64
+/// Token `slot` of `p`'s token page, copied in from its address space as a system
+/// call would.
+fn token(p: &Process, slot: u64) -> Result<TokenSlot, &'static str> {
+    crate::cap::token_in(p, TOKEN_PAGE + 64 + slot * TokenSlot::SIZE as u64)
+        .map_err(|_| "cannot read a token")
 }
 
 /// A fresh process (no thread, in no table) with a channel it owns: (process, slot
@@ -44,7 +45,7 @@ pub fn attach_failing_halfway_maps_nothing() -> TestResult {
     for k in 0..CHANNEL_PAGES as u32 {
         let (p, a, _) = process_with_channel()?;
         inject::fail_map_shared_after(Some(k));
-        let r = crate::ipc::attach(&p, token_ptr(a));
+        let r = crate::ipc::attach(&p, &token(&p, a)?);
         inject::fail_map_shared_after(None);
         check(
             r.is_err(),
@@ -61,7 +62,7 @@ pub fn attach_failing_halfway_maps_nothing() -> TestResult {
             "a failed attach left a holding",
         )?;
         // And the next attach works, all six pages mapped.
-        let va = crate::ipc::attach(&p, token_ptr(a)).map_err(|_| "attach after a failure")?;
+        let va = crate::ipc::attach(&p, &token(&p, a)?).map_err(|_| "attach after a failure")?;
         check(
             p.with_space(|s| {
                 (0..CHANNEL_PAGES as u64).all(|n| s.page_info(va + n * 4096).is_some())
@@ -77,7 +78,7 @@ pub fn teardown_steps_give_back_each_part() -> TestResult {
     let round = || -> TestResult {
         let frames0 = crate::mm::free_frames();
         let (p, a, _) = process_with_channel()?;
-        crate::ipc::attach(&p, token_ptr(a)).map_err(|_| "attach")?;
+        crate::ipc::attach(&p, &token(&p, a)?).map_err(|_| "attach")?;
         proc::map(&p, 16 * 4096).map_err(|_| "map")?;
         let made = crate::mm::free_frames();
         check(made < frames0, "a process costs frames")?;

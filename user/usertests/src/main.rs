@@ -21,6 +21,7 @@ use zen_std::testing::{fault, raw_syscall, Fault};
 use zen_std::{mem, process, thread, time, Error};
 
 mod fpu;
+mod fuzz;
 
 zen_std::main!(main);
 
@@ -31,11 +32,11 @@ mod waits;
 pub(crate) type Outcome = core::result::Result<(), String>;
 
 /// Addresses no call may accept as a buffer.
-const NULL: u64 = 0;
-const UNMAPPED: u64 = 0x1000_0000;
-const KERNEL: u64 = 0xffff_ffff_8000_0000;
-const DIRECT_MAP: u64 = 0xffff_8000_0000_0000;
-const NON_CANONICAL: u64 = USER_END;
+pub(crate) const NULL: u64 = 0;
+pub(crate) const UNMAPPED: u64 = 0x1000_0000;
+pub(crate) const KERNEL: u64 = 0xffff_ffff_8000_0000;
+pub(crate) const DIRECT_MAP: u64 = 0xffff_8000_0000_0000;
+pub(crate) const NON_CANONICAL: u64 = USER_END;
 
 pub(crate) fn sys(call: Syscall, a: [u64; 6]) -> Result<u64, Error> {
     Error::from_ret(raw_syscall(call as u64, a))
@@ -1270,117 +1271,6 @@ fn exhaustion() -> Outcome {
     usage_back(before, "the hogs")
 }
 
-fn fuzz() -> Outcome {
-    // Children that make thousands of system calls with random numbers and arguments
-    // drawn from the values that break kernels (null, kernel, non-canonical and
-    // unaligned pointers, real tokens, huge lengths, all ones). Each runs until it is
-    // done, dies of its own damage, or 5 s pass; the kernel must carry on and give
-    // everything back.
-    run_child("fuzz 99")?;
-    let before = usage_settled()?;
-    let mut codes = Vec::new();
-    for seed in 1..=8u64 {
-        let pid = spawn("usertests", &format!("fuzz {seed}"))?;
-        // Up to 5 s; a child still blocked then is killed (that path is tested too).
-        for _ in 0..100 {
-            time::sleep_ms(50);
-            let ended = process::list()
-                .map(|l| l.iter().any(|p| p.pid == pid && p.state != 0))
-                .unwrap_or(true);
-            if ended {
-                break;
-            }
-        }
-        let _ = process::kill(pid);
-        codes.push(process::wait(pid).map_err(|e| format!("wait fuzz {seed}: {e:?}"))?);
-    }
-    println!("usertests: fuzz children ended with {codes:x?}");
-    check(
-        &format!("most fuzz children made all their calls: {codes:x?}"),
-        codes.iter().filter(|&&c| c == 0).count() >= 4,
-    )?;
-    check("the system works after them", run_child("exit 5")? == 5)?;
-    usage_back(before, "fuzzing")
-}
-
-/// A fuzz child: `CALLS` random system calls from a xorshift generator seeded with
-/// `seed`. Calls that would end the test rather than exercise the kernel (exit,
-/// shutdown, reading the console, starting threads at random addresses, starting
-/// programs) are skipped; blocking calls get short timeouts.
-fn fuzz_calls(seed: u64) -> i32 {
-    const CALLS: u64 = 20_000;
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    // The buffer valid pointers point into: larger than any length the kernel will
-    // write (MAX_IO), so lying lengths damage nothing but it.
-    let Ok(buf) = mem::Shared::new(2 << 20) else {
-        return 10;
-    };
-    let (base, end) = (buf.addr(), buf.addr() + buf.len() as u64);
-    let me = process::id() as u64;
-    // Real tokens to aim at: a channel of our own.
-    let _ = chan::create();
-    for _ in 0..CALLS {
-        let valid = base;
-        let nr = next() % (SYSCALL_COUNT + 3);
-        // Spawn is skipped too: the kernel writes program names into the buffer
-        // (`programs`), and a random spawn of `ipcbench` would power the machine off.
-        let skip = [
-            Syscall::Exit,
-            Syscall::ThreadExit,
-            Syscall::Shutdown,
-            Syscall::Read,
-            Syscall::ThreadCreate,
-            Syscall::Spawn,
-        ];
-        if skip.iter().any(|c| *c as u64 == nr) {
-            continue;
-        }
-        let mut a = [0u64; 6];
-        for v in a.iter_mut() {
-            let r = next();
-            *v = match r % 14 {
-                0 => 0,
-                1 => r % 64,
-                2 => 4096,
-                3 => u64::MAX,
-                4 => valid,
-                5 => valid + (r >> 8) % 4096,
-                6 => KERNEL,
-                7 => NON_CANONICAL,
-                8 => zen_abi::syscall::TOKEN_PAGE + 64 * ((r >> 8) % 4),
-                9 => zen_abi::syscall::USER_MAP_BASE + 4096 * ((r >> 8) % 64),
-                10 => 1 << ((r >> 8) % 64),
-                11 => r >> 16,
-                12 => DIRECT_MAP,
-                _ => r,
-            };
-        }
-        // Short waits only: sleep, poll and wait-for-room get small bounds; waiting
-        // for a process or a message may still block, and the parent's kill ends that.
-        match nr {
-            // A sleep takes whole ticks whatever its argument: not worth the time.
-            n if n == Syscall::Sleep as u64 => continue,
-            n if n == Syscall::MsgPoll as u64 => a[2] = 0,
-            // An odd count never equals an idle ring's: these return at once.
-            n if n == Syscall::MsgRecv as u64 || n == Syscall::MsgWaitRoom as u64 => a[1] |= 1,
-            n if n == Syscall::Kill as u64 && a[0] == me => continue,
-            // Unmapping our own heap or code only kills us: aim at the buffer.
-            n if n == Syscall::Unmap as u64 && !(base..end).contains(&a[0]) => continue,
-            // Console output would be noise in the test log.
-            n if n == Syscall::Write as u64 && (a[0] == 1 || a[0] == 2) => continue,
-            _ => {}
-        }
-        raw_syscall(nr, a);
-    }
-    0
-}
-
 const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("unknown_calls", unknown_calls),
     ("getpid", getpid),
@@ -1457,7 +1347,7 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("fpu::state_is_per_thread", fpu::state_is_per_thread),
     ("fpu::new_threads_start_clean", fpu::new_threads_start_clean),
     ("exhaustion", exhaustion),
-    ("fuzz", fuzz),
+    ("fuzz", fuzz::fuzz),
 ];
 
 /// Tests that make many channels (which live as long as their creator) run in a
@@ -1482,6 +1372,14 @@ fn in_child(name: &str) -> Outcome {
 
 fn main() -> i32 {
     let arg = process::arg();
+    if let Some(n) = arg.strip_prefix("soak:") {
+        let code = fuzz::soak(n.parse().unwrap_or(10_000_000));
+        if process::id() == 1 {
+            let e = process::shutdown(code as u64);
+            println!("usertests: shutdown refused: {}", e.as_str());
+        }
+        return code;
+    }
     if !arg.is_empty() {
         return child(&arg);
     }
@@ -1744,7 +1642,7 @@ fn child(arg: &str) -> i32 {
             time::sleep_ms(3_600_000);
             1
         }
-        "fuzz" => fuzz_calls(num),
+        "fuzz" => fuzz::fuzz_calls(num),
         "nap" => {
             time::sleep_ms(50);
             4
