@@ -65,6 +65,11 @@ pub fn fuzz() -> Outcome {
 
 /// `arg=soak:N`: fuzz rounds until N calls were made; prints one `zen-soak:` line.
 pub fn soak(total: u64) -> i32 {
+    // Warm-up, a whole round: first uses of kernel paths (and the first time eight
+    // fuzzers run at once) may allocate for good.
+    if round(1, 10_000).is_err() {
+        return 1;
+    }
     let before = match usage_settled() {
         Ok(b) => b,
         Err(_) => return 1,
@@ -72,7 +77,7 @@ pub fn soak(total: u64) -> i32 {
     let t0 = time::uptime_ms();
     let (mut calls, mut rounds, mut killed, mut failed) = (0u64, 0u64, 0u64, 0u64);
     while calls < total {
-        let codes = match round(1000 + rounds * 8, 30_000) {
+        let codes = match round(1000 + rounds * 8, 10_000) {
             Ok(c) => c,
             Err(why) => {
                 eprintln!("zen-soak: {why}");
