@@ -225,9 +225,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::MsgRecv => crate::ipc::wait(me, &token(me, a[0])?, a[1], false),
         Syscall::MsgWaitRoom => crate::ipc::wait(me, &token(me, a[0])?, a[1], true),
         Syscall::MsgPoll => crate::ipc::poll(me, &tokens(me, a[0], a[1])?, a[2]),
-        Syscall::CapSend => {
-            crate::ipc::cap_send(me, &token(me, a[0])?, &token(me, a[1])?, a[2])
-        }
+        Syscall::CapSend => crate::ipc::cap_send(me, &token(me, a[0])?, &token(me, a[1])?, a[2]),
         Syscall::CapRevoke => crate::ipc::revoke(me, &token(me, a[0])?),
         Syscall::CapDrop => me
             .remove_token(usize::try_from(a[0]).map_err(|_| Error::InvalidArgument)?)

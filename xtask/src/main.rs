@@ -260,9 +260,7 @@ fn main() -> ExitCode {
                     .map_err(|_| format!("--calls takes a number, not {n}")),
                 _ => Err(format!("soak takes --calls N\n\n{}", usage())),
             };
-            calls
-                .and_then(soak::run)
-                .map(|_| ExitCode::SUCCESS)
+            calls.and_then(soak::run).map(|_| ExitCode::SUCCESS)
         }
         "bench" => parse_only(rest)
             .and_then(|only| bench::run(&only))

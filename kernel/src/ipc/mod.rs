@@ -27,6 +27,9 @@
 //! So a channel's frames are never freed while any page table still maps them.
 
 pub mod grant;
+mod pass;
+
+pub use pass::{cap_send, pass_token, revoke};
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -42,7 +45,7 @@ use zen_cap::CapError;
 use crate::arch::paging::Flags;
 use crate::arch::phys::SharedFrame;
 use crate::cap::{denied, key};
-use crate::proc::{self, Charge, Process};
+use crate::proc::{Charge, Process};
 use crate::sync::IrqMutex;
 use crate::task::{self, WaitQueue};
 
@@ -199,7 +202,6 @@ fn check(
     let c = check_full(me, slot, required, call)?;
     Ok((c.chan, c.end, c.held))
 }
-
 
 /// chan_create: a channel owned by `me`, with both ends' tokens in its token page.
 pub fn create(me: &Arc<Process>) -> Result<u64, Error> {
@@ -487,88 +489,4 @@ pub fn poll(me: &Process, slots: &[TokenSlot], timeout_ms: u64) -> Result<u64, E
         }
         // The guards drop here: no entry outlives the call.
     }
-}
-
-/// cap_send: a copy of a token (needs GRANT on it) with `rights` for the process at
-/// the channel's other end (needs SEND on the channel).
-pub fn cap_send(
-    me: &Process,
-    chan_slot: &TokenSlot,
-    slot: &TokenSlot,
-    rights: u64,
-) -> Result<u64, Error> {
-    let (chan, end, _) = check(me, chan_slot, Rights::SEND, 25)?;
-    let peer = chan.receiver_at(1 - end);
-    if peer == 0 {
-        return Err(Error::NoPeer);
-    }
-    let target = proc::find(peer).ok_or(Error::NoPeer)?;
-    pass_token(me, slot, rights, &target, 25)
-}
-
-/// Derives `slot` (held by `me`; a channel end or the system) for `target` with
-/// `rights`, and puts it in the target's token page; the slot index. Used by
-/// cap_send and spawn.
-pub fn pass_token(
-    me: &Process,
-    slot: &TokenSlot,
-    rights: u64,
-    target: &Process,
-    call: u16,
-) -> Result<u64, Error> {
-    let rights = Rights::from_bits(rights).ok_or(Error::InvalidArgument)?;
-    let expected = match ObjectType::try_from(slot.binding.object_type) {
-        Ok(ObjectType::System) => crate::cap::system_binding(me.pid()),
-        _ => named_channel(me, slot, call)?.1,
-    };
-    crate::cap::derive_to(slot, &expected, rights, target, call)
-}
-
-/// cap_revoke: bumps the channel's generation (every older token of both ends goes
-/// stale), gives the caller a fresh token with the same rights in the same slot, and
-/// takes the pages away from every other process attached: unmapped, every CPU's TLB
-/// flushed, and their holdings dropped, so they can neither read nor write the rings
-/// any more and grants and tokens no longer go to them.
-pub fn revoke(me: &Process, slot: &TokenSlot) -> Result<u64, Error> {
-    // One copy (made by the system-call layer): the check and the replacement agree.
-    let (chan, end, held) = check(me, slot, Rights::REVOKE, 26)?;
-    let gen = chan.generation.fetch_add(1, Ordering::AcqRel) + 1;
-    let fresh = zen_cap::mint(
-        key(),
-        zen_cap::binding(
-            chan.id << 1 | end as u64,
-            ObjectType::Channel,
-            me.pid(),
-            gen,
-        ),
-        held,
-    );
-    me.replace_token(slot, fresh);
-    let others: Vec<u32> = {
-        let mut a = chan.attached.lock();
-        let mut o: Vec<u32> = a
-            .iter()
-            .map(|(p, _, _)| *p)
-            .filter(|&p| p != me.pid())
-            .collect();
-        o.sort_unstable();
-        o.dedup();
-        a.retain(|(p, _, _)| *p == me.pid());
-        o
-    };
-    let mut taken = Vec::new();
-    for pid in others {
-        if let Some(p) = proc::find(pid) {
-            taken.extend(p.drop_holdings_of(chan.id));
-        }
-    }
-    if !taken.is_empty() {
-        // Their pages are out of the tables; no CPU may still reach them through its
-        // TLB before the frames can go (the holdings below drop their references).
-        crate::arch::tlb::shootdown_all();
-    }
-    drop(taken);
-    // Sleepers of the old generation return `Denied`.
-    chan.wake_everyone();
-    Ok(0)
 }

@@ -28,7 +28,13 @@ use zen_sched::{Removal, Scheduler, TaskDesc};
 
 use crate::arch::{self, apic, cpu, percpu, switch};
 
+mod sleep;
+mod spawn;
 mod wait;
+#[cfg(feature = "ktest")]
+pub use sleep::sleep_ticks;
+pub use sleep::{park_until, sleep_until};
+pub use spawn::{spawn, spawn_user, JoinHandle, Options};
 pub use wait::{WaitQueue, Waiter};
 
 /// Most threads alive at once.
@@ -208,142 +214,6 @@ pub fn current() -> Arc<Thread> {
     })
 }
 
-/// A spawned thread, to join.
-pub struct JoinHandle(Arc<Thread>);
-
-impl JoinHandle {
-    pub fn thread(&self) -> &Arc<Thread> {
-        &self.0
-    }
-}
-
-/// Options for [`spawn`].
-#[derive(Clone, Copy, Debug)]
-pub struct Options {
-    pub name: &'static str,
-    pub tickets: u16,
-    pub realtime: bool,
-    pub pin: Option<usize>,
-}
-
-impl Options {
-    pub const fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            tickets: DEFAULT_TICKETS,
-            realtime: false,
-            pin: None,
-        }
-    }
-    pub const fn tickets(mut self, t: u16) -> Self {
-        self.tickets = t;
-        self
-    }
-    pub const fn pin(mut self, cpu: usize) -> Self {
-        self.pin = Some(cpu);
-        self
-    }
-    pub const fn realtime(mut self) -> Self {
-        self.realtime = true;
-        self
-    }
-}
-
-/// Creates a kernel thread running `f`; its return value is the exit code.
-pub fn spawn(
-    opts: Options,
-    f: impl FnOnce() -> u64 + Send + 'static,
-) -> Result<JoinHandle, SpawnError> {
-    spawn_inner(opts, None, Entry::Kernel(Box::new(f))).map(JoinHandle)
-}
-
-/// Creates a detached thread of `process` that enters user mode at `rip` with stack
-/// `rsp` and `rdi = arg` (it runs on the process's address space and is never joined; the process
-/// tracks its end).
-pub fn spawn_user(
-    opts: Options,
-    process: Arc<crate::proc::Process>,
-    rip: u64,
-    rsp: u64,
-    arg: u64,
-) -> Result<Arc<Thread>, SpawnError> {
-    spawn_inner(opts, Some(process), Entry::User { rip, rsp, arg })
-}
-
-fn spawn_inner(
-    opts: Options,
-    process: Option<Arc<crate::proc::Process>>,
-    entry: Entry,
-) -> Result<Arc<Thread>, SpawnError> {
-    if let Some(p) = opts.pin {
-        if percpu::cpu(p).is_none_or(|c| !c.is_online()) {
-            return Err(SpawnError::NoSuchCpu);
-        }
-    }
-    // Fallible: processes make threads, and a full heap must be their error, not a
-    // kernel panic.
-    let mut stack = Vec::new();
-    stack
-        .try_reserve_exact(STACK_BYTES / 8)
-        .map_err(|_| SpawnError::NoMemory)?;
-    stack.resize(STACK_BYTES / 8, 0u64);
-    let mut stack = stack.into_boxed_slice();
-    let mut fpu = if process.is_some() {
-        Some(arch::fpu::FpuArea::try_new().ok_or(SpawnError::NoMemory)?)
-    } else {
-        None
-    };
-    // 16-byte aligned, as the CPU leaves it on an interrupt from user mode anyway.
-    let kstack_top = (stack.as_ptr() as u64 + STACK_BYTES as u64) & !15;
-    let detached = process.is_some();
-    let t = irqs_off(|| {
-        let mut pool = THREADS.lock();
-        let handle = pool
-            .alloc_with(|handle| {
-                let rsp = switch::init_stack(&mut stack, thread_entry, 0);
-                Arc::new(Thread {
-                    handle,
-                    name: opts.name,
-                    saved_rsp: AtomicU64::new(rsp),
-                    on_cpu: AtomicBool::new(false),
-                    last_cpu: AtomicU32::new(opts.pin.unwrap_or_else(this_cpu) as u32),
-                    ticks_run: AtomicU64::new(0),
-                    inner: Mutex::new(Inner {
-                        state: State::Runnable,
-                        wake_pending: false,
-                        desc: None,
-                        exit_code: None,
-                        joiner: None,
-                        entry: Some(entry),
-                        detached,
-                    }),
-                    process,
-                    kstack_top,
-                    fpu: fpu.take(),
-                    _stack: Some(core::mem::take(&mut stack)),
-                })
-            })
-            .ok_or(SpawnError::TooManyThreads)?;
-        Ok(pool.get(handle).cloned().expect("just allocated"))
-    })?;
-    let id = t.handle.index();
-    let mut desc = if opts.realtime {
-        TaskDesc::realtime(id)
-    } else {
-        TaskDesc::stride(id, opts.tickets.max(1))
-    };
-    if let Some(p) = opts.pin {
-        desc = desc.pinned(p as u8);
-    }
-    let target = t.last_cpu.load(Ordering::Relaxed) as usize;
-    if irqs_off(|| SCHED.enqueue(target, desc)).is_err() {
-        irqs_off(|| THREADS.lock().free(t.handle));
-        return Err(SpawnError::QueueFull);
-    }
-    kick(target);
-    Ok(t)
-}
-
 /// Asks `cpu` to reschedule soon (an IPI if it is another CPU).
 fn kick(target: usize) {
     if target != this_cpu() {
@@ -515,59 +385,6 @@ pub fn unpark(t: &Arc<Thread>) {
     })
 }
 
-/// Sleeps for at least `ticks` timer ticks.
-pub fn sleep_ticks(ticks: u64) {
-    sleep_until(crate::time::ticks() + ticks.max(1), || false);
-}
-
-/// Sleeps until the tick count reaches `until`, or until an `unpark` finds `stop()`
-/// true (a killed process). Returns whether the time was reached.
-pub fn sleep_until(until: u64, stop: impl Fn() -> bool) -> bool {
-    let _entry = Sleeper::add(until);
-    while crate::time::ticks() < until {
-        if stop() {
-            return false;
-        }
-        park();
-    }
-    true
-}
-
-/// Parks once, with a wake-up at tick `until` at the latest (an `unpark` may come
-/// first). Callers re-check their condition.
-pub fn park_until(until: u64) {
-    let _entry = Sleeper::add(until);
-    park();
-}
-
-/// The calling thread's entry in a CPU's sleeper list, removed when the sleep ends
-/// however it ends: an entry left behind would keep the thread (its stack, its
-/// process) alive until the tick, forever for a long timeout.
-struct Sleeper {
-    cpu: usize,
-    me: Arc<Thread>,
-}
-
-impl Sleeper {
-    fn add(until: u64) -> Sleeper {
-        let me = current();
-        let cpu = this_cpu();
-        irqs_off(|| CPUS[cpu].sleepers.lock().push((until, me.clone())));
-        Sleeper { cpu, me }
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        irqs_off(|| {
-            CPUS[self.cpu]
-                .sleepers
-                .lock()
-                .retain(|(_, t)| !Arc::ptr_eq(t, &self.me))
-        });
-    }
-}
-
 /// Moves the calling thread to `cpu` and pins it there.
 pub fn pin_current(target: usize) -> Result<(), SpawnError> {
     if percpu::cpu(target).is_none_or(|c| !c.is_online()) {
@@ -648,23 +465,7 @@ pub fn on_tick() {
         Some(t) => t.ticks_run.fetch_add(1, Ordering::Relaxed),
         None => return,
     };
-    let now = crate::time::ticks();
-    let due: Vec<Arc<Thread>> = {
-        let mut s = CPUS[cpu].sleepers.lock();
-        let mut due = Vec::new();
-        s.retain(|(until, t)| {
-            if *until <= now {
-                due.push(t.clone());
-                false
-            } else {
-                true
-            }
-        });
-        due
-    };
-    for t in &due {
-        unpark(t);
-    }
+    sleep::wake_due(cpu);
     if SCHED.tick(cpu) {
         schedule();
     }

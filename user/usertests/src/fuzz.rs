@@ -6,8 +6,7 @@
 //! default) and reports calls per second, failures and what was lost.
 
 use crate::{
-    check, run_child, spawn, usage_back, usage_settled, Outcome, DIRECT_MAP, KERNEL,
-    NON_CANONICAL,
+    check, run_child, spawn, usage_back, usage_settled, Outcome, DIRECT_MAP, KERNEL, NON_CANONICAL,
 };
 use zen_abi::cap::Rights;
 use zen_abi::syscall::{Syscall, KILLED_EXIT_CODE, SYSCALL_COUNT};
@@ -237,7 +236,9 @@ fn sequence(which: u64, a: Cap, b: Cap, buf: u64) -> Result<(), i32> {
         }
         2 => {
             // A child blocked in msg_recv on our channel, killed there.
-            if let Ok(pid) = chan::spawn_with_cap("usertests", "block-recv", b, Rights::SEND | Rights::RECV) {
+            if let Ok(pid) =
+                chan::spawn_with_cap("usertests", "block-recv", b, Rights::SEND | Rights::RECV)
+            {
                 time::sleep_ms(2);
                 let _ = process::kill(pid);
                 // Killed in its wait, or ended first by what the random calls did to
@@ -254,7 +255,9 @@ fn sequence(which: u64, a: Cap, b: Cap, buf: u64) -> Result<(), i32> {
             let Ok((c, d)) = chan::create() else {
                 return Ok(()); // out of channels: the random calls made many
             };
-            if let Ok(pid) = chan::spawn_with_cap("usertests", "echo", d, Rights::SEND | Rights::RECV) {
+            if let Ok(pid) =
+                chan::spawn_with_cap("usertests", "echo", d, Rights::SEND | Rights::RECV)
+            {
                 time::sleep_ms(1);
                 if c.revoke().is_err() {
                     return Err(24);
