@@ -1,12 +1,13 @@
-//! Kernel memory a loop could grow: page tables freed when they empty, and every
-//! kernel object a process causes charged to its quota (`ps` shows it).
+//! Limits: processes that take every thread and all memory they can until refused
+//! (`exhaustion`), page tables freed when they empty, and every kernel object a
+//! process causes charged to its quota (`ps` shows it).
 
-use crate::{check, expect, recv_within, sys, usage_back, usage_settled, Outcome};
+use crate::{check, expect, recv_within, run_child, sys, usage_back, usage_settled, Outcome};
 use zen_abi::cap::Rights;
 use zen_abi::syscall::{Error, Syscall};
 use zen_std::chan::{self, Channel};
 use zen_std::prelude::*;
-use zen_std::{mem, process};
+use zen_std::{mem, process, thread, time};
 
 /// This process's kernel memory charged now, and its quota (from `ps`).
 pub(crate) fn kmem() -> Result<(u64, u64), String> {
@@ -88,4 +89,69 @@ pub fn grants_are_charged_to_the_sender() -> Outcome {
         &format!("charge back after the grants and the memory went: {k1} -> {k2} (was {k0})"),
         k2 <= k0 + 4 * 4096,
     )
+}
+
+pub(crate) fn exhaustion() -> Outcome {
+    // Processes that each take all the threads and memory they may, until the kernel
+    // refuses them (threads, the kernel heap, frames, the process table): it must say
+    // no, never fall over, and get everything back when they are killed.
+    let before = usage_settled()?;
+    let mut pids = Vec::new();
+    let refused = loop {
+        match process::spawn("usertests", "hog") {
+            Ok(p) => pids.push(p),
+            Err(e) => break e,
+        }
+        if pids.len() == 40 {
+            break Error::InvalidArgument;
+        }
+        // Let it take its share before the next one starts.
+        time::sleep_ms(20);
+    };
+    let mem = mem::info().map_err(|e| format!("{e:?}"))?;
+    println!(
+        "usertests: {} hogs, then {refused:?}; {} frames free, kernel heap {} bytes",
+        pids.len(),
+        mem.free_frames,
+        mem.heap_bytes_used
+    );
+    for &p in &pids {
+        let _ = process::kill(p);
+    }
+    for &p in &pids {
+        let _ = process::wait(p);
+    }
+    check(
+        &format!(
+            "{} hogs started before {refused:?}, {} frames free at the peak",
+            pids.len(),
+            mem.free_frames
+        ),
+        pids.len() >= 2,
+    )?;
+    check("the system works after them", run_child("exit 5")? == 5)?;
+    usage_back(before, "the hogs")
+}
+
+/// Child modes of this area; `None` if `mode` is not one of them.
+pub(crate) fn child(mode: &str) -> Option<i32> {
+    Some(match mode {
+        "hog" => {
+            // Threads until refused, then memory until refused; then wait to be killed.
+            while thread::spawn(|| {
+                time::sleep_ms(3_600_000);
+                0
+            })
+            .map(core::mem::forget)
+            .is_ok()
+            {}
+            let mut regions = Vec::new();
+            while let Ok(r) = mem::Region::new(1 << 20) {
+                regions.push(r);
+            }
+            time::sleep_ms(3_600_000);
+            1
+        }
+        _ => return None,
+    })
 }

@@ -2,8 +2,8 @@
 //! revoked holder loses its pages and stops being the channel's peer, attaching in a
 //! loop costs nothing, and powering off needs the system token.
 
-use crate::{check, expect, recv_within, run_child, spawn, sys, Outcome};
-use zen_abi::cap::{Rights, TokenSlot};
+use crate::{attach_raw, check, expect, recv_within, run_child, spawn, sys, Outcome};
+use zen_abi::cap::Rights;
 use zen_abi::ipc::CHANNEL_PAGES;
 use zen_abi::syscall::{Syscall, FAULT_EXIT_CODE};
 use zen_std::chan::{self, Cap, Channel};
@@ -345,9 +345,4 @@ pub fn child(mode: &str, arg: &str) -> Option<i32> {
         }
         _ => return None,
     })
-}
-
-fn attach_raw(t: &TokenSlot) -> Result<u64, Error> {
-    let b = t.to_bytes();
-    sys(Syscall::ChanAttach, [b.as_ptr() as u64, 0, 0, 0, 0, 0])
 }
