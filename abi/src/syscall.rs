@@ -247,6 +247,9 @@ pub const KILLED_EXIT_CODE: u64 = 0xdead_0001;
 
 /// Longest single read/write/argument the kernel copies at once.
 pub const MAX_IO: u64 = 1 << 20;
+/// Most pages one process may have mapped by `map`, grants and channels (64 MiB):
+/// one process cannot take all memory. Also the largest page grant.
+pub const MAP_LIMIT_PAGES: u64 = 16384;
 
 /// One entry of `ps`.
 #[repr(C)]

@@ -13,7 +13,25 @@ use zen_abi::cap::{Binding, ObjectType, Rights, TokenSlot};
 use zen_abi::syscall::Error;
 use zen_cap::{CapError, MacKey};
 
-use crate::proc::Process;
+/// What cap needs of a token holder (a process, to the layers above; cap never names
+/// one): who it is, its memory to copy a token from, its memo of verified tokens and
+/// its token page.
+pub trait Holder {
+    fn pid(&self) -> u32;
+    /// Fills `out` from user address `ptr`; `BadAddress` unless all of it is readable
+    /// user memory of this holder.
+    fn read_user(&self, ptr: u64, out: &mut [u8]) -> Result<(), Error>;
+    /// Checks a token it presents (`zen_cap::verify`, through its memo).
+    fn verify_token(
+        &self,
+        key: &MacKey,
+        slot: &TokenSlot,
+        expected: &Binding,
+        required: Rights,
+    ) -> Result<Rights, CapError>;
+    /// Puts a token in the first free slot of its token page.
+    fn insert_token(&self, t: TokenSlot) -> Result<usize, Error>;
+}
 
 static KEY: spin::Once<MacKey> = spin::Once::new();
 
@@ -68,10 +86,9 @@ pub fn denied(call: u16, object: u64, why: CapError) -> Error {
 /// Copies a token from user memory once (into a buffer on the stack: every channel
 /// call does this, so no heap allocation). Every later check and use reads this copy,
 /// never the user's memory again.
-pub fn token_in(me: &Process, ptr: u64) -> Result<TokenSlot, Error> {
+pub fn token_in(me: &dyn Holder, ptr: u64) -> Result<TokenSlot, Error> {
     let mut b = [0u8; TokenSlot::SIZE];
-    me.with_space(|s| s.read_into(ptr, &mut b))?
-        .ok_or(Error::BadAddress)?;
+    me.read_user(ptr, &mut b)?;
     Ok(TokenSlot::from_bytes(&b))
 }
 
@@ -95,7 +112,7 @@ pub fn system_token(pid: u32) -> TokenSlot {
 
 /// Checks that `slot` is a system token of the caller with `required`.
 pub fn check_system(
-    me: &Process,
+    me: &dyn Holder,
     slot: &TokenSlot,
     required: Rights,
     call: u16,
@@ -112,7 +129,7 @@ pub fn derive_to(
     slot: &TokenSlot,
     expected: &Binding,
     rights: Rights,
-    target: &Process,
+    target: &dyn Holder,
     call: u16,
 ) -> Result<u64, Error> {
     let copy = zen_cap::derive(key(), slot, expected, target.pid(), rights)

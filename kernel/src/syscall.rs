@@ -154,7 +154,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             proc::spawn_with(&name, &arg, me.pid(), |child| {
                 if tok != 0 {
                     let slot = token(me, tok)?;
-                    crate::ipc::pass_token(me, &slot, rights, child, Syscall::Spawn as u16)?;
+                    crate::ipc::pass_token(&**me, &slot, rights, child, Syscall::Spawn as u16)?;
                 }
                 Ok(())
             })
@@ -199,7 +199,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             // The machine is everybody's: only a holder of the system token's POWER
             // right (init, and whom init gives it) may turn it off.
             crate::cap::check_system(
-                me,
+                &**me,
                 &token(me, a[1])?,
                 zen_abi::cap::Rights::POWER,
                 Syscall::Shutdown as u16,
@@ -218,22 +218,24 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             })
         }
         Syscall::GetArg => out_buf(me, a[0], a[1], me.arg()),
-        Syscall::ChanCreate => crate::ipc::create(me),
-        Syscall::ChanAttach => crate::ipc::attach(me, &token(me, a[0])?),
-        Syscall::MsgSend => crate::ipc::wake(me, &token(me, a[0])?, false),
-        Syscall::MsgRelease => crate::ipc::wake(me, &token(me, a[0])?, true),
-        Syscall::MsgRecv => crate::ipc::wait(me, &token(me, a[0])?, a[1], false),
-        Syscall::MsgWaitRoom => crate::ipc::wait(me, &token(me, a[0])?, a[1], true),
-        Syscall::MsgPoll => crate::ipc::poll(me, &tokens(me, a[0], a[1])?, a[2]),
-        Syscall::CapSend => crate::ipc::cap_send(me, &token(me, a[0])?, &token(me, a[1])?, a[2]),
-        Syscall::CapRevoke => crate::ipc::revoke(me, &token(me, a[0])?),
+        Syscall::ChanCreate => crate::ipc::create(&**me),
+        Syscall::ChanAttach => crate::ipc::attach(&**me, &token(&**me, a[0])?),
+        Syscall::MsgSend => crate::ipc::wake(&**me, &token(&**me, a[0])?, false),
+        Syscall::MsgRelease => crate::ipc::wake(&**me, &token(&**me, a[0])?, true),
+        Syscall::MsgRecv => crate::ipc::wait(&**me, &token(&**me, a[0])?, a[1], false),
+        Syscall::MsgWaitRoom => crate::ipc::wait(&**me, &token(&**me, a[0])?, a[1], true),
+        Syscall::MsgPoll => crate::ipc::poll(&**me, &tokens(&**me, a[0], a[1])?, a[2]),
+        Syscall::CapSend => {
+            crate::ipc::cap_send(&**me, &token(&**me, a[0])?, &token(&**me, a[1])?, a[2])
+        }
+        Syscall::CapRevoke => crate::ipc::revoke(&**me, &token(&**me, a[0])?),
         Syscall::CapDrop => me
             .remove_token(usize::try_from(a[0]).map_err(|_| Error::InvalidArgument)?)
             .map(|()| 0),
         Syscall::GrantCreate => {
-            crate::ipc::grant::grant_create(me, a[0], a[1], a[2], &token(me, a[3])?)
+            crate::ipc::grant::grant_create(&**me, a[0], a[1], a[2], &token(&**me, a[3])?)
         }
-        Syscall::GrantMap => crate::ipc::grant::grant_map(me, a[0], a[1], a[2]),
+        Syscall::GrantMap => crate::ipc::grant::grant_map(&**me, a[0], a[1], a[2]),
         Syscall::ThreadCreate => proc::thread_create(me, a[0], a[1], a[2]),
         Syscall::ThreadJoin => proc::thread_join(me, a[0]),
         Syscall::SetCpu => proc::set_cpu(me, a[0]).map(|()| 0),

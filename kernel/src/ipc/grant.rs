@@ -16,9 +16,10 @@ use zen_abi::syscall::Error;
 use zen_cap::CapError;
 
 use super::check;
+use super::Party;
 use crate::arch::phys::SharedFrame;
 use crate::cap::denied;
-use crate::proc::{self, Charge, Process};
+use crate::mm::quota::Charge;
 use crate::sync::IrqMutex;
 
 /// Unmapped grants one process may have made (the rest wait for the receiver).
@@ -26,7 +27,7 @@ pub const MAX_GRANTS_PER_SENDER: usize = 64;
 /// Unmapped grants in the whole system.
 pub const MAX_GRANTS: usize = 1024;
 /// Largest grant in pages (as many as one process may map).
-const MAX_GRANT_PAGES: u64 = proc::MAP_LIMIT_PAGES;
+const MAX_GRANT_PAGES: u64 = zen_abi::syscall::MAP_LIMIT_PAGES;
 
 struct Grant {
     from: u32,
@@ -53,7 +54,7 @@ fn grant_rights(bits: u64) -> Result<Rights, Error> {
 
 /// grant_create: shares the caller's pages with the process at the channel's other end.
 pub fn grant_create(
-    me: &Process,
+    me: &dyn Party,
     addr: u64,
     len: u64,
     rights: u64,
@@ -93,7 +94,7 @@ pub fn grant_create(
         drop(frames);
         return Err(Error::NoMemory);
     }
-    if proc::find(to).is_none() {
+    if me.find(to).is_none() {
         drop(t);
         drop(frames);
         return Err(Error::NoPeer);
@@ -113,7 +114,7 @@ pub fn grant_create(
 }
 
 /// grant_map: maps a grant made for the caller; the address.
-pub fn grant_map(me: &Process, id: u64, len: u64, rights: u64) -> Result<u64, Error> {
+pub fn grant_map(me: &dyn Party, id: u64, len: u64, rights: u64) -> Result<u64, Error> {
     let call = zen_abi::syscall::Syscall::GrantMap as u16;
     let g = {
         let mut t = GRANTS.lock();

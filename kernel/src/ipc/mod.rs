@@ -27,8 +27,10 @@
 //! So a channel's frames are never freed while any page table still maps them.
 
 pub mod grant;
+mod party;
 mod pass;
 
+pub use party::Party;
 pub use pass::{cap_send, pass_token, revoke};
 
 use alloc::collections::BTreeMap;
@@ -45,7 +47,7 @@ use zen_cap::CapError;
 use crate::arch::paging::Flags;
 use crate::arch::phys::SharedFrame;
 use crate::cap::{denied, key};
-use crate::proc::{Charge, Process};
+use crate::mm::quota::Charge;
 use crate::sync::IrqMutex;
 use crate::task::{self, WaitQueue};
 
@@ -144,7 +146,7 @@ static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
 /// The channel a token names, and the binding a genuine token of the caller must carry
 /// now. Nothing is verified yet.
 fn named_channel(
-    me: &Process,
+    me: &dyn Party,
     slot: &TokenSlot,
     call: u16,
 ) -> Result<(Arc<Channel>, Binding), Error> {
@@ -174,7 +176,7 @@ struct Checked {
 
 /// Checks a channel token of the caller, already copied in.
 fn check_full(
-    me: &Process,
+    me: &dyn Party,
     slot: &TokenSlot,
     required: Rights,
     call: u16,
@@ -194,7 +196,7 @@ fn check_full(
 
 /// As [`check_full`]: (channel, end, rights).
 fn check(
-    me: &Process,
+    me: &dyn Party,
     slot: &TokenSlot,
     required: Rights,
     call: u16,
@@ -204,7 +206,7 @@ fn check(
 }
 
 /// chan_create: a channel owned by `me`, with both ends' tokens in its token page.
-pub fn create(me: &Arc<Process>) -> Result<u64, Error> {
+pub fn create(me: &dyn Party) -> Result<u64, Error> {
     if CHANNELS.lock().len() >= MAX_CHANNELS {
         return Err(Error::NoMemory);
     }
@@ -269,7 +271,7 @@ fn pages_for(end: usize, held: Rights) -> u8 {
 
 /// chan_attach: maps the pages of the channel end that the token's rights allow;
 /// the address of the range (`CHANNEL_PAGES` pages, holes where not mapped).
-pub fn attach(me: &Arc<Process>, slot: &TokenSlot) -> Result<u64, Error> {
+pub fn attach(me: &dyn Party, slot: &TokenSlot) -> Result<u64, Error> {
     const CALL: u16 = zen_abi::syscall::Syscall::ChanAttach as u16;
     let Checked {
         chan,
@@ -286,94 +288,93 @@ pub fn attach(me: &Arc<Process>, slot: &TokenSlot) -> Result<u64, Error> {
         ));
     }
     let (send, recv) = (held.contains(Rights::SEND), held.contains(Rights::RECV));
-    me.with_holdings(|holdings| {
-        let existing = holdings
-            .iter()
-            .position(|h| h.chan.id == chan.id && h.end == end);
-        let (va, have, charge) = match existing {
-            Some(i) => (holdings[i].va, holdings[i].mapped, None),
-            None => {
-                let charge = Charge::take(me.quota(), HOLDING_KMEM)?;
-                holdings.try_reserve(1).map_err(|_| Error::NoMemory)?;
-                (me.reserve_map_range(CHANNEL_PAGES as u64)?, 0, Some(charge))
+    let mut holdings = me.holdings();
+    let existing = holdings
+        .iter()
+        .position(|h| h.chan.id == chan.id && h.end == end);
+    let (va, have, charge) = match existing {
+        Some(i) => (holdings[i].va, holdings[i].mapped, None),
+        None => {
+            let charge = Charge::take(me.quota(), HOLDING_KMEM)?;
+            holdings.try_reserve(1).map_err(|_| Error::NoMemory)?;
+            (me.reserve_map_range(CHANNEL_PAGES as u64)?, 0, Some(charge))
+        }
+    };
+    let add = want & !have;
+    // Unmaps this call's pages (and gives back a new range): nothing may stay
+    // mapped without the holding that keeps its frames. Our own space, live on
+    // this CPU only, so a local flush (in unmap) is enough.
+    let undo = |done: u8| {
+        let _ = me.in_space(&mut |s| {
+            for q in (0..CHANNEL_PAGES).filter(|q| done & 1 << q != 0) {
+                let _ = s.unmap(va + q as u64 * 4096);
             }
-        };
-        let add = want & !have;
-        // Unmaps this call's pages (and gives back a new range): nothing may stay
-        // mapped without the holding that keeps its frames. Our own space, live on
-        // this CPU only, so a local flush (in unmap) is enough.
-        let undo = |done: u8| {
-            let _ = me.with_space(|s| {
-                for q in (0..CHANNEL_PAGES).filter(|q| done & 1 << q != 0) {
-                    let _ = s.unmap(va + q as u64 * 4096);
-                }
-            });
-            if existing.is_none() {
-                me.unreserve(CHANNEL_PAGES as u64);
-            }
-        };
-        let mut done = 0u8;
-        let mapped = me.map_charged(CHANNEL_PAGES as u64, |s| {
-            for p in (0..CHANNEL_PAGES).filter(|p| add & 1 << p != 0) {
-                let flags = Flags {
-                    writable: page_access(end, p, send, recv) == Access::ReadWrite,
-                    user: true,
-                    executable: false,
-                };
-                if s.map_shared(va + p as u64 * 4096, chan.pages[p].addr(), flags)
-                    .is_err()
-                {
-                    return false;
-                }
-                done |= 1 << p;
-            }
-            true
         });
-        if mapped != Ok(true) {
+        if existing.is_none() {
+            me.unreserve(CHANNEL_PAGES as u64);
+        }
+    };
+    let mut done = 0u8;
+    let mapped = me.map_in_space(CHANNEL_PAGES as u64, &mut |s| {
+        for p in (0..CHANNEL_PAGES).filter(|p| add & 1 << p != 0) {
+            let flags = Flags {
+                writable: page_access(end, p, send, recv) == Access::ReadWrite,
+                user: true,
+                executable: false,
+            };
+            if s.map_shared(va + p as u64 * 4096, chan.pages[p].addr(), flags)
+                .is_err()
+            {
+                return false;
+            }
+            done |= 1 << p;
+        }
+        true
+    });
+    if mapped != Ok(true) {
+        undo(done);
+        return Err(mapped.err().unwrap_or(Error::NoMemory));
+    }
+    {
+        // Under the table's lock, as revoke takes its snapshot: if the token went
+        // stale since it was checked, a revoke has passed us by (or will find
+        // nothing to take), so this attach must not stand.
+        let mut a = chan.attached.lock();
+        if chan.generation.load(Ordering::Acquire) != generation {
+            drop(a);
             undo(done);
-            return Err(mapped.err().unwrap_or(Error::NoMemory));
+            return Err(denied(CALL, chan.id << 1 | end as u64, CapError::Stale));
         }
-        {
-            // Under the table's lock, as revoke takes its snapshot: if the token went
-            // stale since it was checked, a revoke has passed us by (or will find
-            // nothing to take), so this attach must not stand.
-            let mut a = chan.attached.lock();
-            if chan.generation.load(Ordering::Acquire) != generation {
-                drop(a);
-                undo(done);
-                return Err(denied(CALL, chan.id << 1 | end as u64, CapError::Stale));
-            }
-            let pos = a.iter().position(|x| x.0 == me.pid() && x.1 == end);
-            let had_recv = pos.is_some_and(|i| a[i].2);
-            if pos.is_none() && a.try_reserve(1).is_err() {
-                drop(a);
-                undo(done);
-                return Err(Error::NoMemory);
-            }
-            // Latest holder last.
-            if let Some(i) = pos {
-                a.remove(i);
-            }
-            a.push((me.pid(), end, recv || had_recv));
+        let pos = a.iter().position(|x| x.0 == me.pid() && x.1 == end);
+        let had_recv = pos.is_some_and(|i| a[i].2);
+        if pos.is_none() && a.try_reserve(1).is_err() {
+            drop(a);
+            undo(done);
+            return Err(Error::NoMemory);
         }
-        match (existing, charge) {
-            (Some(i), _) => holdings[i].mapped |= add,
-            (None, Some(charge)) => holdings.push(Holding {
-                chan: chan.clone(),
-                end,
-                va,
-                mapped: add,
-                _charge: charge,
-            }),
-            (None, None) => unreachable!("a new holding is charged above"),
+        // Latest holder last.
+        if let Some(i) = pos {
+            a.remove(i);
         }
-        Ok(va)
-    })
+        a.push((me.pid(), end, recv || had_recv));
+    }
+    match (existing, charge) {
+        (Some(i), _) => holdings[i].mapped |= add,
+        (None, Some(charge)) => holdings.push(Holding {
+            chan: chan.clone(),
+            end,
+            va,
+            mapped: add,
+            _charge: charge,
+        }),
+        (None, None) => unreachable!("a new holding is charged above"),
+    }
+    Ok(va)
 }
 
 /// msg_send (`publish`: wake the consumer of the ring we produce) and msg_release
 /// (wake the producer of the ring we consume).
-pub fn wake(me: &Process, slot: &TokenSlot, released: bool) -> Result<u64, Error> {
+pub fn wake(me: &dyn Party, slot: &TokenSlot, released: bool) -> Result<u64, Error> {
     let (need, call) = if released {
         (Rights::RECV, 23)
     } else {
@@ -390,7 +391,7 @@ pub fn wake(me: &Process, slot: &TokenSlot, released: bool) -> Result<u64, Error
 
 /// msg_recv (`room == false`: wait for a message while head == seen) and
 /// msg_wait_room (wait for room while tail == seen).
-pub fn wait(me: &Process, slot: &TokenSlot, seen: u64, room: bool) -> Result<u64, Error> {
+pub fn wait(me: &dyn Party, slot: &TokenSlot, seen: u64, room: bool) -> Result<u64, Error> {
     let (need, call) = if room {
         (Rights::SEND, 24)
     } else {
@@ -435,7 +436,7 @@ pub fn wait(me: &Process, slot: &TokenSlot, seen: u64, room: bool) -> Result<u64
 pub const POLL_MAX: u64 = 16;
 
 /// msg_poll: the index of the first channel with a message; sleeps until one has.
-pub fn poll(me: &Process, slots: &[TokenSlot], timeout_ms: u64) -> Result<u64, Error> {
+pub fn poll(me: &dyn Party, slots: &[TokenSlot], timeout_ms: u64) -> Result<u64, Error> {
     let count = slots.len() as u64;
     if count == 0 || count > POLL_MAX {
         return Err(Error::InvalidArgument);

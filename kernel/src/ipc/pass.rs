@@ -8,13 +8,14 @@ use zen_abi::cap::{ObjectType, Rights, TokenSlot};
 use zen_abi::syscall::Error;
 
 use super::{check, named_channel};
+use super::{Holding, Party};
 use crate::cap::key;
-use crate::proc::{self, Process};
+use zen_abi::ipc::CHANNEL_PAGES;
 
 /// cap_send: a copy of a token (needs GRANT on it) with `rights` for the process at
 /// the channel's other end (needs SEND on the channel).
 pub fn cap_send(
-    me: &Process,
+    me: &dyn Party,
     chan_slot: &TokenSlot,
     slot: &TokenSlot,
     rights: u64,
@@ -24,18 +25,18 @@ pub fn cap_send(
     if peer == 0 {
         return Err(Error::NoPeer);
     }
-    let target = proc::find(peer).ok_or(Error::NoPeer)?;
-    pass_token(me, slot, rights, &target, 25)
+    let target = me.find(peer).ok_or(Error::NoPeer)?;
+    pass_token(me, slot, rights, &*target, 25)
 }
 
 /// Derives `slot` (held by `me`; a channel end or the system) for `target` with
 /// `rights`, and puts it in the target's token page; the slot index. Used by
 /// cap_send and spawn.
 pub fn pass_token(
-    me: &Process,
+    me: &dyn Party,
     slot: &TokenSlot,
     rights: u64,
-    target: &Process,
+    target: &dyn Party,
     call: u16,
 ) -> Result<u64, Error> {
     let rights = Rights::from_bits(rights).ok_or(Error::InvalidArgument)?;
@@ -51,7 +52,7 @@ pub fn pass_token(
 /// takes the pages away from every other process attached: unmapped, every CPU's TLB
 /// flushed, and their holdings dropped, so they can neither read nor write the rings
 /// any more and grants and tokens no longer go to them.
-pub fn revoke(me: &Process, slot: &TokenSlot) -> Result<u64, Error> {
+pub fn revoke(me: &dyn Party, slot: &TokenSlot) -> Result<u64, Error> {
     // One copy (made by the system-call layer): the check and the replacement agree.
     let (chan, end, held) = check(me, slot, Rights::REVOKE, 26)?;
     let gen = chan.generation.fetch_add(1, Ordering::AcqRel) + 1;
@@ -80,8 +81,8 @@ pub fn revoke(me: &Process, slot: &TokenSlot) -> Result<u64, Error> {
     };
     let mut taken = Vec::new();
     for pid in others {
-        if let Some(p) = proc::find(pid) {
-            taken.extend(p.drop_holdings_of(chan.id));
+        if let Some(p) = me.find(pid) {
+            taken.extend(take_holdings(&*p, chan.id()));
         }
     }
     if !taken.is_empty() {
@@ -93,4 +94,28 @@ pub fn revoke(me: &Process, slot: &TokenSlot) -> Result<u64, Error> {
     // Sleepers of the old generation return `Denied`.
     chan.wake_everyone();
     Ok(0)
+}
+
+/// Unmaps `p`'s pages of channel `id` and returns its holdings of it, for the caller
+/// to drop once no TLB can reach the pages. Empty page tables are kept (freed with the
+/// space): `p` may be running on another CPU until the shootdown.
+fn take_holdings(p: &dyn Party, id: u64) -> Vec<Holding> {
+    let mut h = p.holdings();
+    let mut taken = Vec::new();
+    let mut i = 0;
+    while i < h.len() {
+        if h[i].chan.id() != id {
+            i += 1;
+            continue;
+        }
+        let x = h.swap_remove(i);
+        let _ = p.in_space(&mut |s| {
+            for page in (0..CHANNEL_PAGES).filter(|q| x.mapped & 1 << q != 0) {
+                let _ = s.unmap_keep_tables(x.va + page as u64 * 4096);
+            }
+        });
+        p.unreserve(CHANNEL_PAGES as u64);
+        taken.push(x);
+    }
+    taken
 }

@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::{check, TestResult};
 use crate::arch::user::inject;
+use crate::ipc::Party;
 use crate::proc::{self, teardown, Process};
 use crate::task::{self, Options, WaitQueue};
 use zen_abi::cap::TokenSlot;
@@ -23,7 +24,7 @@ fn token(p: &Process, slot: u64) -> Result<TokenSlot, &'static str> {
 /// of end A, slot of end B).
 fn process_with_channel() -> Result<(Arc<Process>, u64, u64), &'static str> {
     let (p, _) = proc::create("init", b"", 0).map_err(|_| "cannot create a process")?;
-    let slots = crate::ipc::create(&p).map_err(|_| "cannot create a channel")?;
+    let slots = crate::ipc::create(&*p).map_err(|_| "cannot create a channel")?;
     Ok((p, slots & 0xffff, slots >> 16))
 }
 
@@ -45,7 +46,7 @@ pub fn attach_failing_halfway_maps_nothing() -> TestResult {
     for k in 0..CHANNEL_PAGES as u32 {
         let (p, a, _) = process_with_channel()?;
         inject::fail_map_shared_after(Some(k));
-        let r = crate::ipc::attach(&p, &token(&p, a)?);
+        let r = crate::ipc::attach(&*p, &token(&p, a)?);
         inject::fail_map_shared_after(None);
         check(
             r.is_err(),
@@ -58,11 +59,11 @@ pub fn attach_failing_halfway_maps_nothing() -> TestResult {
             "a failed attach left channel pages mapped",
         )?;
         check(
-            p.with_holdings(|h| h.is_empty()),
+            Party::holdings(&*p).is_empty(),
             "a failed attach left a holding",
         )?;
         // And the next attach works, all six pages mapped.
-        let va = crate::ipc::attach(&p, &token(&p, a)?).map_err(|_| "attach after a failure")?;
+        let va = crate::ipc::attach(&*p, &token(&p, a)?).map_err(|_| "attach after a failure")?;
         check(
             p.with_space(|s| {
                 (0..CHANNEL_PAGES as u64).all(|n| s.page_info(va + n * 4096).is_some())
@@ -78,7 +79,7 @@ pub fn teardown_steps_give_back_each_part() -> TestResult {
     let round = || -> TestResult {
         let frames0 = crate::mm::free_frames();
         let (p, a, _) = process_with_channel()?;
-        crate::ipc::attach(&p, &token(&p, a)?).map_err(|_| "attach")?;
+        crate::ipc::attach(&*p, &token(&p, a)?).map_err(|_| "attach")?;
         proc::map(&p, 16 * 4096).map_err(|_| "map")?;
         let made = crate::mm::free_frames();
         check(made < frames0, "a process costs frames")?;

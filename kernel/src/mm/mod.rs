@@ -5,12 +5,15 @@
 //! 1 MiB is kept out of it (real-mode trampolines for the other CPUs will need it),
 //! and so is everything the stub marked as its own (kernel image, page tables,
 //! BootInfo). The heap is a contiguous run of frames seen through the direct map.
+//! `quota` accounts what each process makes the kernel allocate.
 
 use zen_abi::boot::{BootInfo, MemoryKind};
 use zen_frames::{FrameBitmap, FreeError, FRAME_SIZE};
 
 use crate::arch;
 use crate::sync::IrqMutex;
+
+pub mod quota;
 
 /// The kernel heap: a sixteenth of memory, between 4 and 64 MiB. Its size bounds what
 /// processes can make the kernel allocate (thread stacks above all: `task::MAX_THREADS`

@@ -27,14 +27,13 @@ use crate::task::{self, Thread, WaitQueue};
 
 mod exit;
 mod memory;
-mod quota;
 mod spawn;
 pub mod teardown;
 mod threads;
 
+pub use crate::mm::quota::{Quota, KMEM_LIMIT};
 pub use exit::{check_killed, exit_current, kill, thread_exit, user_fault, wait};
 pub use memory::{map, unmap};
-pub use quota::{Charge, Quota, KMEM_LIMIT};
 #[cfg(feature = "ktest")]
 pub use spawn::create;
 pub use spawn::{archive, spawn_with, start_init};
@@ -43,8 +42,7 @@ use zen_abi::cap::TokenSlot;
 
 /// Most processes alive (zombies included).
 pub const MAX_PROCS: usize = 64;
-/// Most pages one process may `map`: one process cannot take all memory.
-pub const MAP_LIMIT_PAGES: u64 = 16384;
+pub use zen_abi::syscall::MAP_LIMIT_PAGES;
 
 struct Inner {
     parent: u32,
@@ -147,33 +145,6 @@ impl Process {
     pub fn disown_channel(&self, id: u64) {
         self.owned.lock().retain(|&c| c != id);
     }
-    /// Runs `f` on the channel holdings, under their lock (taken before the address
-    /// space's: `f` may map and unmap).
-    pub fn with_holdings<R>(&self, f: impl FnOnce(&mut Vec<crate::ipc::Holding>) -> R) -> R {
-        f(&mut self.holdings.lock())
-    }
-    /// Unmaps this process's pages of channel `id` and returns its holdings of it,
-    /// for the caller to drop once no TLB can reach the pages (see `ipc::revoke`).
-    pub fn drop_holdings_of(&self, id: u64) -> Vec<crate::ipc::Holding> {
-        let mut h = self.holdings.lock();
-        let mut taken = Vec::new();
-        let mut i = 0;
-        while i < h.len() {
-            if h[i].chan.id() != id {
-                i += 1;
-                continue;
-            }
-            let x = h.swap_remove(i);
-            let _ = self.with_space(|s| {
-                for p in (0..zen_abi::ipc::CHANNEL_PAGES).filter(|p| x.mapped & 1 << p != 0) {
-                    let _ = s.unmap_keep_tables(x.va + p as u64 * 4096);
-                }
-            });
-            self.unreserve(zen_abi::ipc::CHANNEL_PAGES as u64);
-            taken.push(x);
-        }
-        taken
-    }
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -196,11 +167,6 @@ impl Process {
             .as_ref()
             .map(f)
             .ok_or(Error::NoSuchProcess)
-    }
-
-    /// This process's kernel-memory account.
-    pub fn quota(&self) -> &Arc<Quota> {
-        &self.kmem
     }
 
     /// Runs `f`, which maps up to `pages` pages, with the page tables it may need
@@ -258,7 +224,95 @@ pub fn find(pid: u32) -> Option<Arc<Process>> {
 
 /// The calling thread's process.
 pub fn current() -> Option<Arc<Process>> {
-    task::current().process().cloned()
+    let owner = task::current().owner()?.clone();
+    owner.as_any().downcast::<Process>().ok()
+}
+
+/// The process as cap sees it (cap never names a process).
+impl crate::cap::Holder for Process {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+    fn read_user(&self, ptr: u64, out: &mut [u8]) -> Result<(), Error> {
+        self.with_space(|s| s.read_into(ptr, out))?
+            .ok_or(Error::BadAddress)
+    }
+    fn verify_token(
+        &self,
+        key: &zen_cap::MacKey,
+        slot: &TokenSlot,
+        expected: &zen_abi::cap::Binding,
+        required: zen_abi::cap::Rights,
+    ) -> Result<zen_abi::cap::Rights, zen_cap::CapError> {
+        Process::verify_token(self, key, slot, expected, required)
+    }
+    fn insert_token(&self, t: TokenSlot) -> Result<usize, Error> {
+        Process::insert_token(self, t)
+    }
+}
+
+/// The process as ipc sees it: the caller context of every channel call.
+impl crate::ipc::Party for Process {
+    fn killed(&self) -> bool {
+        Process::killed(self)
+    }
+    fn quota(&self) -> &Arc<Quota> {
+        &self.kmem
+    }
+    fn remove_token(&self, slot: usize) -> Result<(), Error> {
+        Process::remove_token(self, slot)
+    }
+    fn replace_token(&self, old: &TokenSlot, new: TokenSlot) {
+        Process::replace_token(self, old, new)
+    }
+    fn own_channel(&self, id: u64, max: usize) -> Result<(), Error> {
+        Process::own_channel(self, id, max)
+    }
+    fn disown_channel(&self, id: u64) {
+        Process::disown_channel(self, id)
+    }
+    fn holdings(&self) -> spin::MutexGuard<'_, Vec<crate::ipc::Holding>> {
+        self.holdings.lock()
+    }
+    fn reserve_map_range(&self, pages: u64) -> Result<u64, Error> {
+        Process::reserve_map_range(self, pages)
+    }
+    fn unreserve(&self, pages: u64) {
+        Process::unreserve(self, pages)
+    }
+    fn map_in_space(
+        &self,
+        pages: u64,
+        f: &mut dyn FnMut(&AddressSpace) -> bool,
+    ) -> Result<bool, Error> {
+        self.map_charged(pages, f)
+    }
+    fn in_space(&self, f: &mut dyn FnMut(&AddressSpace)) -> Result<(), Error> {
+        self.with_space(f)
+    }
+    fn share_pages(
+        &self,
+        addr: u64,
+        pages: u64,
+        write: bool,
+    ) -> Result<Vec<Arc<SharedFrame>>, Error> {
+        Process::share_pages(self, addr, pages, write)
+    }
+    fn map_granted(&self, frames: &[Arc<SharedFrame>], write: bool) -> Result<u64, Error> {
+        Process::map_granted(self, frames, write)
+    }
+    fn find(&self, pid: u32) -> Option<Arc<dyn crate::ipc::Party>> {
+        find(pid).map(|p| p as Arc<dyn crate::ipc::Party>)
+    }
+}
+
+impl task::Owner for Process {
+    fn root(&self) -> u64 {
+        Process::root(self)
+    }
+    fn as_any(self: Arc<Self>) -> Arc<dyn core::any::Any + Send + Sync> {
+        self
+    }
 }
 
 /// A snapshot of the process table.

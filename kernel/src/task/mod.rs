@@ -94,9 +94,10 @@ pub struct Thread {
     /// Timer ticks that interrupted this thread: the CPU share it was given.
     pub ticks_run: AtomicU64,
     inner: Mutex<Inner>,
-    /// The process whose address space this thread runs in; `None` for kernel threads,
+    /// What this thread runs for (a process, to the layer above), which gives the
+    /// address space it runs in; `None` for kernel threads,
     /// which run on the kernel's own tables.
-    process: Option<Arc<crate::proc::Process>>,
+    owner: Option<Arc<dyn Owner>>,
     /// Top of the kernel stack: where entries from user mode land.
     kstack_top: u64,
     /// Its x87/SSE registers while it is switched out; user threads only (kernel code
@@ -108,9 +109,19 @@ pub struct Thread {
 }
 
 impl Thread {
-    pub fn process(&self) -> Option<&Arc<crate::proc::Process>> {
-        self.process.as_ref()
+    /// What the thread runs for; `None` for a kernel thread.
+    pub fn owner(&self) -> Option<&Arc<dyn Owner>> {
+        self.owner.as_ref()
     }
+}
+
+/// What a user thread runs for, as the scheduler sees it: an address space to load.
+/// The process layer implements it (task never names a process); `as_any` lets that
+/// layer get its own type back from the running thread.
+pub trait Owner: Send + Sync {
+    /// Level-4 table to run on (the kernel's once the address space is gone).
+    fn root(&self) -> u64;
+    fn as_any(self: Arc<Self>) -> Arc<dyn core::any::Any + Send + Sync>;
 }
 
 /// Per-CPU switching state, one cache line each.
@@ -189,7 +200,7 @@ pub fn init_cpu() {
             entry: None,
             detached: false,
         }),
-        process: None,
+        owner: None,
         kstack_top: 0,
         fpu: None,
         _stack: None,
@@ -296,7 +307,7 @@ fn schedule() {
     // no CPU keeps a dead process's tables loaded). Entries from user mode land on the
     // thread's own kernel stack.
     let root = next
-        .process
+        .owner
         .as_ref()
         .map_or_else(arch::paging::kernel_root, |p| p.root());
     arch::user::activate_root(root);

@@ -9,7 +9,7 @@ use spin::Mutex;
 use zen_sched::TaskDesc;
 
 use super::{
-    irqs_off, kick, switch, this_cpu, thread_entry, Entry, Inner, SpawnError, State, Thread,
+    irqs_off, kick, switch, this_cpu, thread_entry, Entry, Inner, Owner, SpawnError, State, Thread,
     DEFAULT_TICKETS, SCHED, STACK_BYTES, THREADS,
 };
 use crate::arch::{self, percpu};
@@ -63,22 +63,22 @@ pub fn spawn(
     spawn_inner(opts, None, Entry::Kernel(Box::new(f))).map(JoinHandle)
 }
 
-/// Creates a detached thread of `process` that enters user mode at `rip` with stack
-/// `rsp` and `rdi = arg` (it runs on the process's address space and is never joined; the process
+/// Creates a detached thread of `owner` that enters user mode at `rip` with stack
+/// `rsp` and `rdi = arg` (it runs on the owner's address space and is never joined; the owner
 /// tracks its end).
 pub fn spawn_user(
     opts: Options,
-    process: Arc<crate::proc::Process>,
+    owner: Arc<dyn Owner>,
     rip: u64,
     rsp: u64,
     arg: u64,
 ) -> Result<Arc<Thread>, SpawnError> {
-    spawn_inner(opts, Some(process), Entry::User { rip, rsp, arg })
+    spawn_inner(opts, Some(owner), Entry::User { rip, rsp, arg })
 }
 
 fn spawn_inner(
     opts: Options,
-    process: Option<Arc<crate::proc::Process>>,
+    owner: Option<Arc<dyn Owner>>,
     entry: Entry,
 ) -> Result<Arc<Thread>, SpawnError> {
     if let Some(p) = opts.pin {
@@ -94,14 +94,14 @@ fn spawn_inner(
         .map_err(|_| SpawnError::NoMemory)?;
     stack.resize(STACK_BYTES / 8, 0u64);
     let mut stack = stack.into_boxed_slice();
-    let mut fpu = if process.is_some() {
+    let mut fpu = if owner.is_some() {
         Some(arch::fpu::FpuArea::try_new().ok_or(SpawnError::NoMemory)?)
     } else {
         None
     };
     // 16-byte aligned, as the CPU leaves it on an interrupt from user mode anyway.
     let kstack_top = (stack.as_ptr() as u64 + STACK_BYTES as u64) & !15;
-    let detached = process.is_some();
+    let detached = owner.is_some();
     let t = irqs_off(|| {
         let mut pool = THREADS.lock();
         let handle = pool
@@ -123,7 +123,7 @@ fn spawn_inner(
                         entry: Some(entry),
                         detached,
                     }),
-                    process,
+                    owner,
                     kstack_top,
                     fpu: fpu.take(),
                     _stack: Some(core::mem::take(&mut stack)),
