@@ -236,6 +236,12 @@ pub fn flush() {
         core::hint::spin_loop();
     }
     // A drainer that never finished (this CPU interrupted it): write anyway.
+    write_out_all();
+}
+
+/// Writes out everything in the ring, whoever else drains (only when order no
+/// longer matters more than getting the bytes out).
+fn write_out_all() {
     let mut chunk = [0u8; CHUNK];
     loop {
         let n = RING.lock().pop_into(&mut chunk);
@@ -261,16 +267,7 @@ fn write_direct(bytes: &[u8]) {
 /// (programs' output is dropped from then on, so it cannot keep the ring full).
 pub fn emergency() {
     EMERGENCY.store(true, Ordering::Release);
-    let mut chunk = [0u8; CHUNK];
-    loop {
-        let n = RING.lock().pop_into(&mut chunk);
-        if n == 0 {
-            return;
-        }
-        for &b in &chunk[..n] {
-            crate::arch::serial::write_byte(b);
-        }
-    }
+    write_out_all();
 }
 
 /// Prints to the kernel console.

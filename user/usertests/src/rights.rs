@@ -79,6 +79,20 @@ fn tok(c: Cap) -> Result<[u8; 64], String> {
     Ok(c.token().map_err(|e| format!("{e:?}"))?.to_bytes())
 }
 
+/// A page grant over the channel whose (fresh) token is `fresh` finds no receiver.
+fn grant_goes_nowhere(fresh: &[u8; 64], what: &str) -> Outcome {
+    let m = mem::Shared::new(4096).map_err(|e| format!("{e:?}"))?;
+    let r = Rights::READ.bits();
+    expect(
+        what,
+        sys(
+            Syscall::GrantCreate,
+            [m.addr(), 4096, r, fresh.as_ptr() as u64, 0, 0],
+        ),
+        Err(Error::NoPeer),
+    )
+}
+
 pub fn revoke_takes_the_pages() -> Outcome {
     let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
     let pid = chan::spawn_with_cap("usertests", "revoked", b, Rights::SEND | Rights::RECV)
@@ -89,22 +103,7 @@ pub fn revoke_takes_the_pages() -> Outcome {
     a.revoke().map_err(|e| format!("revoke: {e:?}"))?;
     // The revoked child is alive (it sleeps), but no longer the channel's peer.
     let fresh = tok(a)?;
-    let m = mem::Shared::new(4096).map_err(|e| format!("{e:?}"))?;
-    expect(
-        "a grant after revoke goes to nobody",
-        sys(
-            Syscall::GrantCreate,
-            [
-                m.addr(),
-                4096,
-                Rights::READ.bits(),
-                fresh.as_ptr() as u64,
-                0,
-                0,
-            ],
-        ),
-        Err(Error::NoPeer),
-    )?;
+    grant_goes_nowhere(&fresh, "a grant after revoke goes to nobody")?;
     let (x, _y) = chan::create().map_err(|e| format!("{e:?}"))?;
     let xt = tok(x)?;
     expect(
@@ -142,21 +141,9 @@ pub fn revoke_races_attach() -> Outcome {
         recv_within(&mut ch, &mut buf, "attach-loop's ready")?;
         a.revoke().map_err(|e| format!("revoke: {e:?}"))?;
         let fresh = tok(a)?;
-        let m = mem::Shared::new(4096).map_err(|e| format!("{e:?}"))?;
-        expect(
+        grant_goes_nowhere(
+            &fresh,
             &format!("round {round}: a grant after revoke goes to nobody"),
-            sys(
-                Syscall::GrantCreate,
-                [
-                    m.addr(),
-                    4096,
-                    Rights::READ.bits(),
-                    fresh.as_ptr() as u64,
-                    0,
-                    0,
-                ],
-            ),
-            Err(Error::NoPeer),
         )?;
         expect(
             &format!("round {round}: the child's attaches are refused after revoke"),
