@@ -248,10 +248,12 @@ pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
         }
         let mut released = 0;
         for n in 0..pages {
-            let _ = s.unmap(addr + n * 4096);
+            let _ = s.unmap_keep_tables(addr + n * 4096);
             // Unmapped first: a granted frame may be freed only once no table has it.
             released += granted.remove(&(addr + n * 4096)).is_some() as u64;
         }
+        // Then the tables that emptied, each looked at once.
+        s.free_tables_in(addr, pages);
         give_granted(released);
         me.kmem.give(released * GRANTED_ENTRY_KMEM);
         Ok(s.table_frames())

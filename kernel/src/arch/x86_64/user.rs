@@ -209,6 +209,26 @@ impl AddressSpace {
         self.unmap_page(va, false)
     }
 
+    /// After pages of `[va, va + pages * 4096)` were unmapped (`unmap_keep_tables`):
+    /// frees the page tables of the range that became empty, looking at each level-1
+    /// table once (not once per page: a table is 512 entries to scan). Same rule as
+    /// [`unmap`](Self::unmap): only while this space is live on this CPU alone.
+    pub fn free_tables_in(&self, va: u64, pages: u64) {
+        const SPAN: u64 = 512 * 4096;
+        let end = va.saturating_add(pages.saturating_mul(4096)).min(USER_END);
+        let mut at = va & !(SPAN - 1);
+        while at < end {
+            let probe = at.max(va);
+            let _g = self.lock.lock();
+            // SAFETY: as in `unmap_page`: under the space's lock, after the range's
+            // entries were cleared and flushed by the unmaps, on the only CPU that
+            // may cache these tables.
+            let freed = unsafe { free_empty_tables(self.root, probe) };
+            self.tables.fetch_sub(freed, Ordering::Relaxed);
+            at += SPAN;
+        }
+    }
+
     fn unmap_page(&self, va: u64, free_tables: bool) -> Result<(), MapError> {
         if va >= USER_END {
             return Err(MapError::NonCanonical);
