@@ -85,6 +85,9 @@ static RING: IrqMutex<Ring> = IrqMutex::new(Ring {
 static DRAINING: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static EMERGENCY: AtomicBool = AtomicBool::new(false);
+/// Set by `flush` before the machine goes down: programs' writes return at once, so
+/// a program writing in a loop cannot keep the ring from emptying.
+static CLOSING: AtomicBool = AtomicBool::new(false);
 
 /// If nobody else is draining: writes out at most `budget` bytes of the ring (what
 /// was in it when the caller looked, so a writer on another CPU refilling it cannot
@@ -178,9 +181,16 @@ pub fn _print(args: fmt::Arguments) {
             DROPPED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
     }
-    // One bounded try (maybe with interrupts off): if another context drains, the
-    // message is behind what it writes or goes out with the next writer or tick.
-    try_drain(ring_len());
+    // One bounded try: if another context drains, the message is behind what it
+    // writes or goes out with the next writer or tick. With interrupts off (an
+    // interrupt or exception handler) only a chunk: a ring full of a program's output
+    // is not written out with interrupts off.
+    let budget = if crate::arch::cpu::interrupts_enabled() {
+        ring_len()
+    } else {
+        CHUNK
+    };
+    try_drain(budget);
 }
 
 /// Writes a program's output: waits for room as needed (draining), never drops it.
@@ -188,7 +198,7 @@ pub fn _print(args: fmt::Arguments) {
 /// once its bytes are written, in bounded time (each drain is bounded by the ring's
 /// size, and a drainer it waits for is too).
 pub fn write_bytes(bytes: &[u8]) {
-    if EMERGENCY.load(Ordering::Acquire) {
+    if EMERGENCY.load(Ordering::Acquire) || CLOSING.load(Ordering::Acquire) {
         // After a panic the port is the panicking CPU's.
         return;
     }
@@ -228,9 +238,13 @@ pub fn write_bytes(bytes: &[u8]) {
 
 /// Writes everything the ring holds now (before QEMU exits): waits for a drainer on
 /// another CPU to finish its bounded chunk first, so nothing is written out of order.
+/// Programs' output is dropped from here on (the machine is going down).
 pub fn flush() {
+    CLOSING.store(true, Ordering::Release);
+    // What is in the ring now, after any drainer's bounded chunk (no writer refills it
+    // any more: `CLOSING`).
     for _ in 0..10_000_000 {
-        if try_drain(usize::MAX) {
+        if try_drain(ring_len()) {
             return;
         }
         core::hint::spin_loop();

@@ -90,6 +90,8 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             if a[0] != 1 && a[0] != 2 {
                 return Err(Error::InvalidArgument);
             }
+            // The copy is kernel memory held while the console drains: charged.
+            let _charge = crate::mm::quota::Charge::take(me.quota_ref(), a[2].min(MAX_IO))?;
             let bytes = copy_in(me, a[1], a[2])?;
             crate::console::write_bytes(&bytes);
             Ok(bytes.len() as u64)

@@ -29,6 +29,35 @@ pub const MAX_GRANTS: usize = 1024;
 /// Largest grant in pages (as many as one process may map).
 const MAX_GRANT_PAGES: u64 = zen_abi::syscall::MAP_LIMIT_PAGES;
 
+/// Pages listed in all unmapped grants together: a grant's page list outlives its
+/// sender (it waits for the receiver), so per-sender quotas alone would let senders
+/// that exit one after another fill the kernel heap. At most a quarter of the heap
+/// (8 bytes a page): 4 MiB of lists on a 256 MiB machine.
+fn max_listed_pages() -> u64 {
+    crate::mm::heap_size() / 4 / 8
+}
+static LISTED_PAGES: AtomicU64 = AtomicU64::new(0);
+
+/// A share of `max_listed_pages`, given back when the grant goes.
+struct Listed(u64);
+
+impl Listed {
+    fn take(pages: u64) -> Result<Listed, Error> {
+        LISTED_PAGES
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                cur.checked_add(pages).filter(|&t| t <= max_listed_pages())
+            })
+            .map(|_| Listed(pages))
+            .map_err(|_| Error::NoMemory)
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        LISTED_PAGES.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
+
 struct Grant {
     from: u32,
     to: u32,
@@ -38,6 +67,8 @@ struct Grant {
     /// The sender's kernel memory for this grant (its page list), until it is mapped
     /// or dropped, even if the sender has exited by then.
     _charge: Charge,
+    /// Its share of the system-wide budget of listed pages.
+    _listed: Listed,
 }
 
 static GRANTS: IrqMutex<BTreeMap<u64, Grant>> = IrqMutex::new(BTreeMap::new());
@@ -82,6 +113,7 @@ pub fn grant_create(
     // The page list (8 bytes a page) is charged to the sender before it is made:
     // re-granting the same pages again and again costs every time.
     let charge = Charge::take(me.quota(), pages * 8 + core::mem::size_of::<Grant>() as u64)?;
+    let listed = Listed::take(pages)?;
     let frames = me.share_pages(addr, pages, rights.contains(Rights::WRITE))?;
     let id = NEXT_GRANT.fetch_add(1, Ordering::Relaxed);
     let mut t = GRANTS.lock();
@@ -108,6 +140,7 @@ pub fn grant_create(
             rights,
             frames,
             _charge: charge,
+            _listed: listed,
         },
     );
     Ok(id)

@@ -417,15 +417,16 @@ pub fn wait(me: &dyn Party, slot: &TokenSlot, seen: u64, room: bool) -> Result<u
                 }
             })
             .map_err(|_| Error::NoMemory)?;
+        // Revoked (while we slept, or just now): the token we came with is dead and
+        // the pages may be gone, so no success that would send the caller to them.
+        if chan.generation.load(Ordering::Acquire) != gen {
+            return Err(Error::Denied);
+        }
         if waiter.is_none() {
             return Ok(0);
         }
         if me.killed() {
             return Err(Error::InvalidArgument);
-        }
-        if chan.generation.load(Ordering::Acquire) != gen {
-            // Revoked while we slept: the token we came with is dead.
-            return Err(Error::Denied);
         }
         task::park();
         // `waiter` drops here: the entry goes, however we were woken.
@@ -465,6 +466,9 @@ pub fn poll(me: &dyn Party, slots: &[TokenSlot], timeout_ms: u64) -> Result<u64,
             let w = c.words(ring);
             match c.queues[ring][CONSUMER].prepare(|| zen_ipc::pending(w, RING_SLOTS) == Ok(0)) {
                 Ok(Some(g)) => guards[i] = Some(g),
+                Ok(None) if c.generation.load(Ordering::Acquire) != chans[i].2 => {
+                    return Err(Error::Denied)
+                }
                 Ok(None) => return Ok(i as u64),
                 Err(_) => return Err(Error::NoMemory),
             }

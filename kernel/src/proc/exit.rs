@@ -115,6 +115,10 @@ pub fn user_fault(vector: u8, error: u64, rip: u64, cr2: u64) -> ! {
     }
     // This stack is never unwound: free what it holds first.
     drop(name);
+    // From an exception gate, interrupts are off; teardown takes spin locks that a
+    // preempted thread may hold, so it must run preemptible (the interrupted context
+    // was user mode on this thread's own stack, and this frame never returns).
+    crate::arch::cpu::enable_interrupts();
     exit_current(FAULT_EXIT_CODE)
 }
 
@@ -124,6 +128,9 @@ pub fn check_killed() {
     if let Some(p) = current() {
         if p.killed() {
             drop(p);
+            // Called on the way back to user mode, from a system call or an interrupt
+            // gate (interrupts off): the end runs preemptible, as in `user_fault`.
+            crate::arch::cpu::enable_interrupts();
             exit_current(KILLED_EXIT_CODE);
         }
     }

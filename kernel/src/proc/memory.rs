@@ -229,8 +229,9 @@ pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
         return Err(Error::InvalidArgument);
     }
     let pages = len.div_ceil(4096);
-    let end = addr
-        .checked_add(pages * 4096)
+    let end = pages
+        .checked_mul(4096)
+        .and_then(|bytes| addr.checked_add(bytes))
         .ok_or(Error::InvalidArgument)?;
     if end > me.inner.lock().next_map {
         return Err(Error::InvalidArgument);

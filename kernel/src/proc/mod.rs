@@ -169,6 +169,11 @@ impl Process {
             .ok_or(Error::NoSuchProcess)
     }
 
+    /// This process's kernel-memory account.
+    pub fn quota_ref(&self) -> &Arc<Quota> {
+        &self.kmem
+    }
+
     /// Runs `f`, which maps up to `pages` pages, with the page tables it may need
     /// charged first (the worst case, `NoMemory` if over quota); afterwards the charge
     /// is what the tables really are.

@@ -191,8 +191,12 @@ fn start(p: Arc<Process>, entry: u64) -> Result<u32, Error> {
             Ok(pid)
         }
         Err(_) => {
+            // Never ran: out of the table again, and a parent already waiting for this
+            // pid wakes to find it gone (NoSuchProcess) instead of sleeping forever.
+            i.exit = Some(zen_abi::syscall::KILLED_EXIT_CODE);
             drop(i);
             PROCS.lock().remove(&pid);
+            p.exit_queue.wake_all(|| {});
             Err(Error::NoMemory)
         }
     }

@@ -197,6 +197,14 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         in_child("revoke_races_attach")
     }),
     (
+        "rights::revoke_after_a_silent_publish_says_denied",
+        rights::revoke_after_a_silent_publish_says_denied,
+    ),
+    (
+        "rights::revoke_while_the_peer_maps_and_faults",
+        rights::revoke_while_the_peer_maps_and_faults,
+    ),
+    (
         "rights::tokens_go_to_the_receiver",
         rights::tokens_go_to_the_receiver,
     ),

@@ -154,6 +154,39 @@ pub fn revoke_races_attach() -> Outcome {
     Ok(())
 }
 
+pub fn revoke_after_a_silent_publish_says_denied() -> Outcome {
+    // The peer sleeps in recv; we move our head without waking it, then revoke: its
+    // wake-up must say Denied (its pages are gone), not "a message is there".
+    let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let pid = chan::spawn_with_cap(
+        "usertests",
+        "recv-until-denied",
+        b,
+        Rights::SEND | Rights::RECV,
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    let mut ch = Channel::attach(a).map_err(|e| format!("{e:?}"))?;
+    let mut buf = [0u8; 8];
+    recv_within(&mut ch, &mut buf, "the peer's ready")?;
+    time::sleep_ms(20); // it is asleep in msg_recv by now
+    let base = attach_raw(&ch.token()).map_err(|e| format!("{e:?}"))?;
+    // End A produces ring 0: its head is the first word of page 0.
+    zen_std::testing::poke_u32(base, 1);
+    a.revoke().map_err(|e| format!("revoke: {e:?}"))?;
+    expect("the peer's recv said Denied", process::wait(pid), Ok(0))
+}
+
+pub fn revoke_while_the_peer_maps_and_faults() -> Outcome {
+    // Both on CPU 0: the peer is preempted inside a long map (holding its address
+    // space) while we revoke (taking its holdings, then waiting for its space); then
+    // it faults. Its end must not spin with interrupts off on the holdings we hold.
+    let code = run_child("revoke-vs-fault")?;
+    check(
+        &format!("revoker and faulting peer both finished (exit {code})"),
+        code == 0,
+    )
+}
+
 pub fn tokens_go_to_the_receiver() -> Outcome {
     // C holds SEND|RECV on end B and attaches first; S holds only SEND there and
     // attaches last. A token we pass is for the one that reads what we send: C.
@@ -318,6 +351,55 @@ pub fn child(mode: &str, arg: &str) -> Option<i32> {
             // Still refused a little later, and alive while the parent checks.
             time::sleep_ms(20);
             (attach_raw(&t) != Err(Error::Denied)) as i32
+        }
+        "recv-until-denied" => {
+            let Ok(mut ch) = Channel::attach(Cap(0)) else {
+                return Some(10);
+            };
+            if ch.send(b"ready").is_err() {
+                return Some(11);
+            }
+            let mut buf = [0u8; 8];
+            (ch.recv(&mut buf) != Err(Error::Denied)) as i32
+        }
+        "revoke-vs-fault" => {
+            let _ = process::set_cpu(0);
+            let Ok((a, b)) = chan::create() else {
+                return Some(10);
+            };
+            let Ok(pid) = chan::spawn_with_cap(
+                "usertests",
+                "map-then-fault",
+                b,
+                Rights::SEND | Rights::RECV,
+            ) else {
+                return Some(11);
+            };
+            let Ok(mut ch) = Channel::attach(a) else {
+                return Some(12);
+            };
+            let mut buf = [0u8; 8];
+            if recv_within(&mut ch, &mut buf, "ready").is_err() {
+                return Some(13);
+            }
+            if a.revoke().is_err() {
+                return Some(14);
+            }
+            (process::wait(pid) != Ok(FAULT_EXIT_CODE)) as i32 * 15
+        }
+        "map-then-fault" => {
+            let _ = process::set_cpu(0);
+            let Ok(mut ch) = Channel::attach(Cap(0)) else {
+                return Some(10);
+            };
+            if ch.send(b"ready").is_err() {
+                return Some(11);
+            }
+            // Long enough to be preempted inside it.
+            let r = mem::Region::new(48 << 20);
+            drop(r);
+            zen_std::testing::fault(zen_std::testing::Fault::Undefined);
+            12
         }
         "send-only" => {
             let Ok(mut ch) = Channel::attach(Cap(0)) else {

@@ -72,3 +72,14 @@ pub fn probe_write(addr: u64) {
         let _ = w.compare_exchange(v, v, Relaxed, Relaxed);
     }
 }
+
+/// Stores `value` in the 32-bit word at `addr` (a page fault if not writable): lets a
+/// test play a peer that moves a ring counter behind the library's back.
+pub fn poke_u32(addr: u64, value: u32) {
+    // SAFETY: as for `probe_write`: an atomic store to a shared page the process may
+    // write, or a fault; callers pass the 4-aligned address of a ring word.
+    unsafe {
+        (*(addr as *const core::sync::atomic::AtomicU32))
+            .store(value, core::sync::atomic::Ordering::Release)
+    }
+}
