@@ -50,6 +50,9 @@ pub trait Party: Holder + Send + Sync {
     ) -> Result<Vec<Arc<SharedFrame>>, Error>;
     /// Granted frames mapped at a fresh range of its map area; the address.
     fn map_granted(&self, frames: &[Arc<SharedFrame>], write: bool) -> Result<u64, Error>;
+    /// Brings its page-table charge up to date after tables were taken out of its
+    /// space by another party (a revoke).
+    fn resync_tables(&self);
     /// Another live party by pid (where a token or a grant goes).
     fn find(&self, pid: u32) -> Option<Arc<dyn Party>>;
 }

@@ -9,6 +9,7 @@ use zen_abi::syscall::Error;
 
 use super::{check, named_channel};
 use super::{Holding, Party};
+use crate::arch::user::UnlinkedTables;
 use crate::cap::key;
 use zen_abi::ipc::CHANNEL_PAGES;
 
@@ -80,9 +81,10 @@ pub fn revoke(me: &dyn Party, slot: &TokenSlot) -> Result<u64, Error> {
         o
     };
     let mut taken = Vec::new();
+    let mut tables = Vec::new();
     for pid in others {
         if let Some(p) = me.find(pid) {
-            taken.extend(take_holdings(&*p, chan.id()));
+            taken.extend(take_holdings(&*p, chan.id(), &mut tables));
         }
     }
     if !taken.is_empty() {
@@ -91,15 +93,19 @@ pub fn revoke(me: &dyn Party, slot: &TokenSlot) -> Result<u64, Error> {
         crate::arch::tlb::shootdown_all();
     }
     drop(taken);
+    for t in tables {
+        t.free_after_shootdown();
+    }
     // Sleepers of the old generation return `Denied`.
     chan.wake_everyone();
     Ok(0)
 }
 
 /// Unmaps `p`'s pages of channel `id` and returns its holdings of it, for the caller
-/// to drop once no TLB can reach the pages. Empty page tables are kept (freed with the
-/// space): `p` may be running on another CPU until the shootdown.
-fn take_holdings(p: &dyn Party, id: u64) -> Vec<Holding> {
+/// to drop once no TLB can reach the pages; the page tables that emptied are unlinked
+/// into `tables`, to be freed after the shootdown too (`p` may be running on another
+/// CPU until then).
+fn take_holdings(p: &dyn Party, id: u64, tables: &mut Vec<UnlinkedTables>) -> Vec<Holding> {
     let mut h = p.holdings();
     let mut taken = Vec::new();
     let mut i = 0;
@@ -113,7 +119,13 @@ fn take_holdings(p: &dyn Party, id: u64) -> Vec<Holding> {
             for page in (0..CHANNEL_PAGES).filter(|q| x.mapped & 1 << q != 0) {
                 let _ = s.unmap_keep_tables(x.va + page as u64 * 4096);
             }
+            // Tables that emptied come out now and are freed after the shootdown, so
+            // revoking in a loop leaves the victim no tables it could never free.
+            if tables.try_reserve(1).is_ok() {
+                tables.push(s.unlink_tables_in(x.va, CHANNEL_PAGES as u64));
+            }
         });
+        p.resync_tables();
         p.unreserve(CHANNEL_PAGES as u64);
         taken.push(x);
     }

@@ -306,6 +306,11 @@ impl crate::ipc::Party for Process {
     fn map_granted(&self, frames: &[Arc<SharedFrame>], write: bool) -> Result<u64, Error> {
         Process::map_granted(self, frames, write)
     }
+    fn resync_tables(&self) {
+        if let Ok(t) = self.with_space(|s| s.table_frames()) {
+            self.sync_tables(t);
+        }
+    }
     fn find(&self, pid: u32) -> Option<Arc<dyn crate::ipc::Party>> {
         find(pid).map(|p| p as Arc<dyn crate::ipc::Party>)
     }

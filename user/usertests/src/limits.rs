@@ -133,9 +133,93 @@ pub(crate) fn exhaustion() -> Outcome {
     usage_back(before, "the hogs")
 }
 
+/// Kernel memory charged to process `pid` now (from `ps`).
+fn kmem_of(pid: u32) -> Result<u64, String> {
+    process::list()
+        .map_err(|e| format!("ps: {e:?}"))?
+        .iter()
+        .find(|p| p.pid == pid)
+        .map(|p| p.kmem)
+        .ok_or_else(|| format!("ps does not list {pid}"))
+}
+
+pub fn revoke_in_a_loop_leaves_no_tables() -> Outcome {
+    // A victim attaches every fresh token we pass it, and we revoke each time: each
+    // attach takes a fresh range of its map area, so the page tables the revokes
+    // empty must go too, or its quota fills with tables it can never free.
+    let (ctl_a, ctl_b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let (a, _b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let pid = chan::spawn_with_cap(
+        "usertests",
+        "attach-each",
+        ctl_b,
+        Rights::SEND | Rights::RECV,
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    let mut ctl = Channel::attach(ctl_a).map_err(|e| format!("{e:?}"))?;
+    let mut buf = [0u8; 8];
+    recv_within(&mut ctl, &mut buf, "the victim's ready")?;
+    let mut cycle = |i: u32| -> Outcome {
+        let slot = a
+            .send_over(&ctl, Rights::SEND | Rights::RECV)
+            .map_err(|e| format!("cycle {i}: cap_send: {e:?}"))?;
+        ctl.send(&[slot.0 as u8]).map_err(|e| format!("{e:?}"))?;
+        let n = recv_within(&mut ctl, &mut buf, "the victim's attach")?;
+        check(
+            &format!("cycle {i}: the victim attached"),
+            n == 1 && buf[0] == 1,
+        )?;
+        a.revoke().map_err(|e| format!("cycle {i}: revoke: {e:?}"))
+    };
+    for i in 0..20 {
+        cycle(i)?;
+    }
+    let k0 = kmem_of(pid)?;
+    for i in 20..400 {
+        cycle(i)?;
+    }
+    let k1 = kmem_of(pid)?;
+    ctl.send(&[255]).map_err(|e| format!("{e:?}"))?;
+    expect("the victim exits", process::wait(pid), Ok(0))?;
+    check(
+        &format!("380 attach/revoke cycles: the victim's kernel memory {k0} -> {k1} bytes"),
+        k1 <= k0 + 2 * 4096,
+    )
+}
+
 /// Child modes of this area; `None` if `mode` is not one of them.
 pub(crate) fn child(mode: &str) -> Option<i32> {
     Some(match mode {
+        "attach-each" => {
+            let Ok(mut ctl) = Channel::attach(zen_std::chan::Cap(0)) else {
+                return Some(10);
+            };
+            if ctl.send(b"ready").is_err() {
+                return Some(11);
+            }
+            let mut buf = [0u8; 8];
+            loop {
+                let Ok(1) = ctl.recv(&mut buf) else {
+                    return Some(12);
+                };
+                if buf[0] == 255 {
+                    return Some(0);
+                }
+                let cap = zen_std::chan::Cap(buf[0] as usize);
+                let ok = cap
+                    .token()
+                    .map(|t| {
+                        let b = t.to_bytes();
+                        sys(Syscall::ChanAttach, [b.as_ptr() as u64, 0, 0, 0, 0, 0]).is_ok()
+                    })
+                    .unwrap_or(false);
+                // The token page has 63 slots: give this one back.
+                let _ = cap.drop_token();
+                if ctl.send(&[ok as u8]).is_err() {
+                    return Some(13);
+                }
+            }
+        }
         "hog" => {
             // Threads until refused, then memory until refused; then wait to be killed.
             while thread::spawn(|| {

@@ -221,6 +221,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         limits::map_unmap_frees_page_tables,
     ),
     (
+        "limits::revoke_in_a_loop_leaves_no_tables",
+        limits::revoke_in_a_loop_leaves_no_tables,
+    ),
+    (
         "limits::grants_are_charged_to_the_sender",
         limits::grants_are_charged_to_the_sender,
     ),

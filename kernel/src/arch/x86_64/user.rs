@@ -229,6 +229,38 @@ impl AddressSpace {
         }
     }
 
+    /// For pages taken from a process that may run on another CPU (revoke): unlinks
+    /// the page tables of the range that became empty and returns them, for
+    /// [`free_unlinked`] once every CPU's TLB was shot down (until then a CPU may
+    /// still hold them in its paging-structure caches).
+    pub fn unlink_tables_in(&self, va: u64, pages: u64) -> UnlinkedTables {
+        const SPAN: u64 = 512 * 4096;
+        let mut frames = UnlinkedTables(Vec::new());
+        let end = va.saturating_add(pages.saturating_mul(4096)).min(USER_END);
+        let mut at = va & !(SPAN - 1);
+        while at < end {
+            let probe = at.max(va);
+            let _g = self.lock.lock();
+            let mut n = 0;
+            // SAFETY: under the space's lock, after the range's entries were cleared;
+            // the frames are not reused before the caller's shootdown (`UnlinkedTables`
+            // frees them only when told to).
+            unsafe {
+                unlink_empty_tables(self.root, probe, &mut |f| {
+                    n += 1;
+                    if frames.0.try_reserve(1).is_ok() {
+                        frames.0.push(f);
+                    }
+                    // No room to remember it: the table leaks (it is unlinked, so
+                    // nothing reaches it); better than freeing it too early.
+                })
+            };
+            self.tables.fetch_sub(n, Ordering::Relaxed);
+            at += SPAN;
+        }
+        frames
+    }
+
     fn unmap_page(&self, va: u64, free_tables: bool) -> Result<(), MapError> {
         if va >= USER_END {
             return Err(MapError::NonCanonical);
@@ -465,6 +497,25 @@ impl Drop for AddressSpace {
 /// `root` is a live address space's level-4 table, locked by the caller, and no CPU
 /// other than the caller's may cache translations through it.
 unsafe fn free_empty_tables(root: u64, va: u64) -> u64 {
+    let mut freed = 0;
+    // SAFETY: the caller's promises, passed on; each table is freed right after it
+    // was unlinked and this CPU's caches flushed.
+    unsafe {
+        unlink_empty_tables(root, va, &mut |f| {
+            let _ = crate::mm::free_frame(crate::mm::frame_from_raw(f));
+            freed += 1;
+        })
+    };
+    freed
+}
+
+/// As [`free_empty_tables`], but hands each unlinked table frame to `unlinked`
+/// instead of freeing it (the caller frees it once no CPU can cache it any more).
+///
+/// # Safety
+/// `root` is a live address space's level-4 table, locked by the caller; if another
+/// CPU may walk it, the frames handed out must not be reused before a TLB shootdown.
+unsafe fn unlink_empty_tables(root: u64, va: u64, unlinked: &mut dyn FnMut(u64)) {
     let idx = |level: u32| ((va >> (12 + 9 * (level - 1))) & 511) as usize;
     // The path: tables[i] is the level-(4 - i) table.
     let mut path = [root, 0, 0, 0];
@@ -475,11 +526,10 @@ unsafe fn free_empty_tables(root: u64, va: u64) -> u64 {
         if !e.flags().contains(PageTableFlags::PRESENT)
             || e.flags().contains(PageTableFlags::HUGE_PAGE)
         {
-            return 0;
+            return;
         }
         path[i + 1] = e.addr().as_u64();
     }
-    let mut freed = 0;
     // From the level-1 table up; never the root (`i > 0`).
     for i in (1..4).rev() {
         // SAFETY: as above.
@@ -488,14 +538,27 @@ unsafe fn free_empty_tables(root: u64, va: u64) -> u64 {
             break;
         }
         // SAFETY: as above; the parent's entry for this table is cleared first, then
-        // the page-structure caches of this CPU flushed, then the frame freed.
+        // the page-structure caches of this CPU flushed, then the frame handed on.
         let parent = unsafe { &mut *table(path[i - 1]) };
         parent[idx(4 - (i as u32 - 1))].set_unused();
         ::x86_64::instructions::tlb::flush(VirtAddr::new(va));
-        let _ = crate::mm::free_frame(crate::mm::frame_from_raw(path[i]));
-        freed += 1;
+        unlinked(path[i]);
     }
-    freed
+}
+
+/// Page-table frames unlinked from an address space, not yet free: see
+/// [`AddressSpace::unlink_tables_in`].
+#[must_use]
+pub struct UnlinkedTables(Vec<u64>);
+
+impl UnlinkedTables {
+    /// Frees them: call only after every CPU dropped its cached translations
+    /// (`tlb::shootdown_all`).
+    pub fn free_after_shootdown(self) {
+        for f in self.0 {
+            let _ = crate::mm::free_frame(crate::mm::frame_from_raw(f));
+        }
+    }
 }
 
 /// Frees the lower half below a level-`level` table, then the table itself.
