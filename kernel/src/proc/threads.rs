@@ -62,11 +62,17 @@ pub fn thread_create(me: &Arc<Process>, rip: u64, rsp: u64, arg: u64) -> Result<
 }
 
 /// Moves the caller's process to CPU `cpu` for good (its future threads too). Only
-/// while it has one thread: moving several at once is not worth its races yet.
+/// while it has never had a second thread: a thread that has ended may still be
+/// finishing on the old CPU with the process's tables loaded, and if the process
+/// moved and ended elsewhere its tables would be freed under that CPU.
 pub fn set_cpu(me: &Process, cpu: u64) -> Result<(), Error> {
     let cpu = usize::try_from(cpu).map_err(|_| Error::InvalidArgument)?;
-    if me.inner.lock().threads.len() > 1 {
-        return Err(Error::InvalidArgument);
+    {
+        let i = me.inner.lock();
+        // Thread ids start at 1 and never come back: 2 means no other thread ever.
+        if i.threads.len() > 1 || i.next_tid > 2 {
+            return Err(Error::InvalidArgument);
+        }
     }
     task::pin_current(cpu).map_err(|_| Error::InvalidArgument)?;
     me.inner.lock().cpu = Some(cpu);

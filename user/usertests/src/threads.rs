@@ -126,7 +126,47 @@ pub(crate) fn threads() -> Outcome {
         thread::spawn(|| 3).and_then(|h| h.join()),
         Ok(3),
     )?;
-    // Moving a process between CPUs: not to a CPU that is not there, not with threads.
+    // Moving a process between CPUs, in a fresh process (this one has had threads).
+    let code = run_child("set-cpu-rules")?;
+    check(&format!("set_cpu's rules (child exit {code})"), code == 0)?;
+    // Two threads wait for one child: one gets its code, the other NoSuchProcess,
+    // neither hangs.
+    let pid = spawn("usertests", "nap")?;
+    let other = thread::spawn(move || match process::wait(pid) {
+        Ok(4) => 1,
+        Err(Error::NoSuchProcess) => 2,
+        _ => 3,
+    })
+    .map_err(|e| format!("{e:?}"))?;
+    let mine = match process::wait(pid) {
+        Ok(4) => 1,
+        Err(Error::NoSuchProcess) => 2,
+        _ => 3,
+    };
+    let theirs = other.join().map_err(|e| format!("{e:?}"))?;
+    check(
+        &format!("two waiters for one child: {mine} and {theirs}"),
+        mine + theirs == 3 && mine != theirs,
+    )?;
+    // Ending a process from a thread, a fault in a thread, the last thread's code.
+    check("process::exit in a thread", run_child("thread-exit")? == 7)?;
+    check(
+        "a fault in a thread ends the process",
+        run_child("thread-fault")? == FAULT_EXIT_CODE,
+    )?;
+    check(
+        "the last thread's code is the process's",
+        run_child("last-thread")? == 9,
+    )?;
+    // Killed with threads asleep in the kernel: every frame comes back.
+    frames_come_back("kill-threads")
+}
+
+/// The `set-cpu-rules` child: not to a CPU that is not there, not with threads, and
+/// not once it has ever had a second thread.
+fn set_cpu_rules() -> Outcome {
+    use core::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use zen_std::sync::Arc;
     // (`cargo xtask test` boots usertests on two CPUs; on one, CPU 1 is not there.)
     let two_cpus = sys(Syscall::SetCpu, [1, 0, 0, 0, 0, 0]);
     for cpu in [64, 4096, u64::MAX] {
@@ -166,37 +206,11 @@ pub(crate) fn threads() -> Outcome {
         )?;
         println!("usertests: one CPU, set_cpu between CPUs not tried");
     }
-    // Two threads wait for one child: one gets its code, the other NoSuchProcess,
-    // neither hangs.
-    let pid = spawn("usertests", "nap")?;
-    let other = thread::spawn(move || match process::wait(pid) {
-        Ok(4) => 1,
-        Err(Error::NoSuchProcess) => 2,
-        _ => 3,
-    })
-    .map_err(|e| format!("{e:?}"))?;
-    let mine = match process::wait(pid) {
-        Ok(4) => 1,
-        Err(Error::NoSuchProcess) => 2,
-        _ => 3,
-    };
-    let theirs = other.join().map_err(|e| format!("{e:?}"))?;
-    check(
-        &format!("two waiters for one child: {mine} and {theirs}"),
-        mine + theirs == 3 && mine != theirs,
-    )?;
-    // Ending a process from a thread, a fault in a thread, the last thread's code.
-    check("process::exit in a thread", run_child("thread-exit")? == 7)?;
-    check(
-        "a fault in a thread ends the process",
-        run_child("thread-fault")? == FAULT_EXIT_CODE,
-    )?;
-    check(
-        "the last thread's code is the process's",
-        run_child("last-thread")? == 9,
-    )?;
-    // Killed with threads asleep in the kernel: every frame comes back.
-    frames_come_back("kill-threads")
+    expect(
+        "set_cpu after a second thread ended",
+        sys(Syscall::SetCpu, [0, 0, 0, 0, 0, 0]),
+        Err(Error::InvalidArgument),
+    )
 }
 
 /// Child modes of this area; `None` if `mode` is not one of them.
@@ -208,6 +222,13 @@ pub(crate) fn child(
     num: u64,
 ) -> Option<i32> {
     Some(match mode {
+        "set-cpu-rules" => match set_cpu_rules() {
+            Ok(()) => 0,
+            Err(why) => {
+                eprintln!("set-cpu-rules: {why}");
+                1
+            }
+        },
         "thread-exit" => {
             let _t = thread::spawn(|| process::exit(7));
             time::sleep_ms(10_000);
