@@ -8,18 +8,23 @@
 //! The one table of every nested lock in the kernel. A lock may be taken while
 //! holding only locks above it; never the other way round.
 //!
-//! | # | lock | where | nested inside it |
+//! | # | lock | kind | taken inside it |
 //! |---|---|---|---|
-//! | 1 | `PROCS` | proc | a process's `inner` (wait, kill, exit reaping) |
-//! | 2 | a process's `holdings` | proc, ipc::attach, revoke | `inner` (reserve), the address space |
-//! | 3 | a `WaitQueue`'s lock | task::wait | the checked state (`inner`, ring words: atomics), then `unpark`: a thread's `inner`, the run queues |
-//! | 4 | a process's `inner` | proc | — |
-//! | 5 | a process's `granted` | proc | — (taken inside the address space) |
-//! | 6 | a process's address space (`spin::Mutex`) and its tables' lock | proc, arch::user | `granted`; the frame allocator |
-//! | 7 | `GRANTS`, `CHANNELS`, a channel's `attached` | ipc | — (never around another) |
-//! | 8 | a process's `tokens`, `verified` | proc | — |
-//! | 9 | a thread's `inner` | task | the scheduler's run queues |
-//! | 10 | the console ring | console | — (the serial port is written outside it) |
+//! | 1 | a process's `holdings` | spin, interrupts on | a channel's `attached` (7), the process's `inner` (6), its address space (5) |
+//! | 2 | `GRANTS` | Irq | `PROCS` (3) and the receiver's `inner` (6): the liveness check |
+//! | 3 | `PROCS` | Irq | processes' `inner` (6) |
+//! | 4 | a `WaitQueue`'s lock | Irq | the state its waiters check (a process's `inner` (6); ring words are atomics), then `unpark`: a thread's `inner` (8) and the run queues (9) |
+//! | 5 | a process's address space, then its tables' lock | spin, interrupts on | `granted` (6), the frame allocator |
+//! | 6 | a process's `inner`, `granted`, `owned`, `tokens`, `verified` | Irq | nothing |
+//! | 7 | `CHANNELS`, a channel's `attached` | Irq | nothing |
+//! | 8 | a thread's `inner` | spin, interrupts off | the run queues (9) |
+//! | 9 | the scheduler's run queues | zen-sched | nothing |
+//! | 10 | the console ring | Irq | nothing (the serial port is written outside it) |
+//!
+//! The two spin locks taken with interrupts on (1, 5) are never taken with
+//! interrupts off (a thread holding one may be preempted: a spinner with interrupts
+//! off on the same CPU would wait forever); that is why a fault or kill ends a
+//! process with interrupts on.
 //!
 //! Wakers change state first and call `WaitQueue::wake_all` with no state lock held
 //! (the queue's lock comes before the state locks its waiters' checks take).

@@ -16,6 +16,7 @@ pub mod serial;
 pub mod smp;
 pub mod switch;
 pub mod syscall;
+mod tables;
 pub mod tlb;
 pub mod user;
 
