@@ -79,6 +79,21 @@ struct Inner {
     detached: bool,
 }
 
+impl Inner {
+    /// A runnable thread's state, before it first runs.
+    fn new(entry: Option<Entry>, detached: bool) -> Self {
+        Inner {
+            state: State::Runnable,
+            wake_pending: false,
+            desc: None,
+            exit_code: None,
+            joiner: None,
+            entry,
+            detached,
+        }
+    }
+}
+
 /// A kernel thread.
 pub struct Thread {
     handle: Handle,
@@ -191,15 +206,7 @@ pub fn init_cpu() {
         on_cpu: AtomicBool::new(true),
         last_cpu: AtomicU32::new(me as u32),
         ticks_run: AtomicU64::new(0),
-        inner: Mutex::new(Inner {
-            state: State::Runnable,
-            wake_pending: false,
-            desc: None,
-            exit_code: None,
-            joiner: None,
-            entry: None,
-            detached: false,
-        }),
+        inner: Mutex::new(Inner::new(None, false)),
         owner: None,
         kstack_top: 0,
         fpu: None,

@@ -9,7 +9,7 @@ use spin::Mutex;
 use zen_sched::TaskDesc;
 
 use super::{
-    irqs_off, kick, switch, this_cpu, thread_entry, Entry, Inner, Owner, SpawnError, State, Thread,
+    irqs_off, kick, switch, this_cpu, thread_entry, Entry, Inner, Owner, SpawnError, Thread,
     DEFAULT_TICKETS, SCHED, STACK_BYTES, THREADS,
 };
 use crate::arch::{self, percpu};
@@ -114,15 +114,7 @@ fn spawn_inner(
                     on_cpu: AtomicBool::new(false),
                     last_cpu: AtomicU32::new(opts.pin.unwrap_or_else(this_cpu) as u32),
                     ticks_run: AtomicU64::new(0),
-                    inner: Mutex::new(Inner {
-                        state: State::Runnable,
-                        wake_pending: false,
-                        desc: None,
-                        exit_code: None,
-                        joiner: None,
-                        entry: Some(entry),
-                        detached,
-                    }),
+                    inner: Mutex::new(Inner::new(Some(entry), detached)),
                     owner,
                     kstack_top,
                     fpu: fpu.take(),
