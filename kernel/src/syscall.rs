@@ -239,13 +239,25 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         }
         Syscall::GrantMap => crate::ipc::grant::grant_map(&**me, a[0], a[1], a[2]),
         Syscall::ThreadCreate => proc::thread_create(me, a[0], a[1], a[2]),
-        Syscall::ThreadJoin => proc::thread_join(me, a[0]),
-        Syscall::SetCpu => proc::set_cpu(me, a[0]).map(|()| 0),
+        Syscall::ThreadJoin => proc::thread_join(me, tid_arg(a[0])?),
+        Syscall::SetCpu => proc::set_cpu(me, cpu_arg(a[0])?).map(|()| 0),
     }
 }
 
+// Arguments are decoded here, once, into the types the layers below take: process
+// and thread ids, CPU numbers, tokens (copied in). Pointers stay addresses: nothing
+// below dereferences one, every access goes through the caller's page tables.
+
 fn pid_arg(v: u64) -> Result<u32, Error> {
     u32::try_from(v).map_err(|_| Error::NoSuchProcess)
+}
+
+fn tid_arg(v: u64) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| Error::NoSuchProcess)
+}
+
+fn cpu_arg(v: u64) -> Result<usize, Error> {
+    usize::try_from(v).map_err(|_| Error::InvalidArgument)
 }
 
 /// The token at user address `ptr`, copied in once: every check and use below reads

@@ -65,8 +65,7 @@ pub fn thread_create(me: &Arc<Process>, rip: u64, rsp: u64, arg: u64) -> Result<
 /// while it has never had a second thread: a thread that has ended may still be
 /// finishing on the old CPU with the process's tables loaded, and if the process
 /// moved and ended elsewhere its tables would be freed under that CPU.
-pub fn set_cpu(me: &Process, cpu: u64) -> Result<(), Error> {
-    let cpu = usize::try_from(cpu).map_err(|_| Error::InvalidArgument)?;
+pub fn set_cpu(me: &Process, cpu: usize) -> Result<(), Error> {
     {
         let i = me.inner.lock();
         // Thread ids start at 1 and never come back: 2 means no other thread ever.
@@ -80,8 +79,7 @@ pub fn set_cpu(me: &Process, cpu: u64) -> Result<(), Error> {
 }
 
 /// Waits for thread `tid` of the caller's process to end; its exit code.
-pub fn thread_join(me: &Process, tid: u64) -> Result<u64, Error> {
-    let tid = u32::try_from(tid).map_err(|_| Error::NoSuchProcess)?;
+pub fn thread_join(me: &Process, tid: u32) -> Result<u64, Error> {
     let current = task::current();
     loop {
         {
