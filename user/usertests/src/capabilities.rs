@@ -129,14 +129,9 @@ pub(crate) fn cap_send_over_a_channel() -> Outcome {
     expect("child checked the passed token", process::wait(pid), Ok(0))
 }
 
-/// Child modes of this area; `None` if `mode` is not one of them.
-#[allow(unused_variables, unused_mut)]
-pub(crate) fn child(
-    mode: &str,
-    arg: &str,
-    words: &mut core::str::Split<'_, char>,
-    num: u64,
-) -> Option<i32> {
+/// Child modes of this area; `None` if `mode` is not one of them (`words`: what
+/// follows the mode).
+pub(crate) fn child(mode: &str, words: &mut core::str::Split<'_, char>) -> Option<i32> {
     Some(match mode {
         "steal" => {
             let Some(bytes) = words.next().and_then(unhex) else {

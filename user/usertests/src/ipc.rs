@@ -79,13 +79,7 @@ pub(crate) fn ipc_and_sleep_leak_nothing() -> Outcome {
 }
 
 /// Child modes of this area; `None` if `mode` is not one of them.
-#[allow(unused_variables, unused_mut)]
-pub(crate) fn child(
-    mode: &str,
-    arg: &str,
-    words: &mut core::str::Split<'_, char>,
-    num: u64,
-) -> Option<i32> {
+pub(crate) fn child(mode: &str) -> Option<i32> {
     Some(match mode {
         "echo" => {
             let Ok(mut ch) = Channel::attach(Cap(0)) else {

@@ -323,10 +323,10 @@ fn child(arg: &str) -> i32 {
         .or_else(|| waits::child(mode))
         .or_else(|| processes::child(mode, arg, &mut words, num))
         .or_else(|| memory::child(mode))
-        .or_else(|| ipc::child(mode, arg, &mut words, num))
-        .or_else(|| capabilities::child(mode, arg, &mut words, num))
-        .or_else(|| grants::child(mode, arg, &mut words, num))
-        .or_else(|| threads::child(mode, arg, &mut words, num))
+        .or_else(|| ipc::child(mode))
+        .or_else(|| capabilities::child(mode, &mut words))
+        .or_else(|| grants::child(mode))
+        .or_else(|| threads::child(mode))
         .or_else(|| limits::child(mode));
     if let Some(code) = found {
         return code;

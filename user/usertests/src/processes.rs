@@ -367,8 +367,8 @@ pub(crate) fn recurse(n: u64) -> u64 {
     recurse(pad[(n % 64) as usize] + 1) + pad[0]
 }
 
-/// Child modes of this area; `None` if `mode` is not one of them.
-#[allow(unused_variables, unused_mut)]
+/// Child modes of this area; `None` if `mode` is not one of them (`arg` is the whole
+/// argument, `words` what follows the mode, `num` its first word as a number).
 pub(crate) fn child(
     mode: &str,
     arg: &str,

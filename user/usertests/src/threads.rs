@@ -214,13 +214,7 @@ fn set_cpu_rules() -> Outcome {
 }
 
 /// Child modes of this area; `None` if `mode` is not one of them.
-#[allow(unused_variables, unused_mut)]
-pub(crate) fn child(
-    mode: &str,
-    arg: &str,
-    words: &mut core::str::Split<'_, char>,
-    num: u64,
-) -> Option<i32> {
+pub(crate) fn child(mode: &str) -> Option<i32> {
     Some(match mode {
         "set-cpu-rules" => match set_cpu_rules() {
             Ok(()) => 0,
