@@ -23,6 +23,7 @@ mod linux;
 mod ovmf;
 mod protocol;
 mod qemu;
+mod report;
 mod row;
 mod secboot;
 mod setup;
