@@ -518,25 +518,6 @@ mod tests {
     use super::*;
     use crate::report::number;
 
-    fn rows() -> Vec<Row> {
-        vec![
-            Row {
-                suite: "sizes",
-                name: "zenos.bin".into(),
-                value: 12345.0,
-                unit: "bytes",
-                note: String::new(),
-            },
-            Row {
-                suite: "boot",
-                name: "a \"quoted\" name".into(),
-                value: 7.0,
-                unit: "instructions",
-                note: "x".into(),
-            },
-        ]
-    }
-
     #[test]
     fn ratio_row_divides_zen_by_linux() {
         let r = ratio_row("switch", "context switch", 360, 2074);

@@ -122,16 +122,6 @@ impl Process {
             page.slots[i] = new;
         }
     }
-    /// Checks a token this process presents (`zen_cap::verify`, through its memo).
-    pub fn verify_token(
-        &self,
-        key: &zen_cap::MacKey,
-        slot: &TokenSlot,
-        expected: &zen_abi::cap::Binding,
-        required: zen_abi::cap::Rights,
-    ) -> Result<zen_abi::cap::Rights, zen_cap::CapError> {
-        self.verified.lock().verify(key, slot, expected, required)
-    }
     /// Records channel `id` as created by this process, if it owns fewer than `max`.
     pub fn own_channel(&self, id: u64, max: usize) -> Result<(), Error> {
         let mut o = self.owned.lock();
@@ -249,7 +239,8 @@ impl crate::cap::Holder for Process {
         expected: &zen_abi::cap::Binding,
         required: zen_abi::cap::Rights,
     ) -> Result<zen_abi::cap::Rights, zen_cap::CapError> {
-        Process::verify_token(self, key, slot, expected, required)
+        // Through this process's memo of tokens that verified (`zen_cap::Verified`).
+        self.verified.lock().verify(key, slot, expected, required)
     }
     fn insert_token(&self, t: TokenSlot) -> Result<usize, Error> {
         Process::insert_token(self, t)

@@ -2,7 +2,9 @@
 //! (`exhaustion`), page tables freed when they empty, and every kernel object a
 //! process causes charged to its quota (`ps` shows it).
 
-use crate::{check, expect, recv_within, run_child, sys, usage_back, usage_settled, Outcome};
+use crate::{
+    check, expect, kill_all, recv_within, run_child, sys, usage_back, usage_settled, Outcome,
+};
 use zen_abi::cap::Rights;
 use zen_abi::syscall::{Error, Syscall};
 use zen_std::chan::{self, Channel};
@@ -115,12 +117,7 @@ pub(crate) fn exhaustion() -> Outcome {
         mem.free_frames,
         mem.heap_bytes_used
     );
-    for &p in &pids {
-        let _ = process::kill(p);
-    }
-    for &p in &pids {
-        let _ = process::wait(p);
-    }
+    kill_all(&pids);
     check(
         &format!(
             "{} hogs started before {refused:?}, {} frames free at the peak",

@@ -80,6 +80,16 @@ pub(crate) fn spawn(name: &str, arg: &str) -> Result<u32, String> {
     process::spawn(name, arg).map_err(|e| format!("spawn {name} {arg}: {}", e.as_str()))
 }
 
+/// Kills and reaps every process of `pids` (the hogs a limits test started).
+pub(crate) fn kill_all(pids: &[u32]) {
+    for &p in pids {
+        let _ = process::kill(p);
+    }
+    for &p in pids {
+        let _ = process::wait(p);
+    }
+}
+
 pub(crate) fn run_child(arg: &str) -> Result<u64, String> {
     let pid = spawn("usertests", arg)?;
     process::wait(pid).map_err(|e| format!("wait {pid}: {}", e.as_str()))

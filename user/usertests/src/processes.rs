@@ -341,12 +341,7 @@ pub(crate) fn process_limit() -> Outcome {
             }
         }
     }
-    for &p in &pids {
-        let _ = process::kill(p);
-    }
-    for &p in &pids {
-        let _ = process::wait(p);
-    }
+    kill_all(&pids);
     check(
         &format!(
             "the process table fills up cleanly ({} started, then {refused:?})",
