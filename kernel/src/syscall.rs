@@ -37,8 +37,12 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> u64 {
         Ok(call) => run(&me, call, a),
         Err(e) => Err(e),
     };
-    drop(me);
-    proc::check_killed();
+    // A kill that came during the call ends the process before it returns to user
+    // mode (`proc::check_killed`, without looking the caller up again).
+    if me.killed() {
+        drop(me);
+        proc::check_killed();
+    }
     match r {
         Ok(v) => v,
         Err(e) => e.to_ret(),

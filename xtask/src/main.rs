@@ -58,6 +58,7 @@ verbs:
       --test            boot the test-mode kernel
       --cmdline STR     write STR to cmdline.txt on the ESP
       --kvm             use KVM (TCG by default: nested KVM hangs 64-bit guests here)
+      --icount          -icount shift=0: the TSC counts guest instructions (as the bench)
   test                  host tests, then the QEMU suites; ends with `N passed, N failed`
   soak [--calls N]      the system-call fuzzer at length (10 million calls by default) on
                         2 CPUs: calls per second, kernel failures, what was lost
@@ -76,6 +77,7 @@ struct RunOpts {
     release: bool,
     test: bool,
     kvm: bool,
+    icount: bool,
     cmdline: Option<String>,
     firmware: Fw,
 }
@@ -97,6 +99,7 @@ impl Default for RunOpts {
             release: true,
             test: false,
             kvm: false,
+            icount: false,
             cmdline: None,
             firmware: Fw::Uefi,
         }
@@ -120,6 +123,7 @@ fn parse_run(args: &[String]) -> Result<RunOpts> {
             "--debug" => o.release = false,
             "--test" => o.test = true,
             "--kvm" => o.kvm = true,
+            "--icount" => o.icount = true,
             "--cmdline" => o.cmdline = Some(value("--cmdline")?),
             "--uefi" => o.firmware = Fw::Uefi,
             "--bios" => o.firmware = Fw::Bios,
@@ -227,6 +231,7 @@ fn main() -> ExitCode {
                 smp: o.smp,
                 mem: o.mem,
                 kvm: o.kvm,
+                icount: o.icount,
                 disk: Some(disk::Disk {
                     image: img.clone(),
                     firmware,
@@ -289,7 +294,10 @@ mod tests {
     #[test]
     fn parses_run_options() {
         assert_eq!(parse_run(&[]).unwrap(), RunOpts::default());
-        let o = parse_run(&args("--gui --smp 4 --mem 1G --debug --kvm --cmdline x")).unwrap();
+        let o = parse_run(&args(
+            "--gui --smp 4 --mem 1G --debug --kvm --icount --cmdline x",
+        ))
+        .unwrap();
         assert_eq!(
             o,
             RunOpts {
@@ -299,6 +307,7 @@ mod tests {
                 release: false,
                 test: false,
                 kvm: true,
+                icount: true,
                 cmdline: Some("x".into()),
                 firmware: Fw::Uefi,
             }

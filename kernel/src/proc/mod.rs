@@ -219,8 +219,7 @@ pub fn find(pid: u32) -> Option<Arc<Process>> {
 
 /// The calling thread's process.
 pub fn current() -> Option<Arc<Process>> {
-    let owner = task::current().owner()?.clone();
-    owner.as_any().downcast::<Process>().ok()
+    task::current_owner()?.as_any().downcast::<Process>().ok()
 }
 
 /// The process as cap sees it (cap never names a process).

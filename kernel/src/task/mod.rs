@@ -123,13 +123,6 @@ pub struct Thread {
     _stack: Option<Box<[u64]>>,
 }
 
-impl Thread {
-    /// What the thread runs for; `None` for a kernel thread.
-    pub fn owner(&self) -> Option<&Arc<dyn Owner>> {
-        self.owner.as_ref()
-    }
-}
-
 /// What a user thread runs for, as the scheduler sees it: an address space to load.
 /// The process layer implements it (task never names a process); `as_any` lets that
 /// layer get its own type back from the running thread.
@@ -139,10 +132,15 @@ pub trait Owner: Send + Sync {
     fn as_any(self: Arc<Self>) -> Arc<dyn core::any::Any + Send + Sync>;
 }
 
+/// The thread each CPU runs, and what it runs for (kept apart so that finding the
+/// caller of a system call is one reference count, not a lock and a downcast of the
+/// thread).
+static CURRENT: arch::cpulocal::CpuArc<Thread> = arch::cpulocal::CpuArc::new();
+static OWNER: arch::cpulocal::CpuArc<dyn Owner> = arch::cpulocal::CpuArc::new();
+
 /// Per-CPU switching state, one cache line each.
 #[repr(align(64))]
 struct CpuState {
-    current: Mutex<Option<Arc<Thread>>>,
     idle: Mutex<Option<Arc<Thread>>>,
     /// The thread this CPU just switched away from, finished by `finish_switch`.
     prev: Mutex<Option<Arc<Thread>>>,
@@ -155,7 +153,6 @@ struct CpuState {
 impl CpuState {
     const fn new() -> Self {
         Self {
-            current: Mutex::new(None),
             idle: Mutex::new(None),
             prev: Mutex::new(None),
             sleepers: Mutex::new(Vec::new()),
@@ -214,7 +211,8 @@ pub fn init_cpu() {
     });
     irqs_off(|| {
         *CPUS[me].idle.lock() = Some(idle.clone());
-        *CPUS[me].current.lock() = Some(idle);
+        CURRENT.replace(Some(idle));
+        OWNER.replace(None);
     });
     if me == 0 {
         READY.store(true, Ordering::Release);
@@ -223,13 +221,14 @@ pub fn init_cpu() {
 
 /// The thread running on this CPU.
 pub fn current() -> Arc<Thread> {
-    irqs_off(|| {
-        CPUS[this_cpu()]
-            .current
-            .lock()
-            .clone()
-            .expect("scheduler not initialised on this CPU")
-    })
+    CURRENT
+        .get()
+        .expect("scheduler not initialised on this CPU")
+}
+
+/// What the running thread runs for (`None` for a kernel thread).
+pub fn current_owner() -> Option<Arc<dyn Owner>> {
+    OWNER.get()
 }
 
 /// Asks `cpu` to reschedule soon (an IPI if it is another CPU).
@@ -279,7 +278,7 @@ fn schedule() {
         Some(t) => t,
         None => CPUS[cpu].idle.lock().clone().expect("no idle thread"),
     };
-    let cur = CPUS[cpu].current.lock().clone().expect("no current thread");
+    let cur = CURRENT.get().expect("no current thread");
     if Arc::ptr_eq(&cur, &next) {
         CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
         return;
@@ -322,7 +321,9 @@ fn schedule() {
         percpu::set_kernel_stack(next.kstack_top);
     }
     arch::fpu::switch(cur.fpu.as_deref(), next.fpu.as_deref());
-    *CPUS[cpu].current.lock() = Some(next);
+    // The old values stay referenced (by `cur`), so nothing is freed here.
+    OWNER.replace(next.owner.clone());
+    CURRENT.replace(Some(next));
     CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
     // `cur` moves into the CPU's `prev` slot: nothing of it stays on this stack, so an
     // exiting thread, which never comes back here, is freed by the next one.
@@ -479,7 +480,7 @@ pub fn on_tick() {
         return;
     }
     let cpu = this_cpu();
-    match CPUS[cpu].current.lock().as_ref() {
+    match CURRENT.get() {
         Some(t) => t.ticks_run.fetch_add(1, Ordering::Relaxed),
         None => return,
     };
@@ -501,7 +502,7 @@ pub fn idle_loop() -> ! {
 
 /// Called from the reschedule IPI.
 pub fn on_resched() {
-    if READY.load(Ordering::Acquire) && CPUS[this_cpu()].current.lock().is_some() {
+    if READY.load(Ordering::Acquire) && CURRENT.is_some() {
         schedule();
     }
 }

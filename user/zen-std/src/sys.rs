@@ -12,15 +12,16 @@ use zen_abi::syscall::{Error, Syscall};
 /// sure that does not break Rust's rules (aliasing, validity) for this program.
 pub unsafe fn raw(nr: u64, a: [u64; 6]) -> u64 {
     let ret: u64;
-    // SAFETY: `syscall` clobbers rcx and r11 only (declared); the kernel preserves
-    // every other register and checks every argument; memory effects are the caller's
-    // contract above.
+    // SAFETY: `syscall` clobbers rcx, r11 and the argument registers (declared; the
+    // kernel zeroes the last); it preserves every other register and checks every
+    // argument; memory effects are the caller's contract above.
     unsafe {
         core::arch::asm!(
             "syscall",
             inlateout("rax") nr => ret,
-            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
-            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            inlateout("rdi") a[0] => _, inlateout("rsi") a[1] => _,
+            inlateout("rdx") a[2] => _, inlateout("r10") a[3] => _,
+            inlateout("r8") a[4] => _, inlateout("r9") a[5] => _,
             lateout("rcx") _, lateout("r11") _,
             options(nostack),
         );

@@ -3,6 +3,7 @@
 pub mod acpi;
 pub mod apic;
 pub mod cpu;
+pub mod cpulocal;
 mod entry;
 pub use entry::memory_map;
 pub mod fpu;

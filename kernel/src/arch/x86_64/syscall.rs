@@ -2,8 +2,15 @@
 //!
 //! On `syscall` the CPU leaves the user stack in place, so the entry swaps GS to the
 //! per-CPU area, parks the user rsp there, and moves to the running thread's kernel
-//! stack (`PerCpu::syscall_rsp`) before it touches memory. It saves a [`SyscallFrame`]
-//! and calls the kernel with interrupts enabled: system calls are preemptible.
+//! stack (`PerCpu::syscall_rsp`) before it touches memory. It keeps only what `sysret`
+//! needs (user rsp, rip in rcx, rflags in r11) and calls the kernel with the six
+//! arguments where the C ABI wants them (r10 moves to rcx) and the call number as the
+//! seventh, with interrupts enabled: system calls are preemptible.
+//!
+//! Nothing else is saved: rbx, rbp and r12-r15 are callee-saved in the C ABI, so the
+//! kernel's code keeps them for us, and the argument registers are clobbered by the
+//! system-call ABI (docs/abi.md). They are zeroed on the way out, so no kernel value
+//! (a pointer, a key byte) leaks into them.
 
 use ::x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use ::x86_64::registers::rflags::RFlags;
@@ -11,29 +18,6 @@ use ::x86_64::structures::gdt::SegmentSelector;
 use ::x86_64::{PrivilegeLevel, VirtAddr};
 
 use super::percpu::{SYSCALL_RSP_OFFSET, USER_RSP_OFFSET};
-
-/// Registers of a system call, as saved on the kernel stack.
-#[repr(C)]
-#[derive(Debug)]
-pub struct SyscallFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub rbp: u64,
-    pub rbx: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub r10: u64,
-    pub rdx: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    /// Call number in, result out.
-    pub rax: u64,
-    pub rflags: u64,
-    pub rip: u64,
-    pub rsp: u64,
-}
 
 core::arch::global_asm!(
     r#"
@@ -46,41 +30,33 @@ zen_syscall_entry:
     push qword ptr gs:[{user_rsp}]
     push rcx
     push r11
-    push rax
-    push rdi
-    push rsi
-    push rdx
-    push r10
-    push r8
-    push r9
-    push rbx
-    push rbp
-    push r12
-    push r13
-    push r14
-    push r15
-    mov rdi, rsp
+    push rax                // the seventh argument: the call number
+    mov rcx, r10
     sti
     call {dispatch}
     cli
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop rbp
-    pop rbx
-    pop r9
-    pop r8
-    pop r10
-    pop rdx
-    pop rsi
-    pop rdi
-    pop rax
+    add rsp, 8
     pop r11
     pop rcx
+    // `sysret` to a non-canonical rip faults in ring 0 on the user's stack (the Intel
+    // SYSRET erratum). rcx is at most 2^47 + 1 (the end of a `syscall` at the very
+    // top of user space), so bit 47 tells.
+    bt rcx, 47
+    jc 2f
     pop rsp
+    xor edi, edi
+    xor esi, esi
+    xor edx, edx
+    xor r8d, r8d
+    xor r9d, r9d
+    xor r10d, r10d
     swapgs
     sysretq
+2:
+    and rsp, -16
+    sti
+    call {bad_return}
+    ud2
 
     // zen_enter_user(rip [rdi], rsp [rsi], arg [rdx]): first entry into ring 3.
     .global zen_enter_user
@@ -112,6 +88,7 @@ zen_enter_user:
     user_rsp = const USER_RSP_OFFSET,
     kernel_rsp = const SYSCALL_RSP_OFFSET,
     dispatch = sym syscall_dispatch,
+    bad_return = sym syscall_bad_return,
 );
 
 extern "C" {
@@ -119,18 +96,22 @@ extern "C" {
     fn zen_enter_user(rip: u64, rsp: u64, arg: u64) -> !;
 }
 
-extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
-    frame.rax = crate::syscall::dispatch(
-        frame.rax,
-        [
-            frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
-        ],
-    );
-    // `sysret` to a non-canonical address faults in ring 0 on the user's stack (the
-    // Intel SYSRET erratum): a `syscall` at the very top of user space ends the process.
-    if frame.rip >= zen_abi::syscall::USER_END {
-        crate::proc::exit_current(zen_abi::syscall::FAULT_EXIT_CODE);
-    }
+extern "C" fn syscall_dispatch(
+    a0: u64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+    nr: u64,
+) -> u64 {
+    crate::syscall::dispatch(nr, [a0, a1, a2, a3, a4, a5])
+}
+
+/// A `syscall` at the very top of user space: returning would fault in ring 0, so the
+/// process ends instead.
+extern "C" fn syscall_bad_return() -> ! {
+    crate::proc::exit_current(zen_abi::syscall::FAULT_EXIT_CODE)
 }
 
 /// Enables `syscall` on the calling CPU. GDT order (kernel code, kernel data, user
