@@ -304,6 +304,22 @@ impl TokenPage {
     };
 }
 
+/// The user address of slot `i` of the token page: how a process names its own token
+/// in a system call (the kernel then reads its own copy, see docs/abi.md).
+pub const fn slot_addr(i: usize) -> u64 {
+    crate::syscall::TOKEN_PAGE + (TokenSlot::SIZE * (1 + i)) as u64
+}
+
+/// The slot whose address `ptr` is (the start of a slot of the token page), if any.
+pub const fn slot_at(ptr: u64) -> Option<usize> {
+    let off = ptr.wrapping_sub(slot_addr(0));
+    if off < (TOKENS_PER_PAGE * TokenSlot::SIZE) as u64 && off % TokenSlot::SIZE as u64 == 0 {
+        Some((off / TokenSlot::SIZE as u64) as usize)
+    } else {
+        None
+    }
+}
+
 const _: () = {
     assert!(core::mem::size_of::<Token>() == 40);
     assert!(core::mem::size_of::<Binding>() == 24);
@@ -320,6 +336,30 @@ mod tests {
     extern crate std;
     use super::*;
     use std::format;
+
+    #[test]
+    fn slot_addresses_round_trip_and_nothing_else_is_a_slot() {
+        for i in 0..TOKENS_PER_PAGE {
+            assert_eq!(slot_at(slot_addr(i)), Some(i));
+            assert_eq!(slot_at(slot_addr(i) + 1), None);
+            assert_eq!(slot_at(slot_addr(i) + 63), None);
+        }
+        let page = crate::syscall::TOKEN_PAGE;
+        // The header, the byte after the last slot, the next page, and addresses that
+        // wrap around to the page when the offset is computed.
+        for p in [
+            page,
+            page + 63,
+            page + 4096,
+            page - 64,
+            0,
+            u64::MAX,
+            u64::MAX - 63,
+        ] {
+            assert_eq!(slot_at(p), None, "{p:#x}");
+        }
+        assert_eq!(slot_addr(TOKENS_PER_PAGE - 1) + 64, page + 4096);
+    }
 
     #[test]
     fn rights_print_by_name() {

@@ -31,6 +31,41 @@ pub trait Holder {
     ) -> Result<Rights, CapError>;
     /// Puts a token in the first free slot of its token page.
     fn insert_token(&self, t: TokenSlot) -> Result<usize, Error>;
+    /// The live token in slot `i` of its token page, as the kernel wrote it.
+    fn token_at(&self, i: usize) -> Option<TokenSlot>;
+}
+
+/// A token a system call presents, copied once: the bytes, and where they came from.
+/// Named by slot, they are the kernel's own copy in the caller's token page (which
+/// only the kernel writes), so they are genuine by construction and the MAC is not
+/// computed; from user memory, the MAC decides. Either way [`verify`] checks object,
+/// holder, generation and rights against the kernel's state of now.
+#[derive(Clone, Copy, Debug)]
+pub struct Presented {
+    slot: TokenSlot,
+    from_page: bool,
+}
+
+impl core::ops::Deref for Presented {
+    type Target = TokenSlot;
+    fn deref(&self) -> &TokenSlot {
+        &self.slot
+    }
+}
+
+/// Checks a presented token for an operation needing `required`, against `expected`
+/// (the binding a genuine token of the caller must carry now); the rights it holds.
+pub fn verify(
+    me: &dyn Holder,
+    tok: &Presented,
+    expected: &Binding,
+    required: Rights,
+) -> Result<Rights, CapError> {
+    if tok.from_page {
+        zen_cap::check_genuine(&tok.slot, expected, required)
+    } else {
+        me.verify_token(key(), &tok.slot, expected, required)
+    }
 }
 
 static KEY: spin::Once<MacKey> = spin::Once::new();
@@ -83,13 +118,37 @@ pub fn denied(call: u16, object: u64, why: CapError) -> Error {
     Error::Denied
 }
 
-/// Copies a token from user memory once (into a buffer on the stack: every channel
-/// call does this, so no heap allocation). Every later check and use reads this copy,
-/// never the user's memory again.
-pub fn token_in(me: &dyn Holder, ptr: u64) -> Result<TokenSlot, Error> {
+/// Copies a token from user memory once (into a buffer on the stack, no heap
+/// allocation). Every later check and use reads this copy, never the user's memory
+/// again.
+pub fn token_in(me: &dyn Holder, ptr: u64) -> Result<Presented, Error> {
     let mut b = [0u8; TokenSlot::SIZE];
     me.read_user(ptr, &mut b)?;
-    Ok(TokenSlot::from_bytes(&b))
+    Ok(presented_bytes(&b))
+}
+
+/// A token given as bytes from user memory (already copied in): the MAC decides.
+pub fn presented_bytes(b: &[u8; TokenSlot::SIZE]) -> Presented {
+    Presented {
+        slot: TokenSlot::from_bytes(b),
+        from_page: false,
+    }
+}
+
+/// The token in slot `i` of the caller's token page (the kernel's own copy). A free
+/// or out-of-range slot gives an all-zero token presented as if from user memory, so
+/// it is refused as forged (with its record) like any made-up token.
+pub fn token_at(me: &dyn Holder, i: usize) -> Presented {
+    match me.token_at(i) {
+        Some(slot) => Presented {
+            slot,
+            from_page: true,
+        },
+        None => Presented {
+            slot: TokenSlot::ZERO,
+            from_page: false,
+        },
+    }
 }
 
 /// The system object's id.
@@ -113,12 +172,12 @@ pub fn system_token(pid: u32) -> TokenSlot {
 /// Checks that `slot` is a system token of the caller with `required`.
 pub fn check_system(
     me: &dyn Holder,
-    slot: &TokenSlot,
+    slot: &Presented,
     required: Rights,
     call: u16,
 ) -> Result<(), Error> {
     let expected = system_binding(me.pid());
-    me.verify_token(key(), slot, &expected, required)
+    verify(me, slot, &expected, required)
         .map(|_| ())
         .map_err(|e| denied(call, slot.binding.object, e))
 }
@@ -126,7 +185,7 @@ pub fn check_system(
 /// Derives `slot` (held by `me`, checked against `expected`) for `target` with
 /// `rights` and puts the copy in the target's token page; the slot index.
 pub fn derive_to(
-    slot: &TokenSlot,
+    slot: &Presented,
     expected: &Binding,
     rights: Rights,
     target: &dyn Holder,

@@ -264,14 +264,20 @@ fn cpu_arg(v: u64) -> Result<usize, Error> {
     usize::try_from(v).map_err(|_| Error::InvalidArgument)
 }
 
-/// The token at user address `ptr`, copied in once: every check and use below reads
-/// this copy, never the user's memory again.
-fn token(me: &Process, ptr: u64) -> Result<zen_abi::cap::TokenSlot, Error> {
-    crate::cap::token_in(me, ptr)
+/// The token at user address `ptr`, copied once. The address of a slot of the
+/// caller's own token page (how zen-std names its tokens) is read from the kernel's
+/// copy: genuine by construction, so no MAC to compute and no page walk; any other
+/// address is read through the page tables and its MAC decides. Every check and use
+/// below reads this copy, never the user's memory again.
+fn token(me: &Process, ptr: u64) -> Result<crate::cap::Presented, Error> {
+    match zen_abi::cap::slot_at(ptr) {
+        Some(i) => Ok(crate::cap::token_at(me, i)),
+        None => crate::cap::token_in(me, ptr),
+    }
 }
 
 /// `count` tokens at `ptr` (msg_poll), copied in one go.
-fn tokens(me: &Process, ptr: u64, count: u64) -> Result<Vec<zen_abi::cap::TokenSlot>, Error> {
+fn tokens(me: &Process, ptr: u64, count: u64) -> Result<Vec<crate::cap::Presented>, Error> {
     use zen_abi::cap::TokenSlot;
     if count == 0 || count > crate::ipc::POLL_MAX {
         return Err(Error::InvalidArgument);
@@ -279,6 +285,6 @@ fn tokens(me: &Process, ptr: u64, count: u64) -> Result<Vec<zen_abi::cap::TokenS
     let bytes = copy_in(me, ptr, count * TokenSlot::SIZE as u64)?;
     Ok(bytes
         .chunks_exact(TokenSlot::SIZE)
-        .map(|c| TokenSlot::from_bytes(c.try_into().expect("64-byte chunks")))
+        .map(|c| crate::cap::presented_bytes(c.try_into().expect("64-byte chunks")))
         .collect())
 }

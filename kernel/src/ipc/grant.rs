@@ -11,7 +11,9 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use zen_abi::cap::{Rights, TokenSlot};
+use zen_abi::cap::Rights;
+
+use crate::cap::Presented;
 use zen_abi::syscall::Error;
 use zen_cap::CapError;
 
@@ -89,7 +91,7 @@ pub fn grant_create(
     addr: u64,
     len: u64,
     rights: u64,
-    chan_slot: &TokenSlot,
+    chan_slot: &Presented,
 ) -> Result<u64, Error> {
     let call = zen_abi::syscall::Syscall::GrantCreate as u16;
     let (chan, end, _) = check(me, chan_slot, Rights::SEND, call)?;

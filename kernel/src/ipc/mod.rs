@@ -37,7 +37,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use zen_abi::cap::{Binding, ObjectType, Rights, TokenSlot};
+use zen_abi::cap::{Binding, ObjectType, Rights};
 use zen_abi::ipc::{
     page_access, Access, CHANNEL_PAGES, CONSUMER_PAGE, PRODUCER_PAGE, RING_PAGES, RING_SLOTS,
 };
@@ -46,7 +46,7 @@ use zen_cap::CapError;
 
 use crate::arch::paging::Flags;
 use crate::arch::phys::SharedFrame;
-use crate::cap::{denied, key};
+use crate::cap::{denied, key, Presented};
 use crate::mm::quota::Charge;
 use crate::sync::IrqMutex;
 use crate::task::{self, WaitQueue};
@@ -147,7 +147,7 @@ static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
 /// now. Nothing is verified yet.
 fn named_channel(
     me: &dyn Party,
-    slot: &TokenSlot,
+    slot: &Presented,
     call: u16,
 ) -> Result<(Arc<Channel>, Binding), Error> {
     let object = slot.binding.object;
@@ -177,15 +177,14 @@ struct Checked {
 /// Checks a channel token of the caller, already copied in.
 fn check_full(
     me: &dyn Party,
-    slot: &TokenSlot,
+    slot: &Presented,
     required: Rights,
     call: u16,
 ) -> Result<Checked, Error> {
     let (chan, expected) = named_channel(me, slot, call)?;
     let object = expected.object;
-    let held = me
-        .verify_token(key(), slot, &expected, required)
-        .map_err(|e| denied(call, object, e))?;
+    let held =
+        crate::cap::verify(me, slot, &expected, required).map_err(|e| denied(call, object, e))?;
     Ok(Checked {
         chan,
         end: (object & 1) as usize,
@@ -197,7 +196,7 @@ fn check_full(
 /// As [`check_full`]: (channel, end, rights).
 fn check(
     me: &dyn Party,
-    slot: &TokenSlot,
+    slot: &Presented,
     required: Rights,
     call: u16,
 ) -> Result<(Arc<Channel>, usize, Rights), Error> {
@@ -271,7 +270,7 @@ fn pages_for(end: usize, held: Rights) -> u8 {
 
 /// chan_attach: maps the pages of the channel end that the token's rights allow;
 /// the address of the range (`CHANNEL_PAGES` pages, holes where not mapped).
-pub fn attach(me: &dyn Party, slot: &TokenSlot) -> Result<u64, Error> {
+pub fn attach(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
     const CALL: u16 = zen_abi::syscall::Syscall::ChanAttach as u16;
     let Checked {
         chan,
@@ -374,7 +373,7 @@ pub fn attach(me: &dyn Party, slot: &TokenSlot) -> Result<u64, Error> {
 
 /// msg_send (`publish`: wake the consumer of the ring we produce) and msg_release
 /// (wake the producer of the ring we consume).
-pub fn wake(me: &dyn Party, slot: &TokenSlot, released: bool) -> Result<u64, Error> {
+pub fn wake(me: &dyn Party, slot: &Presented, released: bool) -> Result<u64, Error> {
     let (need, call) = if released {
         (Rights::RECV, 23)
     } else {
@@ -391,7 +390,7 @@ pub fn wake(me: &dyn Party, slot: &TokenSlot, released: bool) -> Result<u64, Err
 
 /// msg_recv (`room == false`: wait for a message while head == seen) and
 /// msg_wait_room (wait for room while tail == seen).
-pub fn wait(me: &dyn Party, slot: &TokenSlot, seen: u64, room: bool) -> Result<u64, Error> {
+pub fn wait(me: &dyn Party, slot: &Presented, seen: u64, room: bool) -> Result<u64, Error> {
     let (need, call) = if room {
         (Rights::SEND, 24)
     } else {
@@ -437,7 +436,7 @@ pub fn wait(me: &dyn Party, slot: &TokenSlot, seen: u64, room: bool) -> Result<u
 pub const POLL_MAX: u64 = 16;
 
 /// msg_poll: the index of the first channel with a message; sleeps until one has.
-pub fn poll(me: &dyn Party, slots: &[TokenSlot], timeout_ms: u64) -> Result<u64, Error> {
+pub fn poll(me: &dyn Party, slots: &[Presented], timeout_ms: u64) -> Result<u64, Error> {
     let count = slots.len() as u64;
     if count == 0 || count > POLL_MAX {
         return Err(Error::InvalidArgument);

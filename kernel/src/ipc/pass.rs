@@ -4,7 +4,9 @@
 
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
-use zen_abi::cap::{ObjectType, Rights, TokenSlot};
+use zen_abi::cap::{ObjectType, Rights};
+
+use crate::cap::Presented;
 use zen_abi::syscall::Error;
 
 use super::{check, named_channel};
@@ -17,8 +19,8 @@ use zen_abi::ipc::CHANNEL_PAGES;
 /// the channel's other end (needs SEND on the channel).
 pub fn cap_send(
     me: &dyn Party,
-    chan_slot: &TokenSlot,
-    slot: &TokenSlot,
+    chan_slot: &Presented,
+    slot: &Presented,
     rights: u64,
 ) -> Result<u64, Error> {
     let (chan, end, _) = check(me, chan_slot, Rights::SEND, 25)?;
@@ -35,7 +37,7 @@ pub fn cap_send(
 /// cap_send and spawn.
 pub fn pass_token(
     me: &dyn Party,
-    slot: &TokenSlot,
+    slot: &Presented,
     rights: u64,
     target: &dyn Party,
     call: u16,
@@ -53,7 +55,7 @@ pub fn pass_token(
 /// takes the pages away from every other process attached: unmapped, every CPU's TLB
 /// flushed, and their holdings dropped, so they can neither read nor write the rings
 /// any more and grants and tokens no longer go to them.
-pub fn revoke(me: &dyn Party, slot: &TokenSlot) -> Result<u64, Error> {
+pub fn revoke(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
     // One copy (made by the system-call layer): the check and the replacement agree.
     let (chan, end, held) = check(me, slot, Rights::REVOKE, 26)?;
     let gen = chan.generation.fetch_add(1, Ordering::AcqRel) + 1;

@@ -15,7 +15,7 @@ use zen_abi::syscall::{TOKEN_PAGE, USER_MAP_BASE};
 
 /// Token `slot` of `p`'s token page, copied in from its address space as a system
 /// call would.
-fn token(p: &Process, slot: u64) -> Result<TokenSlot, &'static str> {
+fn token(p: &Process, slot: u64) -> Result<crate::cap::Presented, &'static str> {
     crate::cap::token_in(p, TOKEN_PAGE + 64 + slot * TokenSlot::SIZE as u64)
         .map_err(|_| "cannot read a token")
 }

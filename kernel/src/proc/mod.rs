@@ -244,6 +244,11 @@ impl crate::cap::Holder for Process {
     fn insert_token(&self, t: TokenSlot) -> Result<usize, Error> {
         Process::insert_token(self, t)
     }
+    fn token_at(&self, i: usize) -> Option<TokenSlot> {
+        zen_cap::page::get(self.tokens.lock().token_page(), i)
+            .ok()
+            .copied()
+    }
 }
 
 /// The process as ipc sees it: the caller context of every channel call.

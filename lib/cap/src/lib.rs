@@ -132,6 +132,29 @@ pub fn verify(
     if mac(key, &claim, token.rights) != blake3::Hash::from_bytes(token.mac) {
         return Err(CapError::Forged);
     }
+    check_genuine(
+        &TokenSlot {
+            token,
+            binding: claim,
+        },
+        expected,
+        required,
+    )
+}
+
+/// The checks of [`verify`] after the MAC, for a token known to be genuine without
+/// it: one the kernel reads from the token page it wrote itself (a process names it
+/// by slot). Object, holder, generation and rights are still checked, since a genuine
+/// token may be stale, another process's or too weak.
+pub fn check_genuine(
+    slot: &TokenSlot,
+    expected: &Binding,
+    required: Rights,
+) -> Result<Rights, CapError> {
+    let TokenSlot {
+        token,
+        binding: claim,
+    } = *slot;
     if claim.object != expected.object || claim.object_type != expected.object_type {
         return Err(CapError::WrongObject);
     }

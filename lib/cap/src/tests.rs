@@ -342,3 +342,43 @@ fn page_iter_skips_free_and_garbage_bits() {
     assert_eq!(page::iter(&p).count(), 3);
     assert_eq!(page::get(&p, 63).err(), Some(CapError::NoSuchSlot));
 }
+
+#[test]
+fn genuine_check_skips_only_the_mac() {
+    // What the kernel does for a token named by slot: no MAC (the kernel wrote the
+    // page), but every other refusal still holds.
+    let t = mint(&KEY, alice_chan(3), Rights::SEND);
+    assert_eq!(
+        check_genuine(&t, &alice_chan(3), Rights::SEND),
+        Ok(Rights::SEND)
+    );
+    assert_eq!(
+        check_genuine(&t, &alice_chan(4), Rights::SEND),
+        Err(CapError::Stale)
+    );
+    assert_eq!(
+        check_genuine(
+            &t,
+            &binding(CHAN, ObjectType::Channel, BOB, 3),
+            Rights::SEND
+        ),
+        Err(CapError::WrongHolder)
+    );
+    assert_eq!(
+        check_genuine(
+            &t,
+            &binding(CHAN + 1, ObjectType::Channel, ALICE, 3),
+            Rights::SEND
+        ),
+        Err(CapError::WrongObject)
+    );
+    assert_eq!(
+        check_genuine(&t, &alice_chan(3), Rights::RECV),
+        Err(CapError::InsufficientRights)
+    );
+    // A free slot (all zeroes) names nothing a process could hold.
+    assert_eq!(
+        check_genuine(&TokenSlot::ZERO, &alice_chan(3), Rights::EMPTY),
+        Err(CapError::WrongObject)
+    );
+}

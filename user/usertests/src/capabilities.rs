@@ -57,6 +57,26 @@ pub(crate) fn capabilities_are_checked() -> Outcome {
             Err(Error::BadAddress),
         )?;
     }
+    // By slot (its address in the token page): the kernel reads its own copy. A free
+    // slot holds no token (refused like a made-up one); a live slot works as its bytes
+    // do; an address inside a slot is not a slot, and is read as bytes.
+    let free = (0..zen_abi::cap::TOKENS_PER_PAGE)
+        .find(|&i| chan::Cap(i).token().is_err())
+        .ok_or("no free slot")?;
+    expect(
+        "a free slot",
+        sys(Syscall::ChanAttach, [chan::Cap(free).addr(), 0, 0, 0, 0, 0]),
+        Err(Error::Denied),
+    )?;
+    check(
+        "a live slot attaches",
+        sys(Syscall::ChanAttach, [a.addr(), 0, 0, 0, 0, 0]).is_ok(),
+    )?;
+    expect(
+        "inside a slot",
+        sys(Syscall::ChanAttach, [a.addr() + 8, 0, 0, 0, 0, 0]),
+        Err(Error::Denied),
+    )?;
     // Stolen: another process presents our genuine token.
     check(
         "a stolen token is refused",

@@ -1,7 +1,9 @@
 //! Channels and capabilities.
 //!
 //! A [`Cap`] names a token in this process's token page (mapped read-only at
-//! `TOKEN_PAGE`); every call hands the kernel a copy of the token, which it checks.
+//! `TOKEN_PAGE`); calls name it by its slot's address there, and the kernel checks
+//! its own copy (object, holder, generation, rights). A token's 64 bytes anywhere
+//! else in memory work too, and then the kernel checks their MAC as well.
 //! A [`Channel`] is one attached end: messages are written into and read from the
 //! shared slots in place (zen-ipc), and the kernel is entered only to sleep or to wake
 //! a peer that sleeps.
@@ -60,24 +62,28 @@ impl Cap {
         }
         Ok(p.slots[self.0])
     }
+    /// The address of its slot in the token page: how calls name it (the kernel reads
+    /// its own copy of the token there).
+    pub fn addr(self) -> u64 {
+        zen_abi::cap::slot_addr(self.0)
+    }
     pub fn rights(self) -> Result<Rights> {
         Ok(Rights::from_bits_truncate(self.token()?.token.rights))
     }
     /// Passes a copy with `rights` to the process at `over`'s other end; returns the
     /// slot the copy has in *its* token page (tell it in a message).
     pub fn send_over(self, over: &Channel, rights: Rights) -> Result<Cap> {
-        let t = self.token()?.to_bytes();
-        let c = over.token.to_bytes();
+        self.token()?;
         call_reading(
             Syscall::CapSend,
-            [c.as_ptr() as u64, t.as_ptr() as u64, rights.bits(), 0, 0, 0],
+            [over.cap.addr(), self.addr(), rights.bits(), 0, 0, 0],
         )
         .map(|s| Cap(s as usize))
     }
     /// Makes every copy of this object's tokens stale; this slot gets a fresh one.
     pub fn revoke(self) -> Result<()> {
-        let t = self.token()?.to_bytes();
-        call_reading(Syscall::CapRevoke, [t.as_ptr() as u64, 0, 0, 0, 0, 0]).map(|_| ())
+        self.token()?;
+        call_reading(Syscall::CapRevoke, [self.addr(), 0, 0, 0, 0, 0]).map(|_| ())
     }
     /// Removes the token from the token page.
     pub fn drop_token(self) -> Result<()> {
@@ -87,13 +93,13 @@ impl Cap {
 
 /// Spawns `name` with `arg`, giving it a copy of `cap` with `rights` as its `Cap(0)`.
 pub fn spawn_with_cap(name: &str, arg: &str, cap: Cap, rights: Rights) -> Result<u32> {
-    let t = cap.token()?.to_bytes();
+    cap.token()?;
     let a = [
         name.as_ptr() as u64,
         name.len() as u64,
         arg.as_ptr() as u64,
         arg.len() as u64,
-        t.as_ptr() as u64,
+        cap.addr(),
         rights.bits(),
     ];
     call_reading(Syscall::Spawn, a).map(|p| p as u32)
@@ -105,8 +111,11 @@ pub fn create() -> Result<(Cap, Cap)> {
     Ok((Cap((r & 0xffff) as usize), Cap((r >> 16) as usize)))
 }
 
-/// One attached end of a channel.
+/// One attached end of a channel. Calls name its token by slot (`cap`): the kernel
+/// checks its own copy, so no MAC is computed and nothing is copied in.
 pub struct Channel {
+    cap: Cap,
+    /// The token as it was when attached (what the ends and rights are).
     token: TokenSlot,
     /// The ring this end produces: mapped only with SEND.
     tx: Option<Producer<'static>>,
@@ -153,9 +162,8 @@ impl Channel {
     /// the token holds SEND, the ring it consumes if it holds RECV.
     pub fn attach(cap: Cap) -> Result<Channel> {
         let token = cap.token()?;
-        let t = token.to_bytes();
         let held = Rights::from_bits_truncate(token.token.rights);
-        let base = call_reading(Syscall::ChanAttach, [t.as_ptr() as u64, 0, 0, 0, 0, 0])?;
+        let base = call_reading(Syscall::ChanAttach, [cap.addr(), 0, 0, 0, 0, 0])?;
         let end = (token.binding.object & 1) as usize;
         let bad = |_| Error::InvalidArgument;
         let tx = if held.contains(Rights::SEND) {
@@ -170,7 +178,7 @@ impl Channel {
         } else {
             None
         };
-        Ok(Channel { token, tx, rx })
+        Ok(Channel { cap, token, tx, rx })
     }
 
     fn tx(&mut self) -> Result<&mut Producer<'static>> {
@@ -182,8 +190,7 @@ impl Channel {
     }
 
     fn call(&self, call: Syscall, arg: u64) -> Result<u64> {
-        let t = self.token.to_bytes();
-        call_reading(call, [t.as_ptr() as u64, arg, 0, 0, 0, 0])
+        call_reading(call, [self.cap.addr(), arg, 0, 0, 0, 0])
     }
 
     /// Sends one message (at most `SLOT_PAYLOAD` bytes), waiting for room.
@@ -260,11 +267,10 @@ impl Channel {
         if msg.len() > SLOT_PAYLOAD - GRANT_SIZE {
             return Err(Error::InvalidArgument);
         }
-        let t = self.token.to_bytes();
         let len = mem.len() as u64;
         let id = call_reading(
             Syscall::GrantCreate,
-            [mem.addr(), len, rights.bits(), t.as_ptr() as u64, 0, 0],
+            [mem.addr(), len, rights.bits(), self.cap.addr(), 0, 0],
         )?;
         let grant = PageGrant {
             id,
@@ -316,6 +322,11 @@ impl Channel {
     /// The token this end was attached with.
     pub fn token(&self) -> TokenSlot {
         self.token
+    }
+
+    /// The slot of the token this end calls with.
+    pub fn cap(&self) -> Cap {
+        self.cap
     }
 }
 

@@ -115,11 +115,10 @@ pub fn shutdown(code: u64) -> crate::Error {
     let Some(cap) = crate::chan::system_cap() else {
         return crate::Error::Denied;
     };
-    let t = match cap.token() {
-        Ok(t) => t.to_bytes(),
-        Err(e) => return e,
-    };
-    match call_reading(Syscall::Shutdown, [code, t.as_ptr() as u64, 0, 0, 0, 0]) {
+    if let Err(e) = cap.token() {
+        return e;
+    }
+    match call_reading(Syscall::Shutdown, [code, cap.addr(), 0, 0, 0, 0]) {
         Err(e) => e,
         Ok(_) => crate::Error::InvalidArgument,
     }
