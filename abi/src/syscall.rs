@@ -107,10 +107,14 @@ pub enum Syscall {
     /// kernel numbers them at boot) from now on, and so will its future threads. Only
     /// while it has one thread.
     SetCpu = 33,
+    /// msg_call(token_ptr, head_seen) -> 0: msg_send and then msg_recv in one trap
+    /// (a request and the wait for its answer; a server's reply and the wait for the
+    /// next request). Needs SEND and RECV.
+    MsgCall = 34,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 34;
+pub const SYSCALL_COUNT: u64 = 35;
 
 impl TryFrom<u64> for Syscall {
     type Error = Error;
@@ -151,6 +155,7 @@ impl TryFrom<u64> for Syscall {
             ThreadExit,
             ThreadJoin,
             SetCpu,
+            MsgCall,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }

@@ -230,6 +230,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::MsgRelease => crate::ipc::wake(&**me, &token(&**me, a[0])?, true),
         Syscall::MsgRecv => crate::ipc::wait(&**me, &token(&**me, a[0])?, a[1], false),
         Syscall::MsgWaitRoom => crate::ipc::wait(&**me, &token(&**me, a[0])?, a[1], true),
+        Syscall::MsgCall => crate::ipc::call(&**me, &token(&**me, a[0])?, a[1]),
         Syscall::MsgPoll => crate::ipc::poll(&**me, &tokens(&**me, a[0], a[1])?, a[2]),
         Syscall::CapSend => {
             crate::ipc::cap_send(&**me, &token(&**me, a[0])?, &token(&**me, a[1])?, a[2])

@@ -388,7 +388,7 @@ fn ipc(ctx: &mut Ctx) -> Result<Vec<Row>> {
         name,
         call,
         "instr/call",
-        note + "; copies the 64-byte token in and checks its MAC",
+        note + "; the token named by its slot: the kernel checks its own copy",
     ));
 
     let name = "64-byte round trip between two processes, 1 CPU";

@@ -396,20 +396,52 @@ pub fn wait(me: &dyn Party, slot: &Presented, seen: u64, room: bool) -> Result<u
     } else {
         (Rights::RECV, 21)
     };
-    let (chan, end, _) = check(me, slot, need, call)?;
-    let gen = chan.generation.load(Ordering::Acquire);
+    let c = check_full(me, slot, need, call)?;
     let (ring, side) = if room {
-        (end, PRODUCER)
+        (c.end, PRODUCER)
     } else {
-        (1 - end, CONSUMER)
+        (1 - c.end, CONSUMER)
     };
-    let seen = seen as u32;
+    wait_on(me, &c, ring, side, seen as u32, None)
+}
+
+/// msg_call: wakes the consumer of the ring we produce (the caller has just published
+/// a message there) and waits for a message on the ring we consume while its head
+/// equals `seen`: a request and the wait for its answer in one trap, and for a server
+/// its reply and the wait for the next request. When the peer sleeps on this CPU it
+/// runs at once in our place (`task::park_handing_off`, a direct switch), and its own
+/// msg_call hands the CPU back the same way.
+pub fn call(me: &dyn Party, slot: &Presented, seen: u64) -> Result<u64, Error> {
+    let c = check_full(
+        me,
+        slot,
+        Rights::SEND.union(Rights::RECV),
+        zen_abi::syscall::Syscall::MsgCall as u16,
+    )?;
+    let handoff = c.chan.queues[c.end][CONSUMER].wake_all_handing_off(|| {
+        zen_ipc::kernel_woke(c.chan.words(c.end), zen_ipc::Side::Consumer);
+    });
+    wait_on(me, &c, 1 - c.end, CONSUMER, seen as u32, handoff)
+}
+
+/// Sleeps on `side` of `ring` while the ring's counter still equals `seen`; a
+/// `handoff` runs in our place the first time we sleep (and is woken anyway if we do
+/// not). Returns `Denied` once the channel is revoked past the token's generation.
+fn wait_on(
+    me: &dyn Party,
+    c: &Checked,
+    ring: usize,
+    side: usize,
+    seen: u32,
+    mut handoff: Option<task::Handoff>,
+) -> Result<u64, Error> {
+    let chan = &c.chan;
     let _charge = Charge::take(me.quota(), WAIT_KMEM)?;
     loop {
         let w = chan.words(ring);
         let waiter = chan.queues[ring][side]
             .prepare(|| {
-                if room {
+                if side == PRODUCER {
                     zen_ipc::producer_may_sleep(w, seen)
                 } else {
                     zen_ipc::consumer_may_sleep(w, seen)
@@ -418,7 +450,7 @@ pub fn wait(me: &dyn Party, slot: &Presented, seen: u64, room: bool) -> Result<u
             .map_err(|_| Error::NoMemory)?;
         // Revoked (while we slept, or just now): the token we came with is dead and
         // the pages may be gone, so no success that would send the caller to them.
-        if chan.generation.load(Ordering::Acquire) != gen {
+        if chan.generation.load(Ordering::Acquire) != c.generation {
             return Err(Error::Denied);
         }
         if waiter.is_none() {
@@ -427,7 +459,10 @@ pub fn wait(me: &dyn Party, slot: &Presented, seen: u64, room: bool) -> Result<u
         if me.killed() {
             return Err(Error::InvalidArgument);
         }
-        task::park();
+        match handoff.take() {
+            Some(h) => task::park_handing_off(h),
+            None => task::park(),
+        }
         // `waiter` drops here: the entry goes, however we were woken.
     }
 }

@@ -306,6 +306,12 @@ fn schedule() {
         }
         core::hint::spin_loop();
     }
+    run_next(cpu, cur, next);
+}
+
+/// Switches this CPU from `cur` to `next`, which the scheduler has just made its
+/// current task and whose registers are saved (`on_cpu` clear). Interrupts off.
+fn run_next(cpu: usize, cur: Arc<Thread>, next: Arc<Thread>) {
     next.on_cpu.store(true, Ordering::Relaxed);
     next.last_cpu.store(cpu as u32, Ordering::Relaxed);
     let next_rsp = next.saved_rsp.load(Ordering::Relaxed);
@@ -359,21 +365,24 @@ pub fn yield_now() {
 /// Blocks until [`unpark`] (returns at once if an unpark came first). May return
 /// spuriously: callers re-check their condition in a loop.
 pub fn park() {
-    irqs_off(|| {
-        let me = current();
-        let cpu = this_cpu();
-        {
-            let mut inner = me.inner.lock();
-            if inner.wake_pending {
-                inner.wake_pending = false;
-                return;
-            }
-            inner.state = State::Blocked;
-            inner.desc = SCHED.block_current(cpu);
+    irqs_off(park_now)
+}
+
+/// `park`, interrupts already off.
+fn park_now() {
+    let me = current();
+    let cpu = this_cpu();
+    {
+        let mut inner = me.inner.lock();
+        if inner.wake_pending {
+            inner.wake_pending = false;
+            return;
         }
-        drop(me);
-        schedule();
-    })
+        inner.state = State::Blocked;
+        inner.desc = SCHED.block_current(cpu);
+    }
+    drop(me);
+    schedule();
 }
 
 /// Wakes `t` if it is parked, else makes its next `park` return at once.
@@ -402,6 +411,96 @@ pub fn unpark(t: &Arc<Thread>) {
             }
         }
     })
+}
+
+/// A thread woken to run at once in the caller's place: see [`park_handing_off`].
+/// Dropped unused, it is woken the ordinary way, so a hand-off is never lost.
+pub struct Handoff(Option<Arc<Thread>>);
+
+impl Handoff {
+    fn new(t: Arc<Thread>) -> Self {
+        Self(Some(t))
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            unpark(&t);
+        }
+    }
+}
+
+/// Blocks like [`park`] and runs the thread of `h` in the caller's place at once (a
+/// direct switch: no trip through the run queue, the rest of the turn passes to it).
+/// That is for a call whose server sleeps on this CPU: the caller waits for the
+/// answer, the server runs now. When the hand-off cannot be made (the thread is not
+/// blocked on this CPU, a real-time task waits, a wake-up for the caller is pending)
+/// it is woken the ordinary way and the caller parks. May return spuriously, as park.
+pub fn park_handing_off(mut h: Handoff) {
+    let Some(to) = h.0.take() else {
+        return park();
+    };
+    irqs_off(|| {
+        let cpu = this_cpu();
+        // Take the target out of its blocked state, if it is blocked here.
+        let taken = {
+            let mut ti = to.inner.lock();
+            let here = to.last_cpu.load(Ordering::Relaxed) as usize == cpu
+                && !to.on_cpu.load(Ordering::Acquire);
+            match (ti.state, here) {
+                (State::Blocked, true) => ti.desc.take().inspect(|_| {
+                    ti.state = State::Runnable;
+                    ti.wake_pending = false;
+                }),
+                _ => None,
+            }
+        };
+        let Some(desc) = taken else {
+            unpark(&to);
+            return park_now();
+        };
+        let me = current();
+        let mut inner = me.inner.lock();
+        if inner.wake_pending {
+            // Our answer (or a kill) came already: do not block; the target runs the
+            // ordinary way.
+            inner.wake_pending = false;
+            drop(inner);
+            return requeue(&to, desc);
+        }
+        match SCHED.hand_off(cpu, desc) {
+            Ok(mine) => {
+                inner.state = State::Blocked;
+                inner.desc = Some(mine);
+                drop(inner);
+                run_next(cpu, me, to);
+            }
+            Err(desc) => {
+                drop(inner);
+                drop(me);
+                requeue(&to, desc);
+                park_now();
+            }
+        }
+    })
+}
+
+/// Puts a thread taken out of its blocked state for a hand-off that did not happen
+/// back in a run queue (as `unpark` would have).
+fn requeue(t: &Arc<Thread>, desc: TaskDesc) {
+    let mut inner = t.inner.lock();
+    match SCHED.enqueue(t.last_cpu.load(Ordering::Relaxed) as usize, desc) {
+        Ok(placed) => {
+            drop(inner);
+            kick(placed.cpu);
+        }
+        Err(_) => {
+            crate::edge::report(zen_edge::EdgeKind::RunQueueFull, t.handle.index());
+            inner.desc = Some(desc);
+            inner.state = State::Blocked;
+        }
+    }
 }
 
 /// Moves the calling thread to `cpu` and pins it there.

@@ -85,6 +85,26 @@ impl WaitQueue {
     }
 }
 
+impl WaitQueue {
+    /// As [`wake_all`](Self::wake_all), but the first registered thread is not
+    /// woken: it comes back as a [`Handoff`](super::Handoff), for the caller to run
+    /// in its own place (`park_handing_off`) or, by dropping it, to wake after all.
+    pub fn wake_all_handing_off(&self, on_wake: impl FnOnce()) -> Option<super::Handoff> {
+        let mut w = self.waiters.lock();
+        if w.is_empty() {
+            return None;
+        }
+        on_wake();
+        for t in w.iter().skip(1) {
+            super::unpark(t);
+        }
+        // The entry goes (as `wake_all` clears them); its guard finds nothing.
+        let first = w.swap_remove(0);
+        w.clear();
+        Some(super::Handoff::new(first))
+    }
+}
+
 #[cfg(feature = "ktest")]
 impl WaitQueue {
     /// Threads registered now.

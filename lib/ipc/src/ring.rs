@@ -373,33 +373,54 @@ pub fn read_words(words: &[AtomicU64], offset: usize, out: &mut [u8]) -> usize {
 }
 
 /// Stores `bytes` at byte `offset` of `words` (bounds checked by the caller).
+///
+/// Whole words go as one store each (an 8-byte array to `u64` is one load); only a
+/// partial first or last word goes byte by byte. Messages are copied on every send,
+/// so this is the hot path of a request/reply: a byte loop (or a `memcpy` call per
+/// word) would cost more than the system call.
 fn store_bytes(words: &[AtomicU64], offset: usize, bytes: &[u8]) {
     let (mut pos, mut src) = (offset, bytes);
     while !src.is_empty() {
         let (w, at) = (pos / 8, pos % 8);
+        if at == 0 && src.len() >= 8 {
+            let (head, rest) = src.split_at(8);
+            let word: [u8; 8] = head.try_into().expect("8 bytes");
+            words[w].store(u64::from_le_bytes(word), Relaxed);
+            pos += 8;
+            src = rest;
+            continue;
+        }
         let n = (8 - at).min(src.len());
-        // A whole word needs no read; a partial one keeps its other bytes.
-        let mut buf = if n == 8 {
-            [0; 8]
-        } else {
-            words[w].load(Relaxed).to_le_bytes()
-        };
-        buf[at..at + n].copy_from_slice(&src[..n]);
+        // A partial word keeps its other bytes.
+        let mut buf = words[w].load(Relaxed).to_le_bytes();
+        for (k, b) in src[..n].iter().enumerate() {
+            buf[at + k] = *b;
+        }
         words[w].store(u64::from_le_bytes(buf), Relaxed);
         pos += n;
         src = &src[n..];
     }
 }
 
-/// Loads `out.len()` bytes from byte `offset` of `words` (bounds checked by the caller).
+/// Loads `out.len()` bytes from byte `offset` of `words` (bounds checked by the caller);
+/// whole words at a time where it can, as `store_bytes`.
 fn load_bytes(words: &[AtomicU64], offset: usize, out: &mut [u8]) {
     let mut pos = offset;
     let mut done = 0;
     while done < out.len() {
         let (w, at) = (pos / 8, pos % 8);
-        let n = (8 - at).min(out.len() - done);
         let buf = words[w].load(Relaxed).to_le_bytes();
-        out[done..done + n].copy_from_slice(&buf[at..at + n]);
+        if at == 0 && out.len() - done >= 8 {
+            let dst: &mut [u8; 8] = (&mut out[done..done + 8]).try_into().expect("8 bytes");
+            *dst = buf;
+            pos += 8;
+            done += 8;
+            continue;
+        }
+        let n = (8 - at).min(out.len() - done);
+        for k in 0..n {
+            out[done + k] = buf[at + k];
+        }
         pos += n;
         done += n;
     }

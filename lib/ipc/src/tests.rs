@@ -370,3 +370,34 @@ fn a_woken_sleeper_costs_the_peer_no_more_system_calls() {
     assert_eq!(c.prepare_wait(), Ok(Wait::Sleep(4)));
     assert_eq!(p.send(b"e"), Ok(Some(Wakeup::Needed)));
 }
+
+#[test]
+fn word_copies_match_a_byte_model_at_every_offset_and_length() {
+    // The whole-word fast path and the byte path must agree with plain byte copies:
+    // every offset in the first words, every length that fits, written over bytes
+    // that must survive, and read back at every offset.
+    use crate::shm::AtomicU64;
+    for offset in 0..20 {
+        for len in 0..=(40 - offset) {
+            let words: Vec<AtomicU64> = (0..5)
+                .map(|k| AtomicU64::new(0x0101_0101_0101_0101 * (k + 0xa0)))
+                .collect();
+            let mut model: Vec<u8> = (0..5u64)
+                .flat_map(|k| (0x0101_0101_0101_0101 * (k + 0xa0)).to_le_bytes())
+                .collect();
+            let data: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+            write_words(&words, offset, &data).unwrap();
+            model[offset..offset + len].copy_from_slice(&data);
+            for from in 0..40 {
+                let mut out = [0u8; 40];
+                let n = read_words(&words, from, &mut out[..40 - from]);
+                assert_eq!(n, 40 - from);
+                assert_eq!(
+                    &out[..n],
+                    &model[from..],
+                    "offset {offset} len {len} from {from}"
+                );
+            }
+        }
+    }
+}

@@ -185,6 +185,29 @@ impl<const CAP: usize> RunQueue<CAP> {
         Some(task)
     }
 
+    /// A direct switch: the running task blocks and `next` (a task that was blocked,
+    /// with its lag) runs in its place at once, without a pick. A call that hands the
+    /// CPU to the server that will answer it uses this, and the server's reply hands
+    /// it back. `next` joins at the virtual time plus its lag, where `push` would
+    /// place it, so it is neither owed nor charged for skipping the queue, and the
+    /// rest of the turn passes to it. Returns the blocked task with its lag.
+    ///
+    /// Refused (`next` given back; push it and pick instead) when nothing runs, or
+    /// when a real-time task waits and `next` is not one: a hand-off never jumps over
+    /// a task the policy would run first.
+    pub fn hand_off(&mut self, mut next: TaskDesc) -> Result<TaskDesc, TaskDesc> {
+        if self.current.get().is_none() || (self.rt_waiting > 0 && !next.is_rt()) {
+            return Err(next);
+        }
+        let cur = self.block_current().ok_or(next)?;
+        if !next.is_rt() {
+            self.sync_vtime();
+            next.set_pass(self.vtime.wrapping_add(next.pass()));
+        }
+        self.current.set(next);
+        Ok(cur)
+    }
+
     /// Removes a waiting task (not the running one) and returns it with its lag.
     pub fn remove(&mut self, id: TaskId) -> Option<TaskDesc> {
         let pos = (0..self.len).find(|&k| self.at(k).id() == id)?;

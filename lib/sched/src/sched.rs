@@ -160,6 +160,16 @@ impl<const CPUS: usize, const CAP: usize> Scheduler<CPUS, CAP> {
         self.with(cpu, |q| q.block_current())
     }
 
+    /// `cpu`'s running task blocks and `next` runs in its place without a pick
+    /// ([`RunQueue::hand_off`]); the blocked task with its lag. `next` is given back
+    /// when the queue refuses, or when it is pinned to another CPU.
+    pub fn hand_off(&self, cpu: usize, next: TaskDesc) -> Result<TaskDesc, TaskDesc> {
+        if next.pin().is_some_and(|p| usize::from(p) != cpu) || cpu >= CPUS {
+            return Err(next);
+        }
+        self.with(cpu, |q| q.hand_off(next))
+    }
+
     /// The task running on `cpu`.
     pub fn current(&self, cpu: usize) -> Option<TaskId> {
         self.with(cpu, |q| q.current().map(|t| t.id()))

@@ -63,13 +63,17 @@ fn main() -> i32 {
 fn bench() -> Result<(), String> {
     println!("zen: bench getpid={}", getpid());
     println!("zen: bench chancall={}", chan_call()?);
-    let (total, n) = round_trips("echo")?;
+    let (total, n) = round_trips("serve", call)?;
     println!("zen: bench roundtrip={}", total / n);
+    let (total, n) = round_trips("echo", ping)?;
+    println!("zen: bench roundtrip_rings={}", total / n);
     // With a second CPU: the same with each process pinned to its own CPU.
     if process::set_cpu(1).is_ok() {
         process::set_cpu(0).map_err(|e| format!("set_cpu(0): {e:?}"))?;
-        let (total, n) = round_trips("echo 1")?;
+        let (total, n) = round_trips("serve 1", call)?;
         println!("zen: bench roundtrip_cross={}", total / n);
+        let (total, n) = round_trips("echo 1", ping)?;
+        println!("zen: bench roundtrip_rings_cross={}", total / n);
     }
     let (total, n) = stream()?;
     println!("zen: bench stream_instr={total} stream_msgs={n}");
@@ -95,18 +99,13 @@ fn getpid() -> u64 {
 }
 
 /// Guest instructions per `msg_send` with nobody to wake: the fixed cost of a system
-/// call that names a channel (copying in its token and checking the token's MAC),
-/// which every sleep and wake-up of the benchmarks below pays.
+/// call that names a channel (the token by its slot, as zen-std does: the kernel
+/// checks its own copy), which every sleep and wake-up of the benchmarks below pays.
 fn chan_call() -> Result<u64, String> {
     let (a, _b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
     let ch = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
-    let token = ch.token().to_bytes();
-    let send = || {
-        raw_syscall(
-            Syscall::MsgSend as u64,
-            [token.as_ptr() as u64, 0, 0, 0, 0, 0],
-        )
-    };
+    let token = ch.cap().addr();
+    let send = || raw_syscall(Syscall::MsgSend as u64, [token, 0, 0, 0, 0, 0]);
     for _ in 0..WARM_CALLS / 10 {
         send();
     }
@@ -153,14 +152,36 @@ fn ping(ch: &mut Channel, rounds: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Round trips with an `ipcbench echo` peer (`echo 1`: on CPU 1): (instructions, round
-/// trips). Both sides block in `recv`, so each trip is two wake-ups and two sleeps in
-/// the kernel.
-fn round_trips(peer: &str) -> Result<(u64, u64), String> {
+/// `rounds` requests of MSG bytes by `Channel::call` (send and wait in one system
+/// call), each answered with MSG bytes that must carry the request's number back.
+fn call(ch: &mut Channel, rounds: u64) -> Result<(), String> {
+    let mut msg = [0u8; MSG];
+    let mut answer = [0u8; MSG];
+    for i in 0..rounds {
+        msg[..8].copy_from_slice(&i.to_le_bytes());
+        let n = ch
+            .call(&msg, &mut answer)
+            .map_err(|e| format!("call: {e:?}"))?;
+        if n != MSG || answer[..8] != i.to_le_bytes() {
+            return Err(format!("call {i}: wrong answer ({n} bytes)"));
+        }
+    }
+    Ok(())
+}
+
+/// Round trips with an `ipcbench serve` or `echo` peer (`... 1`: on CPU 1) driven by
+/// `trips` (`call`, or `ping`): (instructions, round trips). `call` against `serve`
+/// is the request/reply path: one system call per side and trip, and on one CPU each
+/// a direct switch to the other; `ping` against `echo` uses the rings' send and recv:
+/// two system calls per side and trip, through the scheduler.
+fn round_trips(
+    peer: &str,
+    trips: fn(&mut Channel, u64) -> Result<(), String>,
+) -> Result<(u64, u64), String> {
     let (mut ch, pid) = start_peer(peer)?;
-    ping(&mut ch, WARM_TRIPS)?;
+    trips(&mut ch, WARM_TRIPS)?;
     let t0 = time::cycles();
-    ping(&mut ch, ROUND_TRIPS)?;
+    trips(&mut ch, ROUND_TRIPS)?;
     let t1 = time::cycles();
     stop_peer(&mut ch, pid)?;
     Ok((t1 - t0, ROUND_TRIPS))
@@ -268,6 +289,9 @@ fn peer(arg: &str) -> i32 {
     if mode == "grants" {
         return grant_peer(&mut ch);
     }
+    if mode == "serve" {
+        return serve(&mut ch);
+    }
     let mut buf = [0u8; MSG];
     let mut count = 0u64;
     loop {
@@ -288,6 +312,24 @@ fn peer(arg: &str) -> i32 {
             _ => return 2,
         }
     }
+}
+
+/// `peer` for `serve`: answers each MSG-byte request with itself by `reply_recv`
+/// (the answer and the wait for the next request in one system call); anything else
+/// ends it with 0.
+fn serve(ch: &mut Channel) -> i32 {
+    let mut req = [0u8; MSG];
+    let Ok(mut n) = ch.recv(&mut req) else {
+        return 11;
+    };
+    while n == MSG {
+        let answer = req;
+        match ch.reply_recv(&answer, &mut req) {
+            Ok(m) => n = m,
+            Err(_) => return 12,
+        }
+    }
+    0
 }
 
 /// Sends the count back and restarts it.

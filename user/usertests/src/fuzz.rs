@@ -193,7 +193,12 @@ pub fn fuzz_calls(seed: u64) -> i32 {
             n if n == Syscall::Sleep as u64 => continue,
             n if n == Syscall::MsgPoll as u64 => a[2] = 0,
             // An odd count never equals an idle ring's: these return at once.
-            n if n == Syscall::MsgRecv as u64 || n == Syscall::MsgWaitRoom as u64 => a[1] |= 1,
+            n if n == Syscall::MsgRecv as u64
+                || n == Syscall::MsgWaitRoom as u64
+                || n == Syscall::MsgCall as u64 =>
+            {
+                a[1] |= 1
+            }
             n if n == Syscall::Kill as u64 && a[0] == me => continue,
             // Unmapping our own heap or code only kills us: aim at the buffer.
             n if n == Syscall::Unmap as u64 && !(base..end).contains(&a[0]) => continue,

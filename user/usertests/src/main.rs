@@ -20,6 +20,7 @@ use zen_std::prelude::*;
 use zen_std::testing::{fault, raw_syscall, Fault};
 use zen_std::{mem, process, thread, time, Error};
 
+mod calls;
 mod capabilities;
 mod fpu;
 mod fuzz;
@@ -181,6 +182,19 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("processes::process_limit", processes::process_limit),
     ("ipc::ipc_round_trip", ipc::ipc_round_trip),
     ("ipc::poll_many", ipc::poll_many),
+    ("calls::call_and_reply", calls::call_and_reply),
+    (
+        "calls::call_needs_send_and_recv",
+        calls::call_needs_send_and_recv,
+    ),
+    (
+        "calls::killed_caller_leaves_nothing",
+        calls::killed_caller_leaves_nothing,
+    ),
+    (
+        "calls::revoke_ends_a_waiting_call",
+        calls::revoke_ends_a_waiting_call,
+    ),
     (
         "capabilities::capabilities_are_checked",
         capabilities::capabilities_are_checked,
@@ -337,7 +351,8 @@ fn child(arg: &str) -> i32 {
         .or_else(|| capabilities::child(mode, &mut words))
         .or_else(|| grants::child(mode))
         .or_else(|| threads::child(mode))
-        .or_else(|| limits::child(mode));
+        .or_else(|| limits::child(mode))
+        .or_else(|| calls::child(mode, words.clone().next().and_then(|w| w.parse().ok())));
     if let Some(code) = found {
         return code;
     }

@@ -189,20 +189,24 @@ impl Channel {
         self.rx.as_mut().ok_or(Error::Denied)
     }
 
-    fn call(&self, call: Syscall, arg: u64) -> Result<u64> {
+    fn sys(&self, call: Syscall, arg: u64) -> Result<u64> {
         call_reading(call, [self.cap.addr(), arg, 0, 0, 0, 0])
     }
 
     /// Sends one message (at most `SLOT_PAYLOAD` bytes), waiting for room.
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        if self.publish(msg)? == Wakeup::Needed {
+            self.sys(Syscall::MsgSend, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Copies `msg` into the ring we produce, waiting for room; whether the peer
+    /// must be woken.
+    fn publish(&mut self, msg: &[u8]) -> Result<Wakeup> {
         loop {
             match self.tx()?.send(msg) {
-                Ok(Some(w)) => {
-                    if w == Wakeup::Needed {
-                        self.call(Syscall::MsgSend, 0)?;
-                    }
-                    return Ok(());
-                }
+                Ok(Some(w)) => return Ok(w),
                 Ok(None) => {
                     if let Wait::Sleep(tail) = self
                         .tx()?
@@ -210,8 +214,62 @@ impl Channel {
                         .map_err(|_| Error::InvalidArgument)?
                     {
                         // On an error (a revoke: the pages may be gone) the ring is not touched.
-                        self.call(Syscall::MsgWaitRoom, tail as u64)?;
+                        self.sys(Syscall::MsgWaitRoom, tail as u64)?;
                         self.tx()?.end_wait();
+                    }
+                }
+                Err(_) => return Err(Error::InvalidArgument),
+            }
+        }
+    }
+
+    /// A client's request: sends `req` and waits for the answer, into `buf`; its
+    /// length. When the answer is not there at once, sending and waiting are one
+    /// system call (`msg_call`), and a server sleeping on this CPU runs straight away
+    /// in our place. The server must answer each request with one message.
+    pub fn call(&mut self, req: &[u8], buf: &mut [u8]) -> Result<usize> {
+        self.exchange(req, buf)
+    }
+
+    /// A server's turn: sends `reply` (to the request it just received) and waits for
+    /// the next request, into `buf`; its length. One system call when it must wait,
+    /// as for [`call`](Self::call).
+    pub fn reply_recv(&mut self, reply: &[u8], buf: &mut [u8]) -> Result<usize> {
+        self.exchange(reply, buf)
+    }
+
+    fn exchange(&mut self, msg: &[u8], buf: &mut [u8]) -> Result<usize> {
+        // Whether the peer still has to be woken for our message (`Needed` until a
+        // msg_call has done it, whatever the ring's flag said).
+        let mut wake = Some(self.publish(msg)?);
+        loop {
+            match self.rx()?.recv(buf) {
+                Ok(Some((n, released))) => {
+                    // The answer came before we had to sleep: wake the peer (for the
+                    // message we sent) only now, if it asked for it.
+                    if wake == Some(Wakeup::Needed) {
+                        self.sys(Syscall::MsgSend, 0)?;
+                    }
+                    if released == Wakeup::Needed {
+                        self.sys(Syscall::MsgRelease, 0)?;
+                    }
+                    return Ok(n);
+                }
+                Ok(None) => {
+                    if let Wait::Sleep(head) = self
+                        .rx()?
+                        .prepare_wait()
+                        .map_err(|_| Error::InvalidArgument)?
+                    {
+                        // The first sleep wakes the peer in the same trap (the kernel
+                        // looks for a sleeper whatever the flag said); a spurious
+                        // wake-up sleeps again without.
+                        let call = match wake.take() {
+                            Some(_) => Syscall::MsgCall,
+                            None => Syscall::MsgRecv,
+                        };
+                        self.sys(call, head as u64)?;
+                        self.rx()?.end_wait();
                     }
                 }
                 Err(_) => return Err(Error::InvalidArgument),
@@ -225,7 +283,7 @@ impl Channel {
             match self.rx()?.recv(buf) {
                 Ok(Some((n, w))) => {
                     if w == Wakeup::Needed {
-                        self.call(Syscall::MsgRelease, 0)?;
+                        self.sys(Syscall::MsgRelease, 0)?;
                     }
                     return Ok(n);
                 }
@@ -236,7 +294,7 @@ impl Channel {
                         .map_err(|_| Error::InvalidArgument)?
                     {
                         // On an error (a revoke: the pages may be gone) the ring is not touched.
-                        self.call(Syscall::MsgRecv, head as u64)?;
+                        self.sys(Syscall::MsgRecv, head as u64)?;
                         self.rx()?.end_wait();
                     }
                 }
@@ -250,7 +308,7 @@ impl Channel {
         match self.rx()?.recv(buf) {
             Ok(Some((n, w))) => {
                 if w == Wakeup::Needed {
-                    self.call(Syscall::MsgRelease, 0)?;
+                    self.sys(Syscall::MsgRelease, 0)?;
                 }
                 Ok(Some(n))
             }
@@ -283,13 +341,13 @@ impl Channel {
                 s.set_grant(grant);
                 s.write(GRANT_SIZE, msg).map_err(bad)?;
                 if s.publish() == Wakeup::Needed {
-                    self.call(Syscall::MsgSend, 0)?;
+                    self.sys(Syscall::MsgSend, 0)?;
                 }
                 return Ok(());
             }
             if let Wait::Sleep(tail) = self.tx()?.prepare_wait().map_err(bad)? {
                 // On an error (a revoke: the pages may be gone) the ring is not touched.
-                self.call(Syscall::MsgWaitRoom, tail as u64)?;
+                self.sys(Syscall::MsgWaitRoom, tail as u64)?;
                 self.tx()?.end_wait();
             }
         }
@@ -307,13 +365,13 @@ impl Channel {
                 let n = m.len() - skip;
                 m.read(skip, buf);
                 if m.release() == Wakeup::Needed {
-                    self.call(Syscall::MsgRelease, 0)?;
+                    self.sys(Syscall::MsgRelease, 0)?;
                 }
                 return Ok((n, grant));
             }
             if let Wait::Sleep(head) = self.rx()?.prepare_wait().map_err(bad)? {
                 // On an error (a revoke: the pages may be gone) the ring is not touched.
-                self.call(Syscall::MsgRecv, head as u64)?;
+                self.sys(Syscall::MsgRecv, head as u64)?;
                 self.rx()?.end_wait();
             }
         }
