@@ -33,7 +33,6 @@ mod pass;
 pub use party::Party;
 pub use pass::{cap_send, pass_token, revoke};
 
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +42,7 @@ use zen_abi::ipc::{
 };
 use zen_abi::syscall::Error;
 use zen_cap::CapError;
+use zen_pool::{Handle, LazyPool};
 
 use crate::arch::paging::Flags;
 use crate::arch::phys::SharedFrame;
@@ -140,8 +140,24 @@ impl Channel {
     }
 }
 
-static CHANNELS: IrqMutex<BTreeMap<u64, Arc<Channel>>> = IrqMutex::new(BTreeMap::new());
-static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
+/// Channels alive, by slot. A channel's id is its pool handle (the slot's reuse count
+/// above the slot number, see [`channel_id`]), so a token finds its channel in one
+/// step, and no id is ever used twice: the pool retires a slot before its reuse count
+/// could repeat, so a token of a dead channel never names a new one.
+static CHANNELS: IrqMutex<LazyPool<Arc<Channel>, MAX_CHANNELS>> = IrqMutex::new(LazyPool::new());
+
+/// The id of the channel in pool slot `h`: `reuse count << 16 | slot + 1` (below 2^48,
+/// so `id << 1 | end`, the object id of an end, never overflows; never 0).
+fn channel_id(h: Handle) -> u64 {
+    u64::from(h.generation()) << 16 | (u64::from(h.index()) + 1)
+}
+
+/// The pool slot a channel id names, if it can name one at all.
+fn channel_handle(id: u64) -> Option<Handle> {
+    let index = (id & 0xffff).checked_sub(1)?;
+    let generation = u32::try_from(id >> 16).ok()?;
+    Some(Handle::from_raw(u64::from(generation) << 32 | index))
+}
 
 /// The channel a token names, and the binding a genuine token of the caller must carry
 /// now. Nothing is verified yet.
@@ -151,10 +167,8 @@ fn named_channel(
     call: u16,
 ) -> Result<(Arc<Channel>, Binding), Error> {
     let object = slot.binding.object;
-    let chan = CHANNELS
-        .lock()
-        .get(&(object >> 1))
-        .cloned()
+    let chan = channel_handle(object >> 1)
+        .and_then(|h| CHANNELS.lock().get(h).cloned())
         .ok_or_else(|| denied(call, object, CapError::UnknownObject))?;
     let expected = zen_cap::binding(
         object,
@@ -206,7 +220,7 @@ fn check(
 
 /// chan_create: a channel owned by `me`, with both ends' tokens in its token page.
 pub fn create(me: &dyn Party) -> Result<u64, Error> {
-    if CHANNELS.lock().len() >= MAX_CHANNELS {
+    if CHANNELS.lock().is_full() {
         return Err(Error::NoMemory);
     }
     let charge = Charge::take(me.quota(), CHANNEL_KMEM)?;
@@ -218,15 +232,25 @@ pub fn create(me: &dyn Party) -> Result<u64, Error> {
         frames.push(SharedFrame::new().ok_or(Error::NoMemory)?);
     }
     let pages: [SharedFrame; CHANNEL_PAGES] = frames.try_into().map_err(|_| Error::NoMemory)?;
-    let id = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
-    let chan = Arc::new(Channel {
-        id,
-        generation: AtomicU64::new(1),
-        pages,
-        attached: IrqMutex::new(Vec::new()),
-        queues: [const { [const { WaitQueue::new() }; 2] }; 2],
-        _charge: charge,
-    });
+    // In the table from here on, but no token names it until they are minted below
+    // (and on a failure there it leaves again).
+    let mut parts = Some((pages, charge));
+    let handle = CHANNELS
+        .lock()
+        .alloc_with(|h| {
+            let (pages, charge) = parts.take().expect("called once");
+            Arc::new(Channel {
+                id: channel_id(h),
+                generation: AtomicU64::new(1),
+                pages,
+                attached: IrqMutex::new(Vec::new()),
+                queues: [const { [const { WaitQueue::new() }; 2] }; 2],
+                _charge: charge,
+            })
+        })
+        .ok_or(Error::NoMemory)?;
+    let id = channel_id(handle);
+    let drop_it = || drop(CHANNELS.lock().free(handle));
     let mint = |end: u64| {
         zen_cap::mint(
             key(),
@@ -234,19 +258,20 @@ pub fn create(me: &dyn Party) -> Result<u64, Error> {
             Rights::CHANNEL_ALL,
         )
     };
-    me.own_channel(id, MAX_CHANNELS_PER_PROCESS)?;
+    if let Err(e) = me.own_channel(id, MAX_CHANNELS_PER_PROCESS) {
+        drop_it();
+        return Err(e);
+    }
     let sa = me.insert_token(mint(0));
     let sb = sa.and_then(|_| me.insert_token(mint(1)));
     match (sa, sb) {
-        (Ok(a), Ok(b)) => {
-            CHANNELS.lock().insert(id, chan);
-            Ok(a as u64 | (b as u64) << 16)
-        }
+        (Ok(a), Ok(b)) => Ok(a as u64 | (b as u64) << 16),
         (a, b) => {
             if let Ok(a) = a {
                 let _ = me.remove_token(a);
             }
             me.disown_channel(id);
+            drop_it();
             Err(b.err().or(a.err()).unwrap_or(Error::NoMemory))
         }
     }
@@ -254,10 +279,20 @@ pub fn create(me: &dyn Party) -> Result<u64, Error> {
 
 /// Removes the channels a dying process created from the table.
 pub fn release_owned(ids: &[u64]) {
+    let mut gone = Vec::new();
+    let _ = gone.try_reserve_exact(ids.len());
     let mut t = CHANNELS.lock();
-    for id in ids {
-        t.remove(id);
+    for h in ids.iter().filter_map(|&id| channel_handle(id)) {
+        if let Some(c) = t.free(h) {
+            // Dropped after the lock (the last reference frees the frames); with no
+            // room to keep it, it drops here, which is only slower.
+            if gone.len() < gone.capacity() {
+                gone.push(c);
+            }
+        }
     }
+    drop(t);
+    drop(gone);
 }
 
 /// The pages (as a bit mask) a holder of `end` with `held` maps.
@@ -437,10 +472,11 @@ fn wait_on(
 ) -> Result<u64, Error> {
     let chan = &c.chan;
     let _charge = Charge::take(me.quota(), WAIT_KMEM)?;
+    let thread = task::current();
     loop {
         let w = chan.words(ring);
         let waiter = chan.queues[ring][side]
-            .prepare(|| {
+            .prepare_as(&thread, || {
                 if side == PRODUCER {
                     zen_ipc::producer_may_sleep(w, seen)
                 } else {

@@ -137,13 +137,14 @@ pub trait Owner: Send + Sync {
 /// thread).
 static CURRENT: arch::cpulocal::CpuArc<Thread> = arch::cpulocal::CpuArc::new();
 static OWNER: arch::cpulocal::CpuArc<dyn Owner> = arch::cpulocal::CpuArc::new();
+/// The thread each CPU just switched away from, until `finish_switch` (on the next
+/// thread's stack) lets other CPUs run it.
+static PREV: arch::cpulocal::CpuArc<Thread> = arch::cpulocal::CpuArc::new();
 
 /// Per-CPU switching state, one cache line each.
 #[repr(align(64))]
 struct CpuState {
     idle: Mutex<Option<Arc<Thread>>>,
-    /// The thread this CPU just switched away from, finished by `finish_switch`.
-    prev: Mutex<Option<Arc<Thread>>>,
     /// Sleeping threads of this CPU with their wake-up tick.
     sleepers: Mutex<Vec<(u64, Arc<Thread>)>>,
     /// TSC when the running thread was picked, to charge partial quanta on yield.
@@ -154,7 +155,6 @@ impl CpuState {
     const fn new() -> Self {
         Self {
             idle: Mutex::new(None),
-            prev: Mutex::new(None),
             sleepers: Mutex::new(Vec::new()),
             picked_at: AtomicU64::new(0),
         }
@@ -333,7 +333,7 @@ fn run_next(cpu: usize, cur: Arc<Thread>, next: Arc<Thread>) {
     CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
     // `cur` moves into the CPU's `prev` slot: nothing of it stays on this stack, so an
     // exiting thread, which never comes back here, is freed by the next one.
-    switch::switch_away(&CPUS[cpu].prev, cur, |t| &t.saved_rsp, next_rsp);
+    switch::switch_away(&PREV, cur, |t| &t.saved_rsp, next_rsp);
     // Resumed, perhaps on another CPU.
     finish_switch();
 }
@@ -341,7 +341,7 @@ fn run_next(cpu: usize, cur: Arc<Thread>, next: Arc<Thread>) {
 /// Completes the switch that brought us here: the previous thread's registers are
 /// saved now, so other CPUs may run it.
 fn finish_switch() {
-    let prev = CPUS[this_cpu()].prev.lock().take();
+    let prev = PREV.replace(None);
     if let Some(p) = prev {
         p.on_cpu.store(false, Ordering::Release);
     }

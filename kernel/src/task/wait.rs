@@ -51,17 +51,29 @@ impl WaitQueue {
         &self,
         must_wait: impl FnOnce() -> bool,
     ) -> Result<Option<Waiter<'_>>, NoMemory> {
-        let me = super::current();
+        self.prepare_as(&super::current(), must_wait)
+    }
+
+    /// [`prepare`](Self::prepare) for `me`, the calling thread (`task::current()`,
+    /// looked up once by a caller that waits in a loop).
+    pub fn prepare_as(
+        &self,
+        me: &Arc<Thread>,
+        must_wait: impl FnOnce() -> bool,
+    ) -> Result<Option<Waiter<'_>>, NoMemory> {
         let mut w = self.waiters.lock();
         if !must_wait() {
             return Ok(None);
         }
-        if !w.iter().any(|t| Arc::ptr_eq(t, &me)) {
+        if !w.iter().any(|t| Arc::ptr_eq(t, me)) {
             // Fallible: a full heap is the caller's error, never a kernel panic.
             w.try_reserve(1).map_err(|_| NoMemory)?;
             w.push(me.clone());
         }
-        Ok(Some(Waiter { queue: self, me }))
+        Ok(Some(Waiter {
+            queue: self,
+            me: me.clone(),
+        }))
     }
 
     /// Wakes every registered thread. `on_wake` runs under the queue's lock, only if
@@ -121,9 +133,10 @@ impl Default for WaitQueue {
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        self.queue
-            .waiters
-            .lock()
-            .retain(|t| !Arc::ptr_eq(t, &self.me));
+        let mut w = self.queue.waiters.lock();
+        // A waker takes every entry out, so after a wake-up there is nothing to find.
+        if let Some(i) = w.iter().position(|t| Arc::ptr_eq(t, &self.me)) {
+            w.remove(i);
+        }
     }
 }

@@ -418,6 +418,8 @@ fn load_bytes(words: &[AtomicU64], offset: usize, out: &mut [u8]) {
             continue;
         }
         let n = (8 - at).min(out.len() - done);
+        // A partial word (at most 7 bytes): an indexed loop, not a `memcpy` call.
+        #[allow(clippy::manual_memcpy)]
         for k in 0..n {
             out[done + k] = buf[at + k];
         }

@@ -23,8 +23,9 @@
 #[cfg(test)]
 extern crate std;
 
-/// Marks the end of the free list.
-const NIL: u32 = u32::MAX;
+/// Marks the end of the free list. Links are slot index + 1, so an empty pool is all
+/// zero bytes and a `static` pool lands in .bss, not in the kernel image.
+const NIL: u32 = 0;
 
 /// A reference to a pooled object: slot index plus the generation it was issued at.
 ///
@@ -68,14 +69,14 @@ struct Slot<T> {
     value: Option<T>,
     /// Bumped on every free; a handle is live only if it matches and `value` is `Some`.
     generation: u32,
-    /// Next free slot while on the free list, else meaningless.
+    /// Next free slot (index + 1, or `NIL`) while on the free list, else meaningless.
     next_free: u32,
 }
 
 /// A fixed pool of `N` slots of `T`; see the crate docs.
 pub struct LazyPool<T, const N: usize> {
     slots: [Slot<T>; N],
-    /// Head of the list of freed slots (all below `fresh`), or `NIL`.
+    /// Head of the list of freed slots (index + 1; all below `fresh`), or `NIL`.
     free_head: u32,
     /// Slots `0 .. fresh` have been used at least once; `fresh .. N` never.
     fresh: u32,
@@ -101,7 +102,7 @@ impl<T, const N: usize> Default for LazyPool<T, N> {
 
 impl<T, const N: usize> LazyPool<T, N> {
     /// Indices are `u32` and `u32::MAX` is the list terminator.
-    const FITS: () = assert!(N < NIL as usize, "LazyPool capacity must be below u32::MAX");
+    const FITS: () = assert!(N < u32::MAX as usize, "LazyPool capacity must be below u32::MAX");
 
     /// An empty pool; no slot is initialised.
     pub const fn new() -> Self {
@@ -136,7 +137,7 @@ impl<T, const N: usize> LazyPool<T, N> {
     /// that need to know their id. `f` is not called if the pool is full.
     pub fn alloc_with(&mut self, f: impl FnOnce(Handle) -> T) -> Option<Handle> {
         let index = if self.free_head != NIL {
-            let i = self.free_head;
+            let i = self.free_head - 1;
             self.free_head = self.slots[i as usize].next_free;
             i
         } else if (self.fresh as usize) < N {
@@ -211,7 +212,7 @@ impl<T, const N: usize> LazyPool<T, N> {
         // make a 2^32-frees-old handle valid again. Losing one slot is the safer cost.
         if slot.generation != u32::MAX {
             slot.next_free = self.free_head;
-            self.free_head = h.index;
+            self.free_head = h.index + 1;
         }
         Some(value)
     }

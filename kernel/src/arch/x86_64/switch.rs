@@ -79,14 +79,15 @@ pub fn init_stack(stack: &mut [u64], entry: extern "C" fn(u64) -> !, arg: u64) -
 /// slot) instead of staying on our stack: a thread that never resumes (it exited)
 /// then leaves no reference behind, and the next thread's `finish_switch` drops it.
 /// `save` picks the field that receives the stack pointer.
-pub fn switch_away<T>(
-    slot: &spin::Mutex<Option<alloc::sync::Arc<T>>>,
+pub fn switch_away<T: Send + Sync>(
+    slot: &super::cpulocal::CpuArc<T>,
     cur: alloc::sync::Arc<T>,
     save: fn(&T) -> &core::sync::atomic::AtomicU64,
     next_rsp: u64,
 ) {
     let ptr = save(&cur).as_ptr();
-    *slot.lock() = Some(cur);
+    // The slot is empty (the last switch's `finish_switch` took what was there).
+    drop(slot.replace(Some(cur)));
     // SAFETY: `slot` keeps the Arc (so `ptr`'s target) alive until the next thread
     // takes it in `finish_switch`, which runs after zen_switch has stored rsp; the
     // rest is as for `switch`.
