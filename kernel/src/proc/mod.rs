@@ -219,7 +219,8 @@ pub fn find(pid: u32) -> Option<Arc<Process>> {
 
 /// The calling thread's process.
 pub fn current() -> Option<Arc<Process>> {
-    task::current_owner()?.as_any().downcast::<Process>().ok()
+    let owner: Arc<dyn core::any::Any + Send + Sync> = task::current_owner()?;
+    owner.downcast::<Process>().ok()
 }
 
 /// The process as cap sees it (cap never names a process).
@@ -314,9 +315,6 @@ impl crate::ipc::Party for Process {
 impl task::Owner for Process {
     fn root(&self) -> u64 {
         Process::root(self)
-    }
-    fn as_any(self: Arc<Self>) -> Arc<dyn core::any::Any + Send + Sync> {
-        self
     }
 }
 

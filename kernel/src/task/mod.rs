@@ -124,12 +124,11 @@ pub struct Thread {
 }
 
 /// What a user thread runs for, as the scheduler sees it: an address space to load.
-/// The process layer implements it (task never names a process); `as_any` lets that
-/// layer get its own type back from the running thread.
-pub trait Owner: Send + Sync {
+/// The process layer implements it (task never names a process) and gets its own type
+/// back from the running thread by upcasting to `Any` (no call through the vtable).
+pub trait Owner: core::any::Any + Send + Sync {
     /// Level-4 table to run on (the kernel's once the address space is gone).
     fn root(&self) -> u64;
-    fn as_any(self: Arc<Self>) -> Arc<dyn core::any::Any + Send + Sync>;
 }
 
 /// The thread each CPU runs, and what it runs for (kept apart so that finding the
