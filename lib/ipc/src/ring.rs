@@ -374,22 +374,24 @@ pub fn read_words(words: &[AtomicU64], offset: usize, out: &mut [u8]) -> usize {
 
 /// Stores `bytes` at byte `offset` of `words` (bounds checked by the caller).
 ///
-/// Whole words go as one store each (an 8-byte array to `u64` is one load); only a
-/// partial first or last word goes byte by byte. Messages are copied on every send,
-/// so this is the hot path of a request/reply: a byte loop (or a `memcpy` call per
-/// word) would cost more than the system call.
+/// From a word boundary (every message starts at one) whole words go as one store
+/// each, in a loop without per-word checks; only a partial word goes byte by byte.
+/// Messages are copied on every send, so this is the hot path of a request/reply:
+/// a byte loop (or a `memcpy` call per word) would cost more than the system call.
 fn store_bytes(words: &[AtomicU64], offset: usize, bytes: &[u8]) {
     let (mut pos, mut src) = (offset, bytes);
+    if pos.is_multiple_of(8) {
+        let mut stored = 0;
+        for (w, c) in words[pos / 8..].iter().zip(src.chunks_exact(8)) {
+            let word: [u8; 8] = c.try_into().expect("8-byte chunks");
+            w.store(u64::from_le_bytes(word), Relaxed);
+            stored += 8;
+        }
+        pos += stored;
+        src = &src[stored..];
+    }
     while !src.is_empty() {
         let (w, at) = (pos / 8, pos % 8);
-        if at == 0 && src.len() >= 8 {
-            let (head, rest) = src.split_at(8);
-            let word: [u8; 8] = head.try_into().expect("8 bytes");
-            words[w].store(u64::from_le_bytes(word), Relaxed);
-            pos += 8;
-            src = rest;
-            continue;
-        }
         let n = (8 - at).min(src.len());
         // A partial word keeps its other bytes.
         let mut buf = words[w].load(Relaxed).to_le_bytes();
@@ -403,20 +405,20 @@ fn store_bytes(words: &[AtomicU64], offset: usize, bytes: &[u8]) {
 }
 
 /// Loads `out.len()` bytes from byte `offset` of `words` (bounds checked by the caller);
-/// whole words at a time where it can, as `store_bytes`.
+/// whole words at a time from a word boundary, as `store_bytes`.
 fn load_bytes(words: &[AtomicU64], offset: usize, out: &mut [u8]) {
     let mut pos = offset;
     let mut done = 0;
+    if pos.is_multiple_of(8) {
+        for (w, c) in words[pos / 8..].iter().zip(out.chunks_exact_mut(8)) {
+            c.copy_from_slice(&w.load(Relaxed).to_le_bytes());
+            done += 8;
+        }
+        pos += done;
+    }
     while done < out.len() {
         let (w, at) = (pos / 8, pos % 8);
         let buf = words[w].load(Relaxed).to_le_bytes();
-        if at == 0 && out.len() - done >= 8 {
-            let dst: &mut [u8; 8] = (&mut out[done..done + 8]).try_into().expect("8 bytes");
-            *dst = buf;
-            pos += 8;
-            done += 8;
-            continue;
-        }
         let n = (8 - at).min(out.len() - done);
         // A partial word (at most 7 bytes): an indexed loop, not a `memcpy` call.
         #[allow(clippy::manual_memcpy)]
