@@ -473,25 +473,27 @@ fn wait_on(
     let chan = &c.chan;
     let _charge = Charge::take(me.quota(), WAIT_KMEM)?;
     let thread = task::current();
+    let w = chan.words(ring);
+    let must_wait = || {
+        if side == PRODUCER {
+            zen_ipc::producer_may_sleep(w, seen)
+        } else {
+            zen_ipc::consumer_may_sleep(w, seen)
+        }
+    };
+    // Revoked (while we slept, or just now): the token we came with is dead and the
+    // pages may be gone, so no success that would send the caller to them.
+    let revoked = || chan.generation.load(Ordering::Acquire) != c.generation;
     loop {
-        let w = chan.words(ring);
         let waiter = chan.queues[ring][side]
-            .prepare_as(&thread, || {
-                if side == PRODUCER {
-                    zen_ipc::producer_may_sleep(w, seen)
-                } else {
-                    zen_ipc::consumer_may_sleep(w, seen)
-                }
-            })
+            .prepare_as(&thread, must_wait)
             .map_err(|_| Error::NoMemory)?;
-        // Revoked (while we slept, or just now): the token we came with is dead and
-        // the pages may be gone, so no success that would send the caller to them.
-        if chan.generation.load(Ordering::Acquire) != c.generation {
+        if revoked() {
             return Err(Error::Denied);
         }
-        if waiter.is_none() {
+        let Some(waiter) = waiter else {
             return Ok(0);
-        }
+        };
         if me.killed() {
             return Err(Error::InvalidArgument);
         }
@@ -499,7 +501,16 @@ fn wait_on(
             Some(h) => task::park_handing_off(h),
             None => task::park(),
         }
-        // `waiter` drops here: the entry goes, however we were woken.
+        // The entry goes, however we were woken (a waker took it out already).
+        drop(waiter);
+        // Woken, usually because the ring moved: that needs no lock to see (only
+        // registering does), so the common case skips a second `prepare`.
+        if revoked() {
+            return Err(Error::Denied);
+        }
+        if !must_wait() {
+            return Ok(0);
+        }
     }
 }
 
