@@ -313,7 +313,9 @@ pub const fn slot_addr(i: usize) -> u64 {
 /// The slot whose address `ptr` is (the start of a slot of the token page), if any.
 pub const fn slot_at(ptr: u64) -> Option<usize> {
     let off = ptr.wrapping_sub(slot_addr(0));
-    if off < (TOKENS_PER_PAGE * TokenSlot::SIZE) as u64 && off.is_multiple_of(TokenSlot::SIZE as u64) {
+    if off < (TOKENS_PER_PAGE * TokenSlot::SIZE) as u64
+        && off.is_multiple_of(TokenSlot::SIZE as u64)
+    {
         Some((off / TokenSlot::SIZE as u64) as usize)
     } else {
         None

@@ -35,7 +35,7 @@ pub use pass::{cap_send, pass_token, revoke};
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use zen_abi::cap::{Binding, ObjectType, Rights};
 use zen_abi::ipc::{
     page_access, Access, CHANNEL_PAGES, CONSUMER_PAGE, PRODUCER_PAGE, RING_PAGES, RING_SLOTS,
@@ -67,6 +67,10 @@ const PRODUCER: usize = 1;
 pub struct Channel {
     id: u64,
     generation: AtomicU64,
+    /// Set once `chan_create` has put both tokens in its creator's page: until then
+    /// (and for ever, if that fails) no token can reach it, even one a thread of the
+    /// creator sees in its page in between.
+    live: AtomicBool,
     /// `CHANNEL_PAGES` frames in the order of `zen_abi::ipc`.
     pages: [SharedFrame; CHANNEL_PAGES],
     /// Processes attached: (pid, end, holds RECV), oldest first. `cap_send` and grants
@@ -169,6 +173,7 @@ fn named_channel(
     let object = slot.binding.object;
     let chan = channel_handle(object >> 1)
         .and_then(|h| CHANNELS.lock().get(h).cloned())
+        .filter(|c| c.live.load(Ordering::Acquire))
         .ok_or_else(|| denied(call, object, CapError::UnknownObject))?;
     let expected = zen_cap::binding(
         object,
@@ -232,8 +237,13 @@ pub fn create(me: &dyn Party) -> Result<u64, Error> {
         frames.push(SharedFrame::new().ok_or(Error::NoMemory)?);
     }
     let pages: [SharedFrame; CHANNEL_PAGES] = frames.try_into().map_err(|_| Error::NoMemory)?;
-    // In the table from here on, but no token names it until they are minted below
-    // (and on a failure there it leaves again).
+    // In the table from here on, but not live (no token reaches it) until both
+    // tokens are in the page below; on a failure there it leaves again unused.
+    if me.owned_channels() >= MAX_CHANNELS_PER_PROCESS {
+        // Checked before a pool slot is taken: each slot has a finite number of
+        // reuses, which a loop of refused creates must not burn.
+        return Err(Error::NoMemory);
+    }
     let mut parts = Some((pages, charge));
     let handle = CHANNELS
         .lock()
@@ -242,6 +252,7 @@ pub fn create(me: &dyn Party) -> Result<u64, Error> {
             Arc::new(Channel {
                 id: channel_id(h),
                 generation: AtomicU64::new(1),
+                live: AtomicBool::new(false),
                 pages,
                 attached: IrqMutex::new(Vec::new()),
                 queues: [const { [const { WaitQueue::new() }; 2] }; 2],
@@ -265,7 +276,12 @@ pub fn create(me: &dyn Party) -> Result<u64, Error> {
     let sa = me.insert_token(mint(0));
     let sb = sa.and_then(|_| me.insert_token(mint(1)));
     match (sa, sb) {
-        (Ok(a), Ok(b)) => Ok(a as u64 | (b as u64) << 16),
+        (Ok(a), Ok(b)) => {
+            if let Some(c) = CHANNELS.lock().get(handle) {
+                c.live.store(true, Ordering::Release);
+            }
+            Ok(a as u64 | (b as u64) << 16)
+        }
         (a, b) => {
             if let Ok(a) = a {
                 let _ = me.remove_token(a);

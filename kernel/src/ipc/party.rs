@@ -22,6 +22,8 @@ pub trait Party: Holder + Send + Sync {
     fn remove_token(&self, slot: usize) -> Result<(), Error>;
     /// Replaces the live token equal to `old` (by MAC) with `new`, in place.
     fn replace_token(&self, old: &TokenSlot, new: TokenSlot);
+    /// How many channels it created and still owns.
+    fn owned_channels(&self) -> usize;
     /// Records channel `id` as created by it, if it owns fewer than `max`.
     fn own_channel(&self, id: u64, max: usize) -> Result<(), Error>;
     fn disown_channel(&self, id: u64);

@@ -269,6 +269,9 @@ impl crate::ipc::Party for Process {
     fn own_channel(&self, id: u64, max: usize) -> Result<(), Error> {
         Process::own_channel(self, id, max)
     }
+    fn owned_channels(&self) -> usize {
+        self.owned.lock().len()
+    }
     fn disown_channel(&self, id: u64) {
         Process::disown_channel(self, id)
     }

@@ -382,7 +382,8 @@ fn store_bytes(words: &[AtomicU64], offset: usize, bytes: &[u8]) {
     let (mut pos, mut src) = (offset, bytes);
     if pos.is_multiple_of(8) {
         let mut stored = 0;
-        for (w, c) in words[pos / 8..].iter().zip(src.chunks_exact(8)) {
+        let from = words.get(pos / 8..).unwrap_or(&[]);
+        for (w, c) in from.iter().zip(src.chunks_exact(8)) {
             let word: [u8; 8] = c.try_into().expect("8-byte chunks");
             w.store(u64::from_le_bytes(word), Relaxed);
             stored += 8;
@@ -410,7 +411,10 @@ fn load_bytes(words: &[AtomicU64], offset: usize, out: &mut [u8]) {
     let mut pos = offset;
     let mut done = 0;
     if pos.is_multiple_of(8) {
-        for (w, c) in words[pos / 8..].iter().zip(out.chunks_exact_mut(8)) {
+        // `get`: an offset at or past the end (a clipped read of nothing) slices
+        // nothing rather than out of range.
+        let from = words.get(pos / 8..).unwrap_or(&[]);
+        for (w, c) in from.iter().zip(out.chunks_exact_mut(8)) {
             c.copy_from_slice(&w.load(Relaxed).to_le_bytes());
             done += 8;
         }

@@ -343,6 +343,10 @@ fn shared_words_copy_bytes_at_any_offset_and_refuse_overruns() {
     assert_eq!(words[3].load(Relaxed), 0);
     assert_eq!(read_words(&words, 30, &mut out), 2);
     assert_eq!(read_words(&words, 99, &mut out), 0);
+    // Past the end at a word boundary (the whole-word path): nothing, no panic.
+    assert_eq!(read_words(&words, 32, &mut out), 0);
+    assert_eq!(read_words(&words, 40, &mut out), 0);
+    assert_eq!(read_words(&words, 1 << 20, &mut out), 0);
 }
 
 #[test]

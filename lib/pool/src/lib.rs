@@ -102,7 +102,10 @@ impl<T, const N: usize> Default for LazyPool<T, N> {
 
 impl<T, const N: usize> LazyPool<T, N> {
     /// Indices are `u32` and `u32::MAX` is the list terminator.
-    const FITS: () = assert!(N < u32::MAX as usize, "LazyPool capacity must be below u32::MAX");
+    const FITS: () = assert!(
+        N < u32::MAX as usize,
+        "LazyPool capacity must be below u32::MAX"
+    );
 
     /// An empty pool; no slot is initialised.
     pub const fn new() -> Self {

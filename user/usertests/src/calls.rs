@@ -1,7 +1,8 @@
 //! Request/reply through `msg_call` (zen-std's `Channel::call` and `reply_recv`):
 //! answers come back intact and in order with the server on this CPU (a direct
 //! switch each way) and on another; the call needs both SEND and RECV; a caller
-//! killed or revoked while it waits leaves nothing behind.
+//! killed or revoked while it waits leaves nothing behind; a `Channel` keeps its
+//! token when its slot is dropped and refilled.
 
 use crate::*;
 
@@ -49,7 +50,8 @@ pub fn call_and_reply() -> Outcome {
 }
 
 pub fn call_needs_send_and_recv() -> Outcome {
-    let (_a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let mut ch = Channel::attach(a).map_err(|e| format!("{e:?}"))?;
     for rights in [Rights::SEND, Rights::RECV] {
         let pid = chan::spawn_with_cap("usertests", "call-with", b, rights)
             .map_err(|e| format!("{e:?}"))?;
@@ -59,7 +61,39 @@ pub fn call_needs_send_and_recv() -> Outcome {
             Ok(0),
         )?;
     }
-    Ok(())
+    // A refused call sent nothing: an end that cannot hear the answer must not ask.
+    let mut buf = [0u8; 8];
+    check(
+        "nothing was published by the refused calls",
+        ch.try_recv(&mut buf) == Ok(None),
+    )
+}
+
+pub fn a_dropped_slot_keeps_the_channel() -> Outcome {
+    // A Channel calls with the token it was attached with, also once its slot is
+    // dropped and refilled with another channel's token.
+    let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let pid = chan::spawn_with_cap("usertests", "serve", b, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("spawn: {e:?}"))?;
+    let mut ch = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+    let mut buf = [0u8; 16];
+    a.drop_token().map_err(|e| format!("drop: {e:?}"))?;
+    let n = ch
+        .call(b"one", &mut buf)
+        .map_err(|e| format!("call after drop: {e:?}"))?;
+    check("answered after the drop", buf[..n] == answer_to(b"one")[..])?;
+    // The freed slot is taken by the next token (lowest free slot first).
+    let (x, _y) = chan::create().map_err(|e| format!("{e:?}"))?;
+    check("the slot was reused", x == a)?;
+    let n = ch
+        .call(b"two", &mut buf)
+        .map_err(|e| format!("call after reuse: {e:?}"))?;
+    check(
+        "answered by the same server after the reuse",
+        buf[..n] == answer_to(b"two")[..],
+    )?;
+    ch.send(b"quit").map_err(|e| format!("{e:?}"))?;
+    expect("serve child exit", process::wait(pid), Ok(0))
 }
 
 /// Spawns `call-forever` on end `b` (all rights) and waits until it has said it
@@ -131,14 +165,17 @@ pub fn child(mode: &str, num: Option<usize>) -> Option<i32> {
             }
             0
         }
-        // msg_call with the token we were given must be Denied.
+        // msg_call with the token we were given must be Denied, raw and through
+        // zen-std (which must not publish first).
         "call-with" => match Channel::attach(Cap(0)) {
-            Ok(_) => {
+            Ok(mut ch) => {
                 let r = sys(Syscall::MsgCall, [Cap(0).addr(), 0, 0, 0, 0, 0]);
-                if r == Err(Error::Denied) {
+                let mut buf = [0u8; 8];
+                let c = ch.call(b"request", &mut buf);
+                if r == Err(Error::Denied) && c == Err(Error::Denied) {
                     0
                 } else {
-                    eprintln!("call-with: {r:?}");
+                    eprintln!("call-with: {r:?} {c:?}");
                     1
                 }
             }

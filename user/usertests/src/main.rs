@@ -188,6 +188,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         calls::call_needs_send_and_recv,
     ),
     (
+        "calls::a_dropped_slot_keeps_the_channel",
+        calls::a_dropped_slot_keeps_the_channel,
+    ),
+    (
         "calls::killed_caller_leaves_nothing",
         calls::killed_caller_leaves_nothing,
     ),

@@ -67,6 +67,15 @@ impl Cap {
     pub fn addr(self) -> u64 {
         zen_abi::cap::slot_addr(self.0)
     }
+    /// Whether the slot holds exactly `t` now.
+    fn holds(self, t: &TokenSlot) -> bool {
+        let p = page();
+        self.0 < TOKENS_PER_PAGE
+            && p.header.used & (1 << self.0) != 0
+            && p.slots[self.0].token.mac == t.token.mac
+            && p.slots[self.0].binding == t.binding
+            && p.slots[self.0].token.rights == t.token.rights
+    }
     pub fn rights(self) -> Result<Rights> {
         Ok(Rights::from_bits_truncate(self.token()?.token.rights))
     }
@@ -74,10 +83,9 @@ impl Cap {
     /// slot the copy has in *its* token page (tell it in a message).
     pub fn send_over(self, over: &Channel, rights: Rights) -> Result<Cap> {
         self.token()?;
-        call_reading(
-            Syscall::CapSend,
-            [over.cap.addr(), self.addr(), rights.bits(), 0, 0, 0],
-        )
+        over.with_token(|c| {
+            call_reading(Syscall::CapSend, [c, self.addr(), rights.bits(), 0, 0, 0])
+        })
         .map(|s| Cap(s as usize))
     }
     /// Makes every copy of this object's tokens stale; this slot gets a fresh one.
@@ -190,7 +198,21 @@ impl Channel {
     }
 
     fn sys(&self, call: Syscall, arg: u64) -> Result<u64> {
-        call_reading(call, [self.cap.addr(), arg, 0, 0, 0, 0])
+        self.with_token(|t| call_reading(call, [t, arg, 0, 0, 0, 0]))
+    }
+
+    /// Runs `f` with the token argument for this end: the slot's address while the
+    /// slot still holds the token we attached with (the kernel reads its own copy),
+    /// else the address of our copy of it (the kernel checks its MAC). So a `Channel`
+    /// keeps using the token it was made with, as a kept copy does (docs/abi.md,
+    /// cap_drop), even after its slot is dropped, refilled or revoked.
+    fn with_token<R>(&self, f: impl FnOnce(u64) -> R) -> R {
+        if self.cap.holds(&self.token) {
+            f(self.cap.addr())
+        } else {
+            let t = self.token.to_bytes();
+            f(t.as_ptr() as u64)
+        }
     }
 
     /// Sends one message (at most `SLOT_PAYLOAD` bytes), waiting for room.
@@ -239,17 +261,26 @@ impl Channel {
     }
 
     fn exchange(&mut self, msg: &[u8], buf: &mut [u8]) -> Result<usize> {
+        // An end that cannot receive could never see the answer: refused before
+        // anything is sent.
+        self.rx()?;
         // Whether the peer still has to be woken for our message (`Needed` until a
         // msg_call has done it, whatever the ring's flag said).
         let mut wake = Some(self.publish(msg)?);
+        let r = self.await_answer(buf, &mut wake);
+        // However it ended, a peer waiting for our message is woken for it.
+        if wake == Some(Wakeup::Needed) {
+            self.sys(Syscall::MsgSend, 0)?;
+        }
+        r
+    }
+
+    /// The answer part of `exchange`: the first sleep is a msg_call, which also wakes
+    /// the peer (`wake` is then taken).
+    fn await_answer(&mut self, buf: &mut [u8], wake: &mut Option<Wakeup>) -> Result<usize> {
         loop {
             match self.rx()?.recv(buf) {
                 Ok(Some((n, released))) => {
-                    // The answer came before we had to sleep: wake the peer (for the
-                    // message we sent) only now, if it asked for it.
-                    if wake == Some(Wakeup::Needed) {
-                        self.sys(Syscall::MsgSend, 0)?;
-                    }
                     if released == Wakeup::Needed {
                         self.sys(Syscall::MsgRelease, 0)?;
                     }
@@ -326,10 +357,12 @@ impl Channel {
             return Err(Error::InvalidArgument);
         }
         let len = mem.len() as u64;
-        let id = call_reading(
-            Syscall::GrantCreate,
-            [mem.addr(), len, rights.bits(), self.cap.addr(), 0, 0],
-        )?;
+        let id = self.with_token(|t| {
+            call_reading(
+                Syscall::GrantCreate,
+                [mem.addr(), len, rights.bits(), t, 0, 0],
+            )
+        })?;
         let grant = PageGrant {
             id,
             len,
