@@ -164,6 +164,10 @@ pub(crate) fn frames_come_back(mode: &str) -> Outcome {
 
 const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("processes::unknown_calls", processes::unknown_calls),
+    (
+        "processes::registers_across_a_call",
+        processes::registers_across_a_call,
+    ),
     ("processes::getpid", processes::getpid),
     ("processes::write", processes::write),
     ("processes::read", processes::read),

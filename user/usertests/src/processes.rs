@@ -2,6 +2,28 @@
 
 use crate::*;
 
+pub(crate) fn registers_across_a_call() -> Outcome {
+    use zen_std::testing::{registers_across, KEEP};
+    // docs/abi.md: rbx, rbp and r12-r15 are kept; the argument registers come back
+    // zeroed, whatever went in, on a call that works, one that fails and one the
+    // kernel does not know.
+    let args = [u64::MAX, 0xdead_beef, 7, 1 << 63, 42, 0x4000];
+    for (what, nr) in [
+        ("getpid", Syscall::GetPid as u64),
+        ("a failing map", Syscall::Map as u64),
+        ("an unknown call", SYSCALL_COUNT + 7),
+    ] {
+        let after = registers_across(nr, args);
+        if after.kept != KEEP || after.args != [0; 6] {
+            return Err(format!(
+                "{what}: kept {:x?} (want {KEEP:x?}), arguments {:x?} (want zeroes)",
+                after.kept, after.args
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn unknown_calls() -> Outcome {
     for nr in [
         SYSCALL_COUNT,

@@ -83,3 +83,99 @@ pub fn poke_u32(addr: u64, value: u32) {
             .store(value, core::sync::atomic::Ordering::Release)
     }
 }
+
+/// What the registers hold after a system call made with known values in them (see
+/// [`registers_across`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AfterCall {
+    /// rbx, rbp, r12, r13, r14, r15: set to [`KEEP`] before the call, must be kept.
+    pub kept: [u64; 6],
+    /// rdi, rsi, rdx, r10, r8, r9: the arguments; the kernel zeroes them.
+    pub args: [u64; 6],
+}
+
+/// The values [`registers_across`] puts in the callee-saved registers.
+pub const KEEP: [u64; 6] = [
+    0x1111_2222_3333_4444,
+    0x5555_6666_7777_8888,
+    0x9999_aaaa_bbbb_cccc,
+    0xdddd_eeee_ffff_0001,
+    0x0123_4567_89ab_cdef,
+    0xfedc_ba98_7654_3210,
+];
+
+/// Makes system call `nr` with arguments `a` and [`KEEP`] in rbx, rbp and r12-r15,
+/// and reports what all twelve registers hold afterwards: the ABI test of docs/abi.md
+/// (the kept ones unchanged, the argument registers zeroed, no kernel value left).
+pub fn registers_across(nr: u64, a: [u64; 6]) -> AfterCall {
+    let mut out = [0u64; 12];
+    // SAFETY: the block saves rbx, rbp and r12-r15 on the stack and restores them, so
+    // it changes no register beyond those declared (rax, rcx, r11, the argument
+    // registers, and r12-r15 once more so that `out` is not given one of them).
+    // `out` is 12 valid words.
+    // The call itself is as `raw_syscall`: only calls that write no memory of ours
+    // may be passed (the tests pass getpid and an unknown number).
+    unsafe {
+        core::arch::asm!(
+            "push rbx",
+            "push rbp",
+            "push r12",
+            "push r13",
+            "push r14",
+            "push r15",
+            "push {out}",
+            "mov rbx, {k0}",
+            "mov rbp, {k1}",
+            "mov r12, {k2}",
+            "mov r13, {k3}",
+            "mov r14, {k4}",
+            "mov r15, {k5}",
+            "syscall",
+            "xchg rax, [rsp]",
+            "mov [rax], rbx",
+            "mov [rax + 8], rbp",
+            "mov [rax + 16], r12",
+            "mov [rax + 24], r13",
+            "mov [rax + 32], r14",
+            "mov [rax + 40], r15",
+            "mov [rax + 48], rdi",
+            "mov [rax + 56], rsi",
+            "mov [rax + 64], rdx",
+            "mov [rax + 72], r10",
+            "mov [rax + 80], r8",
+            "mov [rax + 88], r9",
+            "pop rax",
+            "pop r15",
+            "pop r14",
+            "pop r13",
+            "pop r12",
+            "pop rbp",
+            "pop rbx",
+            out = in(reg) out.as_mut_ptr(),
+            k0 = const KEEP[0],
+            k1 = const KEEP[1],
+            k2 = const KEEP[2],
+            k3 = const KEEP[3],
+            k4 = const KEEP[4],
+            k5 = const KEEP[5],
+            inout("rax") nr => _,
+            inout("rdi") a[0] => _,
+            inout("rsi") a[1] => _,
+            inout("rdx") a[2] => _,
+            inout("r10") a[3] => _,
+            inout("r8") a[4] => _,
+            inout("r9") a[5] => _,
+            lateout("rcx") _,
+            lateout("r11") _,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+        );
+    }
+    let mut kept = [0; 6];
+    let mut args = [0; 6];
+    kept.copy_from_slice(&out[..6]);
+    args.copy_from_slice(&out[6..]);
+    AfterCall { kept, args }
+}
