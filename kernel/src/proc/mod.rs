@@ -217,7 +217,9 @@ pub fn find(pid: u32) -> Option<Arc<Process>> {
         .cloned()
 }
 
-/// The calling thread's process.
+/// The calling thread's process. `#[inline]` as `task::current` is: each system call
+/// asks.
+#[inline]
 pub fn current() -> Option<Arc<Process>> {
     let owner = task::current().owner()?.clone();
     owner.as_any().downcast::<Process>().ok()
