@@ -160,8 +160,10 @@ fn sizes(ctx: &mut Ctx) -> Result<Vec<Row>> {
     };
     let elf_bytes = read(&a.elf)?;
     let bloat = crate::footprint::of_elf(&elf_bytes)?;
-    ctx.passthrough
-        .push(("kernel .text by crate and function", crate::footprint::table(&bloat, 20)));
+    ctx.passthrough.push((
+        "kernel .text by crate and function",
+        crate::footprint::table(&bloat, 20),
+    ));
     let flat = crate::elf::flatten(&elf_bytes, zen_abi::layout::KERNEL_BASE)?;
     let alone = crate::footprint::without(&flat.image, &read(&a.archive)?)
         .ok_or("the boot archive is not in the kernel's flat image")?;

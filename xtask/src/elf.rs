@@ -446,7 +446,11 @@ mod tests {
             h[4..8].copy_from_slice(&ty.to_le_bytes());
             h[16..24].copy_from_slice(&addr.to_le_bytes());
             let off = if data.is_empty() { 0 } else { out.len() as u64 };
-            let len = if data.is_empty() { size } else { data.len() as u64 };
+            let len = if data.is_empty() {
+                size
+            } else {
+                data.len() as u64
+            };
             h[24..32].copy_from_slice(&off.to_le_bytes());
             h[32..40].copy_from_slice(&len.to_le_bytes());
             h[40..44].copy_from_slice(&link.to_le_bytes());
@@ -466,7 +470,10 @@ mod tests {
     fn reads_sections_and_symbols() {
         let e = elf_with_symbols(
             0x40,
-            &[("_ZN4core3fmt5write17h0123456789abcdefE", BASE, 0x30, true), ("DATA", BASE + 0x1000, 8, false)],
+            &[
+                ("_ZN4core3fmt5write17h0123456789abcdefE", BASE, 0x30, true),
+                ("DATA", BASE + 0x1000, 8, false),
+            ],
         );
         let secs = sections(&e).unwrap();
         let names: Vec<&str> = secs.iter().map(|s| s.name.as_str()).collect();

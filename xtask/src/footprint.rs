@@ -185,7 +185,10 @@ pub fn of_elf(bytes: &[u8]) -> Result<Bloat, String> {
 /// The two tables as text: bytes by crate, then the `top` largest functions.
 pub fn table(b: &Bloat, top: usize) -> String {
     let pct = |n: u64| 100.0 * n as f64 / b.text.max(1) as f64;
-    let mut s = format!("{:>8}  {:>5}  crate (.text {} bytes)\n", "bytes", "%", b.text);
+    let mut s = format!(
+        "{:>8}  {:>5}  crate (.text {} bytes)\n",
+        "bytes", "%", b.text
+    );
     for (k, n) in &b.crates {
         s += &format!("{n:>8}  {:>5.1}  {k}\n", pct(*n));
     }
@@ -219,13 +222,25 @@ mod tests {
             ("zen_kernel::syscall::dispatch", Some("zen_kernel")),
             ("alloc::raw_vec::RawVec<T,A>::grow_one", Some("alloc")),
             // The impl's type decides ...
-            ("<zen_kernel::task::Task as core::fmt::Debug>::fmt", Some("zen_kernel")),
-            ("<&mut x86_64::addr::VirtAddr as core::fmt::Debug>::fmt", Some("x86_64")),
-            ("<[blake3::Hasher] as core::fmt::Debug>::fmt", Some("blake3")),
+            (
+                "<zen_kernel::task::Task as core::fmt::Debug>::fmt",
+                Some("zen_kernel"),
+            ),
+            (
+                "<&mut x86_64::addr::VirtAddr as core::fmt::Debug>::fmt",
+                Some("x86_64"),
+            ),
+            (
+                "<[blake3::Hasher] as core::fmt::Debug>::fmt",
+                Some("blake3"),
+            ),
             // ... unless it is a parameter or a primitive: then the trait's crate.
             ("<&T as core::fmt::Debug>::fmt", Some("core")),
             ("<u64 as core::fmt::LowerHex>::fmt", Some("core")),
-            ("<T as alloc::slice::hack::ConvertVec>::to_vec", Some("alloc")),
+            (
+                "<T as alloc::slice::hack::ConvertVec>::to_vec",
+                Some("alloc"),
+            ),
             // Nested qualified paths and generic arguments with `as` inside.
             (
                 "<<zen_sched::Run as core::ops::Deref>::Target as core::fmt::Debug>::fmt",
@@ -235,7 +250,10 @@ mod tests {
                 "<core::iter::Map<I,F> as core::iter::Iterator>::fold",
                 Some("core"),
             ),
-            ("core::ptr::drop_in_place<zen_kernel::proc::Process>", Some("core")),
+            (
+                "core::ptr::drop_in_place<zen_kernel::proc::Process>",
+                Some("core"),
+            ),
             ("<fn() -> u8 as core::fmt::Debug>::fmt", Some("core")),
             ("memcpy", None),
             ("<>", None),
@@ -268,10 +286,22 @@ mod tests {
         let syms = [
             // Two instances of one generic function (legacy mangling: same path, two
             // hashes), and an alias of the first at the same address.
-            sym("_ZN5alloc7raw_vec11finish_grow17h0000000000000001E", 0x1000, 0x40),
-            sym("_ZN5alloc7raw_vec11finish_grow17h0000000000000002E", 0x1040, 0x40),
+            sym(
+                "_ZN5alloc7raw_vec11finish_grow17h0000000000000001E",
+                0x1000,
+                0x40,
+            ),
+            sym(
+                "_ZN5alloc7raw_vec11finish_grow17h0000000000000002E",
+                0x1040,
+                0x40,
+            ),
             sym("_ZN5alloc5alias17h0000000000000003E", 0x1000, 0x40),
-            sym("_ZN10zen_kernel7syscall8dispatch17h0000000000000004E", 0x1080, 0x100),
+            sym(
+                "_ZN10zen_kernel7syscall8dispatch17h0000000000000004E",
+                0x1080,
+                0x100,
+            ),
             sym("memcpy", 0x1180, 0x20),
             // 0x11a0..0x11c0: padding. Then an assembly label (with a linker-script
             // marker at the same address) that runs to the end of .text.
@@ -302,11 +332,16 @@ mod tests {
                 ("alloc::raw_vec::finish_grow".to_string(), 0x80, 2),
             ]
         );
-        assert!(b.functions.contains(&("zen_isr_stubs".to_string(), 0x40, 1)));
+        assert!(b
+            .functions
+            .contains(&("zen_isr_stubs".to_string(), 0x40, 1)));
         assert!(!b.functions.iter().any(|f| f.0 == "__text_marker"));
         let t = table(&b, 20);
         assert!(t.contains("     256   50.0  zen_kernel"), "{t}");
-        assert!(t.contains("     128   25.0       2  alloc::raw_vec::finish_grow"), "{t}");
+        assert!(
+            t.contains("     128   25.0       2  alloc::raw_vec::finish_grow"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -144,7 +144,10 @@ pub fn wait(me: &Process, pid: u32) -> Result<u64, Error> {
     loop {
         let child = {
             let mut procs = PROCS.lock();
-            let child = procs.get(&u64::from(pid)).ok_or(Error::NoSuchProcess)?.clone();
+            let child = procs
+                .get(&u64::from(pid))
+                .ok_or(Error::NoSuchProcess)?
+                .clone();
             let ci = child.inner.lock();
             if ci.parent != me.pid || pid == me.pid {
                 return Err(Error::NoSuchProcess);
@@ -183,7 +186,10 @@ pub fn kill(me: &Process, pid: u32) -> Result<(), Error> {
     }
     let target = {
         let procs = PROCS.lock();
-        let target = procs.get(&u64::from(pid)).ok_or(Error::NoSuchProcess)?.clone();
+        let target = procs
+            .get(&u64::from(pid))
+            .ok_or(Error::NoSuchProcess)?
+            .clone();
         // Walk up from the target: the caller must be on the way.
         let mut at = pid;
         let mut hops = 0;

@@ -10,8 +10,7 @@
 
 /// The IV: SHA-256's, as in BLAKE2s.
 const IV: [u32; 8] = [
-    0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB,
-    0x5BE0CD19,
+    0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19,
 ];
 /// The message word permutation applied between rounds.
 const PERMUTATION: [usize; 16] = [2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8];
@@ -96,7 +95,11 @@ mod tests {
         let data: [u8; BLOCK_LEN] = core::array::from_fn(|i| (i * 31 + 1) as u8);
         for len in 0..=BLOCK_LEN {
             let want = ::blake3::keyed_hash(&key, &data[..len]);
-            assert_eq!(&keyed_hash(&key, &data[..len]), want.as_bytes(), "len {len}");
+            assert_eq!(
+                &keyed_hash(&key, &data[..len]),
+                want.as_bytes(),
+                "len {len}"
+            );
         }
         // And one known answer, so a wrong reference could not hide a wrong answer:
         // the official test vector (input byte i = i % 251) for 0 bytes, keyed with
