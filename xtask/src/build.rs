@@ -128,11 +128,12 @@ fn build_kernel(kernel: Kernel, release: bool, archive: &Path) -> Result<PathBuf
     if kernel == Kernel::Test {
         c.args(["--features", "ktest"]);
     }
+    // `kernel` is release with LTO (see the workspace Cargo.toml).
+    let profile_dir = if release { "kernel" } else { "debug" };
     if release {
-        c.arg("--release");
+        c.args(["--profile", "kernel"]);
     }
     run(&mut c)?;
-    let profile_dir = if release { "release" } else { "debug" };
     Ok(target_dir
         .join("x86_64-unknown-none")
         .join(profile_dir)

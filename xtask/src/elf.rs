@@ -6,6 +6,9 @@
 //! gets loaded). Only the few ELF64 fields we need are read, by hand: a dependency for
 //! forty lines of header decoding is not worth it, and the checks below are stricter
 //! than a general-purpose parser's because a wrong layout here means an unbootable image.
+//!
+//! `sections` and `symbols` read the section headers and the symbol table, for the
+//! bench's size report (`footprint`); flattening never looks at them.
 
 /// The kernel's loadable contents, ready for `zen_image::build`.
 #[derive(Debug, PartialEq, Eq)]
@@ -163,6 +166,133 @@ pub fn flatten(elf: &[u8], expected_base: u64) -> Result<Flat, String> {
     })
 }
 
+/// A section header, reduced to what the size report needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Section {
+    pub name: String,
+    pub addr: u64,
+    pub size: u64,
+}
+
+/// A symbol-table entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// As in the file (mangled).
+    pub name: String,
+    pub addr: u64,
+    pub size: u64,
+    pub kind: Kind,
+}
+
+/// What a symbol names, from `st_info`'s type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `STT_FUNC`: compiled functions (Rust's carry their size).
+    Func,
+    /// `STT_NOTYPE`: labels, such as assembly entry points (size 0 unless the
+    /// assembly says `.size`) and linker-script symbols.
+    Label,
+    /// Data, sections, files, ...
+    Other,
+}
+
+const SHT_SYMTAB: u32 = 2;
+const STT_NOTYPE: u8 = 0;
+const STT_FUNC: u8 = 2;
+
+/// `(sh_name, sh_type, sh_addr, sh_offset, sh_size, sh_link)` of every section header.
+type RawSection = (u32, u32, u64, u64, u64, u32);
+
+fn section_headers(elf: &[u8]) -> Result<Vec<RawSection>, String> {
+    parse(elf)?; // the same identity checks as flattening
+    let shoff = u64_at(elf, 40) as usize;
+    let shentsize = u16_at(elf, 58) as usize;
+    let shnum = u16_at(elf, 60) as usize;
+    if shnum > 0 && shentsize < 64 {
+        return Err(format!("section header entry size {shentsize} < 64"));
+    }
+    let fits = shnum
+        .checked_mul(shentsize)
+        .and_then(|n| n.checked_add(shoff))
+        .is_some_and(|end| end <= elf.len());
+    if !fits {
+        return Err("section header table outside the file".into());
+    }
+    Ok((0..shnum)
+        .map(|i| {
+            let h = shoff + i * shentsize;
+            (
+                u32_at(elf, h),
+                u32_at(elf, h + 4),
+                u64_at(elf, h + 16),
+                u64_at(elf, h + 24),
+                u64_at(elf, h + 32),
+                u32_at(elf, h + 40),
+            )
+        })
+        .collect())
+}
+
+/// A section's file contents, checked to lie inside the file.
+fn contents<'a>(elf: &'a [u8], s: &RawSection) -> Result<&'a [u8], String> {
+    let (off, size) = (s.3 as usize, s.4 as usize);
+    off.checked_add(size)
+        .and_then(|end| elf.get(off..end))
+        .ok_or_else(|| "section contents outside the file".to_string())
+}
+
+/// The NUL-terminated string at `at` in a string table (empty if out of range).
+fn str_at(table: &[u8], at: u32) -> String {
+    let tail = table.get(at as usize..).unwrap_or(&[]);
+    let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+    String::from_utf8_lossy(&tail[..end]).into_owned()
+}
+
+/// The named sections (`.text`, `.rodata`, ...) with their addresses and sizes.
+pub fn sections(elf: &[u8]) -> Result<Vec<Section>, String> {
+    let heads = section_headers(elf)?;
+    let shstrndx = u16_at(elf, 62) as usize;
+    let names = heads
+        .get(shstrndx)
+        .map(|s| contents(elf, s))
+        .transpose()?
+        .unwrap_or(&[]);
+    Ok(heads
+        .iter()
+        .map(|h| Section {
+            name: str_at(names, h.0),
+            addr: h.2,
+            size: h.4,
+        })
+        .collect())
+}
+
+/// Every entry of the symbol table (`.symtab`; none if the file was stripped).
+pub fn symbols(elf: &[u8]) -> Result<Vec<Symbol>, String> {
+    let heads = section_headers(elf)?;
+    let mut out = Vec::new();
+    for h in heads.iter().filter(|h| h.1 == SHT_SYMTAB) {
+        let table = contents(elf, h)?;
+        let strings = heads
+            .get(h.5 as usize)
+            .ok_or("symbol table links to no string table")?;
+        let strings = contents(elf, strings)?;
+        for e in table.chunks_exact(24) {
+            out.push(Symbol {
+                name: str_at(strings, u32_at(e, 0)),
+                kind: match e[4] & 0xf {
+                    STT_FUNC => Kind::Func,
+                    STT_NOTYPE => Kind::Label,
+                    _ => Kind::Other,
+                },
+                addr: u64_at(e, 8),
+                size: u64_at(e, 16),
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +412,88 @@ mod tests {
         let mut e = elf(BASE, &[(BASE, &[0; 8], 8)], false);
         e.truncate(e.len() - 4); // segment contents cut off
         assert!(flatten(&e, BASE).unwrap_err().contains("outside the file"));
+    }
+
+    /// An ELF with no program headers but sections: null, .text, .symtab, .strtab and
+    /// .shstrtab, the symbols given as (name, value, size, is_function).
+    fn elf_with_symbols(text_size: u64, syms: &[(&str, u64, u64, bool)]) -> Vec<u8> {
+        let mut out = elf(BASE, &[(BASE, &[0xC3], 1)], false);
+        let mut strtab = vec![0u8];
+        let mut symtab = vec![0u8; 24]; // the null symbol
+        for &(name, value, size, func) in syms {
+            let mut e = [0u8; 24];
+            e[..4].copy_from_slice(&(strtab.len() as u32).to_le_bytes());
+            e[4] = if func { STT_FUNC } else { 1 }; // STT_OBJECT
+            e[8..16].copy_from_slice(&value.to_le_bytes());
+            e[16..24].copy_from_slice(&size.to_le_bytes());
+            symtab.extend_from_slice(&e);
+            strtab.extend_from_slice(name.as_bytes());
+            strtab.push(0);
+        }
+        let shstrtab = b"\0.text\0.symtab\0.strtab\0.shstrtab\0".to_vec();
+        // (name offset in shstrtab, type, addr, contents, size if no contents, link)
+        let secs: [(u32, u32, u64, &[u8], u64, u32); 5] = [
+            (0, 0, 0, &[], 0, 0),
+            (1, 1, BASE, &[], text_size, 0),
+            (7, SHT_SYMTAB, 0, &symtab, 0, 3),
+            (15, 3, 0, &strtab, 0, 0),
+            (23, 3, 0, &shstrtab, 0, 0),
+        ];
+        let mut heads = Vec::new();
+        for (name, ty, addr, data, size, link) in secs {
+            let mut h = [0u8; 64];
+            h[..4].copy_from_slice(&name.to_le_bytes());
+            h[4..8].copy_from_slice(&ty.to_le_bytes());
+            h[16..24].copy_from_slice(&addr.to_le_bytes());
+            let off = if data.is_empty() { 0 } else { out.len() as u64 };
+            let len = if data.is_empty() {
+                size
+            } else {
+                data.len() as u64
+            };
+            h[24..32].copy_from_slice(&off.to_le_bytes());
+            h[32..40].copy_from_slice(&len.to_le_bytes());
+            h[40..44].copy_from_slice(&link.to_le_bytes());
+            out.extend_from_slice(data);
+            heads.extend_from_slice(&h);
+        }
+        let shoff = out.len() as u64;
+        out.extend_from_slice(&heads);
+        out[40..48].copy_from_slice(&shoff.to_le_bytes());
+        out[58..60].copy_from_slice(&64u16.to_le_bytes());
+        out[60..62].copy_from_slice(&5u16.to_le_bytes());
+        out[62..64].copy_from_slice(&4u16.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn reads_sections_and_symbols() {
+        let e = elf_with_symbols(
+            0x40,
+            &[
+                ("_ZN4core3fmt5write17h0123456789abcdefE", BASE, 0x30, true),
+                ("DATA", BASE + 0x1000, 8, false),
+            ],
+        );
+        let secs = sections(&e).unwrap();
+        let names: Vec<&str> = secs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["", ".text", ".symtab", ".strtab", ".shstrtab"]);
+        assert_eq!((secs[1].addr, secs[1].size), (BASE, 0x40));
+        let syms = symbols(&e).unwrap();
+        assert_eq!(syms.len(), 3, "the null symbol is listed too");
+        assert_eq!(
+            syms[1],
+            Symbol {
+                name: "_ZN4core3fmt5write17h0123456789abcdefE".into(),
+                addr: BASE,
+                size: 0x30,
+                kind: Kind::Func,
+            }
+        );
+        assert_eq!(syms[0].kind, Kind::Label, "the null symbol is STT_NOTYPE");
+        assert_eq!(syms[2].kind, Kind::Other);
+        let mut cut = e.clone();
+        cut[40..48].copy_from_slice(&(e.len() as u64).to_le_bytes());
+        assert!(sections(&cut).unwrap_err().contains("outside the file"));
     }
 }

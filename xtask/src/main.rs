@@ -7,8 +7,9 @@
 //! parses test output, `test` and `bench` are the two verbs with the most to do
 //! (`imgtest` holds the disk-image tests, `usertest` the user-space ones; `harness`
 //! the job and verdict types all three share; `diskbench` is a suite of `bench`, and
-//! `row` the figure type both make). `ovmf` names the firmware files `disk` and `qemu`
-//! both use. Calls go one way: no two modules import each other.
+//! `row` the figure type both make; `footprint` is the kernel's size by crate and
+//! function for `bench`). `ovmf` names the firmware files `disk` and `qemu` both use.
+//! Calls go one way: no two modules import each other.
 #![deny(unsafe_code)]
 
 mod bench;
@@ -16,6 +17,7 @@ mod build;
 mod disk;
 mod diskbench;
 mod elf;
+mod footprint;
 mod harness;
 mod image;
 mod imgtest;

@@ -180,7 +180,7 @@ fn start(p: Arc<Process>, entry: u64) -> Result<u32, Error> {
         if procs.len() >= MAX_PROCS {
             return Err(Error::TooManyProcesses);
         }
-        procs.insert(pid, p.clone());
+        procs.insert(pid.into(), p.clone());
     }
     p.kmem.force(THREAD_KMEM);
     // Listed before it can run, so its exit finds itself (no IRQs: not preempted).
@@ -195,7 +195,7 @@ fn start(p: Arc<Process>, entry: u64) -> Result<u32, Error> {
             // pid wakes to find it gone (NoSuchProcess) instead of sleeping forever.
             i.exit = Some(zen_abi::syscall::KILLED_EXIT_CODE);
             drop(i);
-            PROCS.lock().remove(&pid);
+            PROCS.lock().remove(&u64::from(pid));
             p.exit_queue.wake_all(|| {});
             Err(Error::NoMemory)
         }

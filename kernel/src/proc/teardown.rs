@@ -84,7 +84,7 @@ pub fn reparent(p: &Process, orphan: bool) {
         procs.remove(&pid);
     }
     if orphan {
-        procs.remove(&p.pid);
+        procs.remove(&u64::from(p.pid));
     }
 }
 

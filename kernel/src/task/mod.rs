@@ -218,7 +218,9 @@ pub fn init_cpu() {
     }
 }
 
-/// The thread running on this CPU.
+/// The thread running on this CPU. `#[inline]`: every system call asks, and the kernel
+/// is built for size (opt-level "s"), which would otherwise keep the call.
+#[inline]
 pub fn current() -> Arc<Thread> {
     CURRENT
         .get()

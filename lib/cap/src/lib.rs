@@ -1,7 +1,7 @@
 //! zen-cap: capability tokens, minted and checked by the kernel.
 //!
 //! A token ([`zen_abi::cap::Token`]) is a 32-byte MAC and a rights bitmap. The MAC is
-//! keyed BLAKE3 under a per-boot [`MacKey`] (the kernel draws it from RDSEED/RDRAND and
+//! keyed BLAKE3 (one compression: [`blake3`]) under a per-boot [`MacKey`] (the kernel draws it from RDSEED/RDRAND and
 //! never shows it to anyone) over a fixed 40-byte message:
 //!
 //! ```text
@@ -29,6 +29,7 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+pub mod blake3;
 pub mod page;
 
 pub use zen_abi::cap::{Binding, ObjectType, Rights, Token, TokenPage, TokenSlot};
@@ -77,7 +78,7 @@ pub enum CapError {
 const DOMAIN: [u8; 8] = *b"zencap\x01\0";
 
 /// The MAC of `rights` bound to `b`.
-fn mac(key: &MacKey, b: &Binding, rights: u64) -> blake3::Hash {
+fn mac(key: &MacKey, b: &Binding, rights: u64) -> [u8; 32] {
     let mut msg = [0u8; 40];
     msg[0..8].copy_from_slice(&DOMAIN);
     msg[8..16].copy_from_slice(&b.object.to_le_bytes());
@@ -104,7 +105,7 @@ pub const fn binding(object: u64, ty: ObjectType, holder: u32, generation: u64) 
 pub fn mint(key: &MacKey, b: Binding, rights: Rights) -> TokenSlot {
     TokenSlot {
         token: Token {
-            mac: *mac(key, &b, rights.bits()).as_bytes(),
+            mac: mac(key, &b, rights.bits()),
             rights: rights.bits(),
         },
         binding: b,
@@ -115,7 +116,7 @@ pub fn mint(key: &MacKey, b: Binding, rights: Rights) -> TokenSlot {
 /// type `expected.object_type`, by process `expected.holder`, whose generation is now
 /// `expected.generation`. Returns the rights the token holds.
 ///
-/// The MAC is checked first and compared in constant time (`blake3::Hash`'s `==` is),
+/// The MAC is checked first and compared in constant time ([`blake3::ct_eq`]),
 /// so an attacker learns nothing byte by byte; the later checks compare values that the
 /// MAC has just shown genuine, so their timing reveals nothing secret.
 pub fn verify(
@@ -129,7 +130,7 @@ pub fn verify(
         token,
         binding: claim,
     } = *slot;
-    if mac(key, &claim, token.rights) != blake3::Hash::from_bytes(token.mac) {
+    if !blake3::ct_eq(&mac(key, &claim, token.rights), &token.mac) {
         return Err(CapError::Forged);
     }
     check_genuine(
