@@ -55,6 +55,7 @@ impl core::ops::Deref for Presented {
 
 /// Checks a presented token for an operation needing `required`, against `expected`
 /// (the binding a genuine token of the caller must carry now); the rights it holds.
+#[inline]
 pub fn verify(
     me: &dyn Holder,
     tok: &Presented,
@@ -138,6 +139,7 @@ pub fn presented_bytes(b: &[u8; TokenSlot::SIZE]) -> Presented {
 /// The token in slot `i` of the caller's token page (the kernel's own copy). A free
 /// or out-of-range slot gives an all-zero token presented as if from user memory, so
 /// it is refused as forged (with its record) like any made-up token.
+#[inline]
 pub fn token_at(me: &dyn Holder, i: usize) -> Presented {
     match me.token_at(i) {
         Some(slot) => Presented {

@@ -49,6 +49,7 @@ impl<T> IrqMutex<T> {
         }
     }
 
+    #[inline]
     pub fn lock(&self) -> IrqGuard<'_, T> {
         let were_enabled = cpu::interrupts_enabled();
         cpu::disable_interrupts();
@@ -73,6 +74,7 @@ impl<T> DerefMut for IrqGuard<'_, T> {
 }
 
 impl<T> Drop for IrqGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         // Unlock first, then restore interrupts.
         self.guard.take();

@@ -165,6 +165,7 @@ fn channel_handle(id: u64) -> Option<Handle> {
 
 /// The channel a token names, and the binding a genuine token of the caller must carry
 /// now. Nothing is verified yet.
+#[inline]
 fn named_channel(
     me: &dyn Party,
     slot: &Presented,
@@ -194,6 +195,7 @@ struct Checked {
 }
 
 /// Checks a channel token of the caller, already copied in.
+#[inline]
 fn check_full(
     me: &dyn Party,
     slot: &Presented,

@@ -147,6 +147,7 @@ pub fn verify(
 /// it: one the kernel reads from the token page it wrote itself (a process names it
 /// by slot). Object, holder, generation and rights are still checked, since a genuine
 /// token may be stale, another process's or too weak.
+#[inline]
 pub fn check_genuine(
     slot: &TokenSlot,
     expected: &Binding,

@@ -36,6 +36,7 @@ impl<T: ?Sized> CpuArc<T> {
     }
 
     /// Runs `f` on this CPU's cell with interrupts off.
+    #[inline]
     fn with<R>(&self, f: impl FnOnce(&mut Option<Arc<T>>) -> R) -> R {
         let were = super::cpu::interrupts_enabled();
         super::cpu::disable_interrupts();
@@ -51,17 +52,20 @@ impl<T: ?Sized> CpuArc<T> {
     }
 
     /// A clone of this CPU's value.
+    #[inline]
     pub fn get(&self) -> Option<Arc<T>> {
         self.with(|c| c.clone())
     }
 
     /// Whether this CPU's cell holds a value.
+    #[inline]
     pub fn is_some(&self) -> bool {
         self.with(|c| c.is_some())
     }
 
     /// Puts `v` in this CPU's cell; returns what was there (the caller drops it, after
     /// the cell is let go).
+    #[inline]
     pub fn replace(&self, v: Option<Arc<T>>) -> Option<Arc<T>> {
         self.with(|c| core::mem::replace(c, v))
     }
