@@ -270,12 +270,23 @@ pub static SCHEDULE_DELAY: AtomicU32 = AtomicU32::new(0);
 
 /// Picks the next thread for this CPU and switches to it. Interrupts must be off.
 fn schedule() {
+    test_delay();
+    schedule_with(SCHED.pick_next(this_cpu()));
+}
+
+/// Test mode: the spin of `SCHEDULE_DELAY` before a pick.
+fn test_delay() {
     #[cfg(feature = "ktest")]
     for _ in 0..SCHEDULE_DELAY.load(Ordering::Relaxed) {
         core::hint::spin_loop();
     }
+}
+
+/// `schedule` once the scheduler has picked `picked` (its `pick_next`, or a yield's
+/// `yield_next`).
+fn schedule_with(picked: Option<zen_sched::TaskId>) {
     let cpu = this_cpu();
-    let mut next = match SCHED.pick_next(cpu).and_then(lookup) {
+    let mut next = match picked.and_then(lookup) {
         Some(t) => t,
         None => CPUS[cpu].idle.lock().clone().expect("no idle thread"),
     };
@@ -354,12 +365,10 @@ pub fn yield_now() {
         let cpu = this_cpu();
         let ran = cpu::rdtsc().saturating_sub(CPUS[cpu].picked_at.load(Ordering::Relaxed));
         let per_tick = (apic::tsc_hz() / crate::TIMER_HZ as u64).max(1);
-        SCHED.charge(
-            cpu,
-            ((ran * zen_sched::QUANTUM as u64) / per_tick).clamp(1, zen_sched::QUANTUM as u64)
-                as u32,
-        );
-        schedule();
+        let units = ((ran * zen_sched::QUANTUM as u64) / per_tick)
+            .clamp(1, zen_sched::QUANTUM as u64) as u32;
+        test_delay();
+        schedule_with(SCHED.yield_next(cpu, units));
     })
 }
 

@@ -142,6 +142,17 @@ impl<const CPUS: usize, const CAP: usize> Scheduler<CPUS, CAP> {
         self.with(cpu, |q| q.pick()).or_else(|| self.steal_for(cpu))
     }
 
+    /// A voluntary yield on `cpu`: charges the running task `units` (as
+    /// [`charge`](Self::charge)) and picks the next task (as
+    /// [`pick_next`](Self::pick_next)), under one lock.
+    pub fn yield_next(&self, cpu: usize, units: u32) -> Option<TaskId> {
+        self.with(cpu, |q| {
+            q.charge(units);
+            q.pick()
+        })
+        .or_else(|| self.steal_for(cpu))
+    }
+
     /// The timer tick on `cpu`: charges the running task a full quantum; `true` means
     /// call `pick_next` now.
     pub fn tick(&self, cpu: usize) -> bool {

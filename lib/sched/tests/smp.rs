@@ -266,3 +266,35 @@ fn real_threads_driving_cpus_lose_and_duplicate_nothing() {
     }
     assert_eq!(ids, (0..TASKS).collect());
 }
+
+#[test]
+fn yield_next_is_charge_then_pick_and_hand_off_keeps_every_task_once() {
+    // The same history through yield_next and through charge + pick_next gives the
+    // same choices: a yield is one lock, not a different policy.
+    let (a, b) = (Scheduler::<2, 8>::new(), Scheduler::<2, 8>::new());
+    for s in [&a, &b] {
+        s.enqueue(0, TaskDesc::stride(0, 1)).unwrap();
+        s.enqueue(0, TaskDesc::stride(1, 3)).unwrap();
+        s.enqueue(0, TaskDesc::stride(2, 2)).unwrap();
+        s.pick_next(0);
+    }
+    for units in [1, 700, 5, 1024, 33, 1, 1, 900] {
+        let x = a.yield_next(0, units);
+        b.charge(0, units);
+        assert_eq!(x, b.pick_next(0));
+    }
+    // A hand-off on CPU 0 to a blocked task: it runs, the caller leaves, nothing is
+    // lost or doubled; pinned elsewhere, it is refused and nothing changes.
+    let before = all_tasks(&a);
+    let blocked = a.block_current(0).unwrap();
+    let runner = a.pick_next(0).unwrap();
+    let out = a.hand_off(0, blocked).unwrap();
+    assert_eq!(out.id(), runner);
+    assert_eq!(a.current(0), Some(blocked.id()));
+    let mut now = all_tasks(&a);
+    now.insert(out.id());
+    assert_eq!(now, before);
+    let pinned = TaskDesc::stride(7, 1).pinned(1);
+    assert!(a.hand_off(0, pinned).is_err());
+    assert_eq!(a.current(0), Some(blocked.id()));
+}
