@@ -314,22 +314,21 @@ fn peer(arg: &str) -> i32 {
     }
 }
 
-/// `peer` for `serve`: answers each MSG-byte request with itself by `reply_recv`
-/// (the answer and the wait for the next request in one system call); anything else
-/// ends it with 0.
+/// `peer` for `serve`: answers each MSG-byte request with itself through
+/// `Channel::serve` (the answer and the wait for the next request in one system
+/// call); anything else ends it with 0.
 fn serve(ch: &mut Channel) -> i32 {
-    let mut req = [0u8; MSG];
-    let Ok(mut n) = ch.recv(&mut req) else {
-        return 11;
-    };
-    while n == MSG {
-        let answer = req;
-        match ch.reply_recv(&answer, &mut req) {
-            Ok(m) => n = m,
-            Err(_) => return 12,
-        }
+    let r = ch.serve(|req, reply| {
+        (req.len() == MSG).then(|| {
+            reply[..MSG].copy_from_slice(req);
+            MSG
+        })
+    });
+    if r.is_ok() {
+        0
+    } else {
+        12
     }
-    0
 }
 
 /// Sends the count back and restarts it.

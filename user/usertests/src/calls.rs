@@ -152,18 +152,19 @@ pub fn child(mode: &str, num: Option<usize>) -> Option<i32> {
             let Ok(mut ch) = Channel::attach(Cap(0)) else {
                 return Some(10);
             };
-            let mut req = [0u8; 128];
-            let Ok(mut n) = ch.recv(&mut req) else {
-                return Some(11);
-            };
-            while &req[..n] != b"quit" {
-                let answer = answer_to(&req[..n]);
-                match ch.reply_recv(&answer, &mut req) {
-                    Ok(m) => n = m,
-                    Err(_) => return Some(12),
+            let r = ch.serve(|req, reply| {
+                if req == b"quit" {
+                    return None;
                 }
+                let a = answer_to(req);
+                reply[..a.len()].copy_from_slice(&a);
+                Some(a.len())
+            });
+            if r.is_ok() {
+                0
+            } else {
+                12
             }
-            0
         }
         // msg_call with the token we were given must be Denied, raw and through
         // zen-std (which must not publish first).

@@ -260,6 +260,26 @@ impl Channel {
         self.exchange(reply, buf)
     }
 
+    /// A server's loop: waits for a request, has `answer` write the reply (its length
+    /// back, or `None` to stop) and sends it while waiting for the next request, in
+    /// one system call per turn ([`reply_recv`](Self::reply_recv)). Requests and
+    /// replies are at most `SLOT_PAYLOAD` bytes. Returns when `answer` says stop.
+    pub fn serve(
+        &mut self,
+        mut answer: impl FnMut(&[u8], &mut [u8]) -> Option<usize>,
+    ) -> Result<()> {
+        let mut req = [0u8; SLOT_PAYLOAD];
+        let mut reply = [0u8; SLOT_PAYLOAD];
+        let mut n = self.recv(&mut req)?;
+        loop {
+            let Some(len) = answer(&req[..n.min(SLOT_PAYLOAD)], &mut reply) else {
+                return Ok(());
+            };
+            let len = len.min(SLOT_PAYLOAD);
+            n = self.reply_recv(&reply[..len], &mut req)?;
+        }
+    }
+
     fn exchange(&mut self, msg: &[u8], buf: &mut [u8]) -> Result<usize> {
         // An end that cannot receive could never see the answer: refused before
         // anything is sent.
