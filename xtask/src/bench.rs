@@ -408,7 +408,20 @@ fn ipc(ctx: &mut Ctx) -> Result<Vec<Row>> {
 
     let name = "64-byte round trip between two processes, 1 CPU";
     let (trip, note) = repeated(ctx, name, &one, "roundtrip")?;
-    rows.push(row(name, trip, "instr/trip", note));
+    rows.push(row(
+        name,
+        trip,
+        "instr/trip",
+        note + "; Channel::call / reply_recv: one msg_call per side, a direct switch each way",
+    ));
+    let name = "the same round trip through the rings' send and recv, 1 CPU";
+    let (rings, note) = repeated(ctx, name, &one, "roundtrip_rings")?;
+    rows.push(row(
+        name,
+        rings,
+        "instr/trip",
+        note + "; two system calls per side, through the run queue",
+    ));
     for (key, what) in [
         ("pipe_roundtrip", "pipe"),
         ("unix_roundtrip", "unix socket"),
@@ -424,6 +437,14 @@ fn ipc(ctx: &mut Ctx) -> Result<Vec<Row>> {
     rows.push(row(
         name,
         trip2,
+        "instr/trip",
+        format!("{note}; Channel::call; {TWO_CPU_NOTE}"),
+    ));
+    let name = "the same through the rings' send and recv, 2 CPUs";
+    let (rings2, note) = repeated(ctx, name, &two, "roundtrip_rings_cross")?;
+    rows.push(row(
+        name,
+        rings2,
         "instr/trip",
         format!("{note}; {TWO_CPU_NOTE}"),
     ));
