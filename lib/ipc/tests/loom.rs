@@ -1,4 +1,6 @@
-//! Loom model checks of the ring protocol: one producer thread, one consumer thread.
+//! Loom model checks of the ring protocol: one producer thread, one consumer thread;
+//! and request/reply through `msg_call` on a pair of rings, with the kernel's hand-off
+//! order (`calls_never_lose_a_wakeup`).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p zen-ipc --release --test loom`.
 //!
@@ -159,5 +161,117 @@ fn wakeups_never_lost() {
         });
         prod.join().unwrap();
         cons.join().unwrap();
+    });
+}
+
+/// The kernel side of `msg_call` on the ring pair (`tx` we produce, `rx` we consume),
+/// as the kernel runs it: the consumer of `tx` is taken out of its queue if it sleeps
+/// (whatever its flag said; `wake_all_handing_off`) but not yet run; then we register
+/// on `rx` if its head still equals `seen`; only then does the taken peer run (the
+/// direct switch, or its wake-up), and we sleep. A peer must not be able to answer
+/// before we are registered and be missed, and must never be left taken but not run.
+fn kernel_call(tx: &Ring, rx: &Ring, seen: u32) {
+    let taken = {
+        let mut g = tx.lock.lock().unwrap();
+        let t = g[Side::Consumer as usize];
+        if t {
+            g[Side::Consumer as usize] = false;
+            kernel_woke(tx.hdr.words(), Side::Consumer);
+        }
+        t
+    };
+    let mut g = rx.lock.lock().unwrap();
+    let sleep = consumer_may_sleep(rx.hdr.words(), seen);
+    if sleep {
+        g[Side::Consumer as usize] = true;
+    }
+    if taken {
+        // The hand-off: the peer runs now (it takes tx's lock to look at its flag).
+        let _peer = tx.lock.lock().unwrap();
+        tx.cv.notify_all();
+    }
+    if sleep {
+        while g[Side::Consumer as usize] {
+            g = rx.cv.wait(g).unwrap();
+        }
+    }
+}
+
+/// `msg_recv` for `call`'s model: sleeps until a waker takes us out of the queue.
+fn kernel_recv(r: &Ring, seen: u32) {
+    let mut g = r.lock.lock().unwrap();
+    if consumer_may_sleep(r.hdr.words(), seen) {
+        g[Side::Consumer as usize] = true;
+        while g[Side::Consumer as usize] {
+            g = r.cv.wait(g).unwrap();
+        }
+    }
+}
+
+/// zen-std's `exchange`: publish `out` on `tx`, then the answer from `rx` into `buf`,
+/// trapping once (`kernel_call`) for the wake and the wait when it must sleep.
+fn exchange(
+    p: &mut Producer<'_>,
+    c: &mut Consumer<'_>,
+    tx: &Ring,
+    rx: &Ring,
+    out: &[u8; 16],
+) -> [u8; 16] {
+    let mut wake = Some(p.send(out).unwrap().expect("room: strict alternation"));
+    let mut buf = [0u8; 16];
+    loop {
+        if let Some((len, _)) = c.recv(&mut buf).unwrap() {
+            assert_eq!(len, 16);
+            if wake == Some(Wakeup::Needed) {
+                tx.wake(Side::Consumer, Wakeup::Needed);
+            }
+            return buf;
+        }
+        if let zen_ipc::Wait::Sleep(head) = c.prepare_wait().unwrap() {
+            match wake.take() {
+                Some(_) => kernel_call(tx, rx, head),
+                None => kernel_recv(rx, head),
+            }
+            c.end_wait();
+        }
+    }
+}
+
+/// Request and reply through `msg_call` on both sides (the client's call, the server's
+/// reply-and-wait), with the kernel's hand-off order: every request is answered once,
+/// in order, and no wake-up is lost (a lost one leaves both asleep: a deadlock).
+#[test]
+fn calls_never_lose_a_wakeup() {
+    const N: u64 = 2;
+    model(|| {
+        let (req, rep) = (Ring::new(1), Ring::new(1));
+        let (rq, rp) = (Arc::clone(&req), Arc::clone(&rep));
+        let client = thread::spawn(move || {
+            let mut p = Producer::new(rq.hdr.words(), &rq.slots).unwrap();
+            let mut c = Consumer::new(rp.hdr.words(), &rp.slots).unwrap();
+            for i in 1..=N {
+                let answer = exchange(&mut p, &mut c, &rq, &rp, &msg(i));
+                check(&answer, 16, i + 100);
+            }
+        });
+        let (rq, rp) = (Arc::clone(&req), Arc::clone(&rep));
+        let server = thread::spawn(move || {
+            let mut c = Consumer::new(rq.hdr.words(), &rq.slots).unwrap();
+            let mut p = Producer::new(rp.hdr.words(), &rp.slots).unwrap();
+            let mut buf = [0u8; 16];
+            c.wait_readable(|h| kernel_recv(&rq, h)).unwrap();
+            let (len, _) = c.recv(&mut buf).unwrap().expect("a request");
+            check(&buf, len, 1);
+            for i in 1..N {
+                // Reply to request i and wait for request i + 1 in one call.
+                let next = exchange(&mut p, &mut c, &rp, &rq, &msg(i + 100));
+                check(&next, 16, i + 1);
+            }
+            // The last reply is a plain send: no request follows.
+            let w = p.send(&msg(N + 100)).unwrap().expect("room");
+            rp.wake(Side::Consumer, w);
+        });
+        client.join().unwrap();
+        server.join().unwrap();
     });
 }
