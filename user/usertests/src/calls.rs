@@ -183,10 +183,14 @@ pub fn child(mode: &str, num: Option<usize>) -> Option<i32> {
             Err(_) => 10,
         },
         // Calls and is never answered: ends killed, or with 0 when the call says Denied.
+        // It waits first, so that the parent is asleep in poll every time: the same
+        // wait queues are used in every run (a queue's first sleeper allocates its list
+        // for the channel's life, which a leak check must not count).
         "call-forever" => {
             let Ok(mut ch) = Channel::attach(Cap(0)) else {
                 return Some(10);
             };
+            time::sleep_ms(30);
             let mut buf = [0u8; 8];
             match ch.call(b"request", &mut buf) {
                 Err(Error::Denied) => 0,
