@@ -180,7 +180,15 @@ const BOOT_SMP: &[u32] = &[1, 2];
 const BOOT_FIGURES: &[(&str, &str)] = &[
     ("entry_to_ready", "kernel entry -> ready"),
     ("stub_to_ready", "stub start -> ready"),
+    ("k_mm", "kernel step: entry -> tables, frames, heap"),
+    ("k_banner", "kernel step: framebuffer banner"),
+    ("k_acpi", "kernel step: ACPI tables"),
+    ("k_clock", "kernel step: TSC and APIC timer rates"),
+    ("k_smp", "kernel step: starting the other CPUs"),
 ];
+/// The rate `-icount shift=0` gives the TSC: one tick per instruction, one instruction
+/// per virtual nanosecond.
+const ICOUNT_TSC_HZ: u64 = 1_000_000_000;
 /// Figures that include disk I/O (see BOOT_FIGURES): their runs may differ this much
 /// (relative) without a warning. Measured: 0.02% on one CPU, 0.16% on two (OVMF's idle
 /// second CPU spins while the first waits for the disk, and under `-icount` every CPU's
@@ -199,7 +207,13 @@ fn boot(ctx: &mut Ctx) -> Result<Vec<Row>> {
     )?;
     let mut rows = Vec::new();
     for smp in BOOT_SMP {
+        // The kernel's line naming the TSC's source, e.g. `zen: tsc 1000.0 MHz (ACPI PM
+        // timer, 250 us)`.
+        let tsc_line = std::cell::RefCell::new(String::new());
         let runs = zen_runs(&esp, &format!("bench-boot-smp{smp}"), *smp, |l| {
+            if let Some(i) = l.find("zen: tsc ") {
+                *tsc_line.borrow_mut() = l[i + 5..].trim().to_string();
+            }
             l.contains(BENCH_PREFIX)
         })?;
         let cpus = if *smp == 1 { "CPU" } else { "CPUs" };
@@ -218,6 +232,19 @@ fn boot(ctx: &mut Ctx) -> Result<Vec<Row>> {
                 note,
             });
         }
+        let name = format!("TSC rate found, {smp} {cpus}");
+        let (hz, note) = repeated(ctx, &name, &runs, "tsc_hz")?;
+        rows.push(Row {
+            suite: "boot",
+            name,
+            value: hz as f64,
+            unit: "Hz",
+            note: format!(
+                "{}; error {:+} ppm against the exact 1 GHz of -icount shift=0; {note}",
+                tsc_line.borrow(),
+                zen_clock::error_ppm(hz, ICOUNT_TSC_HZ)
+            ),
+        });
     }
     Ok(rows)
 }

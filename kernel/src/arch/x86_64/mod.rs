@@ -2,6 +2,7 @@
 
 pub mod acpi;
 pub mod apic;
+pub mod clock;
 pub mod cpu;
 mod entry;
 pub use entry::memory_map;
