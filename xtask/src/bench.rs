@@ -163,9 +163,14 @@ fn sizes(ctx: &mut Ctx) -> Result<Vec<Row>> {
         row("zenos.bin", len(&a.zenos_bin)?),
         row("UEFI stub (.efi)", len(&a.stub)?),
         row(
-            "boot archive (user programs, inside the kernel)",
+            "boot archive (init, shell: after the kernel in zenos.bin)",
             len(&a.archive)?,
         ),
+        row(
+            "test boot archive (also usertests, ipcbench: zenos-test.bin)",
+            len(&a.test_archive)?,
+        ),
+        row("zenos-test.bin", len(&a.zenos_test_bin)?),
     ])
 }
 
@@ -387,7 +392,7 @@ fn ipc(ctx: &mut Ctx) -> Result<Vec<Row>> {
         &target().join("esp-bench-ipc"),
         &EspContents {
             stub: &a.stub,
-            zenos_bin: &read(&a.zenos_bin)?,
+            zenos_bin: &read(&a.zenos_test_bin)?,
             cmdline: Some("init=ipcbench"),
         },
     )?;

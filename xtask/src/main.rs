@@ -41,7 +41,7 @@ fn usage() -> &'static str {
 
 verbs:
   build                 build the kernel (normal and test mode), zenos.bin and the UEFI stub
-  image [--test] [--cmdline STR]
+  image [--test] [--test-programs] [--cmdline STR]
                         write the disk image target/zenos.img (target/zenos-test.img with
                         the test-mode kernel): GPT, BIOS stub, FAT32 ESP, TagFS root; it
                         boots under BIOS and UEFI and can be written to a USB stick (dd)
@@ -56,6 +56,8 @@ verbs:
       --release         release-profile kernel (the default)
       --debug           dev-profile kernel (debug assertions, slower)
       --test            boot the test-mode kernel
+      --test-programs   boot zenos-test.bin: usertests and ipcbench in the boot archive
+                        too (implied by a --cmdline with init=usertests or init=ipcbench)
       --cmdline STR     write STR to cmdline.txt on the ESP
       --kvm             use KVM (TCG by default: nested KVM hangs 64-bit guests here)
   test                  host tests, then the QEMU suites; ends with `N passed, N failed`
@@ -75,6 +77,8 @@ struct RunOpts {
     mem: String,
     release: bool,
     test: bool,
+    /// Boot `zenos-test.bin` (the test programs in the boot archive too).
+    test_programs: bool,
     kvm: bool,
     cmdline: Option<String>,
     firmware: Fw,
@@ -96,6 +100,7 @@ impl Default for RunOpts {
             mem: "256M".into(),
             release: true,
             test: false,
+            test_programs: false,
             kvm: false,
             cmdline: None,
             firmware: Fw::Uefi,
@@ -119,6 +124,7 @@ fn parse_run(args: &[String]) -> Result<RunOpts> {
             "--release" => o.release = true,
             "--debug" => o.release = false,
             "--test" => o.test = true,
+            "--test-programs" => o.test_programs = true,
             "--kvm" => o.kvm = true,
             "--cmdline" => o.cmdline = Some(value("--cmdline")?),
             "--uefi" => o.firmware = Fw::Uefi,
@@ -153,6 +159,9 @@ fn image(o: &RunOpts) -> Result<std::path::PathBuf> {
     setup::ensure()?;
     let kernel = if o.test { Kernel::Test } else { Kernel::Normal };
     let a = build::build_with(kernel, o.release)?;
+    // The test programs only when asked for, or when the command line boots one.
+    let with_tests =
+        o.test_programs || o.cmdline.as_deref().is_some_and(build::names_test_program);
     let bios = disk::bios_stub()?;
     let path = util::target().join(if o.test {
         "zenos-test.img"
@@ -164,7 +173,11 @@ fn image(o: &RunOpts) -> Result<std::path::PathBuf> {
         &disk::Contents {
             bios_stub: &bios,
             uefi_stub: &util::read(&a.stub)?,
-            zenos_bin: &util::read(&a.zenos_bin)?,
+            zenos_bin: &util::read(if with_tests {
+                &a.zenos_test_bin
+            } else {
+                &a.zenos_bin
+            })?,
             cmdline: o.cmdline.as_deref(),
         },
     )?;
@@ -205,10 +218,11 @@ fn main() -> ExitCode {
         "image" => parse_run(rest).and_then(|o| {
             if o != (RunOpts {
                 test: o.test,
+                test_programs: o.test_programs,
                 cmdline: o.cmdline.clone(),
                 ..RunOpts::default()
             }) {
-                return Err("image takes only --test and --cmdline".into());
+                return Err("image takes only --test, --test-programs and --cmdline".into());
             }
             image(&o)?;
             Ok(ExitCode::SUCCESS)
@@ -298,6 +312,7 @@ mod tests {
                 mem: "1G".into(),
                 release: false,
                 test: false,
+                test_programs: false,
                 kvm: true,
                 cmdline: Some("x".into()),
                 firmware: Fw::Uefi,

@@ -5,7 +5,7 @@ pub mod apic;
 pub mod clock;
 pub mod cpu;
 mod entry;
-pub use entry::memory_map;
+pub use entry::{boot_archive, memory_map};
 pub mod fpu;
 mod gdt;
 pub mod heap;
