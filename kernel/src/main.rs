@@ -112,11 +112,12 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         let ready = arch::cpu::rdtsc();
         kprintln!("zen: ready");
         kprintln!(
-            "zen: bench entry_to_ready={} stub_to_ready={} tsc_hz={}{}",
+            "zen: bench entry_to_ready={} stub_to_ready={} tsc_hz={}{}{}",
             ready - entry_tsc,
             ready.saturating_sub(boot.stub_start_tsc),
             cal.tsc_hz,
-            marks
+            marks,
+            StubSteps(boot, entry_tsc)
         );
         if boot.cmdline().split_whitespace().any(|w| w == "bench") {
             task::spawn(task::Options::new("bench"), bench::run)
@@ -162,6 +163,26 @@ impl core::fmt::Display for Marks {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         for (name, cycles) in &self.steps[..self.n] {
             write!(f, " {name}={cycles}")?;
+        }
+        Ok(())
+    }
+}
+
+/// ` name=cycles` for each step the stub measured (`BootInfo::stub_steps`), and
+/// `stub_handoff` from its last step to kernel entry. Steps out of order (a stub that
+/// measures nothing, or a TSC that went backwards) are left out.
+struct StubSteps<'a>(&'a BootInfo, u64);
+
+impl core::fmt::Display for StubSteps<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut last = self.0.stub_start_tsc;
+        let ends = self.0.stub_steps.iter().copied().chain([self.1]);
+        let names = zen_abi::boot::STUB_STEPS.iter().chain(&["stub_handoff"]);
+        for (name, end) in names.zip(ends) {
+            if last != 0 && end >= last {
+                write!(f, " {name}={}", end - last)?;
+                last = end;
+            }
         }
         Ok(())
     }
