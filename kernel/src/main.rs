@@ -155,7 +155,6 @@ impl Marks {
         }
         self.last = now;
     }
-
 }
 
 /// ` name=cycles` for each step, for the end of the `zen: bench` line.

@@ -245,7 +245,10 @@ mod tests {
         let a = archive(&[("init", b"\x7fELF".to_vec())]).unwrap();
         let image = with_archive(&flat, &a);
         assert_eq!(&image[..5000], &flat.image[..]);
-        assert!(image[5000..3 * 4096].iter().all(|&b| b == 0), ".bss is zeros");
+        assert!(
+            image[5000..3 * 4096].iter().all(|&b| b == 0),
+            ".bss is zeros"
+        );
         let parsed = zen_abi::archive::Archive::parse(&image[3 * 4096..]).unwrap();
         assert_eq!(parsed.find("init"), Some(&b"\x7fELF"[..]));
     }

@@ -160,8 +160,7 @@ fn image(o: &RunOpts) -> Result<std::path::PathBuf> {
     let kernel = if o.test { Kernel::Test } else { Kernel::Normal };
     let a = build::build_with(kernel, o.release)?;
     // The test programs only when asked for, or when the command line boots one.
-    let with_tests =
-        o.test_programs || o.cmdline.as_deref().is_some_and(build::names_test_program);
+    let with_tests = o.test_programs || o.cmdline.as_deref().is_some_and(build::names_test_program);
     let bios = disk::bios_stub()?;
     let path = util::target().join(if o.test {
         "zenos-test.img"

@@ -126,7 +126,10 @@ pub fn clock_sources_agree() -> TestResult {
                 break;
             }
         }
-        check(agreed, "a reference clock disagrees with the boot's TSC rate by 2%")?;
+        check(
+            agreed,
+            "a reference clock disagrees with the boot's TSC rate by 2%",
+        )?;
     }
     Ok(())
 }

@@ -162,7 +162,11 @@ impl<'a> FrameBitmap<'a> {
         while f < end {
             let (w, bit) = ((f / 64) as usize, f % 64);
             let n = (64 - bit).min(end - f);
-            let mask = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << bit };
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << bit
+            };
             let word = &mut self.bits[w];
             if free {
                 changed += (!*word & mask).count_ones() as u64;

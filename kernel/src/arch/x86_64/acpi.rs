@@ -89,17 +89,14 @@ fn parse(rsdp: u64) -> Result<Platform, &'static str> {
             _ => {}
         }
     }
-    let pm_timer = tables
-        .find_table::<Fadt>()
-        .ok()
-        .and_then(|fadt| {
-            let wide = { fadt.flags }.pm_timer_is_32_bit();
-            let block = fadt.pm_timer_block().ok().flatten()?;
-            // Only a port-I/O timer: a memory-mapped one would be one more MMIO
-            // address to trust, and every PC's is a port.
-            let port = u16::try_from(block.address).ok()?;
-            (block.address_space == AddressSpace::SystemIo && port != 0).then_some((port, wide))
-        });
+    let pm_timer = tables.find_table::<Fadt>().ok().and_then(|fadt| {
+        let wide = { fadt.flags }.pm_timer_is_32_bit();
+        let block = fadt.pm_timer_block().ok().flatten()?;
+        // Only a port-I/O timer: a memory-mapped one would be one more MMIO
+        // address to trust, and every PC's is a port.
+        let port = u16::try_from(block.address).ok()?;
+        (block.address_space == AddressSpace::SystemIo && port != 0).then_some((port, wide))
+    });
     Ok(Platform {
         cpus,
         pm_timer,

@@ -100,7 +100,10 @@ pub fn init(hz: u32, first: Option<zen_clock::Source>) -> super::clock::Calibrat
 pub fn arm_deadline_us(us: u64) {
     let per_us = PER_TICK.load(Ordering::Relaxed) * RATE_HZ.load(Ordering::Relaxed) / 1_000_000;
     write(REG_LVT_TIMER, TIMER_VECTOR as u32);
-    write(REG_TIMER_INIT, (per_us.max(1) * us).min(u32::MAX as u64) as u32);
+    write(
+        REG_TIMER_INIT,
+        (per_us.max(1) * us).min(u32::MAX as u64) as u32,
+    );
 }
 
 /// Starts the boot CPU's periodic timer at the rate [`init`] measured (after the other

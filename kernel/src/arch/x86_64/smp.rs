@@ -139,7 +139,11 @@ fn init_delay_us() -> u64 {
     #[allow(unused_unsafe)]
     let eax = unsafe { core::arch::x86_64::__cpuid(1) }.eax;
     let family = (eax >> 8) & 0xf;
-    let family = if family == 0xf { family + ((eax >> 20) & 0xff) } else { family };
+    let family = if family == 0xf {
+        family + ((eax >> 20) & 0xff)
+    } else {
+        family
+    };
     if family >= 6 {
         10
     } else {
