@@ -79,10 +79,11 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
             kprintln!("zen: tsc {}.{} MHz ({})", mhz, tenths, cal.source.name())
         }
         s => kprintln!(
-            "zen: tsc {}.{} MHz ({}, {} us)",
+            "zen: tsc {}.{} MHz ({}, median of {} x {} us)",
             mhz,
             tenths,
             s.name(),
+            arch::clock::WINDOWS,
             arch::clock::WINDOW_US
         ),
     }

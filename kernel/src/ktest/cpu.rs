@@ -118,9 +118,9 @@ pub fn clock_sources_agree() -> TestResult {
             cpu::disable_interrupts();
             let found = clock::measure(source, &|| 0);
             cpu::enable_interrupts();
-            let Some(found) = found else {
-                return Err("a reference clock of q35 did not answer");
-            };
+            // No answer counts as a failed try: a descheduled host thread can make a
+            // window outlast the give-up limit.
+            let Some(found) = found else { continue };
             if zen_clock::error_ppm(found.tsc_hz, want).abs() < 20_000 {
                 agreed = true;
                 break;
@@ -128,7 +128,7 @@ pub fn clock_sources_agree() -> TestResult {
         }
         check(
             agreed,
-            "a reference clock disagrees with the boot's TSC rate by 2%",
+            "a reference clock of q35 is missing or disagrees with the boot's TSC rate by 2%",
         )?;
     }
     Ok(())
