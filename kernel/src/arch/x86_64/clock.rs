@@ -61,20 +61,19 @@ fn cpuid_leaves() -> zen_clock::Cpuid {
     }
 }
 
-/// [`window`] `WINDOWS` times: the fewest TSC cycles and, separately, the smallest
-/// APIC count (each read can be delayed on its own, and a delay only adds).
+/// [`window`] `WINDOWS` times: the shortest by TSC cycles (with its APIC count).
 fn best_window(
     now: impl Fn() -> u64,
     elapsed: impl Fn(u64, u64) -> u64,
     ticks: u64,
     apic_now: &dyn Fn() -> u32,
 ) -> Option<(u64, u64)> {
-    let (mut tsc, mut apic) = (u64::MAX, u64::MAX);
-    for _ in 0..WINDOWS {
-        let (t, a) = window(&now, &elapsed, ticks, apic_now)?;
-        (tsc, apic) = (tsc.min(t), apic.min(a));
+    let mut w = [(0, 0); WINDOWS];
+    for s in &mut w {
+        *s = window(&now, &elapsed, ticks, apic_now)?;
     }
-    Some((tsc, apic))
+    w.sort_unstable();
+    Some(w[0])
 }
 
 /// Counts TSC cycles and APIC timer counts over `ticks` ticks of a reference read by
