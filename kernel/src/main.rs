@@ -79,7 +79,7 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
             kprintln!("zen: tsc {}.{} MHz ({})", mhz, tenths, cal.source.name())
         }
         s => kprintln!(
-            "zen: tsc {}.{} MHz ({}, best of {} x {} us)",
+            "zen: tsc {}.{} MHz ({}, median of {} x {} us)",
             mhz,
             tenths,
             s.name(),

@@ -1,7 +1,7 @@
 //! Finding the TSC's rate (and, in the same window, the local APIC timer's).
 //!
 //! In order: CPUID leaves 0x15/0x16 (no waiting at all), else counting TSC cycles over
-//! 50 µs windows (three, the shortest kept) of a reference clock: the ACPI PM timer, the HPET, or PIT channel
+//! 250 µs windows (three, the median kept) of a reference clock: the ACPI PM timer, the HPET, or PIT channel
 //! 2 when the firmware reports neither. Both ends of the window are aligned to a tick
 //! of the reference (the count is read until it changes), so the window is a whole
 //! number of ticks and the error is only the polling loop's few instructions, however
@@ -15,13 +15,12 @@ use zen_clock::{Source, PIT_HZ, PM_TIMER_HZ};
 
 use super::cpu::rdtsc;
 
-/// The calibration window: with both ends on a tick edge, long enough for an error of
-/// tens of ppm (the polling loop's few instructions against 50,000).
-pub const WINDOW_US: u64 = 50;
-/// Windows measured, the shortest kept: an interrupt, an SMI or a host descheduling
-/// the (virtual) CPU inside a window can only make it longer, which would make the TSC
-/// seem faster and the APIC timer's ticks too long. Seen with one window under a
-/// loaded host with TCG: a 100 Hz timer ticking at 65 Hz.
+/// The calibration window: long enough for an error of tens of ppm.
+pub const WINDOW_US: u64 = 250;
+/// Windows measured, the median kept: an interrupt, an SMI or a host descheduling the
+/// (virtual) CPU inside one window makes that one too long, which would make the TSC
+/// seem faster and the APIC timer's ticks too long. Seen under a loaded host with TCG:
+/// a 100 Hz timer ticking at 65 Hz.
 pub const WINDOWS: usize = 3;
 /// TSC cycles after which a reference that has not finished its window is given up:
 /// 5 ms even at 20 GHz, far more than any real window takes.
@@ -61,8 +60,8 @@ fn cpuid_leaves() -> zen_clock::Cpuid {
     }
 }
 
-/// [`window`] `WINDOWS` times: the shortest by TSC cycles (with its APIC count).
-fn best_window(
+/// [`window`] `WINDOWS` times: the median by TSC cycles (with its APIC count).
+fn median_window(
     now: impl Fn() -> u64,
     elapsed: impl Fn(u64, u64) -> u64,
     ticks: u64,
@@ -73,7 +72,7 @@ fn best_window(
         *s = window(&now, &elapsed, ticks, apic_now)?;
     }
     w.sort_unstable();
-    Some(w[0])
+    Some(w[WINDOWS / 2])
 }
 
 /// Counts TSC cycles and APIC timer counts over `ticks` ticks of a reference read by
@@ -174,7 +173,7 @@ fn against(
     apic_now: &dyn Fn() -> u32,
 ) -> Option<Calibration> {
     let ticks = zen_clock::ticks_in(WINDOW_US, ref_hz);
-    let (tsc, apic) = best_window(now, elapsed, ticks, apic_now)?;
+    let (tsc, apic) = median_window(now, elapsed, ticks, apic_now)?;
     Some(Calibration {
         tsc_hz: zen_clock::tsc_rate(tsc, ticks, ref_hz)?,
         source,
@@ -192,7 +191,7 @@ pub fn measure(source: Source, apic_now: &dyn Fn() -> u32) -> Option<Calibration
             let (tsc_hz, source) = zen_clock::tsc_from_cpuid(&cpuid_leaves())?;
             // The APIC timer against the TSC, now that its rate is known.
             let cycles = tsc_hz / 1_000_000 * WINDOW_US;
-            let (tsc, apic) = best_window(rdtsc, |a, b| b.saturating_sub(a), cycles, apic_now)?;
+            let (tsc, apic) = median_window(rdtsc, |a, b| b.saturating_sub(a), cycles, apic_now)?;
             Some(Calibration {
                 tsc_hz,
                 source,
