@@ -7,7 +7,7 @@
 /// "ZENBOOT\0", little-endian: checked first by the kernel.
 pub const BOOTINFO_MAGIC: u64 = u64::from_le_bytes(*b"ZENBOOT\0");
 /// Bumped on any layout change of [`BootInfo`] or the types it contains.
-pub const BOOTINFO_VERSION: u32 = 1;
+pub const BOOTINFO_VERSION: u32 = 2;
 
 /// Which firmware started the machine.
 #[repr(u32)]
@@ -148,17 +148,30 @@ pub struct BootInfo {
     /// TSC value when the stub started: lets the kernel report firmware hand-off to
     /// ready (an instruction count under QEMU `-icount`).
     pub stub_start_tsc: u64,
-    /// Physical address and size of the kernel image as loaded (flat image + .bss).
+    /// Physical address and size of the kernel image as loaded (flat image, .bss, and
+    /// the boot archive after it: see the kernel's `arch::boot_archive`).
     pub kernel_phys: u64,
     pub kernel_size: u64,
-    /// Physical address and length of the boot archive (the first user programs);
-    /// 0 and 0 if there is none.
-    pub boot_archive: u64,
-    pub boot_archive_len: u64,
+    /// The TSC at the end of each of the stub's steps ([`STUB_STEPS`]), 0 for a step
+    /// the stub does not measure: `cargo xtask bench` shows where the stub's time goes.
+    pub stub_steps: [u64; STUB_STEPS.len()],
     /// Kernel command line, NUL-padded UTF-8.
     pub cmdline: [u8; 128],
 }
-const _: () = assert!(core::mem::size_of::<BootInfo>() == 256);
+const _: () = assert!(core::mem::size_of::<BootInfo>() == 288);
+
+/// The stub's steps, in order, by the names the kernel reports them under (each from
+/// the end of the one before, the first from `stub_start_tsc`): firmware queries and
+/// allocations, reading zenos.bin, the ed25519 check, the SHA-512 check, LZ4, and the
+/// rest up to the jump (page tables, the memory map, ExitBootServices).
+pub const STUB_STEPS: [&str; 6] = [
+    "stub_setup",
+    "stub_read",
+    "stub_signature",
+    "stub_hash",
+    "stub_lz4",
+    "stub_exit",
+];
 
 impl BootInfo {
     /// The command line as text (up to the first NUL); empty if not UTF-8.
@@ -219,8 +232,7 @@ mod tests {
             stub_start_tsc: 0,
             kernel_phys: 0,
             kernel_size: 0,
-            boot_archive: 0,
-            boot_archive_len: 0,
+            stub_steps: [0; STUB_STEPS.len()],
             cmdline,
         };
         assert_eq!(bi.cmdline(), "test=heap");

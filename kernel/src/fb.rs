@@ -25,7 +25,7 @@ impl Canvas<'_> {
 
     fn clear(&mut self, rgb: u32) {
         let c = self.color(rgb);
-        self.px.fill(c);
+        crate::arch::phys::fill_pixels(self.px, c);
     }
 
     fn text(&mut self, x: usize, y: usize, scale: usize, rgb: u32, s: &str) {

@@ -58,21 +58,48 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         firmware,
         secure_boot
     );
+    let mut marks = Marks::new(entry_tsc);
     arch::init_boot_cpu();
     mm::init(boot);
+    marks.mark("k_mm");
     fb::banner(boot, firmware);
-    arch::apic::init(TIMER_HZ);
-    time::start(arch::apic::tsc_hz());
+    marks.mark("k_banner");
+    let acpi = arch::acpi::init(boot.rsdp);
+    marks.mark("k_acpi");
+    let first = boot
+        .cmdline()
+        .split_whitespace()
+        .find_map(|w| zen_clock::Source::parse(w.strip_prefix("clock=")?));
+    let cal = arch::apic::init(TIMER_HZ, first);
+    marks.mark("k_clock");
+    time::start(cal.tsc_hz);
+    let (mhz, tenths) = zen_clock::mhz_tenths(cal.tsc_hz);
+    match cal.source {
+        zen_clock::Source::Cpuid15 | zen_clock::Source::Cpuid16 | zen_clock::Source::Assumed => {
+            kprintln!("zen: tsc {}.{} MHz ({})", mhz, tenths, cal.source.name())
+        }
+        s => kprintln!(
+            "zen: tsc {}.{} MHz ({}, median of {} x {} us)",
+            mhz,
+            tenths,
+            s.name(),
+            arch::clock::WINDOWS,
+            arch::clock::WINDOW_US
+        ),
+    }
+    let smp = acpi.and_then(|_| arch::smp::start_aps(arch::memory_map(boot)));
+    arch::apic::start_timer();
     arch::cpu::enable_interrupts();
-    match arch::smp::start_aps(boot.rsdp, arch::memory_map(boot)) {
+    match smp {
         Ok(n) => kprintln!("zen: {} CPUs online", n + 1),
         Err(why) => kprintln!("zen: running on one CPU: {}", why),
     }
+    marks.mark("k_smp");
     kprintln!(
         "zen: {} MiB free, heap {} KiB, tsc {} MHz, timer {} Hz",
         (mm::free_frames() * 4096) >> 20,
         mm::heap_size() >> 10,
-        arch::apic::tsc_hz() / 1_000_000,
+        cal.tsc_hz / 1_000_000,
         TIMER_HZ
     );
 
@@ -86,9 +113,12 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         let ready = arch::cpu::rdtsc();
         kprintln!("zen: ready");
         kprintln!(
-            "zen: bench entry_to_ready={} stub_to_ready={}",
+            "zen: bench entry_to_ready={} stub_to_ready={} tsc_hz={}{}{}",
             ready - entry_tsc,
-            ready.saturating_sub(boot.stub_start_tsc)
+            ready.saturating_sub(boot.stub_start_tsc),
+            cal.tsc_hz,
+            marks,
+            StubSteps(boot, entry_tsc)
         );
         if boot.cmdline().split_whitespace().any(|w| w == "bench") {
             task::spawn(task::Options::new("bench"), bench::run)
@@ -98,6 +128,64 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         }
     }
     task::idle_loop()
+}
+
+/// TSC deltas between the steps of the boot, printed on the `zen: bench` line (for
+/// `cargo xtask bench --only boot`). Fixed room, so marking allocates nothing.
+struct Marks {
+    last: u64,
+    steps: [(&'static str, u64); 8],
+    n: usize,
+}
+
+impl Marks {
+    fn new(entry_tsc: u64) -> Self {
+        Self {
+            last: entry_tsc,
+            steps: [("", 0); 8],
+            n: 0,
+        }
+    }
+
+    /// Ends the step `name`, which began at the previous mark (or kernel entry).
+    fn mark(&mut self, name: &'static str) {
+        let now = arch::cpu::rdtsc();
+        if let Some(s) = self.steps.get_mut(self.n) {
+            *s = (name, now - self.last);
+            self.n += 1;
+        }
+        self.last = now;
+    }
+}
+
+/// ` name=cycles` for each step, for the end of the `zen: bench` line.
+impl core::fmt::Display for Marks {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (name, cycles) in &self.steps[..self.n] {
+            write!(f, " {name}={cycles}")?;
+        }
+        Ok(())
+    }
+}
+
+/// ` name=cycles` for each step the stub measured (`BootInfo::stub_steps`), and
+/// `stub_handoff` from its last step to kernel entry. Steps out of order (a stub that
+/// measures nothing, or a TSC that went backwards) are left out.
+struct StubSteps<'a>(&'a BootInfo, u64);
+
+impl core::fmt::Display for StubSteps<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut last = self.0.stub_start_tsc;
+        let ends = self.0.stub_steps.iter().copied().chain([self.1]);
+        let names = zen_abi::boot::STUB_STEPS.iter().chain(&["stub_handoff"]);
+        for (name, end) in names.zip(ends) {
+            if last != 0 && end >= last {
+                write!(f, " {name}={}", end - last)?;
+                last = end;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where every other CPU ends up once it is online.

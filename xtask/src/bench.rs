@@ -178,9 +178,14 @@ fn sizes(ctx: &mut Ctx) -> Result<Vec<Row>> {
         row("zenos.bin", len(&a.zenos_bin)?),
         row("UEFI stub (.efi)", len(&a.stub)?),
         row(
-            "boot archive (user programs, inside the kernel)",
+            "boot archive (init, shell: after the kernel in zenos.bin)",
             len(&a.archive)?,
         ),
+        row(
+            "test boot archive (also usertests, ipcbench: zenos-test.bin)",
+            len(&a.test_archive)?,
+        ),
+        row("zenos-test.bin", len(&a.zenos_test_bin)?),
     ])
 }
 
@@ -195,7 +200,42 @@ const BOOT_SMP: &[u32] = &[1, 2];
 const BOOT_FIGURES: &[(&str, &str)] = &[
     ("entry_to_ready", "kernel entry -> ready"),
     ("stub_to_ready", "stub start -> ready"),
+    ("k_mm", "kernel step: entry -> tables, frames, heap"),
+    ("k_banner", "kernel step: framebuffer banner"),
+    ("k_acpi", "kernel step: ACPI tables"),
+    ("k_clock", "kernel step: TSC and APIC timer rates"),
+    ("k_smp", "kernel step: starting the other CPUs"),
+    (
+        "stub_setup",
+        "UEFI stub step: firmware queries, allocations",
+    ),
+    (
+        "stub_read",
+        "UEFI stub step: reading zenos.bin (firmware file reads)",
+    ),
+    ("stub_signature", "UEFI stub step: ed25519 signature check"),
+    ("stub_hash", "UEFI stub step: SHA-512 of the payload"),
+    ("stub_lz4", "UEFI stub step: LZ4 decompression"),
+    (
+        "stub_exit",
+        "UEFI stub step: page tables, memory map, ExitBootServices",
+    ),
 ];
+/// The figures that include firmware work (disk reads, its timers): see BOOT_FIGURES.
+/// The kernel's clock step (so its entry -> ready) too, by up to one PM timer tick (279
+/// instructions): it waits for a tick edge, and where the boot falls between two edges
+/// depends on when the firmware's reads completed.
+const FIRMWARE_FIGURES: &[&str] = &[
+    "stub_to_ready",
+    "stub_setup",
+    "stub_read",
+    "stub_exit",
+    "entry_to_ready",
+    "k_clock",
+];
+/// The rate `-icount shift=0` gives the TSC: one tick per instruction, one instruction
+/// per virtual nanosecond.
+const ICOUNT_TSC_HZ: u64 = 1_000_000_000;
 /// Figures that include disk I/O (see BOOT_FIGURES): their runs may differ this much
 /// (relative) without a warning. Measured: 0.02% on one CPU, 0.16% on two (OVMF's idle
 /// second CPU spins while the first waits for the disk, and under `-icount` every CPU's
@@ -214,13 +254,19 @@ fn boot(ctx: &mut Ctx) -> Result<Vec<Row>> {
     )?;
     let mut rows = Vec::new();
     for smp in BOOT_SMP {
+        // The kernel's line naming the TSC's source, e.g. `zen: tsc 1000.0 MHz (ACPI PM
+        // timer, 250 us)`.
+        let tsc_line = std::cell::RefCell::new(String::new());
         let runs = zen_runs(&esp, &format!("bench-boot-smp{smp}"), *smp, |l| {
+            if let Some(i) = l.find("zen: tsc ") {
+                *tsc_line.borrow_mut() = l[i + 5..].trim().to_string();
+            }
             l.contains(BENCH_PREFIX)
         })?;
         let cpus = if *smp == 1 { "CPU" } else { "CPUs" };
         for (key, name) in BOOT_FIGURES {
             let name = format!("{name}, {smp} {cpus}");
-            let (first, note) = if *key == "stub_to_ready" {
+            let (first, note) = if FIRMWARE_FIGURES.contains(key) {
                 near(ctx, &name, &runs, key)?
             } else {
                 repeated(ctx, &name, &runs, key)?
@@ -233,6 +279,19 @@ fn boot(ctx: &mut Ctx) -> Result<Vec<Row>> {
                 note,
             });
         }
+        let name = format!("TSC rate found, {smp} {cpus}");
+        let (hz, note) = repeated(ctx, &name, &runs, "tsc_hz")?;
+        rows.push(Row {
+            suite: "boot",
+            name,
+            value: hz as f64,
+            unit: "Hz",
+            note: format!(
+                "{}; error {:+} ppm against the exact 1 GHz of -icount shift=0; {note}",
+                tsc_line.borrow(),
+                zen_clock::error_ppm(hz, ICOUNT_TSC_HZ)
+            ),
+        });
     }
     Ok(rows)
 }
@@ -305,7 +364,7 @@ fn near(
         format!("identical in {} runs", vals.len())
     } else {
         format!(
-            "{} runs within {} instructions (includes disk reads)",
+            "{} runs within {} instructions (firmware timing)",
             vals.len(),
             hi - lo
         )
@@ -375,7 +434,7 @@ fn ipc(ctx: &mut Ctx) -> Result<Vec<Row>> {
         &target().join("esp-bench-ipc"),
         &EspContents {
             stub: &a.stub,
-            zenos_bin: &read(&a.zenos_bin)?,
+            zenos_bin: &read(&a.zenos_test_bin)?,
             cmdline: Some("init=ipcbench"),
         },
     )?;

@@ -2,6 +2,12 @@
 //! image and `zenos.bin` (signed with the image key), and the UEFI stub (with that
 //! key's public half built in, and signed for Secure Boot; see `secboot`).
 //!
+//! The boot archive of user programs is appended to the kernel in `zenos.bin` (after
+//! its .bss, at `__kernel_end`), not compiled in, so one kernel build makes two images:
+//! `zenos.bin` with the programs a system needs (`DEFAULT_PROGRAMS`), which `cargo
+//! xtask run` boots and the stub loads quickly, and `zenos-test.bin`, which adds the
+//! programs only tests and benchmarks run (`TEST_PROGRAMS`).
+//!
 //! The normal and the test-mode kernel use separate target directories so switching
 //! between `cargo xtask run` and `cargo xtask test` rebuilds neither.
 
@@ -23,15 +29,18 @@ pub enum Kernel {
 pub struct Artifacts {
     /// The kernel ELF as linked.
     pub elf: PathBuf,
-    /// The compressed kernel image the stub loads.
+    /// The compressed kernel image the stub loads, with the default boot archive.
     pub zenos_bin: PathBuf,
+    /// The same kernel with the test archive (the default programs and the tests').
+    pub zenos_test_bin: PathBuf,
     /// Bytes of the flat (uncompressed) kernel image.
     pub flat_len: u64,
     /// The UEFI stub, signed for Secure Boot (`secboot::unsigned_stub` is the same
     /// binary before sbsign).
     pub stub: PathBuf,
-    /// The boot archive of user programs built into the kernel.
+    /// The boot archives of `zenos.bin` and `zenos-test.bin`.
     pub archive: PathBuf,
+    pub test_archive: PathBuf,
 }
 
 /// Builds the given kernel (release profile) and the stub, and writes `zenos.bin`
@@ -42,28 +51,44 @@ pub fn build(kernel: Kernel) -> Result<Artifacts> {
 
 /// As [`build`], choosing the kernel's profile: `release` or cargo's `dev`.
 pub fn build_with(kernel: Kernel, release: bool) -> Result<Artifacts> {
-    let archive = build_user()?;
+    let (archive, test_archive) = build_user()?;
     let keys = crate::secboot::keys()?;
     let image_key = keys.image_keypair()?;
-    let elf = build_kernel(kernel, release, &archive)?;
+    let elf = build_kernel(kernel, release)?;
     let stub = crate::secboot::signed_stub(&keys, &build_stub(&image_key.pk, true)?)?;
-    let (zenos_bin, flat_len) = make_zenos_bin(&elf, &image_key)?;
+    let (zenos_bin, flat_len) = make_zenos_bin(&elf, &read(&archive)?, "zenos.bin", &image_key)?;
+    let (zenos_test_bin, _) =
+        make_zenos_bin(&elf, &read(&test_archive)?, "zenos-test.bin", &image_key)?;
     Ok(Artifacts {
         elf,
         zenos_bin,
+        zenos_test_bin,
         flat_len,
         stub,
         archive,
+        test_archive,
     })
 }
 
-/// The programs of the boot archive (crates under user/), in archive order.
-pub const USER_PROGRAMS: &[&str] = &["init", "shell", "usertests", "ipcbench"];
+/// The programs of the default boot archive (crates under user/), in archive order.
+pub const DEFAULT_PROGRAMS: &[&str] = &["init", "shell"];
+/// The programs only the tests and benchmarks run: in the test archive, after the
+/// default ones.
+pub const TEST_PROGRAMS: &[&str] = &["usertests", "ipcbench"];
+
+/// Whether a kernel command line names a program of the test archive as `init=`
+/// (then `cargo xtask run` boots `zenos-test.bin`).
+pub fn names_test_program(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("init="))
+        .any(|p| TEST_PROGRAMS.contains(&p))
+}
 
 /// Builds the user programs (static-PIE, the target's default) and packs them into
-/// the boot archive (`zen_abi::archive`). Their own target directory: the kernel's
-/// code-model flags must not reach them.
-fn build_user() -> Result<PathBuf> {
+/// the two boot archives (`zen_abi::archive`): (default, test). Their own target
+/// directory: the kernel's code-model flags must not reach them.
+fn build_user() -> Result<(PathBuf, PathBuf)> {
     let dir = target().join("user");
     let mut c = cargo();
     c.args([
@@ -76,18 +101,21 @@ fn build_user() -> Result<PathBuf> {
     .arg("--target-dir")
     .arg(&dir)
     .env_remove("CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS");
-    for p in USER_PROGRAMS {
+    let all = || DEFAULT_PROGRAMS.iter().chain(TEST_PROGRAMS);
+    for p in all() {
         c.args(["-p", p]);
     }
     run(&mut c)?;
     let bin = dir.join("x86_64-unknown-none").join("user");
     let mut programs = Vec::new();
-    for p in USER_PROGRAMS {
+    for p in all() {
         programs.push((*p, read(&bin.join(p))?));
     }
     let out = dir.join("archive.bin");
-    write(&out, &archive(&programs)?)?;
-    Ok(out)
+    write(&out, &archive(&programs[..DEFAULT_PROGRAMS.len()])?)?;
+    let test_out = dir.join("archive-test.bin");
+    write(&test_out, &archive(&programs)?)?;
+    Ok((out, test_out))
 }
 
 /// The archive bytes for `(name, program)` pairs.
@@ -102,7 +130,7 @@ pub fn archive(programs: &[(&str, Vec<u8>)]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn build_kernel(kernel: Kernel, release: bool, archive: &Path) -> Result<PathBuf> {
+fn build_kernel(kernel: Kernel, release: bool) -> Result<PathBuf> {
     let target_dir = match kernel {
         Kernel::Normal => target(),
         Kernel::Test => target().join("ktest"),
@@ -123,8 +151,7 @@ fn build_kernel(kernel: Kernel, release: bool, archive: &Path) -> Result<PathBuf
     .env(
         "CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS",
         "-C code-model=kernel -C relocation-model=static",
-    )
-    .env("ZEN_ARCHIVE", archive);
+    );
     if kernel == Kernel::Test {
         c.args(["--features", "ktest"]);
     }
@@ -167,21 +194,72 @@ pub fn build_stub(pk: &[u8; 32], signature: bool) -> Result<PathBuf> {
     Ok(dir.join("x86_64-unknown-uefi/stub/zen-boot-uefi.efi"))
 }
 
-/// Flattens the kernel ELF and wraps it as `zenos.bin` (next to the ELF, so the normal
-/// and the test-mode image do not overwrite each other). Returns its path and the
-/// flat image's size.
-fn make_zenos_bin(elf_path: &Path, key: &ed25519_compact::KeyPair) -> Result<(PathBuf, u64)> {
+/// Flattens the kernel ELF, appends the boot archive `archive` at the end of its
+/// memory image (after .bss, which becomes zeros in the payload: LZ4 makes them a few
+/// bytes) and wraps it as `name` next to the ELF (so the normal and the test-mode
+/// kernel's images do not overwrite each other). Returns its path and the flat
+/// kernel's size (without the archive).
+fn make_zenos_bin(
+    elf_path: &Path,
+    archive: &[u8],
+    name: &str,
+    key: &ed25519_compact::KeyPair,
+) -> Result<(PathBuf, u64)> {
     let base = zen_abi::layout::KERNEL_BASE;
     let flat =
         elf::flatten(&read(elf_path)?, base).map_err(|e| format!("{}: {e}", elf_path.display()))?;
-    let mut bin = zen_image::build(&flat.image, flat.mem_size, base, flat.entry);
+    let image = with_archive(&flat, archive);
+    let mem_size = (image.len() as u64).next_multiple_of(zen_abi::layout::PAGE_SIZE);
+    let mut bin = zen_image::build(&image, mem_size, base, flat.entry);
     crate::secboot::sign_image(&mut bin, key)?;
     zen_image::check_signature(&bin, &key.pk)
         .map_err(|e| format!("signed zenos.bin does not verify: {}", e.as_str()))?;
     // Catch a bad header here rather than as a refusal at boot.
     zen_image::verify(&bin)
         .map_err(|e| format!("built zenos.bin does not verify: {}", e.as_str()))?;
-    let out = elf_path.with_file_name("zenos.bin");
+    let out = elf_path.with_file_name(name);
     write(&out, &bin)?;
     Ok((out, flat.image.len() as u64))
+}
+
+/// The flat kernel, zeros up to its page-rounded memory size (its .bss, where
+/// `__kernel_end` is), then the archive: what the stub loads at KERNEL_BASE.
+fn with_archive(flat: &elf::Flat, archive: &[u8]) -> Vec<u8> {
+    let mut image = flat.image.clone();
+    image.resize(flat.mem_size as usize, 0);
+    image.extend_from_slice(archive);
+    image
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_archive_starts_at_the_end_of_the_kernel() {
+        let flat = elf::Flat {
+            image: vec![0xcc; 5000],
+            mem_size: 3 * 4096,
+            base: zen_abi::layout::KERNEL_BASE,
+            entry: zen_abi::layout::KERNEL_BASE,
+        };
+        let a = archive(&[("init", b"\x7fELF".to_vec())]).unwrap();
+        let image = with_archive(&flat, &a);
+        assert_eq!(&image[..5000], &flat.image[..]);
+        assert!(
+            image[5000..3 * 4096].iter().all(|&b| b == 0),
+            ".bss is zeros"
+        );
+        let parsed = zen_abi::archive::Archive::parse(&image[3 * 4096..]).unwrap();
+        assert_eq!(parsed.find("init"), Some(&b"\x7fELF"[..]));
+    }
+
+    #[test]
+    fn only_test_programs_as_init_pick_the_test_image() {
+        assert!(names_test_program("init=usertests"));
+        assert!(names_test_program("log=x init=ipcbench arg=1"));
+        assert!(!names_test_program("init=shell"));
+        assert!(!names_test_program("usertests"));
+        assert!(!names_test_program(""));
+    }
 }

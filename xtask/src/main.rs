@@ -43,7 +43,7 @@ fn usage() -> &'static str {
 
 verbs:
   build                 build the kernel (normal and test mode), zenos.bin and the UEFI stub
-  image [--test] [--cmdline STR]
+  image [--test] [--test-programs] [--cmdline STR]
                         write the disk image target/zenos.img (target/zenos-test.img with
                         the test-mode kernel): GPT, BIOS stub, FAT32 ESP, TagFS root; it
                         boots under BIOS and UEFI and can be written to a USB stick (dd)
@@ -58,6 +58,8 @@ verbs:
       --release         release-profile kernel (the default)
       --debug           dev-profile kernel (debug assertions, slower)
       --test            boot the test-mode kernel
+      --test-programs   boot zenos-test.bin: usertests and ipcbench in the boot archive
+                        too (implied by a --cmdline with init=usertests or init=ipcbench)
       --cmdline STR     write STR to cmdline.txt on the ESP
       --kvm             use KVM (TCG by default: nested KVM hangs 64-bit guests here)
       --icount          -icount shift=0: the TSC counts guest instructions (as the bench)
@@ -78,6 +80,8 @@ struct RunOpts {
     mem: String,
     release: bool,
     test: bool,
+    /// Boot `zenos-test.bin` (the test programs in the boot archive too).
+    test_programs: bool,
     kvm: bool,
     icount: bool,
     cmdline: Option<String>,
@@ -100,6 +104,7 @@ impl Default for RunOpts {
             mem: "256M".into(),
             release: true,
             test: false,
+            test_programs: false,
             kvm: false,
             icount: false,
             cmdline: None,
@@ -124,6 +129,7 @@ fn parse_run(args: &[String]) -> Result<RunOpts> {
             "--release" => o.release = true,
             "--debug" => o.release = false,
             "--test" => o.test = true,
+            "--test-programs" => o.test_programs = true,
             "--kvm" => o.kvm = true,
             "--icount" => o.icount = true,
             "--cmdline" => o.cmdline = Some(value("--cmdline")?),
@@ -159,6 +165,8 @@ fn image(o: &RunOpts) -> Result<std::path::PathBuf> {
     setup::ensure()?;
     let kernel = if o.test { Kernel::Test } else { Kernel::Normal };
     let a = build::build_with(kernel, o.release)?;
+    // The test programs only when asked for, or when the command line boots one.
+    let with_tests = o.test_programs || o.cmdline.as_deref().is_some_and(build::names_test_program);
     let bios = disk::bios_stub()?;
     let path = util::target().join(if o.test {
         "zenos-test.img"
@@ -170,7 +178,11 @@ fn image(o: &RunOpts) -> Result<std::path::PathBuf> {
         &disk::Contents {
             bios_stub: &bios,
             uefi_stub: &util::read(&a.stub)?,
-            zenos_bin: &util::read(&a.zenos_bin)?,
+            zenos_bin: &util::read(if with_tests {
+                &a.zenos_test_bin
+            } else {
+                &a.zenos_bin
+            })?,
             cmdline: o.cmdline.as_deref(),
         },
     )?;
@@ -211,10 +223,11 @@ fn main() -> ExitCode {
         "image" => parse_run(rest).and_then(|o| {
             if o != (RunOpts {
                 test: o.test,
+                test_programs: o.test_programs,
                 cmdline: o.cmdline.clone(),
                 ..RunOpts::default()
             }) {
-                return Err("image takes only --test and --cmdline".into());
+                return Err("image takes only --test, --test-programs and --cmdline".into());
             }
             image(&o)?;
             Ok(ExitCode::SUCCESS)
@@ -308,6 +321,7 @@ mod tests {
                 mem: "1G".into(),
                 release: false,
                 test: false,
+                test_programs: false,
                 kvm: true,
                 icount: true,
                 cmdline: Some("x".into()),

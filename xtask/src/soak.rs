@@ -24,7 +24,7 @@ pub fn run(calls: u64) -> Result<()> {
         &target().join("esp-soak"),
         &EspContents {
             stub: &a.stub,
-            zenos_bin: &read(&a.zenos_bin)?,
+            zenos_bin: &read(&a.zenos_test_bin)?,
             cmdline: Some(&cmdline),
         },
     )?;

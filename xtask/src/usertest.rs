@@ -19,12 +19,14 @@ use std::time::Duration;
 const USER_TIMEOUT: Duration = Duration::from_secs(240);
 const SHELL_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// An ESP with `zenos-test.bin`: both usertests and the shell session run test
+/// programs.
 fn esp(a: &Artifacts, name: &str, cmdline: Option<&str>) -> Result<std::path::PathBuf> {
     esp_dir(
         &target().join(name),
         &EspContents {
             stub: &a.stub,
-            zenos_bin: &read(&a.zenos_bin)?,
+            zenos_bin: &read(&a.zenos_test_bin)?,
             cmdline,
         },
     )

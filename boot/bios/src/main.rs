@@ -235,8 +235,7 @@ extern "C" fn stage3() -> ! {
         stub_start_tsc: start_tsc,
         kernel_phys: kernel,
         kernel_size: h.mem_size,
-        boot_archive: 0,
-        boot_archive_len: 0,
+        stub_steps: [0; zen_abi::boot::STUB_STEPS.len()],
         cmdline: params.cmdline,
     };
     // SAFETY: `bi_phys` is our page-aligned allocation, large enough for a BootInfo.

@@ -428,6 +428,11 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     bi.secure_boot = secure_boot(st) as u32;
     framebuffer(&efi, &mut bi.framebuffer);
     bi.rsdp = rsdp(st);
+    let tsc = || {
+        // SAFETY: rdtsc only reads the time-stamp counter.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    };
+    bi.stub_steps[0] = tsc();
 
     // Load, check, unpack. Nothing is decompressed before `verify` checked the hash.
     let root = efi.root();
@@ -440,6 +445,7 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     let Some((file, file_len, file_bytes)) = loaded else {
         efi.fail("cannot read zenos.bin")
     };
+    bi.stub_steps[1] = tsc();
     // SAFETY: `read_image` filled `file_len` bytes of its freshly allocated buffer.
     let bytes = unsafe { core::slice::from_raw_parts(file as *const u8, file_len) };
     // The signature first: it covers the header, and the header holds the payload's
@@ -448,10 +454,12 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     if let Err(e) = zen_image::check_signature(bytes, &IMAGE_PUBLIC_KEY) {
         efi.refuse(e.as_str());
     }
+    bi.stub_steps[2] = tsc();
     let image_ok = match zen_image::verify(bytes) {
         Ok(v) => v,
         Err(e) => efi.refuse(e.as_str()),
     };
+    bi.stub_steps[3] = tsc();
     let h = image_ok.header;
     // The kernel must sit in the top 2 GiB: below, it would collide with the direct map.
     if h.load_vaddr < KERNEL_BASE || h.mem_size > 0u64.wrapping_sub(h.load_vaddr) {
@@ -463,6 +471,7 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     if let Err(e) = image_ok.unpack(out) {
         efi.refuse(e.as_str());
     }
+    bi.stub_steps[4] = tsc();
     // SAFETY: the file buffer is ours and no longer referenced (`bytes` is dead).
     let _ = unsafe { ((*efi.bs).free_pages)(file, file_bytes.div_ceil(PAGE_SIZE) as usize) };
     bi.kernel_phys = kernel;
@@ -554,6 +563,7 @@ extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     }
     bi.memory_map = bi_phys + BOOTINFO_SIZE;
     bi.memory_map_len = normalize(regions) as u64;
+    bi.stub_steps[5] = tsc();
 
     // SAFETY: the new tables identity-map all RAM (this code, the stack) and map the
     // kernel at load_vaddr; `entry` lies in the kernel image (checked by `verify`).

@@ -37,8 +37,7 @@ pub fn timer_ticks() -> TestResult {
 }
 
 pub fn all_cpus_online() -> TestResult {
-    let boot = crate::BOOT_INFO.get().ok_or("no BootInfo")?;
-    let madt = crate::arch::acpi::cpus(boot.rsdp).map_err(|_| "MADT unreadable")?;
+    let madt = crate::arch::acpi::cpus().map_err(|_| "MADT unreadable")?;
     check(!madt.is_empty(), "MADT lists no CPU")?;
     check(
         percpu::online_count() == madt.len(),
@@ -103,4 +102,34 @@ pub fn every_cpu_takes_timer_ticks() -> TestResult {
         }
         core::hint::spin_loop();
     }
+}
+
+/// Every reference clock QEMU's q35 machine has (the PM timer, the HPET, the PIT)
+/// gives the TSC rate the boot found, within 2%. Interrupts are off around each window
+/// (a timer interrupt inside it would count as window); without `-icount` the host may
+/// deschedule QEMU inside a window, so each clock gets five tries.
+pub fn clock_sources_agree() -> TestResult {
+    use crate::arch::clock;
+    use zen_clock::Source;
+    let want = apic::tsc_hz();
+    for source in [Source::PmTimer, Source::Hpet, Source::Pit] {
+        let mut agreed = false;
+        for _ in 0..5 {
+            cpu::disable_interrupts();
+            let found = clock::measure(source, &|| 0);
+            cpu::enable_interrupts();
+            // No answer counts as a failed try: a descheduled host thread can make a
+            // window outlast the give-up limit.
+            let Some(found) = found else { continue };
+            if zen_clock::error_ppm(found.tsc_hz, want).abs() < 20_000 {
+                agreed = true;
+                break;
+            }
+        }
+        check(
+            agreed,
+            "a reference clock of q35 is missing or disagrees with the boot's TSC rate by 2%",
+        )?;
+    }
+    Ok(())
 }

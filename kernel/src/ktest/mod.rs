@@ -34,6 +34,7 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
     ("mm::heap_stress", mm::heap_stress),
     ("cpu::breakpoint_resumes", cpu::breakpoint_resumes),
     ("cpu::timer_ticks", cpu::timer_ticks),
+    ("cpu::clock_sources_agree", cpu::clock_sources_agree),
     ("smp::all_cpus_online", cpu::all_cpus_online),
     ("smp::percpu_through_gs", cpu::percpu_through_gs),
     (

@@ -22,17 +22,25 @@ use crate::task::{self, Options, WaitQueue};
 /// Largest program image.
 const IMAGE_LIMIT: u64 = 256 << 20;
 
-static ARCHIVE_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/archive.bin"));
-
 static ARCHIVE: spin::Once<Option<Archive<'static>>> = spin::Once::new();
 
-/// The boot archive, or `None` (reported once) if it is damaged.
+/// The boot archive (after the kernel in `zenos.bin`), or `None` (reported once) if it
+/// is damaged or absent.
 pub fn archive() -> Option<Archive<'static>> {
-    *ARCHIVE.call_once(|| match Archive::parse(ARCHIVE_BYTES) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            kprintln!("zen: boot archive refused: {}", e.as_str());
-            None
+    *ARCHIVE.call_once(|| {
+        let bytes = crate::BOOT_INFO
+            .get()
+            .map_or(&[][..], |b| crate::arch::boot_archive(b));
+        if bytes.is_empty() {
+            kprintln!("zen: no boot archive after the kernel, no init");
+            return None;
+        }
+        match Archive::parse(bytes) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                kprintln!("zen: boot archive refused: {}", e.as_str());
+                None
+            }
         }
     })
 }

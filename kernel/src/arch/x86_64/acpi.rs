@@ -1,8 +1,14 @@
-//! ACPI tables through the `acpi` crate: the MADT's list of CPUs.
+//! ACPI tables through the `acpi` crate: the MADT's list of CPUs and, from the FADT
+//! and the HPET table, the reference clocks the TSC is calibrated against.
 //!
 //! Physical regions are read through the direct map, so "mapping" a table is just an
-//! address computation and unmapping does nothing.
+//! address computation and unmapping does nothing. The tables are parsed once, at boot
+//! ([`init`]), before the timer calibration needs them. Firmware may lie: a timer whose
+//! address is not plausible is left out (the calibration then uses the next clock).
 
+use acpi::address::AddressSpace;
+use acpi::fadt::Fadt;
+use acpi::hpet::HpetTable;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use alloc::vec::Vec;
@@ -30,8 +36,39 @@ pub struct CpuEntry {
     pub apic_id: u32,
 }
 
-/// The local APIC ids of every enabled (or online-capable) CPU in the MADT.
-pub fn cpus(rsdp: u64) -> Result<Vec<CpuEntry>, &'static str> {
+/// What the kernel takes from the ACPI tables.
+#[derive(Clone, Debug, Default)]
+pub struct Platform {
+    /// The local APIC ids of every enabled (or online-capable) CPU in the MADT.
+    pub cpus: Vec<CpuEntry>,
+    /// The PM timer's I/O port and whether it counts 32 bits (else 24).
+    pub pm_timer: Option<(u16, bool)>,
+    /// The HPET's registers, physical (below 4 GiB, 1 KiB aligned).
+    pub hpet: Option<u64>,
+}
+
+static PLATFORM: spin::Once<Result<Platform, &'static str>> = spin::Once::new();
+
+/// Parses the tables at `rsdp` (once; later calls return the first answer).
+pub fn init(rsdp: u64) -> Result<&'static Platform, &'static str> {
+    PLATFORM.call_once(|| parse(rsdp)).as_ref().map_err(|e| *e)
+}
+
+/// The tables [`init`] parsed (an error before it ran).
+pub fn platform() -> Result<&'static Platform, &'static str> {
+    PLATFORM
+        .get()
+        .ok_or("ACPI tables not parsed yet")?
+        .as_ref()
+        .map_err(|e| *e)
+}
+
+/// The CPUs of the MADT.
+pub fn cpus() -> Result<Vec<CpuEntry>, &'static str> {
+    Ok(platform()?.cpus.clone())
+}
+
+fn parse(rsdp: u64) -> Result<Platform, &'static str> {
     if rsdp == 0 {
         return Err("no RSDP from the boot stub");
     }
@@ -40,17 +77,46 @@ pub fn cpus(rsdp: u64) -> Result<Vec<CpuEntry>, &'static str> {
     let tables = unsafe { AcpiTables::from_rsdp(DirectMap, rsdp as usize) }
         .map_err(|_| "bad ACPI tables")?;
     let madt = tables.find_table::<Madt>().map_err(|_| "no MADT")?;
-    let mut out = Vec::new();
+    let mut cpus = Vec::new();
     for entry in madt.get().entries() {
         match entry {
-            MadtEntry::LocalApic(e) if e.flags & 0b11 != 0 => out.push(CpuEntry {
+            MadtEntry::LocalApic(e) if e.flags & 0b11 != 0 => cpus.push(CpuEntry {
                 apic_id: e.apic_id as u32,
             }),
-            MadtEntry::LocalX2Apic(e) if e.flags & 0b11 != 0 => out.push(CpuEntry {
+            MadtEntry::LocalX2Apic(e) if e.flags & 0b11 != 0 => cpus.push(CpuEntry {
                 apic_id: e.x2apic_id,
             }),
             _ => {}
         }
     }
-    Ok(out)
+    let pm_timer = tables.find_table::<Fadt>().ok().and_then(|fadt| {
+        let wide = { fadt.flags }.pm_timer_is_32_bit();
+        let block = fadt.pm_timer_block().ok().flatten()?;
+        // Only a port-I/O timer: a memory-mapped one would be one more MMIO
+        // address to trust, and every PC's is a port.
+        let port = u16::try_from(block.address).ok()?;
+        (block.address_space == AddressSpace::SystemIo && port != 0).then_some((port, wide))
+    });
+    Ok(Platform {
+        cpus,
+        pm_timer,
+        hpet: hpet(&tables),
+    })
+}
+
+/// The HPET's base from its table, read by hand: `acpi::HpetInfo::new` asserts (panics)
+/// on a table that puts it anywhere but system memory.
+fn hpet(tables: &AcpiTables<DirectMap>) -> Option<u64> {
+    let t = tables.find_table::<HpetTable>().ok()?;
+    let at = t.virtual_start().as_ptr() as *const u8;
+    // The table's fixed layout: the generic address structure at byte 40 (address
+    // space id first, the address at 44), and a length of at least 56.
+    if (t.region_length()) < 56 {
+        return None;
+    }
+    // SAFETY: the mapping covers `region_length` (>= 56) bytes of the table through the
+    // direct map; unaligned reads of plain bytes.
+    let (space, base) = unsafe { (at.add(40).read(), at.add(44).cast::<u64>().read_unaligned()) };
+    // Below 4 GiB so the direct map surely covers it, aligned as the spec requires.
+    (space == 0 && base != 0 && base < 1 << 32 && base % 1024 == 0).then_some(base)
 }

@@ -1,8 +1,8 @@
 //! The local APIC (xAPIC, memory-mapped) and its timer.
 //!
 //! The legacy 8259 PICs are masked: every interrupt source goes through the APIC.
-//! The timer is calibrated once against PIT channel 2 (a fixed 1.193182 MHz clock
-//! that needs no interrupts), which also gives the TSC frequency.
+//! The timer's rate is measured once, by the boot CPU, in the same window that finds
+//! the TSC's (`clock.rs`), and reused by the other CPUs.
 
 use ::x86_64::instructions::port::Port;
 use ::x86_64::registers::model_specific::Msr;
@@ -28,6 +28,8 @@ static BASE: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// APIC timer count per tick, measured by the boot CPU and reused by the others.
 static PER_TICK: AtomicU64 = AtomicU64::new(0);
+/// The timer interrupts per second `init` was asked for.
+static RATE_HZ: AtomicU64 = AtomicU64::new(0);
 
 fn reg(off: u64) -> *mut u32 {
     (BASE.load(Ordering::Relaxed) + off) as *mut u32
@@ -62,29 +64,9 @@ fn mask_pics() {
     }
 }
 
-/// Busy-waits `ms` milliseconds (at most 50) on PIT channel 2.
-fn pit_wait(ms: u32) {
-    let count = 1_193_182 * ms.min(50) / 1000;
-    let mut gate = Port::<u8>::new(0x61);
-    let mut cmd = Port::<u8>::new(0x43);
-    let mut ch2 = Port::<u8>::new(0x42);
-    // SAFETY: ports 0x61/0x42/0x43 are the PIT's channel 2 and its gate; the speaker
-    // output stays off. Nothing else in the kernel uses channel 2.
-    unsafe {
-        let g = gate.read();
-        gate.write((g & !0x02) & !0x01); // gate low: hold the counter
-        cmd.write(0b1011_0000); // channel 2, lobyte/hibyte, mode 0, binary
-        ch2.write(count as u8);
-        ch2.write((count >> 8) as u8);
-        gate.write((g & !0x02) | 0x01); // gate high: start counting
-        while gate.read() & 0x20 == 0 {
-            core::hint::spin_loop();
-        }
-    }
-}
-
-/// Enables this CPU's local APIC and starts its timer at `hz` interrupts per second.
-pub fn init(hz: u32) {
+/// Enables this CPU's local APIC and starts its timer at `hz` interrupts per second,
+/// having found the TSC's rate (trying the clock `first` first, if given).
+pub fn init(hz: u32, first: Option<zen_clock::Source>) -> super::clock::Calibration {
     mask_pics();
     let msr = Msr::new(IA32_APIC_BASE);
     // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU with an APIC (all of them).
@@ -94,18 +76,41 @@ pub fn init(hz: u32) {
     write(REG_TIMER_DIVIDE, 0b0011); // divide by 16
     write(REG_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
 
-    // Count APIC ticks and TSC ticks over 10 ms of the PIT.
+    // The APIC timer counts down from the top while the TSC's rate is measured.
     write(REG_TIMER_INIT, u32::MAX);
-    let tsc0 = super::cpu::rdtsc();
-    pit_wait(10);
-    let apic_ticks = u32::MAX - read(REG_TIMER_CURRENT);
-    let tsc1 = super::cpu::rdtsc();
-    TSC_HZ.store((tsc1 - tsc0) * 100, Ordering::Relaxed);
+    let cal = super::clock::calibrate(first, &|| read(REG_TIMER_CURRENT));
+    TSC_HZ.store(cal.tsc_hz, Ordering::Relaxed);
+    // Without a count (no window, or the timer did not move) a guess: a 100 MHz bus.
+    let per_tick = zen_clock::apic_per_tick(cal.apic, cal.tsc, cal.tsc_hz, hz)
+        .unwrap_or(100_000_000 / 16 / hz.max(1));
+    PER_TICK.store(per_tick as u64, Ordering::Relaxed);
+    RATE_HZ.store(hz as u64, Ordering::Relaxed);
+    write(REG_TIMER_INIT, 0); // stopped until `start_timer`
+    cal
+}
 
-    let per_tick = (apic_ticks as u64 * 100 / hz as u64).max(1);
-    PER_TICK.store(per_tick, Ordering::Relaxed);
+/// Arms this CPU's timer, one-shot, to expire in about `us` microseconds, with
+/// interrupts off (the tick is taken, harmlessly early, when they are enabled).
+///
+/// For starting other CPUs under QEMU's `-icount`: while a CPU handles its INIT, QEMU
+/// (running the CPUs in turn in one thread) moves virtual time on to the next timer
+/// deadline, which was 10 ms (the periodic tick) or 24 ms (firmware timers) away, the
+/// whole cost of a second CPU in the boot figures. A deadline this close bounds it.
+/// On hardware it is one early tick.
+pub fn arm_deadline_us(us: u64) {
+    let per_us = PER_TICK.load(Ordering::Relaxed) * RATE_HZ.load(Ordering::Relaxed) / 1_000_000;
+    write(REG_LVT_TIMER, TIMER_VECTOR as u32);
+    write(
+        REG_TIMER_INIT,
+        (per_us.max(1) * us).min(u32::MAX as u64) as u32,
+    );
+}
+
+/// Starts the boot CPU's periodic timer at the rate [`init`] measured (after the other
+/// CPUs are started, so [`arm_deadline_us`] does not have to stop it).
+pub fn start_timer() {
     write(REG_LVT_TIMER, LVT_PERIODIC | TIMER_VECTOR as u32);
-    write(REG_TIMER_INIT, per_tick as u32);
+    write(REG_TIMER_INIT, PER_TICK.load(Ordering::Relaxed) as u32);
 }
 
 /// Enables the calling (application) CPU's local APIC with the boot CPU's timer
@@ -165,11 +170,25 @@ pub fn send_startup(apic_id: u32, page: u8) {
     send_ipi(apic_id, 0x0000_4600 | page as u32);
 }
 
-/// Busy-waits about `us` microseconds on the TSC.
+/// Busy-waits about `us` microseconds on the TSC, without PAUSE: used after an INIT
+/// IPI, when the target CPU is being reset, and QEMU (which runs the CPUs in turn in one
+/// thread) answers a PAUSE then by jumping virtual time to its next timer deadline, up
+/// to 10 ms later, under `-icount`.
 pub fn delay_us(us: u64) {
     let hz = tsc_hz().max(1_000_000);
     let end = super::cpu::rdtsc() + hz / 1_000_000 * us;
+    while super::cpu::rdtsc() < end {}
+}
+
+/// Busy-waits until `done` or about `us` microseconds on the TSC; whether `done`.
+pub fn wait_us(us: u64, done: impl Fn() -> bool) -> bool {
+    let hz = tsc_hz().max(1_000_000);
+    let end = super::cpu::rdtsc() + hz / 1_000_000 * us;
     while super::cpu::rdtsc() < end {
+        if done() {
+            return true;
+        }
         core::hint::spin_loop();
     }
+    done()
 }

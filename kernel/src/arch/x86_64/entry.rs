@@ -73,6 +73,34 @@ fn validate(addr: u64) -> Result<&'static BootInfo, &'static str> {
     Ok(boot)
 }
 
+extern "C" {
+    static __kernel_start: u8;
+    static __kernel_end: u8;
+}
+
+/// The boot archive (the first user programs), which xtask appends to the kernel in
+/// `zenos.bin`: the bytes from the end of the kernel (`__kernel_end`, page aligned) to
+/// the end of what the stub loaded. Empty if the stub loaded nothing past the kernel.
+/// One kernel build serves a default image (init, shell) and a test image (also
+/// usertests, ipcbench), differing only in what follows the kernel.
+pub fn boot_archive(boot: &'static BootInfo) -> &'static [u8] {
+    let kernel = (&raw const __kernel_end) as u64 - (&raw const __kernel_start) as u64;
+    let len = boot
+        .kernel_size
+        .saturating_sub(kernel)
+        .min(zen_abi::image::IMAGE_MAX_SIZE);
+    // SAFETY: the stub loaded `kernel_size` bytes at `kernel_phys` (the checked image's
+    // mem_size, at most IMAGE_MAX_SIZE); mm::init reserves that range, so its frames
+    // are never handed out, and nothing writes past `__kernel_end`. A read-only view
+    // through the direct map.
+    unsafe {
+        core::slice::from_raw_parts(
+            (DIRECT_MAP + boot.kernel_phys + kernel) as *const u8,
+            len as usize,
+        )
+    }
+}
+
 /// The boot memory map, read through the direct map.
 pub fn memory_map(boot: &'static BootInfo) -> &'static [MemoryRegion] {
     // SAFETY: `validate` checked the length and alignment; the stub stores the array

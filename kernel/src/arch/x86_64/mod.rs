@@ -2,10 +2,11 @@
 
 pub mod acpi;
 pub mod apic;
+pub mod clock;
 pub mod cpu;
 pub mod cpulocal;
 mod entry;
-pub use entry::memory_map;
+pub use entry::{boot_archive, memory_map};
 pub mod fpu;
 mod gdt;
 pub mod heap;

@@ -56,6 +56,29 @@ pub fn claim_framebuffer(fb: &Framebuffer) -> Option<&'static mut [u32]> {
     })
 }
 
+/// Sets every pixel of `px` to `c`: one `rep stosq` for all but an unaligned edge, two
+/// pixels per store where a loop of `u32` stores (the kernel has no SIMD) took 1.5
+/// million instructions for a 1280x800 screen, half the boot. CPUs with fast strings
+/// (ERMSB, every x86_64 CPU of the last decade) run it at cache-line speed.
+pub fn fill_pixels(px: &mut [u32], c: u32) {
+    // SAFETY: any bit pattern is a valid u64; `align_to_mut` splits only at alignment.
+    let (head, mid, tail) = unsafe { px.align_to_mut::<u64>() };
+    head.fill(c);
+    tail.fill(c);
+    let pair = (c as u64) << 32 | c as u64;
+    // SAFETY: stores `mid.len()` u64s from `mid`'s start: exactly the slice. The
+    // direction flag is clear (the ABI requires it at every call).
+    unsafe {
+        core::arch::asm!(
+            "rep stosq",
+            inout("rcx") mid.len() => _,
+            inout("rdi") mid.as_mut_ptr() => _,
+            in("rax") pair,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
 /// A frame shared with user space (a channel's pages, a token page): zeroed when
 /// created, freed when dropped. It hands out only what is sound to share with a process
 /// that may write the memory at any time: references to all-atomic ring headers, and a

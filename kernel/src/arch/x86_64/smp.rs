@@ -130,9 +130,36 @@ fn trampoline_page(map: &[MemoryRegion]) -> Option<u64> {
 /// Arguments for one starting CPU, readable by it before it has a GS base.
 static STARTING_ID: AtomicU64 = AtomicU64::new(0);
 
+/// Microseconds to wait after INIT before the first SIPI. The MP spec's 10 ms is for
+/// the external APICs of the 486 era; CPUs of family 6 and later (every x86_64 CPU
+/// but the first AMD ones, family 15, which need none either) accept a SIPI at once,
+/// which is what Linux does (`init_udelay = 0` on them). 10 µs keeps a margin.
+fn init_delay_us() -> u64 {
+    // SAFETY: CPUID leaf 1 exists on every x86_64 CPU.
+    #[allow(unused_unsafe)]
+    let eax = unsafe { core::arch::x86_64::__cpuid(1) }.eax;
+    let family = (eax >> 8) & 0xf;
+    let family = if family == 0xf {
+        family + ((eax >> 20) & 0xff)
+    } else {
+        family
+    };
+    if family >= 6 {
+        10
+    } else {
+        10_000
+    }
+}
+
+/// How long a CPU gets to come online after its first SIPI before the second is sent
+/// (the spec's 200 µs; a SIPI to a CPU that already started is ignored), and after
+/// the second before it is given up.
+const FIRST_SIPI_US: u64 = 200;
+const SECOND_SIPI_US: u64 = 100_000;
+
 /// Starts every CPU in the MADT besides the caller. Returns how many came online.
-pub fn start_aps(rsdp: u64, map: &[MemoryRegion]) -> Result<usize, &'static str> {
-    let cpus = super::acpi::cpus(rsdp)?;
+pub fn start_aps(map: &[MemoryRegion]) -> Result<usize, &'static str> {
+    let cpus = super::acpi::cpus()?;
     let me = apic::local_id();
     let others: Vec<u32> = cpus
         .iter()
@@ -219,18 +246,15 @@ pub fn start_aps(rsdp: u64, map: &[MemoryRegion]) -> Result<usize, &'static str>
         );
         put64(tramp, off(&raw const zen_tramp_arg), id as u64);
         STARTING_ID.store(apic_id as u64, Ordering::SeqCst);
+        apic::arm_deadline_us(20);
         apic::send_init(apic_id);
-        apic::delay_us(10_000);
+        apic::delay_us(init_delay_us());
         let cpu = percpu::cpu(id).ok_or("cpu index")?;
-        for _ in 0..2 {
+        for wait in [FIRST_SIPI_US, SECOND_SIPI_US] {
             apic::send_startup(apic_id, (page >> 12) as u8);
-            for _ in 0..1000 {
-                if cpu.is_online() {
-                    break;
-                }
-                apic::delay_us(100);
-            }
-            if cpu.is_online() {
+            // Polled continuously (with PAUSE, which lets QEMU run the starting CPU):
+            // a coarse poll would only add to the boot.
+            if apic::wait_us(wait, || cpu.is_online()) {
                 break;
             }
         }
