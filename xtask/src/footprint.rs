@@ -1,7 +1,6 @@
-//! What the kernel's bytes are, for the bench's `sizes` suite: the kernel alone (its
-//! flat image without the boot archive of user programs it embeds), and where its
-//! `.text` goes, by crate and by function, from the ELF's symbol table (the table
-//! `cargo bloat` prints, without needing cargo-bloat, which cannot build our target).
+//! What the kernel's bytes are, for the bench's `sizes` suite: where its `.text` goes,
+//! by crate and by function, from the ELF's symbol table (the table `cargo bloat`
+//! prints, without needing cargo-bloat, which cannot build our target).
 //!
 //! Attribution is by the demangled path's first segment: `core::fmt::write` is
 //! `core`'s. A trait method (`<Type as Trait>::method`) is charged to the crate of
@@ -199,18 +198,6 @@ pub fn table(b: &Bloat, top: usize) -> String {
     s
 }
 
-/// `flat` without the one copy of `archive` it embeds (the kernel alone), or None if
-/// the archive is not in it.
-pub fn without(flat: &[u8], archive: &[u8]) -> Option<Vec<u8>> {
-    if archive.is_empty() {
-        return Some(flat.to_vec());
-    }
-    let at = flat.windows(archive.len()).position(|w| w == archive)?;
-    let mut out = flat[..at].to_vec();
-    out.extend_from_slice(&flat[at + archive.len()..]);
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,13 +329,5 @@ mod tests {
             t.contains("     128   25.0       2  alloc::raw_vec::finish_grow"),
             "{t}"
         );
-    }
-
-    #[test]
-    fn cuts_the_archive_out_of_the_flat_image() {
-        let flat = b"kernel-ARCHIVE-rest".to_vec();
-        assert_eq!(without(&flat, b"ARCHIVE").unwrap(), b"kernel--rest");
-        assert_eq!(without(&flat, b"").unwrap(), flat);
-        assert_eq!(without(&flat, b"missing"), None);
     }
 }
