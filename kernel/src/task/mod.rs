@@ -408,18 +408,7 @@ pub fn unpark(t: &Arc<Thread>) {
             return;
         };
         inner.state = State::Runnable;
-        let target = t.last_cpu.load(Ordering::Relaxed) as usize;
-        match SCHED.enqueue(target, desc) {
-            Ok(placed) => {
-                drop(inner);
-                kick(placed.cpu);
-            }
-            Err(_) => {
-                crate::edge::report(zen_edge::EdgeKind::RunQueueFull, t.handle.index());
-                inner.desc = Some(desc);
-                inner.state = State::Blocked;
-            }
-        }
+        enqueue_locked(t, inner, desc);
     })
 }
 
@@ -499,7 +488,12 @@ pub fn park_handing_off(mut h: Handoff) {
 /// Puts a thread taken out of its blocked state for a hand-off that did not happen
 /// back in a run queue (as `unpark` would have).
 fn requeue(t: &Arc<Thread>, desc: TaskDesc) {
-    let mut inner = t.inner.lock();
+    enqueue_locked(t, t.inner.lock(), desc);
+}
+
+/// Queues `t` (made runnable, its `inner` locked) where it last ran and kicks that
+/// CPU; a full queue leaves it blocked, with its descriptor, and a record.
+fn enqueue_locked(t: &Arc<Thread>, mut inner: spin::MutexGuard<'_, Inner>, desc: TaskDesc) {
     match SCHED.enqueue(t.last_cpu.load(Ordering::Relaxed) as usize, desc) {
         Ok(placed) => {
             drop(inner);

@@ -126,21 +126,11 @@ pub fn verify(
     required: Rights,
 ) -> Result<Rights, CapError> {
     // Copy out first: `slot` may be in memory another thread can change.
-    let TokenSlot {
-        token,
-        binding: claim,
-    } = *slot;
-    if !blake3::ct_eq(&mac(key, &claim, token.rights), &token.mac) {
+    let copy = *slot;
+    if !blake3::ct_eq(&mac(key, &copy.binding, copy.token.rights), &copy.token.mac) {
         return Err(CapError::Forged);
     }
-    check_genuine(
-        &TokenSlot {
-            token,
-            binding: claim,
-        },
-        expected,
-        required,
-    )
+    check_genuine(&copy, expected, required)
 }
 
 /// The checks of [`verify`] after the MAC, for a token known to be genuine without

@@ -295,8 +295,8 @@ impl Channel {
         r
     }
 
-    /// The answer part of `exchange`: the first sleep is a msg_call, which also wakes
-    /// the peer (`wake` is then taken).
+    /// Waits for a message and receives it: `recv`, and the answer part of `exchange`,
+    /// whose first sleep is a msg_call that also wakes the peer (`wake` is then taken).
     fn await_answer(&mut self, buf: &mut [u8], wake: &mut Option<Wakeup>) -> Result<usize> {
         loop {
             match self.rx()?.recv(buf) {
@@ -328,30 +328,10 @@ impl Channel {
         }
     }
 
-    /// Receives one message into `buf`, waiting for one; its length.
+    /// Receives one message into `buf`, waiting for one; its length. (On an error, a
+    /// revoke: the pages may be gone, the ring is not touched.)
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        loop {
-            match self.rx()?.recv(buf) {
-                Ok(Some((n, w))) => {
-                    if w == Wakeup::Needed {
-                        self.sys(Syscall::MsgRelease, 0)?;
-                    }
-                    return Ok(n);
-                }
-                Ok(None) => {
-                    if let Wait::Sleep(head) = self
-                        .rx()?
-                        .prepare_wait()
-                        .map_err(|_| Error::InvalidArgument)?
-                    {
-                        // On an error (a revoke: the pages may be gone) the ring is not touched.
-                        self.sys(Syscall::MsgRecv, head as u64)?;
-                        self.rx()?.end_wait();
-                    }
-                }
-                Err(_) => return Err(Error::InvalidArgument),
-            }
-        }
+        self.await_answer(buf, &mut None)
     }
 
     /// Receives a message if one is there.
