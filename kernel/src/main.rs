@@ -64,7 +64,7 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
     marks.mark("k_mm");
     fb::banner(boot, firmware);
     marks.mark("k_banner");
-    let acpi = arch::acpi::init(boot.rsdp);
+    let acpi = arch::acpi::init(boot.rsdp, arch::memory_map(boot));
     marks.mark("k_acpi");
     let first = boot
         .cmdline()

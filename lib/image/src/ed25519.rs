@@ -285,20 +285,26 @@ fn canonical(s: &[u8; 32]) -> bool {
 /// Whether `sig` is a valid ed25519 signature by `public_key` of `msg`, the signed
 /// part of a zenos.bin header (a fixed size, so the hash input fits on the stack).
 pub fn verify(public_key: &[u8; 32], msg: &[u8; IMAGE_SIGNED_LEN], sig: &[u8; 64]) -> bool {
+    let mut buf = [0u8; 64 + IMAGE_SIGNED_LEN];
+    verify_in(public_key, msg, sig, &mut buf)
+}
+
+/// [`verify`] for a message of any length, with `buf` (64 + `msg.len()` bytes) for the
+/// hash input R || A || M. Separate so the tests can run RFC 8032's vectors.
+fn verify_in(public_key: &[u8; 32], msg: &[u8], sig: &[u8; 64], buf: &mut [u8]) -> bool {
     let (r, s) = sig.split_at(32);
     let s: &[u8; 32] = s.try_into().expect("32 bytes");
-    if !canonical(s) {
+    if !canonical(s) || buf.len() != 64 + msg.len() {
         return false;
     }
     let Some(neg_a) = decode_negated(public_key) else {
         return false;
     };
     // h = SHA-512(R || A || M) mod L
-    let mut buf = [0u8; 64 + IMAGE_SIGNED_LEN];
     buf[..32].copy_from_slice(r);
     buf[32..64].copy_from_slice(public_key);
     buf[64..].copy_from_slice(msg);
-    let h = reduce(&crate::sha512(&buf));
+    let h = reduce(&crate::sha512(buf));
     // R' = s·B - h·A must encode as R.
     let (bx, by) = (fe16(&BX), fe16(&BY));
     let base = [bx, by, ONE, mul(&bx, &by)];
@@ -363,6 +369,95 @@ mod tests {
         *state ^= *state << 25;
         *state ^= *state >> 27;
         (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+    }
+
+    fn hex<const N: usize>(s: &str) -> [u8; N] {
+        let mut out = [0u8; N];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
+    }
+
+    fn verify_any(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+        let mut buf = [0u8; 64 + 8];
+        // (No std here: the messages of the tests are at most 8 bytes.)
+        let buf = &mut buf[..64 + msg.len()];
+        verify_in(pk, msg, sig, buf)
+    }
+
+    #[test]
+    fn rfc8032_vectors_verify_and_their_flips_do_not() {
+        // RFC 8032 section 7.1, tests 1 to 3: (public key, message, signature).
+        let vectors: [(&str, &[u8], &str); 3] = [
+            (
+                "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+                b"",
+                "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+            ),
+            (
+                "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+                &[0x72],
+                "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+            ),
+            (
+                "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+                &[0xaf, 0x82],
+                "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a",
+            ),
+        ];
+        for (pk, msg, sig) in vectors {
+            let (pk, sig) = (hex::<32>(pk), hex::<64>(sig));
+            assert!(
+                verify_any(&pk, msg, &sig),
+                "RFC 8032 vector with {} bytes",
+                msg.len()
+            );
+            for bit in [0, 77, 255, 256, 300, 511] {
+                let mut bad = sig;
+                bad[bit / 8] ^= 1 << (bit % 8);
+                assert!(!verify_any(&pk, msg, &bad), "flipped signature bit {bit}");
+            }
+            let mut m = msg.to_vec();
+            m.push(0);
+            assert!(!verify_any(&pk, &m, &sig), "a longer message");
+        }
+    }
+
+    #[test]
+    fn non_canonical_keys_and_r_are_refused_without_panic() {
+        let pk = hex::<32>("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let sig = hex::<64>("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+        // A key whose y is p or above (p, p + 1, 2^255 - 1), with either sign bit.
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        for k in [
+            p,
+            {
+                let mut q = p;
+                q[0] = 0xee;
+                q
+            },
+            [0xff; 32],
+            {
+                let mut q = p;
+                q[31] = 0xff;
+                q
+            },
+        ] {
+            assert!(!verify_any(&k, b"", &sig));
+        }
+        // R with y + p in place of y cannot match: R' is compared in canonical form.
+        // (Only a y below 19 has such a second encoding: take R = 1 + p, y = 1.)
+        let mut r1 = [0u8; 64];
+        r1[..32].copy_from_slice(&{
+            let mut q = p;
+            q[0] = 0xee;
+            q
+        });
+        r1[32..].copy_from_slice(&sig[32..]);
+        assert!(!verify_any(&pk, b"", &r1));
     }
 
     #[test]

@@ -49,9 +49,17 @@ pub struct Platform {
 
 static PLATFORM: spin::Once<Result<Platform, &'static str>> = spin::Once::new();
 
-/// Parses the tables at `rsdp` (once; later calls return the first answer).
-pub fn init(rsdp: u64) -> Result<&'static Platform, &'static str> {
-    PLATFORM.call_once(|| parse(rsdp)).as_ref().map_err(|e| *e)
+/// Parses the tables at `rsdp` (once; later calls return the first answer). `ram` is
+/// the firmware's memory map: a device address the tables give inside memory the
+/// kernel uses is a lie and refused.
+pub fn init(
+    rsdp: u64,
+    ram: &[zen_abi::boot::MemoryRegion],
+) -> Result<&'static Platform, &'static str> {
+    PLATFORM
+        .call_once(|| parse(rsdp, ram))
+        .as_ref()
+        .map_err(|e| *e)
 }
 
 /// The tables [`init`] parsed (an error before it ran).
@@ -68,7 +76,7 @@ pub fn cpus() -> Result<Vec<CpuEntry>, &'static str> {
     Ok(platform()?.cpus.clone())
 }
 
-fn parse(rsdp: u64) -> Result<Platform, &'static str> {
+fn parse(rsdp: u64, ram: &[zen_abi::boot::MemoryRegion]) -> Result<Platform, &'static str> {
     if rsdp == 0 {
         return Err("no RSDP from the boot stub");
     }
@@ -100,8 +108,22 @@ fn parse(rsdp: u64) -> Result<Platform, &'static str> {
     Ok(Platform {
         cpus,
         pm_timer,
-        hpet: hpet(&tables),
+        hpet: hpet(&tables).filter(|&b| !in_ram(b, 1024, ram)),
     })
+}
+
+/// Whether `[base, base + len)` overlaps memory the kernel uses (usable frames, or what
+/// the loader put there: kernel, page tables, BootInfo).
+fn in_ram(base: u64, len: u64, ram: &[zen_abi::boot::MemoryRegion]) -> bool {
+    use zen_abi::boot::MemoryKind;
+    ram.iter()
+        .filter(|r| {
+            matches!(
+                MemoryKind::try_from(r.kind),
+                Ok(MemoryKind::Usable | MemoryKind::Bootloader)
+            )
+        })
+        .any(|r| base < r.base.saturating_add(r.len) && r.base < base.saturating_add(len))
 }
 
 /// The HPET's base from its table, read by hand: `acpi::HpetInfo::new` asserts (panics)

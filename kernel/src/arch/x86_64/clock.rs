@@ -66,24 +66,28 @@ fn median_window(
     elapsed: impl Fn(u64, u64) -> u64,
     ticks: u64,
     apic_now: &dyn Fn() -> u32,
-) -> Option<(u64, u64)> {
-    let mut w = [(0, 0); WINDOWS];
+) -> Option<(u64, u64, u64)> {
+    let mut w = [(0, 0, 1); WINDOWS];
     for s in &mut w {
         *s = window(&now, &elapsed, ticks, apic_now)?;
     }
-    w.sort_unstable();
+    // By rate (TSC cycles per reference tick), compared without dividing.
+    w.sort_unstable_by(|a, b| (a.0 as u128 * b.2 as u128).cmp(&(b.0 as u128 * a.2 as u128)));
     Some(w[WINDOWS / 2])
 }
 
-/// Counts TSC cycles and APIC timer counts over `ticks` ticks of a reference read by
-/// `now` (`elapsed(a, b)`: ticks from reading a to reading b). `None` if the reference
-/// does not tick or never completes the window.
+/// Counts TSC cycles and APIC timer counts over at least `ticks` ticks of a reference
+/// read by `now` (`elapsed(a, b)`: ticks from reading a to reading b): (TSC cycles,
+/// APIC counts, the reference ticks that really passed). The last can exceed `ticks`
+/// when one read of the reference takes longer than a tick of it (a PM timer read
+/// exits to the hypervisor under KVM), so the rate must be taken from it, not from the
+/// ticks asked for. `None` if the reference does not tick or never completes.
 fn window(
     now: impl Fn() -> u64,
     elapsed: impl Fn(u64, u64) -> u64,
     ticks: u64,
     apic_now: &dyn Fn() -> u32,
-) -> Option<(u64, u64)> {
+) -> Option<(u64, u64, u64)> {
     let limit = rdtsc() + GIVE_UP_TSC;
     let first = now();
     let start = loop {
@@ -99,9 +103,10 @@ fn window(
     loop {
         let r = now();
         let t = rdtsc();
-        if elapsed(start, r) >= ticks {
+        let passed = elapsed(start, r);
+        if passed >= ticks {
             let apic = apic0.wrapping_sub(apic_now()) as u64; // it counts down
-            return Some((t - tsc0, apic));
+            return Some((t - tsc0, apic, passed));
         }
         if t > limit {
             return None;
@@ -173,9 +178,9 @@ fn against(
     apic_now: &dyn Fn() -> u32,
 ) -> Option<Calibration> {
     let ticks = zen_clock::ticks_in(WINDOW_US, ref_hz);
-    let (tsc, apic) = median_window(now, elapsed, ticks, apic_now)?;
+    let (tsc, apic, passed) = median_window(now, elapsed, ticks, apic_now)?;
     Some(Calibration {
-        tsc_hz: zen_clock::tsc_rate(tsc, ticks, ref_hz)?,
+        tsc_hz: zen_clock::tsc_rate(tsc, passed, ref_hz)?,
         source,
         tsc,
         apic,
@@ -191,7 +196,8 @@ pub fn measure(source: Source, apic_now: &dyn Fn() -> u32) -> Option<Calibration
             let (tsc_hz, source) = zen_clock::tsc_from_cpuid(&cpuid_leaves())?;
             // The APIC timer against the TSC, now that its rate is known.
             let cycles = tsc_hz / 1_000_000 * WINDOW_US;
-            let (tsc, apic) = median_window(rdtsc, |a, b| b.saturating_sub(a), cycles, apic_now)?;
+            let (tsc, apic, _) =
+                median_window(rdtsc, |a, b| b.saturating_sub(a), cycles, apic_now)?;
             Some(Calibration {
                 tsc_hz,
                 source,
