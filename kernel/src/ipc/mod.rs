@@ -1,4 +1,5 @@
-//! Channels: the kernel side of zen-ipc. Page grants are in [`grant`].
+//! Channels: the kernel side of zen-ipc. Page grants are in [`grant`], passing and
+//! revoking tokens in `pass`, the calls that sleep (recv, wait-room, call, poll) in `wait`.
 //!
 //! A channel is six shared pages (per ring: the producer's words, the consumer's
 //! words, the slots; `zen_abi::ipc`) that the ends map; messages are written and read
@@ -29,17 +30,17 @@
 pub mod grant;
 mod party;
 mod pass;
+mod wait;
 
 pub use party::Party;
 pub use pass::{cap_send, pass_token, revoke};
+pub use wait::{call, poll, wait, POLL_MAX};
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use zen_abi::cap::{Binding, ObjectType, Rights};
-use zen_abi::ipc::{
-    page_access, Access, CHANNEL_PAGES, CONSUMER_PAGE, PRODUCER_PAGE, RING_PAGES, RING_SLOTS,
-};
+use zen_abi::ipc::{page_access, Access, CHANNEL_PAGES, CONSUMER_PAGE, PRODUCER_PAGE, RING_PAGES};
 use zen_abi::syscall::Error;
 use zen_cap::CapError;
 use zen_pool::{Handle, LazyPool};
@@ -49,7 +50,7 @@ use crate::arch::phys::SharedFrame;
 use crate::cap::{denied, key, Presented};
 use crate::mm::quota::Charge;
 use crate::sync::IrqMutex;
-use crate::task::{self, WaitQueue};
+use crate::task::WaitQueue;
 
 /// Most channels alive at once, and per creating process (a channel lives as long as
 /// its creator: there is no close yet, so a process that makes channels in a loop is
@@ -439,158 +440,4 @@ pub fn wake(me: &dyn Party, slot: &Presented, released: bool) -> Result<u64, Err
         chan.wake(end, CONSUMER);
     }
     Ok(0)
-}
-
-/// msg_recv (`room == false`: wait for a message while head == seen) and
-/// msg_wait_room (wait for room while tail == seen).
-pub fn wait(me: &dyn Party, slot: &Presented, seen: u64, room: bool) -> Result<u64, Error> {
-    let (need, call) = if room {
-        (Rights::SEND, 24)
-    } else {
-        (Rights::RECV, 21)
-    };
-    let c = check_full(me, slot, need, call)?;
-    let (ring, side) = if room {
-        (c.end, PRODUCER)
-    } else {
-        (1 - c.end, CONSUMER)
-    };
-    wait_on(me, &c, ring, side, seen as u32, None)
-}
-
-/// msg_call: wakes the consumer of the ring we produce (the caller has just published
-/// a message there) and waits for a message on the ring we consume while its head
-/// equals `seen`: a request and the wait for its answer in one trap, and for a server
-/// its reply and the wait for the next request. When the peer sleeps on this CPU it
-/// runs at once in our place (`task::park_handing_off`, a direct switch), and its own
-/// msg_call hands the CPU back the same way.
-pub fn call(me: &dyn Party, slot: &Presented, seen: u64) -> Result<u64, Error> {
-    let c = check_full(
-        me,
-        slot,
-        Rights::SEND.union(Rights::RECV),
-        zen_abi::syscall::Syscall::MsgCall as u16,
-    )?;
-    let handoff = c.chan.queues[c.end][CONSUMER].wake_all_handing_off(|| {
-        zen_ipc::kernel_woke(c.chan.words(c.end), zen_ipc::Side::Consumer);
-    });
-    wait_on(me, &c, 1 - c.end, CONSUMER, seen as u32, handoff)
-}
-
-/// Sleeps on `side` of `ring` while the ring's counter still equals `seen`; a
-/// `handoff` runs in our place the first time we sleep (and is woken anyway if we do
-/// not). Returns `Denied` once the channel is revoked past the token's generation.
-fn wait_on(
-    me: &dyn Party,
-    c: &Checked,
-    ring: usize,
-    side: usize,
-    seen: u32,
-    mut handoff: Option<task::Handoff>,
-) -> Result<u64, Error> {
-    let chan = &c.chan;
-    let _charge = Charge::take(me.quota(), WAIT_KMEM)?;
-    let thread = task::current();
-    let w = chan.words(ring);
-    let must_wait = || {
-        if side == PRODUCER {
-            zen_ipc::producer_may_sleep(w, seen)
-        } else {
-            zen_ipc::consumer_may_sleep(w, seen)
-        }
-    };
-    // Revoked (while we slept, or just now): the token we came with is dead and the
-    // pages may be gone, so no success that would send the caller to them.
-    let revoked = || chan.generation.load(Ordering::Acquire) != c.generation;
-    loop {
-        let waiter = chan.queues[ring][side]
-            .prepare_as(&thread, must_wait)
-            .map_err(|_| Error::NoMemory)?;
-        if revoked() {
-            return Err(Error::Denied);
-        }
-        let Some(waiter) = waiter else {
-            return Ok(0);
-        };
-        if me.killed() {
-            return Err(Error::InvalidArgument);
-        }
-        match handoff.take() {
-            Some(h) => task::park_handing_off(h),
-            None => task::park(),
-        }
-        // The entry goes, however we were woken (a waker took it out already).
-        drop(waiter);
-        // Woken, usually because the ring moved: that needs no lock to see (only
-        // registering does), so the common case skips a second `prepare`.
-        if revoked() {
-            return Err(Error::Denied);
-        }
-        if !must_wait() {
-            return Ok(0);
-        }
-    }
-}
-
-/// Most channels one msg_poll waits on.
-pub const POLL_MAX: u64 = 16;
-
-/// msg_poll: the index of the first channel with a message; sleeps until one has.
-pub fn poll(me: &dyn Party, slots: &[Presented], timeout_ms: u64) -> Result<u64, Error> {
-    let count = slots.len() as u64;
-    if count == 0 || count > POLL_MAX {
-        return Err(Error::InvalidArgument);
-    }
-    let mut chans = Vec::new();
-    chans
-        .try_reserve_exact(slots.len())
-        .map_err(|_| Error::NoMemory)?;
-    for slot in slots {
-        let c = check_full(me, slot, Rights::RECV, 22)?;
-        chans.push((c.chan, c.end, c.generation));
-    }
-    let _charge = Charge::take(me.quota(), WAIT_KMEM * count)?;
-    let deadline = crate::time::ticks().saturating_add(
-        timeout_ms
-            .saturating_mul(crate::TIMER_HZ as u64)
-            .div_ceil(1000)
-            + 1,
-    );
-    loop {
-        let mut guards: [Option<task::Waiter<'_>>; POLL_MAX as usize] =
-            [const { None }; POLL_MAX as usize];
-        for (i, (c, end, _)) in chans.iter().enumerate() {
-            let ring = 1 - end;
-            // A corrupt ring counts as ready: its owner sees the error when it reads.
-            let w = c.words(ring);
-            match c.queues[ring][CONSUMER].prepare(|| zen_ipc::pending(w, RING_SLOTS) == Ok(0)) {
-                Ok(Some(g)) => guards[i] = Some(g),
-                Ok(None) if c.generation.load(Ordering::Acquire) != chans[i].2 => {
-                    return Err(Error::Denied)
-                }
-                Ok(None) => return Ok(i as u64),
-                Err(_) => return Err(Error::NoMemory),
-            }
-        }
-        if me.killed() {
-            return Err(Error::InvalidArgument);
-        }
-        if chans
-            .iter()
-            .any(|(c, _, g)| c.generation.load(Ordering::Acquire) != *g)
-        {
-            // Revoked while we waited: the token we came with is dead.
-            return Err(Error::Denied);
-        }
-        if timeout_ms != u64::MAX && crate::time::ticks() >= deadline {
-            return Err(Error::TimedOut);
-        }
-        // Sleep until a wake from a channel or the deadline tick.
-        if timeout_ms == u64::MAX {
-            task::park();
-        } else {
-            task::park_until(deadline);
-        }
-        // The guards drop here: no entry outlives the call.
-    }
 }
