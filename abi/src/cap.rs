@@ -42,10 +42,18 @@ impl Rights {
     pub const DESTROY: Rights = Rights(1 << 8);
     /// Power the machine off (on the [`ObjectType::System`] object).
     pub const POWER: Rights = Rights(1 << 9);
+    /// Hand out device capabilities (`dev_open`, on the [`ObjectType::System`] object).
+    pub const DEVICE: Rights = Rights(1 << 10);
     /// Every defined right.
-    pub const ALL: Rights = Rights((1 << 10) - 1);
-    /// Every right a channel end can carry (the creator's): all but POWER.
-    pub const CHANNEL_ALL: Rights = Rights(Self::ALL.0 & !Self::POWER.0);
+    pub const ALL: Rights = Rights((1 << 11) - 1);
+    /// Every right a channel end can carry (the creator's): all but POWER and DEVICE.
+    pub const CHANNEL_ALL: Rights = Rights(Self::ALL.0 & !Self::POWER.0 & !Self::DEVICE.0);
+    /// What a device token from `dev_open` carries: map its registers (MAP), give it
+    /// memory to read and write (WRITE; READ is kept for read-only uses later), take
+    /// its interrupts (RECV), pass it to a driver (GRANT).
+    pub const DEVICE_ALL: Rights = Rights(
+        Self::READ.0 | Self::WRITE.0 | Self::MAP.0 | Self::RECV.0 | Self::GRANT.0,
+    );
     /// No right at all.
     pub const EMPTY: Rights = Rights(0);
 
@@ -81,7 +89,7 @@ impl Rights {
 
 impl Rights {
     /// Every defined right with its name, in bit order.
-    pub const NAMES: [(Rights, &'static str); 10] = [
+    pub const NAMES: [(Rights, &'static str); 11] = [
         (Rights::READ, "read"),
         (Rights::WRITE, "write"),
         (Rights::EXECUTE, "execute"),
@@ -92,6 +100,7 @@ impl Rights {
         (Rights::REVOKE, "revoke"),
         (Rights::DESTROY, "destroy"),
         (Rights::POWER, "power"),
+        (Rights::DEVICE, "device"),
     ];
 }
 
@@ -126,6 +135,7 @@ impl ObjectType {
             Self::AuditLog => "audit log",
             Self::Grant => "grant",
             Self::System => "system",
+            Self::Device => "device",
         }
     }
 }
@@ -160,6 +170,8 @@ pub enum ObjectType {
     /// The machine itself (object 0): [`Rights::POWER`] powers it off. The kernel gives
     /// init the only token at boot; init passes it on to whom it trusts (the shell).
     System = 8,
+    /// A PCI function (object id: its packed address, `zen_abi::device`).
+    Device = 9,
 }
 
 impl TryFrom<u32> for ObjectType {
@@ -175,6 +187,7 @@ impl TryFrom<u32> for ObjectType {
 
             7 => Self::Grant,
             8 => Self::System,
+            9 => Self::Device,
             other => return Err(other),
         })
     }
@@ -369,7 +382,7 @@ mod tests {
         assert_eq!(format!("{}", Rights::SEND | Rights::RECV), "send|recv");
         assert_eq!(
             format!("{}", Rights::ALL),
-            "read|write|execute|map|send|recv|grant|revoke|destroy|power"
+            "read|write|execute|map|send|recv|grant|revoke|destroy|power|device"
         );
         assert_eq!(format!("{}", Rights(1 << 40 | 1)), "read|0x10000000000");
         assert_eq!(format!("{}", Rights(1 << 40)), "0x10000000000");
@@ -382,11 +395,12 @@ mod tests {
 
     #[test]
     fn object_types_have_names_and_numbers() {
-        for n in 1..=8 {
+        for n in 1..=9 {
             let t = ObjectType::try_from(n).unwrap();
             assert_eq!(t as u32, n);
             assert!(!t.name().is_empty());
         }
-        assert_eq!(ObjectType::try_from(9), Err(9));
+        assert_eq!(ObjectType::try_from(10), Err(10));
+        assert_eq!(ObjectType::try_from(0), Err(0));
     }
 }

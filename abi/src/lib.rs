@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod boot;
 pub mod cap;
+pub mod device;
 pub mod image;
 pub mod ipc;
 pub mod layout;

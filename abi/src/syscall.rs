@@ -111,10 +111,39 @@ pub enum Syscall {
     /// (a request and the wait for its answer; a server's reply and the wait for the
     /// next request). Needs SEND and RECV.
     MsgCall = 34,
+    /// dev_list(buf_ptr, buf_len) -> bytes written: one [`DeviceInfo`] per PCI function
+    /// the kernel found, in address order. Public, as `ps` is.
+    DevList = 35,
+    /// dev_open(system_token_ptr, address) -> slot of a new device token (READ, WRITE,
+    /// MAP, RECV, GRANT) for the PCI function at `address` (`DeviceInfo::address`).
+    /// Needs DEVICE on the system token.
+    DevOpen = 36,
+    /// dev_map(device_token_ptr, bar) -> address: the memory BAR mapped into the caller,
+    /// uncached, never executable; pages holding the MSI-X table or pending bits are
+    /// left unmapped (the kernel programs those). Needs MAP. The first process to use
+    /// a device's token this way (or with dma_alloc, irq_bind) holds the device until
+    /// it exits; any other gets `Busy`.
+    DevMap = 37,
+    /// dma_alloc(device_token_ptr, len) -> address of `len` bytes (rounded up to pages)
+    /// of zeroed memory the device may read and write. Needs WRITE.
+    DmaAlloc = 38,
+    /// dma_addr(device_token_ptr, addr) -> the address the device uses for user
+    /// address `addr`, which must lie in memory from dma_alloc for this device.
+    /// Needs WRITE.
+    DmaAddr = 39,
+    /// irq_bind(device_token_ptr, vector, cpu) -> slot of an interrupt token (RECV,
+    /// GRANT): MSI-X vector `vector` of the device is delivered to CPU `cpu` and
+    /// counted. Needs RECV.
+    IrqBind = 40,
+    /// irq_wait(interrupt_token_ptr, timeout_ms) -> interrupts counted since the last
+    /// irq_wait (at least 1; sleeps until then, `TimedOut` after `timeout_ms`,
+    /// `u64::MAX` for never). msg_poll takes interrupt tokens beside channel tokens.
+    /// Needs RECV.
+    IrqWait = 41,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 35;
+pub const SYSCALL_COUNT: u64 = 42;
 
 impl TryFrom<u64> for Syscall {
     type Error = Error;
@@ -156,6 +185,13 @@ impl TryFrom<u64> for Syscall {
             ThreadJoin,
             SetCpu,
             MsgCall,
+            DevList,
+            DevOpen,
+            DevMap,
+            DmaAlloc,
+            DmaAddr,
+            IrqBind,
+            IrqWait,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }
@@ -190,10 +226,12 @@ pub enum Error {
     TimedOut = 11,
     /// The channel's other end is not attached (nobody to pass a token to).
     NoPeer = 12,
+    /// The device is held by another process (its driver).
+    Busy = 13,
 }
 
 /// Every error, in number order.
-pub const ERRORS: [Error; 12] = [
+pub const ERRORS: [Error; 13] = [
     Error::NoSuchCall,
     Error::BadAddress,
     Error::InvalidArgument,
@@ -206,6 +244,7 @@ pub const ERRORS: [Error; 12] = [
     Error::TooManyProcesses,
     Error::TimedOut,
     Error::NoPeer,
+    Error::Busy,
 ];
 
 impl Error {
@@ -241,6 +280,7 @@ impl Error {
             Error::TooManyProcesses => "too many processes",
             Error::TimedOut => "timed out",
             Error::NoPeer => "no process at the channel's other end",
+            Error::Busy => "the device is held by another process",
         }
     }
 }

@@ -162,13 +162,21 @@ pub fn system_binding(pid: u32) -> Binding {
     zen_cap::binding(SYSTEM_OBJECT, ObjectType::System, pid, 1)
 }
 
-/// The system token init starts with: POWER, and GRANT to pass it on.
+/// The system token init starts with: POWER, DEVICE, and GRANT to pass it on.
 pub fn system_token(pid: u32) -> TokenSlot {
     zen_cap::mint(
         key(),
         system_binding(pid),
-        Rights::POWER.union(Rights::GRANT),
+        Rights::POWER.union(Rights::DEVICE).union(Rights::GRANT),
     )
+}
+
+/// The binding a genuine token for the PCI function at packed address `address`,
+/// held by `pid`, carries. A device has one generation: who holds it changes with its
+/// driver's life (the device layer's claim), not its tokens, so init keeps the token
+/// it gives each new instance of a driver.
+pub fn device_binding(address: u32, pid: u32) -> Binding {
+    zen_cap::binding(address as u64, ObjectType::Device, pid, 1)
 }
 
 /// Checks that `slot` is a system token of the caller with `required`.

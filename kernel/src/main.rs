@@ -19,9 +19,11 @@ mod arch;
 mod bench;
 mod cap;
 mod console;
+mod dev;
 mod edge;
 mod fb;
 mod ipc;
+mod irq;
 #[cfg(feature = "ktest")]
 mod ktest;
 mod mm;
@@ -95,6 +97,10 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         Err(why) => kprintln!("zen: running on one CPU: {}", why),
     }
     marks.mark("k_smp");
+    if let Ok(p) = acpi {
+        dev::init(&p.ecam, arch::memory_map(boot));
+    }
+    marks.mark("k_pci");
     kprintln!(
         "zen: {} MiB free, heap {} KiB, tsc {} MHz, timer {} Hz",
         (mm::free_frames() * 4096) >> 20,

@@ -80,14 +80,6 @@ fn out_buf(me: &Process, ptr: u64, cap: u64, data: &[u8]) -> SysResult {
     Ok(data.len() as u64)
 }
 
-/// Ticks to wait for at least `ms`: one more than the quotient, because the current
-/// tick is already partly over.
-fn ms_to_ticks(ms: u64) -> u64 {
-    ms.saturating_mul(crate::TIMER_HZ as u64)
-        .div_ceil(1000)
-        .saturating_add(1)
-}
-
 fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
     match call {
         Syscall::Exit | Syscall::ThreadExit => unreachable!("handled in dispatch"),
@@ -146,7 +138,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         }
         Syscall::Sleep => {
             task::sleep_until(
-                crate::time::ticks().saturating_add(ms_to_ticks(a[0])),
+                crate::time::ticks().saturating_add(crate::time::ms_to_ticks(a[0])),
                 || me.killed(),
             );
             Ok(0)
@@ -248,6 +240,18 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::ThreadCreate => proc::thread_create(me, a[0], a[1], a[2]),
         Syscall::ThreadJoin => proc::thread_join(me, tid_arg(a[0])?),
         Syscall::SetCpu => proc::set_cpu(me, cpu_arg(a[0])?).map(|()| 0),
+        Syscall::DevList => {
+            let bytes: Vec<u8> = crate::dev::list().iter().flat_map(|d| d.to_bytes()).collect();
+            out_buf(me, a[0], a[1], &bytes)
+        }
+        Syscall::DevOpen => crate::dev::open(&**me, &token(&**me, a[0])?, a[1]),
+        Syscall::DevMap => crate::dev::map_bar(&**me, &token(&**me, a[0])?, a[1]),
+        Syscall::DmaAlloc => crate::dev::dma_alloc(&**me, &token(&**me, a[0])?, a[1]),
+        Syscall::DmaAddr => crate::dev::dma_addr(&**me, &token(&**me, a[0])?, a[1]),
+        Syscall::IrqBind => crate::dev::irq_bind(&**me, &token(&**me, a[0])?, a[1], a[2]),
+        Syscall::IrqWait => {
+            crate::irq::wait(&**me, &token(&**me, a[0])?, a[1], &|| me.killed())
+        }
     }
 }
 

@@ -27,3 +27,11 @@ pub fn ticks() -> u64 {
     }
     crate::arch::cpu::rdtsc().saturating_sub(ORIGIN.load(Ordering::Relaxed)) / per_tick
 }
+
+/// Ticks to wait for at least `ms`: one more than the quotient, because the current
+/// tick is already partly over.
+pub fn ms_to_ticks(ms: u64) -> u64 {
+    ms.saturating_mul(crate::TIMER_HZ as u64)
+        .div_ceil(1000)
+        .saturating_add(1)
+}

@@ -76,12 +76,16 @@ impl Disk {
                 pflash(&mut a, OVMF_CODE_SECBOOT);
             }
         }
+        // The disk is an NVMe drive: the one nvmed serves, and both firmwares boot
+        // from it (SeaBIOS's and OVMF's NVMe drivers).
         a.push("-drive".into());
         a.push(format!(
-            "format=raw,file={}{}",
+            "if=none,id=zenos,format=raw,file={}{}",
             self.image.display(),
             if self.snapshot { ",snapshot=on" } else { "" }
         ));
+        a.push("-device".into());
+        a.push("nvme,serial=zenos,drive=zenos,bootindex=0".into());
         a
     }
 }
@@ -245,7 +249,8 @@ mod tests {
         };
         assert_eq!(
             d.qemu_args(Path::new("/v")).join(" "),
-            "-drive format=raw,file=/i.img,snapshot=on"
+            "-drive if=none,id=zenos,format=raw,file=/i.img,snapshot=on \
+             -device nvme,serial=zenos,drive=zenos,bootindex=0"
         );
         assert_eq!(d.vars_template(), None);
         let d = Disk {
@@ -259,7 +264,10 @@ mod tests {
             "{a}"
         );
         assert!(
-            a.ends_with("unit=1,file=/v -drive format=raw,file=/i.img"),
+            a.ends_with(
+                "unit=1,file=/v -drive if=none,id=zenos,format=raw,file=/i.img \
+                 -device nvme,serial=zenos,drive=zenos,bootindex=0"
+            ),
             "{a}"
         );
         let d = Disk {

@@ -32,7 +32,8 @@ pub fn cap_send(
     pass_token(me, slot, rights, &*target, 25)
 }
 
-/// Derives `slot` (held by `me`; a channel end or the system) for `target` with
+/// Derives `slot` (held by `me`; a channel end, the system, a device or an
+/// interrupt) for `target` with
 /// `rights`, and puts it in the target's token page; the slot index. Used by
 /// cap_send and spawn.
 pub fn pass_token(
@@ -45,6 +46,16 @@ pub fn pass_token(
     let rights = Rights::from_bits(rights).ok_or(Error::InvalidArgument)?;
     let expected = match ObjectType::try_from(slot.binding.object_type) {
         Ok(ObjectType::System) => crate::cap::system_binding(me.pid()),
+        Ok(ObjectType::Device) => {
+            let address = u32::try_from(slot.binding.object).map_err(|_| {
+                crate::cap::denied(call, slot.binding.object, zen_cap::CapError::UnknownObject)
+            })?;
+            crate::cap::device_binding(address, me.pid())
+        }
+        Ok(ObjectType::Interrupt) => {
+            let (_, generation) = crate::irq::check(me, slot, Rights::GRANT, call)?;
+            crate::irq::binding(slot.binding.object as u8, me.pid(), generation)
+        }
         _ => named_channel(me, slot, call)?.1,
     };
     crate::cap::derive_to(slot, &expected, rights, target, call)

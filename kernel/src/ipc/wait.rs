@@ -109,39 +109,62 @@ fn wait_on(
 /// Most channels one msg_poll waits on.
 pub const POLL_MAX: u64 = 16;
 
-/// msg_poll: the index of the first channel with a message; sleeps until one has.
+/// What one msg_poll entry waits on: a channel end's incoming ring, or a device
+/// interrupt (`irq`), each with the generation its token was checked at.
+enum Source {
+    Ring(alloc::sync::Arc<super::Channel>, usize, u64),
+    Irq(&'static crate::irq::Irq, u64),
+}
+
+impl Source {
+    fn revoked(&self) -> bool {
+        match self {
+            Source::Ring(c, _, g) => c.generation.load(Ordering::Acquire) != *g,
+            Source::Irq(i, g) => i.generation() != *g,
+        }
+    }
+}
+
+/// msg_poll: the index of the first channel with a message (or interrupt token with
+/// an interrupt pending); sleeps until one has.
 pub fn poll(me: &dyn Party, slots: &[Presented], timeout_ms: u64) -> Result<u64, Error> {
     let count = slots.len() as u64;
     if count == 0 || count > POLL_MAX {
         return Err(Error::InvalidArgument);
     }
-    let mut chans = Vec::new();
-    chans
+    let mut sources = Vec::new();
+    sources
         .try_reserve_exact(slots.len())
         .map_err(|_| Error::NoMemory)?;
     for slot in slots {
-        let c = check_full(me, slot, Rights::RECV, 22)?;
-        chans.push((c.chan, c.end, c.generation));
+        if slot.binding.object_type == zen_abi::cap::ObjectType::Interrupt as u32 {
+            let (irq, generation) = crate::irq::check(me, slot, Rights::RECV, 22)?;
+            sources.push(Source::Irq(irq, generation));
+        } else {
+            let c = check_full(me, slot, Rights::RECV, 22)?;
+            sources.push(Source::Ring(c.chan, c.end, c.generation));
+        }
     }
     let _charge = Charge::take(me.quota(), WAIT_KMEM * count)?;
-    let deadline = crate::time::ticks().saturating_add(
-        timeout_ms
-            .saturating_mul(crate::TIMER_HZ as u64)
-            .div_ceil(1000)
-            + 1,
-    );
+    let deadline = crate::time::ticks().saturating_add(crate::time::ms_to_ticks(timeout_ms));
     loop {
         let mut guards: [Option<task::Waiter<'_>>; POLL_MAX as usize] =
             [const { None }; POLL_MAX as usize];
-        for (i, (c, end, _)) in chans.iter().enumerate() {
-            let ring = 1 - end;
-            // A corrupt ring counts as ready: its owner sees the error when it reads.
-            let w = c.words(ring);
-            match c.queues[ring][CONSUMER].prepare(|| zen_ipc::pending(w, RING_SLOTS) == Ok(0)) {
-                Ok(Some(g)) => guards[i] = Some(g),
-                Ok(None) if c.generation.load(Ordering::Acquire) != chans[i].2 => {
-                    return Err(Error::Denied)
+        for (i, src) in sources.iter().enumerate() {
+            let prepared = match src {
+                Source::Ring(c, end, _) => {
+                    let ring = 1 - end;
+                    // A corrupt ring counts as ready: its owner sees the error when
+                    // it reads.
+                    let w = c.words(ring);
+                    c.queues[ring][CONSUMER]
+                        .prepare(|| zen_ipc::pending(w, RING_SLOTS) == Ok(0))
                 }
+                Source::Irq(irq, _) => irq.queue.prepare(|| !irq.is_pending()),
+            };
+            match prepared {
+                Ok(Some(g)) => guards[i] = Some(g),
+                Ok(None) if src.revoked() => return Err(Error::Denied),
                 Ok(None) => return Ok(i as u64),
                 Err(_) => return Err(Error::NoMemory),
             }
@@ -149,10 +172,7 @@ pub fn poll(me: &dyn Party, slots: &[Presented], timeout_ms: u64) -> Result<u64,
         if me.killed() {
             return Err(Error::InvalidArgument);
         }
-        if chans
-            .iter()
-            .any(|(c, _, g)| c.generation.load(Ordering::Acquire) != *g)
-        {
+        if sources.iter().any(Source::revoked) {
             // Revoked while we waited: the token we came with is dead.
             return Err(Error::Denied);
         }

@@ -30,6 +30,12 @@ pub fn drop_space(p: &Process) {
     drop(space);
 }
 
+/// 2b. The devices it drove stop (no more DMA), then their DMA memory is freed and
+/// their interrupts unbound; each is free for its next driver.
+pub fn release_devices(p: &Process) {
+    crate::dev::release(p.pid);
+}
+
 /// 3. Granted pages are unmapped with the space: drop this process's references.
 pub fn drop_granted(p: &Process) {
     let granted = core::mem::take(&mut *p.granted.lock());
@@ -97,6 +103,7 @@ pub fn wake_waiters(p: &Process) {
 pub fn run(p: &Process, code: u64) {
     leave_tables(p);
     drop_space(p);
+    release_devices(p);
     drop_granted(p);
     release_channels(p);
     let orphan = mark_exited(p, code);

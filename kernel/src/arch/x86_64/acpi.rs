@@ -10,7 +10,8 @@ use acpi::address::AddressSpace;
 use acpi::fadt::Fadt;
 use acpi::hpet::HpetTable;
 use acpi::madt::{Madt, MadtEntry};
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use acpi::mcfg::Mcfg;
+use acpi::{AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 use zen_abi::layout::DIRECT_MAP;
@@ -45,6 +46,19 @@ pub struct Platform {
     pub pm_timer: Option<(u16, bool)>,
     /// The HPET's registers, physical (below 4 GiB, 1 KiB aligned).
     pub hpet: Option<u64>,
+    /// PCI Express configuration windows (the MCFG), those the kernel can reach.
+    pub ecam: Vec<Ecam>,
+}
+
+/// One ECAM window: the configuration space of buses `bus_start..=bus_end` of a
+/// segment, 1 MiB per bus, at physical `base` (inside the direct map's first 4 GiB,
+/// outside RAM: checked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ecam {
+    pub base: u64,
+    pub segment: u16,
+    pub bus_start: u8,
+    pub bus_end: u8,
 }
 
 static PLATFORM: spin::Once<Result<Platform, &'static str>> = spin::Once::new();
@@ -109,12 +123,58 @@ fn parse(rsdp: u64, ram: &[zen_abi::boot::MemoryRegion]) -> Result<Platform, &'s
         cpus,
         pm_timer,
         hpet: hpet(&tables).filter(|&b| !in_ram(b, 1024, ram)),
+        ecam: ecam(&tables, ram),
     })
+}
+
+/// The MCFG's windows, each checked: the table long enough for its entries (the
+/// crate subtracts its header length from the table's own), buses in order, the
+/// window 1 MiB aligned, below 4 GiB (the direct map always reaches there) and not
+/// in RAM. A window that fails is left out with a message.
+fn ecam(tables: &AcpiTables<DirectMap>, ram: &[zen_abi::boot::MemoryRegion]) -> Vec<Ecam> {
+    let mut out = Vec::new();
+    let Ok(mcfg) = tables.find_table::<Mcfg>() else {
+        return out;
+    };
+    if mcfg.region_length() < 44 || (mcfg.get().header().length as usize) < 44 {
+        crate::kprintln!("zen: MCFG too short; no PCI Express configuration space");
+        return out;
+    }
+    for e in mcfg.get().entries().iter().take(16) {
+        let (base, segment, start, end) = (
+            e.base_address,
+            e.pci_segment_group,
+            e.bus_number_start,
+            e.bus_number_end,
+        );
+        let len = (end as u64 + 1).saturating_sub(start as u64) << 20;
+        let ok = end >= start
+            && base % (1 << 20) == 0
+            && base != 0
+            && base.checked_add(len).is_some_and(|e| e <= zen_abi::layout::DIRECT_MAP_MIN)
+            && !in_ram(base, len, ram);
+        if ok {
+            out.push(Ecam {
+                base,
+                segment,
+                bus_start: start,
+                bus_end: end,
+            });
+        } else {
+            crate::kprintln!(
+                "zen: MCFG window at {:#x} (buses {}..={}) refused",
+                base,
+                start,
+                end
+            );
+        }
+    }
+    out
 }
 
 /// Whether `[base, base + len)` overlaps memory the kernel uses (usable frames, or what
 /// the loader put there: kernel, page tables, BootInfo).
-fn in_ram(base: u64, len: u64, ram: &[zen_abi::boot::MemoryRegion]) -> bool {
+pub fn in_ram(base: u64, len: u64, ram: &[zen_abi::boot::MemoryRegion]) -> bool {
     use zen_abi::boot::MemoryKind;
     ram.iter()
         .filter(|r| {

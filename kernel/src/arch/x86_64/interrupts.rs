@@ -289,6 +289,10 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
             super::tlb::on_ipi();
             super::apic::eoi();
         }
+        crate::irq::FIRST_VECTOR..=crate::irq::LAST_VECTOR => {
+            crate::irq::on_vector(vector);
+            super::apic::eoi();
+        }
         SPURIOUS_VECTOR => {
             // No EOI for spurious interrupts (SDM 10.9).
             SPURIOUS.fetch_add(1, Ordering::Relaxed);

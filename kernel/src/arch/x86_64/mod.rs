@@ -12,6 +12,7 @@ mod gdt;
 pub mod heap;
 pub mod interrupts;
 pub mod paging;
+pub mod pci;
 pub mod percpu;
 pub mod phys;
 pub mod serial;

@@ -177,3 +177,52 @@ pub fn init() {
         core::sync::atomic::Ordering::Relaxed,
     );
 }
+
+/// Kernel addresses for device registers the kernel itself writes (MSI-X tables):
+/// mapped uncached here rather than reached through the direct map, whose 2 MiB
+/// write-back pages would leave the caching to the firmware's MTRRs and which ends
+/// at the top of RAM (a 64-bit BAR may lie far above). A bump allocator: devices are
+/// found once, at boot, and never go away.
+const MMIO_WINDOW: u64 = 0xffff_e000_0000_0000;
+const MMIO_WINDOW_END: u64 = MMIO_WINDOW + (1 << 30);
+static MMIO_NEXT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(MMIO_WINDOW);
+
+/// Maps `len` bytes of device registers at `phys` for the kernel, uncached and never
+/// executable; the kernel address of `phys`. `None` when the window is full or a page
+/// table could not be had.
+pub fn map_mmio(phys: u64, len: u64) -> Option<u64> {
+    use core::sync::atomic::Ordering;
+    let first = phys & !0xfff;
+    let end = phys.checked_add(len.max(1))?.checked_next_multiple_of(4096)?;
+    let bytes = end - first;
+    let virt = MMIO_NEXT
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            v.checked_add(bytes).filter(|&e| e <= MMIO_WINDOW_END)
+        })
+        .ok()?;
+    let flags = Flags::KERNEL_DATA.bits() | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH;
+    for off in (0..bytes).step_by(4096) {
+        let page = page(virt + off).ok()?;
+        let frame = PhysFrame::from_start_address(PhysAddr::new(first + off)).ok()?;
+        let done = with_tables(|m| {
+            // SAFETY: the window is the kernel's alone and each address in it is
+            // handed out once (the bump above), so nothing else maps or uses it;
+            // `phys` is device memory the caller found in a BAR, not RAM.
+            unsafe {
+                m.map_to_with_table_flags(
+                    page,
+                    frame,
+                    flags,
+                    PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
+                    &mut TableFrames,
+                )
+            }
+            .map(|f| f.flush())
+            .is_ok()
+        });
+        if !done {
+            return None;
+        }
+    }
+    Some(virt + (phys - first))
+}

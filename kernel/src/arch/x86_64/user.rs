@@ -29,6 +29,8 @@ use super::tables::{free_empty_tables, free_tables, unlink_empty_tables};
 /// PTE bit (available to software) marking a frame the address space maps but does
 /// not own.
 pub(super) const SHARED: PageTableFlags = PageTableFlags::BIT_9;
+/// A page of device registers (always `SHARED` too): see [`AddressSpace::map_device`].
+pub(super) const DEVICE: PageTableFlags = PageTableFlags::BIT_10;
 
 /// A process's page tables.
 pub struct AddressSpace {
@@ -173,6 +175,42 @@ impl AddressSpace {
         }
         .bits()
             | SHARED;
+        self.map_foreign(page, pf, flags)
+    }
+
+    /// Maps device registers at `va`: shared (never freed, never granted on, never
+    /// unmapped but with the space), uncached, never executable, and marked
+    /// [`DEVICE`] so the kernel never copies through it (a system call's buffer
+    /// there is `BadAddress`: reads of registers have side effects, and a device
+    /// above the direct map has no kernel address).
+    pub fn map_device(&self, va: u64, phys: u64, writable: bool) -> Result<(), MapError> {
+        if va >= USER_END {
+            return Err(MapError::NonCanonical);
+        }
+        let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va))
+            .map_err(|_| MapError::Unaligned)?;
+        let pf =
+            PhysFrame::from_start_address(PhysAddr::new(phys)).map_err(|_| MapError::Unaligned)?;
+        let flags = Flags {
+            writable,
+            user: true,
+            executable: false,
+        }
+        .bits()
+            | SHARED
+            | DEVICE
+            | PageTableFlags::NO_CACHE
+            | PageTableFlags::WRITE_THROUGH;
+        self.map_foreign(page, pf, flags)
+    }
+
+    /// Maps a frame this space does not own (`SHARED` is in `flags`).
+    fn map_foreign(
+        &self,
+        page: Page<Size4KiB>,
+        pf: PhysFrame<Size4KiB>,
+        flags: PageTableFlags,
+    ) -> Result<(), MapError> {
         let parent =
             PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
         self.with(|m| {
@@ -357,6 +395,7 @@ impl AddressSpace {
                 flags,
             } => {
                 let ok = flags.contains(PageTableFlags::USER_ACCESSIBLE)
+                    && !flags.contains(DEVICE)
                     && (!write || flags.contains(PageTableFlags::WRITABLE));
                 ok.then(|| frame.start_address().as_u64() + offset)
             }

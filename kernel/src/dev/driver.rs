@@ -1,0 +1,272 @@
+//! What a driver does with its device token: map the device's registers, give the
+//! device memory (DMA), and take its interrupts; and what happens when the driver
+//! ends ([`release`]).
+//!
+//! The first process to use a device's token for any of these holds the device
+//! (`claim`) until it exits; another process presenting a token for it gets `Busy`.
+//! Holding turns the function's memory decoding and bus mastering on.
+//!
+//! DMA memory is frames the device layer owns (here, per device), mapped into the
+//! driver as shared pages: the driver's exit unmaps them with its address space but
+//! cannot free them, because the device may still be writing there. [`release`]
+//! first stops the device (bus mastering off, every vector masked), and only then
+//! frees the frames and the interrupt bindings.
+
+use alloc::vec::Vec;
+use zen_abi::cap::Rights;
+use zen_abi::syscall::{Error, Syscall};
+use zen_pci::{command, msix_control, Config, MSIX_ENTRY};
+
+use super::{check, devices, Device};
+use crate::arch::paging::Flags;
+use crate::arch::phys::SharedFrame;
+use crate::cap::Presented;
+use crate::ipc::Party;
+
+/// Most DMA pages one device may have (16 MiB): a driver cannot take all memory
+/// through its device, beyond its own map limit.
+const MAX_DMA_PAGES: usize = 4096;
+
+/// Kernel memory a DMA range costs its driver (the range, and a frame's entry per
+/// page).
+const DMA_RANGE_KMEM: u64 = 64;
+const DMA_PAGE_KMEM: u64 = 16;
+
+/// Who drives a device, and what it was given.
+#[derive(Default)]
+pub struct State {
+    /// The driver's pid, 0 for none.
+    pub holder: u32,
+    /// Where each BAR is mapped in the driver (0: not mapped).
+    bar_maps: [u64; zen_pci::BARS],
+    dma: Vec<DmaRange>,
+    dma_pages: usize,
+    /// Bound vectors: (MSI-X entry, IDT vector).
+    vectors: Vec<(u16, u8)>,
+}
+
+/// Pages given to the device, mapped at `va` in the driver.
+struct DmaRange {
+    va: u64,
+    frames: Vec<SharedFrame>,
+}
+
+/// Locks `dev`'s state for `pid`, making it the holder if nobody is: `Busy` if
+/// another process holds it.
+fn claim(dev: &Device, pid: u32) -> Result<spin::MutexGuard<'_, State>, Error> {
+    let mut s = dev.state.lock();
+    if s.holder == 0 {
+        s.holder = pid;
+        let cmd = dev.cfg.read32(zen_pci::reg::COMMAND) & 0xffff;
+        dev.cfg.write32(
+            zen_pci::reg::COMMAND,
+            cmd | command::MEMORY | command::BUS_MASTER | command::INTX_DISABLE,
+        );
+    } else if s.holder != pid {
+        return Err(Error::Busy);
+    }
+    Ok(s)
+}
+
+/// dev_map: BAR `bar` mapped into the driver (once; a second call returns the same
+/// address), uncached and never executable, its MSI-X pages left out.
+pub fn map_bar(me: &dyn Party, tok: &Presented, bar: u64) -> Result<u64, Error> {
+    let dev = check(me, tok, Rights::MAP, Syscall::DevMap as u16)?;
+    let i = usize::try_from(bar)
+        .ok()
+        .filter(|&i| i < zen_pci::BARS)
+        .ok_or(Error::InvalidArgument)?;
+    let b = dev.bars[i]
+        .filter(|b| b.is_memory())
+        .ok_or(Error::InvalidArgument)?;
+    let mut s = claim(dev, me.pid())?;
+    if s.bar_maps[i] != 0 {
+        return Ok(s.bar_maps[i]);
+    }
+    let pages = b.size.div_ceil(4096);
+    let va = me.reserve_map_range(pages)?;
+    let msix = dev.msix.as_ref().map(|m| m.info);
+    let done = me.map_in_space(pages, &mut |space| {
+        for n in 0..pages {
+            let off = n * 4096;
+            if msix.is_some_and(|m| m.covers_page(i as u8, off)) {
+                continue;
+            }
+            if space.map_device(va + off, b.base + off, true).is_err() {
+                for m in 0..n {
+                    let _ = space.unmap(va + m * 4096);
+                }
+                return false;
+            }
+        }
+        true
+    });
+    if done != Ok(true) {
+        me.unreserve(pages);
+        return Err(done.err().unwrap_or(Error::NoMemory));
+    }
+    s.bar_maps[i] = va;
+    Ok(va)
+}
+
+/// dma_alloc: `len` bytes of zeroed pages for the device, mapped into the driver.
+pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error> {
+    let dev = check(me, tok, Rights::WRITE, Syscall::DmaAlloc as u16)?;
+    if len == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let pages = len.div_ceil(4096);
+    let mut s = claim(dev, me.pid())?;
+    if s.dma_pages as u64 + pages > MAX_DMA_PAGES as u64 {
+        return Err(Error::NoMemory);
+    }
+    let n = pages as usize;
+    // Kernel memory for the bookkeeping, charged for the driver's life (its quota
+    // goes with it).
+    me.quota().take(DMA_RANGE_KMEM + DMA_PAGE_KMEM * pages)?;
+    let undo_charge = || me.quota().give(DMA_RANGE_KMEM + DMA_PAGE_KMEM * pages);
+    let mut frames = Vec::new();
+    if frames.try_reserve_exact(n).is_err() || s.dma.try_reserve(1).is_err() {
+        undo_charge();
+        return Err(Error::NoMemory);
+    }
+    for _ in 0..n {
+        match SharedFrame::new() {
+            Some(f) => frames.push(f),
+            None => {
+                undo_charge();
+                return Err(Error::NoMemory);
+            }
+        }
+    }
+    let va = match me.reserve_map_range(pages) {
+        Ok(va) => va,
+        Err(e) => {
+            undo_charge();
+            return Err(e);
+        }
+    };
+    let flags = Flags {
+        writable: true,
+        user: true,
+        executable: false,
+    };
+    let done = me.map_in_space(pages, &mut |space| {
+        for (k, f) in frames.iter().enumerate() {
+            if space.map_shared(va + k as u64 * 4096, f.addr(), flags).is_err() {
+                for m in 0..k as u64 {
+                    let _ = space.unmap(va + m * 4096);
+                }
+                return false;
+            }
+        }
+        true
+    });
+    if done != Ok(true) {
+        me.unreserve(pages);
+        undo_charge();
+        return Err(done.err().unwrap_or(Error::NoMemory));
+    }
+    s.dma_pages += n;
+    s.dma.push(DmaRange { va, frames });
+    Ok(va)
+}
+
+/// dma_addr: the device address of user address `va` in the driver's DMA memory.
+pub fn dma_addr(me: &dyn Party, tok: &Presented, va: u64) -> Result<u64, Error> {
+    let dev = check(me, tok, Rights::WRITE, Syscall::DmaAddr as u16)?;
+    let s = dev.state.lock();
+    if s.holder != me.pid() {
+        return Err(Error::Busy);
+    }
+    s.dma
+        .iter()
+        .find_map(|r| {
+            let page = va.checked_sub(r.va)? / 4096;
+            let f = r.frames.get(usize::try_from(page).ok()?)?;
+            Some(f.addr() + va % 4096)
+        })
+        .ok_or(Error::BadAddress)
+}
+
+/// irq_bind: MSI-X entry `entry` delivered to CPU `cpu`; an interrupt token for it.
+pub fn irq_bind(me: &dyn Party, tok: &Presented, entry: u64, cpu: u64) -> Result<u64, Error> {
+    let dev = check(me, tok, Rights::RECV, Syscall::IrqBind as u16)?;
+    let msix = dev.msix.as_ref().ok_or(Error::InvalidArgument)?;
+    let entry = u16::try_from(entry)
+        .ok()
+        .filter(|&e| e < msix.info.vectors)
+        .ok_or(Error::InvalidArgument)?;
+    let apic_id = usize::try_from(cpu)
+        .ok()
+        .and_then(crate::arch::percpu::cpu)
+        .filter(|c| c.is_online())
+        .ok_or(Error::InvalidArgument)?
+        .apic_id();
+    let mut s = claim(dev, me.pid())?;
+    if s.vectors.iter().any(|&(e, _)| e == entry) {
+        return Err(Error::Busy);
+    }
+    s.vectors.try_reserve(1).map_err(|_| Error::NoMemory)?;
+    let (vector, generation) = crate::irq::alloc(me.pid()).ok_or(Error::NoMemory)?;
+    let token = zen_cap::mint(
+        crate::cap::key(),
+        crate::irq::binding(vector, me.pid(), generation),
+        Rights::RECV.union(Rights::GRANT),
+    );
+    let slot = match me.insert_token(token) {
+        Ok(slot) => slot,
+        Err(e) => {
+            crate::irq::free(vector);
+            return Err(e);
+        }
+    };
+    let (addr, data) = crate::arch::pci::msi_message(apic_id, vector);
+    let at = entry as u64 * MSIX_ENTRY;
+    msix.table.write32(at, addr as u32);
+    msix.table.write32(at + 4, (addr >> 32) as u32);
+    msix.table.write32(at + 8, data);
+    msix.table.write32(at + 12, 0);
+    let control = dev.cfg.read32(msix.info.cap);
+    dev.cfg.write32(
+        msix.info.cap,
+        (control | msix_control::ENABLE) & !msix_control::FUNCTION_MASK,
+    );
+    s.vectors.push((entry, vector));
+    Ok(slot as u64)
+}
+
+/// The driver `pid` ended: each device it held stops (bus mastering off, vectors
+/// masked), then its DMA frames and interrupt bindings go, and the device is free for
+/// the next driver.
+pub fn release(pid: u32) {
+    for dev in devices() {
+        let mut s = dev.state.lock();
+        if s.holder != pid || pid == 0 {
+            continue;
+        }
+        let cmd = dev.cfg.read32(zen_pci::reg::COMMAND) & 0xffff;
+        dev.cfg
+            .write32(zen_pci::reg::COMMAND, cmd & !command::BUS_MASTER);
+        if let Some(m) = &dev.msix {
+            let control = dev.cfg.read32(m.info.cap);
+            dev.cfg.write32(
+                m.info.cap,
+                (control & !msix_control::ENABLE) | msix_control::FUNCTION_MASK,
+            );
+            for &(entry, _) in &s.vectors {
+                m.table.write32(entry as u64 * MSIX_ENTRY + 12, 1);
+            }
+        }
+        // A configuration read completes only after the writes before it: the device
+        // has seen bus mastering go off before a frame is freed.
+        let _ = dev.cfg.read32(zen_pci::reg::COMMAND);
+        for (_, vector) in s.vectors.drain(..) {
+            crate::irq::free(vector);
+        }
+        let dma = core::mem::take(&mut s.dma);
+        *s = State::default();
+        drop(s);
+        drop(dma);
+    }
+}
