@@ -21,9 +21,9 @@ pub struct DeviceInfo {
     pub memory_bars: u8,
     /// [`flags`] bits.
     pub flags: u8,
-    pub reserved: u32,
-    /// Size of the largest memory BAR, in bytes.
-    pub largest_bar: u64,
+    /// Per BAR: log2 of its size in bytes (sizes are powers of two), 0 for none.
+    pub bar_size_log2: [u8; 6],
+    pub reserved: [u8; 6],
 }
 const _: () = assert!(core::mem::size_of::<DeviceInfo>() == 32);
 
@@ -51,16 +51,24 @@ impl DeviceInfo {
         b[16..18].copy_from_slice(&self.msix_vectors.to_le_bytes());
         b[18] = self.memory_bars;
         b[19] = self.flags;
-        b[20..24].copy_from_slice(&self.reserved.to_le_bytes());
-        b[24..32].copy_from_slice(&self.largest_bar.to_le_bytes());
+        b[20..26].copy_from_slice(&self.bar_size_log2);
+        b[26..32].copy_from_slice(&self.reserved);
         b
+    }
+
+    /// The size of memory BAR `i` in bytes, if it has one.
+    pub fn bar_size(&self, i: usize) -> Option<u64> {
+        let log2 = *self.bar_size_log2.get(i)?;
+        (self.memory_bars & (1 << i) != 0 && log2 < 64).then(|| 1u64 << log2)
     }
 
     pub fn from_bytes(b: &[u8; 32]) -> Self {
         let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let mut big = [0u8; 8];
-        big.copy_from_slice(&b[24..32]);
+        let mut bars = [0u8; 6];
+        bars.copy_from_slice(&b[20..26]);
+        let mut reserved = [0u8; 6];
+        reserved.copy_from_slice(&b[26..32]);
         Self {
             address: u32_at(0),
             vendor: u16_at(4),
@@ -73,8 +81,8 @@ impl DeviceInfo {
             msix_vectors: u16_at(16),
             memory_bars: b[18],
             flags: b[19],
-            reserved: u32_at(20),
-            largest_bar: u64::from_le_bytes(big),
+            bar_size_log2: bars,
+            reserved,
         }
     }
 }
@@ -97,10 +105,13 @@ mod tests {
             msix_vectors: 65,
             memory_bars: 0b1,
             flags: flags::CONFINED,
-            reserved: 0,
-            largest_bar: 0x4000,
+            bar_size_log2: [14, 0, 0, 0, 0, 0],
+            reserved: [0; 6],
         };
         assert_eq!(DeviceInfo::from_bytes(&d.to_bytes()), d);
         assert_eq!(d.to_bytes()[4..6], [0x36, 0x1b]);
+        assert_eq!(d.bar_size(0), Some(0x4000));
+        assert_eq!(d.bar_size(1), None);
+        assert_eq!(d.bar_size(9), None);
     }
 }

@@ -12,6 +12,7 @@
 //! first stops the device (bus mastering off, every vector masked), and only then
 //! frees the frames and the interrupt bindings.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use zen_abi::cap::Rights;
 use zen_abi::syscall::{Error, Syscall};
@@ -43,6 +44,10 @@ pub struct State {
     dma_pages: usize,
     /// Bound vectors: (MSI-X entry, IDT vector).
     vectors: Vec<(u16, u8)>,
+    /// Granted pages made visible to the device (`dma_addr`), by the driver's
+    /// address of each: the frame lives while the device may reach it, until the
+    /// driver unmaps the page ([`unpin`]) or ends.
+    pinned: Vec<(u64, Arc<SharedFrame>)>,
 }
 
 /// Pages given to the device, mapped at `va` in the driver.
@@ -172,21 +177,44 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
     Ok(va)
 }
 
-/// dma_addr: the device address of user address `va` in the driver's DMA memory.
+/// dma_addr: the device address of user address `va`: in the driver's DMA memory,
+/// or in a page a client granted it, which then stays visible to the device (its
+/// frame kept) until the driver unmaps it.
 pub fn dma_addr(me: &dyn Party, tok: &Presented, va: u64) -> Result<u64, Error> {
     let dev = check(me, tok, Rights::WRITE, Syscall::DmaAddr as u16)?;
-    let s = dev.state.lock();
-    if s.holder != me.pid() {
-        return Err(Error::Busy);
+    let mut s = claim(dev, me.pid())?;
+    let own = s.dma.iter().find_map(|r| {
+        let page = va.checked_sub(r.va)? / 4096;
+        let f = r.frames.get(usize::try_from(page).ok()?)?;
+        Some(f.addr() + va % 4096)
+    });
+    if let Some(a) = own {
+        return Ok(a);
     }
-    s.dma
-        .iter()
-        .find_map(|r| {
-            let page = va.checked_sub(r.va)? / 4096;
-            let f = r.frames.get(usize::try_from(page).ok()?)?;
-            Some(f.addr() + va % 4096)
-        })
-        .ok_or(Error::BadAddress)
+    let page = va & !0xfff;
+    if let Some((_, f)) = s.pinned.iter().find(|(p, _)| *p == page) {
+        return Ok(f.addr() + va % 4096);
+    }
+    let (frame, _writable) = me.granted_frame(page).ok_or(Error::BadAddress)?;
+    if s.dma_pages + s.pinned.len() >= MAX_DMA_PAGES {
+        return Err(Error::NoMemory);
+    }
+    s.pinned.try_reserve(1).map_err(|_| Error::NoMemory)?;
+    let addr = frame.addr() + va % 4096;
+    s.pinned.push((page, frame));
+    Ok(addr)
+}
+
+/// The driver `pid` unmapped `pages` pages at `addr`: granted pages among them are
+/// no longer its device's.
+pub fn unpin(pid: u32, addr: u64, pages: u64) {
+    let end = addr.saturating_add(pages.saturating_mul(4096));
+    for dev in devices() {
+        let mut s = dev.state.lock();
+        if s.holder == pid && !s.pinned.is_empty() {
+            s.pinned.retain(|(p, _)| !(addr..end).contains(p));
+        }
+    }
 }
 
 /// irq_bind: MSI-X entry `entry` delivered to CPU `cpu`; an interrupt token for it.

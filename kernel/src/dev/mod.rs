@@ -29,7 +29,7 @@ use crate::arch::pci::{Function, Registers};
 use crate::cap::Presented;
 use crate::ipc::Party;
 
-pub use driver::{dma_addr, dma_alloc, irq_bind, map_bar, release};
+pub use driver::{dma_addr, dma_alloc, irq_bind, map_bar, release, unpin};
 
 /// Most functions the kernel keeps (a PC has a few dozen).
 const MAX_DEVICES: usize = 64;
@@ -209,15 +209,10 @@ impl Device {
             } else {
                 0
             },
-            reserved: 0,
-            largest_bar: self
+            bar_size_log2: self
                 .bars
-                .iter()
-                .flatten()
-                .filter(|b| b.is_memory())
-                .map(|b| b.size)
-                .max()
-                .unwrap_or(0),
+                .map(|b| b.filter(Bar::is_memory).map_or(0, |b| b.size.trailing_zeros() as u8)),
+            reserved: [0; 6],
         }
     }
 }

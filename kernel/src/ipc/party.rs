@@ -52,6 +52,9 @@ pub trait Party: Holder + Send + Sync {
     ) -> Result<Vec<Arc<SharedFrame>>, Error>;
     /// Granted frames mapped at a fresh range of its map area; the address.
     fn map_granted(&self, frames: &[Arc<SharedFrame>], write: bool) -> Result<u64, Error>;
+    /// The granted frame mapped at its page `va` (one it shared out or mapped from a
+    /// grant), and whether it maps it writable.
+    fn granted_frame(&self, va: u64) -> Option<(Arc<SharedFrame>, bool)>;
     /// Brings its page-table charge up to date after tables were taken out of its
     /// space by another party (a revoke).
     fn resync_tables(&self);

@@ -310,6 +310,11 @@ impl crate::ipc::Party for Process {
     fn map_granted(&self, frames: &[Arc<SharedFrame>], write: bool) -> Result<u64, Error> {
         Process::map_granted(self, frames, write)
     }
+    fn granted_frame(&self, va: u64) -> Option<(Arc<SharedFrame>, bool)> {
+        let f = self.granted.lock().get(&va)?.clone();
+        let (phys, writable, _) = self.with_space(|s| s.page_info(va)).ok()??;
+        (phys == f.addr()).then_some((f, writable))
+    }
     fn resync_tables(&self) {
         if let Ok(t) = self.with_space(|s| s.table_frames()) {
             self.sync_tables(t);

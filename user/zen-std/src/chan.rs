@@ -439,6 +439,16 @@ pub fn accept(g: PageGrant) -> Result<Shared> {
 /// next `send` traps into the kernel to wake us; a ring that filled meanwhile is
 /// reported at once.
 pub fn poll(chans: &mut [&mut Channel], timeout_ms: u64) -> Result<usize> {
+    poll_with(chans, &[], timeout_ms)
+}
+
+/// [`poll`] with more tokens to wait on after the channels (interrupt tokens,
+/// `dev::poll`); the kernel checks those, the channels are prepared here.
+pub(crate) fn poll_with(
+    chans: &mut [&mut Channel],
+    extra: &[TokenSlot],
+    timeout_ms: u64,
+) -> Result<usize> {
     if chans.iter().any(|c| c.rx.is_none()) {
         // An end without RECV has no ring to wait on.
         return Err(Error::Denied);
@@ -457,12 +467,17 @@ pub fn poll(chans: &mut [&mut Channel], timeout_ms: u64) -> Result<usize> {
     let r = match ready {
         Some(i) => Ok(i),
         None => {
-            let toks: Vec<u8> = chans.iter().flat_map(|c| c.token.to_bytes()).collect();
+            let toks: Vec<u8> = chans
+                .iter()
+                .map(|c| c.token)
+                .chain(extra.iter().copied())
+                .flat_map(|t| t.to_bytes())
+                .collect();
             call_reading(
                 Syscall::MsgPoll,
                 [
                     toks.as_ptr() as u64,
-                    chans.len() as u64,
+                    (chans.len() + extra.len()) as u64,
                     timeout_ms,
                     0,
                     0,

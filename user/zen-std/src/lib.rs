@@ -21,6 +21,7 @@ extern crate alloc;
 
 pub mod chan;
 pub mod console;
+pub mod dev;
 mod heap;
 pub mod mem;
 pub mod process;
