@@ -63,6 +63,8 @@ verbs:
       --cmdline STR     write STR to cmdline.txt on the ESP
       --kvm             use KVM (TCG by default: nested KVM hangs 64-bit guests here)
       --icount          -icount shift=0: the TSC counts guest instructions (as the bench)
+      --scratch         attach a fresh 32 MiB scratch disk (NVMe at 00:10.0, the disk
+                        usertests' disk tests write: target/scratch-nvme.img)
   test                  host tests, then the QEMU suites; ends with `N passed, N failed`
   soak [--calls N]      the system-call fuzzer at length (10 million calls by default) on
                         2 CPUs: calls per second, kernel failures, what was lost
@@ -86,6 +88,7 @@ struct RunOpts {
     icount: bool,
     cmdline: Option<String>,
     firmware: Fw,
+    scratch: bool,
 }
 
 /// Which firmware `run` boots the image with.
@@ -109,6 +112,7 @@ impl Default for RunOpts {
             icount: false,
             cmdline: None,
             firmware: Fw::Uefi,
+            scratch: false,
         }
     }
 }
@@ -132,6 +136,7 @@ fn parse_run(args: &[String]) -> Result<RunOpts> {
             "--test-programs" => o.test_programs = true,
             "--kvm" => o.kvm = true,
             "--icount" => o.icount = true,
+            "--scratch" => o.scratch = true,
             "--cmdline" => o.cmdline = Some(value("--cmdline")?),
             "--uefi" => o.firmware = Fw::Uefi,
             "--bios" => o.firmware = Fw::Bios,
@@ -241,6 +246,12 @@ fn main() -> ExitCode {
                     vars: secboot::keys()?.enrolled_vars()?,
                 },
             };
+            if o.scratch {
+                // A fresh zeroed scratch disk (what usertests' disk tests write).
+                let f = util::target().join("scratch-nvme.img");
+                std::fs::write(&f, vec![0u8; 32 << 20])
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
+            }
             let vm = qemu::Vm {
                 gui: o.gui,
                 smp: o.smp,
@@ -252,6 +263,7 @@ fn main() -> ExitCode {
                     firmware,
                     snapshot: false,
                 }),
+                nvme: o.scratch.then(|| util::target().join("scratch-nvme.img")),
                 ..qemu::Vm::new("run", &img)
             };
             let status = vm.run_interactive()?;

@@ -42,6 +42,9 @@ pub struct Vm {
     /// Boot this disk image (`disk::Disk`: SeaBIOS, OVMF or OVMF with Secure Boot)
     /// instead of `esp` under OVMF.
     pub disk: Option<crate::disk::Disk>,
+    /// A scratch disk file attached as an NVMe drive at PCI 00:10.0 (serial
+    /// `zen-data`), for the driver tests.
+    pub nvme: Option<PathBuf>,
 }
 
 impl Vm {
@@ -55,6 +58,7 @@ impl Vm {
             kvm: false,
             icount: false,
             disk: None,
+            nvme: None,
         }
     }
 
@@ -86,6 +90,14 @@ impl Vm {
             a.push(format!("if=pflash,format=raw,file={}", vars.display()));
             a.push("-drive".into());
             a.push(format!("format=raw,file=fat:rw:{}", self.esp.display()));
+        }
+        if let Some(f) = &self.nvme {
+            a.push("-drive".into());
+            a.push(format!("if=none,id=data,format=raw,file={}", f.display()));
+            a.push("-device".into());
+            // In PCI slot 0x10 (00:10.0): how the in-OS tests tell the scratch disk
+            // from a boot disk, which they must never write.
+            a.push("nvme,serial=zen-data,drive=data,addr=0x10".into());
         }
         a.push("-serial".into());
         a.push(if interactive { "mon:stdio" } else { "stdio" }.into());

@@ -34,14 +34,28 @@ fn esp(a: &Artifacts, name: &str, cmdline: Option<&str>) -> Result<std::path::Pa
 
 pub fn usertests_job(a: &Artifacts) -> Result<Job> {
     let esp = esp(a, "esp-usertests", Some("init=usertests"))?;
+    let scratch = target().join("usertests-nvme.img");
     Ok(Box::new(move || {
+        // A fresh scratch disk each run: what the tests wrote is checked below.
+        if let Err(e) = std::fs::write(&scratch, vec![0u8; SCRATCH_BYTES]) {
+            return vec![Verdict {
+                name: "qemu::user".into(),
+                ok: false,
+                notes: vec![format!("cannot write {}: {e}", scratch.display())],
+            }];
+        }
         let vm = Vm {
             smp: 2,
+            nvme: Some(scratch.clone()),
             ..Vm::new("usertests", &esp)
         };
         let mut k = Ktest::default();
         let mut failures = Vec::new();
+        let mut told = None;
         let cap = vm.run_captured(USER_TIMEOUT, |l| {
+            if let Some(n) = l.split("usertests: nvme tagged blocks ").nth(1) {
+                told = n.trim().parse::<usize>().ok();
+            }
             // Booted on two CPUs: the one-CPU fallback of the threads test is a failure.
             if l.contains("... FAILED") || l.contains("one CPU, set_cpu") {
                 failures.push(l.to_string());
@@ -49,7 +63,9 @@ pub fn usertests_job(a: &Artifacts) -> Result<Job> {
             k.feed(l);
             false
         });
+        let on_host = blocks_on_host(&scratch, told);
         let mut v = protocol_verdicts("qemu::user", &vm, &k, cap);
+        v.push(on_host);
         if failures.iter().any(|l| l.contains("one CPU, set_cpu")) {
             if let Some(t) = v.iter_mut().find(|v| v.name == "qemu::user::threads") {
                 t.ok = false;
@@ -69,6 +85,52 @@ pub fn usertests_job(a: &Artifacts) -> Result<Job> {
         }
         v
     }))
+}
+
+/// The scratch disk usertests' `disk::*` tests write (32 MiB).
+const SCRATCH_BYTES: usize = 32 << 20;
+
+/// After the VM: every block the disk tests tagged is on the disk file as written
+/// (its own LBA, the tag, the pattern of its LBA), and there are as many as the
+/// guest said it wrote.
+fn blocks_on_host(path: &std::path::Path, told: Option<usize>) -> Verdict {
+    let name = "qemu::user::nvme_blocks_on_host".to_string();
+    let fail = |why: String| Verdict {
+        name: name.clone(),
+        ok: false,
+        notes: vec![why],
+    };
+    let Some(told) = told else {
+        return fail("the guest never said how many blocks it wrote".into());
+    };
+    let disk = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) => return fail(format!("{}: {e}", path.display())),
+    };
+    let mut found = 0;
+    for (lba, block) in disk.chunks_exact(512).enumerate() {
+        if &block[8..16] != b"zenblock" {
+            continue;
+        }
+        found += 1;
+        let lba = lba as u64;
+        let want = |i: usize| match i {
+            0..=7 => lba.to_le_bytes()[i],
+            8..=15 => b"zenblock"[i - 8],
+            _ => (lba.wrapping_mul(31) as usize + i * 7 + (lba >> 8) as usize) as u8,
+        };
+        if let Some(i) = (0..512).find(|&i| block[i] != want(i)) {
+            return fail(format!("block {lba} byte {i}: {:#x}, want {:#x}", block[i], want(i)));
+        }
+    }
+    if found != told {
+        return fail(format!("{found} tagged blocks on the disk file, the guest wrote {told}"));
+    }
+    Verdict {
+        name,
+        ok: true,
+        notes: vec![format!("{found} blocks, each as written")],
+    }
 }
 
 /// One exchange with the shell: what to type, and a test of the output lines that

@@ -182,7 +182,11 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
 /// frame kept) until the driver unmaps it.
 pub fn dma_addr(me: &dyn Party, tok: &Presented, va: u64) -> Result<u64, Error> {
     let dev = check(me, tok, Rights::WRITE, Syscall::DmaAddr as u16)?;
-    let mut s = claim(dev, me.pid())?;
+    // Only the driver: asking is no claim (nothing of the device's is given yet).
+    let mut s = dev.state.lock();
+    if s.holder != me.pid() {
+        return Err(Error::Busy);
+    }
     let own = s.dma.iter().find_map(|r| {
         let page = va.checked_sub(r.va)? / 4096;
         let f = r.frames.get(usize::try_from(page).ok()?)?;

@@ -28,6 +28,10 @@ pub enum Op {
     Trim = 4,
     /// The blocks read as zeroes.
     WriteZeroes = 5,
+    /// On the server's first connection only: serve one more connection, the channel
+    /// end whose token the server got in slot `lba` (passed just before), read-only
+    /// if `blocks` is 1.
+    Connect = 6,
 }
 
 impl Op {
@@ -39,6 +43,7 @@ impl Op {
             3 => Op::Flush,
             4 => Op::Trim,
             5 => Op::WriteZeroes,
+            6 => Op::Connect,
             _ => return None,
         })
     }
@@ -224,7 +229,7 @@ pub fn check(
         return Err(Status::ReadOnly);
     }
     match op {
-        Op::Open | Op::Flush => {
+        Op::Open | Op::Flush | Op::Connect => {
             return Ok(Checked {
                 op,
                 lba: 0,

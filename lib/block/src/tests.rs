@@ -88,7 +88,7 @@ fn bad_requests_get_their_status() {
     assert!(check(&req(Op::Write, 0, 8), &part, &GEO, ro_grant).is_ok(), "write from it");
     assert_eq!(bad(req(Op::WriteZeroes, 0, 8), None), Status::Unsupported);
     let mut r = req(Op::Read, 0, 1);
-    r.op = 6;
+    r.op = 7;
     assert_eq!(bad(r, rw(512)), Status::BadRequest);
 }
 

@@ -22,6 +22,7 @@ use zen_std::{mem, process, thread, time, Error};
 
 mod calls;
 mod capabilities;
+mod disk;
 mod fpu;
 mod fuzz;
 mod grants;
@@ -163,6 +164,15 @@ pub(crate) fn frames_come_back(mode: &str) -> Outcome {
 }
 
 const TESTS: &[(&str, fn() -> Outcome)] = &[
+    // First: they make channels, which live as long as their creator (at most 128).
+    ("disk::devices_are_listed", disk::devices_are_listed),
+    ("disk::blocks_round_trip", disk::blocks_round_trip),
+    ("disk::bad_requests_are_refused", disk::bad_requests_are_refused),
+    (
+        "disk::drivers_get_only_their_device",
+        disk::drivers_get_only_their_device,
+    ),
+    ("disk::killed_driver_restarts", disk::killed_driver_restarts),
     ("processes::unknown_calls", processes::unknown_calls),
     (
         "processes::registers_across_a_call",
@@ -351,6 +361,11 @@ fn child(arg: &str) -> i32 {
         .next()
         .and_then(|w| w.parse::<u64>().ok())
         .unwrap_or(0);
+    match mode {
+        "disk-client" => return disk::client(num),
+        "disk-steal" => return disk::steal(words.next().unwrap_or("")),
+        _ => {}
+    }
     let found = rights::child(mode, arg)
         .or_else(|| waits::child(mode))
         .or_else(|| processes::child(mode, arg, &mut words, num))

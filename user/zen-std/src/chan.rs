@@ -348,6 +348,22 @@ impl Channel {
         }
     }
 
+    /// [`recv_grant`](Self::recv_grant) without waiting: `None` if no message is there.
+    pub fn try_recv_grant(&mut self, buf: &mut [u8]) -> Result<Option<(usize, Option<PageGrant>)>> {
+        let bad = |_| Error::InvalidArgument;
+        let Some(m) = self.rx()?.peek().map_err(bad)? else {
+            return Ok(None);
+        };
+        let grant = m.grant().map_err(bad)?;
+        let skip = if grant.is_some() { GRANT_SIZE } else { 0 };
+        let n = m.len() - skip;
+        m.read(skip, buf);
+        if m.release() == Wakeup::Needed {
+            self.sys(Syscall::MsgRelease, 0)?;
+        }
+        Ok(Some((n, grant)))
+    }
+
     /// Shares `mem` with the process at the other end as a page grant (zero copy), in
     /// one message that also carries `msg` (at most `SLOT_PAYLOAD - GRANT_SIZE`
     /// bytes). `rights`: READ, or READ | WRITE to let the receiver write it. Waits for

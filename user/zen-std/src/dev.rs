@@ -91,6 +91,12 @@ impl Device {
             device,
         })
     }
+    /// The device address of user address `addr`: in DMA memory of this device, or in
+    /// a page a client granted us (which the device may then reach until we unmap
+    /// it: drop the `Shared`).
+    pub fn device_addr(&self, addr: u64) -> Result<u64> {
+        self.call(Syscall::DmaAddr, addr, 0)
+    }
     /// MSI-X vector `vector` delivered to CPU `cpu`.
     pub fn interrupt(&self, vector: u16, cpu: usize) -> Result<Interrupt> {
         let slot = self.call(Syscall::IrqBind, vector as u64, cpu as u64)?;

@@ -19,6 +19,7 @@
 
 extern crate alloc;
 
+pub mod block;
 pub mod chan;
 pub mod console;
 pub mod dev;

@@ -1,0 +1,333 @@
+//! nvmed: the NVMe driver, a user process serving the block protocol (zen-block).
+//!
+//! Started with one channel end in `Cap(0)`: its first connection, over which the
+//! starter first sends one 8-byte message, the slot of the device token it passed
+//! (cap_send), and then speaks the block protocol like any client. On that first
+//! connection `Connect` hands nvmed more connections (channel ends passed the same
+//! way), each served alike.
+//!
+//! The loop: wait for a message on any connection or a completion on any queue
+//! (`dev::poll`), take every request that is there, check it (`zen_block::check`:
+//! nothing malformed reaches the device), map its page grant and give the device the
+//! client's own pages (`Device::device_addr`, zero copy), submit one command per
+//! request, and ring each queue's doorbell once for the batch; then reap completions
+//! and reply with each request's id and status. A request's grant stays mapped (and
+//! visible to the device) until its completion, then goes.
+//!
+//! Queues: one pair per CPU (fewer if the controller gives fewer), each interrupting
+//! on its own vector at its CPU; requests go to the queue with the fewest in flight.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod ctrl;
+mod queue;
+
+use alloc::vec::Vec;
+use zen_abi::cap::Rights;
+use zen_block::{Checked, Extent, Geometry, GrantInfo, Op, Reply, Request, Status};
+use zen_nvme::Command;
+use zen_std::chan::{self, Cap, Channel};
+use zen_std::dev::{self, Device, Dma};
+use zen_std::mem::Shared;
+use zen_std::prelude::*;
+use zen_std::{process, Error};
+
+zen_std::main!(main);
+
+/// A connection: a client's channel and what it may reach.
+struct Conn {
+    chan: Channel,
+    extent: Extent,
+}
+
+/// A command in flight: who asked, its id, and the grant the device uses.
+struct Pending {
+    conn: usize,
+    id: u64,
+    _data: Option<Shared>,
+}
+
+struct Driver {
+    ctrl: ctrl::Ctrl,
+    geometry: Geometry,
+    conns: Vec<Conn>,
+    /// Per queue, per command id: what is in flight.
+    pending: Vec<Vec<Option<Pending>>>,
+    /// Per queue: one PRP list page per command id.
+    prp_lists: Vec<Dma>,
+}
+
+fn main() -> i32 {
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("nvmed: {}", e.as_str());
+            1
+        }
+    }
+}
+
+/// CPUs online: those `set_cpu` accepts (we have one thread, so it may move us).
+fn cpus() -> usize {
+    let n = (0..64).take_while(|&c| process::set_cpu(c).is_ok()).count();
+    let _ = process::set_cpu(0);
+    n.max(1)
+}
+
+fn run() -> zen_std::Result<()> {
+    let mut first = Channel::attach(Cap(0))?;
+    let mut hello = [0u8; 8];
+    if first.recv(&mut hello)? != 8 {
+        return Err(Error::InvalidArgument);
+    }
+    let dev = Device::new(Cap(u64::from_le_bytes(hello) as usize));
+    let cpus = cpus();
+    let ctrl = ctrl::Ctrl::start(dev, cpus)?;
+    let ns = ctrl.ns;
+    let block_size = 1u32 << ns.block_shift;
+    let mut features = 0;
+    if ctrl.info.deallocate {
+        features |= zen_block::features::TRIM;
+    }
+    if ctrl.info.write_zeroes {
+        features |= zen_block::features::WRITE_ZEROES;
+    }
+    if ctrl.info.volatile_cache {
+        features |= zen_block::features::VOLATILE_CACHE;
+    }
+    let geometry = Geometry {
+        block_size,
+        blocks: ns.blocks,
+        max_blocks: (ctrl.info.max_transfer >> ns.block_shift) as u32,
+        features,
+    };
+    println!(
+        "nvmed: {} blocks of {} bytes, {} I/O queues, largest transfer {} KiB",
+        ns.blocks,
+        block_size,
+        ctrl.io.len(),
+        ctrl.info.max_transfer >> 10
+    );
+    let entries = ctrl::QUEUE_ENTRIES as usize;
+    let mut prp_lists = Vec::new();
+    for _ in &ctrl.io {
+        prp_lists.push(ctrl.dev.dma(entries * 4096)?);
+    }
+    let pending = ctrl
+        .io
+        .iter()
+        .map(|_| (0..entries).map(|_| None).collect())
+        .collect();
+    let whole = Extent {
+        first: 0,
+        blocks: ns.blocks,
+        read_only: false,
+    };
+    let mut d = Driver {
+        ctrl,
+        geometry,
+        conns: alloc::vec![Conn {
+            chan: first,
+            extent: whole,
+        }],
+        pending,
+        prp_lists,
+    };
+    d.serve()
+}
+
+impl Driver {
+    fn serve(&mut self) -> zen_std::Result<()> {
+        loop {
+            let irqs: Vec<dev::Interrupt> = self.ctrl.io.iter().map(|(_, i)| *i).collect();
+            let mut chans: Vec<&mut Channel> = self.conns.iter_mut().map(|c| &mut c.chan).collect();
+            // Ends whose peer is gone are skipped by the error arm below.
+            let _ = dev::poll(&mut chans, &irqs, u64::MAX);
+            drop(chans);
+            for (_, irq) in &self.ctrl.io {
+                let _ = irq.take();
+            }
+            self.take_requests();
+            self.reap();
+        }
+    }
+
+    /// Every request waiting on every connection, submitted; doorbells rung once.
+    fn take_requests(&mut self) {
+        let mut buf = [0u8; 128];
+        for c in 0..self.conns.len() {
+            loop {
+                if !self.ctrl.io.iter().any(|(q, _)| q.has_room()) {
+                    break;
+                }
+                let got = match self.conns[c].chan.try_recv_grant(&mut buf) {
+                    Ok(Some(m)) => m,
+                    Ok(None) | Err(_) => break,
+                };
+                self.request(c, &buf[..got.0], got.1);
+            }
+        }
+        for (q, _) in &mut self.ctrl.io {
+            q.ring(&self.ctrl.regs);
+        }
+    }
+
+    fn reply(&mut self, conn: usize, id: u64, status: Status) {
+        let r = Reply {
+            id,
+            status,
+            geometry: if status == Status::Ok && id == u64::MAX {
+                self.geometry
+            } else {
+                Geometry::default()
+            },
+        };
+        let _ = self.conns[conn].chan.send(&r.to_bytes());
+    }
+
+    fn request(&mut self, conn: usize, msg: &[u8], grant: Option<zen_abi::ipc::PageGrant>) {
+        let Some(req) = Request::from_bytes(msg) else {
+            return self.reply(conn, 0, Status::BadRequest);
+        };
+        let info = grant.map(|g| GrantInfo {
+            len: g.len,
+            writable: g.rights & Rights::WRITE.bits() != 0,
+        });
+        let checked = match zen_block::check(&req, &self.conns[conn].extent, &self.geometry, info) {
+            Ok(c) => c,
+            Err(s) => return self.reply(conn, req.id, s),
+        };
+        match checked.op {
+            Op::Open => {
+                let r = Reply {
+                    id: req.id,
+                    status: Status::Ok,
+                    geometry: self.geometry,
+                };
+                let _ = self.conns[conn].chan.send(&r.to_bytes());
+            }
+            Op::Connect => self.connect(conn, &req),
+            _ => self.submit(conn, &req, &checked, grant),
+        }
+    }
+
+    fn connect(&mut self, conn: usize, req: &Request) {
+        if conn != 0 {
+            return self.reply(conn, req.id, Status::BadRequest);
+        }
+        match Channel::attach(Cap(req.lba as usize)) {
+            Ok(chan) => {
+                self.conns.push(Conn {
+                    chan,
+                    extent: Extent {
+                        read_only: req.blocks == 1,
+                        ..self.conns[0].extent
+                    },
+                });
+                self.reply(conn, req.id, Status::Ok);
+            }
+            Err(_) => self.reply(conn, req.id, Status::BadRequest),
+        }
+    }
+
+    /// One command for a checked request, on the least busy queue.
+    fn submit(
+        &mut self,
+        conn: usize,
+        req: &Request,
+        c: &Checked,
+        grant: Option<zen_abi::ipc::PageGrant>,
+    ) {
+        let Some(qi) = (0..self.ctrl.io.len())
+            .filter(|&i| self.ctrl.io[i].0.has_room())
+            .min_by_key(|&i| self.ctrl.io[i].0.in_flight)
+        else {
+            return self.reply(conn, req.id, Status::DeviceError);
+        };
+        let Some(cid) = self.pending[qi].iter().position(Option::is_none) else {
+            return self.reply(conn, req.id, Status::DeviceError);
+        };
+        let nsid = 1;
+        let mut data = None;
+        let cmd = match c.op {
+            Op::Read | Op::Write => {
+                let Some(g) = grant else {
+                    return self.reply(conn, req.id, Status::BadGrant);
+                };
+                let mem = match chan::accept(g) {
+                    Ok(m) => m,
+                    Err(_) => return self.reply(conn, req.id, Status::BadGrant),
+                };
+                let pages = c.bytes.div_ceil(4096) as usize;
+                let mut addrs = Vec::with_capacity(pages);
+                for p in 0..pages {
+                    match self.ctrl.dev.device_addr(mem.addr() + p as u64 * 4096) {
+                        Ok(a) => addrs.push(a),
+                        Err(_) => return self.reply(conn, req.id, Status::BadGrant),
+                    }
+                }
+                let mut list = [0u64; 512];
+                let Some((prp1, mut prp2, n)) =
+                    zen_nvme::prps(c.bytes, 0, |i| addrs[i], &mut list)
+                else {
+                    return self.reply(conn, req.id, Status::TooLarge);
+                };
+                if n > 0 {
+                    let page = &self.prp_lists[qi];
+                    let at = cid * 4096;
+                    for (i, e) in list[..n].iter().enumerate() {
+                        page.write64(at + 8 * i, *e);
+                    }
+                    prp2 = page.device_addr(at);
+                }
+                data = Some(mem);
+                Command::rw(c.op == Op::Write, cid as u16, nsid, c.lba, c.blocks, (prp1, prp2))
+            }
+            Op::Flush => Command {
+                opcode: zen_nvme::op::FLUSH,
+                cid: cid as u16,
+                nsid,
+                ..Command::default()
+            },
+            Op::WriteZeroes => Command {
+                opcode: zen_nvme::op::WRITE_ZEROES,
+                cid: cid as u16,
+                nsid,
+                cdw10: c.lba as u32,
+                cdw11: (c.lba >> 32) as u32,
+                cdw12: (c.blocks - 1) & 0xffff,
+                ..Command::default()
+            },
+            _ => return self.reply(conn, req.id, Status::Unsupported),
+        };
+        self.pending[qi][cid] = Some(Pending {
+            conn,
+            id: req.id,
+            _data: data,
+        });
+        self.ctrl.io[qi].0.push(&cmd);
+    }
+
+    /// Every completion there, answered; head doorbells written once per queue.
+    fn reap(&mut self) {
+        for qi in 0..self.ctrl.io.len() {
+            let mut any = false;
+            while let Some(done) = self.ctrl.io[qi].0.pop() {
+                any = true;
+                if let Some(p) = self.pending[qi].get_mut(done.cid as usize).and_then(Option::take) {
+                    let status = if done.ok() { Status::Ok } else { Status::DeviceError };
+                    // The grant goes (unmapped, no longer the device's) before the reply.
+                    drop(p._data);
+                    self.reply(p.conn, p.id, status);
+                }
+            }
+            if any {
+                let regs = &self.ctrl.regs;
+                self.ctrl.io[qi].0.release(regs);
+            }
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Disks: the NVMe controller as a capability, nvmed serving the block protocol from
+//! several processes on both CPUs, every bad request refused, a driver refused what
+//! it does not hold, and nvmed killed mid-I/O and started again.
+//!
+//! The VM has a scratch disk (NVMe, serial `zen-data`). Every block written here
+//! describes itself (its LBA, a tag, a pattern of the LBA), so after the VM exits
+//! xtask reads the disk file and checks every tagged block it finds, and that it
+//! finds as many as the line `usertests: nvme tagged blocks N` says.
+
+use crate::*;
+use zen_std::block::{Client, Op, Status};
+use zen_std::dev;
+
+const TAG: &[u8; 8] = b"zenblock";
+/// Blocks of the scratch disk the tests write self-describing data to: each writer
+/// process gets its own `REGION` blocks from `i * REGION`.
+const REGION: u64 = 8192;
+
+/// The scratch disk's PCI address, 00:10.0 (xtask puts it there; a boot disk, which
+/// these tests must never write, sits elsewhere).
+const SCRATCH: u32 = 0x10 << 3;
+
+fn nvme() -> Result<zen_abi::device::DeviceInfo, String> {
+    dev::list()
+        .map_err(|e| format!("dev_list: {e:?}"))?
+        .into_iter()
+        .find(|d| d.class == 1 && d.subclass == 8 && d.address == SCRATCH)
+        .ok_or_else(|| String::from("no NVMe scratch disk at 00:10.0 in dev_list"))
+}
+
+/// nvmed, started on the scratch disk, and our connection to it.
+struct Nvmed {
+    pid: u32,
+    client: Client,
+    device: Cap,
+}
+
+fn start_nvmed() -> Result<Nvmed, String> {
+    let sys = chan::system_cap().ok_or("no system token")?;
+    let d = nvme()?;
+    let device = dev::open(sys, d.address).map_err(|e| format!("dev_open: {e:?}"))?;
+    let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+    let pid = chan::spawn_with_cap("nvmed", "", b, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("spawn nvmed: {e:?}"))?;
+    let mut ch = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+    // The channel keeps its copy of `a`; nvmed has its own `b`: the slots go (the
+    // token page has 63).
+    let _ = (a.drop_token(), b.drop_token());
+    // nvmed attaches its end first; until then there is nobody to pass a token to.
+    let mut slot = Err(Error::NoPeer);
+    for _ in 0..5000 {
+        slot = device.send_over(&ch, Rights::DEVICE_ALL);
+        if slot != Err(Error::NoPeer) {
+            break;
+        }
+        time::sleep_ms(1);
+    }
+    let slot = slot.map_err(|e| format!("pass the device token: {e:?}"))?;
+    ch.send(&(slot.0 as u64).to_le_bytes())
+        .map_err(|e| format!("hello: {e:?}"))?;
+    let client = Client::new(ch, 10_000).map_err(|e| format!("open: {e:?}"))?;
+    Ok(Nvmed {
+        pid,
+        client,
+        device,
+    })
+}
+
+impl Nvmed {
+    /// Another connection, for a child: the end to give it.
+    fn connect(&mut self, read_only: bool) -> Result<Cap, String> {
+        let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+        let slot = b
+            .send_over(self.client.channel(), Rights::SEND | Rights::RECV)
+            .map_err(|e| format!("pass a connection: {e:?}"))?;
+        let _ = b.drop_token();
+        let id = self
+            .client
+            .submit(Op::Connect, slot.0 as u64, read_only as u32, None)
+            .map_err(|e| format!("connect: {e:?}"))?;
+        let s = self.client.answer(id).map_err(|e| format!("connect: {e:?}"))?;
+        check(&format!("connect: {s:?}"), s == Status::Ok)?;
+        Ok(a)
+    }
+    /// Kills nvmed and drops our device token (each start opens a new one).
+    fn stop(self) {
+        let _ = process::kill(self.pid);
+        let _ = process::wait(self.pid);
+        let _ = self.device.drop_token();
+    }
+}
+
+/// Byte `i` of block `lba` as the tests write it.
+fn pattern(lba: u64, i: usize) -> u8 {
+    match i {
+        0..=7 => lba.to_le_bytes()[i],
+        8..=15 => TAG[i - 8],
+        _ => (lba.wrapping_mul(31) as usize + i * 7 + (lba >> 8) as usize) as u8,
+    }
+}
+
+fn fill(mem: &mem::Shared, lba: u64, blocks: u32, bs: usize) {
+    let bytes: Vec<u8> = (0..blocks as usize * bs)
+        .map(|k| pattern(lba + (k / bs) as u64, k % bs))
+        .collect();
+    mem.write(0, &bytes).expect("fits");
+}
+
+fn verify(mem: &mem::Shared, lba: u64, blocks: u32, bs: usize) -> Outcome {
+    let mut got = vec![0u8; blocks as usize * bs];
+    mem.read(0, &mut got);
+    for (k, b) in got.iter().enumerate() {
+        let want = pattern(lba + (k / bs) as u64, k % bs);
+        if *b != want {
+            return Err(format!("block {} byte {}: {b:#x}, want {want:#x}", lba + (k / bs) as u64, k % bs));
+        }
+    }
+    Ok(())
+}
+
+/// A small generator for the random LBAs (the same each boot).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Writes then reads back `count` random runs in `[base, base + REGION)`, `depth` at
+/// a time in flight; the LBAs it wrote.
+fn round_trips(c: &mut Client, base: u64, depth: usize, count: usize, seed: u64) -> Result<Vec<u64>, String> {
+    let bs = c.geometry.block_size as usize;
+    let mut rng = Rng(seed | 1);
+    let mut written = Vec::new();
+    let mut done = 0;
+    while done < count {
+        let n = depth.min(count - done);
+        let runs: Vec<(u64, u32)> = (0..n)
+            .map(|_| {
+                let blocks = 1 + (rng.next() % 16) as u32;
+                (base + rng.next() % (REGION - 16), blocks)
+            })
+            .collect();
+        for write in [true, false] {
+            let mut mems = Vec::new();
+            let mut ids = Vec::new();
+            for &(lba, blocks) in &runs {
+                let m = mem::Shared::new(blocks as usize * bs).map_err(|e| format!("{e:?}"))?;
+                let (op, rights) = if write {
+                    fill(&m, lba, blocks, bs);
+                    (Op::Write, Rights::READ)
+                } else {
+                    (Op::Read, Rights::READ | Rights::WRITE)
+                };
+                ids.push(c.submit(op, lba, blocks, Some((&m, rights))).map_err(|e| format!("submit: {e:?}"))?);
+                mems.push(m);
+            }
+            let mut answered = 0;
+            while answered < n {
+                let r = c.wait(10_000).map_err(|e| format!("depth {depth}: {answered} of {n} answered: {e:?}"))?;
+                let i = ids.iter().position(|&id| id == r.id).ok_or_else(|| format!("reply to unknown id {}", r.id))?;
+                check(&format!("request {i} at depth {depth}: {:?}", r.status), r.status == Status::Ok)?;
+                ids[i] = 0;
+                answered += 1;
+            }
+            if !write {
+                for (m, &(lba, blocks)) in mems.iter().zip(&runs) {
+                    verify(m, lba, blocks, bs)?;
+                }
+            }
+        }
+        written.extend(runs.iter().flat_map(|&(lba, b)| lba..lba + b as u64));
+        done += n;
+    }
+    Ok(written)
+}
+
+pub(crate) fn devices_are_listed() -> Outcome {
+    let d = nvme()?;
+    check("the NVMe controller has MSI-X vectors", d.msix_vectors > 1)?;
+    check("and BAR 0 to map", d.bar_size(0).is_some_and(|s| s >= 0x2000))?;
+    let sys = chan::system_cap().ok_or("no system token")?;
+    expect("dev_open of no device", sys_open(sys.addr(), 0xffff_ffff), Err(Error::InvalidArgument))?;
+    // Any token but the system's is no right to devices.
+    let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let r = sys_open(a.addr(), d.address as u64);
+    let _ = (a.drop_token(), b.drop_token());
+    expect("dev_open with a channel token", r, Err(Error::Denied))
+}
+
+fn sys_open(tok: u64, address: u64) -> Result<u64, Error> {
+    sys(Syscall::DevOpen, [tok, address, 0, 0, 0, 0])
+}
+
+pub(crate) fn blocks_round_trip() -> Outcome {
+    let mut n = start_nvmed()?;
+    let g = n.client.geometry;
+    let r = (|| {
+        check(&format!("block size {}", g.block_size), g.block_size == 512)?;
+        check(&format!("{} blocks", g.blocks), g.blocks >= 4 * REGION)?;
+        check("a transfer of 16 blocks fits", g.max_blocks >= 16)?;
+        let mut all = Vec::new();
+        for depth in [1, 4, 16, 32, 64] {
+            all.extend(round_trips(&mut n.client, 0, depth, 64, depth as u64)?);
+        }
+        // Two more writers, one on each CPU, through connections of their own.
+        let mut kids = Vec::new();
+        for i in 1..=2u64 {
+            let end = n.connect(false)?;
+            let pid = chan::spawn_with_cap("usertests", &format!("disk-client {i}"), end, Rights::SEND | Rights::RECV)
+                .map_err(|e| format!("spawn: {e:?}"));
+            let _ = end.drop_token();
+            let pid = pid?;
+            kids.push((i, pid));
+        }
+        for (i, pid) in kids {
+            let code = process::wait(pid).map_err(|e| format!("{e:?}"))?;
+            check(&format!("client {i} exited with {code}"), code == 0)?;
+            // The child wrote a fixed set; write it here too so the count is known.
+            all.extend(round_trips(&mut n.client, i * REGION, 8, 32, i)?);
+        }
+        let flush = n.client.submit(Op::Flush, 0, 0, None).map_err(|e| format!("{e:?}"))?;
+        expect("flush", n.client.answer(flush).map(|s| s as u64), Ok(Status::Ok as u64))?;
+        all.sort_unstable();
+        all.dedup();
+        println!("usertests: nvme tagged blocks {}", all.len());
+        Ok(())
+    })();
+    n.stop();
+    r
+}
+
+/// The `disk-client N` child: its own connection, on CPU N-1.
+pub(crate) fn client(i: u64) -> i32 {
+    let _ = process::set_cpu((i - 1) as usize);
+    let r = Channel::attach(Cap(0))
+        .and_then(|ch| Client::new(ch, 10_000))
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|mut c| round_trips(&mut c, i * REGION, 8, 32, i));
+    match r {
+        Ok(_) => 0,
+        Err(why) => {
+            println!("disk-client {i}: {why}");
+            1
+        }
+    }
+}
+
+pub(crate) fn bad_requests_are_refused() -> Outcome {
+    let mut n = start_nvmed()?;
+    let r = (|| {
+        let g = n.client.geometry;
+        let bs = g.block_size as usize;
+        let m = mem::Shared::new(4096).map_err(|e| format!("{e:?}"))?;
+        let rw = Rights::READ | Rights::WRITE;
+        let mut ask = |op, lba, blocks, data: Option<(&mem::Shared, Rights)>| -> Result<Status, String> {
+            let id = n.client.submit(op, lba, blocks, data).map_err(|e| format!("{e:?}"))?;
+            n.client.answer(id).map_err(|e| format!("{e:?}"))
+        };
+        let cases: [(&str, Status, Status); 7] = [
+            ("past the end", ask(Op::Read, g.blocks - 1, 2, Some((&m, rw)))?, Status::OutOfRange),
+            ("no blocks", ask(Op::Read, 0, 0, Some((&m, rw)))?, Status::OutOfRange),
+            ("a wrapping range", ask(Op::Write, u64::MAX, 2, Some((&m, Rights::READ)))?, Status::OutOfRange),
+            ("more than the grant", ask(Op::Read, 0, (4096 / bs) as u32 + 1, Some((&m, rw)))?, Status::BadGrant),
+            ("a write with no grant", ask(Op::Write, 0, 1, None)?, Status::BadGrant),
+            ("a read into a read-only grant", ask(Op::Read, 0, 1, Some((&m, Rights::READ)))?, Status::BadGrant),
+            ("too large", ask(Op::Read, 0, g.max_blocks + 1, Some((&m, rw)))?, Status::TooLarge),
+        ];
+        for (what, got, want) in cases {
+            check(&format!("{what}: {got:?}, want {want:?}"), got == want)?;
+        }
+        // Not a request at all, and an unknown operation.
+        n.client.submit_raw(b"short").map_err(|e| format!("{e:?}"))?;
+        let r = n.client.wait(10_000).map_err(|e| format!("{e:?}"))?;
+        check(&format!("a short message: {:?}", r.status), r.status == Status::BadRequest)?;
+        let mut bad = zen_std::block::Request { id: 99, op: 42, lba: 0, blocks: 1 }.to_bytes();
+        n.client.submit_raw(&bad).map_err(|e| format!("{e:?}"))?;
+        let r = n.client.wait(10_000).map_err(|e| format!("{e:?}"))?;
+        check(&format!("op 42: {:?}", r.status), r.status == Status::BadRequest && r.id == 99)?;
+        // Connect from a client connection is not the starter's to give.
+        bad[8] = Op::Connect as u8;
+        let _ = &mut bad;
+        // A read-only connection cannot write.
+        let ro = n.connect(true)?;
+        let ch = Channel::attach(ro).map_err(|e| format!("{e:?}"));
+        let _ = ro.drop_token();
+        let mut c = Client::new(ch?, 10_000).map_err(|e| format!("{e:?}"))?;
+        let s = c.write(0, 1, &m).map_err(|e| format!("{e:?}"))?;
+        check(&format!("a write on a read-only connection: {s:?}"), s == Status::ReadOnly)?;
+        let s = c.read(0, 1, &m).map_err(|e| format!("{e:?}"))?;
+        check(&format!("a read on it: {s:?}"), s == Status::Ok)?;
+        let id = c.submit(Op::Connect, 0, 0, None).map_err(|e| format!("{e:?}"))?;
+        let s = c.answer(id).map_err(|e| format!("{e:?}"))?;
+        check(&format!("connect from a client: {s:?}"), s == Status::ReadOnly || s == Status::BadRequest)?;
+        // Still serving after all that.
+        let s = n.client.read(0, 1, &m).map_err(|e| format!("{e:?}"))?;
+        check(&format!("a good read after: {s:?}"), s == Status::Ok)
+    })();
+    n.stop();
+    r
+}
+
+pub(crate) fn drivers_get_only_their_device() -> Outcome {
+    let mut n = start_nvmed()?;
+    let r = (|| {
+        let tok = n.device.addr();
+        let call = |c, a, b| sys(c, [tok, a, b, 0, 0, 0]);
+        // nvmed holds the controller: its other token holders get nothing of it.
+        expect("dev_map while nvmed drives it", call(Syscall::DevMap, 0, 0), Err(Error::Busy))?;
+        expect("dma_alloc while nvmed drives it", call(Syscall::DmaAlloc, 4096, 0), Err(Error::Busy))?;
+        expect("irq_bind while nvmed drives it", call(Syscall::IrqBind, 1, 0), Err(Error::Busy))?;
+        expect("dma_addr of nvmed's memory", call(Syscall::DmaAddr, 0x1000_0000, 0), Err(Error::Busy))?;
+        // Not a device token at all, and a made-up one.
+        let sys_tok = chan::system_cap().ok_or("no system token")?.addr();
+        expect("dev_map with the system token", sys(Syscall::DevMap, [sys_tok, 0, 0, 0, 0, 0]), Err(Error::Denied))?;
+        let mut forged = n.device.token().map_err(|e| format!("{e:?}"))?;
+        forged.token.mac[0] ^= 1;
+        let b = forged.to_bytes();
+        expect("dev_map with a forged token", sys(Syscall::DevMap, [b.as_ptr() as u64, 0, 0, 0, 0, 0]), Err(Error::Denied))?;
+        let mut irq = forged;
+        irq.binding.object_type = zen_abi::cap::ObjectType::Interrupt as u32;
+        irq.binding.object = 0x50;
+        let b = irq.to_bytes();
+        expect("irq_wait on a made-up interrupt", sys(Syscall::IrqWait, [b.as_ptr() as u64, 0, 0, 0, 0, 0]), Err(Error::Denied))?;
+        // A child given nothing cannot use our token's bytes (bound to us).
+        let code = run_child(&format!("disk-steal {}", hex(&n.device.token().map_err(|e| format!("{e:?}"))?.to_bytes())))?;
+        check(&format!("the thief child exited {code}"), code == 0)?;
+        // BARs that are not memory, or do not exist.
+        let d = nvme()?;
+        check("BAR 2 is no memory BAR", d.bar_size(2).is_none())?;
+        Ok(())
+    })();
+    let _ = n.client.channel();
+    n.stop();
+    r
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The `disk-steal HEX` child: presents another process's device token.
+pub(crate) fn steal(arg: &str) -> i32 {
+    let bytes: Vec<u8> = (0..arg.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&arg[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    let Ok(b) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+        return 2;
+    };
+    let r = sys(Syscall::DevMap, [b.as_ptr() as u64, 0, 0, 0, 0, 0]);
+    let d = sys(Syscall::DmaAlloc, [b.as_ptr() as u64, 4096, 0, 0, 0, 0]);
+    if r == Err(Error::Denied) && d == Err(Error::Denied) {
+        0
+    } else {
+        println!("disk-steal: dev_map {r:?}, dma_alloc {d:?}");
+        1
+    }
+}
+
+pub(crate) fn killed_driver_restarts() -> Outcome {
+    let before = usage_settled()?;
+    let mut n = start_nvmed()?;
+    let bs = n.client.geometry.block_size as usize;
+    // Requests in flight, then the driver dies.
+    let mut mems = Vec::new();
+    for k in 0..16u64 {
+        let m = mem::Shared::new(8 * bs).map_err(|e| format!("{e:?}"))?;
+        n.client
+            .submit(Op::Read, 3 * REGION + k * 8, 8, Some((&m, Rights::READ | Rights::WRITE)))
+            .map_err(|e| format!("{e:?}"))?;
+        mems.push(m);
+    }
+    let _ = process::kill(n.pid);
+    let _ = process::wait(n.pid);
+    let _ = n.device.drop_token();
+    // Whatever answers came before the kill, the rest never come: an error, no hang.
+    let mut answered = 0;
+    let end = loop {
+        match n.client.wait(300) {
+            Ok(_) => answered += 1,
+            Err(e) => break e,
+        }
+    };
+    check(&format!("after the kill: {end:?} ({answered} answered)"), end == Error::TimedOut && answered <= 16)?;
+    drop(mems);
+    // The device was released: a new driver gets it, and I/O works again.
+    let mut m2 = start_nvmed()?;
+    let r = round_trips(&mut m2.client, 3 * REGION, 4, 8, 77).map(|_| ());
+    m2.stop();
+    r?;
+    // Everything nvmed had comes back: its DMA memory (well over a hundred pages)
+    // and its process. What stays is the two channels of ours it served (a channel
+    // lives as long as its creator: CHANNEL_PAGES frames each) and their heap blocks.
+    let after = usage_settled()?;
+    let kept = 2 * zen_abi::ipc::CHANNEL_PAGES as u64;
+    check(
+        &format!("free frames {} -> {} (the two channels keep {kept})", before.0, after.0),
+        after.0 + kept >= before.0,
+    )
+}
