@@ -51,10 +51,12 @@ pub fn usertests_job(a: &Artifacts) -> Result<Job> {
         };
         let mut k = Ktest::default();
         let mut failures = Vec::new();
-        let mut told = None;
+        let mut told: Option<usize> = None;
         let cap = vm.run_captured(USER_TIMEOUT, |l| {
             if let Some(n) = l.split("usertests: nvme tagged blocks ").nth(1) {
-                told = n.trim().parse::<usize>().ok();
+                if let Ok(n) = n.trim().parse::<usize>() {
+                    told = Some(told.unwrap_or(0) + n);
+                }
             }
             // Booted on two CPUs: the one-CPU fallback of the threads test is a failure.
             if l.contains("... FAILED") || l.contains("one CPU, set_cpu") {

@@ -6,52 +6,8 @@
 //! `gpt` crate would need a file and a second pass for that.
 
 use crate::Error;
-
-pub const SECTOR: u64 = 512;
-/// 128 entries of 128 bytes: 32 sectors, the minimum the spec allows.
-pub const ENTRIES: usize = 128;
-pub const ENTRY_SIZE: usize = 128;
-const ENTRY_SECTORS: u64 = (ENTRIES * ENTRY_SIZE) as u64 / SECTOR;
-const HEADER_SIZE: usize = 92;
-
-/// A GUID in its on-disk byte order (the first three fields little-endian).
-pub type Guid = [u8; 16];
-
-/// Parses "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" into on-disk byte order; panics (at
-/// compile time, for constants) on a malformed string.
-pub const fn guid(s: &str) -> Guid {
-    let s = s.as_bytes();
-    assert!(s.len() == 36 && s[8] == b'-' && s[13] == b'-' && s[18] == b'-' && s[23] == b'-');
-    // Text order of the bytes, then the mixed-endian swap of the first three fields.
-    let mut text = [0u8; 16];
-    let (mut i, mut n) = (0, 0);
-    while i < 36 {
-        if s[i] == b'-' {
-            i += 1;
-            continue;
-        }
-        text[n] = hex(s[i]) << 4 | hex(s[i + 1]);
-        n += 1;
-        i += 2;
-    }
-    let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
-    let mut g = [0u8; 16];
-    let mut k = 0;
-    while k < 16 {
-        g[k] = text[order[k]];
-        k += 1;
-    }
-    g
-}
-
-const fn hex(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        b'A'..=b'F' => c - b'A' + 10,
-        _ => panic!("not a hex digit"),
-    }
-}
+use zen_gpt::{Entry, Header};
+pub use zen_gpt::{guid, Guid, ENTRIES, ENTRY_SECTORS, ENTRY_SIZE, HEADER_SIZE, SECTOR};
 
 /// One partition: inclusive LBA range, as GPT stores it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,16 +21,15 @@ pub struct Partition {
 }
 
 fn entry(p: &Partition) -> [u8; ENTRY_SIZE] {
-    let mut e = [0u8; ENTRY_SIZE];
-    e[0..16].copy_from_slice(&p.type_guid);
-    e[16..32].copy_from_slice(&p.unique_guid);
-    e[32..40].copy_from_slice(&p.first_lba.to_le_bytes());
-    e[40..48].copy_from_slice(&p.last_lba.to_le_bytes());
-    e[48..56].copy_from_slice(&p.attributes.to_le_bytes());
-    for (i, c) in p.name.encode_utf16().take(36).enumerate() {
-        e[56 + 2 * i..58 + 2 * i].copy_from_slice(&c.to_le_bytes());
+    Entry {
+        type_guid: p.type_guid,
+        unique_guid: p.unique_guid,
+        first_lba: p.first_lba,
+        last_lba: p.last_lba,
+        attributes: p.attributes,
+        name: zen_gpt::name(&p.name),
     }
-    e
+    .encode()
 }
 
 fn header(
@@ -85,22 +40,18 @@ fn header(
     disk: &Guid,
     entries_crc: u32,
 ) -> [u8; HEADER_SIZE] {
-    let mut h = [0u8; HEADER_SIZE];
-    h[0..8].copy_from_slice(b"EFI PART");
-    h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
-    h[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
-    h[24..32].copy_from_slice(&my.to_le_bytes());
-    h[32..40].copy_from_slice(&alt.to_le_bytes());
-    h[40..48].copy_from_slice(&first_usable().to_le_bytes());
-    h[48..56].copy_from_slice(&last_usable.to_le_bytes());
-    h[56..72].copy_from_slice(disk);
-    h[72..80].copy_from_slice(&entries.to_le_bytes());
-    h[80..84].copy_from_slice(&(ENTRIES as u32).to_le_bytes());
-    h[84..88].copy_from_slice(&(ENTRY_SIZE as u32).to_le_bytes());
-    h[88..92].copy_from_slice(&entries_crc.to_le_bytes());
-    let crc = crc32fast::hash(&h);
-    h[16..20].copy_from_slice(&crc.to_le_bytes());
-    h
+    Header {
+        my_lba: my,
+        alternate_lba: alt,
+        first_usable: first_usable(),
+        last_usable,
+        disk_guid: *disk,
+        entries_lba: entries,
+        entries: ENTRIES as u32,
+        entry_size: ENTRY_SIZE as u32,
+        entries_crc,
+    }
+    .encode()
 }
 
 /// First LBA a partition may use: after the MBR, the header and the entries.
@@ -173,68 +124,42 @@ pub fn write(disk: &mut [u8], disk_guid: &Guid, parts: &[Partition]) -> Result<(
     Ok(())
 }
 
-/// Reads and checks the GPT of `disk`: protective MBR, both headers (signature, CRC,
-/// where they point) and both entry arrays (CRC, equal). Returns the used entries.
+/// Reads and checks the GPT of `disk` with the OS's own reader (zen-gpt): protective
+/// MBR, both headers and both entry arrays, which must be equal. The used entries.
 pub fn read(disk: &[u8]) -> Result<Vec<Partition>, Error> {
     let sectors = disk.len() as u64 / SECTOR;
     if sectors < 2 * first_usable() + 1 || disk[510..512] != [0x55, 0xaa] || disk[450] != 0xee {
         return Err(Error::new("no protective MBR"));
     }
-    let primary = read_header(disk, 1, sectors - 1)?;
-    let backup = read_header(disk, sectors - 1, 1)?;
+    let primary = read_header(disk, 1)?;
+    let backup = read_header(disk, sectors - 1)?;
     if primary != backup {
         return Err(Error::new("primary and backup entry arrays differ"));
     }
-    let mut parts = Vec::new();
-    for e in primary.chunks(ENTRY_SIZE).filter(|e| e[..16] != [0; 16]) {
-        let u64_at = |o: usize| u64::from_le_bytes(e[o..o + 8].try_into().unwrap());
-        let name: Vec<u16> = e[56..128]
-            .chunks(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .take_while(|&c| c != 0)
-            .collect();
-        parts.push(Partition {
-            type_guid: e[0..16].try_into().unwrap(),
-            unique_guid: e[16..32].try_into().unwrap(),
-            first_lba: u64_at(32),
-            last_lba: u64_at(40),
-            attributes: u64_at(48),
-            name: String::from_utf16_lossy(&name),
-        });
-    }
-    Ok(parts)
+    Ok(primary
+        .into_iter()
+        .map(|e| Partition {
+            type_guid: e.type_guid,
+            unique_guid: e.unique_guid,
+            first_lba: e.first_lba,
+            last_lba: e.last_lba,
+            attributes: e.attributes,
+            name: String::from_utf16_lossy(&e.name_units().collect::<Vec<_>>()),
+        })
+        .collect())
 }
 
-/// Checks the header at `lba` and returns its entry array.
-fn read_header(disk: &[u8], lba: u64, alt: u64) -> Result<&[u8], Error> {
-    let h = &disk[(lba * SECTOR) as usize..][..HEADER_SIZE];
-    let u64_at = |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap());
-    let u32_at = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().unwrap());
-    let mut zeroed = [0u8; HEADER_SIZE];
-    zeroed.copy_from_slice(h);
-    zeroed[16..20].fill(0);
-    if &h[..8] != b"EFI PART" || crc32fast::hash(&zeroed) != u32_at(16) {
-        return Err(Error::new(format!("bad GPT header at LBA {lba}")));
-    }
-    if u64_at(24) != lba
-        || u64_at(32) != alt
-        || u32_at(80) as usize != ENTRIES
-        || u32_at(84) as usize != ENTRY_SIZE
-    {
-        return Err(Error::new(format!(
-            "GPT header at LBA {lba} points elsewhere"
-        )));
-    }
-    let start = (u64_at(72) * SECTOR) as usize;
+/// Checks the header at `lba` and returns its entries.
+fn read_header(disk: &[u8], lba: u64) -> Result<Vec<Entry>, Error> {
+    let sectors = disk.len() as u64 / SECTOR;
+    let at = |lba: u64| (lba * SECTOR) as usize;
+    let h = Header::parse(&disk[at(lba)..at(lba + 1)], lba, sectors, SECTOR)
+        .map_err(|e| Error::new(format!("GPT header at LBA {lba}: {}", e.as_str())))?;
     let array = disk
-        .get(start..start + ENTRIES * ENTRY_SIZE)
+        .get(at(h.entries_lba)..)
         .ok_or_else(|| Error::new("entry array outside the disk"))?;
-    if crc32fast::hash(array) != u32_at(88) {
-        return Err(Error::new(format!(
-            "bad entry array CRC (header at LBA {lba})"
-        )));
-    }
-    Ok(array)
+    h.entries(array)
+        .map_err(|e| Error::new(format!("GPT entries (header at LBA {lba}): {}", e.as_str())))
 }
 
 #[cfg(test)]

@@ -21,19 +21,17 @@
 
 pub mod gpt;
 
-use gpt::{guid, Guid, Partition, SECTOR};
+use gpt::{Guid, Partition, SECTOR};
 use std::fmt;
 use std::io::{Cursor, Write};
 /// The BIOS stub's parameter sector, for callers that read or (in tests) damage it.
 pub use zen_boot_bios::Params;
 use zen_boot_bios::{MAX_STAGE2_SECTORS, MBR_CODE_LEN, MBR_DAP_LBA, MBR_DAP_SECTORS, STUB_BASE};
 
-/// GRUB's "BIOS boot partition" type: firmware and OSes leave it alone.
-pub const BIOS_BOOT_TYPE: Guid = guid("21686148-6449-6E6F-744E-656564454649");
-/// EFI system partition.
-pub const ESP_TYPE: Guid = guid("C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
-/// The Zen OS TagFS root partition (made up for Zen OS; documented in docs/boot.md).
-pub const ZEN_ROOT_TYPE: Guid = guid("AB36466E-73B2-4B9D-99B6-E8F5A27FA68F");
+/// The partition types (GRUB's BIOS boot partition, which firmware and OSes leave
+/// alone; the EFI system partition; the Zen OS TagFS root, made up for Zen OS and
+/// documented in docs/boot.md): one definition in zen-gpt, which nvmed reads too.
+pub use zen_gpt::{BIOS_BOOT_TYPE, ESP_TYPE, ZEN_ROOT_TYPE};
 
 /// Where the partitions start (1 MiB aligned, as partitioning tools expect).
 pub const BIOS_BOOT_LBA: u64 = 2048;
