@@ -104,6 +104,32 @@ pub fn bios_stub() -> Result<zenimg::BiosStub> {
     zenimg::BiosStub::from_elf(&read(&elf)?).map_err(|e| format!("{}: {e}", elf.display()))
 }
 
+/// Bytes of the scratch disk the driver tests write (`cargo xtask run --scratch`,
+/// usertests' `disk::*`).
+pub const SCRATCH_BYTES: usize = 32 << 20;
+
+/// The scratch disk: zeroes under a GPT with an EFI system partition at LBA
+/// 2048..=4095 and a TagFS root at 40960..=57343 (8 MiB), which the partition tests
+/// write through a connection confined to it; the whole-disk tests stay between.
+pub fn scratch_image() -> Result<Vec<u8>> {
+    use zenimg::gpt::{write, Partition};
+    let mut disk = vec![0u8; SCRATCH_BYTES];
+    let part = |t, first, last, name: &str, id: u8| Partition {
+        type_guid: t,
+        unique_guid: [id; 16],
+        first_lba: first,
+        last_lba: last,
+        attributes: 0,
+        name: name.into(),
+    };
+    let parts = [
+        part(zenimg::ESP_TYPE, 2048, 4095, "scratch ESP", 1),
+        part(zenimg::ZEN_ROOT_TYPE, 40960, 57343, "scratch root", 2),
+    ];
+    write(&mut disk, &[0x5a; 16], &parts).map_err(|e| format!("scratch disk: {e}"))?;
+    Ok(disk)
+}
+
 /// What goes on the disk.
 #[derive(Debug)]
 pub struct Contents<'a> {

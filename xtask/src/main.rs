@@ -249,7 +249,7 @@ fn main() -> ExitCode {
             if o.scratch {
                 // A fresh zeroed scratch disk (what usertests' disk tests write).
                 let f = util::target().join("scratch-nvme.img");
-                std::fs::write(&f, vec![0u8; 32 << 20])
+                std::fs::write(&f, disk::scratch_image()?)
                     .map_err(|e| format!("{}: {e}", f.display()))?;
             }
             let vm = qemu::Vm {

@@ -37,7 +37,9 @@ pub fn usertests_job(a: &Artifacts) -> Result<Job> {
     let scratch = target().join("usertests-nvme.img");
     Ok(Box::new(move || {
         // A fresh scratch disk each run: what the tests wrote is checked below.
-        if let Err(e) = std::fs::write(&scratch, vec![0u8; SCRATCH_BYTES]) {
+        let made = crate::disk::scratch_image()
+            .and_then(|d| std::fs::write(&scratch, d).map_err(|e| e.to_string()));
+        if let Err(e) = made {
             return vec![Verdict {
                 name: "qemu::user".into(),
                 ok: false,
@@ -88,9 +90,6 @@ pub fn usertests_job(a: &Artifacts) -> Result<Job> {
         v
     }))
 }
-
-/// The scratch disk usertests' `disk::*` tests write (32 MiB).
-const SCRATCH_BYTES: usize = 32 << 20;
 
 /// After the VM: every block the disk tests tagged is on the disk file as written
 /// (its own LBA, the tag, the pattern of its LBA), and there are as many as the

@@ -29,9 +29,63 @@ pub enum Op {
     /// The blocks read as zeroes.
     WriteZeroes = 5,
     /// On the server's first connection only: serve one more connection, the channel
-    /// end whose token the server got in slot `lba` (passed just before), read-only
-    /// if `blocks` is 1.
+    /// end whose token the server got in slot `lba` (passed just before). `blocks`:
+    /// [`connect`] bits (read-only; which partition it may reach).
     Connect = 6,
+    /// Partition `lba` (0-based, in table order) of the disk: a [`PartInfo`] after
+    /// the reply, `OutOfRange` past the last.
+    Describe = 7,
+}
+
+/// Bits of a `Connect` request's `blocks`.
+pub mod connect {
+    pub const READ_ONLY: u32 = 1;
+    /// Bits 8..16: the partition (1-based index of `Describe`'s) the connection is
+    /// confined to; 0 for the whole disk.
+    pub const fn partition(blocks: u32) -> u32 {
+        (blocks >> 8) & 0xff
+    }
+    pub const fn with_partition(index: u32) -> u32 {
+        (index & 0xff) << 8
+    }
+}
+
+/// A partition, as `Describe` tells it (after the 32-byte [`Reply`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartInfo {
+    pub first: u64,
+    pub blocks: u64,
+    /// The GPT type GUID, in on-disk byte order.
+    pub type_guid: [u8; 16],
+    /// The name, UTF-8, 0-padded (cut at 24 bytes).
+    pub name: [u8; 24],
+}
+
+impl PartInfo {
+    pub const SIZE: usize = 56;
+    pub fn to_bytes(&self) -> [u8; 56] {
+        let mut b = [0u8; 56];
+        b[0..8].copy_from_slice(&self.first.to_le_bytes());
+        b[8..16].copy_from_slice(&self.blocks.to_le_bytes());
+        b[16..32].copy_from_slice(&self.type_guid);
+        b[32..56].copy_from_slice(&self.name);
+        b
+    }
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() < Self::SIZE {
+            return None;
+        }
+        Some(Self {
+            first: u64::from_le_bytes(b[0..8].try_into().ok()?),
+            blocks: u64::from_le_bytes(b[8..16].try_into().ok()?),
+            type_guid: b[16..32].try_into().ok()?,
+            name: b[32..56].try_into().ok()?,
+        })
+    }
+    pub fn name(&self) -> &str {
+        let n = self.name.iter().position(|&c| c == 0).unwrap_or(24);
+        core::str::from_utf8(&self.name[..n]).unwrap_or("?")
+    }
 }
 
 impl Op {
@@ -44,6 +98,7 @@ impl Op {
             4 => Op::Trim,
             5 => Op::WriteZeroes,
             6 => Op::Connect,
+            7 => Op::Describe,
             _ => return None,
         })
     }
@@ -173,8 +228,9 @@ impl Reply {
         b[28..32].copy_from_slice(&self.geometry.features.to_le_bytes());
         b
     }
+    /// The reply at the start of `b` (a `Describe` reply has its `PartInfo` after).
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() != Self::SIZE {
+        if b.len() < Self::SIZE {
             return None;
         }
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
@@ -229,7 +285,7 @@ pub fn check(
         return Err(Status::ReadOnly);
     }
     match op {
-        Op::Open | Op::Flush | Op::Connect => {
+        Op::Open | Op::Flush | Op::Connect | Op::Describe => {
             return Ok(Checked {
                 op,
                 lba: 0,

@@ -88,7 +88,7 @@ fn bad_requests_get_their_status() {
     assert!(check(&req(Op::Write, 0, 8), &part, &GEO, ro_grant).is_ok(), "write from it");
     assert_eq!(bad(req(Op::WriteZeroes, 0, 8), None), Status::Unsupported);
     let mut r = req(Op::Read, 0, 1);
-    r.op = 7;
+    r.op = 8;
     assert_eq!(bad(r, rw(512)), Status::BadRequest);
 }
 
@@ -131,4 +131,20 @@ fn every_request_in_range_passes_and_none_outside() {
             }
         }
     }
+}
+
+#[test]
+fn partition_info_round_trips() {
+    let mut name = [0u8; 24];
+    name[..4].copy_from_slice(b"root");
+    let p = PartInfo {
+        first: 2048,
+        blocks: 99,
+        type_guid: [3; 16],
+        name,
+    };
+    assert_eq!(PartInfo::from_bytes(&p.to_bytes()), Some(p));
+    assert_eq!(p.name(), "root");
+    assert_eq!(PartInfo::from_bytes(&[0; 55]), None);
+    assert_eq!(connect::partition(connect::with_partition(3) | connect::READ_ONLY), 3);
 }

@@ -14,8 +14,13 @@ use zen_std::dev;
 
 const TAG: &[u8; 8] = b"zenblock";
 /// Blocks of the scratch disk the tests write self-describing data to: each writer
-/// process gets its own `REGION` blocks from `i * REGION`.
+/// process gets its own `REGION` blocks from `BASE + i * REGION`, between the GPT's
+/// scratch ESP (2048..=4095) and its TagFS root (40960..=57343; xtask's
+/// `disk::scratch_image`).
 const REGION: u64 = 8192;
+const BASE: u64 = 4096;
+const ROOT_FIRST: u64 = 40960;
+const ROOT_BLOCKS: u64 = 16384;
 
 /// The scratch disk's PCI address, 00:10.0 (xtask puts it there; a boot disk, which
 /// these tests must never write, sits elsewhere).
@@ -70,6 +75,11 @@ fn start_nvmed() -> Result<Nvmed, String> {
 impl Nvmed {
     /// Another connection, for a child: the end to give it.
     fn connect(&mut self, read_only: bool) -> Result<Cap, String> {
+        self.connect_with(if read_only { zen_std::block::connect::READ_ONLY } else { 0 })
+    }
+
+    /// A connection with `Connect` bits `bits` (read-only, a partition).
+    fn connect_with(&mut self, bits: u32) -> Result<Cap, String> {
         let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
         let slot = b
             .send_over(self.client.channel(), Rights::SEND | Rights::RECV)
@@ -77,7 +87,7 @@ impl Nvmed {
         let _ = b.drop_token();
         let id = self
             .client
-            .submit(Op::Connect, slot.0 as u64, read_only as u32, None)
+            .submit(Op::Connect, slot.0 as u64, bits, None)
             .map_err(|e| format!("connect: {e:?}"))?;
         let s = self.client.answer(id).map_err(|e| format!("connect: {e:?}"))?;
         check(&format!("connect: {s:?}"), s == Status::Ok)?;
@@ -101,6 +111,13 @@ fn pattern(lba: u64, i: usize) -> u8 {
 }
 
 fn fill(mem: &mem::Shared, lba: u64, blocks: u32, bs: usize) {
+    fill_at(mem, lba, lba, blocks, bs)
+}
+
+/// Fills `mem` with the blocks of absolute LBA `abs` on, to be written at `lba` of a
+/// connection (a partition's LBAs are relative).
+fn fill_at(mem: &mem::Shared, _lba: u64, abs: u64, blocks: u32, bs: usize) {
+    let lba = abs;
     let bytes: Vec<u8> = (0..blocks as usize * bs)
         .map(|k| pattern(lba + (k / bs) as u64, k % bs))
         .collect();
@@ -108,6 +125,7 @@ fn fill(mem: &mem::Shared, lba: u64, blocks: u32, bs: usize) {
 }
 
 fn verify(mem: &mem::Shared, lba: u64, blocks: u32, bs: usize) -> Outcome {
+    // `lba`: the absolute LBA the blocks describe.
     let mut got = vec![0u8; blocks as usize * bs];
     mem.read(0, &mut got);
     for (k, b) in got.iter().enumerate() {
@@ -205,7 +223,7 @@ pub(crate) fn blocks_round_trip() -> Outcome {
         check("a transfer of 16 blocks fits", g.max_blocks >= 16)?;
         let mut all = Vec::new();
         for depth in [1, 4, 16, 32, 64] {
-            all.extend(round_trips(&mut n.client, 0, depth, 64, depth as u64)?);
+            all.extend(round_trips(&mut n.client, BASE, depth, 64, depth as u64)?);
         }
         // Two more writers, one on each CPU, through connections of their own.
         let mut kids = Vec::new();
@@ -221,7 +239,7 @@ pub(crate) fn blocks_round_trip() -> Outcome {
             let code = process::wait(pid).map_err(|e| format!("{e:?}"))?;
             check(&format!("client {i} exited with {code}"), code == 0)?;
             // The child wrote a fixed set; write it here too so the count is known.
-            all.extend(round_trips(&mut n.client, i * REGION, 8, 32, i)?);
+            all.extend(round_trips(&mut n.client, BASE + i * REGION, 8, 32, i)?);
         }
         let flush = n.client.submit(Op::Flush, 0, 0, None).map_err(|e| format!("{e:?}"))?;
         expect("flush", n.client.answer(flush).map(|s| s as u64), Ok(Status::Ok as u64))?;
@@ -240,7 +258,7 @@ pub(crate) fn client(i: u64) -> i32 {
     let r = Channel::attach(Cap(0))
         .and_then(|ch| Client::new(ch, 10_000))
         .map_err(|e| format!("{e:?}"))
-        .and_then(|mut c| round_trips(&mut c, i * REGION, 8, 32, i));
+        .and_then(|mut c| round_trips(&mut c, BASE + i * REGION, 8, 32, i));
     match r {
         Ok(_) => 0,
         Err(why) => {
@@ -370,7 +388,7 @@ pub(crate) fn killed_driver_restarts() -> Outcome {
     for k in 0..16u64 {
         let m = mem::Shared::new(8 * bs).map_err(|e| format!("{e:?}"))?;
         n.client
-            .submit(Op::Read, 3 * REGION + k * 8, 8, Some((&m, Rights::READ | Rights::WRITE)))
+            .submit(Op::Read, BASE + 3 * REGION + k * 8, 8, Some((&m, Rights::READ | Rights::WRITE)))
             .map_err(|e| format!("{e:?}"))?;
         mems.push(m);
     }
@@ -389,7 +407,7 @@ pub(crate) fn killed_driver_restarts() -> Outcome {
     drop(mems);
     // The device was released: a new driver gets it, and I/O works again.
     let mut m2 = start_nvmed()?;
-    let r = round_trips(&mut m2.client, 3 * REGION, 4, 8, 77);
+    let r = round_trips(&mut m2.client, BASE + 3 * REGION, 4, 8, 77);
     m2.stop();
     let mut lbas = r?;
     lbas.sort_unstable();
@@ -405,4 +423,52 @@ pub(crate) fn killed_driver_restarts() -> Outcome {
         &format!("free frames {} -> {} (the two channels keep {kept})", before.0, after.0),
         after.0 + kept >= before.0,
     )
+}
+
+pub(crate) fn partitions_confine_clients() -> Outcome {
+    let mut n = start_nvmed()?;
+    let r = (|| {
+        let parts = n.client.partitions().map_err(|e| format!("describe: {e:?}"))?;
+        check(&format!("{} partitions", parts.len()), parts.len() == 2)?;
+        check("the first is the scratch ESP", parts[0].type_guid == zen_std::block::ESP_TYPE && parts[0].name() == "scratch ESP")?;
+        // The TagFS root, found by its type.
+        let k = parts
+            .iter()
+            .position(|p| p.type_guid == zen_std::block::ZEN_ROOT_TYPE)
+            .ok_or("no TagFS root partition")?;
+        check("where xtask put it", parts[k].first == ROOT_FIRST && parts[k].blocks == ROOT_BLOCKS)?;
+        let end = n.connect_with(zen_std::block::connect::with_partition(k as u32 + 1))?;
+        let ch = Channel::attach(end).map_err(|e| format!("{e:?}"));
+        let _ = end.drop_token();
+        let mut root = Client::new(ch?, 10_000).map_err(|e| format!("open: {e:?}"))?;
+        check(&format!("the root's client sees {} blocks", root.geometry.blocks), root.geometry.blocks == ROOT_BLOCKS)?;
+        let bs = root.geometry.block_size as usize;
+        let m = mem::Shared::new(8 * bs).map_err(|e| format!("{e:?}"))?;
+        // Its block 0 is the disk's ROOT_FIRST.
+        fill_at(&m, 0, ROOT_FIRST, 8, bs);
+        expect("write at its block 0", root.write(0, 8, &m).map(|s| s as u64), Ok(Status::Ok as u64))?;
+        let back = mem::Shared::new(8 * bs).map_err(|e| format!("{e:?}"))?;
+        expect("read it through the whole disk", n.client.read(ROOT_FIRST, 8, &back).map(|s| s as u64), Ok(Status::Ok as u64))?;
+        verify(&back, ROOT_FIRST, 8, bs)?;
+        // Nothing outside it: the last block is its last.
+        expect("past its end", root.read(ROOT_BLOCKS - 1, 2, &back).map(|s| s as u64), Ok(Status::OutOfRange as u64))?;
+        expect("a write past its end", root.write(ROOT_BLOCKS, 1, &m).map(|s| s as u64), Ok(Status::OutOfRange as u64))?;
+        expect("its last block", root.read(ROOT_BLOCKS - 1, 1, &back).map(|s| s as u64), Ok(Status::Ok as u64))?;
+        // A read-only connection to it reads and cannot write.
+        let ro = n.connect_with(zen_std::block::connect::with_partition(k as u32 + 1) | zen_std::block::connect::READ_ONLY)?;
+        let ch = Channel::attach(ro).map_err(|e| format!("{e:?}"));
+        let _ = ro.drop_token();
+        let mut roc = Client::new(ch?, 10_000).map_err(|e| format!("open: {e:?}"))?;
+        check("it says read-only", roc.geometry.features & zen_std::block::features_read_only() != 0)?;
+        expect("read-only write", roc.write(0, 1, &m).map(|s| s as u64), Ok(Status::ReadOnly as u64))?;
+        expect("read-only read", roc.read(0, 8, &back).map(|s| s as u64), Ok(Status::Ok as u64))?;
+        verify(&back, ROOT_FIRST, 8, bs)?;
+        // A partition that does not exist.
+        let r = n.connect_with(zen_std::block::connect::with_partition(9));
+        check(&format!("partition 9: {r:?}"), r.is_err())?;
+        println!("usertests: nvme tagged blocks 8");
+        Ok(())
+    })();
+    n.stop();
+    r
 }

@@ -172,6 +172,7 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         "disk::drivers_get_only_their_device",
         disk::drivers_get_only_their_device,
     ),
+    ("disk::partitions_confine_clients", disk::partitions_confine_clients),
     ("disk::killed_driver_restarts", disk::killed_driver_restarts),
     ("processes::unknown_calls", processes::unknown_calls),
     (

@@ -7,7 +7,16 @@ use crate::chan::{self, Channel};
 use crate::mem::Shared;
 use crate::{Error, Result};
 use zen_abi::cap::Rights;
-pub use zen_block::{Geometry, Op, Reply, Request, Status};
+pub use zen_block::{connect, Geometry, Op, PartInfo, Reply, Request, Status};
+
+/// GPT partition types a client looks partitions up by (zen-gpt's).
+pub const ESP_TYPE: [u8; 16] = zen_gpt::ESP_TYPE;
+pub const ZEN_ROOT_TYPE: [u8; 16] = zen_gpt::ZEN_ROOT_TYPE;
+
+/// `Geometry::features`' read-only bit.
+pub const fn features_read_only() -> u32 {
+    zen_block::features::READ_ONLY
+}
 
 pub struct Client {
     chan: Channel,
@@ -63,13 +72,43 @@ impl Client {
 
     /// The next reply; `TimedOut` after `timeout_ms`.
     pub fn wait(&mut self, timeout_ms: u64) -> Result<Reply> {
-        let mut buf = [0u8; 128];
+        self.wait_with(timeout_ms, &mut [0u8; 128]).map(|(r, _)| r)
+    }
+
+    /// The next reply and the message's whole length (its bytes stay in `buf`).
+    fn wait_with(&mut self, timeout_ms: u64, buf: &mut [u8; 128]) -> Result<(Reply, usize)> {
         loop {
-            if let Some(n) = self.chan.try_recv(&mut buf)? {
-                return Reply::from_bytes(&buf[..n]).ok_or(Error::InvalidArgument);
+            if let Some(n) = self.chan.try_recv(buf)? {
+                let r = Reply::from_bytes(&buf[..n]).ok_or(Error::InvalidArgument)?;
+                return Ok((r, n));
             }
             chan::poll(&mut [&mut self.chan], timeout_ms)?;
         }
+    }
+
+    /// Partition `index` (0-based) of the disk; `None` past the last.
+    pub fn describe(&mut self, index: u64) -> Result<Option<PartInfo>> {
+        let id = self.submit(Op::Describe, index, 0, None)?;
+        let mut buf = [0u8; 128];
+        let (r, n) = self.wait_with(10_000, &mut buf)?;
+        if r.id != id {
+            return Err(Error::InvalidArgument);
+        }
+        match r.status {
+            Status::Ok => PartInfo::from_bytes(&buf[Reply::SIZE..n])
+                .map(Some)
+                .ok_or(Error::InvalidArgument),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every partition of the disk, in table order.
+    pub fn partitions(&mut self) -> Result<alloc::vec::Vec<PartInfo>> {
+        let mut out = alloc::vec::Vec::new();
+        while let Some(p) = self.describe(out.len() as u64)? {
+            out.push(p);
+        }
+        Ok(out)
     }
 
     /// Reads `blocks` blocks at `lba` into `mem` and waits for the answer.
