@@ -98,7 +98,7 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
     }
     marks.mark("k_smp");
     if let Ok(p) = acpi {
-        dev::init(&p.ecam, arch::memory_map(boot));
+        dev::init(&p.ecam, p.dmar.as_ref(), arch::memory_map(boot));
     }
     marks.mark("k_pci");
     kprintln!(

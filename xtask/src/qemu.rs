@@ -76,6 +76,9 @@ impl Vm {
         ]
         .map(String::from)
         .to_vec();
+        // VT-d (DMA remapping; interrupt remapping off, so no split irqchip is
+        // needed): the kernel confines each device to its driver's memory.
+        a.extend(["-device", "intel-iommu,intremap=off"].map(String::from));
         if self.kvm {
             a.extend(["-accel", "kvm", "-cpu", "host"].map(String::from));
         } else {

@@ -48,6 +48,8 @@ pub struct State {
     /// address of each: the frame lives while the device may reach it, until the
     /// driver unmaps the page ([`unpin`]) or ends.
     pinned: Vec<(u64, Arc<SharedFrame>)>,
+    /// With an IOMMU: what the device may reach (exactly `dma` and `pinned`).
+    domain: Option<crate::arch::vtd::Domain>,
 }
 
 /// Pages given to the device, mapped at `va` in the driver.
@@ -61,6 +63,19 @@ struct DmaRange {
 fn claim(dev: &Device, pid: u32) -> Result<spin::MutexGuard<'_, State>, Error> {
     let mut s = dev.state.lock();
     if s.holder == 0 {
+        if crate::arch::vtd::active() {
+            // Confined before it may master the bus: a domain with nothing in it.
+            let a = dev.addr;
+            s.domain = Some(
+                crate::arch::vtd::Domain::attach(
+                    a.segment,
+                    a.bus,
+                    (a.device << 3) | a.function,
+                    dev.index,
+                )
+                .ok_or(Error::NoMemory)?,
+            );
+        }
         s.holder = pid;
         let cmd = dev.cfg.read32(zen_pci::reg::COMMAND) & 0xffff;
         dev.cfg.write32(
@@ -144,9 +159,30 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
             }
         }
     }
+    // The device's reach first: a frame the driver could see but the device not
+    // would be harmless, the other way round not, and undoing is simpler here.
+    if let Some(d) = s.domain.as_mut() {
+        if let Some(k) = frames.iter().position(|f| d.map(f.addr(), f.addr(), true).is_err()) {
+            for f in &frames[..k] {
+                d.unmap(f.addr());
+            }
+            d.flush();
+            undo_charge();
+            return Err(Error::NoMemory);
+        }
+    }
+    let undo_domain = |s: &mut State| {
+        if let Some(d) = s.domain.as_mut() {
+            for f in &frames {
+                d.unmap(f.addr());
+            }
+            d.flush();
+        }
+    };
     let va = match me.reserve_map_range(pages) {
         Ok(va) => va,
         Err(e) => {
+            undo_domain(&mut s);
             undo_charge();
             return Err(e);
         }
@@ -169,6 +205,7 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
     });
     if done != Ok(true) {
         me.unreserve(pages);
+        undo_domain(&mut s);
         undo_charge();
         return Err(done.err().unwrap_or(Error::NoMemory));
     }
@@ -204,6 +241,12 @@ pub fn dma_addr(me: &dyn Party, tok: &Presented, va: u64) -> Result<u64, Error> 
         return Err(Error::NoMemory);
     }
     s.pinned.try_reserve(1).map_err(|_| Error::NoMemory)?;
+    if let Some(d) = s.domain.as_mut() {
+        // Writable for the device only if the driver may write it (a read-only grant
+        // stays read-only for the device too).
+        d.map(frame.addr(), frame.addr(), _writable)
+            .map_err(|_| Error::NoMemory)?;
+    }
     let addr = frame.addr() + va % 4096;
     s.pinned.push((page, frame));
     Ok(addr)
@@ -216,7 +259,17 @@ pub fn unpin(pid: u32, addr: u64, pages: u64) {
     for dev in devices() {
         let mut s = dev.state.lock();
         if s.holder == pid && !s.pinned.is_empty() {
-            s.pinned.retain(|(p, _)| !(addr..end).contains(p));
+            let State {
+                pinned, domain, ..
+            } = &mut *s;
+            // Out of the device's reach first, then (flushed) the frames may go.
+            if let Some(d) = domain.as_mut() {
+                for (_, f) in pinned.iter().filter(|(p, _)| (addr..end).contains(p)) {
+                    d.unmap(f.addr());
+                }
+                d.flush();
+            }
+            pinned.retain(|(p, _)| !(addr..end).contains(p));
         }
     }
 }
@@ -296,6 +349,9 @@ pub fn release(pid: u32) {
         for (_, vector) in s.vectors.drain(..) {
             crate::irq::free(vector);
         }
+        // The domain goes (detached, flushed): the device reaches nothing; only then
+        // the frames.
+        drop(s.domain.take());
         let dma = core::mem::take(&mut s.dma);
         *s = State::default();
         drop(s);

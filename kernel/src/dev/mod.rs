@@ -36,6 +36,8 @@ const MAX_DEVICES: usize = 64;
 
 /// One PCI function.
 pub struct Device {
+    /// Its place in the table, from 1: its IOMMU domain's id.
+    index: u16,
     pub addr: Address,
     pub header: Header,
     bars: [Option<Bar>; BARS],
@@ -56,8 +58,9 @@ fn devices() -> &'static [Device] {
     DEVICES.get().map_or(&[], |d| d.as_slice())
 }
 
-/// Finds the functions behind `ecam` (at boot, once). `ram` is the memory map.
-pub fn init(ecam: &[Ecam], ram: &[zen_abi::boot::MemoryRegion]) {
+/// Finds the functions behind `ecam` (at boot, once), then turns DMA remapping on
+/// if `dmar` names an IOMMU. `ram` is the memory map.
+pub fn init(ecam: &[Ecam], dmar: Option<&zen_vtd::Dmar>, ram: &[zen_abi::boot::MemoryRegion]) {
     DEVICES.call_once(|| {
         let mut found = Vec::new();
         for e in ecam {
@@ -65,9 +68,25 @@ pub fn init(ecam: &[Ecam], ram: &[zen_abi::boot::MemoryRegion]) {
             scan_bus(e, e.bus_start, &mut seen, &mut found);
         }
         check_bars(&mut found, ram);
+        for (i, d) in found.iter_mut().enumerate() {
+            d.index = i as u16 + 1;
+        }
         crate::kprintln!("zen: PCI: {} functions", found.len());
         found
     });
+    match dmar.map(crate::arch::vtd::init) {
+        Some(Ok(n)) => crate::kprintln!(
+            "zen: IOMMU: {} remapping unit(s); each device reaches only its driver's memory",
+            n
+        ),
+        Some(Err(why)) => crate::kprintln!(
+            "zen: IOMMU refused ({}): DMA is unconfined, a driver's device can reach all memory",
+            why
+        ),
+        None => crate::kprintln!(
+            "zen: no IOMMU: DMA is unconfined, a driver's device can reach all memory"
+        ),
+    }
 }
 
 fn scan_bus(e: &Ecam, bus: u8, seen: &mut [bool; 256], out: &mut Vec<Device>) {
@@ -134,6 +153,7 @@ fn found(addr: Address, header: Header, cfg: Function) -> Device {
         Some(Msix { info, table })
     });
     Device {
+        index: 0,
         addr,
         header,
         bars,
@@ -206,6 +226,10 @@ impl Device {
             memory_bars,
             flags: if h.kind == 1 {
                 zen_abi::device::flags::BRIDGE
+            } else {
+                0
+            } | if crate::arch::vtd::active() {
+                zen_abi::device::flags::CONFINED
             } else {
                 0
             },

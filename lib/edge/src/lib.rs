@@ -66,6 +66,9 @@ pub enum EdgeKind {
     StaleHandle = 9,
     /// A run queue was full and a task could not be made runnable. `payload`: task id.
     RunQueueFull = 10,
+    /// The IOMMU stopped a device's DMA outside its driver's memory. `detail`: the
+    /// requester (bus << 8 | devfn); `payload`: the page address >> 12.
+    IommuFault = 11,
 }
 
 impl EdgeKind {
@@ -82,6 +85,7 @@ impl EdgeKind {
             8 => Self::PoolExhausted,
             9 => Self::StaleHandle,
             10 => Self::RunQueueFull,
+            11 => Self::IommuFault,
             _ => return None,
         })
     }

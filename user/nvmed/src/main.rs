@@ -51,6 +51,10 @@ struct Pending {
 }
 
 struct Driver {
+    /// Test mode (`stray-dma`): every write's data pointer aims at physical page 0,
+    /// outside anything the device was given. With the IOMMU the device is stopped
+    /// there and the command fails; without one it reads (never writes) that page.
+    stray: bool,
     ctrl: ctrl::Ctrl,
     geometry: Geometry,
     conns: Vec<Conn>,
@@ -129,6 +133,7 @@ fn run() -> zen_std::Result<()> {
         read_only: false,
     };
     let mut d = Driver {
+        stray: process::arg() == "stray-dma",
         ctrl,
         geometry,
         conns: alloc::vec![Conn {
@@ -390,6 +395,11 @@ impl Driver {
                     prp2 = page.device_addr(at);
                 }
                 data = Some(mem);
+                let (prp1, prp2) = if self.stray && c.op == Op::Write {
+                    (0, 0)
+                } else {
+                    (prp1, prp2)
+                };
                 Command::rw(c.op == Op::Write, cid as u16, nsid, c.lba, c.blocks, (prp1, prp2))
             }
             Op::Flush => Command {

@@ -173,6 +173,7 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         disk::drivers_get_only_their_device,
     ),
     ("disk::partitions_confine_clients", disk::partitions_confine_clients),
+    ("disk::stray_dma_is_stopped", disk::stray_dma_is_stopped),
     ("disk::killed_driver_restarts", disk::killed_driver_restarts),
     ("processes::unknown_calls", processes::unknown_calls),
     (

@@ -63,6 +63,7 @@ pub fn edge_kind_name(kind: u8) -> &'static str {
         8 => "pool exhausted",
         9 => "stale handle",
         10 => "run queue full",
+        11 => "IOMMU fault",
         _ => "unknown",
     }
 }

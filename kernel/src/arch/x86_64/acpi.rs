@@ -48,6 +48,8 @@ pub struct Platform {
     pub hpet: Option<u64>,
     /// PCI Express configuration windows (the MCFG), those the kernel can reach.
     pub ecam: Vec<Ecam>,
+    /// The DMA remapping units (the DMAR table), if the machine has an IOMMU.
+    pub dmar: Option<zen_vtd::Dmar>,
 }
 
 /// One ECAM window: the configuration space of buses `bus_start..=bus_end` of a
@@ -124,6 +126,59 @@ fn parse(rsdp: u64, ram: &[zen_abi::boot::MemoryRegion]) -> Result<Platform, &'s
         pm_timer,
         hpet: hpet(&tables).filter(|&b| !in_ram(b, 1024, ram)),
         ecam: ecam(&tables, ram),
+        dmar: dmar(rsdp),
+    })
+}
+
+/// The DMAR table, parsed (zen-vtd checks its structures). The acpi crate does not
+/// know it, so the RSDT/XSDT is walked here; a table with a bad checksum is left out.
+fn dmar(rsdp: u64) -> Option<zen_vtd::Dmar> {
+    let t = find_raw(rsdp, b"DMAR")?;
+    match zen_vtd::parse_dmar(t) {
+        Ok(d) => Some(d),
+        Err(why) => {
+            crate::kprintln!("zen: DMAR table refused: {}", why);
+            None
+        }
+    }
+}
+
+/// `len` bytes of physical memory at `phys` below 4 GiB (always in the direct map).
+fn phys_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
+    if phys == 0 || phys.checked_add(len as u64)? > zen_abi::layout::DIRECT_MAP_MIN {
+        return None;
+    }
+    // SAFETY: below 4 GiB the direct map always reaches (the stub maps at least that
+    // much); firmware tables are never written while the kernel reads them.
+    Some(unsafe { core::slice::from_raw_parts((DIRECT_MAP + phys) as *const u8, len) })
+}
+
+/// The ACPI table with `sig`, whole and checksummed, found through the RSDP's root
+/// table (XSDT if there is one).
+fn find_raw(rsdp: u64, sig: &[u8; 4]) -> Option<&'static [u8]> {
+    let r = phys_bytes(rsdp, 36)?;
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let (root, wide) = if r[15] >= 2 && u64::from_le_bytes(r[24..32].try_into().ok()?) != 0 {
+        (u64::from_le_bytes(r[24..32].try_into().ok()?), true)
+    } else {
+        (u32_at(r, 16) as u64, false)
+    };
+    let table = |phys: u64| -> Option<&'static [u8]> {
+        let head = phys_bytes(phys, 36)?;
+        let len = u32_at(head, 4) as usize;
+        if !(36..=1 << 16).contains(&len) {
+            return None;
+        }
+        let t = phys_bytes(phys, len)?;
+        (t.iter().fold(0u8, |a, &b| a.wrapping_add(b)) == 0).then_some(t)
+    };
+    let root = table(root)?;
+    let step = if wide { 8 } else { 4 };
+    root[36..].chunks_exact(step).find_map(|e| {
+        let mut a = [0u8; 8];
+        a[..step].copy_from_slice(e);
+        let t = table(u64::from_le_bytes(a))?;
+        (&t[..4] == sig).then_some(t)
     })
 }
 

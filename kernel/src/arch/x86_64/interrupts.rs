@@ -289,6 +289,10 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
             super::tlb::on_ipi();
             super::apic::eoi();
         }
+        super::vtd::FAULT_VECTOR => {
+            super::vtd::on_fault();
+            super::apic::eoi();
+        }
         crate::irq::FIRST_VECTOR..=crate::irq::LAST_VECTOR => {
             crate::irq::on_vector(vector);
             super::apic::eoi();

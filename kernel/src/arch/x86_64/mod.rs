@@ -22,6 +22,7 @@ pub mod syscall;
 mod tables;
 pub mod tlb;
 pub mod user;
+pub mod vtd;
 
 /// Sets up the boot CPU: per-CPU entry 0 behind GS, its GDT with TSS (separate stacks
 /// for double fault and NMI), the IDT and the x87/SSE setup. Interrupts stay disabled.
