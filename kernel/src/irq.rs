@@ -124,8 +124,8 @@ pub fn check(
 }
 
 /// irq_wait: the interrupts counted since the last take (at least one), sleeping
-/// until there is one; `TimedOut` after `timeout_ms` (`u64::MAX`: never), `Denied`
-/// once the binding ended.
+/// until there is one; `TimedOut` after `timeout_ms` (0: at once, without sleeping;
+/// `u64::MAX`: never), `Denied` once the binding ended.
 pub fn wait(
     me: &dyn Holder,
     tok: &Presented,
@@ -149,6 +149,10 @@ pub fn wait(
         };
         if killed() {
             return Err(Error::InvalidArgument);
+        }
+        if timeout_ms == 0 {
+            // A look, not a wait.
+            return Err(Error::TimedOut);
         }
         if timeout_ms == u64::MAX {
             task::park();

@@ -71,10 +71,10 @@ pub fn build_with(kernel: Kernel, release: bool) -> Result<Artifacts> {
 }
 
 /// The programs of the default boot archive (crates under user/), in archive order.
-pub const DEFAULT_PROGRAMS: &[&str] = &["init", "shell"];
+pub const DEFAULT_PROGRAMS: &[&str] = &["init", "shell", "nvmed"];
 /// The programs only the tests and benchmarks run: in the test archive, after the
 /// default ones.
-pub const TEST_PROGRAMS: &[&str] = &["usertests", "ipcbench", "nvmed"];
+pub const TEST_PROGRAMS: &[&str] = &["usertests", "ipcbench"];
 
 /// Whether a kernel command line names a program of the test archive as `init=`
 /// (then `cargo xtask run` boots `zenos-test.bin`).
@@ -89,6 +89,10 @@ pub fn names_test_program(cmdline: &str) -> bool {
 /// the two boot archives (`zen_abi::archive`): (default, test). Their own target
 /// directory: the kernel's code-model flags must not reach them.
 fn build_user() -> Result<(PathBuf, PathBuf)> {
+    // The declared system image names only programs of the default archive.
+    let decl = crate::util::read(&crate::util::root().join("system.toml"))?;
+    zen_sysdecl::parse(&String::from_utf8_lossy(&decl), DEFAULT_PROGRAMS)
+        .map_err(|e| e.to_string())?;
     let dir = target().join("user");
     let mut c = cargo();
     c.args([

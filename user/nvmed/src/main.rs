@@ -1,10 +1,9 @@
 //! nvmed: the NVMe driver, a user process serving the block protocol (zen-block).
 //!
-//! Started with one channel end in `Cap(0)`: its first connection, over which the
-//! starter first sends one 8-byte message, the slot of the device token it passed
-//! (cap_send), and then speaks the block protocol like any client. On that first
-//! connection `Connect` hands nvmed more connections (channel ends passed the same
-//! way), each served alike.
+//! Started with a bootstrap channel in `Cap(0)` (zen-std `boot`): the starter (init,
+//! as system.toml says) gives it its device token over it, and then speaks the block
+//! protocol on it like any client. On that first connection `Connect` hands nvmed
+//! more connections (channel ends passed the same way), each served alike.
 //!
 //! The loop: wait for a message on any connection or a completion on any queue
 //! (`dev::poll`), take every request that is there, check it (`zen_block::check`:
@@ -84,12 +83,9 @@ fn cpus() -> usize {
 }
 
 fn run() -> zen_std::Result<()> {
-    let mut first = Channel::attach(Cap(0))?;
-    let mut hello = [0u8; 8];
-    if first.recv(&mut hello)? != 8 {
-        return Err(Error::InvalidArgument);
-    }
-    let dev = Device::new(Cap(u64::from_le_bytes(hello) as usize));
+    let given = zen_std::boot::receive(10_000)?;
+    let first = given.chan;
+    let dev = Device::new(*given.devices.first().ok_or(Error::InvalidArgument)?);
     let cpus = cpus();
     let ctrl = ctrl::Ctrl::start(dev, cpus)?;
     let ns = ctrl.ns;

@@ -7,7 +7,8 @@
 use zen_abi::cap::{ObjectType, Rights};
 use zen_lineedit::{Editor, Event};
 use zen_std::prelude::*;
-use zen_std::{chan, console, mem, process, time};
+use zen_std::block::Client;
+use zen_std::{chan, console, dev, mem, process, time};
 
 zen_std::main!(main);
 
@@ -18,6 +19,8 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("mem", "", "physical memory and kernel heap"),
     ("edges", "", "the kernel's EDGE_REGISTRY of rare events"),
     ("caps", "", "this shell's capability tokens"),
+    ("devices", "", "PCI functions: ids, class, the driver that holds each"),
+    ("disks", "", "the disks this shell was given, and their partitions"),
     (
         "channel",
         "",
@@ -36,6 +39,20 @@ const COMMANDS: &[(&str, &str, &str)] = &[
 ];
 
 fn main() -> i32 {
+    // What init gave us (system.toml): the system token, read-only disks. Started
+    // any other way (`run shell`), there is no bootstrap channel and nothing given.
+    let mut disks: Vec<Client> = match zen_std::boot::receive(5_000) {
+        Ok(g) => g
+            .disks
+            .iter()
+            .filter_map(|&c| {
+                let ch = chan::Channel::attach(c).ok();
+                let _ = c.drop_token();
+                Client::new(ch?, 5_000).ok()
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     println!("Zen OS shell. Type `help` for the commands.");
     let programs = process::programs().unwrap_or_default();
     let complete = |word: &str, first: bool| -> Vec<String> {
@@ -71,7 +88,7 @@ fn main() -> i32 {
             out.clear();
             match ev {
                 Event::Line(line) => {
-                    execute(line.trim());
+                    execute(line.trim(), &mut disks);
                     print!("{}", ed.prompt());
                 }
                 Event::Cancelled => print!("{}", ed.prompt()),
@@ -81,7 +98,7 @@ fn main() -> i32 {
     }
 }
 
-fn execute(line: &str) {
+fn execute(line: &str, disks: &mut [Client]) {
     let mut words = line.split_whitespace();
     let Some(cmd) = words.next() else { return };
     let rest: Vec<&str> = words.collect();
@@ -142,6 +159,8 @@ fn execute(line: &str) {
             Err(e) => println!("edges: {}", e.as_str()),
         },
         "caps" => caps(),
+        "devices" => devices(),
+        "disks" => list_disks(disks),
         "channel" => match chan::create() {
             Ok((a, b)) => println!("channel created: end tokens in slots {} and {}", a.0, b.0),
             Err(e) => println!("channel: {}", e.as_str()),
@@ -239,5 +258,73 @@ fn caps() {
             mac,
             Rights::from_bits_truncate(t.token.rights)
         );
+    }
+}
+
+/// `devices`: every PCI function the kernel found.
+fn devices() {
+    let list = match dev::list() {
+        Ok(l) => l,
+        Err(e) => return println!("devices: {}", e.as_str()),
+    };
+    println!("ADDRESS      VENDOR:DEV  CLASS                 MSI-X  IOMMU     DRIVER");
+    for d in list {
+        let a = d.address;
+        let driver = if d.holder == 0 {
+            String::from("-")
+        } else {
+            let name = process::list()
+                .ok()
+                .and_then(|l| l.into_iter().find(|p| p.pid == d.holder).map(|p| String::from(p.name())));
+            format!("{} ({})", d.holder, name.unwrap_or_default())
+        };
+        println!(
+            "{:04x}:{:02x}:{:02x}.{}  {:04x}:{:04x}   {:<21} {:>5}  {:<9} {}",
+            a >> 16,
+            (a >> 8) & 0xff,
+            (a >> 3) & 31,
+            a & 7,
+            d.vendor,
+            d.device,
+            zen_pci::class_name(d.class, d.subclass),
+            d.msix_vectors,
+            if d.flags & zen_abi::device::flags::CONFINED != 0 { "confined" } else { "-" },
+            driver
+        );
+    }
+}
+
+/// `disks`: each disk given to this shell, with its partitions.
+fn list_disks(disks: &mut [Client]) {
+    if disks.is_empty() {
+        return println!("no disks (none was given to this shell)");
+    }
+    for (i, c) in disks.iter_mut().enumerate() {
+        let g = c.geometry;
+        let mib = |blocks: u64| blocks * g.block_size as u64 / (1 << 20);
+        println!(
+            "disk {i}: {} blocks of {} bytes ({} MiB), largest transfer {} KiB{}",
+            g.blocks,
+            g.block_size,
+            mib(g.blocks),
+            g.max_blocks as u64 * g.block_size as u64 / 1024,
+            if g.features & zen_std::block::features_read_only() != 0 { ", read-only" } else { "" }
+        );
+        match c.partitions() {
+            Ok(parts) if parts.is_empty() => println!("  no partitions"),
+            Ok(parts) => {
+                for (k, p) in parts.iter().enumerate() {
+                    println!(
+                        "  {}  {:<11} {:<16} first {:>8}  {:>6} MiB",
+                        k + 1,
+                        zen_std::block::type_name(&p.type_guid),
+                        p.name(),
+                        p.first,
+                        mib(p.blocks)
+                    );
+                }
+            }
+            Err(e) => println!("  partitions: {}", e.as_str()),
+        }
     }
 }

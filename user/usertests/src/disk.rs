@@ -56,18 +56,10 @@ fn start_nvmed_with(arg: &str) -> Result<Nvmed, String> {
     // The channel keeps its copy of `a`; nvmed has its own `b`: the slots go (the
     // token page has 63).
     let _ = (a.drop_token(), b.drop_token());
-    // nvmed attaches its end first; until then there is nobody to pass a token to.
-    let mut slot = Err(Error::NoPeer);
-    for _ in 0..5000 {
-        slot = device.send_over(&ch, Rights::DEVICE_ALL);
-        if slot != Err(Error::NoPeer) {
-            break;
-        }
-        time::sleep_ms(1);
-    }
-    let slot = slot.map_err(|e| format!("pass the device token: {e:?}"))?;
-    ch.send(&(slot.0 as u64).to_le_bytes())
-        .map_err(|e| format!("hello: {e:?}"))?;
+    // As init does (zen-std boot): the device token, then `end`.
+    zen_std::boot::give(&mut ch, "device", device, Rights::DEVICE_ALL)
+        .and_then(|()| zen_std::boot::end(&mut ch))
+        .map_err(|e| format!("give nvmed its device: {e:?}"))?;
     let client = Client::new(ch, 10_000).map_err(|e| format!("open: {e:?}"))?;
     Ok(Nvmed {
         pid,
@@ -84,19 +76,9 @@ impl Nvmed {
 
     /// A connection with `Connect` bits `bits` (read-only, a partition).
     fn connect_with(&mut self, bits: u32) -> Result<Cap, String> {
-        let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
-        let slot = b
-            .send_over(self.client.channel(), Rights::SEND | Rights::RECV)
-            .map_err(|e| format!("pass a connection: {e:?}"))?;
-        let _ = b.drop_token();
-        let id = self
-            .client
-            .submit(Op::Connect, slot.0 as u64, bits, None)
-            .map_err(|e| format!("connect: {e:?}"))?;
-        let s = self.client.answer(id).map_err(|e| format!("connect: {e:?}"))?;
-        check(&format!("connect: {s:?}"), s == Status::Ok)?;
-        Ok(a)
+        self.client.connect(bits).map_err(|e| format!("connect {bits:#x}: {e:?}"))
     }
+
     /// Kills nvmed and drops our device token (each start opens a new one).
     fn stop(self) {
         let _ = process::kill(self.pid);

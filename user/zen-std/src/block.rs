@@ -13,6 +13,11 @@ pub use zen_block::{connect, Geometry, Op, PartInfo, Reply, Request, Status};
 pub const ESP_TYPE: [u8; 16] = zen_gpt::ESP_TYPE;
 pub const ZEN_ROOT_TYPE: [u8; 16] = zen_gpt::ZEN_ROOT_TYPE;
 
+/// A short name for a partition type (zen-gpt's).
+pub fn type_name(t: &[u8; 16]) -> &'static str {
+    zen_gpt::type_name(t)
+}
+
 /// `Geometry::features`' read-only bit.
 pub const fn features_read_only() -> u32 {
     zen_block::features::READ_ONLY
@@ -130,6 +135,30 @@ impl Client {
         }
         Ok(r.status)
     }
+    /// Asks the server for another connection (allowed on its first connection
+    /// only): `bits` are `connect` bits (read-only, a partition). The end to give
+    /// the new client (its token is in our token page; drop it once passed on).
+    pub fn connect(&mut self, bits: u32) -> Result<crate::chan::Cap> {
+        let (a, b) = chan::create()?;
+        let passed = b.send_over(&self.chan, Rights::SEND | Rights::RECV);
+        let _ = b.drop_token();
+        let slot = match passed {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = a.drop_token();
+                return Err(e);
+            }
+        };
+        let id = self.submit(Op::Connect, slot.0 as u64, bits, None)?;
+        match self.answer(id)? {
+            Status::Ok => Ok(a),
+            _ => {
+                let _ = a.drop_token();
+                Err(Error::InvalidArgument)
+            }
+        }
+    }
+
     pub fn channel(&mut self) -> &mut Channel {
         &mut self.chan
     }

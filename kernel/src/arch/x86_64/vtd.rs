@@ -152,7 +152,6 @@ pub fn init(dmar: &Dmar) -> Result<usize, &'static str> {
         if !unit.command(zen_vtd::GCMD_TE, true) {
             return Err("translation does not turn on");
         }
-        crate::kprintln!("vtd debug: gsts {:#x} cap {:#x} ecap {:#x} levels {:?}", unit.read32(reg::GSTS), unit.read64(reg::CAP), unit.read64(reg::ECAP), unit.caps.levels);
         up.push(unit);
     }
     let n = up.len();
