@@ -322,7 +322,7 @@ mod tests {
     fn parses_run_options() {
         assert_eq!(parse_run(&[]).unwrap(), RunOpts::default());
         let o = parse_run(&args(
-            "--gui --smp 4 --mem 1G --debug --kvm --icount --cmdline x",
+            "--gui --smp 4 --mem 1G --debug --kvm --icount --scratch --cmdline x",
         ))
         .unwrap();
         assert_eq!(
@@ -338,6 +338,7 @@ mod tests {
                 icount: true,
                 cmdline: Some("x".into()),
                 firmware: Fw::Uefi,
+                scratch: true,
             }
         );
         assert_eq!(parse_run(&args("--bios")).unwrap().firmware, Fw::Bios);

@@ -205,7 +205,7 @@ const SCRIPT: &[Step] = &[
     }),
     step("channel makes two tokens", "channel\r", |l| {
         any(l, |l| {
-            l.starts_with("channel created: end tokens in slots 1 and 2")
+            l.starts_with("channel created: end tokens in slots ")
         })
     }),
     step("caps lists them", "caps\r", |l| {
@@ -217,6 +217,17 @@ const SCRIPT: &[Step] = &[
         any(l, |l| l.starts_with("SLOT TYPE"))
             && any(l, |l| row(l, "end A"))
             && any(l, |l| row(l, "end B"))
+    }),
+    step("devices lists the NVMe controller, driven by nvmed", "devices\r", |l| {
+        any(l, |l| l.starts_with("ADDRESS"))
+            && any(l, |l| {
+                l.contains("NVMe controller") && l.contains("confined") && l.contains("(nvmed)")
+            })
+    }),
+    step("disks lists the scratch disk's partitions", "disks\r", |l| {
+        any(l, |l| l.starts_with("disk 0: 65536 blocks of 512 bytes") && l.ends_with("read-only"))
+            && any(l, |l| l.contains("EFI system") && l.contains("scratch ESP"))
+            && any(l, |l| l.contains("TagFS root") && l.contains("scratch root"))
     }),
     step("unknown command", "frobnicate\r", |l| {
         any(l, |l| l.starts_with("frobnicate: unknown command"))
@@ -231,8 +242,15 @@ const SCRIPT: &[Step] = &[
 
 pub fn shell_job(a: &Artifacts) -> Result<Job> {
     let esp = esp(a, "esp-shell", None)?;
+    let scratch = target().join("shell-nvme.img");
+    std::fs::write(&scratch, crate::disk::scratch_image()?)
+        .map_err(|e| format!("{}: {e}", scratch.display()))?;
     Ok(Box::new(move || {
-        let vm = Vm::new("shell", &esp);
+        // The scratch disk (its GPT) for `disks`; init's nvmed drives it.
+        let vm = Vm {
+            nvme: Some(scratch.clone()),
+            ..Vm::new("shell", &esp)
+        };
         let name = "qemu::shell".to_string();
         let mut at = 0; // index of the step whose output we wait for
         let mut since: Vec<String> = Vec::new();

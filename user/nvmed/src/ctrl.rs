@@ -99,6 +99,30 @@ impl Ctrl {
         Ok(c)
     }
 
+    /// Resets the controller and sets it up again on the same queue memory and
+    /// vectors: everything in flight is forgotten (the caller failed it).
+    pub fn reset(&mut self) -> Result<()> {
+        self.regs.write32(reg::CC, 0);
+        wait_status(&self.regs, &self.cap, |s| s & CSTS_READY == 0)?;
+        self.admin.clear();
+        let entries = self.admin.entries as u32;
+        self.regs.write32(reg::AQA, (entries - 1) | (entries - 1) << 16);
+        self.regs.write64(reg::ASQ, self.admin.sq_addr());
+        self.regs.write64(reg::ACQ, self.admin.cq_addr());
+        self.regs.write32(reg::CC, zen_nvme::CC_ENABLE);
+        wait_status(&self.regs, &self.cap, |s| s & CSTS_READY != 0)?;
+        let n = self.io.len() as u16;
+        self.admin(|cid| Command::set_queues(cid, n))?;
+        for i in 0..self.io.len() {
+            self.io[i].0.clear();
+            let q = i as u16 + 1;
+            let (cq, sq, e) = (self.io[i].0.cq_addr(), self.io[i].0.sq_addr(), self.io[i].0.entries as u32);
+            self.admin(|cid| Command::create_cq(cid, q, e, cq, q))?;
+            self.admin(|cid| Command::create_sq(cid, q, e, sq, q))?;
+        }
+        Ok(())
+    }
+
     /// Runs one admin command and waits for its completion.
     pub fn admin(&mut self, make: impl FnOnce(u16) -> Command) -> Result<Completion> {
         let cid = self.next_cid;

@@ -36,17 +36,62 @@ use zen_std::{process, Error};
 
 zen_std::main!(main);
 
-/// A connection: a client's channel and what it may reach.
+/// A connection: a client's channel, what it may reach, and the replies its ring
+/// had no room for yet (while there are any, its new requests wait: a client that
+/// never reads stalls only itself).
 struct Conn {
     chan: Channel,
     extent: Extent,
+    backlog: alloc::collections::VecDeque<[u8; Reply::SIZE + PartInfo::SIZE]>,
+    backlog_len: alloc::collections::VecDeque<usize>,
 }
 
-/// A command in flight: who asked, its id, and the grant the device uses.
+impl Conn {
+    fn new(chan: Channel, extent: Extent) -> Self {
+        Conn {
+            chan,
+            extent,
+            backlog: Default::default(),
+            backlog_len: Default::default(),
+        }
+    }
+    /// Sends `msg` now if there is room and nothing is queued before it, else queues it.
+    fn send(&mut self, msg: &[u8]) {
+        if self.backlog.is_empty() && self.chan.try_send(msg) == Ok(true) {
+            return;
+        }
+        let mut b = [0u8; Reply::SIZE + PartInfo::SIZE];
+        b[..msg.len()].copy_from_slice(msg);
+        self.backlog.push_back(b);
+        self.backlog_len.push_back(msg.len());
+    }
+    /// Sends what it can of the backlog.
+    fn flush(&mut self) {
+        while let (Some(b), Some(&n)) = (self.backlog.front(), self.backlog_len.front()) {
+            if self.chan.try_send(&b[..n]) != Ok(true) {
+                return;
+            }
+            self.backlog.pop_front();
+            self.backlog_len.pop_front();
+        }
+    }
+}
+
+/// Most connections: msg_poll waits on at most 16 tokens, the queues' interrupts too.
+const MAX_CONNS: usize = 16 - 4;
+
+/// How long a command may take before it is aborted, and again before the
+/// controller is reset.
+const COMMAND_TIMEOUT_MS: u64 = 2_000;
+
+/// A command in flight: who asked, its id, the grant the device uses, and when it
+/// times out (`aborted` once an abort was sent for it).
 struct Pending {
     conn: usize,
     id: u64,
     _data: Option<Shared>,
+    deadline: u64,
+    aborted: bool,
 }
 
 struct Driver {
@@ -54,6 +99,9 @@ struct Driver {
     /// outside anything the device was given. With the IOMMU the device is stopped
     /// there and the command fails; without one it reads (never writes) that page.
     stray: bool,
+    /// Test mode (`lose-reads`): reads are queued but never announced to the
+    /// controller, so they time out: abort, then reset, then `TimedOut` replies.
+    lose: bool,
     ctrl: ctrl::Ctrl,
     geometry: Geometry,
     conns: Vec<Conn>,
@@ -130,12 +178,10 @@ fn run() -> zen_std::Result<()> {
     };
     let mut d = Driver {
         stray: process::arg() == "stray-dma",
+        lose: process::arg() == "lose-reads",
         ctrl,
         geometry,
-        conns: alloc::vec![Conn {
-            chan: first,
-            extent: whole,
-        }],
+        conns: alloc::vec![Conn::new(first, whole)],
         pending,
         prp_lists,
         parts: Vec::new(),
@@ -199,15 +245,92 @@ impl Driver {
     fn serve(&mut self) -> zen_std::Result<()> {
         loop {
             let irqs: Vec<dev::Interrupt> = self.ctrl.io.iter().map(|(_, i)| *i).collect();
-            let mut chans: Vec<&mut Channel> = self.conns.iter_mut().map(|c| &mut c.chan).collect();
-            // Ends whose peer is gone are skipped by the error arm below.
-            let _ = dev::poll(&mut chans, &irqs, u64::MAX);
+            // Until the next deadline of a command in flight (or a tick, while a
+            // backlog waits for room: a full ring does not wake us when it drains).
+            let now = zen_std::time::uptime_ms();
+            let mut timeout = self
+                .pending
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|p| p.deadline.saturating_sub(now))
+                .min()
+                .unwrap_or(u64::MAX);
+            if self.conns.iter().any(|c| !c.backlog.is_empty()) {
+                timeout = timeout.min(10);
+            }
+            let mut chans: Vec<&mut Channel> = self
+                .conns
+                .iter_mut()
+                .filter(|c| c.backlog.is_empty())
+                .map(|c| &mut c.chan)
+                .collect();
+            match dev::poll(&mut chans, &irqs, timeout) {
+                Ok(_) | Err(Error::TimedOut) => {}
+                // Nothing to wait on but deadlines, or a connection gone bad: the
+                // passes below find out; never a busy loop (sleep a tick).
+                Err(_) => zen_std::time::sleep_ms(10),
+            }
             drop(chans);
             for (_, irq) in &self.ctrl.io {
                 let _ = irq.take();
             }
+            for c in &mut self.conns {
+                c.flush();
+            }
             self.take_requests();
             self.reap();
+            self.check_timeouts();
+        }
+    }
+
+    /// Commands past their deadline: aborted first; past it again, the controller is
+    /// reset and everything in flight fails (a hung device never hangs a client).
+    fn check_timeouts(&mut self) {
+        let now = zen_std::time::uptime_ms();
+        let mut reset = false;
+        for qi in 0..self.pending.len() {
+            for cid in 0..self.pending[qi].len() {
+                let Some(p) = self.pending[qi][cid].as_mut() else {
+                    continue;
+                };
+                if p.deadline > now {
+                    continue;
+                }
+                if p.aborted {
+                    reset = true;
+                    continue;
+                }
+                p.aborted = true;
+                p.deadline = now + COMMAND_TIMEOUT_MS;
+                let sq = qi as u16 + 1;
+                // The answer does not matter: the command completes (aborted or
+                // not) before its new deadline, or the reset comes.
+                let _ = self.ctrl.admin(|a| Command::abort(a, sq, cid as u16));
+            }
+        }
+        if reset {
+            self.reset();
+        }
+    }
+
+    /// Resets the controller: every command in flight gets `TimedOut` (its grant
+    /// dropped), the queues start empty again.
+    fn reset(&mut self) {
+        println!("nvmed: a command did not complete; resetting the controller");
+        let mut failed = Vec::new();
+        for q in &mut self.pending {
+            for slot in q.iter_mut() {
+                if let Some(p) = slot.take() {
+                    failed.push((p.conn, p.id));
+                }
+            }
+        }
+        if let Err(e) = self.ctrl.reset() {
+            println!("nvmed: reset failed: {}", e.as_str());
+        }
+        for (conn, id) in failed {
+            self.reply(conn, id, Status::TimedOut);
         }
     }
 
@@ -216,7 +339,7 @@ impl Driver {
         let mut buf = [0u8; 128];
         for c in 0..self.conns.len() {
             loop {
-                if !self.ctrl.io.iter().any(|(q, _)| q.has_room()) {
+                if !self.ctrl.io.iter().any(|(q, _)| q.has_room()) || !self.conns[c].backlog.is_empty() {
                     break;
                 }
                 let got = match self.conns[c].chan.try_recv_grant(&mut buf) {
@@ -235,13 +358,11 @@ impl Driver {
         let r = Reply {
             id,
             status,
-            geometry: if status == Status::Ok && id == u64::MAX {
-                self.geometry
-            } else {
-                Geometry::default()
-            },
+            geometry: Geometry::default(),
         };
-        let _ = self.conns[conn].chan.send(&r.to_bytes());
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.send(&r.to_bytes());
+        }
     }
 
     fn request(&mut self, conn: usize, msg: &[u8], grant: Option<zen_abi::ipc::PageGrant>) {
@@ -273,7 +394,7 @@ impl Driver {
                     status: Status::Ok,
                     geometry,
                 };
-                let _ = self.conns[conn].chan.send(&r.to_bytes());
+                self.conns[conn].send(&r.to_bytes());
             }
             Op::Connect => self.connect(conn, &req),
             Op::Describe => self.describe(conn, &req),
@@ -282,7 +403,7 @@ impl Driver {
     }
 
     fn connect(&mut self, conn: usize, req: &Request) {
-        if conn != 0 {
+        if conn != 0 || self.conns.len() >= MAX_CONNS {
             return self.reply(conn, req.id, Status::BadRequest);
         }
         let read_only = req.blocks & connect::READ_ONLY != 0;
@@ -299,10 +420,7 @@ impl Driver {
         };
         match Channel::attach(Cap(req.lba as usize)) {
             Ok(chan) => {
-                self.conns.push(Conn {
-                    chan,
-                    extent: Extent { read_only, ..extent },
-                });
+                self.conns.push(Conn::new(chan, Extent { read_only, ..extent }));
                 self.reply(conn, req.id, Status::Ok);
             }
             Err(_) => self.reply(conn, req.id, Status::BadRequest),
@@ -337,7 +455,7 @@ impl Driver {
             .to_bytes(),
         );
         msg[Reply::SIZE..].copy_from_slice(&info.to_bytes());
-        let _ = self.conns[conn].chan.send(&msg);
+        self.conns[conn].send(&msg);
     }
 
     /// One command for a checked request, on the least busy queue.
@@ -419,7 +537,13 @@ impl Driver {
             conn,
             id: req.id,
             _data: data,
+            deadline: zen_std::time::uptime_ms() + COMMAND_TIMEOUT_MS,
+            aborted: false,
         });
+        if self.lose && c.op == Op::Read {
+            // Test mode: never given to the device (as if the controller lost it).
+            return;
+        }
         self.ctrl.io[qi].0.push(&cmd);
     }
 
@@ -430,7 +554,11 @@ impl Driver {
             while let Some(done) = self.ctrl.io[qi].0.pop() {
                 any = true;
                 if let Some(p) = self.pending[qi].get_mut(done.cid as usize).and_then(Option::take) {
-                    let status = if done.ok() { Status::Ok } else { Status::DeviceError };
+                    let status = match (done.ok(), p.aborted) {
+                        (true, _) => Status::Ok,
+                        (false, true) => Status::TimedOut,
+                        (false, false) => Status::DeviceError,
+                    };
                     // The grant goes (unmapped, no longer the device's) before the reply.
                     drop(p._data);
                     self.reply(p.conn, p.id, status);

@@ -45,6 +45,17 @@ impl Queue {
     pub fn cq_addr(&self) -> u64 {
         self.cq.device_addr(0)
     }
+    /// Empties the queue (after a controller reset: the controller forgot it too).
+    pub fn clear(&mut self) {
+        self.sq.zero(0, self.sq.len());
+        self.cq.zero(0, self.cq.len());
+        self.sq_tail = 0;
+        self.rung = 0;
+        self.cq_head = 0;
+        self.phase = true;
+        self.in_flight = 0;
+    }
+
     /// Room for another command (one slot stays empty: a full ring would look empty).
     pub fn has_room(&self) -> bool {
         self.in_flight + 1 < self.entries

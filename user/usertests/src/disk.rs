@@ -491,3 +491,28 @@ pub(crate) fn stray_dma_is_stopped() -> Outcome {
     n.stop();
     r
 }
+
+pub(crate) fn lost_commands_are_aborted_then_reset() -> Outcome {
+    let mut n = start_nvmed_with("lose-reads")?;
+    let r = (|| {
+        let bs = n.client.geometry.block_size as usize;
+        let m = mem::Shared::new(bs).map_err(|e| format!("{e:?}"))?;
+        let start = time::uptime_ms();
+        // A read the controller never sees: aborted after 2 s, the controller reset
+        // after 2 s more, and the client told.
+        let id = n
+            .client
+            .submit(Op::Read, BASE, 1, Some((&m, Rights::READ | Rights::WRITE)))
+            .map_err(|e| format!("{e:?}"))?;
+        let r = n.client.wait(15_000).map_err(|e| format!("no answer to a lost read: {e:?}"))?;
+        let took = time::uptime_ms() - start;
+        check(&format!("the lost read: {:?} after {took} ms", r.status), r.id == id && r.status == Status::TimedOut)?;
+        check(&format!("abort, then reset: {took} ms"), took >= 3_500)?;
+        // The controller works after the reset.
+        fill(&m, BASE, 1, bs);
+        let s = n.client.write(BASE, 1, &m).map_err(|e| format!("{e:?}"))?;
+        check(&format!("a write after the reset: {s:?}"), s == Status::Ok)
+    })();
+    n.stop();
+    r
+}

@@ -174,6 +174,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ),
     ("disk::partitions_confine_clients", disk::partitions_confine_clients),
     ("disk::stray_dma_is_stopped", disk::stray_dma_is_stopped),
+    (
+        "disk::lost_commands_are_aborted_then_reset",
+        disk::lost_commands_are_aborted_then_reset,
+    ),
     ("disk::killed_driver_restarts", disk::killed_driver_restarts),
     ("processes::unknown_calls", processes::unknown_calls),
     (

@@ -223,6 +223,22 @@ impl Channel {
         Ok(())
     }
 
+    /// Sends `msg` if the ring has room now; `Ok(false)` (nothing sent) if it is full.
+    /// A server answering many clients uses it so one that never reads cannot stall
+    /// the others.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<bool> {
+        match self.tx()?.send(msg) {
+            Ok(Some(w)) => {
+                if w == Wakeup::Needed {
+                    self.sys(Syscall::MsgSend, 0)?;
+                }
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(_) => Err(Error::InvalidArgument),
+        }
+    }
+
     /// Copies `msg` into the ring we produce, waiting for room; whether the peer
     /// must be woken.
     fn publish(&mut self, msg: &[u8]) -> Result<Wakeup> {
