@@ -88,8 +88,10 @@ pub enum Syscall {
     /// (needs the pages writable). Needs SEND on the channel. Put the id, `len` and
     /// `rights` in a message as an `ipc::PageGrant`.
     GrantCreate = 28,
-    /// grant_map(id, len, rights) -> address: maps a grant made for the caller (its
-    /// `len` and `rights` must be the grant's, so a message cannot lie about them),
+    /// grant_map(id, len, rights, chan_token_ptr) -> address: maps a grant made for the
+    /// caller and sent on that channel end (needs RECV; another channel's grant is
+    /// `Denied`) (its `len` and `rights` must be the grant's, so a message cannot lie
+    /// about them),
     /// read-only unless it carries WRITE. A grant maps once; `unmap` removes it. The
     /// pages live until every process that maps them has unmapped them or exited.
     GrantMap = 29,
@@ -140,10 +142,14 @@ pub enum Syscall {
     /// `u64::MAX` for never). msg_poll takes interrupt tokens beside channel tokens.
     /// Needs RECV.
     IrqWait = 41,
+    /// chan_peer(token_ptr) -> pid of the process attached to receive at the other
+    /// end of this channel end, 0 if none (it exited, or never attached). Needs a
+    /// token of the channel (any rights).
+    ChanPeer = 42,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 42;
+pub const SYSCALL_COUNT: u64 = 43;
 
 impl TryFrom<u64> for Syscall {
     type Error = Error;
@@ -192,6 +198,7 @@ impl TryFrom<u64> for Syscall {
             DmaAddr,
             IrqBind,
             IrqWait,
+            ChanPeer,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }

@@ -236,7 +236,9 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::GrantCreate => {
             crate::ipc::grant::grant_create(&**me, a[0], a[1], a[2], &token(&**me, a[3])?)
         }
-        Syscall::GrantMap => crate::ipc::grant::grant_map(&**me, a[0], a[1], a[2]),
+        Syscall::GrantMap => {
+            crate::ipc::grant::grant_map(&**me, a[0], a[1], a[2], &token(&**me, a[3])?)
+        }
         Syscall::ThreadCreate => proc::thread_create(me, a[0], a[1], a[2]),
         Syscall::ThreadJoin => proc::thread_join(me, tid_arg(a[0])?),
         Syscall::SetCpu => proc::set_cpu(me, cpu_arg(a[0])?).map(|()| 0),
@@ -249,6 +251,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::DmaAlloc => crate::dev::dma_alloc(&**me, &token(&**me, a[0])?, a[1]),
         Syscall::DmaAddr => crate::dev::dma_addr(&**me, &token(&**me, a[0])?, a[1]),
         Syscall::IrqBind => crate::dev::irq_bind(&**me, &token(&**me, a[0])?, a[1], a[2]),
+        Syscall::ChanPeer => crate::ipc::peer(&**me, &token(&**me, a[0])?),
         Syscall::IrqWait => {
             crate::irq::wait(&**me, &token(&**me, a[0])?, a[1], &|| me.killed())
         }

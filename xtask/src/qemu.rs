@@ -406,10 +406,11 @@ mod tests {
         let vm = Vm::new("t", Path::new("/tmp/esp"));
         let a = vm.args(Path::new("/tmp/vars.fd"), false).join(" ");
         assert!(
-            a.contains("-machine q35 -m 256M -smp 1 -accel tcg -cpu max"),
+            a.contains("-machine q35 -m 256M -smp 1 -device intel-iommu,intremap=off -accel tcg -cpu max"),
             "{a}"
         );
         assert!(a.contains("file=fat:rw:/tmp/esp"));
+        assert!(!a.contains("nvme"), "no scratch disk unless asked");
         assert!(a.contains("if=pflash,format=raw,file=/tmp/vars.fd"));
         assert!(a.contains("-serial stdio -monitor none -display none"));
         assert!(a.ends_with("-nic none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04"));

@@ -47,7 +47,7 @@ pub struct State {
     /// Granted pages made visible to the device (`dma_addr`), by the driver's
     /// address of each: the frame lives while the device may reach it, until the
     /// driver unmaps the page ([`unpin`]) or ends.
-    pinned: Vec<(u64, Arc<SharedFrame>)>,
+    pinned: Vec<(u64, Arc<SharedFrame>, bool)>,
     /// With an IOMMU: what the device may reach (exactly `dma` and `pinned`).
     domain: Option<crate::arch::vtd::Domain>,
 }
@@ -77,10 +77,13 @@ fn claim(dev: &Device, pid: u32) -> Result<spin::MutexGuard<'_, State>, Error> {
             );
         }
         s.holder = pid;
+        // Memory decoding now; bus mastering only with the first DMA memory
+        // (`dma_alloc`), so a driver resets its device first: without an IOMMU,
+        // commands a dead driver left queued must not run into freed frames.
         let cmd = dev.cfg.read32(zen_pci::reg::COMMAND) & 0xffff;
         dev.cfg.write32(
             zen_pci::reg::COMMAND,
-            cmd | command::MEMORY | command::BUS_MASTER | command::INTX_DISABLE,
+            cmd | command::MEMORY | command::INTX_DISABLE,
         );
     } else if s.holder != pid {
         return Err(Error::Busy);
@@ -211,6 +214,11 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
     }
     s.dma_pages += n;
     s.dma.push(DmaRange { va, frames });
+    let cmd = dev.cfg.read32(zen_pci::reg::COMMAND) & 0xffff;
+    if cmd & command::BUS_MASTER == 0 {
+        dev.cfg
+            .write32(zen_pci::reg::COMMAND, cmd | command::BUS_MASTER);
+    }
     Ok(va)
 }
 
@@ -233,22 +241,29 @@ pub fn dma_addr(me: &dyn Party, tok: &Presented, va: u64) -> Result<u64, Error> 
         return Ok(a);
     }
     let page = va & !0xfff;
-    if let Some((_, f)) = s.pinned.iter().find(|(p, _)| *p == page) {
+    if let Some((_, f, _)) = s.pinned.iter().find(|(p, _, _)| *p == page) {
         return Ok(f.addr() + va % 4096);
     }
-    let (frame, _writable) = me.granted_frame(page).ok_or(Error::BadAddress)?;
+    let (frame, writable) = me.granted_frame(page).ok_or(Error::BadAddress)?;
     if s.dma_pages + s.pinned.len() >= MAX_DMA_PAGES {
         return Err(Error::NoMemory);
     }
     s.pinned.try_reserve(1).map_err(|_| Error::NoMemory)?;
+    // One frame may be pinned at several addresses (a client's buffer granted twice):
+    // the device's entry for it is writable if any of them is.
+    let write = writable
+        || s
+            .pinned
+            .iter()
+            .any(|(_, f, w)| *w && f.addr() == frame.addr());
     if let Some(d) = s.domain.as_mut() {
         // Writable for the device only if the driver may write it (a read-only grant
         // stays read-only for the device too).
-        d.map(frame.addr(), frame.addr(), _writable)
+        d.map(frame.addr(), frame.addr(), write)
             .map_err(|_| Error::NoMemory)?;
     }
     let addr = frame.addr() + va % 4096;
-    s.pinned.push((page, frame));
+    s.pinned.push((page, frame, writable));
     Ok(addr)
 }
 
@@ -260,16 +275,37 @@ pub fn unpin(pid: u32, addr: u64, pages: u64) {
         let mut s = dev.state.lock();
         if s.holder == pid && !s.pinned.is_empty() {
             let State {
-                pinned, domain, ..
+                pinned, domain, dma, ..
             } = &mut *s;
-            // Out of the device's reach first, then (flushed) the frames may go.
+            let gone: Vec<(u64, Arc<SharedFrame>, bool)> = {
+                let (gone, kept): (Vec<_>, Vec<_>) =
+                    core::mem::take(pinned).into_iter().partition(|(p, _, _)| (addr..end).contains(p));
+                *pinned = kept;
+                gone
+            };
+            // Out of the device's reach first, then (flushed) the frames may go: a
+            // frame still pinned at another address, or DMA memory, keeps its entry
+            // (writable if one of those is).
             if let Some(d) = domain.as_mut() {
-                for (_, f) in pinned.iter().filter(|(p, _)| (addr..end).contains(p)) {
-                    d.unmap(f.addr());
+                for (_, f, _) in &gone {
+                    let others: Vec<bool> = pinned
+                        .iter()
+                        .filter(|(_, g, _)| g.addr() == f.addr())
+                        .map(|(_, _, w)| *w)
+                        .collect();
+                    let own = dma.iter().any(|r| r.frames.iter().any(|g| g.addr() == f.addr()));
+                    if own {
+                        continue;
+                    }
+                    if others.is_empty() {
+                        d.unmap(f.addr());
+                    } else {
+                        let _ = d.map(f.addr(), f.addr(), others.contains(&true));
+                    }
                 }
                 d.flush();
             }
-            pinned.retain(|(p, _)| !(addr..end).contains(p));
+            drop(gone);
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct Device {
     pub header: Header,
     bars: [Option<Bar>; BARS],
     msix: Option<Msix>,
+    /// The capability as found, until `map_msix` maps its table.
+    msix_info: Option<MsixInfo>,
     cfg: Function,
     state: spin::Mutex<driver::State>,
 }
@@ -70,6 +72,7 @@ pub fn init(ecam: &[Ecam], dmar: Option<&zen_vtd::Dmar>, ram: &[zen_abi::boot::M
         check_bars(&mut found, ram);
         for (i, d) in found.iter_mut().enumerate() {
             d.index = i as u16 + 1;
+            map_msix(d);
         }
         crate::kprintln!("zen: PCI: {} functions", found.len());
         found
@@ -112,6 +115,11 @@ fn scan_bus(e: &Ecam, bus: u8, seen: &mut [bool; 256], out: &mut Vec<Device>) {
             };
             if out.len() < MAX_DEVICES {
                 out.push(found(addr, header, cfg));
+            } else {
+                // Not kept, but never left mastering the bus as firmware left it.
+                let cmd = cfg.read32(zen_pci::reg::COMMAND) & 0xffff;
+                cfg.write32(zen_pci::reg::COMMAND, cmd & !command::BUS_MASTER);
+                crate::kprintln!("zen: PCI {}: more than {} functions; not kept", addr, MAX_DEVICES);
             }
             if let Some((secondary, _)) = zen_pci::bridge_buses(&cfg, &header) {
                 if secondary <= e.bus_end {
@@ -133,34 +141,50 @@ fn found(addr: Address, header: Header, cfg: Function) -> Device {
         cfg.write32(zen_pci::reg::COMMAND, cmd & !command::BUS_MASTER);
     }
     let bars = zen_pci::probe_bars(&cfg, &header);
-    let msix = zen_pci::msix(&cfg).and_then(|info| {
-        if let Err(why) = info.check(&bars) {
+    // MSI-X off for now (in configuration space: nothing of the BAR is touched
+    // before the BARs are checked); its table is mapped and masked in `map_msix`.
+    let msix = zen_pci::msix(&cfg).filter(|info| match info.check(&bars) {
+        Ok(()) => true,
+        Err(why) => {
             crate::kprintln!("zen: PCI {}: {}; no MSI-X", addr, why);
-            return None;
+            false
         }
+    });
+    if let Some(info) = &msix {
         let control = cfg.read32(info.cap);
         cfg.write32(
             info.cap,
             (control & !zen_pci::msix_control::ENABLE) | zen_pci::msix_control::FUNCTION_MASK,
         );
-        let bar = bars[info.table_bar as usize]?;
-        let (start, end) = info.table_range();
-        let table = Registers::map(bar.base + start, end - start)?;
-        // Every vector masked until a driver binds it.
-        for v in 0..info.vectors as u64 {
-            table.write32(v * zen_pci::MSIX_ENTRY + 12, 1);
-        }
-        Some(Msix { info, table })
-    });
+    }
     Device {
         index: 0,
         addr,
         header,
         bars,
-        msix,
+        msix: None,
+        msix_info: msix,
         cfg,
         state: spin::Mutex::new(driver::State::default()),
     }
+}
+
+/// Maps the MSI-X table of a function whose BARs passed `check_bars`, for the
+/// kernel, and masks every vector until a driver binds it.
+fn map_msix(d: &mut Device) {
+    let Some(info) = d.msix_info else { return };
+    let Some(bar) = d.bars[info.table_bar as usize] else {
+        return;
+    };
+    let (start, end) = info.table_range();
+    let Some(table) = Registers::map(bar.base + start, end - start) else {
+        crate::kprintln!("zen: PCI {}: cannot map its MSI-X table", d.addr);
+        return;
+    };
+    for v in 0..info.vectors as u64 {
+        table.write32(v * zen_pci::MSIX_ENTRY + 12, 1);
+    }
+    d.msix = Some(Msix { info, table });
 }
 
 /// Drops every memory BAR that overlaps RAM or another function's BAR: mapping it
@@ -190,10 +214,11 @@ fn check_bars(devs: &mut [Device], ram: &[zen_abi::boot::MemoryRegion]) {
                 if in_ram { "inside RAM" } else { "overlaps another BAR" }
             );
             devs[d].bars[i] = None;
-            if devs[d].msix.as_ref().is_some_and(|m| {
-                m.info.table_bar as usize == i || m.info.pba_bar as usize == i
-            }) {
-                devs[d].msix = None;
+            if devs[d]
+                .msix_info
+                .is_some_and(|m| m.table_bar as usize == i || m.pba_bar as usize == i)
+            {
+                devs[d].msix_info = None;
             }
         }
     }

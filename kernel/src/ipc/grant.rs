@@ -63,6 +63,11 @@ impl Drop for Listed {
 struct Grant {
     from: u32,
     to: u32,
+    /// The channel and end it was sent to: only a token of that end maps it, so a
+    /// process that receives grants from many peers (a server) cannot be made to map
+    /// one peer's grant on another's behalf (ids are guessable).
+    chan: u64,
+    end: usize,
     len: u64,
     rights: Rights,
     frames: Vec<Arc<SharedFrame>>,
@@ -138,6 +143,8 @@ pub fn grant_create(
         Grant {
             from: me.pid(),
             to,
+            chan: chan.id(),
+            end: 1 - end,
             len,
             rights,
             frames,
@@ -148,13 +155,21 @@ pub fn grant_create(
     Ok(id)
 }
 
-/// grant_map: maps a grant made for the caller; the address.
-pub fn grant_map(me: &dyn Party, id: u64, len: u64, rights: u64) -> Result<u64, Error> {
+/// grant_map: maps a grant made for the caller and sent on the channel end `chan_slot`
+/// names (needs RECV on it); the address.
+pub fn grant_map(
+    me: &dyn Party,
+    id: u64,
+    len: u64,
+    rights: u64,
+    chan_slot: &Presented,
+) -> Result<u64, Error> {
     let call = zen_abi::syscall::Syscall::GrantMap as u16;
+    let (chan, end, _) = check(me, chan_slot, Rights::RECV, call)?;
     let g = {
         let mut t = GRANTS.lock();
         match t.get(&id) {
-            Some(g) if g.to == me.pid() => {
+            Some(g) if g.to == me.pid() && g.chan == chan.id() && g.end == end => {
                 if g.len != len || g.rights.bits() != rights {
                     return Err(Error::InvalidArgument);
                 }

@@ -324,6 +324,18 @@ fn pages_for(end: usize, held: Rights) -> u8 {
 
 /// chan_attach: maps the pages of the channel end that the token's rights allow;
 /// the address of the range (`CHANNEL_PAGES` pages, holes where not mapped).
+/// chan_peer: the process attached (to receive) at the other end of the caller's
+/// channel end, 0 if none: how a server tells a connection whose client is gone.
+pub fn peer(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
+    let (chan, end, _) = check(
+        me,
+        slot,
+        Rights::EMPTY,
+        zen_abi::syscall::Syscall::ChanPeer as u16,
+    )?;
+    Ok(chan.receiver_at(1 - end) as u64)
+}
+
 pub fn attach(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
     const CALL: u16 = zen_abi::syscall::Syscall::ChanAttach as u16;
     let Checked {

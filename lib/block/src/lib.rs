@@ -247,6 +247,9 @@ impl Reply {
     }
 }
 
+/// Most blocks one trim or write-zeroes covers.
+pub const MAX_RANGE_BLOCKS: u32 = 1 << 16;
+
 /// The grant a request came with: its length and whether the server may write it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GrantInfo {
@@ -304,6 +307,10 @@ pub fn check(
         return Err(Status::OutOfRange);
     }
     if op.has_data() && req.blocks > geometry.max_blocks {
+        return Err(Status::TooLarge);
+    }
+    // Trim and write-zeroes name their blocks in 16 bits (NVMe's NLB, 0-based).
+    if !op.has_data() && req.blocks > MAX_RANGE_BLOCKS {
         return Err(Status::TooLarge);
     }
     let bytes = if op.has_data() {

@@ -148,3 +148,25 @@ fn partition_info_round_trips() {
     assert_eq!(PartInfo::from_bytes(&[0; 55]), None);
     assert_eq!(connect::partition(connect::with_partition(3) | connect::READ_ONLY), 3);
 }
+
+#[test]
+fn ranges_without_data_are_capped() {
+    let geo = Geometry {
+        blocks: 1 << 20,
+        features: features::TRIM | features::WRITE_ZEROES,
+        ..GEO
+    };
+    let big = Extent {
+        first: 0,
+        blocks: 1 << 20,
+        read_only: false,
+    };
+    for op in [Op::Trim, Op::WriteZeroes] {
+        assert!(check(&req(op, 0, MAX_RANGE_BLOCKS), &big, &geo, None).is_ok());
+        assert_eq!(
+            check(&req(op, 0, MAX_RANGE_BLOCKS + 1), &big, &geo, None).unwrap_err(),
+            Status::TooLarge,
+            "{op:?} of 65537 blocks would be cut to 1 by the 16-bit count"
+        );
+    }
+}

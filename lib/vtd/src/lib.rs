@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 pub const MAX_UNITS: usize = 8;
+// (A DMAR with more is refused as a whole: see `parse_dmar`.)
 pub const MAX_RESERVED: usize = 16;
 
 /// One remapping unit (DRHD).
@@ -88,10 +89,13 @@ pub fn parse_dmar(table: &[u8]) -> Result<Dmar, &'static str> {
                         u.scope_len += 1;
                     }
                 }
-                if nu < MAX_UNITS {
-                    d.units[nu] = Some(u);
-                    nu += 1;
+                // More units than kept would leave devices behind the rest
+                // unconfined while the kernel calls them confined: refuse.
+                if nu == MAX_UNITS {
+                    return Err("more remapping units than the kernel keeps");
                 }
+                d.units[nu] = Some(u);
+                nu += 1;
             }
             1 if slen >= 24 => {
                 let base = u64::from_le_bytes(s[8..16].try_into().unwrap_or([0; 8]));

@@ -102,3 +102,17 @@ fn entries() {
     assert_eq!((f.address, f.source, f.reason, f.write), (0x1234_5000, 0x80, 6, true));
     assert_eq!(parse_fault(0, 0), None);
 }
+
+#[test]
+fn more_units_than_kept_is_refused() {
+    let mut t = qemu_like();
+    for k in 1..=MAX_UNITS as u64 {
+        let mut drhd = vec![0u8; 16];
+        drhd[2..4].copy_from_slice(&16u16.to_le_bytes());
+        drhd[8..16].copy_from_slice(&(0xfed9_0000u64 + k * 0x1000).to_le_bytes());
+        t.extend(drhd);
+    }
+    let len = t.len() as u32;
+    t[4..8].copy_from_slice(&len.to_le_bytes());
+    assert!(parse_dmar(&t).is_err(), "9 units");
+}

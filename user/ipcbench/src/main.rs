@@ -349,7 +349,7 @@ fn grant_peer(ch: &mut Channel) -> i32 {
     loop {
         match ch.recv_grant(&mut buf) {
             Ok((_, Some(g))) => {
-                let Ok(mem) = chan::accept(g) else { return 13 };
+                let Ok(mem) = ch.accept(g) else { return 13 };
                 let sum = mem
                     .words()
                     .iter()

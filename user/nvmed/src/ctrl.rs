@@ -55,7 +55,7 @@ impl Ctrl {
         // Reset: whatever firmware left running stops.
         regs.write32(reg::CC, 0);
         wait_status(&regs, &cap, |s| s & CSTS_READY == 0)?;
-        let entries = QUEUE_ENTRIES.min(cap.max_queue_entries as u16);
+        let entries = (QUEUE_ENTRIES as u32).min(cap.max_queue_entries) as u16;
         let admin = Queue::new(&dev, &cap, 0, entries)?;
         regs.write32(reg::AQA, (entries as u32 - 1) | (entries as u32 - 1) << 16);
         regs.write64(reg::ASQ, admin.sq_addr());

@@ -28,7 +28,7 @@ use alloc::vec::Vec;
 use zen_abi::cap::Rights;
 use zen_block::{connect, Checked, Extent, Geometry, GrantInfo, Op, PartInfo, Reply, Request, Status};
 use zen_nvme::Command;
-use zen_std::chan::{self, Cap, Channel};
+use zen_std::chan::{Cap, Channel};
 use zen_std::dev::{self, Device, Dma};
 use zen_std::mem::Shared;
 use zen_std::prelude::*;
@@ -42,15 +42,28 @@ zen_std::main!(main);
 struct Conn {
     chan: Channel,
     extent: Extent,
+    /// Bumped when the slot is reused for a new client: replies for the old one's
+    /// requests go nowhere.
+    gen: u64,
+    /// Its client is gone: not polled, not read, its slot free for a new one.
+    dead: bool,
+    /// Its client was seen attached (a new connection's client attaches after it is
+    /// made), and when it was made.
+    seen: bool,
+    made: u64,
     backlog: alloc::collections::VecDeque<[u8; Reply::SIZE + PartInfo::SIZE]>,
     backlog_len: alloc::collections::VecDeque<usize>,
 }
 
 impl Conn {
-    fn new(chan: Channel, extent: Extent) -> Self {
+    fn new(chan: Channel, extent: Extent, gen: u64) -> Self {
         Conn {
             chan,
             extent,
+            gen,
+            dead: false,
+            seen: false,
+            made: zen_std::time::uptime_ms(),
             backlog: Default::default(),
             backlog_len: Default::default(),
         }
@@ -88,6 +101,7 @@ const COMMAND_TIMEOUT_MS: u64 = 2_000;
 /// times out (`aborted` once an abort was sent for it).
 struct Pending {
     conn: usize,
+    gen: u64,
     id: u64,
     _data: Option<Shared>,
     deadline: u64,
@@ -181,7 +195,7 @@ fn run() -> zen_std::Result<()> {
         lose: process::arg() == "lose-reads",
         ctrl,
         geometry,
-        conns: alloc::vec![Conn::new(first, whole)],
+        conns: alloc::vec![Conn::new(first, whole, 0)],
         pending,
         prp_lists,
         parts: Vec::new(),
@@ -256,26 +270,29 @@ impl Driver {
                 .map(|p| p.deadline.saturating_sub(now))
                 .min()
                 .unwrap_or(u64::MAX);
-            if self.conns.iter().any(|c| !c.backlog.is_empty()) {
+            if self.conns.iter().any(|c| !c.dead && !c.backlog.is_empty()) {
                 timeout = timeout.min(10);
             }
             let mut chans: Vec<&mut Channel> = self
                 .conns
                 .iter_mut()
-                .filter(|c| c.backlog.is_empty())
+                .filter(|c| !c.dead && c.backlog.is_empty())
                 .map(|c| &mut c.chan)
                 .collect();
-            match dev::poll(&mut chans, &irqs, timeout) {
-                Ok(_) | Err(Error::TimedOut) => {}
-                // Nothing to wait on but deadlines, or a connection gone bad: the
-                // passes below find out; never a busy loop (sleep a tick).
-                Err(_) => zen_std::time::sleep_ms(10),
-            }
+            let polled = dev::poll(&mut chans, &irqs, timeout);
             drop(chans);
+            match polled {
+                Ok(_) | Err(Error::TimedOut) => {}
+                // A connection gone bad: find it; never a busy loop (sleep a tick).
+                Err(_) => {
+                    self.prune();
+                    zen_std::time::sleep_ms(10);
+                }
+            }
             for (_, irq) in &self.ctrl.io {
                 let _ = irq.take();
             }
-            for c in &mut self.conns {
+            for c in self.conns.iter_mut().filter(|c| !c.dead) {
                 c.flush();
             }
             self.take_requests();
@@ -322,15 +339,15 @@ impl Driver {
         for q in &mut self.pending {
             for slot in q.iter_mut() {
                 if let Some(p) = slot.take() {
-                    failed.push((p.conn, p.id));
+                    failed.push((p.conn, p.gen, p.id));
                 }
             }
         }
         if let Err(e) = self.ctrl.reset() {
             println!("nvmed: reset failed: {}", e.as_str());
         }
-        for (conn, id) in failed {
-            self.reply(conn, id, Status::TimedOut);
+        for (conn, gen, id) in failed {
+            self.reply_to(conn, gen, id, Status::TimedOut);
         }
     }
 
@@ -339,13 +356,18 @@ impl Driver {
         let mut buf = [0u8; 128];
         for c in 0..self.conns.len() {
             loop {
-                if !self.ctrl.io.iter().any(|(q, _)| q.has_room()) || !self.conns[c].backlog.is_empty() {
+                if !self.ctrl.io.iter().any(|(q, _)| q.has_room())
+                    || !self.conns[c].backlog.is_empty()
+                    || self.conns[c].dead
+                {
                     break;
                 }
                 let got = match self.conns[c].chan.try_recv_grant(&mut buf) {
                     Ok(Some(m)) => m,
                     Ok(None) | Err(_) => break,
                 };
+                // It sent something: its client was there.
+                self.conns[c].seen = true;
                 self.request(c, &buf[..got.0], got.1);
             }
         }
@@ -354,19 +376,50 @@ impl Driver {
         }
     }
 
+    /// Marks the connections whose client has gone (connection 0, the starter's,
+    /// stays): their slots are free for new ones.
+    fn prune(&mut self) {
+        let now = zen_std::time::uptime_ms();
+        for c in self.conns.iter_mut().skip(1).filter(|c| !c.dead) {
+            let attached = c.chan.peer().unwrap_or(0) != 0;
+            c.seen |= attached;
+            // Gone: attached once and no more, or never attached within 10 s.
+            if !attached && (c.seen || now - c.made > 10_000) {
+                c.dead = true;
+                c.backlog.clear();
+                c.backlog_len.clear();
+            }
+        }
+    }
+
     fn reply(&mut self, conn: usize, id: u64, status: Status) {
+        let gen = self.conns.get(conn).map_or(0, |c| c.gen);
+        self.reply_to(conn, gen, id, status);
+    }
+
+    /// Replies to connection `conn` if it is still the client of generation `gen`.
+    fn reply_to(&mut self, conn: usize, gen: u64, id: u64, status: Status) {
         let r = Reply {
             id,
             status,
             geometry: Geometry::default(),
         };
-        if let Some(c) = self.conns.get_mut(conn) {
+        if let Some(c) = self.conns.get_mut(conn).filter(|c| c.gen == gen && !c.dead) {
             c.send(&r.to_bytes());
+        }
+    }
+
+    /// Maps and drops a grant the request will not use: unmapped grants would pile up
+    /// in the kernel (and hold the client's pages) until nvmed exits.
+    fn decline(&mut self, conn: usize, grant: Option<zen_abi::ipc::PageGrant>) {
+        if let Some(g) = grant {
+            let _ = self.conns[conn].chan.accept(g);
         }
     }
 
     fn request(&mut self, conn: usize, msg: &[u8], grant: Option<zen_abi::ipc::PageGrant>) {
         let Some(req) = Request::from_bytes(msg) else {
+            self.decline(conn, grant);
             return self.reply(conn, 0, Status::BadRequest);
         };
         let info = grant.map(|g| GrantInfo {
@@ -375,7 +428,16 @@ impl Driver {
         });
         let checked = match zen_block::check(&req, &self.conns[conn].extent, &self.geometry, info) {
             Ok(c) => c,
-            Err(s) => return self.reply(conn, req.id, s),
+            Err(s) => {
+                self.decline(conn, grant);
+                return self.reply(conn, req.id, s);
+            }
+        };
+        let grant = if checked.op.has_data() {
+            grant
+        } else {
+            self.decline(conn, grant);
+            None
         };
         match checked.op {
             Op::Open => {
@@ -403,7 +465,12 @@ impl Driver {
     }
 
     fn connect(&mut self, conn: usize, req: &Request) {
-        if conn != 0 || self.conns.len() >= MAX_CONNS {
+        if conn != 0 {
+            return self.reply(conn, req.id, Status::BadRequest);
+        }
+        self.prune();
+        let free = self.conns.iter().position(|c| c.dead);
+        if free.is_none() && self.conns.len() >= MAX_CONNS {
             return self.reply(conn, req.id, Status::BadRequest);
         }
         let read_only = req.blocks & connect::READ_ONLY != 0;
@@ -420,7 +487,14 @@ impl Driver {
         };
         match Channel::attach(Cap(req.lba as usize)) {
             Ok(chan) => {
-                self.conns.push(Conn::new(chan, Extent { read_only, ..extent }));
+                let extent = Extent { read_only, ..extent };
+                match free {
+                    Some(i) => {
+                        let gen = self.conns[i].gen + 1;
+                        self.conns[i] = Conn::new(chan, extent, gen);
+                    }
+                    None => self.conns.push(Conn::new(chan, extent, 0)),
+                }
                 self.reply(conn, req.id, Status::Ok);
             }
             Err(_) => self.reply(conn, req.id, Status::BadRequest),
@@ -466,6 +540,12 @@ impl Driver {
         c: &Checked,
         grant: Option<zen_abi::ipc::PageGrant>,
     ) {
+        // The grant is mapped first, so every way out below drops (unmaps) it.
+        let mem = match grant.map(|g| self.conns[conn].chan.accept(g)) {
+            Some(Ok(m)) => Some(m),
+            Some(Err(_)) => return self.reply(conn, req.id, Status::BadGrant),
+            None => None,
+        };
         let Some(qi) = (0..self.ctrl.io.len())
             .filter(|&i| self.ctrl.io[i].0.has_room())
             .min_by_key(|&i| self.ctrl.io[i].0.in_flight)
@@ -479,12 +559,8 @@ impl Driver {
         let mut data = None;
         let cmd = match c.op {
             Op::Read | Op::Write => {
-                let Some(g) = grant else {
+                let Some(mem) = mem else {
                     return self.reply(conn, req.id, Status::BadGrant);
-                };
-                let mem = match chan::accept(g) {
-                    Ok(m) => m,
-                    Err(_) => return self.reply(conn, req.id, Status::BadGrant),
                 };
                 let pages = c.bytes.div_ceil(4096) as usize;
                 let mut addrs = Vec::with_capacity(pages);
@@ -531,10 +607,29 @@ impl Driver {
                 cdw12: (c.blocks - 1) & 0xffff,
                 ..Command::default()
             },
+            Op::Trim => {
+                // One range (16 bytes: attributes, blocks, first LBA) in this
+                // command's PRP list page, deallocated.
+                let page = &self.prp_lists[qi];
+                let at = cid * 4096;
+                page.write64(at, (c.blocks as u64) << 32);
+                page.write64(at + 8, c.lba);
+                Command {
+                    opcode: zen_nvme::op::DSM,
+                    cid: cid as u16,
+                    nsid,
+                    prp1: page.device_addr(at),
+                    cdw10: 0,
+                    cdw11: 1 << 2,
+                    ..Command::default()
+                }
+            }
             _ => return self.reply(conn, req.id, Status::Unsupported),
         };
+        let gen = self.conns[conn].gen;
         self.pending[qi][cid] = Some(Pending {
             conn,
+            gen,
             id: req.id,
             _data: data,
             deadline: zen_std::time::uptime_ms() + COMMAND_TIMEOUT_MS,
@@ -561,7 +656,7 @@ impl Driver {
                     };
                     // The grant goes (unmapped, no longer the device's) before the reply.
                     drop(p._data);
-                    self.reply(p.conn, p.id, status);
+                    self.reply_to(p.conn, p.gen, p.id, status);
                 }
             }
             if any {

@@ -94,12 +94,12 @@ pub(crate) fn grant_session() -> Outcome {
     .map_err(|e| format!("grant_create: {e:?}"))?;
     expect(
         "grant_map of a grant for another process",
-        sys(Syscall::GrantMap, [id, 4096, Rights::READ.bits(), 0, 0, 0]),
+        sys(Syscall::GrantMap, [id, 4096, Rights::READ.bits(), ct.as_ptr() as u64, 0, 0]),
         Err(Error::Denied),
     )?;
     expect(
         "grant_map of no grant",
-        sys(Syscall::GrantMap, [u64::MAX, 4096, 1, 0, 0, 0]),
+        sys(Syscall::GrantMap, [u64::MAX, 4096, 1, ct.as_ptr() as u64, 0, 0]),
         Err(Error::Denied),
     )?;
 
@@ -252,7 +252,7 @@ pub(crate) fn child(mode: &str) -> Option<i32> {
                 let Some(g) = g else { return Some(13) };
                 let reply: Vec<u8> = match cmd {
                     b"ignore" => vec![1],
-                    b"sum" => match chan::accept(g) {
+                    b"sum" => match ch.accept(g) {
                         Ok(m) => {
                             let mut all = vec![0u8; m.len()];
                             m.read(0, &mut all);
@@ -264,25 +264,33 @@ pub(crate) fn child(mode: &str) -> Option<i32> {
                         }
                         Err(_) => vec![0],
                     },
-                    b"ro" => match chan::accept(g) {
+                    b"ro" => match ch.accept(g) {
                         Ok(m) => {
                             vec![(!m.writable() && m.write(0, b"x") == Err(Error::Denied)) as u8]
                         }
                         Err(_) => vec![0],
                     },
-                    b"fill" => match chan::accept(g) {
+                    b"fill" => match ch.accept(g) {
                         Ok(m) => vec![m.write(0, &vec![0x5a; m.len()]).is_ok() as u8],
                         Err(_) => vec![0],
                     },
                     b"once" => {
+                        let tok = ch.token().to_bytes();
                         let raw = |len: u64, rights: u64| {
-                            sys(Syscall::GrantMap, [g.id, len, rights, 0, 0, 0])
+                            sys(Syscall::GrantMap, [g.id, len, rights, tok.as_ptr() as u64, 0, 0])
                         };
                         let lies = raw(g.len + 4096, g.rights) == Err(Error::InvalidArgument)
                             && raw(g.len, g.rights | Rights::WRITE.bits())
                                 == Err(Error::InvalidArgument);
-                        let first = chan::accept(g).is_ok();
-                        let again = chan::accept(g).err() == Some(Error::Denied);
+                        // Through another channel of ours: not the one it came on.
+                        let other = chan::create().ok().and_then(|(x, y)| {
+                            let c = Channel::attach(x).ok();
+                            let _ = (x.drop_token(), y.drop_token());
+                            c
+                        });
+                        let elsewhere = other.is_some_and(|o| o.accept(g).err() == Some(Error::Denied));
+                        let first = elsewhere && ch.accept(g).is_ok();
+                        let again = ch.accept(g).err() == Some(Error::Denied);
                         vec![(lies && first && again) as u8]
                     }
                     _ => vec![0],
@@ -310,7 +318,7 @@ pub(crate) fn child(mode: &str) -> Option<i32> {
             let Ok((_, Some(g))) = ch.recv_grant(&mut buf) else {
                 return Some(12);
             };
-            let Ok(m) = chan::accept(g) else {
+            let Ok(m) = ch.accept(g) else {
                 return Some(13);
             };
             // Past zen-std's check, straight at the page: the MMU must refuse.

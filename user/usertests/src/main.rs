@@ -178,6 +178,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         "disk::lost_commands_are_aborted_then_reset",
         disk::lost_commands_are_aborted_then_reset,
     ),
+    (
+        "disk::hostile_clients_cost_only_themselves",
+        disk::hostile_clients_cost_only_themselves,
+    ),
     ("disk::killed_driver_restarts", disk::killed_driver_restarts),
     ("processes::unknown_calls", processes::unknown_calls),
     (
@@ -370,6 +374,7 @@ fn child(arg: &str) -> i32 {
     match mode {
         "disk-client" => return disk::client(num),
         "disk-steal" => return disk::steal(words.next().unwrap_or("")),
+        "disk-open" => return disk::open_and_exit(),
         _ => {}
     }
     let found = rights::child(mode, arg)

@@ -383,7 +383,7 @@ impl Channel {
     /// Shares `mem` with the process at the other end as a page grant (zero copy), in
     /// one message that also carries `msg` (at most `SLOT_PAYLOAD - GRANT_SIZE`
     /// bytes). `rights`: READ, or READ | WRITE to let the receiver write it. Waits for
-    /// room. The receiver maps it with [`accept`].
+    /// room. The receiver maps it with [`Channel::accept`].
     pub fn send_grant(&mut self, mem: &Shared, rights: Rights, msg: &[u8]) -> Result<()> {
         if msg.len() > SLOT_PAYLOAD - GRANT_SIZE {
             return Err(Error::InvalidArgument);
@@ -419,7 +419,7 @@ impl Channel {
     }
 
     /// Receives one message, waiting for one: its bytes go to `buf` (after the grant,
-    /// if it carries one), and its page grant, if any, comes back for [`accept`].
+    /// if it carries one), and its page grant, if any, comes back for [`Channel::accept`].
     /// Returns the message length (without the grant).
     pub fn recv_grant(&mut self, buf: &mut [u8]) -> Result<(usize, Option<PageGrant>)> {
         loop {
@@ -442,6 +442,26 @@ impl Channel {
         }
     }
 
+    /// Maps a page grant received on this channel. The kernel checks that it was
+    /// made for this process, sent on this channel, with this length and these
+    /// rights; it maps once.
+    pub fn accept(&self, g: PageGrant) -> Result<Shared> {
+        let addr = self.with_token(|t| {
+            call_reading(Syscall::GrantMap, [g.id, g.len, g.rights, t, 0, 0])
+        })?;
+        Ok(Shared::mapped(
+            addr,
+            g.len as usize,
+            g.rights & Rights::WRITE.bits() != 0,
+        ))
+    }
+
+    /// The process at the other end (attached to receive), 0 if none: a server
+    /// drops a connection whose client has gone.
+    pub fn peer(&self) -> Result<u32> {
+        self.sys(Syscall::ChanPeer, 0).map(|p| p as u32)
+    }
+
     /// The token this end was attached with.
     pub fn token(&self) -> TokenSlot {
         self.token
@@ -451,17 +471,6 @@ impl Channel {
     pub fn cap(&self) -> Cap {
         self.cap
     }
-}
-
-/// Maps a page grant received on a channel. The kernel checks that it was made for
-/// this process, with this length and these rights; it maps once.
-pub fn accept(g: PageGrant) -> Result<Shared> {
-    let addr = call_reading(Syscall::GrantMap, [g.id, g.len, g.rights, 0, 0, 0])?;
-    Ok(Shared::mapped(
-        addr,
-        g.len as usize,
-        g.rights & Rights::WRITE.bits() != 0,
-    ))
 }
 
 /// Waits until one of `chans` has a message (or `timeout_ms` passes; `u64::MAX`:

@@ -119,7 +119,7 @@ impl Drop for Region {
 }
 
 /// Memory that can be shared with another process by a page grant
-/// ([`crate::chan::Channel::send_grant`], [`crate::chan::accept`]): the pages are
+/// ([`crate::chan::Channel::send_grant`], [`crate::chan::Channel::accept`]): the pages are
 /// mapped into both processes, never copied. Either side may write them while the
 /// other reads, so they are only ever accessed as atomic words (plain loads and stores
 /// on x86_64, no data race in Rust's sense); [`Shared::read`] and [`Shared::write`]
@@ -143,7 +143,7 @@ impl Shared {
         })
     }
 
-    /// A grant mapped by `grant_map` at `addr` (called by `chan::accept`).
+    /// A grant mapped by `grant_map` at `addr` (called by `Channel::accept`).
     pub(crate) fn mapped(addr: u64, len: usize, writable: bool) -> Shared {
         Shared {
             addr,

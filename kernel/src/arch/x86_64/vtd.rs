@@ -115,7 +115,22 @@ fn write_entry(unit: &Unit, table: u64, i: usize, v: u64) {
 /// would claim more than it gives).
 pub fn init(dmar: &Dmar) -> Result<usize, &'static str> {
     DMAR.call_once(|| *dmar);
-    let mut up = Vec::new();
+    let mut up: Vec<Unit> = Vec::new();
+    let r = bring_up(dmar, &mut up);
+    if r.is_err() {
+        // Half-confined would block the devices behind the units that came up while
+        // the kernel says DMA is unconfined: translation off again on those.
+        for u in &up {
+            u.command(zen_vtd::GCMD_TE, false);
+        }
+        return r;
+    }
+    let n = up.len();
+    UNITS.call_once(|| up);
+    Ok(n)
+}
+
+fn bring_up(dmar: &Dmar, up: &mut Vec<Unit>) -> Result<usize, &'static str> {
     for u in dmar.units.iter().flatten() {
         let regs = super::paging::map_mmio(u.registers, 4096).ok_or("cannot map registers")?;
         let mut unit = Unit {
@@ -149,14 +164,13 @@ pub fn init(dmar: &Dmar) -> Result<usize, &'static str> {
         unit.write32(reg::FEADDR, addr as u32);
         unit.write32(reg::FEUADDR, (addr >> 32) as u32);
         unit.write32(reg::FECTL, 0);
-        if !unit.command(zen_vtd::GCMD_TE, true) {
+        let on = unit.command(zen_vtd::GCMD_TE, true);
+        up.push(unit);
+        if !on {
             return Err("translation does not turn on");
         }
-        up.push(unit);
     }
-    let n = up.len();
-    UNITS.call_once(|| up);
-    Ok(n)
+    Ok(up.len())
 }
 
 /// A device's domain: its own second-level page table.
