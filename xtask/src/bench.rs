@@ -96,8 +96,29 @@ const SUITES: &[(&str, Suite)] = &[
     ("switch", switch),
     ("ipc", ipc),
     ("linux", linux),
+    ("nvme", nvme),
     ("tagfs", tagfs),
 ];
+
+/// NVMe: Zen OS's nvmed and Linux's driver on the same QEMU device (`nvmebench`).
+fn nvme(ctx: &mut Ctx) -> Result<Vec<Row>> {
+    let a = ctx.artifacts()?;
+    let esp = esp_dir(
+        &target().join("esp-bench-nvme"),
+        &EspContents {
+            stub: &a.stub,
+            zenos_bin: &read(&a.zenos_test_bin)?,
+            cmdline: Some("init=blkbench"),
+        },
+    )?;
+    let mut rows = Vec::new();
+    for smp in [1, 2] {
+        let zen = crate::nvmebench::zen(&esp, smp)?;
+        let linux = crate::linux::measure_nvme(smp)?;
+        rows.extend(crate::nvmebench::rows(smp, &zen, &linux)?);
+    }
+    Ok(rows)
+}
 
 /// Boots per figure that must repeat exactly.
 const RUNS: usize = 2;

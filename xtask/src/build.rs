@@ -74,7 +74,7 @@ pub fn build_with(kernel: Kernel, release: bool) -> Result<Artifacts> {
 pub const DEFAULT_PROGRAMS: &[&str] = &["init", "shell", "nvmed"];
 /// The programs only the tests and benchmarks run: in the test archive, after the
 /// default ones.
-pub const TEST_PROGRAMS: &[&str] = &["usertests", "ipcbench"];
+pub const TEST_PROGRAMS: &[&str] = &["usertests", "ipcbench", "blkbench"];
 
 /// Whether a kernel command line names a program of the test archive as `init=`
 /// (then `cargo xtask run` boots `zenos-test.bin`).

@@ -110,15 +110,141 @@ fn is_static_elf(b: &[u8]) -> bool {
 
 /// Builds the peer program; returns its path.
 fn build_peer() -> Result<PathBuf> {
+    build_c("peer")
+}
+
+/// Builds bench/linux/`name`.c statically; returns its path.
+fn build_c(name: &str) -> Result<PathBuf> {
     let dir = target().join("linux");
     mkdir(&dir)?;
-    let out = dir.join("peer");
+    let out = dir.join(name);
     let mut c = Command::new("gcc");
     c.args(["-static", "-O2", "-Wall", "-o"])
         .arg(&out)
-        .arg(root().join("bench/linux/peer.c"));
+        .arg(root().join(format!("bench/linux/{name}.c")));
     run(&mut c)?;
     Ok(out)
+}
+
+/// The modules Linux's NVMe driver needs (blk.c loads them in this order), from the
+/// module tree of the kernel `vmlinuz` is: (file name, bytes).
+fn nvme_modules(kernel: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let version = kernel
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .ok_or("cannot tell the kernel's version from its file name")?;
+    let tree = Path::new("/lib/modules").join(version).join("kernel");
+    let wanted = [
+        "crypto/crct10dif_common.ko",
+        "lib/crc-t10dif.ko",
+        "lib/crc64.ko",
+        "lib/crc64-rocksoft.ko",
+        "crypto/crc64_rocksoft_generic.ko",
+        "block/t10-pi.ko",
+        "drivers/nvme/host/nvme-core.ko",
+        "drivers/nvme/host/nvme.ko",
+    ];
+    let mut out = Vec::new();
+    for w in wanted {
+        let path = tree.join(w);
+        // A module built into this kernel has no file: nothing to load.
+        if let Ok(b) = std::fs::read(&path) {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(w).to_string();
+            out.push((name, b));
+        }
+    }
+    if !out.iter().any(|(n, _)| n == "nvme.ko") && !tree.join("drivers/nvme").exists() {
+        return Err(format!("no NVMe driver modules under {}", tree.display()));
+    }
+    Ok(out)
+}
+
+/// The NVMe bench's initramfs: blk as /init, the driver's modules in /modules.
+fn nvme_initramfs(blk: &Path, modules: &[(String, Vec<u8>)]) -> Result<PathBuf> {
+    let blk = std::fs::read(blk).map_err(|e| format!("{}: {e}", blk.display()))?;
+    let names: Vec<String> = modules.iter().map(|(n, _)| format!("modules/{n}")).collect();
+    let mut entries = vec![
+        Entry {
+            name: "init",
+            mode: 0o100755,
+            rdev: (0, 0),
+            data: &blk,
+        },
+        Entry {
+            name: "dev",
+            mode: 0o040755,
+            rdev: (0, 0),
+            data: &[],
+        },
+        Entry {
+            name: "dev/console",
+            mode: 0o020600,
+            rdev: (5, 1),
+            data: &[],
+        },
+        Entry {
+            name: "proc",
+            mode: 0o040755,
+            rdev: (0, 0),
+            data: &[],
+        },
+        Entry {
+            name: "modules",
+            mode: 0o040755,
+            rdev: (0, 0),
+            data: &[],
+        },
+    ];
+    for (n, (_, b)) in names.iter().zip(modules) {
+        entries.push(Entry {
+            name: n,
+            mode: 0o100644,
+            rdev: (0, 0),
+            data: b,
+        });
+    }
+    let path = target().join("linux/initramfs-nvme.cpio");
+    write(&path, &cpio_newc(&entries))?;
+    Ok(path)
+}
+
+/// The NVMe figures of the Linux guest on `smp` CPUs (one boot): blk.c on a fresh
+/// scratch disk on QEMU's NVMe device, behind the same VT-d as Zen OS's.
+pub fn measure_nvme(smp: u32) -> Result<Figures> {
+    ensure_host()?;
+    let kernel = vmlinuz().ok_or("no /boot/vmlinuz-*")?;
+    let initrd = nvme_initramfs(&build_c("blk")?, &nvme_modules(&kernel)?)?;
+    let scratch = target().join(format!("bench-linux-nvme-smp{smp}.img"));
+    write(&scratch, &crate::disk::scratch_image()?)?;
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args(["-machine", "q35", "-m", "256M", "-smp", &smp.to_string()])
+        .args(["-device", "intel-iommu,intremap=off"])
+        .args(["-accel", "tcg", "-cpu", "max,-rdrand,-rdseed"])
+        .args(["-icount", "shift=0,sleep=off", "-rtc", "base=2020-01-01,clock=vm"])
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", &format!("{APPEND} intel_iommu=on")])
+        .arg("-drive")
+        .arg(format!("if=none,id=data,format=raw,file={}", scratch.display()))
+        .args(["-device", "nvme,serial=zen-data,drive=data,addr=0x10"])
+        .args(["-serial", "stdio", "-monitor", "none", "-display", "none"])
+        .args(["-nic", "none", "-no-reboot"]);
+    println!("running: {}", show(&c));
+    let cap: Capture = capture(c, &format!("bench-linux-nvme-smp{smp}"), TIMEOUT, |l| {
+        l.contains(DONE)
+    })?;
+    parse(&cap.lines).ok_or_else(|| {
+        format!(
+            "the Linux NVMe guest did not finish ({}); last lines:
+{}",
+            cap.ending(),
+            cap.tail(15).join("
+")
+        )
+    })
 }
 
 /// One file of a newc cpio archive.

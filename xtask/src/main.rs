@@ -22,6 +22,7 @@ mod harness;
 mod image;
 mod imgtest;
 mod linux;
+mod nvmebench;
 mod ovmf;
 mod protocol;
 mod qemu;

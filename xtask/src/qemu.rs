@@ -425,7 +425,7 @@ mod tests {
             ..vm
         };
         let a = vm.args(Path::new("/v"), true).join(" ");
-        assert!(a.contains("-m 1G -smp 4 -accel kvm -cpu host"), "{a}");
+        assert!(a.contains("-m 1G -smp 4 -device intel-iommu,intremap=off -accel kvm -cpu host"), "{a}");
         assert!(a.contains("-serial mon:stdio") && !a.contains("-display none"));
         assert!(a.contains("-icount shift=0,sleep=off"));
     }

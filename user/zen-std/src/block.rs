@@ -23,6 +23,39 @@ pub const fn features_read_only() -> u32 {
     zen_block::features::READ_ONLY
 }
 
+/// Starts block driver `program` (`arg` its argument) on the device `device` as
+/// init does (zen-std `boot`: the device token, then `end`), and opens its first
+/// connection; (pid, the connection). `device` stays ours.
+pub fn spawn_driver(program: &str, arg: &str, device: crate::chan::Cap) -> Result<(u32, Client)> {
+    let (a, b) = chan::create()?;
+    let pid = chan::spawn_with_cap(program, arg, b, Rights::SEND | Rights::RECV);
+    let _ = b.drop_token();
+    let mut ch = match pid.and_then(|_| Channel::attach(a)) {
+        Ok(ch) => ch,
+        Err(e) => {
+            let _ = a.drop_token();
+            if let Ok(p) = pid {
+                let _ = crate::process::kill(p);
+                let _ = crate::process::wait(p);
+            }
+            return Err(e);
+        }
+    };
+    let _ = a.drop_token();
+    let pid = pid?;
+    let r = crate::boot::give(&mut ch, "device", device, Rights::DEVICE_ALL)
+        .and_then(|()| crate::boot::end(&mut ch))
+        .and_then(|()| Client::new(ch, 10_000));
+    match r {
+        Ok(c) => Ok((pid, c)),
+        Err(e) => {
+            let _ = crate::process::kill(pid);
+            let _ = crate::process::wait(pid);
+            Err(e)
+        }
+    }
+}
+
 pub struct Client {
     chan: Channel,
     next_id: u64,
