@@ -114,8 +114,15 @@ fn nvme(ctx: &mut Ctx) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for smp in [1, 2] {
         let zen = crate::nvmebench::zen(&esp, smp)?;
-        let linux = crate::linux::measure_nvme(smp)?;
-        rows.extend(crate::nvmebench::rows(smp, &zen, &linux)?);
+        // Linux under -icount does not come up on two CPUs (its second CPU's
+        // bring-up never completes; the `linux` suite is one CPU too): Zen's figures
+        // stand alone there.
+        let linux = if smp == 1 {
+            Some(crate::linux::measure_nvme(smp)?)
+        } else {
+            None
+        };
+        rows.extend(crate::nvmebench::rows(smp, &zen, linux.as_deref())?);
     }
     Ok(rows)
 }

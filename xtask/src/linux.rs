@@ -165,36 +165,11 @@ fn nvme_initramfs(blk: &Path, modules: &[(String, Vec<u8>)]) -> Result<PathBuf> 
     let blk = std::fs::read(blk).map_err(|e| format!("{}: {e}", blk.display()))?;
     let names: Vec<String> = modules.iter().map(|(n, _)| format!("modules/{n}")).collect();
     let mut entries = vec![
-        Entry {
-            name: "init",
-            mode: 0o100755,
-            rdev: (0, 0),
-            data: &blk,
-        },
-        Entry {
-            name: "dev",
-            mode: 0o040755,
-            rdev: (0, 0),
-            data: &[],
-        },
-        Entry {
-            name: "dev/console",
-            mode: 0o020600,
-            rdev: (5, 1),
-            data: &[],
-        },
-        Entry {
-            name: "proc",
-            mode: 0o040755,
-            rdev: (0, 0),
-            data: &[],
-        },
-        Entry {
-            name: "modules",
-            mode: 0o040755,
-            rdev: (0, 0),
-            data: &[],
-        },
+        file("init", &blk),
+        dir("dev"),
+        CONSOLE,
+        dir("proc"),
+        dir("modules"),
     ];
     for (n, (_, b)) in names.iter().zip(modules) {
         entries.push(Entry {
@@ -303,22 +278,39 @@ fn pad4(v: &mut Vec<u8>) {
     v.resize(v.len().next_multiple_of(4), 0);
 }
 
-/// Writes the initramfs; returns its path.
-fn initramfs(peer: &Path) -> Result<PathBuf> {
-    let peer = std::fs::read(peer).map_err(|e| format!("{}: {e}", peer.display()))?;
-    let busybox = std::fs::read(BUSYBOX).map_err(|e| format!("{BUSYBOX}: {e}"))?;
-    let file = |name, data| Entry {
+/// An executable file of an initramfs.
+fn file<'a>(name: &'a str, data: &'a [u8]) -> Entry<'a> {
+    Entry {
         name,
         mode: 0o100755,
         rdev: (0, 0),
         data,
-    };
-    let dir = |name| Entry {
+    }
+}
+
+/// A directory of an initramfs.
+fn dir(name: &str) -> Entry<'_> {
+    Entry {
         name,
         mode: 0o040755,
         rdev: (0, 0),
         data: &[],
-    };
+    }
+}
+
+/// `/dev/console`: without it the kernel cannot open an initial console, and /init
+/// would have no stdout for its figures.
+const CONSOLE: Entry<'static> = Entry {
+    name: "dev/console",
+    mode: 0o020600,
+    rdev: (5, 1),
+    data: &[],
+};
+
+/// Writes the initramfs; returns its path.
+fn initramfs(peer: &Path) -> Result<PathBuf> {
+    let peer = std::fs::read(peer).map_err(|e| format!("{}: {e}", peer.display()))?;
+    let busybox = std::fs::read(BUSYBOX).map_err(|e| format!("{BUSYBOX}: {e}"))?;
     let cpio = cpio_newc(&[
         file("init", &peer),
         dir("bin"),
@@ -330,14 +322,7 @@ fn initramfs(peer: &Path) -> Result<PathBuf> {
             data: b"busybox",
         },
         dir("dev"),
-        // Without it the kernel cannot open an initial console: /init would have no
-        // stdout and its figures would go nowhere.
-        Entry {
-            name: "dev/console",
-            mode: 0o020600,
-            rdev: (5, 1),
-            data: &[],
-        },
+        CONSOLE,
         dir("proc"),
         dir("sys"),
     ]);

@@ -423,17 +423,10 @@ impl Channel {
     /// Returns the message length (without the grant).
     pub fn recv_grant(&mut self, buf: &mut [u8]) -> Result<(usize, Option<PageGrant>)> {
         loop {
-            let bad = |_| Error::InvalidArgument;
-            if let Some(m) = self.rx()?.peek().map_err(bad)? {
-                let grant = m.grant().map_err(bad)?;
-                let skip = if grant.is_some() { GRANT_SIZE } else { 0 };
-                let n = m.len() - skip;
-                m.read(skip, buf);
-                if m.release() == Wakeup::Needed {
-                    self.sys(Syscall::MsgRelease, 0)?;
-                }
-                return Ok((n, grant));
+            if let Some(m) = self.try_recv_grant(buf)? {
+                return Ok(m);
             }
+            let bad = |_| Error::InvalidArgument;
             if let Wait::Sleep(head) = self.rx()?.prepare_wait().map_err(bad)? {
                 // On an error (a revoke: the pages may be gone) the ring is not touched.
                 self.sys(Syscall::MsgRecv, head as u64)?;
