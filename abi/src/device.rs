@@ -33,6 +33,8 @@ pub mod flags {
     pub const CONFINED: u8 = 1 << 0;
     /// A PCI-to-PCI bridge.
     pub const BRIDGE: u8 = 1 << 1;
+    /// The IOMMU remaps its interrupts: it can raise only those its driver bound.
+    pub const REMAPPED: u8 = 1 << 2;
 }
 
 impl DeviceInfo {

@@ -76,10 +76,12 @@ impl Vm {
         ]
         .map(String::from)
         .to_vec();
-        // VT-d (DMA remapping; interrupt remapping off, so no split irqchip is
-        // needed): the kernel confines each device to its driver's memory.
-        a.extend(["-device", "intel-iommu,intremap=off"].map(String::from));
+        // VT-d, DMA and interrupt remapping: the kernel confines each device to its
+        // driver's memory and to the interrupts it was given. (Under KVM interrupt
+        // remapping needs the split irqchip; TCG has no in-kernel one.)
+        a.extend(["-device", "intel-iommu,intremap=on"].map(String::from));
         if self.kvm {
+            a.extend(["-machine", "kernel-irqchip=split"].map(String::from));
             a.extend(["-accel", "kvm", "-cpu", "host"].map(String::from));
         } else {
             a.extend(["-accel", "tcg", "-cpu", "max"].map(String::from));
@@ -406,7 +408,7 @@ mod tests {
         let vm = Vm::new("t", Path::new("/tmp/esp"));
         let a = vm.args(Path::new("/tmp/vars.fd"), false).join(" ");
         assert!(
-            a.contains("-machine q35 -m 256M -smp 1 -device intel-iommu,intremap=off -accel tcg -cpu max"),
+            a.contains("-machine q35 -m 256M -smp 1 -device intel-iommu,intremap=on -accel tcg -cpu max"),
             "{a}"
         );
         assert!(a.contains("file=fat:rw:/tmp/esp"));
@@ -425,7 +427,10 @@ mod tests {
             ..vm
         };
         let a = vm.args(Path::new("/v"), true).join(" ");
-        assert!(a.contains("-m 1G -smp 4 -device intel-iommu,intremap=off -accel kvm -cpu host"), "{a}");
+        assert!(
+            a.contains("-m 1G -smp 4 -device intel-iommu,intremap=on -machine kernel-irqchip=split -accel kvm -cpu host"),
+            "{a}"
+        );
         assert!(a.contains("-serial mon:stdio") && !a.contains("-display none"));
         assert!(a.contains("-icount shift=0,sleep=off"));
     }

@@ -42,8 +42,9 @@ pub struct State {
     bar_maps: [u64; zen_pci::BARS],
     dma: Vec<DmaRange>,
     dma_pages: usize,
-    /// Bound vectors: (MSI-X entry, IDT vector).
-    vectors: Vec<(u16, u8)>,
+    /// Bound vectors: (MSI-X entry, IDT vector, its remapping entry if the IOMMU
+    /// remaps interrupts).
+    vectors: Vec<(u16, u8, Option<crate::arch::vtd::Remapped>)>,
     /// Granted pages made visible to the device (`dma_addr`), by the driver's
     /// address of each: the frame lives while the device may reach it, until the
     /// driver unmaps the page ([`unpin`]) or ends.
@@ -325,7 +326,7 @@ pub fn irq_bind(me: &dyn Party, tok: &Presented, entry: u64, cpu: u64) -> Result
         .ok_or(Error::InvalidArgument)?
         .apic_id();
     let mut s = claim(dev, me.pid())?;
-    if s.vectors.iter().any(|&(e, _)| e == entry) {
+    if s.vectors.iter().any(|(e, _, _)| *e == entry) {
         return Err(Error::Busy);
     }
     s.vectors.try_reserve(1).map_err(|_| Error::NoMemory)?;
@@ -342,7 +343,30 @@ pub fn irq_bind(me: &dyn Party, tok: &Presented, entry: u64, cpu: u64) -> Result
             return Err(e);
         }
     };
-    let (addr, data) = crate::arch::pci::msi_message(apic_id, vector);
+    // With interrupt remapping the device names an entry that only it may use;
+    // without, a plain MSI (and then its driver can make it raise any vector).
+    let a = dev.addr;
+    let (addr, data, remapped) = match crate::arch::vtd::remap(
+        a.segment,
+        a.bus,
+        (a.device << 3) | a.function,
+        apic_id,
+        vector,
+    ) {
+        Some(Ok(r)) => {
+            let (addr, data) = r.message();
+            (addr, data, Some(r))
+        }
+        Some(Err(())) => {
+            let _ = me.remove_token(slot);
+            crate::irq::free(vector);
+            return Err(Error::NoMemory);
+        }
+        None => {
+            let (addr, data) = crate::arch::pci::msi_message(apic_id, vector);
+            (addr, data, None)
+        }
+    };
     let at = entry as u64 * MSIX_ENTRY;
     msix.table.write32(at, addr as u32);
     msix.table.write32(at + 4, (addr >> 32) as u32);
@@ -353,7 +377,7 @@ pub fn irq_bind(me: &dyn Party, tok: &Presented, entry: u64, cpu: u64) -> Result
         msix.info.cap,
         (control | msix_control::ENABLE) & !msix_control::FUNCTION_MASK,
     );
-    s.vectors.push((entry, vector));
+    s.vectors.push((entry, vector, remapped));
     Ok(slot as u64)
 }
 
@@ -375,14 +399,16 @@ pub fn release(pid: u32) {
                 m.info.cap,
                 (control & !msix_control::ENABLE) | msix_control::FUNCTION_MASK,
             );
-            for &(entry, _) in &s.vectors {
-                m.table.write32(entry as u64 * MSIX_ENTRY + 12, 1);
+            for (entry, _, _) in &s.vectors {
+                m.table.write32(*entry as u64 * MSIX_ENTRY + 12, 1);
             }
         }
         // A configuration read completes only after the writes before it: the device
         // has seen bus mastering go off before a frame is freed.
         let _ = dev.cfg.read32(zen_pci::reg::COMMAND);
-        for (_, vector) in s.vectors.drain(..) {
+        // Masked above; now their remapping entries go, then the vectors.
+        for (_, vector, remapped) in s.vectors.drain(..) {
+            drop(remapped);
             crate::irq::free(vector);
         }
         // The domain goes (detached, flushed): the device reaches nothing; only then

@@ -79,8 +79,13 @@ pub fn init(ecam: &[Ecam], dmar: Option<&zen_vtd::Dmar>, ram: &[zen_abi::boot::M
     });
     match dmar.map(crate::arch::vtd::init) {
         Some(Ok(n)) => crate::kprintln!(
-            "zen: IOMMU: {} remapping unit(s); each device reaches only its driver's memory",
-            n
+            "zen: IOMMU: {} remapping unit(s); each device reaches only its driver's memory{}",
+            n,
+            if crate::arch::vtd::remapping() {
+                " and raises only its interrupts"
+            } else {
+                " (interrupts not remapped: a driver's device can raise any vector)"
+            }
         ),
         Some(Err(why)) => crate::kprintln!(
             "zen: IOMMU refused ({}): DMA is unconfined, a driver's device can reach all memory",
@@ -255,6 +260,10 @@ impl Device {
                 0
             } | if crate::arch::vtd::active() {
                 zen_abi::device::flags::CONFINED
+            } else {
+                0
+            } | if crate::arch::vtd::remapping() {
+                zen_abi::device::flags::REMAPPED
             } else {
                 0
             },

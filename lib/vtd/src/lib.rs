@@ -180,6 +180,61 @@ pub mod reg {
 /// GCMD/GSTS bits.
 pub const GCMD_TE: u32 = 1 << 31;
 pub const GCMD_SRTP: u32 = 1 << 30;
+/// Queued invalidation on.
+pub const GCMD_QIE: u32 = 1 << 26;
+/// Interrupt remapping on.
+pub const GCMD_IRE: u32 = 1 << 25;
+/// Set the interrupt remapping table pointer (one-shot).
+pub const GCMD_SIRTP: u32 = 1 << 24;
+
+/// Queued-invalidation and interrupt-remapping registers.
+pub mod qreg {
+    pub const IQH: usize = 0x80;
+    pub const IQT: usize = 0x88;
+    pub const IQA: usize = 0x90;
+    pub const IRTA: usize = 0xb8;
+}
+
+/// Invalidation queue descriptors (VT-d 6.5.2), as two 64-bit words.
+pub mod desc {
+    /// Every context-cache entry.
+    pub const fn context_global() -> [u64; 2] {
+        [0x1 | 1 << 4, 0]
+    }
+    /// Every IOTLB entry, draining reads and writes first.
+    pub const fn iotlb_global() -> [u64; 2] {
+        [0x2 | 1 << 4 | 1 << 6 | 1 << 7, 0]
+    }
+    /// The interrupt entry cache: all of it, or entry `index` only.
+    pub const fn iec(index: Option<u16>) -> [u64; 2] {
+        match index {
+            None => [0x4, 0],
+            Some(i) => [0x4 | 1 << 4 | (i as u64) << 32, 0],
+        }
+    }
+    /// Waits for every descriptor before it, then writes `data` to `status` (a
+    /// 4-byte aligned physical address).
+    pub const fn wait(status: u64, data: u32) -> [u64; 2] {
+        [0x5 | 1 << 5 | 1 << 6 | (data as u64) << 32, status & !3]
+    }
+}
+
+/// An interrupt remapping table entry (VT-d 9.10, remapped format, xAPIC): deliver
+/// `vector` to the local APIC `apic_id`, fixed, edge, physical; only requests from
+/// `source` (bus << 8 | devfn) may use it.
+pub const fn irte(source: u16, apic_id: u8, vector: u8) -> [u64; 2] {
+    [
+        1 | (vector as u64) << 16 | (apic_id as u64) << 40,
+        source as u64 | 1 << 18,
+    ]
+}
+
+/// The MSI address and data that name remapping table entry `handle`
+/// (remappable format, no subhandle).
+pub const fn remapped_msi(handle: u16) -> (u64, u32) {
+    let h = handle as u64;
+    (0xfee0_0000 | (h & 0x7fff) << 5 | 1 << 4 | (h >> 15 & 1) << 2, 0)
+}
 /// The one-shot command bits, never written back from GSTS.
 pub const GCMD_ONE_SHOT: u32 = (1 << 30) | (1 << 29) | (1 << 27) | (1 << 24);
 /// CCMD: invalidate the context cache, globally.
@@ -206,6 +261,9 @@ pub struct Caps {
     pub coherent: bool,
     /// Caching mode: not-present entries may be cached (every map needs a flush).
     pub caching_mode: bool,
+    /// Queued invalidation (ECAP.QI) and interrupt remapping (ECAP.IR).
+    pub queued: bool,
+    pub remapping: bool,
 }
 
 impl Caps {
@@ -226,6 +284,8 @@ impl Caps {
             iotlb_offset: ((ecap >> 8) & 0x3ff) as usize * 16,
             coherent: ecap & 1 != 0,
             caching_mode: (cap >> 7) & 1 != 0,
+            queued: (ecap >> 1) & 1 != 0,
+            remapping: (ecap >> 3) & 1 != 0,
         }
     }
     /// Largest DMA address + 1 the tables reach.

@@ -85,6 +85,9 @@ fn caps() {
     assert_eq!((c.fault_offset, c.fault_records), (0x220, 1));
     assert_eq!(c.iotlb_offset, 0x200);
     assert!(!c.coherent && !c.caching_mode);
+    assert!(!c.queued && !c.remapping);
+    let q = Caps::parse(0x2 << 8, 0xf4a);
+    assert!(q.queued && q.remapping);
     assert_eq!(c.reach(), 1 << 39);
     assert_eq!(Caps::parse(0x6 << 8, 1).levels, Some(4));
     assert_eq!(Caps::parse(0, 0).levels, None);
@@ -115,4 +118,22 @@ fn more_units_than_kept_is_refused() {
     let len = t.len() as u32;
     t[4..8].copy_from_slice(&len.to_le_bytes());
     assert!(parse_dmar(&t).is_err(), "9 units");
+}
+
+#[test]
+fn remapping_entries() {
+    let e = irte(0x0080, 3, 0x51);
+    assert_eq!(e[0] & 1, 1, "present");
+    assert_eq!((e[0] >> 16) & 0xff, 0x51);
+    assert_eq!((e[0] >> 40) & 0xff, 3);
+    assert_eq!(e[0] & 0b1111_1110, 0, "fixed, edge, physical, no redirection");
+    assert_eq!(e[1] & 0xffff, 0x80);
+    assert_eq!((e[1] >> 18) & 3, 1, "the requester id is verified");
+    let (a, d) = remapped_msi(5);
+    assert_eq!(a, 0xfee0_0000 | 5 << 5 | 1 << 4);
+    assert_eq!(d, 0);
+    assert_eq!(remapped_msi(0x8000).0 & (1 << 2), 1 << 2, "handle bit 15");
+    assert_eq!(desc::wait(0x1003, 7), [0x65 | 7 << 32, 0x1000]);
+    assert_eq!(desc::iec(Some(9)), [0x14 | 9 << 32, 0]);
+    assert_eq!(desc::iotlb_global()[0] & 0xf, 2);
 }

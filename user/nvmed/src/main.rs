@@ -113,6 +113,11 @@ struct Driver {
     /// outside anything the device was given. With the IOMMU the device is stopped
     /// there and the command fails; without one it reads (never writes) that page.
     stray: bool,
+    /// Test mode (`stray-msi`): every read's data pointer aims at the interrupt
+    /// range (0xfee00000): the data the device writes there is an interrupt request.
+    /// With interrupt remapping it is refused (the device has no entry for it);
+    /// without, it would raise whatever vector the data says.
+    stray_msi: bool,
     /// Test mode (`lose-reads`): reads are queued but never announced to the
     /// controller, so they time out: abort, then reset, then `TimedOut` replies.
     lose: bool,
@@ -192,6 +197,7 @@ fn run() -> zen_std::Result<()> {
     };
     let mut d = Driver {
         stray: process::arg() == "stray-dma",
+        stray_msi: process::arg() == "stray-msi",
         lose: process::arg() == "lose-reads",
         ctrl,
         geometry,
@@ -587,6 +593,8 @@ impl Driver {
                 data = Some(mem);
                 let (prp1, prp2) = if self.stray && c.op == Op::Write {
                     (0, 0)
+                } else if self.stray_msi && c.op == Op::Read {
+                    (0xfee0_0000, 0)
                 } else {
                     (prp1, prp2)
                 };

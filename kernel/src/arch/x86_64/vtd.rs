@@ -27,7 +27,23 @@ struct Unit {
     root: u64,
     contexts: spin::Mutex<[u64; 256]>,
     segment: u16,
+    /// Queued invalidation (needed for interrupt remapping): the queue page, the
+    /// next free slot, and a frame the wait descriptors write their status to.
+    queue: Option<Queue>,
+    /// The interrupt remapping table (256 entries), and which are taken.
+    irt: Option<(u64, spin::Mutex<[bool; IRT_ENTRIES]>)>,
 }
+
+struct Queue {
+    page: u64,
+    status: u64,
+    tail: spin::Mutex<(usize, u32)>,
+}
+
+/// Entries of each unit's interrupt remapping table (one 4 KiB page).
+const IRT_ENTRIES: usize = 256;
+/// Descriptors in the invalidation queue (one 4 KiB page).
+const QUEUE_ENTRIES: usize = 256;
 
 static DMAR: spin::Once<Dmar> = spin::Once::new();
 static UNITS: spin::Once<Vec<Unit>> = spin::Once::new();
@@ -67,12 +83,46 @@ impl Unit {
     }
     /// Invalidates the context cache and the IOTLB, globally (bounded waits).
     fn invalidate(&self) {
+        if self.queue.is_some() {
+            // With queued invalidation on, the register interface must not be used.
+            self.submit(&[zen_vtd::desc::context_global(), zen_vtd::desc::iotlb_global()]);
+            return;
+        }
         self.write64(reg::CCMD, zen_vtd::CCMD_GLOBAL);
         super::apic::wait_us(10_000, || self.read64(reg::CCMD) >> 63 == 0);
         let iotlb = self.caps.iotlb_offset + 8;
         self.write64(iotlb, zen_vtd::IOTLB_GLOBAL);
         super::apic::wait_us(10_000, || self.read64(iotlb) >> 63 == 0);
     }
+    /// Queues `descs` and a wait descriptor, and waits (bounded) until the unit has
+    /// done them all.
+    fn submit(&self, descs: &[[u64; 2]]) {
+        let Some(q) = &self.queue else { return };
+        let mut t = q.tail.lock();
+        let (mut at, seq) = *t;
+        let seq = seq.wrapping_add(1).max(1);
+        let put = |at: usize, d: &[u64; 2]| {
+            let slot = DIRECT_MAP + q.page + 16 * at as u64;
+            // SAFETY: the queue page is this module's (allocated in `bring_up`), `at`
+            // is below QUEUE_ENTRIES; the unit only reads descriptors we publish by
+            // moving the tail past them.
+            unsafe {
+                core::ptr::write_volatile(slot as *mut u64, d[0]);
+                core::ptr::write_volatile((slot + 8) as *mut u64, d[1]);
+            }
+            self.sync(slot);
+        };
+        for d in descs.iter().chain([&zen_vtd::desc::wait(q.status, seq)]) {
+            put(at, d);
+            at = (at + 1) % QUEUE_ENTRIES;
+        }
+        self.write64(zen_vtd::qreg::IQT, (at as u64) << 4);
+        let status = (DIRECT_MAP + q.status) as *const u32;
+        // SAFETY: the status frame is this module's; the unit writes `seq` there.
+        super::apic::wait_us(10_000, || unsafe { core::ptr::read_volatile(status) } == seq);
+        *t = (at, seq);
+    }
+
     /// Makes the unit see a table entry just written at kernel address `at`.
     fn sync(&self, at: u64) {
         if !self.caps.coherent {
@@ -139,6 +189,8 @@ fn bring_up(dmar: &Dmar, up: &mut Vec<Unit>) -> Result<usize, &'static str> {
             root: 0,
             contexts: spin::Mutex::new([0; 256]),
             segment: u.segment,
+            queue: None,
+            irt: None,
         };
         unit.caps = Caps::parse(unit.read64(reg::CAP), unit.read64(reg::ECAP));
         if unit.caps.levels.is_none() {
@@ -159,6 +211,9 @@ fn bring_up(dmar: &Dmar, up: &mut Vec<Unit>) -> Result<usize, &'static str> {
             return Err("root table not taken");
         }
         unit.invalidate();
+        if unit.caps.queued && unit.caps.remapping {
+            remapping_on(&mut unit)?;
+        }
         let (addr, data) = super::pci::msi_message(super::apic::local_id(), FAULT_VECTOR);
         unit.write32(reg::FEDATA, data);
         unit.write32(reg::FEADDR, addr as u32);
@@ -171,6 +226,97 @@ fn bring_up(dmar: &Dmar, up: &mut Vec<Unit>) -> Result<usize, &'static str> {
         }
     }
     Ok(up.len())
+}
+
+/// Queued invalidation, then interrupt remapping with an empty table, compatibility-
+/// format interrupts blocked: from now on a device can raise only the interrupts the
+/// kernel gave it an entry for (`remap`), whatever it writes to 0xfeex_xxxx.
+fn remapping_on(unit: &mut Unit) -> Result<(), &'static str> {
+    let page = zeroed_table().ok_or("no memory for the invalidation queue")?;
+    let status = zeroed_table().ok_or("no memory for the invalidation queue")?;
+    unit.write64(zen_vtd::qreg::IQT, 0);
+    unit.write64(zen_vtd::qreg::IQA, page);
+    if !unit.command(zen_vtd::GCMD_QIE, true) {
+        return Err("queued invalidation does not turn on");
+    }
+    unit.queue = Some(Queue {
+        page,
+        status,
+        tail: spin::Mutex::new((0, 0)),
+    });
+    let irt = zeroed_table().ok_or("no memory for the remapping table")?;
+    // 2^(S+1) entries: S = 7 for 256; xAPIC format.
+    unit.write64(zen_vtd::qreg::IRTA, irt | 7);
+    if !unit.command(zen_vtd::GCMD_SIRTP, true) {
+        return Err("remapping table not taken");
+    }
+    unit.submit(&[zen_vtd::desc::iec(None)]);
+    if !unit.command(zen_vtd::GCMD_IRE, true) {
+        return Err("interrupt remapping does not turn on");
+    }
+    unit.irt = Some((irt, spin::Mutex::new([false; IRT_ENTRIES])));
+    Ok(())
+}
+
+/// A remapped interrupt: the entry of the table of unit `unit`.
+#[derive(Debug)]
+pub struct Remapped {
+    unit: usize,
+    index: u16,
+}
+
+impl Remapped {
+    /// The MSI address and data the device must use.
+    pub fn message(&self) -> (u64, u32) {
+        zen_vtd::remapped_msi(self.index)
+    }
+}
+
+/// An entry that lets only the function at (`segment`, `bus`, `devfn`) raise
+/// `vector` on the CPU with local APIC id `apic_id`; `None` without remapping for
+/// that function (the caller programs a plain MSI) or with its table full (`Err`).
+pub fn remap(
+    segment: u16,
+    bus: u8,
+    devfn: u8,
+    apic_id: u32,
+    vector: u8,
+) -> Option<Result<Remapped, ()>> {
+    let ui = DMAR.get()?.unit_for(segment, bus, devfn)?;
+    let unit = units().get(ui)?;
+    let (irt, used) = unit.irt.as_ref()?;
+    let mut used = used.lock();
+    let Some(index) = used.iter().position(|u| !*u) else {
+        return Some(Err(()));
+    };
+    used[index] = true;
+    let [lo, hi] = zen_vtd::irte((bus as u16) << 8 | devfn as u16, apic_id as u8, vector);
+    // High half first: the entry becomes present with its source check in place.
+    write_entry(unit, *irt, 2 * index + 1, hi);
+    write_entry(unit, *irt, 2 * index, lo);
+    unit.submit(&[zen_vtd::desc::iec(Some(index as u16))]);
+    Some(Ok(Remapped {
+        unit: ui,
+        index: index as u16,
+    }))
+}
+
+/// Interrupt remapping is on for every unit (what `devices` reports as confined).
+pub fn remapping() -> bool {
+    active() && units().iter().all(|u| u.irt.is_some())
+}
+
+impl Drop for Remapped {
+    /// The entry goes: the device can no longer raise that interrupt.
+    fn drop(&mut self) {
+        let Some(unit) = units().get(self.unit) else { return };
+        let Some((irt, used)) = unit.irt.as_ref() else { return };
+        let i = self.index as usize;
+        write_entry(unit, *irt, 2 * i, 0);
+        write_entry(unit, *irt, 2 * i + 1, 0);
+        unit.submit(&[zen_vtd::desc::iec(Some(self.index))]);
+        used.lock()[i] = false;
+    }
 }
 
 /// A device's domain: its own second-level page table.
