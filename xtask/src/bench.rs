@@ -683,6 +683,6 @@ mod tests {
     fn unknown_suite_is_an_error() {
         assert!(run(&["nope".into()])
             .unwrap_err()
-            .contains("have: sizes, boot, disk, switch, ipc, linux, tagfs"));
+            .contains("have: sizes, boot, disk, switch, ipc, linux, nvme, tagfs"));
     }
 }

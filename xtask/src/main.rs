@@ -71,7 +71,7 @@ verbs:
                         2 CPUs: calls per second, kernel failures, what was lost
   bench [--only a,b]    sizes; boot, context switch, system call and IPC instruction
                         counts, the same on a Linux guest (suites: sizes, boot, disk,
-                        switch, ipc, linux, tagfs);
+                        switch, ipc, linux, nvme, tagfs);
                         also written to target/bench.json"
 }
 

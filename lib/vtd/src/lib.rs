@@ -333,7 +333,7 @@ pub struct Fault {
 
 /// The fault in one 128-bit fault recording register, if its F bit is set.
 pub fn parse_fault(lo: u64, hi: u64) -> Option<Fault> {
-    (hi >> 63 == 1).then(|| Fault {
+    (hi >> 63 == 1).then_some(Fault {
         address: lo & !0xfff,
         source: hi as u16,
         reason: (hi >> 32) as u8,
