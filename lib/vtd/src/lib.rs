@@ -186,6 +186,8 @@ pub const GCMD_QIE: u32 = 1 << 26;
 pub const GCMD_IRE: u32 = 1 << 25;
 /// Set the interrupt remapping table pointer (one-shot).
 pub const GCMD_SIRTP: u32 = 1 << 24;
+/// Compatibility-format interrupts allowed (kept clear: blocked).
+pub const GCMD_CFI: u32 = 1 << 23;
 
 /// Queued-invalidation and interrupt-remapping registers.
 pub mod qreg {

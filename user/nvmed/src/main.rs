@@ -90,8 +90,10 @@ impl Conn {
     }
 }
 
-/// Most connections: msg_poll waits on at most 16 tokens, the queues' interrupts too.
-const MAX_CONNS: usize = 16 - 4;
+/// Most I/O queue pairs (one per CPU up to this), and connections: msg_poll waits on
+/// at most 16 tokens, the queues' interrupts among them.
+pub const MAX_QUEUES: usize = 4;
+const MAX_CONNS: usize = 16 - MAX_QUEUES;
 
 /// How long a command may take before it is aborted, and again before the
 /// controller is reset.
@@ -113,11 +115,6 @@ struct Driver {
     /// outside anything the device was given. With the IOMMU the device is stopped
     /// there and the command fails; without one it reads (never writes) that page.
     stray: bool,
-    /// Test mode (`stray-msi`): every read's data pointer aims at the interrupt
-    /// range (0xfee00000): the data the device writes there is an interrupt request.
-    /// With interrupt remapping it is refused (the device has no entry for it);
-    /// without, it would raise whatever vector the data says.
-    stray_msi: bool,
     /// Test mode (`lose-reads`): reads are queued but never announced to the
     /// controller, so they time out: abort, then reset, then `TimedOut` replies.
     lose: bool,
@@ -153,7 +150,7 @@ fn run() -> zen_std::Result<()> {
     let given = zen_std::boot::receive(10_000)?;
     let first = given.chan;
     let dev = Device::new(*given.devices.first().ok_or(Error::InvalidArgument)?);
-    let cpus = cpus();
+    let cpus = cpus().min(MAX_QUEUES);
     let ctrl = ctrl::Ctrl::start(dev, cpus)?;
     let ns = ctrl.ns;
     let block_size = 1u32 << ns.block_shift;
@@ -197,7 +194,6 @@ fn run() -> zen_std::Result<()> {
     };
     let mut d = Driver {
         stray: process::arg() == "stray-dma",
-        stray_msi: process::arg() == "stray-msi",
         lose: process::arg() == "lose-reads",
         ctrl,
         geometry,
@@ -350,7 +346,14 @@ impl Driver {
             }
         }
         if let Err(e) = self.ctrl.reset() {
-            println!("nvmed: reset failed: {}", e.as_str());
+            // A controller that will not come back: nvmed ends (the kernel stops the
+            // device and takes back its memory; init starts nvmed again, which
+            // resets it from scratch), after telling everyone.
+            println!("nvmed: reset failed: {}; exiting", e.as_str());
+            for (conn, gen, id) in failed {
+                self.reply_to(conn, gen, id, Status::TimedOut);
+            }
+            process::exit(1);
         }
         for (conn, gen, id) in failed {
             self.reply_to(conn, gen, id, Status::TimedOut);
@@ -370,7 +373,17 @@ impl Driver {
                 }
                 let got = match self.conns[c].chan.try_recv_grant(&mut buf) {
                     Ok(Some(m)) => m,
-                    Ok(None) | Err(_) => break,
+                    Ok(None) => break,
+                    // A malformed slot stays in the ring (and keeps polls ready):
+                    // the connection is dropped, never spun on. The first one is
+                    // the starter's; it is trusted, but not spun on either.
+                    Err(_) => {
+                        let conn = &mut self.conns[c];
+                        conn.dead = true;
+                        conn.backlog.clear();
+                        conn.backlog_len.clear();
+                        break;
+                    }
                 };
                 // It sent something: its client was there.
                 self.conns[c].seen = true;
@@ -491,7 +504,12 @@ impl Driver {
                 None => return self.reply(conn, req.id, Status::OutOfRange),
             },
         };
-        match Channel::attach(Cap(req.lba as usize)) {
+        let slot = Cap(req.lba as usize);
+        let attached = Channel::attach(slot);
+        // The channel keeps its copy of the token: the slot goes either way (the
+        // token page has 63, and every connection would keep one).
+        let _ = slot.drop_token();
+        match attached {
             Ok(chan) => {
                 let extent = Extent { read_only, ..extent };
                 match free {
@@ -593,8 +611,6 @@ impl Driver {
                 data = Some(mem);
                 let (prp1, prp2) = if self.stray && c.op == Op::Write {
                     (0, 0)
-                } else if self.stray_msi && c.op == Op::Read {
-                    (0xfee0_0000, 0)
                 } else {
                     (prp1, prp2)
                 };

@@ -174,7 +174,6 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ),
     ("disk::partitions_confine_clients", disk::partitions_confine_clients),
     ("disk::stray_dma_is_stopped", disk::stray_dma_is_stopped),
-    ("disk::stray_interrupts_are_refused", disk::stray_interrupts_are_refused),
     (
         "disk::lost_commands_are_aborted_then_reset",
         disk::lost_commands_are_aborted_then_reset,

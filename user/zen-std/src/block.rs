@@ -159,14 +159,19 @@ impl Client {
         let id = self.submit(Op::Write, lba, blocks, Some((mem, Rights::READ)))?;
         self.answer(id)
     }
-    /// Waits for the reply to `id` (replies to others in between are an error: use
-    /// `submit` and `wait` to have many in flight).
+    /// Waits for the reply to `id`; replies to earlier requests (answered late,
+    /// after their waiter gave up) are skipped, so one slow answer does not throw
+    /// every later one off by one.
     pub fn answer(&mut self, id: u64) -> Result<Status> {
-        let r = self.wait(10_000)?;
-        if r.id != id {
-            return Err(Error::InvalidArgument);
+        loop {
+            let r = self.wait(10_000)?;
+            if r.id == id {
+                return Ok(r.status);
+            }
+            if r.id > id {
+                return Err(Error::InvalidArgument);
+            }
         }
-        Ok(r.status)
     }
     /// Asks the server for another connection (allowed on its first connection
     /// only): `bits` are `connect` bits (read-only, a partition). The end to give
@@ -182,12 +187,14 @@ impl Client {
                 return Err(e);
             }
         };
-        let id = self.submit(Op::Connect, slot.0 as u64, bits, None)?;
-        match self.answer(id)? {
-            Status::Ok => Ok(a),
-            _ => {
+        let answer = self
+            .submit(Op::Connect, slot.0 as u64, bits, None)
+            .and_then(|id| self.answer(id));
+        match answer {
+            Ok(Status::Ok) => Ok(a),
+            other => {
                 let _ = a.drop_token();
-                Err(Error::InvalidArgument)
+                Err(other.err().unwrap_or(Error::InvalidArgument))
             }
         }
     }

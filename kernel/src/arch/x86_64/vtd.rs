@@ -169,9 +169,12 @@ pub fn init(dmar: &Dmar) -> Result<usize, &'static str> {
     let r = bring_up(dmar, &mut up);
     if r.is_err() {
         // Half-confined would block the devices behind the units that came up while
-        // the kernel says DMA is unconfined: translation off again on those.
+        // the kernel says DMA is unconfined: translation and interrupt remapping off
+        // again on those (plain MSIs then reach the CPUs).
         for u in &up {
             u.command(zen_vtd::GCMD_TE, false);
+            u.command(zen_vtd::GCMD_IRE, false);
+            u.command(zen_vtd::GCMD_QIE, false);
         }
         return r;
     }
@@ -253,6 +256,11 @@ fn remapping_on(unit: &mut Unit) -> Result<(), &'static str> {
     unit.submit(&[zen_vtd::desc::iec(None)]);
     if !unit.command(zen_vtd::GCMD_IRE, true) {
         return Err("interrupt remapping does not turn on");
+    }
+    // Compatibility-format interrupts blocked, whatever firmware left in CFI (GCMD
+    // writes keep GSTS's persistent bits).
+    if !unit.command(zen_vtd::GCMD_CFI, false) {
+        return Err("compatibility-format interrupts cannot be blocked");
     }
     unit.irt = Some((irt, spin::Mutex::new([false; IRT_ENTRIES])));
     Ok(())
