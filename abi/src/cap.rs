@@ -51,9 +51,8 @@ impl Rights {
     /// What a device token from `dev_open` carries: map its registers (MAP), give it
     /// memory to read and write (WRITE; READ is kept for read-only uses later), take
     /// its interrupts (RECV), pass it to a driver (GRANT).
-    pub const DEVICE_ALL: Rights = Rights(
-        Self::READ.0 | Self::WRITE.0 | Self::MAP.0 | Self::RECV.0 | Self::GRANT.0,
-    );
+    pub const DEVICE_ALL: Rights =
+        Rights(Self::READ.0 | Self::WRITE.0 | Self::MAP.0 | Self::RECV.0 | Self::GRANT.0);
     /// No right at all.
     pub const EMPTY: Rights = Rights(0);
 

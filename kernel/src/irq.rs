@@ -90,11 +90,7 @@ pub fn on_vector(vector: u8) {
             irq.pending.fetch_add(1, Ordering::AcqRel);
             irq.queue.wake_all(|| {});
         }
-        _ => crate::edge::report_detail(
-            zen_edge::EdgeKind::SpuriousInterrupt,
-            vector as u16,
-            0,
-        ),
+        _ => crate::edge::report_detail(zen_edge::EdgeKind::SpuriousInterrupt, vector as u16, 0),
     }
 }
 

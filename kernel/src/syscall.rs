@@ -243,7 +243,10 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::ThreadJoin => proc::thread_join(me, tid_arg(a[0])?),
         Syscall::SetCpu => proc::set_cpu(me, cpu_arg(a[0])?).map(|()| 0),
         Syscall::DevList => {
-            let bytes: Vec<u8> = crate::dev::list().iter().flat_map(|d| d.to_bytes()).collect();
+            let bytes: Vec<u8> = crate::dev::list()
+                .iter()
+                .flat_map(|d| d.to_bytes())
+                .collect();
             out_buf(me, a[0], a[1], &bytes)
         }
         Syscall::DevOpen => crate::dev::open(&**me, &token(&**me, a[0])?, a[1]),
@@ -252,9 +255,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::DmaAddr => crate::dev::dma_addr(&**me, &token(&**me, a[0])?, a[1]),
         Syscall::IrqBind => crate::dev::irq_bind(&**me, &token(&**me, a[0])?, a[1], a[2]),
         Syscall::ChanPeer => crate::ipc::peer(&**me, &token(&**me, a[0])?),
-        Syscall::IrqWait => {
-            crate::irq::wait(&**me, &token(&**me, a[0])?, a[1], &|| me.killed())
-        }
+        Syscall::IrqWait => crate::irq::wait(&**me, &token(&**me, a[0])?, a[1], &|| me.killed()),
     }
 }
 

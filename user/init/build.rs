@@ -20,7 +20,9 @@ fn main() {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     };
-    let mut out = String::from("/// Generated from system.toml by build.rs.\npub const SERVICES: &[Service] = &[\n");
+    let mut out = String::from(
+        "/// Generated from system.toml by build.rs.\npub const SERVICES: &[Service] = &[\n",
+    );
     for s in &services {
         let rights: Vec<String> = s
             .system

@@ -7,6 +7,9 @@
 //! `/init`, busybox (`busybox-static`) as `/bin/sh` for poking around by hand (boot the
 //! same files with `rdinit=/bin/sh`), and `/dev/console`. Under `-icount shift=0` the
 //! TSC counts guest instructions, so the peer's `rdtsc` deltas are instruction counts.
+//!
+//! Over 500 lines with its tests: two guests (the IPC peer and the NVMe peer) share
+//! the initramfs writer, the kernel finder and the QEMU command.
 
 use crate::protocol::figures;
 use crate::qemu::{capture, Capture};
@@ -150,7 +153,11 @@ fn nvme_modules(kernel: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         let path = tree.join(w);
         // A module built into this kernel has no file: nothing to load.
         if let Ok(b) = std::fs::read(&path) {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(w).to_string();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(w)
+                .to_string();
             out.push((name, b));
         }
     }
@@ -163,7 +170,10 @@ fn nvme_modules(kernel: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 /// The NVMe bench's initramfs: blk as /init, the driver's modules in /modules.
 fn nvme_initramfs(blk: &Path, modules: &[(String, Vec<u8>)]) -> Result<PathBuf> {
     let blk = std::fs::read(blk).map_err(|e| format!("{}: {e}", blk.display()))?;
-    let names: Vec<String> = modules.iter().map(|(n, _)| format!("modules/{n}")).collect();
+    let names: Vec<String> = modules
+        .iter()
+        .map(|(n, _)| format!("modules/{n}"))
+        .collect();
     let mut entries = vec![
         file("init", &blk),
         dir("dev"),
@@ -196,14 +206,22 @@ pub fn measure_nvme(smp: u32) -> Result<Figures> {
     c.args(["-machine", "q35", "-m", "256M", "-smp", &smp.to_string()])
         .args(["-device", "intel-iommu,intremap=off"])
         .args(["-accel", "tcg", "-cpu", "max,-rdrand,-rdseed"])
-        .args(["-icount", "shift=0,sleep=off", "-rtc", "base=2020-01-01,clock=vm"])
+        .args([
+            "-icount",
+            "shift=0,sleep=off",
+            "-rtc",
+            "base=2020-01-01,clock=vm",
+        ])
         .arg("-kernel")
         .arg(&kernel)
         .arg("-initrd")
         .arg(&initrd)
         .args(["-append", &format!("{APPEND} intel_iommu=on")])
         .arg("-drive")
-        .arg(format!("if=none,id=data,format=raw,file={}", scratch.display()))
+        .arg(format!(
+            "if=none,id=data,format=raw,file={}",
+            scratch.display()
+        ))
         .args(["-device", "nvme,serial=zen-data,drive=data,addr=0x10"])
         .args(["-serial", "stdio", "-monitor", "none", "-display", "none"])
         .args(["-nic", "none", "-no-reboot"]);
@@ -216,8 +234,10 @@ pub fn measure_nvme(smp: u32) -> Result<Figures> {
             "the Linux NVMe guest did not finish ({}); last lines:
 {}",
             cap.ending(),
-            cap.tail(15).join("
-")
+            cap.tail(15).join(
+                "
+"
+            )
         )
     })
 }

@@ -22,7 +22,11 @@ const WORK: &[(&str, &str, u64)] = &[
     ("rw4k_qd1", "4 KiB random writes, queue depth 1", 4096),
     ("rr4k_qd32", "4 KiB random reads, queue depth 32", 4096),
     ("rw4k_qd32", "4 KiB random writes, queue depth 32", 4096),
-    ("sr128k", "128 KiB sequential reads, queue depth 1", 128 << 10),
+    (
+        "sr128k",
+        "128 KiB sequential reads, queue depth 1",
+        128 << 10,
+    ),
 ];
 
 /// Zen OS's figures on `smp` CPUs (one boot).
@@ -66,9 +70,17 @@ pub fn rows(smp: u32, zen: &[(String, u64)], linux: Option<&[(String, u64)]>) ->
                 .ok_or_else(|| format!("{who} printed no {k}="))
         };
         let z = get(zen, "blkbench")?;
-        let cpus = if smp == 1 { "1 CPU" } else { "2 CPUs, a queue pair each" };
+        let cpus = if smp == 1 {
+            "1 CPU"
+        } else {
+            "2 CPUs, a queue pair each"
+        };
         let iops = 1e9 / z as f64;
-        let rate = format!("{:.0} IOPS, {:.1} MB/s at 1 instr/ns", iops, iops * *bytes as f64 / 1e6);
+        let rate = format!(
+            "{:.0} IOPS, {:.1} MB/s at 1 instr/ns",
+            iops,
+            iops * *bytes as f64 / 1e6
+        );
         let Some(linux) = linux else {
             rows.push(Row {
                 suite: "nvme",
@@ -92,7 +104,10 @@ pub fn rows(smp: u32, zen: &[(String, u64)], linux: Option<&[(String, u64)]>) ->
             name: format!("{what}, {cpus}, Zen / Linux"),
             value: z as f64 / l as f64,
             unit: "ratio",
-            note: format!("{z} / {l}: Linux takes {:.2}x the instructions", l as f64 / z as f64),
+            note: format!(
+                "{z} / {l}: Linux takes {:.2}x the instructions",
+                l as f64 / z as f64
+            ),
         });
     }
     Ok(rows)

@@ -408,7 +408,9 @@ mod tests {
         let vm = Vm::new("t", Path::new("/tmp/esp"));
         let a = vm.args(Path::new("/tmp/vars.fd"), false).join(" ");
         assert!(
-            a.contains("-machine q35 -m 256M -smp 1 -device intel-iommu,intremap=on -accel tcg -cpu max"),
+            a.contains(
+                "-machine q35 -m 256M -smp 1 -device intel-iommu,intremap=on -accel tcg -cpu max"
+            ),
             "{a}"
         );
         assert!(a.contains("file=fat:rw:/tmp/esp"));

@@ -121,11 +121,17 @@ fn blocks_on_host(path: &std::path::Path, told: Option<usize>) -> Verdict {
             _ => (lba.wrapping_mul(31) as usize + i * 7 + (lba >> 8) as usize) as u8,
         };
         if let Some(i) = (0..512).find(|&i| block[i] != want(i)) {
-            return fail(format!("block {lba} byte {i}: {:#x}, want {:#x}", block[i], want(i)));
+            return fail(format!(
+                "block {lba} byte {i}: {:#x}, want {:#x}",
+                block[i],
+                want(i)
+            ));
         }
     }
     if found != told {
-        return fail(format!("{found} tagged blocks on the disk file, the guest wrote {told}"));
+        return fail(format!(
+            "{found} tagged blocks on the disk file, the guest wrote {told}"
+        ));
     }
     Verdict {
         name,
@@ -218,17 +224,28 @@ const SCRIPT: &[Step] = &[
             && any(l, |l| row(l, "end A"))
             && any(l, |l| row(l, "end B"))
     }),
-    step("devices lists the NVMe controller, driven by nvmed", "devices\r", |l| {
-        any(l, |l| l.starts_with("ADDRESS"))
-            && any(l, |l| {
-                l.contains("NVMe controller") && l.contains("confined") && l.contains("(nvmed)")
-            })
-    }),
-    step("disks lists the scratch disk's partitions", "disks\r", |l| {
-        any(l, |l| l.starts_with("disk 0: 65536 blocks of 512 bytes") && l.ends_with("read-only"))
-            && any(l, |l| l.contains("EFI system") && l.contains("scratch ESP"))
-            && any(l, |l| l.contains("TagFS root") && l.contains("scratch root"))
-    }),
+    step(
+        "devices lists the NVMe controller, driven by nvmed",
+        "devices\r",
+        |l| {
+            any(l, |l| l.starts_with("ADDRESS"))
+                && any(l, |l| {
+                    l.contains("NVMe controller") && l.contains("confined") && l.contains("(nvmed)")
+                })
+        },
+    ),
+    step(
+        "disks lists the scratch disk's partitions",
+        "disks\r",
+        |l| {
+            any(l, |l| {
+                l.starts_with("disk 0: 65536 blocks of 512 bytes") && l.ends_with("read-only")
+            }) && any(l, |l| l.contains("EFI system") && l.contains("scratch ESP"))
+                && any(l, |l| {
+                    l.contains("TagFS root") && l.contains("scratch root")
+                })
+        },
+    ),
     step("unknown command", "frobnicate\r", |l| {
         any(l, |l| l.starts_with("frobnicate: unknown command"))
     }),

@@ -166,7 +166,10 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
     // The device's reach first: a frame the driver could see but the device not
     // would be harmless, the other way round not, and undoing is simpler here.
     if let Some(d) = s.domain.as_mut() {
-        if let Some(k) = frames.iter().position(|f| d.map(f.addr(), f.addr(), true).is_err()) {
+        if let Some(k) = frames
+            .iter()
+            .position(|f| d.map(f.addr(), f.addr(), true).is_err())
+        {
             for f in &frames[..k] {
                 d.unmap(f.addr());
             }
@@ -198,7 +201,10 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
     };
     let done = me.map_in_space(pages, &mut |space| {
         for (k, f) in frames.iter().enumerate() {
-            if space.map_shared(va + k as u64 * 4096, f.addr(), flags).is_err() {
+            if space
+                .map_shared(va + k as u64 * 4096, f.addr(), flags)
+                .is_err()
+            {
                 for m in 0..k as u64 {
                     let _ = space.unmap(va + m * 4096);
                 }
@@ -253,8 +259,7 @@ pub fn dma_addr(me: &dyn Party, tok: &Presented, va: u64) -> Result<u64, Error> 
     // One frame may be pinned at several addresses (a client's buffer granted twice):
     // the device's entry for it is writable if any of them is.
     let write = writable
-        || s
-            .pinned
+        || s.pinned
             .iter()
             .any(|(_, f, w)| *w && f.addr() == frame.addr());
     if let Some(d) = s.domain.as_mut() {
@@ -276,11 +281,15 @@ pub fn unpin(pid: u32, addr: u64, pages: u64) {
         let mut s = dev.state.lock();
         if s.holder == pid && !s.pinned.is_empty() {
             let State {
-                pinned, domain, dma, ..
+                pinned,
+                domain,
+                dma,
+                ..
             } = &mut *s;
             let gone: Vec<(u64, Arc<SharedFrame>, bool)> = {
-                let (gone, kept): (Vec<_>, Vec<_>) =
-                    core::mem::take(pinned).into_iter().partition(|(p, _, _)| (addr..end).contains(p));
+                let (gone, kept): (Vec<_>, Vec<_>) = core::mem::take(pinned)
+                    .into_iter()
+                    .partition(|(p, _, _)| (addr..end).contains(p));
                 *pinned = kept;
                 gone
             };
@@ -294,7 +303,9 @@ pub fn unpin(pid: u32, addr: u64, pages: u64) {
                         .filter(|(_, g, _)| g.addr() == f.addr())
                         .map(|(_, _, w)| *w)
                         .collect();
-                    let own = dma.iter().any(|r| r.frames.iter().any(|g| g.addr() == f.addr()));
+                    let own = dma
+                        .iter()
+                        .any(|r| r.frames.iter().any(|g| g.addr() == f.addr()));
                     if own {
                         continue;
                     }

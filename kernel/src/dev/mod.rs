@@ -124,7 +124,11 @@ fn scan_bus(e: &Ecam, bus: u8, seen: &mut [bool; 256], out: &mut Vec<Device>) {
                 // Not kept, but never left mastering the bus as firmware left it.
                 let cmd = cfg.read32(zen_pci::reg::COMMAND) & 0xffff;
                 cfg.write32(zen_pci::reg::COMMAND, cmd & !command::BUS_MASTER);
-                crate::kprintln!("zen: PCI {}: more than {} functions; not kept", addr, MAX_DEVICES);
+                crate::kprintln!(
+                    "zen: PCI {}: more than {} functions; not kept",
+                    addr,
+                    MAX_DEVICES
+                );
             }
             if let Some((secondary, _)) = zen_pci::bridge_buses(&cfg, &header) {
                 if secondary <= e.bus_end {
@@ -216,7 +220,11 @@ fn check_bars(devs: &mut [Device], ram: &[zen_abi::boot::MemoryRegion]) {
                 devs[d].addr,
                 i,
                 b.base,
-                if in_ram { "inside RAM" } else { "overlaps another BAR" }
+                if in_ram {
+                    "inside RAM"
+                } else {
+                    "overlaps another BAR"
+                }
             );
             devs[d].bars[i] = None;
             if devs[d]
@@ -267,9 +275,10 @@ impl Device {
             } else {
                 0
             },
-            bar_size_log2: self
-                .bars
-                .map(|b| b.filter(Bar::is_memory).map_or(0, |b| b.size.trailing_zeros() as u8)),
+            bar_size_log2: self.bars.map(|b| {
+                b.filter(Bar::is_memory)
+                    .map_or(0, |b| b.size.trailing_zeros() as u8)
+            }),
             reserved: [0; 6],
         }
     }
@@ -294,7 +303,12 @@ pub fn open(me: &dyn Party, system: &Presented, address: u64) -> Result<u64, Err
 
 /// The device a token names, if it is a genuine device token of the caller with
 /// `need`.
-fn check(me: &dyn Party, tok: &Presented, need: Rights, call: u16) -> Result<&'static Device, Error> {
+fn check(
+    me: &dyn Party,
+    tok: &Presented,
+    need: Rights,
+    call: u16,
+) -> Result<&'static Device, Error> {
     let object = tok.binding.object;
     let denied = |why| crate::cap::denied(call, object, why);
     if tok.binding.object_type != ObjectType::Device as u32 {

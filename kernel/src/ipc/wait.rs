@@ -157,8 +157,7 @@ pub fn poll(me: &dyn Party, slots: &[Presented], timeout_ms: u64) -> Result<u64,
                     // A corrupt ring counts as ready: its owner sees the error when
                     // it reads.
                     let w = c.words(ring);
-                    c.queues[ring][CONSUMER]
-                        .prepare(|| zen_ipc::pending(w, RING_SLOTS) == Ok(0))
+                    c.queues[ring][CONSUMER].prepare(|| zen_ipc::pending(w, RING_SLOTS) == Ok(0))
                 }
                 Source::Irq(irq, _) => irq.queue.prepare(|| !irq.is_pending()),
             };

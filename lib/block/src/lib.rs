@@ -302,7 +302,10 @@ pub fn check(
         }
         _ => {}
     }
-    let end = req.lba.checked_add(req.blocks as u64).ok_or(Status::OutOfRange)?;
+    let end = req
+        .lba
+        .checked_add(req.blocks as u64)
+        .ok_or(Status::OutOfRange)?;
     if req.blocks == 0 || end > extent.blocks {
         return Err(Status::OutOfRange);
     }

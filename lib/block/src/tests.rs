@@ -70,22 +70,49 @@ fn bad_requests_get_their_status() {
         read_only: false,
     };
     let bad = |r: Request, g| check(&r, &part, &GEO, g).unwrap_err();
-    assert_eq!(bad(req(Op::Read, 45, 8), rw(4096)), Status::OutOfRange, "past the end");
+    assert_eq!(
+        bad(req(Op::Read, 45, 8), rw(4096)),
+        Status::OutOfRange,
+        "past the end"
+    );
     assert_eq!(bad(req(Op::Read, 50, 1), rw(512)), Status::OutOfRange);
-    assert_eq!(bad(req(Op::Read, u64::MAX, 2), rw(1024)), Status::OutOfRange, "wraps");
-    assert_eq!(bad(req(Op::Read, 0, 0), rw(512)), Status::OutOfRange, "no blocks");
+    assert_eq!(
+        bad(req(Op::Read, u64::MAX, 2), rw(1024)),
+        Status::OutOfRange,
+        "wraps"
+    );
+    assert_eq!(
+        bad(req(Op::Read, 0, 0), rw(512)),
+        Status::OutOfRange,
+        "no blocks"
+    );
     assert_eq!(
         check(&req(Op::Read, 0, 257), &WHOLE, &GEO, rw(1 << 20)).unwrap_err(),
         Status::TooLarge
     );
-    assert_eq!(bad(req(Op::Read, 0, 8), rw(4095)), Status::BadGrant, "grant too small");
-    assert_eq!(bad(req(Op::Write, 0, 8), None), Status::BadGrant, "no grant");
+    assert_eq!(
+        bad(req(Op::Read, 0, 8), rw(4095)),
+        Status::BadGrant,
+        "grant too small"
+    );
+    assert_eq!(
+        bad(req(Op::Write, 0, 8), None),
+        Status::BadGrant,
+        "no grant"
+    );
     let ro_grant = Some(GrantInfo {
         len: 4096,
         writable: false,
     });
-    assert_eq!(bad(req(Op::Read, 0, 8), ro_grant), Status::BadGrant, "read into read-only");
-    assert!(check(&req(Op::Write, 0, 8), &part, &GEO, ro_grant).is_ok(), "write from it");
+    assert_eq!(
+        bad(req(Op::Read, 0, 8), ro_grant),
+        Status::BadGrant,
+        "read into read-only"
+    );
+    assert!(
+        check(&req(Op::Write, 0, 8), &part, &GEO, ro_grant).is_ok(),
+        "write from it"
+    );
     assert_eq!(bad(req(Op::WriteZeroes, 0, 8), None), Status::Unsupported);
     let mut r = req(Op::Read, 0, 1);
     r.op = 8;
@@ -146,7 +173,10 @@ fn partition_info_round_trips() {
     assert_eq!(PartInfo::from_bytes(&p.to_bytes()), Some(p));
     assert_eq!(p.name(), "root");
     assert_eq!(PartInfo::from_bytes(&[0; 55]), None);
-    assert_eq!(connect::partition(connect::with_partition(3) | connect::READ_ONLY), 3);
+    assert_eq!(
+        connect::partition(connect::with_partition(3) | connect::READ_ONLY),
+        3
+    );
 }
 
 #[test]

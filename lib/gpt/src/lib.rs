@@ -270,7 +270,10 @@ impl Header {
             return Err(Error::BadEntriesCrc);
         }
         let mut out: Vec<Entry> = Vec::new();
-        for e in array.chunks_exact(self.entry_size as usize).filter_map(Entry::decode) {
+        for e in array
+            .chunks_exact(self.entry_size as usize)
+            .filter_map(Entry::decode)
+        {
             let ok = e.first_lba >= self.first_usable
                 && e.last_lba <= self.last_usable
                 && e.first_lba <= e.last_lba

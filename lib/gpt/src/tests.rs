@@ -49,7 +49,10 @@ fn sector(h: &Header) -> Vec<u8> {
 fn guid_uses_mixed_endian() {
     assert_eq!(
         ESP_TYPE,
-        [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b]
+        [
+            0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e,
+            0xc9, 0x3b
+        ]
     );
     assert_eq!(type_name(&ZEN_ROOT_TYPE), "TagFS root");
 }
@@ -63,7 +66,10 @@ fn round_trips() {
     assert_eq!(e.len(), 2);
     assert_eq!(e[1].type_guid, ZEN_ROOT_TYPE);
     assert_eq!(e[1].blocks(), 8000 - 4096 + 1);
-    assert_eq!(String::from_utf16(&e[1].name_units().collect::<Vec<_>>()).unwrap(), "Zen OS root");
+    assert_eq!(
+        String::from_utf16(&e[1].name_units().collect::<Vec<_>>()).unwrap(),
+        "Zen OS root"
+    );
 }
 
 #[test]
@@ -85,16 +91,42 @@ fn lying_headers_are_refused_even_with_a_good_crc() {
         f(&mut x);
         Header::parse(&sector(&x), 1, BLOCKS, 512)
     };
-    assert_eq!(bad(&|h| h.my_lba = 2), Err(Error::BadPlacement), "not where it is");
+    assert_eq!(
+        bad(&|h| h.my_lba = 2),
+        Err(Error::BadPlacement),
+        "not where it is"
+    );
     assert_eq!(bad(&|h| h.alternate_lba = BLOCKS), Err(Error::BadPlacement));
-    assert_eq!(bad(&|h| h.last_usable = BLOCKS + 5), Err(Error::BadPlacement));
-    assert_eq!(bad(&|h| h.first_usable = h.last_usable + 1), Err(Error::BadPlacement));
-    assert_eq!(bad(&|h| h.entries_lba = BLOCKS - 4), Err(Error::BadPlacement), "array off the end");
-    assert_eq!(bad(&|h| h.entries_lba = 100), Err(Error::BadPlacement), "array in the usable range");
-    assert_eq!(bad(&|h| h.entries = 1 << 30), Err(Error::BadHeader), "a huge array");
+    assert_eq!(
+        bad(&|h| h.last_usable = BLOCKS + 5),
+        Err(Error::BadPlacement)
+    );
+    assert_eq!(
+        bad(&|h| h.first_usable = h.last_usable + 1),
+        Err(Error::BadPlacement)
+    );
+    assert_eq!(
+        bad(&|h| h.entries_lba = BLOCKS - 4),
+        Err(Error::BadPlacement),
+        "array off the end"
+    );
+    assert_eq!(
+        bad(&|h| h.entries_lba = 100),
+        Err(Error::BadPlacement),
+        "array in the usable range"
+    );
+    assert_eq!(
+        bad(&|h| h.entries = 1 << 30),
+        Err(Error::BadHeader),
+        "a huge array"
+    );
     assert_eq!(bad(&|h| h.entries = 0), Err(Error::BadHeader));
     assert_eq!(bad(&|h| h.entry_size = 100), Err(Error::BadHeader));
-    assert_eq!(bad(&|h| h.first_usable = 0), Err(Error::BadPlacement), "usable over the header");
+    assert_eq!(
+        bad(&|h| h.first_usable = 0),
+        Err(Error::BadPlacement),
+        "usable over the header"
+    );
     assert!(Header::parse(&[0u8; 512], 1, BLOCKS, 512) == Err(Error::NoSignature));
     assert!(Header::parse(b"EFI PART", 1, BLOCKS, 512).is_err(), "short");
 }
@@ -111,17 +143,44 @@ fn bad_entries_are_refused() {
     a[40] ^= 1;
     assert_eq!(h.entries(&a), Err(Error::BadEntriesCrc));
     let cases = [
-        Entry { first_lba: 10, ..base },                  // over the entry array
-        Entry { last_lba: BLOCKS, ..base },               // past the usable end
-        Entry { first_lba: 3000, last_lba: 2999, ..base }, // ends before it starts
-        Entry { first_lba: 4000, last_lba: 4100, ..base }, // overlaps the root
+        Entry {
+            first_lba: 10,
+            ..base
+        }, // over the entry array
+        Entry {
+            last_lba: BLOCKS,
+            ..base
+        }, // past the usable end
+        Entry {
+            first_lba: 3000,
+            last_lba: 2999,
+            ..base
+        }, // ends before it starts
+        Entry {
+            first_lba: 4000,
+            last_lba: 4100,
+            ..base
+        }, // overlaps the root
     ];
     for (k, e) in cases.into_iter().enumerate() {
         let (mut hh, mut aa) = (h, array.clone());
         put(&mut aa, &mut hh, 2, e);
         assert_eq!(hh.entries(&aa), Err(Error::BadEntry), "case {k}");
     }
-    put(&mut array, &mut h, 2, Entry { first_lba: 8001, last_lba: 8100, ..base });
+    put(
+        &mut array,
+        &mut h,
+        2,
+        Entry {
+            first_lba: 8001,
+            last_lba: 8100,
+            ..base
+        },
+    );
     assert_eq!(h.entries(&array).map(|e| e.len()), Ok(3));
-    assert_eq!(h.entries(&array[..100]), Err(Error::BadPlacement), "short array");
+    assert_eq!(
+        h.entries(&array[..100]),
+        Err(Error::BadPlacement),
+        "short array"
+    );
 }

@@ -69,9 +69,17 @@ fn identify_controller() {
     assert_eq!(c.namespaces, 1);
     assert!(c.write_zeroes && c.deallocate && c.volatile_cache);
     p[77] = 0;
-    assert_eq!(Controller::parse(&p, 12).max_transfer, MAX_TRANSFER, "no limit");
+    assert_eq!(
+        Controller::parse(&p, 12).max_transfer,
+        MAX_TRANSFER,
+        "no limit"
+    );
     p[77] = 200;
-    assert_eq!(Controller::parse(&p, 12).max_transfer, MAX_TRANSFER, "a lie");
+    assert_eq!(
+        Controller::parse(&p, 12).max_transfer,
+        MAX_TRANSFER,
+        "a lie"
+    );
 }
 
 #[test]
@@ -115,7 +123,11 @@ fn prp_entries() {
     assert_eq!(prps(3 * 4096, 0, at, &mut list), Some((0x10_0000, 0, 2)));
     assert_eq!(&list[..2], &[0x10_1000, 0x10_2000]);
     assert_eq!(prps(513 * 4096, 0, at, &mut list).map(|p| p.2), Some(512));
-    assert_eq!(prps(514 * 4096, 0, at, &mut list), None, "more than one list page");
+    assert_eq!(
+        prps(514 * 4096, 0, at, &mut list),
+        None,
+        "more than one list page"
+    );
     assert_eq!(prps(0, 0, at, &mut list), None);
     assert_eq!(prps(10, 4096, at, &mut list), None);
 }

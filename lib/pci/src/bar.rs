@@ -93,7 +93,10 @@ fn probe_one(cfg: &impl Config, off: u16, has_next: bool) -> (Option<Bar>, usize
             let mask = ones & !0xf;
             let size = (!mask).wrapping_add(1) as u64;
             let base = (orig & !0xf) as u64;
-            (memory(base, size, mask != 0, BarKind::Mem32, prefetchable), 1)
+            (
+                memory(base, size, mask != 0, BarKind::Mem32, prefetchable),
+                1,
+            )
         }
         0b10 if has_next => {
             let hi_off = off + 4;
@@ -104,14 +107,23 @@ fn probe_one(cfg: &impl Config, off: u16, has_next: bool) -> (Option<Bar>, usize
             let mask = (ones_hi as u64) << 32 | (ones & !0xf) as u64;
             let size = (!mask).wrapping_add(1);
             let base = (orig_hi as u64) << 32 | (orig & !0xf) as u64;
-            (memory(base, size, mask != 0, BarKind::Mem64, prefetchable), 2)
+            (
+                memory(base, size, mask != 0, BarKind::Mem64, prefetchable),
+                2,
+            )
         }
         // A 64-bit BAR with no register left for its top half, or the reserved kind.
         _ => (None, 1),
     }
 }
 
-fn memory(base: u64, size: u64, implemented: bool, kind: BarKind, prefetchable: bool) -> Option<Bar> {
+fn memory(
+    base: u64,
+    size: u64,
+    implemented: bool,
+    kind: BarKind,
+    prefetchable: bool,
+) -> Option<Bar> {
     let ok = implemented
         && size.is_power_of_two()
         && base != 0
@@ -185,8 +197,13 @@ mod tests {
             .mem32(2, 0xfd00_0000, 0x1000, false);
         let bars = probe_bars(&f, &header(&f));
         assert!(bars[0].is_some());
-        assert_eq!(bars[2], None, "a bridge's third register is its bus numbers");
-        let c = Function::new(1, 2).kind(2).mem32(0, 0xfe00_0000, 0x1000, false);
+        assert_eq!(
+            bars[2], None,
+            "a bridge's third register is its bus numbers"
+        );
+        let c = Function::new(1, 2)
+            .kind(2)
+            .mem32(0, 0xfe00_0000, 0x1000, false);
         assert_eq!(probe_bars(&c, &header(&c)), [None; BARS]);
         assert_eq!(c.writes.get(), 0, "nothing probed");
     }

@@ -129,7 +129,9 @@ mod tests {
 
     #[test]
     fn a_looping_or_bad_list_ends() {
-        let f = Function::new(1, 2).cap(0x40, 0x01, 0x44, 0).cap(0x44, 0x05, 0x40, 0);
+        let f = Function::new(1, 2)
+            .cap(0x40, 0x01, 0x44, 0)
+            .cap(0x44, 0x05, 0x40, 0);
         assert_eq!(capabilities(&f).count(), MAX_CAPS);
         // Into the header: refused at once.
         let g = Function::new(1, 2).cap(0x40, 0x01, 0x10, 0);
@@ -140,7 +142,9 @@ mod tests {
         h.set(0x40, CAP_MSIX as u32);
         assert_eq!(capabilities(&h).count(), 0);
         // Low bits of pointers are reserved and ignored.
-        let k = Function::new(1, 2).cap(0x40, 0x01, 0x53, 0).cap(0x50, 0x05, 0, 0);
+        let k = Function::new(1, 2)
+            .cap(0x40, 0x01, 0x53, 0)
+            .cap(0x50, 0x05, 0, 0);
         assert_eq!(capabilities(&k).count(), 2);
     }
 
@@ -188,6 +192,9 @@ mod tests {
             prefetchable: false,
         }); BARS];
         f.set(0x48, 0x3000);
-        assert!(msix(&f).unwrap().check(&io).is_err(), "I/O space holds no table");
+        assert!(
+            msix(&f).unwrap().check(&io).is_err(),
+            "I/O space holds no table"
+        );
     }
 }

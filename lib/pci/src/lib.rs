@@ -230,7 +230,9 @@ mod tests {
 
     #[test]
     fn header_fields() {
-        let f = Function::new(0x1b36, 0x0010).class(0x01, 0x08, 0x02).multifunction();
+        let f = Function::new(0x1b36, 0x0010)
+            .class(0x01, 0x08, 0x02)
+            .multifunction();
         let h = Header::read(&f).unwrap();
         assert_eq!((h.vendor, h.device), (0x1b36, 0x0010));
         assert_eq!((h.class, h.subclass, h.prog_if), (1, 8, 2));

@@ -126,7 +126,10 @@ pub fn parse(text: &str, programs: &[&str]) -> Result<Vec<Service>, Error> {
             continue;
         }
         let Some((key, v)) = l.split_once('=') else {
-            return Err(err(line, format!("expected `key = value` or [[service]], got `{l}`")));
+            return Err(err(
+                line,
+                format!("expected `key = value` or [[service]], got `{l}`"),
+            ));
         };
         let Some((_, svc)) = out.last_mut() else {
             return Err(err(line, "a key before the first [[service]]".into()));
@@ -157,15 +160,24 @@ pub fn parse(text: &str, programs: &[&str]) -> Result<Vec<Service>, Error> {
             return Err(err(*line, "a service needs a name and a program".into()));
         }
         if !programs.contains(&s.program.as_str()) {
-            return Err(err(*line, format!("no program `{}` in the boot archive", s.program)));
+            return Err(err(
+                *line,
+                format!("no program `{}` in the boot archive", s.program),
+            ));
         }
         if out[..i].iter().any(|(_, o)| o.name == s.name) {
             return Err(err(*line, format!("two services named `{}`", s.name)));
         }
         if let Some(d) = &s.disks {
             // Started before, and a driver: init connects to it first.
-            if !out[..i].iter().any(|(_, o)| &o.name == d && o.devices.is_some()) {
-                return Err(err(*line, format!("disks = \"{d}\": no driver service of that name before it")));
+            if !out[..i]
+                .iter()
+                .any(|(_, o)| &o.name == d && o.devices.is_some())
+            {
+                return Err(err(
+                    *line,
+                    format!("disks = \"{d}\": no driver service of that name before it"),
+                ));
             }
         }
     }

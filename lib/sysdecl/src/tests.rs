@@ -4,7 +4,8 @@ const PROGRAMS: &[&str] = &["nvmed", "shell"];
 
 #[test]
 fn the_real_file_parses() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../system.toml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../system.toml")).unwrap();
     let s = parse(&text, PROGRAMS).unwrap();
     assert_eq!(s[0].devices, Some(DeviceClass::Nvme));
     assert!(s.iter().any(|x| x.program == "shell" && x.restart));
@@ -42,11 +43,30 @@ fn mistakes_name_their_line() {
     assert!(e.what.contains("nope"), "{e}");
     assert_eq!(bad("name = \"x\"").line, 1);
     assert_eq!(bad("[[service]]\nname = x\n").line, 2);
-    assert_eq!(bad("[[service]]\nprogram = \"shell\"\ncolour = \"red\"\n").line, 3);
-    assert_eq!(bad("[[service]]\nname = \"a\"\nprogram = \"shell\"\ndevices = \"gpu\"\n").line, 4);
-    assert_eq!(bad("[[service]]\nname = \"a\"\nprogram = \"shell\"\nsystem = [\"root\"]\n").line, 4);
+    assert_eq!(
+        bad("[[service]]\nprogram = \"shell\"\ncolour = \"red\"\n").line,
+        3
+    );
+    assert_eq!(
+        bad("[[service]]\nname = \"a\"\nprogram = \"shell\"\ndevices = \"gpu\"\n").line,
+        4
+    );
+    assert_eq!(
+        bad("[[service]]\nname = \"a\"\nprogram = \"shell\"\nsystem = [\"root\"]\n").line,
+        4
+    );
     assert!(bad("[[service]]\nname = \"a\"\nprogram = \"shell\"\n[[service]]\nname = \"a\"\nprogram = \"shell\"\n").what.contains("two services"));
-    assert!(bad("[[service]]\nname = \"s\"\nprogram = \"shell\"\ndisks = \"d\"\n").what.contains("no driver"));
-    assert!(bad("[[service]]\nprogram = \"shell\"\n").what.contains("name"));
-    assert!(bad("[[service]]\nname = \"a\"\nprogram = \"shell\"\nrestart = \"yes\"\n").what.contains("restart"));
+    assert!(
+        bad("[[service]]\nname = \"s\"\nprogram = \"shell\"\ndisks = \"d\"\n")
+            .what
+            .contains("no driver")
+    );
+    assert!(bad("[[service]]\nprogram = \"shell\"\n")
+        .what
+        .contains("name"));
+    assert!(
+        bad("[[service]]\nname = \"a\"\nprogram = \"shell\"\nrestart = \"yes\"\n")
+            .what
+            .contains("restart")
+    );
 }

@@ -144,7 +144,11 @@ fn scopes(mut b: &[u8]) -> impl Iterator<Item = (u8, u8)> + '_ {
 impl Dmar {
     /// The unit that translates the function at (`segment`, `bus`, `devfn`).
     pub fn unit_for(&self, segment: u16, bus: u8, devfn: u8) -> Option<usize> {
-        let units = self.units.iter().enumerate().filter_map(|(i, u)| Some((i, (*u)?)));
+        let units = self
+            .units
+            .iter()
+            .enumerate()
+            .filter_map(|(i, u)| Some((i, (*u)?)));
         let mut all = None;
         for (i, u) in units {
             if u.segment != segment {
@@ -235,7 +239,10 @@ pub const fn irte(source: u16, apic_id: u8, vector: u8) -> [u64; 2] {
 /// (remappable format, no subhandle).
 pub const fn remapped_msi(handle: u16) -> (u64, u32) {
     let h = handle as u64;
-    (0xfee0_0000 | (h & 0x7fff) << 5 | 1 << 4 | (h >> 15 & 1) << 2, 0)
+    (
+        0xfee0_0000 | (h & 0x7fff) << 5 | 1 << 4 | (h >> 15 & 1) << 2,
+        0,
+    )
 }
 /// The one-shot command bits, never written back from GSTS.
 pub const GCMD_ONE_SHOT: u32 = (1 << 30) | (1 << 29) | (1 << 27) | (1 << 24);

@@ -51,7 +51,10 @@ fn scopes_and_reserved_regions() {
     assert_eq!(d.unit_for(0, 0, 2 << 3), Some(1), "its own unit");
     assert_eq!(d.unit_for(0, 0, 3 << 3), Some(0), "the catch-all");
     let r = d.reserved[0].unwrap();
-    assert_eq!((r.bus, r.devfn, r.base, r.limit), (0, 0x1d << 3, 0x7000_0000, 0x7000_ffff));
+    assert_eq!(
+        (r.bus, r.devfn, r.base, r.limit),
+        (0, 0x1d << 3, 0x7000_0000, 0x7000_ffff)
+    );
 }
 
 #[test]
@@ -102,7 +105,10 @@ fn entries() {
     assert_eq!(sl_index(0x7f_ffff_f000, 1), 511);
     assert_eq!(sl_index(0x40_0000_0000, 3), 256);
     let f = parse_fault(0x1234_5678, 1 << 63 | 0x06 << 32 | 0x0080).unwrap();
-    assert_eq!((f.address, f.source, f.reason, f.write), (0x1234_5000, 0x80, 6, true));
+    assert_eq!(
+        (f.address, f.source, f.reason, f.write),
+        (0x1234_5000, 0x80, 6, true)
+    );
     assert_eq!(parse_fault(0, 0), None);
 }
 
@@ -126,7 +132,11 @@ fn remapping_entries() {
     assert_eq!(e[0] & 1, 1, "present");
     assert_eq!((e[0] >> 16) & 0xff, 0x51);
     assert_eq!((e[0] >> 40) & 0xff, 3);
-    assert_eq!(e[0] & 0b1111_1110, 0, "fixed, edge, physical, no redirection");
+    assert_eq!(
+        e[0] & 0b1111_1110,
+        0,
+        "fixed, edge, physical, no redirection"
+    );
     assert_eq!(e[1] & 0xffff, 0x80);
     assert_eq!((e[1] >> 18) & 3, 1, "the requester id is verified");
     let (a, d) = remapped_msi(5);

@@ -6,8 +6,8 @@
 //! `gpt` crate would need a file and a second pass for that.
 
 use crate::Error;
-use zen_gpt::{Entry, Header};
 pub use zen_gpt::{guid, Guid, ENTRIES, ENTRY_SECTORS, ENTRY_SIZE, HEADER_SIZE, SECTOR};
+use zen_gpt::{Entry, Header};
 
 /// One partition: inclusive LBA range, as GPT stores it.
 #[derive(Clone, Debug, PartialEq, Eq)]

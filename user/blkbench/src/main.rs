@@ -37,11 +37,46 @@ struct Work {
 }
 
 const WORK: &[Work] = &[
-    Work { name: "rr4k_qd1", write: false, qd: 1, size: 4096, seq: false, ops: 512 },
-    Work { name: "rw4k_qd1", write: true, qd: 1, size: 4096, seq: false, ops: 512 },
-    Work { name: "rr4k_qd32", write: false, qd: 32, size: 4096, seq: false, ops: 2048 },
-    Work { name: "rw4k_qd32", write: true, qd: 32, size: 4096, seq: false, ops: 2048 },
-    Work { name: "sr128k", write: false, qd: 1, size: 128 << 10, seq: true, ops: 64 },
+    Work {
+        name: "rr4k_qd1",
+        write: false,
+        qd: 1,
+        size: 4096,
+        seq: false,
+        ops: 512,
+    },
+    Work {
+        name: "rw4k_qd1",
+        write: true,
+        qd: 1,
+        size: 4096,
+        seq: false,
+        ops: 512,
+    },
+    Work {
+        name: "rr4k_qd32",
+        write: false,
+        qd: 32,
+        size: 4096,
+        seq: false,
+        ops: 2048,
+    },
+    Work {
+        name: "rw4k_qd32",
+        write: true,
+        qd: 32,
+        size: 4096,
+        seq: false,
+        ops: 2048,
+    },
+    Work {
+        name: "sr128k",
+        write: false,
+        qd: 1,
+        size: 128 << 10,
+        seq: true,
+        ops: 64,
+    },
 ];
 
 fn main() -> i32 {
@@ -77,7 +112,8 @@ fn run() -> Result<(), String> {
         .find(|d| d.class == 1 && d.subclass == 8 && d.address == SCRATCH)
         .ok_or("no scratch NVMe disk at 00:10.0")?;
     let tok = dev::open(sys, d.address).map_err(|e| format!("dev_open: {e:?}"))?;
-    let (_pid, mut c) = zen_std::block::spawn_driver("nvmed", "", tok).map_err(|e| format!("nvmed: {e:?}"))?;
+    let (_pid, mut c) =
+        zen_std::block::spawn_driver("nvmed", "", tok).map_err(|e| format!("nvmed: {e:?}"))?;
     let cpus = cpus();
     for w in WORK {
         let shares = if w.seq { 1 } else { cpus };
@@ -167,16 +203,23 @@ fn workload(c: &mut Client, w: &Work, s: usize, n: usize) -> Result<(), String> 
     let mut ids: Vec<u64> = vec![0; w.qd];
     let mut sent = 0;
     for (k, b) in bufs.iter().enumerate().take(ops.min(w.qd)) {
-        ids[k] = c.submit(op, at(sent), per as u32, Some((b, rights))).map_err(|e| format!("{e:?}"))?;
+        ids[k] = c
+            .submit(op, at(sent), per as u32, Some((b, rights)))
+            .map_err(|e| format!("{e:?}"))?;
         sent += 1;
     }
     let mut done = 0;
     while done < ops {
-        let r = c.wait(10_000).map_err(|e| format!("{}: {done} of {ops}: {e:?}", w.name))?;
+        let r = c
+            .wait(10_000)
+            .map_err(|e| format!("{}: {done} of {ops}: {e:?}", w.name))?;
         if r.status != Status::Ok {
             return Err(format!("{}: {:?}", w.name, r.status));
         }
-        let k = ids.iter().position(|&i| i == r.id).ok_or("a reply to no request")?;
+        let k = ids
+            .iter()
+            .position(|&i| i == r.id)
+            .ok_or("a reply to no request")?;
         done += 1;
         if sent < ops {
             ids[k] = c

@@ -91,18 +91,30 @@ fn watch(svc: &'static Service, device: Option<u32>, mut pid: u32) -> u64 {
         let code = process::wait(pid).unwrap_or(u64::MAX);
         if let Some(d) = device {
             // Its connection went with it.
-            DRIVERS.lock().retain(|(n, dev, _)| !(*n == svc.name && *dev == d));
+            DRIVERS
+                .lock()
+                .retain(|(n, dev, _)| !(*n == svc.name && *dev == d));
         }
         if !svc.restart {
             return code;
         }
-        quick_deaths = if time::uptime_ms() - started < 1000 { quick_deaths + 1 } else { 0 };
+        quick_deaths = if time::uptime_ms() - started < 1000 {
+            quick_deaths + 1
+        } else {
+            0
+        };
         if quick_deaths >= 5 {
-            println!("init: {} keeps dying (code {code:#x}); not starting it again", svc.name);
+            println!(
+                "init: {} keeps dying (code {code:#x}); not starting it again",
+                svc.name
+            );
             return code;
         }
         if code != 0 {
-            println!("init: {} ended with code {code:#x}, starting it again", svc.name);
+            println!(
+                "init: {} ended with code {code:#x}, starting it again",
+                svc.name
+            );
         }
         pid = loop {
             match start(svc, device) {
@@ -143,8 +155,13 @@ fn start(svc: &'static Service, device: Option<u32>) -> Result<u32, String> {
         }
         if svc.system != 0 {
             let sys = chan::system_cap().ok_or("init has no system token")?;
-            boot::give(&mut ch, "system", sys, Rights::from_bits_truncate(svc.system))
-                .map_err(e("give the system token"))?;
+            boot::give(
+                &mut ch,
+                "system",
+                sys,
+                Rights::from_bits_truncate(svc.system),
+            )
+            .map_err(e("give the system token"))?;
         }
         if let Some(driver) = svc.disks {
             let mut drivers = DRIVERS.lock();

@@ -106,7 +106,8 @@ impl Ctrl {
         wait_status(&self.regs, &self.cap, |s| s & CSTS_READY == 0)?;
         self.admin.clear();
         let entries = self.admin.entries as u32;
-        self.regs.write32(reg::AQA, (entries - 1) | (entries - 1) << 16);
+        self.regs
+            .write32(reg::AQA, (entries - 1) | (entries - 1) << 16);
         self.regs.write64(reg::ASQ, self.admin.sq_addr());
         self.regs.write64(reg::ACQ, self.admin.cq_addr());
         self.regs.write32(reg::CC, zen_nvme::CC_ENABLE);
@@ -116,7 +117,11 @@ impl Ctrl {
         for i in 0..self.io.len() {
             self.io[i].0.clear();
             let q = i as u16 + 1;
-            let (cq, sq, e) = (self.io[i].0.cq_addr(), self.io[i].0.sq_addr(), self.io[i].0.entries as u32);
+            let (cq, sq, e) = (
+                self.io[i].0.cq_addr(),
+                self.io[i].0.sq_addr(),
+                self.io[i].0.entries as u32,
+            );
             self.admin(|cid| Command::create_cq(cid, q, e, cq, q))?;
             self.admin(|cid| Command::create_sq(cid, q, e, sq, q))?;
         }
@@ -134,10 +139,17 @@ impl Ctrl {
             while let Some(c) = self.admin.pop() {
                 self.admin.release(&self.regs);
                 if c.cid == cid {
-                    return if c.ok() { Ok(c) } else { Err(Error::InvalidArgument) };
+                    return if c.ok() {
+                        Ok(c)
+                    } else {
+                        Err(Error::InvalidArgument)
+                    };
                 }
             }
-            let left = self.cap.timeout_ms.saturating_sub(time::uptime_ms() - start);
+            let left = self
+                .cap
+                .timeout_ms
+                .saturating_sub(time::uptime_ms() - start);
             if left == 0 {
                 return Err(Error::TimedOut);
             }

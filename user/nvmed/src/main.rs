@@ -21,12 +21,17 @@
 
 extern crate alloc;
 
+mod conn;
 mod ctrl;
+mod partitions;
 mod queue;
+mod recovery;
+
+use conn::Conn;
 
 use alloc::vec::Vec;
 use zen_abi::cap::Rights;
-use zen_block::{connect, Checked, Extent, Geometry, GrantInfo, Op, PartInfo, Reply, Request, Status};
+use zen_block::{connect, Checked, Extent, Geometry, GrantInfo, Op, Reply, Request, Status};
 use zen_nvme::Command;
 use zen_std::chan::{Cap, Channel};
 use zen_std::dev::{self, Device, Dma};
@@ -35,60 +40,6 @@ use zen_std::prelude::*;
 use zen_std::{process, Error};
 
 zen_std::main!(main);
-
-/// A connection: a client's channel, what it may reach, and the replies its ring
-/// had no room for yet (while there are any, its new requests wait: a client that
-/// never reads stalls only itself).
-struct Conn {
-    chan: Channel,
-    extent: Extent,
-    /// Bumped when the slot is reused for a new client: replies for the old one's
-    /// requests go nowhere.
-    gen: u64,
-    /// Its client is gone: not polled, not read, its slot free for a new one.
-    dead: bool,
-    /// Its client was seen attached (a new connection's client attaches after it is
-    /// made), and when it was made.
-    seen: bool,
-    made: u64,
-    backlog: alloc::collections::VecDeque<[u8; Reply::SIZE + PartInfo::SIZE]>,
-    backlog_len: alloc::collections::VecDeque<usize>,
-}
-
-impl Conn {
-    fn new(chan: Channel, extent: Extent, gen: u64) -> Self {
-        Conn {
-            chan,
-            extent,
-            gen,
-            dead: false,
-            seen: false,
-            made: zen_std::time::uptime_ms(),
-            backlog: Default::default(),
-            backlog_len: Default::default(),
-        }
-    }
-    /// Sends `msg` now if there is room and nothing is queued before it, else queues it.
-    fn send(&mut self, msg: &[u8]) {
-        if self.backlog.is_empty() && self.chan.try_send(msg) == Ok(true) {
-            return;
-        }
-        let mut b = [0u8; Reply::SIZE + PartInfo::SIZE];
-        b[..msg.len()].copy_from_slice(msg);
-        self.backlog.push_back(b);
-        self.backlog_len.push_back(msg.len());
-    }
-    /// Sends what it can of the backlog.
-    fn flush(&mut self) {
-        while let (Some(b), Some(&n)) = (self.backlog.front(), self.backlog_len.front()) {
-            if self.chan.try_send(&b[..n]) != Ok(true) {
-                return;
-            }
-            self.backlog.pop_front();
-            self.backlog_len.pop_front();
-        }
-    }
-}
 
 /// Most I/O queue pairs (one per CPU up to this), and connections: msg_poll waits on
 /// at most 16 tokens, the queues' interrupts among them.
@@ -210,54 +161,6 @@ fn run() -> zen_std::Result<()> {
 }
 
 impl Driver {
-    /// Reads `blocks` blocks at `lba` before serving (queue 1, nothing else in
-    /// flight), waiting for the completion.
-    fn read_sync(&mut self, lba: u64, blocks: u32) -> Result<Vec<u8>, &'static str> {
-        let bs = self.geometry.block_size as usize;
-        let bytes = blocks as usize * bs;
-        if bytes > 64 << 10 || lba + blocks as u64 > self.geometry.blocks {
-            return Err("outside the disk");
-        }
-        let buf = self.ctrl.dev.dma(bytes).map_err(|_| "no DMA memory")?;
-        let mut list = [0u64; 512];
-        let (prp1, mut prp2, n) =
-            zen_nvme::prps(bytes as u64, 0, |i| buf.device_addr(i * 4096), &mut list)
-                .ok_or("too large")?;
-        if n > 0 {
-            for (i, e) in list[..n].iter().enumerate() {
-                self.prp_lists[0].write64(8 * i, *e);
-            }
-            prp2 = self.prp_lists[0].device_addr(0);
-        }
-        let (q, irq) = &mut self.ctrl.io[0];
-        q.push(&Command::rw(false, 0, 1, lba, blocks, (prp1, prp2)));
-        q.ring(&self.ctrl.regs);
-        loop {
-            if let Some(c) = q.pop() {
-                q.release(&self.ctrl.regs);
-                if !c.ok() {
-                    return Err("the read failed");
-                }
-                let mut out = vec![0u8; bytes];
-                buf.read(0, &mut out);
-                return Ok(out);
-            }
-            if irq.wait(self.ctrl.cap.timeout_ms) == Err(Error::TimedOut) {
-                return Err("the read timed out");
-            }
-        }
-    }
-
-    /// The disk's GPT, checked (zen-gpt), or why not.
-    fn read_gpt(&mut self) -> Result<Vec<zen_gpt::Entry>, &'static str> {
-        let bs = self.geometry.block_size as u64;
-        let head = self.read_sync(1, 1)?;
-        let h = zen_gpt::Header::parse(&head, 1, self.geometry.blocks, bs).map_err(|e| e.as_str())?;
-        let blocks = h.array_bytes().div_ceil(bs) as u32;
-        let array = self.read_sync(h.entries_lba, blocks)?;
-        h.entries(&array).map_err(|e| e.as_str())
-    }
-
     fn serve(&mut self) -> zen_std::Result<()> {
         loop {
             let irqs: Vec<dev::Interrupt> = self.ctrl.io.iter().map(|(_, i)| *i).collect();
@@ -300,63 +203,6 @@ impl Driver {
             self.take_requests();
             self.reap();
             self.check_timeouts();
-        }
-    }
-
-    /// Commands past their deadline: aborted first; past it again, the controller is
-    /// reset and everything in flight fails (a hung device never hangs a client).
-    fn check_timeouts(&mut self) {
-        let now = zen_std::time::uptime_ms();
-        let mut reset = false;
-        for qi in 0..self.pending.len() {
-            for cid in 0..self.pending[qi].len() {
-                let Some(p) = self.pending[qi][cid].as_mut() else {
-                    continue;
-                };
-                if p.deadline > now {
-                    continue;
-                }
-                if p.aborted {
-                    reset = true;
-                    continue;
-                }
-                p.aborted = true;
-                p.deadline = now + COMMAND_TIMEOUT_MS;
-                let sq = qi as u16 + 1;
-                // The answer does not matter: the command completes (aborted or
-                // not) before its new deadline, or the reset comes.
-                let _ = self.ctrl.admin(|a| Command::abort(a, sq, cid as u16));
-            }
-        }
-        if reset {
-            self.reset();
-        }
-    }
-
-    /// Resets the controller: every command in flight gets `TimedOut` (its grant
-    /// dropped), the queues start empty again.
-    fn reset(&mut self) {
-        println!("nvmed: a command did not complete; resetting the controller");
-        let mut failed = Vec::new();
-        for q in &mut self.pending {
-            for slot in q.iter_mut() {
-                if let Some(p) = slot.take() {
-                    failed.push((p.conn, p.gen, p.id));
-                }
-            }
-        }
-        if let Err(e) = self.ctrl.reset() {
-            // A controller that will not come back: nvmed ends (the kernel stops the
-            // device and takes back its memory; init starts nvmed again, which
-            // resets it from scratch), after telling everyone.
-            println!("nvmed: reset failed: {}; exiting", e.as_str());
-            for (conn, gen, id) in failed {
-                self.reply_to(conn, gen, id, Status::TimedOut);
-            }
-            process::exit(1);
-        }
-        for (conn, gen, id) in failed {
-            self.reply_to(conn, gen, id, Status::TimedOut);
         }
     }
 
@@ -511,7 +357,10 @@ impl Driver {
         let _ = slot.drop_token();
         match attached {
             Ok(chan) => {
-                let extent = Extent { read_only, ..extent };
+                let extent = Extent {
+                    read_only,
+                    ..extent
+                };
                 match free {
                     Some(i) => {
                         let gen = self.conns[i].gen + 1;
@@ -523,37 +372,6 @@ impl Driver {
             }
             Err(_) => self.reply(conn, req.id, Status::BadRequest),
         }
-    }
-
-    /// The partition `req.lba`: a reply and its `PartInfo`.
-    fn describe(&mut self, conn: usize, req: &Request) {
-        let Some(e) = usize::try_from(req.lba).ok().and_then(|i| self.parts.get(i)) else {
-            return self.reply(conn, req.id, Status::OutOfRange);
-        };
-        let mut name = [0u8; 24];
-        let text: String = char::decode_utf16(e.name_units())
-            .map(|c| c.unwrap_or('?'))
-            .collect();
-        // Cut at a character boundary, so the name stays UTF-8.
-        let n = (0..=text.len().min(24)).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-        name[..n].copy_from_slice(&text.as_bytes()[..n]);
-        let info = PartInfo {
-            first: e.first_lba,
-            blocks: e.blocks(),
-            type_guid: e.type_guid,
-            name,
-        };
-        let mut msg = [0u8; Reply::SIZE + PartInfo::SIZE];
-        msg[..Reply::SIZE].copy_from_slice(
-            &Reply {
-                id: req.id,
-                status: Status::Ok,
-                geometry: Geometry::default(),
-            }
-            .to_bytes(),
-        );
-        msg[Reply::SIZE..].copy_from_slice(&info.to_bytes());
-        self.conns[conn].send(&msg);
     }
 
     /// One command for a checked request, on the least busy queue.
@@ -595,8 +413,7 @@ impl Driver {
                     }
                 }
                 let mut list = [0u64; 512];
-                let Some((prp1, mut prp2, n)) =
-                    zen_nvme::prps(c.bytes, 0, |i| addrs[i], &mut list)
+                let Some((prp1, mut prp2, n)) = zen_nvme::prps(c.bytes, 0, |i| addrs[i], &mut list)
                 else {
                     return self.reply(conn, req.id, Status::TooLarge);
                 };
@@ -614,7 +431,14 @@ impl Driver {
                 } else {
                     (prp1, prp2)
                 };
-                Command::rw(c.op == Op::Write, cid as u16, nsid, c.lba, c.blocks, (prp1, prp2))
+                Command::rw(
+                    c.op == Op::Write,
+                    cid as u16,
+                    nsid,
+                    c.lba,
+                    c.blocks,
+                    (prp1, prp2),
+                )
             }
             Op::Flush => Command {
                 opcode: zen_nvme::op::FLUSH,
@@ -672,7 +496,10 @@ impl Driver {
             let mut any = false;
             while let Some(done) = self.ctrl.io[qi].0.pop() {
                 any = true;
-                if let Some(p) = self.pending[qi].get_mut(done.cid as usize).and_then(Option::take) {
+                if let Some(p) = self.pending[qi]
+                    .get_mut(done.cid as usize)
+                    .and_then(Option::take)
+                {
                     let status = match (done.ok(), p.aborted) {
                         (true, _) => Status::Ok,
                         (false, true) => Status::TimedOut,

@@ -6,8 +6,8 @@
 
 use zen_abi::cap::{ObjectType, Rights};
 use zen_lineedit::{Editor, Event};
-use zen_std::prelude::*;
 use zen_std::block::Client;
+use zen_std::prelude::*;
 use zen_std::{chan, console, dev, mem, process, time};
 
 zen_std::main!(main);
@@ -19,8 +19,16 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("mem", "", "physical memory and kernel heap"),
     ("edges", "", "the kernel's EDGE_REGISTRY of rare events"),
     ("caps", "", "this shell's capability tokens"),
-    ("devices", "", "PCI functions: ids, class, the driver that holds each"),
-    ("disks", "", "the disks this shell was given, and their partitions"),
+    (
+        "devices",
+        "",
+        "PCI functions: ids, class, the driver that holds each",
+    ),
+    (
+        "disks",
+        "",
+        "the disks this shell was given, and their partitions",
+    ),
     (
         "channel",
         "",
@@ -273,9 +281,11 @@ fn devices() {
         let driver = if d.holder == 0 {
             String::from("-")
         } else {
-            let name = process::list()
-                .ok()
-                .and_then(|l| l.into_iter().find(|p| p.pid == d.holder).map(|p| String::from(p.name())));
+            let name = process::list().ok().and_then(|l| {
+                l.into_iter()
+                    .find(|p| p.pid == d.holder)
+                    .map(|p| String::from(p.name()))
+            });
             format!("{} ({})", d.holder, name.unwrap_or_default())
         };
         println!(
@@ -288,7 +298,11 @@ fn devices() {
             d.device,
             zen_pci::class_name(d.class, d.subclass),
             d.msix_vectors,
-            if d.flags & zen_abi::device::flags::CONFINED != 0 { "confined" } else { "-" },
+            if d.flags & zen_abi::device::flags::CONFINED != 0 {
+                "confined"
+            } else {
+                "-"
+            },
             driver
         );
     }
@@ -308,7 +322,11 @@ fn list_disks(disks: &mut [Client]) {
             g.block_size,
             mib(g.blocks),
             g.max_blocks as u64 * g.block_size as u64 / 1024,
-            if g.features & zen_std::block::features_read_only() != 0 { ", read-only" } else { "" }
+            if g.features & zen_std::block::features_read_only() != 0 {
+                ", read-only"
+            } else {
+                ""
+            }
         );
         match c.partitions() {
             Ok(parts) if parts.is_empty() => println!("  no partitions"),

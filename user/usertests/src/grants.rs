@@ -94,12 +94,18 @@ pub(crate) fn grant_session() -> Outcome {
     .map_err(|e| format!("grant_create: {e:?}"))?;
     expect(
         "grant_map of a grant for another process",
-        sys(Syscall::GrantMap, [id, 4096, Rights::READ.bits(), ct.as_ptr() as u64, 0, 0]),
+        sys(
+            Syscall::GrantMap,
+            [id, 4096, Rights::READ.bits(), ct.as_ptr() as u64, 0, 0],
+        ),
         Err(Error::Denied),
     )?;
     expect(
         "grant_map of no grant",
-        sys(Syscall::GrantMap, [u64::MAX, 4096, 1, ct.as_ptr() as u64, 0, 0]),
+        sys(
+            Syscall::GrantMap,
+            [u64::MAX, 4096, 1, ct.as_ptr() as u64, 0, 0],
+        ),
         Err(Error::Denied),
     )?;
 
@@ -277,7 +283,10 @@ pub(crate) fn child(mode: &str) -> Option<i32> {
                     b"once" => {
                         let tok = ch.token().to_bytes();
                         let raw = |len: u64, rights: u64| {
-                            sys(Syscall::GrantMap, [g.id, len, rights, tok.as_ptr() as u64, 0, 0])
+                            sys(
+                                Syscall::GrantMap,
+                                [g.id, len, rights, tok.as_ptr() as u64, 0, 0],
+                            )
                         };
                         let lies = raw(g.len + 4096, g.rights) == Err(Error::InvalidArgument)
                             && raw(g.len, g.rights | Rights::WRITE.bits())
@@ -288,7 +297,8 @@ pub(crate) fn child(mode: &str) -> Option<i32> {
                             let _ = (x.drop_token(), y.drop_token());
                             c
                         });
-                        let elsewhere = other.is_some_and(|o| o.accept(g).err() == Some(Error::Denied));
+                        let elsewhere =
+                            other.is_some_and(|o| o.accept(g).err() == Some(Error::Denied));
                         let first = elsewhere && ch.accept(g).is_ok();
                         let again = ch.accept(g).err() == Some(Error::Denied);
                         vec![(lies && first && again) as u8]

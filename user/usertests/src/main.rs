@@ -167,12 +167,18 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     // First: they make channels, which live as long as their creator (at most 128).
     ("disk::devices_are_listed", disk::devices_are_listed),
     ("disk::blocks_round_trip", disk::blocks_round_trip),
-    ("disk::bad_requests_are_refused", disk::bad_requests_are_refused),
+    (
+        "disk::bad_requests_are_refused",
+        disk::bad_requests_are_refused,
+    ),
     (
         "disk::drivers_get_only_their_device",
         disk::drivers_get_only_their_device,
     ),
-    ("disk::partitions_confine_clients", disk::partitions_confine_clients),
+    (
+        "disk::partitions_confine_clients",
+        disk::partitions_confine_clients,
+    ),
     ("disk::stray_dma_is_stopped", disk::stray_dma_is_stopped),
     (
         "disk::lost_commands_are_aborted_then_reset",

@@ -151,7 +151,12 @@ impl Client {
 
     /// Reads `blocks` blocks at `lba` into `mem` and waits for the answer.
     pub fn read(&mut self, lba: u64, blocks: u32, mem: &Shared) -> Result<Status> {
-        let id = self.submit(Op::Read, lba, blocks, Some((mem, Rights::READ | Rights::WRITE)))?;
+        let id = self.submit(
+            Op::Read,
+            lba,
+            blocks,
+            Some((mem, Rights::READ | Rights::WRITE)),
+        )?;
         self.answer(id)
     }
     /// Writes `blocks` blocks at `lba` from `mem` and waits for the answer.

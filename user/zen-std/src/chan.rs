@@ -7,6 +7,9 @@
 //! A [`Channel`] is one attached end: messages are written into and read from the
 //! shared slots in place (zen-ipc), and the kernel is entered only to sleep or to wake
 //! a peer that sleeps.
+//!
+//! Over 500 lines: one channel type (send, receive, call, poll, grants, tokens) whose
+//! methods share the ring handling; capabilities are in it because tokens name ends.
 
 use crate::mem::Shared;
 use crate::sys::call_reading;
@@ -439,9 +442,8 @@ impl Channel {
     /// made for this process, sent on this channel, with this length and these
     /// rights; it maps once.
     pub fn accept(&self, g: PageGrant) -> Result<Shared> {
-        let addr = self.with_token(|t| {
-            call_reading(Syscall::GrantMap, [g.id, g.len, g.rights, t, 0, 0])
-        })?;
+        let addr =
+            self.with_token(|t| call_reading(Syscall::GrantMap, [g.id, g.len, g.rights, t, 0, 0]))?;
         Ok(Shared::mapped(
             addr,
             g.len as usize,

@@ -206,7 +206,9 @@ fn ecam(tables: &AcpiTables<DirectMap>, ram: &[zen_abi::boot::MemoryRegion]) -> 
         let ok = end >= start
             && base % (1 << 20) == 0
             && base != 0
-            && base.checked_add(len).is_some_and(|e| e <= zen_abi::layout::DIRECT_MAP_MIN)
+            && base
+                .checked_add(len)
+                .is_some_and(|e| e <= zen_abi::layout::DIRECT_MAP_MIN)
             && !in_ram(base, len, ram);
         if ok {
             out.push(Ecam {

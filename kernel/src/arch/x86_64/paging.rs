@@ -193,14 +193,17 @@ static MMIO_NEXT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64:
 pub fn map_mmio(phys: u64, len: u64) -> Option<u64> {
     use core::sync::atomic::Ordering;
     let first = phys & !0xfff;
-    let end = phys.checked_add(len.max(1))?.checked_next_multiple_of(4096)?;
+    let end = phys
+        .checked_add(len.max(1))?
+        .checked_next_multiple_of(4096)?;
     let bytes = end - first;
     let virt = MMIO_NEXT
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
             v.checked_add(bytes).filter(|&e| e <= MMIO_WINDOW_END)
         })
         .ok()?;
-    let flags = Flags::KERNEL_DATA.bits() | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH;
+    let flags =
+        Flags::KERNEL_DATA.bits() | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH;
     for off in (0..bytes).step_by(4096) {
         let page = page(virt + off).ok()?;
         let frame = PhysFrame::from_start_address(PhysAddr::new(first + off)).ok()?;

@@ -16,10 +16,11 @@ impl Function {
     /// The function at `addr` in `ecam`, if the region covers its bus. The region
     /// was checked to lie inside the direct map (`acpi::parse`).
     pub fn at(ecam: &Ecam, addr: Address) -> Option<Self> {
-        (addr.segment == ecam.segment && (ecam.bus_start..=ecam.bus_end).contains(&addr.bus))
-            .then(|| Self {
+        (addr.segment == ecam.segment && (ecam.bus_start..=ecam.bus_end).contains(&addr.bus)).then(
+            || Self {
                 virt: DIRECT_MAP + ecam.base + addr.ecam_offset(ecam.bus_start),
-            })
+            },
+        )
     }
 }
 
@@ -33,9 +34,7 @@ impl zen_pci::Config for Function {
     fn write32(&self, off: u16, value: u32) {
         // SAFETY: as in `read32`; the kernel writes only the registers zen-pci and
         // the device layer name (command, BARs while probing, MSI-X control).
-        unsafe {
-            core::ptr::write_volatile((self.virt + (off & 0xffc) as u64) as *mut u32, value)
-        }
+        unsafe { core::ptr::write_volatile((self.virt + (off & 0xffc) as u64) as *mut u32, value) }
     }
 }
 

@@ -85,7 +85,10 @@ impl Unit {
     fn invalidate(&self) {
         if self.queue.is_some() {
             // With queued invalidation on, the register interface must not be used.
-            self.submit(&[zen_vtd::desc::context_global(), zen_vtd::desc::iotlb_global()]);
+            self.submit(&[
+                zen_vtd::desc::context_global(),
+                zen_vtd::desc::iotlb_global(),
+            ]);
             return;
         }
         self.write64(reg::CCMD, zen_vtd::CCMD_GLOBAL);
@@ -119,7 +122,10 @@ impl Unit {
         self.write64(zen_vtd::qreg::IQT, (at as u64) << 4);
         let status = (DIRECT_MAP + q.status) as *const u32;
         // SAFETY: the status frame is this module's; the unit writes `seq` there.
-        super::apic::wait_us(10_000, || unsafe { core::ptr::read_volatile(status) } == seq);
+        super::apic::wait_us(
+            10_000,
+            || unsafe { core::ptr::read_volatile(status) } == seq,
+        );
         *t = (at, seq);
     }
 
@@ -317,8 +323,12 @@ pub fn remapping() -> bool {
 impl Drop for Remapped {
     /// The entry goes: the device can no longer raise that interrupt.
     fn drop(&mut self) {
-        let Some(unit) = units().get(self.unit) else { return };
-        let Some((irt, used)) = unit.irt.as_ref() else { return };
+        let Some(unit) = units().get(self.unit) else {
+            return;
+        };
+        let Some((irt, used)) = unit.irt.as_ref() else {
+            return;
+        };
         let i = self.index as usize;
         write_entry(unit, *irt, 2 * i, 0);
         write_entry(unit, *irt, 2 * i + 1, 0);
