@@ -27,6 +27,11 @@ use crate::ipc::Party;
 /// Most DMA pages one device may have (16 MiB): a driver cannot take all memory
 /// through its device, beyond its own map limit.
 const MAX_DMA_PAGES: usize = 4096;
+/// Most granted pages pinned for one device. A pin needs the grant mapped in the
+/// driver, so its map limit bounds them already (and the kernel memory of each is
+/// matched by a charged granted-page entry); a driver shares this among its clients
+/// (nvmed: 4 MiB in flight per connection).
+const MAX_PINNED_PAGES: usize = zen_abi::syscall::MAP_LIMIT_PAGES as usize;
 
 /// Kernel memory a DMA range costs its driver (the range, and a frame's entry per
 /// page).
@@ -252,7 +257,7 @@ pub fn dma_addr(me: &dyn Party, tok: &Presented, va: u64) -> Result<u64, Error> 
         return Ok(f.addr() + va % 4096);
     }
     let (frame, writable) = me.granted_frame(page).ok_or(Error::BadAddress)?;
-    if s.dma_pages + s.pinned.len() >= MAX_DMA_PAGES {
+    if s.pinned.len() >= MAX_PINNED_PAGES {
         return Err(Error::NoMemory);
     }
     s.pinned.try_reserve(1).map_err(|_| Error::NoMemory)?;

@@ -19,6 +19,8 @@ pub struct Conn {
     /// made), and when it was made.
     pub seen: bool,
     pub made: u64,
+    /// Pages of its requests' grants in flight (at most `MAX_CONN_PAGES` + one).
+    pub inflight: usize,
     pub backlog: alloc::collections::VecDeque<[u8; Reply::SIZE + PartInfo::SIZE]>,
     pub backlog_len: alloc::collections::VecDeque<usize>,
 }
@@ -31,6 +33,7 @@ impl Conn {
             gen,
             dead: false,
             seen: false,
+            inflight: 0,
             made: zen_std::time::uptime_ms(),
             backlog: Default::default(),
             backlog_len: Default::default(),
@@ -46,6 +49,12 @@ impl Conn {
         self.backlog.push_back(b);
         self.backlog_len.push_back(msg.len());
     }
+    /// Whether its next request would be taken now: alive, no backlog, its share
+    /// of pages in flight not used up.
+    pub fn ready(&self) -> bool {
+        !self.dead && self.backlog.is_empty() && self.inflight < crate::MAX_CONN_PAGES
+    }
+
     /// Sends what it can of the backlog.
     pub fn flush(&mut self) {
         while let (Some(b), Some(&n)) = (self.backlog.front(), self.backlog_len.front()) {

@@ -46,6 +46,11 @@ zen_std::main!(main);
 pub const MAX_QUEUES: usize = 4;
 const MAX_CONNS: usize = 16 - MAX_QUEUES;
 
+/// Pages one connection may have in flight (4 MiB): a client granting large buffers
+/// many times cannot take the device's whole pin budget (or nvmed's map limit) from
+/// the others; its further requests wait in its ring.
+pub const MAX_CONN_PAGES: usize = 1024;
+
 /// How long a command may take before it is aborted, and again before the
 /// controller is reset.
 const COMMAND_TIMEOUT_MS: u64 = 2_000;
@@ -55,6 +60,8 @@ const COMMAND_TIMEOUT_MS: u64 = 2_000;
 struct Pending {
     conn: usize,
     gen: u64,
+    /// Pages of its grant, counted against its connection's share.
+    pages: usize,
     id: u64,
     _data: Option<Shared>,
     deadline: u64,
@@ -178,10 +185,14 @@ impl Driver {
             if self.conns.iter().any(|c| !c.dead && !c.backlog.is_empty()) {
                 timeout = timeout.min(10);
             }
+            // Connections whose requests would be taken now: not while every queue is
+            // full or while it has a backlog or its share in flight (a ring with
+            // messages we would not read would make every poll return at once).
+            let room = self.ctrl.io.iter().any(|(q, _)| q.has_room());
             let mut chans: Vec<&mut Channel> = self
                 .conns
                 .iter_mut()
-                .filter(|c| !c.dead && c.backlog.is_empty())
+                .filter(|c| room && c.ready())
                 .map(|c| &mut c.chan)
                 .collect();
             let polled = dev::poll(&mut chans, &irqs, timeout);
@@ -211,10 +222,7 @@ impl Driver {
         let mut buf = [0u8; 128];
         for c in 0..self.conns.len() {
             loop {
-                if !self.ctrl.io.iter().any(|(q, _)| q.has_room())
-                    || !self.conns[c].backlog.is_empty()
-                    || self.conns[c].dead
-                {
+                if !self.ctrl.io.iter().any(|(q, _)| q.has_room()) || !self.conns[c].ready() {
                     break;
                 }
                 let got = match self.conns[c].chan.try_recv_grant(&mut buf) {
@@ -260,6 +268,13 @@ impl Driver {
     fn reply(&mut self, conn: usize, id: u64, status: Status) {
         let gen = self.conns.get(conn).map_or(0, |c| c.gen);
         self.reply_to(conn, gen, id, status);
+    }
+
+    /// Gives `pages` back to connection `conn`'s share (if it is still generation `gen`).
+    fn release_share(&mut self, conn: usize, gen: u64, pages: usize) {
+        if let Some(c) = self.conns.get_mut(conn).filter(|c| c.gen == gen) {
+            c.inflight = c.inflight.saturating_sub(pages);
+        }
     }
 
     /// Replies to connection `conn` if it is still the client of generation `gen`.
@@ -475,9 +490,12 @@ impl Driver {
             _ => return self.reply(conn, req.id, Status::Unsupported),
         };
         let gen = self.conns[conn].gen;
+        let pages = c.bytes.div_ceil(4096) as usize;
+        self.conns[conn].inflight += pages;
         self.pending[qi][cid] = Some(Pending {
             conn,
             gen,
+            pages,
             id: req.id,
             _data: data,
             deadline: zen_std::time::uptime_ms() + COMMAND_TIMEOUT_MS,
@@ -507,6 +525,7 @@ impl Driver {
                     };
                     // The grant goes (unmapped, no longer the device's) before the reply.
                     drop(p._data);
+                    self.release_share(p.conn, p.gen, p.pages);
                     self.reply_to(p.conn, p.gen, p.id, status);
                 }
             }

@@ -47,7 +47,7 @@ impl Driver {
         for q in &mut self.pending {
             for slot in q.iter_mut() {
                 if let Some(p) = slot.take() {
-                    failed.push((p.conn, p.gen, p.id));
+                    failed.push((p.conn, p.gen, p.id, p.pages));
                 }
             }
         }
@@ -56,12 +56,13 @@ impl Driver {
             // device and takes back its memory; init starts nvmed again, which
             // resets it from scratch), after telling everyone.
             println!("nvmed: reset failed: {}; exiting", e.as_str());
-            for (conn, gen, id) in failed {
+            for (conn, gen, id, _) in failed {
                 self.reply_to(conn, gen, id, Status::TimedOut);
             }
             process::exit(1);
         }
-        for (conn, gen, id) in failed {
+        for (conn, gen, id, pages) in failed {
+            self.release_share(conn, gen, pages);
             self.reply_to(conn, gen, id, Status::TimedOut);
         }
     }
