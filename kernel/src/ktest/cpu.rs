@@ -22,16 +22,18 @@ pub fn timer_ticks() -> TestResult {
     let start = me.ticks.load(core::sync::atomic::Ordering::Relaxed);
     let clock = crate::time::ticks();
     let deadline = cpu::rdtsc() + apic::tsc_hz().max(1_000_000) * 2;
-    while me.ticks.load(core::sync::atomic::Ordering::Relaxed) < start + 5 {
+    while me.ticks.load(core::sync::atomic::Ordering::Relaxed) < start + 10 {
         if cpu::rdtsc() > deadline {
-            return Err("fewer than 5 timer interrupts in 2 s");
+            return Err("fewer than 10 timer interrupts in 2 s");
         }
         core::hint::spin_loop();
     }
-    // The clock moved too: 5 interrupts at TIMER_HZ are 5 ticks of TSC time, give or
-    // take the one in progress.
+    // The clock moved too: 10 interrupts at TIMER_HZ are 10 ticks of TSC time. Both
+    // rates were calibrated in the same short windows of a reference clock, which a
+    // loaded host (four test VMs on two cores under TCG) can stretch: a third is
+    // allowed between them; a clock that does not follow the timer at all fails.
     check(
-        crate::time::ticks() >= clock + 4,
+        crate::time::ticks() >= clock + 7,
         "the TSC clock did not advance with the timer",
     )
 }
