@@ -15,6 +15,9 @@
 //!
 //! Queues: one pair per CPU (fewer if the controller gives fewer), each interrupting
 //! on its own vector at its CPU; requests go to the queue with the fewest in flight.
+//!
+//! Over 500 lines: the request path (take, check, submit, reap, reply) is one loop
+//! over one state; connections, partitions and recovery are modules of their own.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
