@@ -202,42 +202,23 @@ pub fn measure_nvme(smp: u32) -> Result<Figures> {
     let initrd = nvme_initramfs(&build_c("blk")?, &nvme_modules(&kernel)?)?;
     let scratch = target().join(format!("bench-linux-nvme-smp{smp}.img"));
     write(&scratch, &crate::disk::scratch_image()?)?;
-    let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-machine", "q35", "-m", "256M", "-smp", &smp.to_string()])
-        .args(["-device", "intel-iommu,intremap=off"])
-        .args(["-accel", "tcg", "-cpu", "max,-rdrand,-rdseed"])
-        .args([
-            "-icount",
-            "shift=0,sleep=off",
-            "-rtc",
-            "base=2020-01-01,clock=vm",
-        ])
-        .arg("-kernel")
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", &format!("{APPEND} intel_iommu=on")])
+    let mut c = qemu_with(&kernel, &initrd, smp, &format!("{APPEND} intel_iommu=on"));
+    c.args(["-device", "intel-iommu,intremap=off"])
         .arg("-drive")
         .arg(format!(
             "if=none,id=data,format=raw,file={}",
             scratch.display()
         ))
-        .args(["-device", "nvme,serial=zen-data,drive=data,addr=0x10"])
-        .args(["-serial", "stdio", "-monitor", "none", "-display", "none"])
-        .args(["-nic", "none", "-no-reboot"]);
+        .args(["-device", "nvme,serial=zen-data,drive=data,addr=0x10"]);
     println!("running: {}", show(&c));
     let cap: Capture = capture(c, &format!("bench-linux-nvme-smp{smp}"), TIMEOUT, |l| {
         l.contains(DONE)
     })?;
     parse(&cap.lines).ok_or_else(|| {
         format!(
-            "the Linux NVMe guest did not finish ({}); last lines:
-{}",
+            "the Linux NVMe guest did not finish ({}); last lines:\n{}",
             cap.ending(),
-            cap.tail(15).join(
-                "
-"
-            )
+            cap.tail(15).join("\n")
         )
     })
 }
@@ -359,8 +340,13 @@ fn initramfs(peer: &Path) -> Result<PathBuf> {
 /// freelists, ...) differently every boot, and a real-time clock that starts at a
 /// fixed date and follows virtual time.
 fn qemu(kernel: &Path, initrd: &Path) -> Command {
+    qemu_with(kernel, initrd, 1, APPEND)
+}
+
+/// `qemu` on `smp` CPUs with kernel command line `append`; devices may follow.
+fn qemu_with(kernel: &Path, initrd: &Path, smp: u32, append: &str) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-machine", "q35", "-m", "256M", "-smp", "1"])
+    c.args(["-machine", "q35", "-m", "256M", "-smp", &smp.to_string()])
         .args(["-accel", "tcg", "-cpu", "max,-rdrand,-rdseed"])
         .args([
             "-icount",
@@ -372,7 +358,7 @@ fn qemu(kernel: &Path, initrd: &Path) -> Command {
         .arg(kernel)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", APPEND])
+        .args(["-append", append])
         .args(["-serial", "stdio", "-monitor", "none", "-display", "none"])
         .args(["-nic", "none", "-no-reboot"]);
     c
