@@ -34,9 +34,28 @@ const MAX_DMA_PAGES: usize = 4096;
 const MAX_PINNED_PAGES: usize = zen_abi::syscall::MAP_LIMIT_PAGES as usize;
 
 /// Kernel memory a DMA range costs its driver (the range, and a frame's entry per
-/// page).
+/// page), a pinned page's entry, and an interrupt binding.
 const DMA_RANGE_KMEM: u64 = 64;
 const DMA_PAGE_KMEM: u64 = 16;
+const PIN_KMEM: u64 = 48;
+const VECTOR_KMEM: u64 = 64;
+
+/// Most interrupt vectors one device may have bound: a queue per CPU and an admin
+/// queue fit; 160 device vectors are shared by every driver, so none takes them all.
+pub const MAX_VECTORS: usize = 16;
+
+/// With an IOMMU, the device addresses of a driver's pages are not their physical
+/// addresses but slots of a window of its own: DMA memory from slot 0, pinned pages
+/// after `MAX_DMA_PAGES` (freed slots reused). So the domain's page tables cover
+/// one compact 80 MiB window (at most 43 tables, 172 KiB, charged to the driver)
+/// whatever frames it is given, and two mappings of one frame are two entries,
+/// each with its own rights. Above 4 GiB: clear of the interrupt window at
+/// 0xfee0_0000 and of the firmware's reserved regions, which sit below.
+const IOVA_BASE: u64 = 1 << 32;
+
+fn iova(slot: u32) -> u64 {
+    IOVA_BASE + u64::from(slot) * 4096
+}
 
 /// Who drives a device, and what it was given.
 #[derive(Default)]
@@ -46,22 +65,52 @@ pub struct State {
     /// Where each BAR is mapped in the driver (0: not mapped).
     bar_maps: [u64; zen_pci::BARS],
     dma: Vec<DmaRange>,
-    dma_pages: usize,
     /// Bound vectors: (MSI-X entry, IDT vector, its remapping entry if the IOMMU
     /// remaps interrupts).
     vectors: Vec<(u16, u8, Option<crate::arch::vtd::Remapped>)>,
-    /// Granted pages made visible to the device (`dma_addr`), by the driver's
-    /// address of each: the frame lives while the device may reach it, until the
-    /// driver unmaps the page ([`unpin`]) or ends.
-    pinned: Vec<(u64, Arc<SharedFrame>, bool)>,
+    /// Granted pages made visible to the device (`dma_addr`): the frame lives while
+    /// the device may reach it, until the driver unmaps the page ([`unpin`]) or ends.
+    pinned: Vec<Pin>,
     /// With an IOMMU: what the device may reach (exactly `dma` and `pinned`).
     domain: Option<crate::arch::vtd::Domain>,
+    /// Device-address slots (see [`IOVA_BASE`]): the next DMA slot, the next never
+    /// used pin slot, and pin slots given back (room reserved for every pin slot
+    /// handed out, so giving one back never allocates).
+    next_dma_slot: u32,
+    next_pin_slot: u32,
+    free_pin_slots: Vec<u32>,
 }
 
-/// Pages given to the device, mapped at `va` in the driver.
+/// Pages given to the device, mapped at `va` in the driver; with an IOMMU the device
+/// reaches them at `iova(slot)` onwards.
 struct DmaRange {
     va: u64,
+    slot: Option<u32>,
     frames: Vec<SharedFrame>,
+}
+
+/// A granted page of the driver at `page` that its device reaches at `addr`.
+struct Pin {
+    page: u64,
+    addr: u64,
+    slot: Option<u32>,
+    _frame: Arc<SharedFrame>,
+}
+
+impl State {
+    /// A slot for a pinned page, if the window has one left.
+    fn take_pin_slot(&mut self) -> Option<u32> {
+        if let Some(s) = self.free_pin_slots.pop() {
+            return Some(s);
+        }
+        if self.next_pin_slot as usize >= MAX_PINNED_PAGES
+            || self.free_pin_slots.try_reserve(1).is_err()
+        {
+            return None;
+        }
+        self.next_pin_slot += 1;
+        Some(MAX_DMA_PAGES as u32 + self.next_pin_slot - 1)
+    }
 }
 
 /// Locks `dev`'s state for `pid`, making it the holder if nobody is: `Busy` if
@@ -146,7 +195,7 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
     }
     let pages = len.div_ceil(4096);
     let mut s = claim(dev, me.pid())?;
-    if s.dma_pages as u64 + pages > MAX_DMA_PAGES as u64 {
+    if s.next_dma_slot as u64 + pages > MAX_DMA_PAGES as u64 {
         return Err(Error::NoMemory);
     }
     let n = pages as usize;
@@ -170,13 +219,23 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
     }
     // The device's reach first: a frame the driver could see but the device not
     // would be harmless, the other way round not, and undoing is simpler here.
-    if let Some(d) = s.domain.as_mut() {
-        if let Some(k) = frames
-            .iter()
-            .position(|f| d.map(f.addr(), f.addr(), true).is_err())
-        {
-            for f in &frames[..k] {
-                d.unmap(f.addr());
+    let slot = s.domain.as_ref().map(|_| s.next_dma_slot);
+    if let (Some(d), Some(slot)) = (s.domain.as_mut(), slot) {
+        let mut tables = 0;
+        let failed = frames.iter().enumerate().position(|(k, f)| {
+            match d.map(iova(slot + k as u32), f.addr(), true) {
+                Ok(made) => {
+                    tables += made;
+                    false
+                }
+                Err(()) => true,
+            }
+        });
+        // Its tables are the driver's for its life (bounded by the window).
+        me.quota().force(tables * 4096);
+        if let Some(k) = failed {
+            for j in 0..k {
+                d.unmap(iova(slot + j as u32));
             }
             d.flush();
             undo_charge();
@@ -184,9 +243,9 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
         }
     }
     let undo_domain = |s: &mut State| {
-        if let Some(d) = s.domain.as_mut() {
-            for f in &frames {
-                d.unmap(f.addr());
+        if let (Some(d), Some(slot)) = (s.domain.as_mut(), slot) {
+            for k in 0..n {
+                d.unmap(iova(slot + k as u32));
             }
             d.flush();
         }
@@ -224,8 +283,10 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
         undo_charge();
         return Err(done.err().unwrap_or(Error::NoMemory));
     }
-    s.dma_pages += n;
-    s.dma.push(DmaRange { va, frames });
+    // Counted with or without an IOMMU (`MAX_DMA_PAGES` bounds both); a failed
+    // allocation's slots were unmapped and flushed above, free for the next.
+    s.next_dma_slot += n as u32;
+    s.dma.push(DmaRange { va, slot, frames });
     let cmd = dev.cfg.read32(zen_pci::reg::COMMAND) & 0xffff;
     if cmd & command::BUS_MASTER == 0 {
         dev.cfg
@@ -247,83 +308,84 @@ pub fn dma_addr(me: &dyn Party, tok: &Presented, va: u64) -> Result<u64, Error> 
     let own = s.dma.iter().find_map(|r| {
         let page = va.checked_sub(r.va)? / 4096;
         let f = r.frames.get(usize::try_from(page).ok()?)?;
-        Some(f.addr() + va % 4096)
+        Some(match r.slot {
+            Some(slot) => iova(slot + page as u32) + va % 4096,
+            None => f.addr() + va % 4096,
+        })
     });
     if let Some(a) = own {
         return Ok(a);
     }
     let page = va & !0xfff;
-    if let Some((_, f, _)) = s.pinned.iter().find(|(p, _, _)| *p == page) {
-        return Ok(f.addr() + va % 4096);
+    if let Some(p) = s.pinned.iter().find(|p| p.page == page) {
+        return Ok(p.addr + va % 4096);
     }
     let (frame, writable) = me.granted_frame(page).ok_or(Error::BadAddress)?;
     if s.pinned.len() >= MAX_PINNED_PAGES {
         return Err(Error::NoMemory);
     }
     s.pinned.try_reserve(1).map_err(|_| Error::NoMemory)?;
-    // One frame may be pinned at several addresses (a client's buffer granted twice):
-    // the device's entry for it is writable if any of them is.
-    let write = writable
-        || s.pinned
-            .iter()
-            .any(|(_, f, w)| *w && f.addr() == frame.addr());
-    if let Some(d) = s.domain.as_mut() {
+    me.quota().take(PIN_KMEM)?;
+    let (addr, slot) = if s.domain.is_some() {
+        let Some(slot) = s.take_pin_slot() else {
+            me.quota().give(PIN_KMEM);
+            return Err(Error::NoMemory);
+        };
+        let d = s.domain.as_mut().expect("checked above");
         // Writable for the device only if the driver may write it (a read-only grant
         // stays read-only for the device too).
-        d.map(frame.addr(), frame.addr(), write)
-            .map_err(|_| Error::NoMemory)?;
-    }
-    let addr = frame.addr() + va % 4096;
-    s.pinned.push((page, frame, writable));
-    Ok(addr)
+        match d.map(iova(slot), frame.addr(), writable) {
+            Ok(tables) => me.quota().force(tables * 4096),
+            Err(()) => {
+                s.free_pin_slots.push(slot);
+                me.quota().give(PIN_KMEM);
+                return Err(Error::NoMemory);
+            }
+        }
+        (iova(slot), Some(slot))
+    } else {
+        (frame.addr(), None)
+    };
+    s.pinned.push(Pin {
+        page,
+        addr,
+        slot,
+        _frame: frame,
+    });
+    Ok(addr + va % 4096)
 }
 
 /// The driver `pid` unmapped `pages` pages at `addr`: granted pages among them are
-/// no longer its device's.
-pub fn unpin(pid: u32, addr: u64, pages: u64) {
+/// no longer its device's (their entries' charge goes back to `quota`).
+pub fn unpin(pid: u32, quota: &crate::mm::quota::Quota, addr: u64, pages: u64) {
     let end = addr.saturating_add(pages.saturating_mul(4096));
     for dev in devices() {
         let mut s = dev.state.lock();
-        if s.holder == pid && !s.pinned.is_empty() {
-            let State {
-                pinned,
-                domain,
-                dma,
-                ..
-            } = &mut *s;
-            let gone: Vec<(u64, Arc<SharedFrame>, bool)> = {
-                let (gone, kept): (Vec<_>, Vec<_>) = core::mem::take(pinned)
-                    .into_iter()
-                    .partition(|(p, _, _)| (addr..end).contains(p));
-                *pinned = kept;
-                gone
-            };
-            // Out of the device's reach first, then (flushed) the frames may go: a
-            // frame still pinned at another address, or DMA memory, keeps its entry
-            // (writable if one of those is).
-            if let Some(d) = domain.as_mut() {
-                for (_, f, _) in &gone {
-                    let others: Vec<bool> = pinned
-                        .iter()
-                        .filter(|(_, g, _)| g.addr() == f.addr())
-                        .map(|(_, _, w)| *w)
-                        .collect();
-                    let own = dma
-                        .iter()
-                        .any(|r| r.frames.iter().any(|g| g.addr() == f.addr()));
-                    if own {
-                        continue;
-                    }
-                    if others.is_empty() {
-                        d.unmap(f.addr());
-                    } else {
-                        let _ = d.map(f.addr(), f.addr(), others.contains(&true));
-                    }
-                }
-                d.flush();
-            }
-            drop(gone);
+        if s.holder != pid || s.pinned.is_empty() {
+            continue;
         }
+        let (gone, kept): (Vec<Pin>, Vec<Pin>) = core::mem::take(&mut s.pinned)
+            .into_iter()
+            .partition(|p| (addr..end).contains(&p.page));
+        s.pinned = kept;
+        // Out of the device's reach first, then (flushed) the frames may go.
+        if let Some(d) = s.domain.as_mut() {
+            for p in &gone {
+                if let Some(slot) = p.slot {
+                    d.unmap(iova(slot));
+                }
+            }
+            d.flush();
+        }
+        for p in &gone {
+            if let Some(slot) = p.slot {
+                // Room was reserved when the slot was first handed out.
+                s.free_pin_slots.push(slot);
+            }
+        }
+        quota.give(PIN_KMEM * gone.len() as u64);
+        drop(s);
+        drop(gone);
     }
 }
 
@@ -345,8 +407,16 @@ pub fn irq_bind(me: &dyn Party, tok: &Presented, entry: u64, cpu: u64) -> Result
     if s.vectors.iter().any(|(e, _, _)| *e == entry) {
         return Err(Error::Busy);
     }
+    if s.vectors.len() >= MAX_VECTORS {
+        return Err(Error::NoMemory);
+    }
     s.vectors.try_reserve(1).map_err(|_| Error::NoMemory)?;
-    let (vector, generation) = crate::irq::alloc(me.pid()).ok_or(Error::NoMemory)?;
+    // For the driver's life: bindings go only with it (its quota with them).
+    me.quota().take(VECTOR_KMEM)?;
+    let Some((vector, generation)) = crate::irq::alloc(me.pid()) else {
+        me.quota().give(VECTOR_KMEM);
+        return Err(Error::NoMemory);
+    };
     let token = zen_cap::mint(
         crate::cap::key(),
         crate::irq::binding(vector, me.pid(), generation),
@@ -356,6 +426,7 @@ pub fn irq_bind(me: &dyn Party, tok: &Presented, entry: u64, cpu: u64) -> Result
         Ok(slot) => slot,
         Err(e) => {
             crate::irq::free(vector);
+            me.quota().give(VECTOR_KMEM);
             return Err(e);
         }
     };
@@ -376,6 +447,7 @@ pub fn irq_bind(me: &dyn Party, tok: &Presented, entry: u64, cpu: u64) -> Result
         Some(Err(())) => {
             let _ = me.remove_token(slot);
             crate::irq::free(vector);
+            me.quota().give(VECTOR_KMEM);
             return Err(Error::NoMemory);
         }
         None => {

@@ -1,6 +1,6 @@
 //! Page grants: large payloads shared, never copied. The sender's pages become shared
 //! frames (reference-counted); a grant holds them for one process, the one attached at
-//! the channel's other end, until it maps them (grant_map) or exits. Every mapping holds
+//! the channel's other end, until it maps them (grant_map) or either of the two exits. Every mapping holds
 //! its own reference, so sender and receiver can unmap or exit in any order and the
 //! frames are freed after the last one.
 //!
@@ -125,7 +125,7 @@ pub fn grant_create(
     let id = NEXT_GRANT.fetch_add(1, Ordering::Relaxed);
     let mut t = GRANTS.lock();
     // The limits again, and the receiver still alive, under the lock hold that
-    // inserts: a process drops its grants (`release_grants_to`) only after it stops
+    // inserts: a process drops its grants (`release_grants_of`) only after it stops
     // being found, so a grant is either refused here or dropped there, never left for
     // nobody. (Refused here, the pages stay shared in the sender, as own memory.)
     if full(&t) {
@@ -189,13 +189,16 @@ pub fn grant_map(
     }
 }
 
-/// Drops the grants waiting for a process that exits.
-pub fn release_grants_to(pid: u32) {
+/// Drops the unmapped grants made for, or made by, a process that exits. A grant is
+/// an offer of its sender's pages: it lives while both ends do, so senders that come
+/// and go cannot fill the table with grants nobody maps (a receiver that mapped one
+/// keeps its mapping, which holds its own references).
+pub fn release_grants_of(pid: u32) {
     let gone: Vec<Grant> = {
         let mut t = GRANTS.lock();
         let ids: Vec<u64> = t
             .iter()
-            .filter(|(_, g)| g.to == pid)
+            .filter(|(_, g)| g.to == pid || g.from == pid)
             .map(|(id, _)| *id)
             .collect();
         ids.iter().filter_map(|id| t.remove(id)).collect()

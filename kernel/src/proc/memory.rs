@@ -262,7 +262,7 @@ pub fn unmap(me: &Process, addr: u64, len: u64) -> Result<(), Error> {
     // Tables that emptied were freed: their charge goes back. Granted pages a device
     // was given (`dma_addr`) are no longer the device's either.
     me.sync_tables(tables);
-    crate::dev::unpin(me.pid(), addr, pages);
+    crate::dev::unpin(me.pid(), &me.kmem, addr, pages);
     let mut i = me.inner.lock();
     i.mapped = i.mapped.saturating_sub(pages);
     Ok(())

@@ -66,10 +66,11 @@ pub fn mark_exited(p: &Process, code: u64) -> bool {
     i.parent == 0
 }
 
-/// 6. Grants made for it and never mapped are dropped (their frames, their senders'
-/// charges). After 5: see `ipc::grant::grant_create`.
+/// 6. Grants made for it or by it and never mapped are dropped (their frames, their
+/// senders' charges). After 5: see `ipc::grant::grant_create`; its own threads are
+/// gone, so it makes no grant after this.
 pub fn drop_grants_to(p: &Process) {
-    crate::ipc::grant::release_grants_to(p.pid);
+    crate::ipc::grant::release_grants_of(p.pid);
 }
 
 /// 7. Its children become orphans (exited ones are reaped now), and an orphan leaves

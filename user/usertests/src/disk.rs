@@ -804,3 +804,66 @@ pub(crate) fn open_and_exit() -> i32 {
         }
     }
 }
+
+/// A driver's reach is bounded where the kernel hands it out: at most
+/// `MAX_VECTORS` (16) interrupt vectors per device, and with the IOMMU its
+/// device addresses are slots of its own window (from 4 GiB, contiguous for one
+/// DMA range), never the physical addresses of its frames.
+pub(crate) fn a_driver_gets_bounded_vectors_and_its_own_window() -> Outcome {
+    let sys = chan::system_cap().ok_or("no system token")?;
+    let d = nvme()?;
+    let device = dev::open(sys, d.address).map_err(|e| format!("dev_open: {e:?}"))?;
+    let r = (|| {
+        let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+        let pid = chan::spawn_with_cap("usertests", "disk-vectors", b, Rights::SEND | Rights::RECV)
+            .map_err(|e| format!("spawn: {e:?}"));
+        let _ = b.drop_token();
+        let mut ch = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+        let _ = a.drop_token();
+        let pid = pid?;
+        zen_std::boot::give(&mut ch, "device", device, Rights::DEVICE_ALL)
+            .and_then(|()| zen_std::boot::end(&mut ch))
+            .map_err(|e| format!("give the device: {e:?}"))?;
+        let code = process::wait(pid).map_err(|e| format!("wait: {e:?}"))?;
+        check(
+            &format!("the child bound {code} vectors (100 and up: it failed before)"),
+            code == 16,
+        )
+    })();
+    let _ = device.drop_token();
+    r
+}
+
+/// The `disk-vectors` child: drives the scratch disk's controller (stopped first)
+/// just far enough to see its device addresses, then binds vectors until refused;
+/// exits with how many it got.
+pub(crate) fn bind_vectors() -> i32 {
+    let Ok(given) = zen_std::boot::receive(5000) else {
+        return 100;
+    };
+    let Some(&cap) = given.devices.first() else {
+        return 101;
+    };
+    let d = dev::Device::new(cap);
+    // CC.EN off: whatever the last driver queued stops before bus mastering is on.
+    let Ok(regs) = d.map(0) else { return 102 };
+    regs.write32(0x14, 0);
+    let Ok(m) = d.dma(8192) else { return 103 };
+    let (a0, a1) = (m.device_addr(0), m.device_addr(4096));
+    if a0 < 1 << 32 || a1 != a0 + 4096 {
+        println!("disk-vectors: device addresses {a0:#x} {a1:#x}");
+        return 104;
+    }
+    let mut held = Vec::new();
+    for v in 0..64u16 {
+        match d.interrupt(v, 0) {
+            Ok(i) => held.push(i),
+            Err(Error::NoMemory) => return held.len() as i32,
+            Err(e) => {
+                println!("disk-vectors: vector {v}: {e:?}");
+                return 105;
+            }
+        }
+    }
+    106
+}

@@ -236,9 +236,56 @@ pub(crate) fn grant_errors() -> Outcome {
     )
 }
 
+/// A grant is an offer of its sender's pages while sender and receiver both live:
+/// a sender that exits before the grant is mapped takes it along (so senders that
+/// come and go cannot fill the grant table), and its pages come back.
+pub(crate) fn grants_die_with_their_sender() -> Outcome {
+    // One warm-up (first uses of kernel paths may allocate for good).
+    for round in 0..2 {
+        let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+        let mut ch = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+        let before = usage_settled()?;
+        let pid = chan::spawn_with_cap("usertests", "grant-exit", b, Rights::SEND | Rights::RECV)
+            .map_err(|e| format!("spawn: {e:?}"))?;
+        expect("the sender exits", process::wait(pid), Ok(0))?;
+        let mut buf = [0u8; 16];
+        let (n, g) = loop {
+            if let Some(got) = ch.try_recv_grant(&mut buf).map_err(|e| format!("{e:?}"))? {
+                break got;
+            }
+            chan::poll(&mut [&mut ch], 2000).map_err(|e| format!("poll: {e:?}"))?;
+        };
+        check("its message came", &buf[..n] == b"gone")?;
+        let g = g.ok_or("the message names no grant")?;
+        expect(
+            "mapping the grant of a sender that exited",
+            ch.accept(g).map(|m| m.len() as u64),
+            Err(Error::Denied),
+        )?;
+        let _ = b.drop_token();
+        if round == 1 {
+            usage_back(before, "a dead sender's grant")?;
+        }
+    }
+    Ok(())
+}
+
 /// Child modes of this area; `None` if `mode` is not one of them.
 pub(crate) fn child(mode: &str) -> Option<i32> {
     Some(match mode {
+        "grant-exit" => {
+            let Ok(mut ch) = Channel::attach(Cap(0)) else {
+                return Some(10);
+            };
+            let Ok(m) = mem::Shared::new(64 << 10) else {
+                return Some(11);
+            };
+            if m.write(0, &[7; 4096]).is_err() || ch.send_grant(&m, Rights::READ, b"gone").is_err()
+            {
+                return Some(12);
+            }
+            0
+        }
         "grant-peer" => {
             let Ok(mut ch) = Channel::attach(Cap(0)) else {
                 return Some(10);

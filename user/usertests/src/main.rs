@@ -176,6 +176,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         disk::drivers_get_only_their_device,
     ),
     (
+        "disk::a_driver_gets_bounded_vectors_and_its_own_window",
+        disk::a_driver_gets_bounded_vectors_and_its_own_window,
+    ),
+    (
         "disk::partitions_confine_clients",
         disk::partitions_confine_clients,
     ),
@@ -239,6 +243,9 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ),
     ("grants::page_grants", grants::page_grants),
     ("grants::grant_errors", grants::grant_errors),
+    ("grants::grants_die_with_their_sender", || {
+        in_child("grants_die_with_their_sender")
+    }),
     (
         "ipc::ipc_and_sleep_leak_nothing",
         ipc::ipc_and_sleep_leak_nothing,
@@ -320,6 +327,10 @@ const IN_CHILD: &[(&str, fn() -> Outcome)] = &[
         rights::shared_pages_follow_rights,
     ),
     ("revoke_races_attach", rights::revoke_races_attach),
+    (
+        "grants_die_with_their_sender",
+        grants::grants_die_with_their_sender,
+    ),
 ];
 
 /// Runs test `name` of [`IN_CHILD`] in a child process.
@@ -381,6 +392,7 @@ fn child(arg: &str) -> i32 {
         "disk-client" => return disk::client(num),
         "disk-steal" => return disk::steal(words.next().unwrap_or("")),
         "disk-open" => return disk::open_and_exit(),
+        "disk-vectors" => return disk::bind_vectors(),
         _ => {}
     }
     let found = rights::child(mode, arg)

@@ -373,7 +373,10 @@ impl Domain {
             if (r.bus, r.devfn) == (bus, devfn) {
                 let mut at = r.base & !0xfff;
                 while at <= r.limit {
-                    d.map(at, at, true).ok()?;
+                    // Two reserved regions may overlap: each page once.
+                    if !d.mapped(at) {
+                        d.map(at, at, true).ok()?;
+                    }
                     at += 4096;
                 }
             }
@@ -400,13 +403,16 @@ impl Domain {
         &units()[self.unit]
     }
 
-    /// Lets the device reach the frame at `phys` (at device address `phys`),
-    /// read-only unless `write`. `Err` without memory for a table or beyond reach.
-    pub fn map(&mut self, iova: u64, phys: u64, write: bool) -> Result<(), ()> {
+    /// Lets the device reach the frame at `phys` at device address `iova`,
+    /// read-only unless `write`; the number of page tables this made (the caller
+    /// charges them). `Err` without memory for a table, beyond reach, or if `iova`
+    /// is mapped already (an address never silently changes frames).
+    pub fn map(&mut self, iova: u64, phys: u64, write: bool) -> Result<u64, ()> {
         let unit = self.unit();
         if iova >= unit.caps.reach() || iova % 4096 != 0 || phys % 4096 != 0 {
             return Err(());
         }
+        let mut made = 0;
         let mut table = self.root;
         for level in (2..=self.levels).rev() {
             let i = zen_vtd::sl_index(iova, level);
@@ -417,16 +423,34 @@ impl Domain {
                 self.tables.try_reserve(1).map_err(|_| ())?;
                 let t = zeroed_table().ok_or(())?;
                 self.tables.push(t);
+                made += 1;
                 write_entry(unit, table, i, t | zen_vtd::SL_READ | zen_vtd::SL_WRITE);
                 t
             };
         }
+        let at = zen_vtd::sl_index(iova, 1);
+        if read_entry(table, at) & (zen_vtd::SL_READ | zen_vtd::SL_WRITE) != 0 {
+            return Err(());
+        }
         let leaf = phys | zen_vtd::SL_READ | if write { zen_vtd::SL_WRITE } else { 0 };
-        write_entry(unit, table, zen_vtd::sl_index(iova, 1), leaf);
+        write_entry(unit, table, at, leaf);
         if unit.caps.caching_mode {
             unit.invalidate();
         }
-        Ok(())
+        Ok(made)
+    }
+
+    /// Whether the device reaches `iova`.
+    fn mapped(&self, iova: u64) -> bool {
+        let mut table = self.root;
+        for level in (2..=self.levels).rev() {
+            let e = read_entry(table, zen_vtd::sl_index(iova, level));
+            if e & zen_vtd::SL_READ == 0 {
+                return false;
+            }
+            table = e & zen_vtd::SL_ADDR;
+        }
+        read_entry(table, zen_vtd::sl_index(iova, 1)) & (zen_vtd::SL_READ | zen_vtd::SL_WRITE) != 0
     }
 
     /// Takes the device's access to `iova` away; [`flush`](Self::flush) makes it
