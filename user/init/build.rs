@@ -3,6 +3,13 @@
 
 use std::path::Path;
 
+fn opt(s: &Option<String>) -> String {
+    match s {
+        Some(d) => format!("Some({d:?})"),
+        None => "None".into(),
+    }
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let file = root.join("system.toml");
@@ -30,7 +37,7 @@ fn main() {
             .map(|r| format!("Rights::{}.bits()", r.to_uppercase()))
             .collect();
         out += &format!(
-            "    Service {{ name: {:?}, program: {:?}, devices: {}, system: {}, disks: {}, restart: {} }},\n",
+            "    Service {{ name: {:?}, program: {:?}, devices: {}, system: {}, disks: {}, root: {}, store: {}, restart: {} }},\n",
             s.name,
             s.program,
             match s.devices {
@@ -38,10 +45,9 @@ fn main() {
                 None => "None".into(),
             },
             if rights.is_empty() { "0".into() } else { rights.join(" | ") },
-            match &s.disks {
-                Some(d) => format!("Some({d:?})"),
-                None => "None".into(),
-            },
+            opt(&s.disks),
+            opt(&s.root),
+            opt(&s.store),
             s.restart
         );
     }

@@ -71,7 +71,7 @@ pub fn build_with(kernel: Kernel, release: bool) -> Result<Artifacts> {
 }
 
 /// The programs of the default boot archive (crates under user/), in archive order.
-pub const DEFAULT_PROGRAMS: &[&str] = &["init", "shell", "nvmed"];
+pub const DEFAULT_PROGRAMS: &[&str] = &["init", "shell", "nvmed", "tagfsd"];
 /// The programs only the tests and benchmarks run: in the test archive, after the
 /// default ones.
 pub const TEST_PROGRAMS: &[&str] = &["usertests", "ipcbench", "blkbench"];

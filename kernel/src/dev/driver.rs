@@ -103,8 +103,13 @@ impl State {
         if let Some(s) = self.free_pin_slots.pop() {
             return Some(s);
         }
+        // The list is empty here: room for every slot handed out, this one too
+        // (at most 64 KiB a device, kept for the driver's life).
         if self.next_pin_slot as usize >= MAX_PINNED_PAGES
-            || self.free_pin_slots.try_reserve(1).is_err()
+            || self
+                .free_pin_slots
+                .try_reserve(self.next_pin_slot as usize + 1)
+                .is_err()
         {
             return None;
         }
@@ -221,18 +226,14 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
     // would be harmless, the other way round not, and undoing is simpler here.
     let slot = s.domain.as_ref().map(|_| s.next_dma_slot);
     if let (Some(d), Some(slot)) = (s.domain.as_mut(), slot) {
-        let mut tables = 0;
-        let failed = frames.iter().enumerate().position(|(k, f)| {
-            match d.map(iova(slot + k as u32), f.addr(), true) {
-                Ok(made) => {
-                    tables += made;
-                    false
-                }
-                Err(()) => true,
-            }
-        });
-        // Its tables are the driver's for its life (bounded by the window).
-        me.quota().force(tables * 4096);
+        let before = d.tables();
+        let failed = frames
+            .iter()
+            .enumerate()
+            .position(|(k, f)| d.map(iova(slot + k as u32), f.addr(), true).is_err());
+        // Its tables are the driver's for its life (bounded by the window), also
+        // those a failed map made.
+        me.quota().force((d.tables() - before) as u64 * 4096);
         if let Some(k) = failed {
             for j in 0..k {
                 d.unmap(iova(slot + j as u32));
@@ -332,10 +333,13 @@ pub fn dma_addr(me: &dyn Party, tok: &Presented, va: u64) -> Result<u64, Error> 
             return Err(Error::NoMemory);
         };
         let d = s.domain.as_mut().expect("checked above");
+        let before = d.tables();
         // Writable for the device only if the driver may write it (a read-only grant
         // stays read-only for the device too).
-        match d.map(iova(slot), frame.addr(), writable) {
-            Ok(tables) => me.quota().force(tables * 4096),
+        let mapped = d.map(iova(slot), frame.addr(), writable);
+        me.quota().force((d.tables() - before) as u64 * 4096);
+        match mapped {
+            Ok(()) => {}
             Err(()) => {
                 s.free_pin_slots.push(slot);
                 me.quota().give(PIN_KMEM);
@@ -361,7 +365,8 @@ pub fn unpin(pid: u32, quota: &crate::mm::quota::Quota, addr: u64, pages: u64) {
     let end = addr.saturating_add(pages.saturating_mul(4096));
     for dev in devices() {
         let mut s = dev.state.lock();
-        if s.holder != pid || s.pinned.is_empty() {
+        // Most unmaps are of pages no device was given: nothing to rebuild or flush.
+        if s.holder != pid || !s.pinned.iter().any(|p| (addr..end).contains(&p.page)) {
             continue;
         }
         let (gone, kept): (Vec<Pin>, Vec<Pin>) = core::mem::take(&mut s.pinned)

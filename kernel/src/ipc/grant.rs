@@ -182,8 +182,17 @@ pub fn grant_map(
     match me.map_granted(&g.frames, g.rights.contains(Rights::WRITE)) {
         Ok(va) => Ok(va),
         Err(e) => {
-            // Not mapped: the grant stays for another try.
-            GRANTS.lock().insert(id, g);
+            // Not mapped: the grant stays for another try, if its sender still lives.
+            // Checked under the table's lock, as grant_create checks the receiver: a
+            // sender drops its grants only after it stops being found, so one put back
+            // here is either found by that sweep or not put back at all.
+            let mut t = GRANTS.lock();
+            if me.find(g.from).is_some() {
+                t.insert(id, g);
+            } else {
+                drop(t);
+                drop(g);
+            }
             Err(e)
         }
     }

@@ -3,8 +3,9 @@
 //! `system.toml` at the top of the tree names, in start order, the services init
 //! starts: the program, the devices it drives (a class: each matching PCI function
 //! gets an instance of its own), the rights of the system token it gets, the disks it
-//! may read (block connections to a driver service), and whether init starts it
-//! again when it ends. init's build script turns the file into a table compiled into
+//! may read (block connections to a driver service), for a store server the driver
+//! whose TagFS root partition it serves (`root`), the store it may use (`store`),
+//! and whether init starts it again when it ends. init's build script turns the file into a table compiled into
 //! init, and xtask checks it at build time (every program in the boot archive), so a
 //! mistake is a build error with its line, never a boot-time surprise.
 //!
@@ -50,6 +51,11 @@ pub struct Service {
     pub system: Vec<String>,
     /// The driver service whose disks it gets (read-only connections).
     pub disks: Option<String>,
+    /// The driver service on whose disks it serves the TagFS root partition (a
+    /// read-write connection confined to the first one found): a store server.
+    pub root: Option<String>,
+    /// The store service it gets a connection to (read, write and tag).
+    pub store: Option<String>,
     pub restart: bool,
 }
 
@@ -120,6 +126,8 @@ pub fn parse(text: &str, programs: &[&str]) -> Result<Vec<Service>, Error> {
                     devices: None,
                     system: Vec::new(),
                     disks: None,
+                    root: None,
+                    store: None,
                     restart: false,
                 },
             ));
@@ -151,6 +159,8 @@ pub fn parse(text: &str, programs: &[&str]) -> Result<Vec<Service>, Error> {
                 svc.system = l;
             }
             ("disks", Value::Str(s)) => svc.disks = Some(s),
+            ("root", Value::Str(s)) => svc.root = Some(s),
+            ("store", Value::Str(s)) => svc.store = Some(s),
             ("restart", Value::Bool(b)) => svc.restart = b,
             (k, _) => return Err(err(line, format!("unknown key or wrong type: `{k}`"))),
         }
@@ -168,7 +178,8 @@ pub fn parse(text: &str, programs: &[&str]) -> Result<Vec<Service>, Error> {
         if out[..i].iter().any(|(_, o)| o.name == s.name) {
             return Err(err(*line, format!("two services named `{}`", s.name)));
         }
-        if let Some(d) = &s.disks {
+        for (key, d) in [("disks", &s.disks), ("root", &s.root)] {
+            let Some(d) = d else { continue };
             // Started before, and a driver: init connects to it first.
             if !out[..i]
                 .iter()
@@ -176,9 +187,26 @@ pub fn parse(text: &str, programs: &[&str]) -> Result<Vec<Service>, Error> {
             {
                 return Err(err(
                     *line,
-                    format!("disks = \"{d}\": no driver service of that name before it"),
+                    format!("{key} = \"{d}\": no driver service of that name before it"),
                 ));
             }
+        }
+        if let Some(d) = &s.store {
+            if !out[..i]
+                .iter()
+                .any(|(_, o)| &o.name == d && o.root.is_some())
+            {
+                return Err(err(
+                    *line,
+                    format!("store = \"{d}\": no store service (one with `root`) of that name before it"),
+                ));
+            }
+        }
+        if s.root.is_some() && s.devices.is_some() {
+            return Err(err(
+                *line,
+                "a service is a driver or a store, not both".into(),
+            ));
         }
     }
     Ok(out.into_iter().map(|(_, s)| s).collect())

@@ -1,6 +1,6 @@
 use super::*;
 
-const PROGRAMS: &[&str] = &["nvmed", "shell"];
+const PROGRAMS: &[&str] = &["nvmed", "shell", "tagfsd"];
 
 #[test]
 fn the_real_file_parses() {
@@ -60,6 +60,22 @@ fn mistakes_name_their_line() {
         bad("[[service]]\nname = \"s\"\nprogram = \"shell\"\ndisks = \"d\"\n")
             .what
             .contains("no driver")
+    );
+    // A store needs a driver before it, a store user a store before it.
+    let drv = "[[service]]\nname = \"d\"\nprogram = \"nvmed\"\ndevices = \"nvme\"\n";
+    let e = bad(&format!(
+        "{drv}[[service]]\nname = \"t\"\nprogram = \"tagfsd\"\nroot = \"x\"\n"
+    ));
+    assert!(e.what.contains("root = \"x\"") && e.line == 5, "{e}");
+    let e = bad(&format!(
+        "{drv}[[service]]\nname = \"s\"\nprogram = \"shell\"\nstore = \"d\"\n"
+    ));
+    assert!(e.what.contains("no store service"), "{e}");
+    let ok = format!("{drv}[[service]]\nname = \"t\"\nprogram = \"tagfsd\"\nroot = \"d\"\n[[service]]\nname = \"s\"\nprogram = \"shell\"\nstore = \"t\"\n");
+    let s = parse(&ok, PROGRAMS).unwrap();
+    assert_eq!(
+        (s[1].root.as_deref(), s[2].store.as_deref()),
+        (Some("d"), Some("t"))
     );
     assert!(bad("[[service]]\nprogram = \"shell\"\n")
         .what

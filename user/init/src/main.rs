@@ -2,7 +2,9 @@
 //! (the table is compiled in by build.rs): a driver service once per device of its
 //! class, holding that device's token; a service with `system` rights gets the
 //! system token with those; one with `disks` gets a read-only block connection to
-//! each instance of that driver. Each service is watched by a thread of its own and
+//! each instance of that driver; a store server (`root`) a read-write connection
+//! confined to the first TagFS root partition on that driver's disks; one with
+//! `store` a connection to that store. Each service is watched by a thread of its own and
 //! started again when it ends, if it is declared `restart` (not when it dies at once
 //! five times in a row: a crash loop is reported and left).
 //!
@@ -19,6 +21,7 @@ use zen_abi::cap::Rights;
 use zen_std::block::Client;
 use zen_std::chan::{self, Channel};
 use zen_std::prelude::*;
+use zen_std::tagfs::Store;
 use zen_std::{boot, dev, process, thread, time};
 
 zen_std::main!(main);
@@ -33,6 +36,10 @@ pub struct Service {
     pub system: u64,
     /// The driver service whose disks it reads.
     pub disks: Option<&'static str>,
+    /// A store server: the driver whose TagFS root partition it serves.
+    pub root: Option<&'static str>,
+    /// The store service it uses.
+    pub store: Option<&'static str>,
     pub restart: bool,
 }
 
@@ -40,6 +47,8 @@ include!(concat!(env!("OUT_DIR"), "/system.rs"));
 
 /// Each running driver instance's first connection: (service name, device, client).
 static DRIVERS: spin::Mutex<Vec<(&'static str, u32, Client)>> = spin::Mutex::new(Vec::new());
+/// Each running store server's first connection: (service name, connection).
+static STORES: spin::Mutex<Vec<(&'static str, Store)>> = spin::Mutex::new(Vec::new());
 
 fn main() -> i32 {
     let arg = process::arg();
@@ -89,6 +98,9 @@ fn watch(svc: &'static Service, device: Option<u32>, mut pid: u32) -> u64 {
     loop {
         let started = time::uptime_ms();
         let code = process::wait(pid).unwrap_or(u64::MAX);
+        if svc.root.is_some() {
+            STORES.lock().retain(|(n, _)| *n != svc.name);
+        }
         if let Some(d) = device {
             // Its connection went with it.
             DRIVERS
@@ -174,7 +186,38 @@ fn start(svc: &'static Service, device: Option<u32>) -> Result<u32, String> {
                 r.map_err(e("give a disk"))?;
             }
         }
+        if let Some(driver) = svc.root {
+            match root_partition(driver) {
+                Ok(end) => {
+                    let r = boot::give(&mut ch, "disk", end, Rights::SEND | Rights::RECV);
+                    let _ = end.drop_token();
+                    r.map_err(e("give the root partition"))?;
+                }
+                // It starts anyway and says the store is unavailable.
+                Err(why) => println!("init: {}: {why}", svc.name),
+            }
+        }
+        if let Some(name) = svc.store {
+            let mut stores = STORES.lock();
+            match stores.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, s)) => {
+                    let end = s
+                        .open_connection(zen_std::tagfs::rights::ALL)
+                        .map_err(|x| format!("connect to the store: {}", x.as_str()))?;
+                    let r = boot::give(&mut ch, "store", end, Rights::SEND | Rights::RECV);
+                    let _ = end.drop_token();
+                    r.map_err(e("give the store"))?;
+                }
+                None => println!("init: {}: the store {name} is not running", svc.name),
+            }
+        }
         boot::end(&mut ch).map_err(e("end"))?;
+        if svc.root.is_some() {
+            // A store server: its first connection is ours.
+            let s = Store::adopt(ch).map_err(|x| format!("store connection: {}", x.as_str()))?;
+            STORES.lock().push((svc.name, s));
+            return Ok::<(), String>(());
+        }
         if let Some(d) = device {
             // A driver: its first connection is ours.
             let c = Client::new(ch, 10_000).map_err(e("open the driver's connection"))?;
@@ -188,6 +231,26 @@ fn start(svc: &'static Service, device: Option<u32>) -> Result<u32, String> {
         return Err(why);
     }
     Ok(pid)
+}
+
+/// A read-write connection confined to the first TagFS root partition on the disks
+/// of `driver`'s instances.
+fn root_partition(driver: &str) -> Result<chan::Cap, String> {
+    let mut drivers = DRIVERS.lock();
+    for (_, _, c) in drivers.iter_mut().filter(|(n, _, _)| *n == driver) {
+        let parts = c
+            .partitions()
+            .map_err(|x| format!("partitions: {}", x.as_str()))?;
+        if let Some(i) = parts
+            .iter()
+            .position(|p| p.type_guid == zen_std::block::ZEN_ROOT_TYPE)
+        {
+            return c
+                .connect(zen_std::block::connect::with_partition(i as u32 + 1))
+                .map_err(|x| format!("connect to the root partition: {}", x.as_str()));
+        }
+    }
+    Err(format!("no TagFS root partition on the disks of {driver}"))
 }
 
 /// `arg=PROGRAM`: that program alone, with the system token's POWER, restarted when

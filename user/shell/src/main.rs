@@ -8,7 +8,10 @@ use zen_abi::cap::{ObjectType, Rights};
 use zen_lineedit::{Editor, Event};
 use zen_std::block::Client;
 use zen_std::prelude::*;
+use zen_std::tagfs::Store;
 use zen_std::{chan, console, dev, mem, process, time};
+
+mod store;
 
 zen_std::main!(main);
 
@@ -49,33 +52,49 @@ const COMMANDS: &[(&str, &str, &str)] = &[
 fn main() -> i32 {
     // What init gave us (system.toml): the system token, read-only disks. Started
     // any other way (`run shell`), there is no bootstrap channel and nothing given.
-    let mut disks: Vec<Client> = match zen_std::boot::receive(5_000) {
-        Ok(g) => g
-            .disks
-            .iter()
-            .filter_map(|&c| {
-                let ch = chan::Channel::attach(c).ok();
-                let _ = c.drop_token();
-                Client::new(ch?, 5_000).ok()
-            })
-            .collect(),
-        Err(_) => Vec::new(),
+    let (mut disks, store): (Vec<Client>, Option<Store>) = match zen_std::boot::receive(5_000) {
+        Ok(g) => (
+            g.disks
+                .iter()
+                .filter_map(|&c| {
+                    let ch = chan::Channel::attach(c).ok();
+                    let _ = c.drop_token();
+                    Client::new(ch?, 5_000).ok()
+                })
+                .collect(),
+            g.store.and_then(|c| match Store::connect(c) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    println!("shell: the store is unavailable: {}", e.as_str());
+                    None
+                }
+            }),
+        ),
+        Err(_) => (Vec::new(), None),
     };
+    // The completion closure reads tag names from the store between commands.
+    let store = core::cell::RefCell::new(store);
     println!("Zen OS shell. Type `help` for the commands.");
     let programs = process::programs().unwrap_or_default();
     let complete = |word: &str, first: bool| -> Vec<String> {
         if first {
             COMMANDS
                 .iter()
+                .chain(store::COMMANDS)
                 .map(|c| String::from(c.0))
                 .filter(|c| c.starts_with(word))
                 .collect()
         } else {
-            programs
+            // Program names, and the store's tags.
+            let mut words: Vec<String> = programs
                 .iter()
                 .filter(|p| p.starts_with(word))
                 .cloned()
-                .collect()
+                .collect();
+            if let Some(s) = store.borrow_mut().as_mut() {
+                words.extend(s.tags(word).unwrap_or_default().into_iter().map(|(t, _)| t));
+            }
+            words
         }
     };
     let mut ed = Editor::new("zen> ");
@@ -96,7 +115,13 @@ fn main() -> i32 {
             out.clear();
             match ev {
                 Event::Line(line) => {
-                    execute(line.trim(), &mut disks);
+                    let line = line.trim();
+                    let mut w = line.split_whitespace();
+                    let cmd = w.next().unwrap_or("");
+                    let rest: Vec<&str> = w.collect();
+                    if !store::execute(&mut store.borrow_mut(), cmd, &rest) {
+                        execute(line, &mut disks);
+                    }
                     print!("{}", ed.prompt());
                 }
                 Event::Cancelled => print!("{}", ed.prompt()),
@@ -112,7 +137,7 @@ fn execute(line: &str, disks: &mut [Client]) {
     let rest: Vec<&str> = words.collect();
     match cmd {
         "help" => {
-            for (name, args, what) in COMMANDS {
+            for (name, args, what) in COMMANDS.iter().chain(store::COMMANDS) {
                 println!("  {:<9} {:<14} {}", name, args, what);
             }
         }

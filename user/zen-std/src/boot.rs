@@ -19,6 +19,8 @@ pub struct Given {
     pub devices: Vec<Cap>,
     pub system: Option<Cap>,
     pub disks: Vec<Cap>,
+    /// A connection to the store (tagfsd), for `tagfs::Store::connect`.
+    pub store: Option<Cap>,
 }
 
 /// Attaches the bootstrap channel in `Cap(0)` and reads what the starter gives, up
@@ -32,6 +34,7 @@ pub fn receive(timeout_ms: u64) -> Result<Given> {
         devices: Vec::new(),
         system: None,
         disks: Vec::new(),
+        store: None,
     };
     let mut buf = [0u8; 64];
     loop {
@@ -56,6 +59,7 @@ pub fn receive(timeout_ms: u64) -> Result<Given> {
             "device" => g.devices.push(slot),
             "system" => g.system = Some(slot),
             "disk" => g.disks.push(slot),
+            "store" => g.store = Some(slot),
             _ => return Err(Error::InvalidArgument),
         }
     }

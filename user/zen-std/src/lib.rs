@@ -30,6 +30,7 @@ pub mod process;
 mod rt;
 pub mod simd;
 pub mod sys;
+pub mod tagfs;
 pub mod testing;
 pub mod thread;
 pub mod time;

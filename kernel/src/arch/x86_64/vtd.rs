@@ -404,15 +404,14 @@ impl Domain {
     }
 
     /// Lets the device reach the frame at `phys` at device address `iova`,
-    /// read-only unless `write`; the number of page tables this made (the caller
-    /// charges them). `Err` without memory for a table, beyond reach, or if `iova`
-    /// is mapped already (an address never silently changes frames).
-    pub fn map(&mut self, iova: u64, phys: u64, write: bool) -> Result<u64, ()> {
+    /// read-only unless `write`. `Err` without memory for a table, beyond reach, or
+    /// if `iova` is mapped already (an address never silently changes frames). Tables
+    /// it makes stay, even when it fails further down: see [`tables`](Self::tables).
+    pub fn map(&mut self, iova: u64, phys: u64, write: bool) -> Result<(), ()> {
         let unit = self.unit();
         if iova >= unit.caps.reach() || iova % 4096 != 0 || phys % 4096 != 0 {
             return Err(());
         }
-        let mut made = 0;
         let mut table = self.root;
         for level in (2..=self.levels).rev() {
             let i = zen_vtd::sl_index(iova, level);
@@ -423,7 +422,6 @@ impl Domain {
                 self.tables.try_reserve(1).map_err(|_| ())?;
                 let t = zeroed_table().ok_or(())?;
                 self.tables.push(t);
-                made += 1;
                 write_entry(unit, table, i, t | zen_vtd::SL_READ | zen_vtd::SL_WRITE);
                 t
             };
@@ -437,7 +435,12 @@ impl Domain {
         if unit.caps.caching_mode {
             unit.invalidate();
         }
-        Ok(made)
+        Ok(())
+    }
+
+    /// Page-table frames the domain holds (its owner charges them as they come).
+    pub fn tables(&self) -> usize {
+        self.tables.len()
     }
 
     /// Whether the device reaches `iova`.

@@ -1,0 +1,311 @@
+//! The store, from a program (brief item 21): create, read, write (at an offset),
+//! add_tag, remove_tag, query and meta by name, plus truncate, delete, sync, the tag
+//! list and the store's figures, over a connection to tagfsd (zen-storeproto).
+//!
+//! Each call sends one request with this connection's buffer as a page grant (the
+//! input in it, the answer written over it): tagfsd reads and writes our pages, and
+//! nothing passes through the kernel but the 40-byte request. Reads and writes
+//! larger than the buffer are split into several requests (each atomic on its own).
+//!
+//! ```ignore
+//! let mut s = zen_std::tagfs::Store::connect(given.store.unwrap())?;
+//! let id = s.create(&["note", "owner:ada"])?;
+//! s.write(id, 0, b"buy milk")?;
+//! s.sync()?;
+//! let found = s.query("note AND owner:ada")?;
+//! ```
+
+use crate::chan::{self, Cap, Channel};
+use crate::mem::Shared;
+use alloc::string::String;
+use alloc::vec::Vec;
+use zen_abi::cap::Rights;
+pub use zen_storeproto::{rights, Op, Reply, Request, Status, MAX_BUFFER};
+
+/// Object ids.
+pub type ObjectId = u32;
+
+/// What a store call can fail with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// tagfsd refused: its status, and the reply's value (where a query failed to
+    /// parse, the bytes a too-small buffer needed).
+    Refused(Status, u64),
+    /// The connection itself failed (tagfsd gone, no memory for the buffer).
+    Sys(crate::Error),
+    /// tagfsd answered something that is not a reply.
+    Garbled,
+}
+
+impl StoreError {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StoreError::Refused(s, _) => s.as_str(),
+            StoreError::Sys(e) => e.as_str(),
+            StoreError::Garbled => "the store answered nonsense",
+        }
+    }
+}
+
+impl From<crate::Error> for StoreError {
+    fn from(e: crate::Error) -> Self {
+        StoreError::Sys(e)
+    }
+}
+
+pub type Result<T> = core::result::Result<T, StoreError>;
+
+/// Bytes of the buffer a connection starts with; it grows (to `MAX_BUFFER`) when an
+/// answer needs more.
+const FIRST_BUFFER: usize = 64 << 10;
+/// How long a call waits for its answer.
+const TIMEOUT_MS: u64 = 10_000;
+
+/// A connection to the store.
+pub struct Store {
+    chan: Channel,
+    buf: Shared,
+    next_id: u64,
+    /// The connection's rights (`rights` bits), as tagfsd said.
+    pub rights: u32,
+}
+
+impl core::fmt::Debug for Store {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Store")
+            .field("rights", &self.rights)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the connection whose channel end is in `cap` (from init, `boot`'s
+    /// `store`). `Refused(Unavailable)` if tagfsd runs without a store.
+    pub fn connect(cap: Cap) -> Result<Store> {
+        let chan = Channel::attach(cap)?;
+        let _ = cap.drop_token();
+        let mut s = Store {
+            chan,
+            buf: Shared::new(FIRST_BUFFER)?,
+            next_id: 1,
+            rights: 0,
+        };
+        let r = s.call(Op::Hello, 0, 0, 0, &[])?;
+        s.rights = r.value as u32;
+        Ok(s)
+    }
+
+    /// One request and its answer. The input goes in the buffer (grown if needed);
+    /// the answer's bytes are the buffer's first `Reply::len`.
+    fn call(&mut self, op: Op, object: u64, offset: u64, len: u64, input: &[u8]) -> Result<Reply> {
+        let need = input.len().max(len as usize);
+        if need > self.buf.len() {
+            self.grow(need)?;
+        }
+        self.buf.write(0, input)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = Request {
+            id,
+            op: op as u8,
+            input: input.len() as u32,
+            object,
+            offset,
+            len,
+        };
+        self.chan
+            .send_grant(&self.buf, Rights::READ | Rights::WRITE, &req.to_bytes())?;
+        let mut msg = [0u8; 128];
+        let start = crate::time::uptime_ms();
+        loop {
+            if let Some(n) = self.chan.try_recv(&mut msg)? {
+                let r = Reply::from_bytes(&msg[..n]).ok_or(StoreError::Garbled)?;
+                if r.id != id {
+                    continue; // an answer to a call that gave up waiting
+                }
+                return match r.status() {
+                    Some(Status::Ok) if r.len <= self.buf.len() as u64 => Ok(r),
+                    Some(Status::Ok) | None => Err(StoreError::Garbled),
+                    Some(s) => Err(StoreError::Refused(s, r.value)),
+                };
+            }
+            let waited = crate::time::uptime_ms() - start;
+            if waited >= TIMEOUT_MS {
+                return Err(StoreError::Sys(crate::Error::TimedOut));
+            }
+            chan::poll(&mut [&mut self.chan], TIMEOUT_MS - waited)?;
+        }
+    }
+
+    fn grow(&mut self, need: usize) -> Result<()> {
+        if need as u64 > MAX_BUFFER {
+            return Err(StoreError::Refused(Status::TooSmall, need as u64));
+        }
+        self.buf = Shared::new(need.next_power_of_two().max(FIRST_BUFFER))?;
+        Ok(())
+    }
+
+    /// `call`, growing the buffer once if the answer did not fit.
+    fn call_sized(&mut self, op: Op, object: u64, input: &[u8]) -> Result<(Reply, Vec<u8>)> {
+        let r = match self.call(op, object, 0, 0, input) {
+            Err(StoreError::Refused(Status::TooSmall, need)) => {
+                self.grow(need as usize)?;
+                self.call(op, object, 0, 0, input)?
+            }
+            other => other?,
+        };
+        let mut out = alloc::vec![0u8; r.len as usize];
+        self.buf.read(0, &mut out);
+        Ok((r, out))
+    }
+
+    fn chunk(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// A new object with `tags` (all or none of them); its id.
+    pub fn create(&mut self, tags: &[&str]) -> Result<ObjectId> {
+        let text: String = tags.iter().flat_map(|t| [*t, "\n"]).collect();
+        let r = self.call(Op::Create, 0, 0, 0, text.as_bytes())?;
+        Ok(r.value as ObjectId)
+    }
+
+    /// Reads from `off` into `out`; how many bytes there were (fewer at the end).
+    pub fn read(&mut self, id: ObjectId, off: u64, out: &mut [u8]) -> Result<usize> {
+        let mut done = 0;
+        while done < out.len() {
+            let want = (out.len() - done).min(self.chunk());
+            let r = self.call(Op::Read, id.into(), off + done as u64, want as u64, &[])?;
+            let n = (r.len as usize).min(want);
+            self.buf.read(0, &mut out[done..done + n]);
+            done += n;
+            if n < want {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// The whole content.
+    pub fn read_all(&mut self, id: ObjectId) -> Result<Vec<u8>> {
+        let (size, _) = self.meta(id)?;
+        let mut out = alloc::vec![0u8; size as usize];
+        let n = self.read(id, 0, &mut out)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Writes `data` at `off` (growing the object as needed).
+    pub fn write(&mut self, id: ObjectId, off: u64, data: &[u8]) -> Result<()> {
+        let step = self.chunk();
+        for (k, piece) in data.chunks(step).enumerate() {
+            self.call(Op::Write, id.into(), off + (k * step) as u64, 0, piece)?;
+        }
+        if data.is_empty() {
+            self.call(Op::Write, id.into(), off, 0, &[])?;
+        }
+        Ok(())
+    }
+
+    pub fn truncate(&mut self, id: ObjectId, size: u64) -> Result<()> {
+        self.call(Op::Truncate, id.into(), size, 0, &[]).map(|_| ())
+    }
+
+    /// Whether the tag was new on it.
+    pub fn add_tag(&mut self, id: ObjectId, tag: &str) -> Result<bool> {
+        Ok(self
+            .call(Op::AddTag, id.into(), 0, 0, tag.as_bytes())?
+            .value
+            != 0)
+    }
+
+    /// Whether it had the tag.
+    pub fn remove_tag(&mut self, id: ObjectId, tag: &str) -> Result<bool> {
+        Ok(self
+            .call(Op::RemoveTag, id.into(), 0, 0, tag.as_bytes())?
+            .value
+            != 0)
+    }
+
+    /// The ids of the objects matching `query`, ascending. A query that does not
+    /// parse: `Refused(BadQuery, byte)`.
+    pub fn query(&mut self, query: &str) -> Result<Vec<ObjectId>> {
+        let (_, out) = self.call_sized(Op::Query, 0, query.as_bytes())?;
+        Ok(out
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as ObjectId)
+            .collect())
+    }
+
+    /// Size and tags.
+    pub fn meta(&mut self, id: ObjectId) -> Result<(u64, Vec<String>)> {
+        let (r, out) = self.call_sized(Op::Meta, id.into(), &[])?;
+        let text = core::str::from_utf8(&out).map_err(|_| StoreError::Garbled)?;
+        Ok((r.value, text.lines().map(String::from).collect()))
+    }
+
+    pub fn delete(&mut self, id: ObjectId) -> Result<()> {
+        self.call(Op::Delete, id.into(), 0, 0, &[]).map(|_| ())
+    }
+
+    /// Everything done so far is on the disk when this returns.
+    pub fn sync(&mut self) -> Result<()> {
+        self.call(Op::Sync, 0, 0, 0, &[]).map(|_| ())
+    }
+
+    /// Every tag starting with `prefix`, with how many objects carry it.
+    pub fn tags(&mut self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let (_, out) = self.call_sized(Op::Tags, 0, prefix.as_bytes())?;
+        Ok(pairs(&out))
+    }
+
+    /// The store's figures (`zen_storeproto::STAT_KEYS`).
+    pub fn stat(&mut self) -> Result<Vec<(String, u64)>> {
+        let (_, out) = self.call_sized(Op::Stat, 0, &[])?;
+        Ok(pairs(&out))
+    }
+
+    /// On init's connection: a new connection with `rights` for another program;
+    /// the end to give it.
+    pub fn open_connection(&mut self, rights: u32) -> Result<Cap> {
+        let (a, b) = chan::create()?;
+        let passed = b.send_over(&self.chan, Rights::SEND | Rights::RECV);
+        let _ = b.drop_token();
+        let slot = match passed {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = a.drop_token();
+                return Err(e.into());
+            }
+        };
+        match self.call(Op::Connect, slot.0 as u64, rights.into(), 0, &[]) {
+            Ok(_) => Ok(a),
+            Err(e) => {
+                let _ = a.drop_token();
+                Err(e)
+            }
+        }
+    }
+
+    /// init's side of the bootstrap: the first connection, without asking for its
+    /// rights (tagfsd may be unavailable and init still hands out connections).
+    pub fn adopt(chan: Channel) -> Result<Store> {
+        Ok(Store {
+            chan,
+            buf: Shared::new(4096)?,
+            next_id: 1,
+            rights: rights::ALL | rights::ADMIN,
+        })
+    }
+}
+
+fn pairs(out: &[u8]) -> Vec<(String, u64)> {
+    core::str::from_utf8(out)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((String::from(k), v.parse().ok()?))
+        })
+        .collect()
+}
