@@ -31,6 +31,7 @@ mod row;
 mod secboot;
 mod setup;
 mod soak;
+mod storetest;
 mod test;
 mod usertest;
 mod util;
@@ -66,7 +67,8 @@ verbs:
       --icount          -icount shift=0: the TSC counts guest instructions (as the bench)
       --scratch         attach a fresh 32 MiB scratch disk (NVMe at 00:10.0, the disk
                         usertests' disk tests write: target/scratch-nvme.img)
-  test                  host tests, then the QEMU suites; ends with `N passed, N failed`
+  test [--only NAME]    host tests, then the QEMU suites; ends with `N passed, N failed`
+                        (--only: just the QEMU jobs whose name contains NAME)
   soak [--calls N]      the system-call fuzzer at length (10 million calls by default) on
                         2 CPUs: calls per second, kernel failures, what was lost
   bench [--only a,b]    sizes; boot, context switch, system call and IPC instruction
@@ -276,15 +278,18 @@ fn main() -> ExitCode {
             })
         }),
         "test" => {
-            if rest.is_empty() {
-                Ok(if test::run() {
+            let only = match rest {
+                [] => Ok(None),
+                [flag, name] if flag == "--only" => Ok(Some(name.clone())),
+                _ => Err(format!("test takes only --only NAME\n\n{}", usage())),
+            };
+            only.map(|o| {
+                if test::run(o.as_deref()) {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
-                })
-            } else {
-                Err(format!("test takes no options\n\n{}", usage()))
-            }
+                }
+            })
         }
         "soak" => {
             let calls = match rest {

@@ -101,18 +101,20 @@ impl Tally {
 }
 
 /// Runs everything; returns true if nothing failed.
-pub fn run() -> bool {
+pub fn run(only: Option<&str>) -> bool {
     let started = Instant::now();
     let mut total = Tally::default();
-    let host = Instant::now();
-    let mut c = cargo();
-    c.args(["test", "--no-fail-fast"]);
-    total.add(cargo_test("host tests", &mut c));
-    if let Some(mut c) = loom_run() {
-        total.add(cargo_test("loom model checks", &mut c));
+    if only.is_none() {
+        let host = Instant::now();
+        let mut c = cargo();
+        c.args(["test", "--no-fail-fast"]);
+        total.add(cargo_test("host tests", &mut c));
+        if let Some(mut c) = loom_run() {
+            total.add(cargo_test("loom model checks", &mut c));
+        }
+        println!("xtask: host tests took {:.1?}", host.elapsed());
     }
-    println!("xtask: host tests took {:.1?}", host.elapsed());
-    total.add(qemu_suites());
+    total.add(qemu_suites(only));
     println!("xtask: all tests took {:.1?}", started.elapsed());
     // The closing line, last thing printed: CI reads it.
     println!("{} passed, {} failed", total.passed, total.failed);
@@ -155,7 +157,8 @@ fn cargo_test(what: &str, c: &mut Command) -> Tally {
     t
 }
 
-fn qemu_suites() -> Tally {
+/// The QEMU suites; with `only`, just the jobs whose name contains it.
+fn qemu_suites(only: Option<&str>) -> Tally {
     let setup = crate::setup::ensure();
     let (ktest, normal) = match setup
         .and_then(|_| Ok((build::build(Kernel::Test)?, build::build(Kernel::Normal)?)))
@@ -193,6 +196,10 @@ fn qemu_suites() -> Tally {
                 "qemu::shell".to_string(),
                 crate::usertest::shell_job(&normal),
             ),
+            (
+                "qemu::store".to_string(),
+                crate::storetest::store_job(&normal),
+            ),
         ])
         .chain(
             Corruption::ALL
@@ -209,6 +216,7 @@ fn qemu_suites() -> Tally {
                 .into_iter()
                 .map(|(n, j)| (n.to_string(), j)),
         )
+        .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
         .collect();
     let mut runnable = Vec::new();
     let mut t = Tally::default();

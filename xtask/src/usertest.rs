@@ -32,6 +32,11 @@ fn esp(a: &Artifacts, name: &str, cmdline: Option<&str>) -> Result<std::path::Pa
     )
 }
 
+/// An ESP for a session at the shell (the test archive: the shell runs test programs).
+pub fn shell_esp(a: &Artifacts, name: &str) -> Result<std::path::PathBuf> {
+    esp(a, name, None)
+}
+
 pub fn usertests_job(a: &Artifacts) -> Result<Job> {
     let esp = esp(a, "esp-usertests", Some("init=usertests"))?;
     let scratch = target().join("usertests-nvme.img");

@@ -1,0 +1,261 @@
+//! `qemu::store`: the store through the shell, across reboots, on the scratch disk's
+//! TagFS root partition (tagfsd formats it on the first boot).
+//!
+//! 1. A fresh disk: the shell creates, lists, reads, tags and queries an object (a
+//!    query that does not parse shows where), then syncs and shuts down.
+//! 2. The same disk: the object is there, found by a query, with its content.
+//!    Then xtask mounts the partition from the disk file with the same engine and
+//!    checks it (`Fs::check`, what `tagfs fsck` runs).
+//! 3. The same disk with its superblocks overwritten: tagfsd refuses it with its
+//!    reason, the shell starts anyway and says the store is unavailable.
+
+use crate::build::Artifacts;
+use crate::harness::{failure_notes, Job, Verdict};
+use crate::qemu::{Reply, Vm, EXIT_SUCCESS};
+use crate::util::{target, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// The scratch disk's root partition, in 512-byte sectors (`disk::scratch_image`).
+const ROOT_FIRST: usize = 40960;
+const ROOT_SECTORS: usize = 16384;
+
+/// One exchange: the keys to type, and what the lines since must show.
+struct Step {
+    keys: &'static str,
+    what: &'static str,
+    done: fn(&[String]) -> bool,
+}
+
+fn any(lines: &[String], f: impl Fn(&str) -> bool) -> bool {
+    lines.iter().any(|l| f(l.trim_end()))
+}
+
+/// Boots `vm`, checks `boot` on the lines before the shell's banner, runs `steps`,
+/// then `shutdown`. `Err` names the step that failed.
+fn session(
+    vm: &Vm,
+    boot: fn(&[String]) -> bool,
+    steps: &[Step],
+) -> std::result::Result<(), String> {
+    let mut at: Option<usize> = None; // None: waiting for the shell
+    let mut since: Vec<String> = Vec::new();
+    let mut failed: Option<String> = None;
+    let cap = vm.run_scripted(TIMEOUT, |l| {
+        since.push(l.to_string());
+        match at {
+            None if l.contains("Zen OS shell.") => {
+                if !boot(&since) {
+                    failed = Some("the boot did not say what it should".into());
+                    return Reply::Stop;
+                }
+                since.clear();
+                at = Some(0);
+                Reply::Send(steps.first().map_or("shutdown\r", |s| s.keys).into())
+            }
+            None => Reply::Wait,
+            Some(i) if i < steps.len() => {
+                if !(steps[i].done)(&since) {
+                    return Reply::Wait;
+                }
+                since.clear();
+                at = Some(i + 1);
+                Reply::Send(steps.get(i + 1).map_or("shutdown\r", |s| s.keys).into())
+            }
+            Some(_) => Reply::Wait,
+        }
+    })?;
+    let why = match (failed, at) {
+        (Some(f), _) => Some(f),
+        (None, None) => Some("the shell never started".into()),
+        (None, Some(i)) if i < steps.len() => {
+            Some(format!("step `{}` never saw its output", steps[i].what))
+        }
+        _ if cap.status.and_then(|s| s.code()) != Some(EXIT_SUCCESS) => {
+            Some("`shutdown` did not end QEMU with success".into())
+        }
+        _ => None,
+    };
+    match why {
+        None => Ok(()),
+        Some(w) => Err(failure_notes(vm, &cap, vec![w]).join("\n")),
+    }
+}
+
+const FIRST: &[Step] = &[
+    Step {
+        keys: "new note:hello owner:ada < hello from the store\r",
+        what: "new makes an object",
+        done: |l| any(l, |l| l.starts_with("created object ")),
+    },
+    Step {
+        keys: "ls owner:ada\r",
+        what: "ls finds it by a tag",
+        done: |l| any(l, |l| l.ends_with("note:hello owner:ada")) && any(l, |l| l == "1 object"),
+    },
+    Step {
+        keys: "cat note:hello\r",
+        what: "cat shows its content",
+        done: |l| any(l, |l| l == "hello from the store"),
+    },
+    Step {
+        keys: "tag note:hello year:2026\r",
+        what: "tag",
+        done: |l| any(l, |l| l.starts_with("zen> ")),
+    },
+    Step {
+        keys: "meta note:hello\r",
+        what: "meta shows size and tags",
+        done: |l| any(l, |l| l.ends_with(": 21 bytes, 3 tags")) && any(l, |l| l == "  year:2026"),
+    },
+    Step {
+        keys: "ls owner:ada AND (\r",
+        what: "a query that does not parse shows where",
+        done: |l| {
+            any(l, |l| l == "ls: query does not parse")
+                // The caret under the end, where an expression is missing.
+                && any(l, |l| l.trim_start() == "^" && l.len() == "  owner:ada AND (".len() + 1)
+        },
+    },
+    Step {
+        keys: "tags \r",
+        what: "tags lists them with counts",
+        done: |l| any(l, |l| l.trim_start() == "1  year:2026"),
+    },
+    Step {
+        keys: "sync\r",
+        what: "sync",
+        done: |l| any(l, |l| l == "synced"),
+    },
+];
+
+const SECOND: &[Step] = &[
+    Step {
+        keys: "cat owner:ada AND year:2026\r",
+        what: "after a reboot the object is there",
+        done: |l| any(l, |l| l == "hello from the store"),
+    },
+    Step {
+        keys: "df\r",
+        what: "df",
+        done: |l| {
+            any(l, |l| {
+                l.starts_with("1 object") && l.contains("segments free")
+            })
+        },
+    },
+];
+
+const DAMAGED: &[Step] = &[Step {
+    keys: "ls\r",
+    what: "the shell says the store is unavailable",
+    done: |l| any(l, |l| l.starts_with("ls: the store is unavailable")),
+}];
+
+/// Mounts the root partition of the disk file with the engine and checks it;
+/// a note with what it found.
+fn host_check(path: &Path) -> std::result::Result<String, String> {
+    use zen_tagfs::{BlockDevice, Config, Fs, MemDevice};
+    let disk = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let part = disk
+        .get(ROOT_FIRST * 512..(ROOT_FIRST + ROOT_SECTORS) * 512)
+        .ok_or("the disk file is too short")?;
+    let mut dev = MemDevice::new((part.len() / 4096) as u64);
+    for (i, b) in part.chunks_exact(4096).enumerate() {
+        if b.iter().any(|&x| x != 0) {
+            dev.write_block(i as u64, b).map_err(|e| e.to_string())?;
+        }
+    }
+    let mut fs = Fs::mount(dev, Config::default()).map_err(|e| format!("host mount: {e}"))?;
+    let report = fs.check().map_err(|e| format!("host check: {e}"))?;
+    let found = fs
+        .query("note:hello AND owner:ada AND year:2026")
+        .map_err(|e| e.to_string())?;
+    let [id] = found.as_slice() else {
+        return Err(format!(
+            "the host finds {} objects for the query",
+            found.len()
+        ));
+    };
+    let content = fs.read_all(*id).map_err(|e| e.to_string())?;
+    if content != b"hello from the store\n" {
+        return Err(format!(
+            "its content on the host: {:?}",
+            String::from_utf8_lossy(&content)
+        ));
+    }
+    Ok(format!(
+        "host check clean: {} objects, {} tag pairs",
+        report.objects, report.tag_pairs
+    ))
+}
+
+fn damage(path: &Path) -> std::result::Result<(), String> {
+    let mut disk = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    disk[ROOT_FIRST * 512..ROOT_FIRST * 512 + 8192].fill(0x5a);
+    std::fs::write(path, disk).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn store_job(a: &Artifacts) -> Result<Job> {
+    let esp = crate::usertest::shell_esp(a, "esp-store")?;
+    let scratch: PathBuf = target().join("store-nvme.img");
+    std::fs::write(&scratch, crate::disk::scratch_image()?)
+        .map_err(|e| format!("{}: {e}", scratch.display()))?;
+    Ok(Box::new(move || {
+        let vm = Vm {
+            nvme: Some(scratch.clone()),
+            ..Vm::new("store", &esp)
+        };
+        let name = "qemu::store".to_string();
+        let r = (|| {
+            session(
+                &vm,
+                |l| {
+                    any(l, |l| {
+                        l.contains(
+                            "tagfsd: the root partition (8 MiB) is empty: formatting it as TagFS",
+                        )
+                    })
+                },
+                FIRST,
+            )
+            .map_err(|e| format!("first boot: {e}"))?;
+            session(
+                &vm,
+                |l| {
+                    any(l, |l| {
+                        l.contains("tagfsd: store ready (8 MiB): 1 objects, 3 tags")
+                    })
+                },
+                SECOND,
+            )
+            .map_err(|e| format!("second boot: {e}"))?;
+            let note = host_check(&scratch)?;
+            damage(&scratch)?;
+            session(
+                &vm,
+                |l| {
+                    any(l, |l| {
+                        l.contains("tagfsd: the store is unavailable: the root partition is not a TagFS store, or is damaged")
+                    })
+                },
+                DAMAGED,
+            )
+            .map_err(|e| format!("damaged boot: {e}"))?;
+            Ok::<String, String>(note)
+        })();
+        vec![match r {
+            Ok(note) => Verdict {
+                name,
+                ok: true,
+                notes: vec![format!("three boots; {note}; the damaged store refused")],
+            },
+            Err(e) => Verdict {
+                name,
+                ok: false,
+                notes: e.lines().map(String::from).collect(),
+            },
+        }]
+    }))
+}
