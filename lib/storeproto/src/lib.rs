@@ -51,8 +51,10 @@ pub enum Op {
     Tags = 11,
     /// Figures of the store as `key value` lines ([`Stat`] keys).
     Stat = 12,
-    /// On the first connection only (init's): serve one more connection, the channel
-    /// end whose token came in slot `object` just before; `offset`: its [`rights`].
+    /// Serve one more connection, the channel end whose token came in slot `object`
+    /// just before, to pass to another program: its rights are `offset`'s [`rights`]
+    /// bits and this connection's together, its scope the input query (if any) and
+    /// this connection's (`(ours) AND (input)`): never wider than ours.
     Connect = 13,
 }
 
@@ -85,7 +87,7 @@ impl Op {
             Read | Query | Meta | Tags | Stat => rights::READ,
             Create | Write | Truncate | Delete => rights::WRITE,
             AddTag | RemoveTag => rights::TAG,
-            Connect => rights::ADMIN,
+            Connect => 0,
         }
     }
 }
@@ -95,8 +97,6 @@ pub mod rights {
     pub const READ: u32 = 1;
     pub const WRITE: u32 = 2;
     pub const TAG: u32 = 4;
-    /// init's first connection: it may open others.
-    pub const ADMIN: u32 = 8;
     pub const ALL: u32 = READ | WRITE | TAG;
 }
 
@@ -107,7 +107,8 @@ pub enum Status {
     Ok = 0,
     /// Not a request: wrong size, unknown op, input longer than the buffer.
     BadRequest = 1,
-    /// The connection lacks the right the op needs.
+    /// The connection lacks the right the op needs, or the change would take an
+    /// object out of its scope.
     Denied = 2,
     NotFound = 3,
     /// A tag that is empty, too long or has a forbidden character.
@@ -370,8 +371,8 @@ mod tests {
             input: 0,
             ..w
         };
-        assert_eq!(c.check(rights::ALL, 0), Err(Status::Denied));
-        assert_eq!(c.check(rights::ALL | rights::ADMIN, 0), Ok(Op::Connect));
+        // Anyone may pass on a connection (narrowed by the server).
+        assert_eq!(c.check(rights::READ, 0), Ok(Op::Connect));
         let s = Request {
             op: Op::Sync as u8,
             input: 0,

@@ -202,7 +202,7 @@ fn start(svc: &'static Service, device: Option<u32>) -> Result<u32, String> {
             match stores.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, s)) => {
                     let end = s
-                        .open_connection(zen_std::tagfs::rights::ALL)
+                        .share(zen_std::tagfs::rights::ALL, "")
                         .map_err(|x| format!("connect to the store: {}", x.as_str()))?;
                     let r = boot::give(&mut ch, "store", end, Rights::SEND | Rights::RECV);
                     let _ = end.drop_token();

@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 mod disk;
+mod ops;
 mod serve;
 
 use zen_std::block::Client;

@@ -8,9 +8,14 @@ use zen_std::chan::{self, Cap, Channel};
 use zen_std::mem::Shared;
 use zen_std::prelude::*;
 use zen_storeproto::{rights, Op, Reply, Request, Status};
-use zen_tagfs::{Error, Fs};
+use zen_tagfs::Fs;
 
 use crate::disk::Disk;
+use crate::ops::{self, fail, ok, Answer};
+
+/// Connections one connection may have made alive at once (init's: any number up to
+/// `MAX_CONNS`), so one client cannot take every connection.
+const MAX_SHARES: usize = 4;
 
 /// Connections at most, init's included.
 const MAX_CONNS: usize = 32;
@@ -18,6 +23,11 @@ const MAX_CONNS: usize = 32;
 struct Conn {
     chan: Channel,
     rights: u32,
+    /// The query every object it sees must match (`None`: all).
+    scope: Option<String>,
+    /// Its id, and the id of the connection it was made from (init's is 0).
+    id: u64,
+    parent: u64,
     /// Its client was seen attached; when it was made (ms).
     seen: bool,
     made: u64,
@@ -29,40 +39,7 @@ pub struct Server {
     /// A write to the disk failed: the engine's state may be ahead of the disk, so
     /// nothing more is written (reads go on) until tagfsd starts again.
     broken: bool,
-}
-
-/// What a handled request answers: status, value, and the output for the buffer.
-struct Answer {
-    status: Status,
-    value: u64,
-    out: Vec<u8>,
-}
-
-fn ok(value: u64, out: Vec<u8>) -> Answer {
-    Answer {
-        status: Status::Ok,
-        value,
-        out,
-    }
-}
-
-fn fail(status: Status, value: u64) -> Answer {
-    Answer {
-        status,
-        value,
-        out: Vec::new(),
-    }
-}
-
-fn status_of(e: &Error) -> Answer {
-    match e {
-        Error::NotFound(_) => fail(Status::NotFound, 0),
-        Error::InvalidTag(_) => fail(Status::InvalidTag, 0),
-        Error::Query(q) => fail(Status::BadQuery, q.pos as u64),
-        Error::Limit(_) => fail(Status::Limit, 0),
-        Error::NoSpace | Error::DeviceTooSmall => fail(Status::Full, 0),
-        Error::Io(_) | Error::Corrupt(_) => fail(Status::Io, 0),
-    }
+    next_conn: u64,
 }
 
 impl Server {
@@ -70,12 +47,16 @@ impl Server {
         Server {
             conns: vec![Conn {
                 chan: init,
-                rights: rights::ALL | rights::ADMIN,
+                rights: rights::ALL,
+                scope: None,
+                id: 0,
+                parent: 0,
                 seen: true,
                 made: 0,
             }],
             fs,
             broken: false,
+            next_conn: 1,
         }
     }
 
@@ -169,7 +150,7 @@ impl Server {
 
     fn answer(&mut self, conn: usize, op: Op, req: &Request, input: &[u8], size: u64) -> Answer {
         if op == Op::Connect {
-            return self.connect(req);
+            return self.connect(conn, req, input);
         }
         if op == Op::Hello {
             let s = if self.fs.is_some() {
@@ -179,155 +160,60 @@ impl Server {
             };
             return fail(s, u64::from(self.conns[conn].rights));
         }
-        let writes = matches!(
-            op,
-            Op::Create
-                | Op::Write
-                | Op::Truncate
-                | Op::AddTag
-                | Op::RemoveTag
-                | Op::Delete
-                | Op::Sync
-        );
         let broken = self.broken;
         let Some(fs) = self.fs.as_mut() else {
             return fail(Status::Unavailable, 0);
         };
-        if writes && broken {
+        if ops::writes(op) && broken {
             return fail(Status::Io, 0);
         }
-        let utf8 = core::str::from_utf8(input);
-        let object = u32::try_from(req.object).ok();
-        let r = (|| -> Result<Answer, Answer> {
-            let id = || object.ok_or_else(|| fail(Status::NotFound, 0));
-            let text = || utf8.map_err(|_| fail(Status::InvalidTag, 0));
-            let e = |e: Error| status_of(&e);
-            Ok(match op {
-                Op::Create => {
-                    let tags: Vec<&str> = text()?.lines().filter(|l| !l.is_empty()).collect();
-                    let id = fs.create().map_err(e)?;
-                    for t in &tags {
-                        if let Err(x) = fs.add_tag(id, t) {
-                            // All or nothing: the object goes again.
-                            let _ = fs.delete(id);
-                            return Err(status_of(&x));
-                        }
-                    }
-                    ok(u64::from(id), Vec::new())
-                }
-                Op::Read => {
-                    let mut out = vec![0u8; req.len as usize];
-                    let n = fs.read(id()?, req.offset, &mut out).map_err(e)?;
-                    out.truncate(n);
-                    ok(n as u64, out)
-                }
-                Op::Write => {
-                    fs.write(id()?, req.offset, input).map_err(e)?;
-                    ok(input.len() as u64, Vec::new())
-                }
-                Op::Truncate => {
-                    fs.truncate(id()?, req.offset).map_err(e)?;
-                    ok(0, Vec::new())
-                }
-                Op::AddTag => ok(fs.add_tag(id()?, text()?).map_err(e)? as u64, Vec::new()),
-                Op::RemoveTag => ok(fs.remove_tag(id()?, text()?).map_err(e)? as u64, Vec::new()),
-                Op::Query => {
-                    let q = utf8.map_err(|_| fail(Status::BadQuery, 0))?;
-                    // An empty query: every object (`ls` without one).
-                    let ids: Vec<u32> = if q.trim().is_empty() {
-                        fs.ids().collect()
-                    } else {
-                        fs.query(q).map_err(e)?
-                    };
-                    let need = ids.len() as u64 * 8;
-                    if need > size {
-                        return Err(fail(Status::TooSmall, need));
-                    }
-                    let out = ids
-                        .iter()
-                        .flat_map(|&i| u64::from(i).to_le_bytes())
-                        .collect();
-                    ok(ids.len() as u64, out)
-                }
-                Op::Meta => {
-                    let id = id()?;
-                    let m = fs.meta(id).map_err(e)?;
-                    let mut out = String::new();
-                    for t in fs.tags(id).map_err(e)? {
-                        out.push_str(&t);
-                        out.push('\n');
-                    }
-                    if out.len() as u64 > size {
-                        return Err(fail(Status::TooSmall, out.len() as u64));
-                    }
-                    ok(m.size(), out.into_bytes())
-                }
-                Op::Delete => {
-                    fs.delete(id()?).map_err(e)?;
-                    ok(0, Vec::new())
-                }
-                Op::Sync => {
-                    fs.sync().map_err(e)?;
-                    ok(0, Vec::new())
-                }
-                Op::Tags => {
-                    let prefix = text()?;
-                    let mut out = String::new();
-                    let mut n = 0;
-                    for (t, count) in fs
-                        .all_tags()
-                        .into_iter()
-                        .filter(|(t, _)| t.starts_with(prefix))
-                    {
-                        out.push_str(&format!("{t} {count}\n"));
-                        n += 1;
-                    }
-                    if out.len() as u64 > size {
-                        return Err(fail(Status::TooSmall, out.len() as u64));
-                    }
-                    ok(n, out.into_bytes())
-                }
-                Op::Stat => {
-                    let s = fs.stats();
-                    let bytes = (s.segments as u64) * 256 * 1024;
-                    let out = format!(
-                        "objects {}\ntags {}\nsegments {}\nfree_segments {}\nlive_bytes {}\nbytes {}\n",
-                        s.objects, s.tags, s.segments, s.free_segments, s.live_bytes, bytes
-                    );
-                    if out.len() as u64 > size {
-                        return Err(fail(Status::TooSmall, out.len() as u64));
-                    }
-                    ok(0, out.into_bytes())
-                }
-                Op::Hello | Op::Connect => unreachable!("answered above"),
-            })
-        })();
-        let a = r.unwrap_or_else(|a| a);
-        if writes && a.status == Status::Io {
+        let a = ops::answer(fs, self.conns[conn].scope.as_deref(), op, req, input, size);
+        if ops::writes(op) && a.status == Status::Io {
             println!("tagfsd: a disk write failed; the store is read-only until restarted");
             self.broken = true;
         }
         a
     }
 
-    /// init's `Connect`: the channel end in slot `object` becomes a connection with
-    /// rights `offset` (never ADMIN).
-    fn connect(&mut self, req: &Request) -> Answer {
+    /// `Connect` on connection `conn`: the channel end in slot `object` becomes a
+    /// connection with the rights in `offset` that `conn` has too, and `conn`'s scope
+    /// narrowed by the input query.
+    fn connect(&mut self, conn: usize, req: &Request, input: &[u8]) -> Answer {
         let slot = Cap(req.object as usize);
-        if self.conns.len() >= MAX_CONNS {
-            self.prune();
-        }
-        if self.conns.len() >= MAX_CONNS {
+        let refuse = |a: Answer| {
             let _ = slot.drop_token();
-            return fail(Status::Limit, 0);
+            a
+        };
+        let parent = &self.conns[conn];
+        let (pid, prights) = (parent.id, parent.rights);
+        let Ok(asked) = core::str::from_utf8(input) else {
+            return refuse(fail(Status::BadQuery, 0));
+        };
+        let scope = match ops::narrow(self.fs.as_ref(), parent.scope.as_deref(), asked) {
+            Ok(s) => s,
+            Err(a) => return refuse(a),
+        };
+        self.prune();
+        let children = self
+            .conns
+            .iter()
+            .filter(|c| c.parent == pid && c.id != 0)
+            .count();
+        if self.conns.len() >= MAX_CONNS || (pid != 0 && children >= MAX_SHARES) {
+            return refuse(fail(Status::Limit, 0));
         }
         let attached = Channel::attach(slot);
         let _ = slot.drop_token();
         match attached {
             Ok(chan) => {
+                let id = self.next_conn;
+                self.next_conn += 1;
                 self.conns.push(Conn {
                     chan,
-                    rights: req.offset as u32 & rights::ALL,
+                    rights: req.offset as u32 & prights & rights::ALL,
+                    scope,
+                    id,
+                    parent: pid,
                     seen: false,
                     made: zen_std::time::uptime_ms(),
                 });

@@ -29,6 +29,7 @@ mod grants;
 mod ipc;
 mod memory;
 mod processes;
+mod store;
 mod threads;
 
 zen_std::main!(main);
@@ -193,6 +194,9 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         disk::hostile_clients_cost_only_themselves,
     ),
     ("disk::killed_driver_restarts", disk::killed_driver_restarts),
+    ("store::the_store_serves_programs", || {
+        in_child_with_system("the_store_serves_programs")
+    }),
     ("processes::unknown_calls", processes::unknown_calls),
     (
         "processes::registers_across_a_call",
@@ -328,10 +332,28 @@ const IN_CHILD: &[(&str, fn() -> Outcome)] = &[
     ),
     ("revoke_races_attach", rights::revoke_races_attach),
     (
+        "the_store_serves_programs",
+        store::the_store_serves_programs,
+    ),
+    (
         "grants_die_with_their_sender",
         grants::grants_die_with_their_sender,
     ),
 ];
+
+/// Runs test `name` of [`IN_CHILD`] in a child process given the system token (to
+/// open devices).
+fn in_child_with_system(name: &str) -> Outcome {
+    let sys = chan::system_cap().ok_or("no system token")?;
+    let pid = chan::spawn_with_cap("usertests", &format!("test {name}"), sys, Rights::DEVICE)
+        .map_err(|e| format!("spawn: {e:?}"))?;
+    match process::wait(pid).map_err(|e| format!("wait: {e:?}"))? {
+        0 => Ok(()),
+        code => Err(format!(
+            "in a child: exit {code} (its reason is printed above)"
+        )),
+    }
+}
 
 /// Runs test `name` of [`IN_CHILD`] in a child process.
 fn in_child(name: &str) -> Outcome {
@@ -393,6 +415,8 @@ fn child(arg: &str) -> i32 {
         "disk-steal" => return disk::steal(words.next().unwrap_or("")),
         "disk-open" => return disk::open_and_exit(),
         "disk-vectors" => return disk::bind_vectors(),
+        "store-steal" => return store::steal(words.next().unwrap_or("")),
+        "store-client" => return store::client(num),
         _ => {}
     }
     let found = rights::child(mode, arg)

@@ -35,7 +35,7 @@ pub mod testing;
 pub mod thread;
 pub mod time;
 
-pub use alloc::{boxed, format, string, sync, vec};
+pub use alloc::{boxed, collections, format, string, sync, vec};
 pub use zen_abi::syscall::Error;
 
 /// `Result` of a system call.

@@ -265,9 +265,10 @@ impl Store {
         Ok(pairs(&out))
     }
 
-    /// On init's connection: a new connection with `rights` for another program;
-    /// the end to give it.
-    pub fn open_connection(&mut self, rights: u32) -> Result<Cap> {
+    /// A new connection for another program, with `rights` (of ours) and a scope
+    /// (a query every object it sees must match) at most ours: `scope` is ANDed
+    /// with this connection's. The end to give it (`send_over`, then drop ours).
+    pub fn share(&mut self, rights: u32, scope: &str) -> Result<Cap> {
         let (a, b) = chan::create()?;
         let passed = b.send_over(&self.chan, Rights::SEND | Rights::RECV);
         let _ = b.drop_token();
@@ -278,7 +279,13 @@ impl Store {
                 return Err(e.into());
             }
         };
-        match self.call(Op::Connect, slot.0 as u64, rights.into(), 0, &[]) {
+        match self.call(
+            Op::Connect,
+            slot.0 as u64,
+            rights.into(),
+            0,
+            scope.as_bytes(),
+        ) {
             Ok(_) => Ok(a),
             Err(e) => {
                 let _ = a.drop_token();
@@ -294,7 +301,7 @@ impl Store {
             chan,
             buf: Shared::new(4096)?,
             next_id: 1,
-            rights: rights::ALL | rights::ADMIN,
+            rights: rights::ALL,
         })
     }
 }
