@@ -8,6 +8,14 @@
 //!    checks it (`Fs::check`, what `tagfs fsck` runs).
 //! 3. The same disk with its superblocks overwritten: tagfsd refuses it with its
 //!    reason, the shell starts anyway and says the store is unavailable.
+//!
+//! `qemu::powercut`: usertests' `powercut` writer (booted as init) creates, writes,
+//! tags and syncs in a loop and says what each sync made durable; QEMU is killed at
+//! a random moment, 20 times over on one disk file. After each cut the host mounts
+//! the partition, checks it, and finds every acknowledged object as written; the next
+//! boot must mount it and go on. (QEMU's raw disk file keeps every write it
+//! completed, so this cuts power between and during requests but cannot lose a
+//! completed write; the engine's own crash tests drop and reorder unflushed ones.)
 
 use crate::build::Artifacts;
 use crate::harness::{failure_notes, Job, Verdict};
@@ -153,9 +161,8 @@ const DAMAGED: &[Step] = &[Step {
     done: |l| any(l, |l| l.starts_with("ls: the store is unavailable")),
 }];
 
-/// Mounts the root partition of the disk file with the engine and checks it;
-/// a note with what it found.
-fn host_check(path: &Path) -> std::result::Result<String, String> {
+/// The root partition of the disk file, mounted by the host with the engine.
+fn host_mount(path: &Path) -> std::result::Result<zen_tagfs::Fs<zen_tagfs::MemDevice>, String> {
     use zen_tagfs::{BlockDevice, Config, Fs, MemDevice};
     let disk = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let part = disk
@@ -167,7 +174,13 @@ fn host_check(path: &Path) -> std::result::Result<String, String> {
             dev.write_block(i as u64, b).map_err(|e| e.to_string())?;
         }
     }
-    let mut fs = Fs::mount(dev, Config::default()).map_err(|e| format!("host mount: {e}"))?;
+    Fs::mount(dev, Config::default()).map_err(|e| format!("host mount: {e}"))
+}
+
+/// Mounts the root partition of the disk file with the engine and checks it;
+/// a note with what it found.
+fn host_check(path: &Path) -> std::result::Result<String, String> {
+    let mut fs = host_mount(path)?;
     let report = fs.check().map_err(|e| format!("host check: {e}"))?;
     let found = fs
         .query("note:hello AND owner:ada AND year:2026")
@@ -198,7 +211,7 @@ fn damage(path: &Path) -> std::result::Result<(), String> {
 }
 
 pub fn store_job(a: &Artifacts) -> Result<Job> {
-    let esp = crate::usertest::shell_esp(a, "esp-store")?;
+    let esp = crate::usertest::test_esp(a, "esp-store", None)?;
     let scratch: PathBuf = target().join("store-nvme.img");
     std::fs::write(&scratch, crate::disk::scratch_image()?)
         .map_err(|e| format!("{}: {e}", scratch.display()))?;
@@ -255,6 +268,119 @@ pub fn store_job(a: &Artifacts) -> Result<Job> {
                 name,
                 ok: false,
                 notes: e.lines().map(String::from).collect(),
+            },
+        }]
+    }))
+}
+
+/// Boots of the power-cut test.
+const CUTS: usize = 20;
+
+/// usertests' `powercut::content`.
+fn content(n: u64) -> Vec<u8> {
+    let len = 100 + (n * 997 % 20_000) as usize;
+    format!("object {n} ").bytes().cycle().take(len).collect()
+}
+
+/// After a cut: the partition mounts and checks clean on the host, and objects
+/// 0..acked are there, complete and as written. How many complete ones there are.
+fn after_cut(path: &Path, acked: u64) -> std::result::Result<u64, String> {
+    let mut fs = host_mount(path)?;
+    fs.check().map_err(|e| format!("host check: {e}"))?;
+    let done = fs.query("powercut AND done").map_err(|e| e.to_string())?;
+    for n in 0..acked {
+        let ids = fs
+            .query(&format!("seq:{n} AND done"))
+            .map_err(|e| e.to_string())?;
+        let [id] = ids.as_slice() else {
+            return Err(format!("acknowledged object {n}: {} on disk", ids.len()));
+        };
+        if fs.read_all(*id).map_err(|e| e.to_string())? != content(n) {
+            return Err(format!("acknowledged object {n}: its content differs"));
+        }
+    }
+    Ok(done.len() as u64)
+}
+
+pub fn powercut_job(a: &Artifacts) -> Result<Job> {
+    let esp = crate::usertest::test_esp(a, "esp-powercut", Some("init=usertests arg=powercut"))?;
+    let scratch: PathBuf = target().join("powercut-nvme.img");
+    std::fs::write(&scratch, crate::disk::scratch_image()?)
+        .map_err(|e| format!("{}: {e}", scratch.display()))?;
+    Ok(Box::new(move || {
+        let vm = Vm {
+            nvme: Some(scratch.clone()),
+            smp: 2,
+            ..Vm::new("powercut", &esp)
+        };
+        let name = "qemu::powercut".to_string();
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        let mut rng = seed;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut acked = 0u64;
+        let mut complete = 0;
+        let r = (|| {
+            for cut in 0..CUTS {
+                // Cut after 1 to 4 acknowledgements of this boot, 0 to 40 ms later.
+                let mut left = 1 + next() % 4;
+                let delay = Duration::from_millis(next() % 40);
+                let mut resumed = None;
+                let cap = vm.run_scripted(TIMEOUT, |l| {
+                    if let Some(n) = l.trim().strip_prefix("powercut: resume at ") {
+                        resumed = n.parse::<u64>().ok();
+                    }
+                    if let Some(n) = l.trim().strip_prefix("powercut: acked ") {
+                        acked = acked.max(n.parse().unwrap_or(0));
+                        left -= 1;
+                        if left == 0 {
+                            std::thread::sleep(delay);
+                            return Reply::Stop;
+                        }
+                    }
+                    Reply::Wait
+                })?;
+                if !cap.stopped {
+                    return Err(failure_notes(
+                        &vm,
+                        &cap,
+                        vec![format!("boot {cut}: the writer did not get going")],
+                    )
+                    .join("\n"));
+                }
+                match resumed {
+                    // The OS mounts what the host found: as many complete objects.
+                    Some(n) if n == complete => {}
+                    other => {
+                        return Err(format!(
+                            "boot {cut}: resumed at {other:?}, {complete} were complete"
+                        ))
+                    }
+                }
+                complete =
+                    after_cut(&scratch, acked).map_err(|e| format!("after cut {cut}: {e}"))?;
+            }
+            Ok::<(), String>(())
+        })();
+        vec![match r {
+            Ok(()) => Verdict {
+                name,
+                ok: true,
+                notes: vec![format!(
+                    "{CUTS} cuts (seed {seed:#x}); every one of {acked} acknowledged objects there, the store clean after each"
+                )],
+            },
+            Err(e) => Verdict {
+                name,
+                ok: false,
+                notes: e.lines().map(String::from).chain([format!("seed {seed:#x}")]).collect(),
             },
         }]
     }))

@@ -197,6 +197,10 @@ fn qemu_suites(only: Option<&str>) -> Tally {
                 crate::usertest::shell_job(&normal),
             ),
             (
+                "qemu::powercut".to_string(),
+                crate::storetest::powercut_job(&normal),
+            ),
+            (
                 "qemu::store".to_string(),
                 crate::storetest::store_job(&normal),
             ),

@@ -32,9 +32,9 @@ fn esp(a: &Artifacts, name: &str, cmdline: Option<&str>) -> Result<std::path::Pa
     )
 }
 
-/// An ESP for a session at the shell (the test archive: the shell runs test programs).
-pub fn shell_esp(a: &Artifacts, name: &str) -> Result<std::path::PathBuf> {
-    esp(a, name, None)
+/// An ESP with the test archive and `cmdline` (for the store suites).
+pub fn test_esp(a: &Artifacts, name: &str, cmdline: Option<&str>) -> Result<std::path::PathBuf> {
+    esp(a, name, cmdline)
 }
 
 pub fn usertests_job(a: &Artifacts) -> Result<Job> {

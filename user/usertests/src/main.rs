@@ -28,6 +28,7 @@ mod fuzz;
 mod grants;
 mod ipc;
 mod memory;
+mod powercut;
 mod processes;
 mod store;
 mod threads;
@@ -417,6 +418,7 @@ fn child(arg: &str) -> i32 {
         "disk-vectors" => return disk::bind_vectors(),
         "store-steal" => return store::steal(words.next().unwrap_or("")),
         "store-client" => return store::client(num),
+        "powercut" => return powercut::writer(),
         _ => {}
     }
     let found = rights::child(mode, arg)

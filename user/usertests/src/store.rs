@@ -31,7 +31,7 @@ fn st_err(what: &str) -> impl Fn(StoreError) -> String + '_ {
 
 /// nvmed on the scratch disk; with `blank`, the root partition's superblocks zeroed
 /// first (the disk tests wrote patterns there), so tagfsd formats it.
-fn start_disk(blank: bool) -> Result<(u32, Cap, Client), String> {
+pub(crate) fn start_disk(blank: bool) -> Result<(u32, Cap, Client), String> {
     let sys = chan::system_cap().ok_or("no system token")?;
     let d = zen_std::dev::list()
         .map_err(sys_err("dev_list"))?
@@ -60,7 +60,7 @@ fn start_disk(blank: bool) -> Result<(u32, Cap, Client), String> {
     Ok((pid, device, drv))
 }
 
-fn start_tagfsd(drv: &mut Client) -> Result<(u32, Store), String> {
+pub(crate) fn start_tagfsd(drv: &mut Client) -> Result<(u32, Store), String> {
     let end = drv
         .connect(connect::with_partition(ROOT_PARTITION))
         .map_err(sys_err("connect the root"))?;
