@@ -139,12 +139,23 @@ pub struct Contents<'a> {
     pub cmdline: Option<&'a str>,
 }
 
-/// Writes the image to `path`; returns where things went.
+/// Writes the image to `path` (its TagFS root partition left blank); returns where
+/// things went.
 pub fn write_image(path: &Path, c: &Contents) -> Result<zenimg::Layout> {
+    write_image_with(path, c, |_, _| Ok(()))
+}
+
+/// As [`write_image`], with `fill` given the image to change before it is written.
+pub fn write_image_with(
+    path: &Path,
+    c: &Contents,
+    fill: impl FnOnce(&mut [u8], &zenimg::Layout) -> Result<()>,
+) -> Result<zenimg::Layout> {
     let mut spec = zenimg::ImageSpec::new(c.bios_stub, c.uefi_stub, c.zenos_bin);
     spec.cmdline = c.cmdline;
-    let (img, layout) =
+    let (mut img, layout) =
         zenimg::write_image(&spec).map_err(|e| format!("{}: {e}", path.display()))?;
+    fill(&mut img, &layout)?;
     write(path, &img)?;
     Ok(layout)
 }

@@ -27,6 +27,7 @@ mod ovmf;
 mod protocol;
 mod qemu;
 mod report;
+mod rootfs;
 mod row;
 mod secboot;
 mod setup;
@@ -45,12 +46,17 @@ fn usage() -> &'static str {
 
 verbs:
   build                 build the kernel (normal and test mode), zenos.bin and the UEFI stub
-  image [--test] [--test-programs] [--cmdline STR]
+  image [--test] [--test-programs] [--cmdline STR] [--import DIR] [--fresh]
                         write the disk image target/zenos.img (target/zenos-test.img with
                         the test-mode kernel): GPT, BIOS stub, FAT32 ESP, TagFS root; it
-                        boots under BIOS and UEFI and can be written to a USB stick (dd)
+                        boots under BIOS and UEFI and can be written to a USB stick (dd).
+                        The root store of the last image is kept; a new one holds the
+                        project's docs, README and program sources
+      --import DIR      a new root store with the tree DIR imported instead (tagged
+                        path:, type:, ext:, year:)
+      --fresh           a new root store even if the last image has one
   run [options]         build the image and boot it under QEMU, serial console here
-                        (Ctrl-A X quits)
+                        (Ctrl-A X quits); --import and --fresh as for image
       --uefi            boot it with OVMF (the default)
       --bios            boot it with SeaBIOS
       --secure-boot     boot it with OVMF's Secure Boot build, our keys enrolled
@@ -92,6 +98,10 @@ struct RunOpts {
     cmdline: Option<String>,
     firmware: Fw,
     scratch: bool,
+    /// Import this tree into a new root store (instead of the project's).
+    import: Option<String>,
+    /// A new root store even if the last image has one.
+    fresh: bool,
 }
 
 /// Which firmware `run` boots the image with.
@@ -116,6 +126,8 @@ impl Default for RunOpts {
             cmdline: None,
             firmware: Fw::Uefi,
             scratch: false,
+            import: None,
+            fresh: false,
         }
     }
 }
@@ -144,6 +156,8 @@ fn parse_run(args: &[String]) -> Result<RunOpts> {
             "--uefi" => o.firmware = Fw::Uefi,
             "--bios" => o.firmware = Fw::Bios,
             "--secure-boot" => o.firmware = Fw::SecureBoot,
+            "--import" => o.import = Some(value("--import")?),
+            "--fresh" => o.fresh = true,
             _ => return Err(format!("unknown option {a}\n\n{}", usage())),
         }
     }
@@ -181,7 +195,13 @@ fn image(o: &RunOpts) -> Result<std::path::PathBuf> {
     } else {
         "zenos.img"
     });
-    let layout = disk::write_image(
+    let root = match (&o.import, o.fresh) {
+        (Some(d), _) => rootfs::Root::Import(d.into()),
+        (None, true) => rootfs::Root::Project,
+        (None, false) => rootfs::Root::Keep,
+    };
+    let mut said = String::new();
+    let layout = disk::write_image_with(
         &path,
         &disk::Contents {
             bios_stub: &bios,
@@ -193,7 +213,12 @@ fn image(o: &RunOpts) -> Result<std::path::PathBuf> {
             })?,
             cmdline: o.cmdline.as_deref(),
         },
+        |img, layout| {
+            said = rootfs::fill(img, layout, &path, &root)?;
+            Ok(())
+        },
     )?;
+    println!("{}: {said}", path.display());
     println!(
         "{}: {} MiB, BIOS stub {} bytes, zenos.bin {} bytes at LBA {}",
         path.display(),
@@ -233,9 +258,14 @@ fn main() -> ExitCode {
                 test: o.test,
                 test_programs: o.test_programs,
                 cmdline: o.cmdline.clone(),
+                import: o.import.clone(),
+                fresh: o.fresh,
                 ..RunOpts::default()
             }) {
-                return Err("image takes only --test, --test-programs and --cmdline".into());
+                return Err(
+                    "image takes only --test, --test-programs, --cmdline, --import and --fresh"
+                        .into(),
+                );
             }
             image(&o)?;
             Ok(ExitCode::SUCCESS)
@@ -345,6 +375,8 @@ mod tests {
                 cmdline: Some("x".into()),
                 firmware: Fw::Uefi,
                 scratch: true,
+                import: None,
+                fresh: false,
             }
         );
         assert_eq!(parse_run(&args("--bios")).unwrap().firmware, Fw::Bios);
@@ -359,6 +391,9 @@ mod tests {
         assert!(parse_run(&args("--smp")).is_err());
         assert!(parse_run(&args("--smp 0")).is_err());
         assert!(parse_run(&args("--bogus")).is_err());
+        let o = parse_run(&args("--import /tmp/t --fresh")).unwrap();
+        assert_eq!((o.import.as_deref(), o.fresh), (Some("/tmp/t"), true));
+        assert!(parse_run(&args("--import")).is_err());
     }
 
     #[test]

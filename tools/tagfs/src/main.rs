@@ -2,8 +2,7 @@
 //! tag and untag, fsck, stat. It runs the very engine `tagfsd` runs (`zen-tagfs`), over
 //! an image file instead of a disk.
 
-mod file_device;
-mod import;
+use tagfs_tool::{file_device, import};
 
 use clap::{Parser, Subcommand};
 use file_device::FileDevice;
