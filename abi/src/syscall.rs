@@ -146,10 +146,65 @@ pub enum Syscall {
     /// end of this channel end, 0 if none (it exited, or never attached). Needs a
     /// token of the channel (any rights).
     ChanPeer = 42,
+    /// spawn_image(desc_ptr, token_ptr, rights) -> pid: as spawn, but the program is
+    /// the ELF image the [`SpawnImage`] at `desc_ptr` points to in the caller's
+    /// memory (at most [`SPAWN_IMAGE_MAX`] bytes, checked like any program; copied
+    /// first, its copy charged to the caller while it loads), run under `name`.
+    SpawnImage = 43,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 43;
+pub const SYSCALL_COUNT: u64 = 44;
+
+/// Largest image spawn_image takes (4 MiB).
+pub const SPAWN_IMAGE_MAX: u64 = 4 << 20;
+
+/// What spawn_image starts: where the image, the name and the argument are.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpawnImage {
+    pub image: u64,
+    pub image_len: u64,
+    pub name: u64,
+    pub name_len: u64,
+    pub arg: u64,
+    pub arg_len: u64,
+}
+
+impl SpawnImage {
+    pub const SIZE: usize = 48;
+    pub fn to_bytes(&self) -> [u8; 48] {
+        let mut b = [0u8; 48];
+        for (i, v) in [
+            self.image,
+            self.image_len,
+            self.name,
+            self.name_len,
+            self.arg,
+            self.arg_len,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::SIZE {
+            return None;
+        }
+        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        Some(SpawnImage {
+            image: w(0),
+            image_len: w(1),
+            name: w(2),
+            name_len: w(3),
+            arg: w(4),
+            arg_len: w(5),
+        })
+    }
+}
 
 impl TryFrom<u64> for Syscall {
     type Error = Error;
@@ -199,6 +254,7 @@ impl TryFrom<u64> for Syscall {
             IrqBind,
             IrqWait,
             ChanPeer,
+            SpawnImage,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }

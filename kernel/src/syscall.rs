@@ -255,6 +255,35 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::DmaAddr => crate::dev::dma_addr(&**me, &token(&**me, a[0])?, a[1]),
         Syscall::IrqBind => crate::dev::irq_bind(&**me, &token(&**me, a[0])?, a[1], a[2]),
         Syscall::ChanPeer => crate::ipc::peer(&**me, &token(&**me, a[0])?),
+        Syscall::SpawnImage => {
+            let d = copy_in(me, a[0], zen_abi::syscall::SpawnImage::SIZE as u64)?;
+            let d = zen_abi::syscall::SpawnImage::from_bytes(&d).ok_or(Error::BadAddress)?;
+            let name = str_in(me, d.name, d.name_len, zen_abi::archive::NAME_MAX as u64)?;
+            if d.arg_len > 4096 || d.image_len > zen_abi::syscall::SPAWN_IMAGE_MAX {
+                return Err(Error::InvalidArgument);
+            }
+            let arg = copy_in(me, d.arg, d.arg_len)?;
+            // The copy is kernel memory the caller causes: charged while it lives.
+            let _charge = crate::mm::quota::Charge::take(me.quota_ref(), d.image_len)?;
+            let image = me
+                .with_space(|s| s.copy_from(d.image, d.image_len as usize))?
+                .ok_or(Error::BadAddress)?;
+            let (tok, rights) = (a[1], a[2]);
+            proc::spawn_image_with(&image, &name, &arg, me.pid(), |child| {
+                if tok != 0 {
+                    let slot = token(me, tok)?;
+                    crate::ipc::pass_token(
+                        &**me,
+                        &slot,
+                        rights,
+                        child,
+                        Syscall::SpawnImage as u16,
+                    )?;
+                }
+                Ok(())
+            })
+            .map(u64::from)
+        }
         Syscall::IrqWait => crate::irq::wait(&**me, &token(&**me, a[0])?, a[1], &|| me.killed()),
     }
 }

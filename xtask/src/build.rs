@@ -75,6 +75,14 @@ pub const DEFAULT_PROGRAMS: &[&str] = &["init", "shell", "nvmed", "tagfsd"];
 /// The programs only the tests and benchmarks run: in the test archive, after the
 /// default ones.
 pub const TEST_PROGRAMS: &[&str] = &["usertests", "ipcbench", "blkbench"];
+/// Programs in no boot archive: a new root store holds them as objects tagged
+/// `program:NAME` (`rootfs`), which the shell's `run` starts.
+pub const STORE_PROGRAMS: &[&str] = &["hello"];
+
+/// The built ELF of user program `name`.
+pub fn program(name: &str) -> PathBuf {
+    target().join("user/x86_64-unknown-none/user").join(name)
+}
 
 /// Whether a kernel command line names a program of the test archive as `init=`
 /// (then `cargo xtask run` boots `zenos-test.bin`).
@@ -106,7 +114,7 @@ fn build_user() -> Result<(PathBuf, PathBuf)> {
     .arg(&dir)
     .env_remove("CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS");
     let all = || DEFAULT_PROGRAMS.iter().chain(TEST_PROGRAMS);
-    for p in all() {
+    for p in all().chain(STORE_PROGRAMS) {
         c.args(["-p", p]);
     }
     run(&mut c)?;

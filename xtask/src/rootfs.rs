@@ -96,17 +96,47 @@ pub fn fill(img: &mut [u8], layout: &zenimg::Layout, old: &Path, root: &Root) ->
     if !matches!(root, Root::Import(_)) {
         files.push(root_dir.join("README.md"));
     }
-    let (n, bytes) = import(&mut img[r], &root_dir, &files)?;
+    let programs: Vec<(String, Vec<u8>)> = crate::build::STORE_PROGRAMS
+        .iter()
+        .filter_map(|p| Some((p.to_string(), std::fs::read(crate::build::program(p)).ok()?)))
+        .collect();
+    let (n, bytes) = import(&mut img[r], &root_dir, &files, &programs)?;
     Ok(format!(
-        "root partition: a new store with {n} files ({} KiB) from {}",
+        "root partition: a new store with {n} files ({} KiB) from {} and {} program{} ({})",
         bytes >> 10,
-        root_dir.display()
+        root_dir.display(),
+        programs.len(),
+        if programs.len() == 1 { "" } else { "s" },
+        programs
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 
-/// A store with `files` (tagged relative to `base`) written into `part`; how many
-/// files and bytes.
-fn import(part: &mut [u8], base: &Path, files: &[PathBuf]) -> Result<(usize, u64)> {
+/// Adds `programs` (name, ELF) to `fs` as objects tagged `program:NAME`.
+pub fn add_programs<D: zen_tagfs::BlockDevice>(
+    fs: &mut Fs<D>,
+    programs: &[(String, Vec<u8>)],
+) -> std::result::Result<(), zen_tagfs::Error> {
+    for (name, elf) in programs {
+        let id = fs.create()?;
+        fs.write(id, 0, elf)?;
+        fs.add_tag(id, &format!("program:{name}"))?;
+        fs.add_tag(id, "type:binary")?;
+    }
+    Ok(())
+}
+
+/// A store with `files` (tagged relative to `base`) and `programs` written into
+/// `part`; how many files and bytes.
+fn import(
+    part: &mut [u8],
+    base: &Path,
+    files: &[PathBuf],
+    programs: &[(String, Vec<u8>)],
+) -> Result<(usize, u64)> {
     let e = |e: zen_tagfs::Error| format!("the root store: {e}");
     let mut fs =
         Fs::format(MemDevice::new(part.len() as u64 / 4096), Config::default()).map_err(e)?;
@@ -132,6 +162,7 @@ fn import(part: &mut [u8], base: &Path, files: &[PathBuf]) -> Result<(usize, u64
         bytes += data.len() as u64;
         bar.inc(1);
     }
+    add_programs(&mut fs, programs).map_err(e)?;
     fs.sync().map_err(e)?;
     bar.finish_and_clear();
     let dev = fs.unmount().map_err(e)?;

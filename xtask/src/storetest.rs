@@ -3,7 +3,10 @@
 //!
 //! 1. A fresh disk: the shell creates, lists, reads, tags and queries an object (a
 //!    query that does not parse shows where), then syncs and shuts down.
-//! 2. The same disk: the object is there, found by a query, with its content.
+//! 2. The same disk, with two programs put in the store on the host (`hello`, built
+//!    but in no boot archive, and `broken`): the object is there, found by a query,
+//!    with its content; `programs` lists the store's, `run hello` starts it from the
+//!    store, `run broken` is refused with the kernel's reason.
 //!    Then xtask mounts the partition from the disk file with the same engine and
 //!    checks it (`Fs::check`, what `tagfs fsck` runs).
 //! 3. The same disk with its superblocks overwritten: tagfsd refuses it with its
@@ -145,11 +148,43 @@ const SECOND: &[Step] = &[
         done: |l| any(l, |l| l == "hello from the store"),
     },
     Step {
+        keys: "programs\r",
+        what: "programs lists the store's too",
+        done: |l| {
+            any(l, |l| {
+                l.starts_with("in the store: ") && l.contains("hello") && l.contains("broken")
+            })
+        },
+    },
+    Step {
+        keys: "run hello world\r",
+        what: "a program from the store runs",
+        done: |l| {
+            any(l, |l| {
+                l.starts_with("hello from the store (process ") && l.ends_with("argument `world`)")
+            })
+        },
+    },
+    Step {
+        keys: "run broken\r",
+        what: "a damaged program from the store is refused",
+        done: |l| any(l, |l| l.starts_with("run: broken: from the store: ")),
+    },
+    Step {
+        keys: "run nosuch\r",
+        what: "a program in neither place",
+        done: |l| {
+            any(l, |l| {
+                l == "run: nosuch: no such program, in the boot archive or the store"
+            })
+        },
+    },
+    Step {
         keys: "df\r",
         what: "df",
         done: |l| {
             any(l, |l| {
-                l.starts_with("1 object") && l.contains("segments free")
+                l.starts_with("3 objects, 6 tags; ") && l.contains("segments free")
             })
         },
     },
@@ -204,6 +239,31 @@ fn host_check(path: &Path) -> std::result::Result<String, String> {
     ))
 }
 
+/// Puts programs in the store on the disk file, as `cargo xtask image` does: `hello`
+/// (built, in no boot archive) and `broken` (not an ELF).
+fn add_programs(path: &Path) -> std::result::Result<(), String> {
+    let mut fs = host_mount(path)?;
+    let hello = std::fs::read(crate::build::program("hello")).map_err(|e| format!("hello: {e}"))?;
+    let programs = [
+        ("hello".to_string(), hello),
+        (
+            "broken".to_string(),
+            b"\x7fELF, but no more of one".to_vec(),
+        ),
+    ];
+    crate::rootfs::add_programs(&mut fs, &programs).map_err(|e| e.to_string())?;
+    fs.sync().map_err(|e| e.to_string())?;
+    let dev = fs.unmount().map_err(|e| e.to_string())?;
+    let mut disk = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for lba in dev.written().collect::<Vec<_>>() {
+        let at = ROOT_FIRST * 512 + lba as usize * 4096;
+        if let Some(b) = dev.block(lba) {
+            disk[at..at + 4096].copy_from_slice(b);
+        }
+    }
+    std::fs::write(path, disk).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 fn damage(path: &Path) -> std::result::Result<(), String> {
     let mut disk = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     disk[ROOT_FIRST * 512..ROOT_FIRST * 512 + 8192].fill(0x5a);
@@ -234,11 +294,12 @@ pub fn store_job(a: &Artifacts) -> Result<Job> {
                 FIRST,
             )
             .map_err(|e| format!("first boot: {e}"))?;
+            add_programs(&scratch)?;
             session(
                 &vm,
                 |l| {
                     any(l, |l| {
-                        l.contains("tagfsd: store ready (8 MiB): 1 objects, 3 tags")
+                        l.contains("tagfsd: store ready (8 MiB): 3 objects, 6 tags")
                     })
                 },
                 SECOND,

@@ -36,7 +36,7 @@ pub use exit::{check_killed, exit_current, kill, thread_exit, user_fault, wait};
 pub use memory::{map, unmap};
 #[cfg(feature = "ktest")]
 pub use spawn::create;
-pub use spawn::{archive, spawn_with, start_init};
+pub use spawn::{archive, spawn_image_with, spawn_with, start_init};
 pub use threads::{set_cpu, thread_create, thread_join};
 use zen_abi::cap::TokenSlot;
 

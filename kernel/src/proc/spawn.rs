@@ -119,6 +119,20 @@ pub fn spawn_with(
     start(p, entry)
 }
 
+/// As [`spawn_with`], for a program image from the caller (spawn_image) instead of
+/// the boot archive, run under `name`.
+pub fn spawn_image_with(
+    image: &[u8],
+    name: &str,
+    arg: &[u8],
+    parent: u32,
+    setup: impl FnOnce(&Process) -> Result<(), Error>,
+) -> Result<u32, Error> {
+    let (p, entry) = create_from(image, name, arg, parent)?;
+    setup(&p)?;
+    start(p, entry)
+}
+
 /// Program `name` loaded into a new process that is in no table and has no thread
 /// yet (dropping it frees everything), and its entry point. Also what the kernel
 /// tests use to build a process they take apart step by step.
@@ -126,6 +140,16 @@ pub fn create(name: &str, arg: &[u8], parent: u32) -> Result<(Arc<Process>, u64)
     let program = archive()
         .and_then(|a| a.find(name))
         .ok_or(Error::NoSuchProgram)?;
+    create_from(program, name, arg, parent)
+}
+
+/// `program` (an ELF image, checked by the loader) in a new process named `name`.
+fn create_from(
+    program: &[u8],
+    name: &str,
+    arg: &[u8],
+    parent: u32,
+) -> Result<(Arc<Process>, u64), Error> {
     if PROCS.lock().len() >= MAX_PROCS {
         return Err(Error::TooManyProcesses);
     }

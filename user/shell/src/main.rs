@@ -119,8 +119,9 @@ fn main() -> i32 {
                     let mut w = line.split_whitespace();
                     let cmd = w.next().unwrap_or("");
                     let rest: Vec<&str> = w.collect();
-                    if !store::execute(&mut store.borrow_mut(), cmd, &rest) {
-                        execute(line, &mut disks);
+                    let mut st = store.borrow_mut();
+                    if !store::execute(&mut st, cmd, &rest) {
+                        execute(line, &mut disks, &mut st);
                     }
                     print!("{}", ed.prompt());
                 }
@@ -131,7 +132,24 @@ fn main() -> i32 {
     }
 }
 
-fn execute(line: &str, disks: &mut [Client]) {
+/// Starts `name`: from the boot archive, or else the store's `program:NAME`.
+fn start(name: &str, arg: &str, store: &mut Option<Store>) -> Result<u32, String> {
+    match process::spawn(name, arg) {
+        Err(zen_std::Error::NoSuchProgram) if store.is_some() => {
+            store.as_mut().map_or(Err(String::new()), |s| {
+                s.spawn(name, arg, None).map_err(|e| match e {
+                    zen_std::tagfs::StoreError::Refused(zen_std::tagfs::Status::NotFound, _) => {
+                        String::from("no such program, in the boot archive or the store")
+                    }
+                    e => format!("from the store: {}", e.as_str()),
+                })
+            })
+        }
+        other => other.map_err(|e| String::from(e.as_str())),
+    }
+}
+
+fn execute(line: &str, disks: &mut [Client], store: &mut Option<Store>) {
     let mut words = line.split_whitespace();
     let Some(cmd) = words.next() else { return };
     let rest: Vec<&str> = words.collect();
@@ -199,10 +217,19 @@ fn execute(line: &str, disks: &mut [Client]) {
             Err(e) => println!("channel: {}", e.as_str()),
         },
         "echo" => println!("{}", rest.join(" ")),
-        "programs" => match process::programs() {
-            Ok(p) => println!("{}", p.join("  ")),
-            Err(e) => println!("programs: {}", e.as_str()),
-        },
+        "programs" => {
+            match process::programs() {
+                Ok(p) => println!("{}", p.join("  ")),
+                Err(e) => println!("programs: {}", e.as_str()),
+            }
+            if let Some(s) = store.as_mut() {
+                match s.programs() {
+                    Ok(p) if !p.is_empty() => println!("in the store: {}", p.join("  ")),
+                    Ok(_) => {}
+                    Err(e) => println!("programs in the store: {}", e.as_str()),
+                }
+            }
+        }
         "run" => {
             let Some(name) = rest.first() else {
                 println!("usage: run PROGRAM [ARG]");
@@ -216,13 +243,13 @@ fn execute(line: &str, disks: &mut [Client]) {
             };
             let arg = args.join(" ");
             if background {
-                match process::spawn(name, &arg) {
+                match start(name, &arg, store) {
                     Ok(pid) => println!("started {name} as process {pid}"),
-                    Err(e) => println!("run: {name}: {}", e.as_str()),
+                    Err(e) => println!("run: {name}: {e}"),
                 }
                 return;
             }
-            match process::spawn(name, &arg) {
+            match start(name, &arg, store) {
                 Ok(pid) => match process::wait(pid) {
                     Ok(0) => {}
                     Ok(process::FAULT_EXIT_CODE) => println!("{name}: killed by a fault"),
@@ -230,7 +257,7 @@ fn execute(line: &str, disks: &mut [Client]) {
                     Ok(code) => println!("{name}: exit code {code}"),
                     Err(e) => println!("run: wait: {}", e.as_str()),
                 },
-                Err(e) => println!("run: {name}: {}", e.as_str()),
+                Err(e) => println!("run: {name}: {e}"),
             }
         }
         "kill" => match rest.first().and_then(|p| p.parse::<u32>().ok()) {

@@ -96,7 +96,14 @@ fn run(s: &mut Store, cmd: &str, rest: &[&str]) -> Result<(), String> {
         }
         "cat" => {
             let id = object(s, first()?)?;
-            let data = s.read_all(id).map_err(e)?;
+            // At most 1 MiB on the console.
+            let (size, _) = s.meta(id).map_err(e)?;
+            let mut data = vec![0u8; size.min(1 << 20) as usize];
+            let n = s.read(id, 0, &mut data).map_err(e)?;
+            data.truncate(n);
+            if size > n as u64 {
+                println!("(the first {n} of {size} bytes)");
+            }
             match core::str::from_utf8(&data) {
                 Ok(t) => {
                     print!("{t}");
@@ -171,10 +178,12 @@ fn run(s: &mut Store, cmd: &str, rest: &[&str]) -> Result<(), String> {
             let st = s.stat().map_err(e)?;
             let get = |k: &str| st.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
             let (segs, free) = (get("segments"), get("free_segments"));
+            let plural =
+                |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
             println!(
-                "{} objects, {} tags; {} KiB of content; {} of {} segments free ({} KiB of {} KiB)",
-                get("objects"),
-                get("tags"),
+                "{}, {}; {} KiB of content; {} of {} segments free ({} KiB of {} KiB)",
+                plural(get("objects"), "object"),
+                plural(get("tags"), "tag"),
                 get("live_bytes") / 1024,
                 free,
                 segs,

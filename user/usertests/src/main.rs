@@ -195,6 +195,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         disk::hostile_clients_cost_only_themselves,
     ),
     ("disk::killed_driver_restarts", disk::killed_driver_restarts),
+    (
+        "store::spawn_image_refuses_bad_images",
+        store::spawn_image_refuses_bad_images,
+    ),
     ("store::the_store_serves_programs", || {
         in_child_with_system("the_store_serves_programs")
     }),

@@ -429,3 +429,96 @@ pub(crate) fn the_store_serves_programs() -> Outcome {
     let _ = device.drop_token();
     again
 }
+
+/// spawn_image with every bad argument: a clear error, nothing started, nothing kept.
+pub(crate) fn spawn_image_refuses_bad_images() -> Outcome {
+    use zen_abi::syscall::{SpawnImage, SPAWN_IMAGE_MAX};
+    let before = usage_settled()?;
+    let name = "x";
+    let junk = vec![0x7fu8; 8192];
+    let raw = |d: SpawnImage| {
+        let b = d.to_bytes();
+        sys(Syscall::SpawnImage, [b.as_ptr() as u64, 0, 0, 0, 0, 0])
+    };
+    let good = SpawnImage {
+        image: junk.as_ptr() as u64,
+        image_len: junk.len() as u64,
+        name: name.as_ptr() as u64,
+        name_len: 1,
+        arg: 0,
+        arg_len: 0,
+    };
+    expect("not an ELF", raw(good), Err(Error::BadExecutable))?;
+    expect(
+        "an empty image",
+        raw(SpawnImage {
+            image_len: 0,
+            ..good
+        }),
+        Err(Error::BadExecutable),
+    )?;
+    expect(
+        "an image past the limit",
+        raw(SpawnImage {
+            image_len: SPAWN_IMAGE_MAX + 1,
+            ..good
+        }),
+        Err(Error::InvalidArgument),
+    )?;
+    expect(
+        "an image in kernel memory",
+        raw(SpawnImage {
+            image: 0xffff_8000_0000_0000,
+            ..good
+        }),
+        Err(Error::BadAddress),
+    )?;
+    expect(
+        "an image where nothing is mapped",
+        raw(SpawnImage {
+            image: 0x5000_0000_0000,
+            ..good
+        }),
+        Err(Error::BadAddress),
+    )?;
+    // Its copy is charged first: 4 MiB is more than our quota has left.
+    expect(
+        "an image larger than the quota left",
+        raw(SpawnImage {
+            image_len: SPAWN_IMAGE_MAX,
+            ..good
+        }),
+        Err(Error::NoMemory),
+    )?;
+    expect(
+        "a name too long",
+        raw(SpawnImage {
+            name_len: 100,
+            ..good
+        }),
+        Err(Error::InvalidArgument),
+    )?;
+    expect(
+        "an argument too long",
+        raw(SpawnImage {
+            arg: junk.as_ptr() as u64,
+            arg_len: 5000,
+            ..good
+        }),
+        Err(Error::InvalidArgument),
+    )?;
+    expect(
+        "no descriptor",
+        sys(Syscall::SpawnImage, [8, 0, 0, 0, 0, 0]),
+        Err(Error::BadAddress),
+    )?;
+    expect(
+        "a made-up token",
+        {
+            let b = good.to_bytes();
+            sys(Syscall::SpawnImage, [b.as_ptr() as u64, 0x1000, 0, 0, 0, 0])
+        },
+        Err(Error::BadExecutable),
+    )?;
+    usage_back(before, "refused spawn_image calls")
+}

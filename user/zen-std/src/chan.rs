@@ -116,6 +116,33 @@ pub fn spawn_with_cap(name: &str, arg: &str, cap: Cap, rights: Rights) -> Result
     call_reading(Syscall::Spawn, a).map(|p| p as u32)
 }
 
+/// Starts the ELF `image` (from memory: the store, say) as program `name` with
+/// `arg`, given `cap` with `rights` if any; the pid. The kernel checks the image as it
+/// checks the boot archive's programs (`BadExecutable`).
+pub fn spawn_image(name: &str, image: &[u8], arg: &str, cap: Option<(Cap, Rights)>) -> Result<u32> {
+    let d = zen_abi::syscall::SpawnImage {
+        image: image.as_ptr() as u64,
+        image_len: image.len() as u64,
+        name: name.as_ptr() as u64,
+        name_len: name.len() as u64,
+        arg: arg.as_ptr() as u64,
+        arg_len: arg.len() as u64,
+    }
+    .to_bytes();
+    let (tok, rights) = match cap {
+        Some((c, r)) => {
+            c.token()?;
+            (c.addr(), r.bits())
+        }
+        None => (0, 0),
+    };
+    call_reading(
+        Syscall::SpawnImage,
+        [d.as_ptr() as u64, tok, rights, 0, 0, 0],
+    )
+    .map(|p| p as u32)
+}
+
 /// Creates a channel; the tokens of its two ends (all rights).
 pub fn create() -> Result<(Cap, Cap)> {
     let r = call_reading(Syscall::ChanCreate, [0; 6])?;

@@ -25,6 +25,9 @@ pub use zen_storeproto::{rights, Op, Reply, Request, Status, MAX_BUFFER};
 /// Object ids.
 pub type ObjectId = u32;
 
+/// Largest object `read_all` reads into memory (64 MiB).
+pub const MAX_READ_ALL: u64 = 64 << 20;
+
 /// What a store call can fail with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreError {
@@ -186,9 +189,12 @@ impl Store {
         Ok(done)
     }
 
-    /// The whole content.
+    /// The whole content (at most `MAX_READ_ALL` bytes: `Refused(Limit)` past it).
     pub fn read_all(&mut self, id: ObjectId) -> Result<Vec<u8>> {
         let (size, _) = self.meta(id)?;
+        if size > MAX_READ_ALL {
+            return Err(StoreError::Refused(Status::Limit, size));
+        }
         let mut out = alloc::vec![0u8; size as usize];
         let n = self.read(id, 0, &mut out)?;
         out.truncate(n);
@@ -303,6 +309,33 @@ impl Store {
             next_id: 1,
             rights: rights::ALL,
         })
+    }
+}
+
+impl Store {
+    /// The programs in the store: the names of objects tagged `program:NAME`.
+    pub fn programs(&mut self) -> Result<Vec<String>> {
+        Ok(self
+            .tags("program:")?
+            .into_iter()
+            .filter_map(|(t, _)| t.strip_prefix("program:").map(String::from))
+            .collect())
+    }
+
+    /// Starts the program the object tagged `program:NAME` holds (an ELF, checked by
+    /// the kernel like the boot archive's), with `arg` and `cap` if any; the pid.
+    /// `Refused(NotFound)` if no object (or more than one) has the tag.
+    pub fn spawn(&mut self, name: &str, arg: &str, cap: Option<(Cap, Rights)>) -> Result<u32> {
+        let ids = self.query(&alloc::format!("program:{name}"))?;
+        let [id] = ids.as_slice() else {
+            return Err(StoreError::Refused(Status::NotFound, ids.len() as u64));
+        };
+        let (size, _) = self.meta(*id)?;
+        if size > zen_abi::syscall::SPAWN_IMAGE_MAX {
+            return Err(StoreError::Refused(Status::Limit, size));
+        }
+        let image = self.read_all(*id)?;
+        Ok(chan::spawn_image(name, &image, arg, cap)?)
     }
 }
 
