@@ -151,13 +151,19 @@ pub enum Syscall {
     /// memory (at most [`SPAWN_IMAGE_MAX`] bytes, checked like any program; copied
     /// first, its copy charged to the caller while it loads), run under `name`.
     SpawnImage = 43,
+    /// chan_destroy(token_ptr) -> 0: the channel the caller created leaves the table
+    /// (as when its creator exits): every token of it is refused from now on, its
+    /// waiters wake; pages stay mapped until their holders let go. Needs DESTROY and
+    /// to be its creator (`Denied` otherwise).
+    ChanDestroy = 44,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 44;
+pub const SYSCALL_COUNT: u64 = 45;
 
-/// Largest image spawn_image takes (4 MiB).
-pub const SPAWN_IMAGE_MAX: u64 = 4 << 20;
+/// Largest image spawn_image takes (2 MiB: its copy is charged to the caller's 4 MiB
+/// kernel-memory quota while it loads).
+pub const SPAWN_IMAGE_MAX: u64 = 2 << 20;
 
 /// What spawn_image starts: where the image, the name and the argument are.
 #[repr(C)]
@@ -255,6 +261,7 @@ impl TryFrom<u64> for Syscall {
             IrqWait,
             ChanPeer,
             SpawnImage,
+            ChanDestroy,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }

@@ -255,6 +255,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::DmaAddr => crate::dev::dma_addr(&**me, &token(&**me, a[0])?, a[1]),
         Syscall::IrqBind => crate::dev::irq_bind(&**me, &token(&**me, a[0])?, a[1], a[2]),
         Syscall::ChanPeer => crate::ipc::peer(&**me, &token(&**me, a[0])?),
+        Syscall::ChanDestroy => crate::ipc::destroy(&**me, &token(&**me, a[0])?),
         Syscall::SpawnImage => {
             let d = copy_in(me, a[0], zen_abi::syscall::SpawnImage::SIZE as u64)?;
             let d = zen_abi::syscall::SpawnImage::from_bytes(&d).ok_or(Error::BadAddress)?;

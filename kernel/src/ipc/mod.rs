@@ -33,7 +33,7 @@ mod pass;
 mod wait;
 
 pub use party::Party;
-pub use pass::{cap_send, pass_token, revoke};
+pub use pass::{cap_send, destroy, pass_token, revoke};
 pub use wait::{call, poll, wait, POLL_MAX};
 
 use alloc::sync::Arc;
@@ -289,7 +289,7 @@ pub fn create(me: &dyn Party) -> Result<u64, Error> {
             if let Ok(a) = a {
                 let _ = me.remove_token(a);
             }
-            me.disown_channel(id);
+            let _ = me.disown_channel(id);
             drop_it();
             Err(b.err().or(a.err()).unwrap_or(Error::NoMemory))
         }

@@ -26,7 +26,7 @@ pub trait Party: Holder + Send + Sync {
     fn owned_channels(&self) -> usize;
     /// Records channel `id` as created by it, if it owns fewer than `max`.
     fn own_channel(&self, id: u64, max: usize) -> Result<(), Error>;
-    fn disown_channel(&self, id: u64);
+    fn disown_channel(&self, id: u64) -> bool;
     /// Its channel holdings, locked (a plain spin lock: its address space's lock is
     /// taken inside it, and a preempted thread may hold that one).
     fn holdings(&self) -> spin::MutexGuard<'_, Vec<Holding>>;

@@ -115,6 +115,35 @@ pub fn revoke(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
     Ok(0)
 }
 
+/// chan_destroy: the channel the caller created leaves the table now, as at its
+/// exit: no token reaches it any more (every call on it is refused), its waiters
+/// wake, and the caller's own pages of it go (a server that makes a channel per
+/// client gets all of it back when the client is gone). Other holders keep their
+/// pages until they let go, so none of them faults. Needs DESTROY and to be the
+/// channel's creator (`Denied` otherwise).
+pub fn destroy(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
+    let call = zen_abi::syscall::Syscall::ChanDestroy as u16;
+    let (chan, _, _) = check(me, slot, Rights::DESTROY, call)?;
+    if !me.disown_channel(chan.id()) {
+        return Err(Error::Denied);
+    }
+    super::release_owned(&[chan.id()]);
+    chan.forget(me.pid());
+    let mut tables = Vec::new();
+    let taken = take_holdings(me, chan.id(), &mut tables);
+    if !taken.is_empty() {
+        // As for revoke: our pages are out of the tables, and no CPU may reach them
+        // through its TLB before the frames go.
+        crate::arch::tlb::shootdown_all();
+    }
+    drop(taken);
+    for t in tables {
+        t.free_after_shootdown();
+    }
+    chan.wake_everyone();
+    Ok(0)
+}
+
 /// Unmaps `p`'s pages of channel `id` and returns its holdings of it, for the caller
 /// to drop once no TLB can reach the pages; the page tables that emptied are unlinked
 /// into `tables`, to be freed after the shootdown too (`p` may be running on another

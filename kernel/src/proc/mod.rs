@@ -132,8 +132,12 @@ impl Process {
         o.push(id);
         Ok(())
     }
-    pub fn disown_channel(&self, id: u64) {
-        self.owned.lock().retain(|&c| c != id);
+    /// Forgets channel `id` as this process's; whether it was.
+    pub fn disown_channel(&self, id: u64) -> bool {
+        let mut o = self.owned.lock();
+        let before = o.len();
+        o.retain(|&c| c != id);
+        o.len() != before
     }
     pub fn pid(&self) -> u32 {
         self.pid
@@ -277,7 +281,7 @@ impl crate::ipc::Party for Process {
     fn owned_channels(&self) -> usize {
         self.owned.lock().len()
     }
-    fn disown_channel(&self, id: u64) {
+    fn disown_channel(&self, id: u64) -> bool {
         Process::disown_channel(self, id)
     }
     fn holdings(&self) -> spin::MutexGuard<'_, Vec<crate::ipc::Holding>> {

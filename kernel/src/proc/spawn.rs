@@ -19,8 +19,12 @@ use crate::kprintln;
 use crate::sync::IrqMutex;
 use crate::task::{self, Options, WaitQueue};
 
-/// Largest program image.
+/// Largest program image of the boot archive (its programs are the system's own).
 const IMAGE_LIMIT: u64 = 256 << 20;
+/// Largest image (in memory, bss included) of a program from spawn_image: no more
+/// than any process may map anyway, so a program from memory takes no more frames
+/// than its caller could (the loader maps every page up front).
+const SPAWNED_IMAGE_LIMIT: u64 = zen_abi::syscall::MAP_LIMIT_PAGES * 4096;
 
 static ARCHIVE: spin::Once<Option<Archive<'static>>> = spin::Once::new();
 
@@ -46,7 +50,7 @@ pub fn archive() -> Option<Archive<'static>> {
 }
 
 /// Loads the program into a fresh address space: (space, entry, pages).
-fn load(program: &[u8]) -> Result<(AddressSpace, u64, u64), Error> {
+fn load(program: &[u8], limit: u64) -> Result<(AddressSpace, u64, u64), Error> {
     struct Loader<'a>(&'a AddressSpace);
     impl zen_loader::Target for Loader<'_> {
         fn map(
@@ -78,14 +82,13 @@ fn load(program: &[u8]) -> Result<(AddressSpace, u64, u64), Error> {
         }
     }
     let space = AddressSpace::new().ok_or(Error::NoMemory)?;
-    let loaded =
-        zen_loader::load(program, USER_BASE, IMAGE_LIMIT, &mut Loader(&space)).map_err(|e| {
-            kprintln!("zen: cannot load program: {}", e.as_str());
-            match e {
-                zen_loader::LoadError::NoMemory => Error::NoMemory,
-                _ => Error::BadExecutable,
-            }
-        })?;
+    let loaded = zen_loader::load(program, USER_BASE, limit, &mut Loader(&space)).map_err(|e| {
+        kprintln!("zen: cannot load program: {}", e.as_str());
+        match e {
+            zen_loader::LoadError::NoMemory => Error::NoMemory,
+            _ => Error::BadExecutable,
+        }
+    })?;
     // The stack, with an unmapped guard page below it.
     let stack_pages = USER_STACK_SIZE / 4096;
     for i in 1..=stack_pages {
@@ -128,7 +131,7 @@ pub fn spawn_image_with(
     parent: u32,
     setup: impl FnOnce(&Process) -> Result<(), Error>,
 ) -> Result<u32, Error> {
-    let (p, entry) = create_from(image, name, arg, parent)?;
+    let (p, entry) = create_from(image, name, arg, parent, SPAWNED_IMAGE_LIMIT)?;
     setup(&p)?;
     start(p, entry)
 }
@@ -140,20 +143,22 @@ pub fn create(name: &str, arg: &[u8], parent: u32) -> Result<(Arc<Process>, u64)
     let program = archive()
         .and_then(|a| a.find(name))
         .ok_or(Error::NoSuchProgram)?;
-    create_from(program, name, arg, parent)
+    create_from(program, name, arg, parent, IMAGE_LIMIT)
 }
 
-/// `program` (an ELF image, checked by the loader) in a new process named `name`.
+/// `program` (an ELF image, checked by the loader, at most `limit` bytes loaded) in
+/// a new process named `name`.
 fn create_from(
     program: &[u8],
     name: &str,
     arg: &[u8],
     parent: u32,
+    limit: u64,
 ) -> Result<(Arc<Process>, u64), Error> {
     if PROCS.lock().len() >= MAX_PROCS {
         return Err(Error::TooManyProcesses);
     }
-    let (space, entry, pages) = load(program)?;
+    let (space, entry, pages) = load(program, limit)?;
     let tokens = SharedFrame::new().ok_or(Error::NoMemory)?;
     space
         .map_shared(

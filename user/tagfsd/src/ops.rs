@@ -120,7 +120,9 @@ pub fn answer(
                     refused = Some(fail(Status::Denied, 0));
                 }
                 if let Some(a) = refused {
-                    let _ = fs.delete(id);
+                    // An undo that fails (the log full) must not leave the object:
+                    // a disk error, and the store stops writing.
+                    fs.delete(id).map_err(|_| fail(Status::Io, 0))?;
                     return Err(a);
                 }
                 ok(u64::from(id), Vec::new())
@@ -154,11 +156,12 @@ pub fn answer(
                 .map_err(e)?;
                 // `NOT x` scopes make adding a tag leave them too.
                 if changed && !view.sees(fs, id)? {
-                    let _ = if add {
+                    if add {
                         fs.remove_tag(id, tag)
                     } else {
                         fs.add_tag(id, tag)
-                    };
+                    }
+                    .map_err(|_| fail(Status::Io, 0))?;
                     return Err(fail(Status::Denied, 0));
                 }
                 ok(changed as u64, Vec::new())

@@ -4,7 +4,8 @@
 //! Input is copied out of the client's buffer once, before it is used: the client
 //! can write its pages while we work, so nothing is read from them twice.
 
-use zen_std::chan::{self, Cap, Channel};
+use zen_abi::cap::Rights;
+use zen_std::chan::{self, Channel};
 use zen_std::mem::Shared;
 use zen_std::prelude::*;
 use zen_storeproto::{rights, Op, Reply, Request, Status};
@@ -13,21 +14,24 @@ use zen_tagfs::Fs;
 use crate::disk::Disk;
 use crate::ops::{self, fail, ok, Answer};
 
-/// Connections one connection may have made alive at once (init's: any number up to
-/// `MAX_CONNS`), so one client cannot take every connection.
-const MAX_SHARES: usize = 4;
+/// Connections alive in one family (a connection init made and every one shared
+/// from it, and from those), so one client cannot take every connection.
+const MAX_FAMILY: usize = 6;
 
-/// Connections at most, init's included.
+/// Connections at most, init's included; the last `INIT_RESERVE` only for init's
+/// shares (so a client making connections cannot keep a restarted shell out).
 const MAX_CONNS: usize = 32;
+const INIT_RESERVE: usize = 4;
 
 struct Conn {
     chan: Channel,
     rights: u32,
     /// The query every object it sees must match (`None`: all).
     scope: Option<String>,
-    /// Its id, and the id of the connection it was made from (init's is 0).
+    /// Its id, and its family's: the id of the connection init made that it comes
+    /// from (init's own is 0).
     id: u64,
-    parent: u64,
+    family: u64,
     /// Its client was seen attached; when it was made (ms).
     seen: bool,
     made: u64,
@@ -50,7 +54,7 @@ impl Server {
                 rights: rights::ALL,
                 scope: None,
                 id: 0,
-                parent: 0,
+                family: 0,
                 seen: true,
                 made: 0,
             }],
@@ -76,7 +80,12 @@ impl Server {
                     }
                     Ok(None) => {}
                     Err(_) if i == 0 => return, // init's connection is gone
-                    Err(_) => {}
+                    Err(_) => {
+                        // A slot that is not a message (bad length or flags, a lying
+                        // index): the ring stays "ready" forever, so the connection goes.
+                        self.close(i);
+                        continue;
+                    }
                 }
                 i += 1;
             }
@@ -85,7 +94,8 @@ impl Server {
     }
 
     /// Drops connections whose client has gone (attached once and no more, or never
-    /// attached within 10 s).
+    /// attached within 10 s), and any token clients sent us (we keep none in the
+    /// page between requests: a client filling it would stop `Connect`).
     fn prune(&mut self) {
         let now = zen_std::time::uptime_ms();
         let mut i = 1;
@@ -94,11 +104,22 @@ impl Server {
             let attached = c.chan.peer().unwrap_or(0) != 0;
             c.seen |= attached;
             if !attached && (c.seen || now.saturating_sub(c.made) > 10_000) {
-                self.conns.swap_remove(i);
+                self.close(i);
             } else {
                 i += 1;
             }
         }
+        sweep();
+    }
+
+    /// Ends connection `i` (not init's): its channel, which we made, goes with our
+    /// pages of it.
+    fn close(&mut self, i: usize) {
+        if i == 0 || i >= self.conns.len() {
+            return;
+        }
+        let c = self.conns.swap_remove(i);
+        let _ = c.chan.destroy();
     }
 
     fn handle(&mut self, conn: usize, msg: &[u8], grant: Option<zen_abi::ipc::PageGrant>) {
@@ -175,37 +196,51 @@ impl Server {
         a
     }
 
-    /// `Connect` on connection `conn`: the channel end in slot `object` becomes a
-    /// connection with the rights in `offset` that `conn` has too, and `conn`'s scope
-    /// narrowed by the input query.
+    /// `Connect` on connection `conn`: a channel of ours becomes a connection with the
+    /// rights in `offset` that `conn` has too and `conn`'s scope narrowed by the input
+    /// query; the other end goes to the client (SEND, RECV, GRANT: it may pass it on,
+    /// never revoke or end it), its slot there in the reply's value.
     fn connect(&mut self, conn: usize, req: &Request, input: &[u8]) -> Answer {
-        let slot = Cap(req.object as usize);
-        let refuse = |a: Answer| {
-            let _ = slot.drop_token();
-            a
-        };
         let parent = &self.conns[conn];
         let (pid, prights) = (parent.id, parent.rights);
+        let family = if pid == 0 {
+            self.next_conn
+        } else {
+            parent.family
+        };
         let Ok(asked) = core::str::from_utf8(input) else {
-            return refuse(fail(Status::BadQuery, 0));
+            return fail(Status::BadQuery, 0);
         };
         let scope = match ops::narrow(self.fs.as_ref(), parent.scope.as_deref(), asked) {
             Ok(s) => s,
-            Err(a) => return refuse(a),
+            Err(a) => return a,
         };
-        self.prune();
-        let children = self
+        let kin = self
             .conns
             .iter()
-            .filter(|c| c.parent == pid && c.id != 0)
+            .filter(|c| c.id != 0 && c.family == family)
             .count();
-        if self.conns.len() >= MAX_CONNS || (pid != 0 && children >= MAX_SHARES) {
-            return refuse(fail(Status::Limit, 0));
+        let room = if pid == 0 {
+            MAX_CONNS
+        } else {
+            MAX_CONNS - INIT_RESERVE
+        };
+        if self.conns.len() >= room || (pid != 0 && kin >= MAX_FAMILY) {
+            return fail(Status::Limit, 0);
         }
-        let attached = Channel::attach(slot);
-        let _ = slot.drop_token();
-        match attached {
-            Ok(chan) => {
+        sweep();
+        let Ok((ours, theirs)) = chan::create() else {
+            return fail(Status::Limit, 0);
+        };
+        let attached = Channel::attach(ours);
+        let _ = ours.drop_token();
+        let passed = theirs.send_over(
+            &self.conns[conn].chan,
+            Rights::SEND | Rights::RECV | Rights::GRANT,
+        );
+        let _ = theirs.drop_token();
+        match (attached, passed) {
+            (Ok(chan), Ok(slot)) => {
                 let id = self.next_conn;
                 self.next_conn += 1;
                 self.conns.push(Conn {
@@ -213,13 +248,25 @@ impl Server {
                     rights: req.offset as u32 & prights & rights::ALL,
                     scope,
                     id,
-                    parent: pid,
+                    family,
                     seen: false,
                     made: zen_std::time::uptime_ms(),
                 });
-                ok(0, Vec::new())
+                ok(slot.0 as u64, Vec::new())
             }
-            Err(_) => fail(Status::BadRequest, 0),
+            (Ok(chan), Err(_)) => {
+                let _ = chan.destroy();
+                fail(Status::Limit, 0)
+            }
+            (Err(_), _) => fail(Status::Limit, 0),
         }
+    }
+}
+
+/// Drops every token in our page: clients may send us any (cap_send needs only
+/// SEND on the connection), and we keep none there between requests.
+fn sweep() {
+    for (cap, _) in chan::caps() {
+        let _ = cap.drop_token();
     }
 }

@@ -478,6 +478,14 @@ impl Channel {
         ))
     }
 
+    /// Ends a channel this process created (needs DESTROY): it leaves the kernel's
+    /// table, our pages of it go, every token of it is refused from now on. Its other
+    /// holders keep their pages (they see calls refused, never a fault). For a server
+    /// that makes a channel per client.
+    pub fn destroy(self) -> Result<()> {
+        self.sys(Syscall::ChanDestroy, 0).map(|_| ())
+    }
+
     /// The process at the other end (attached to receive), 0 if none: a server
     /// drops a connection whose client has gone.
     pub fn peer(&self) -> Result<u32> {

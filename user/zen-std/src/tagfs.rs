@@ -123,8 +123,11 @@ impl Store {
         loop {
             if let Some(n) = self.chan.try_recv(&mut msg)? {
                 let r = Reply::from_bytes(&msg[..n]).ok_or(StoreError::Garbled)?;
-                if r.id != id {
+                if r.id != id && crate::time::uptime_ms() - start < TIMEOUT_MS {
                     continue; // an answer to a call that gave up waiting
+                }
+                if r.id != id {
+                    break;
                 }
                 return match r.status() {
                     Some(Status::Ok) if r.len <= self.buf.len() as u64 => Ok(r),
@@ -134,10 +137,14 @@ impl Store {
             }
             let waited = crate::time::uptime_ms() - start;
             if waited >= TIMEOUT_MS {
-                return Err(StoreError::Sys(crate::Error::TimedOut));
+                break;
             }
             chan::poll(&mut [&mut self.chan], TIMEOUT_MS - waited)?;
         }
+        // Given up: tagfsd may still answer this call later and write its answer into
+        // the buffer, so the next call gets a new one.
+        self.buf = Shared::new(self.buf.len())?;
+        Err(StoreError::Sys(crate::Error::TimedOut))
     }
 
     fn grow(&mut self, need: usize) -> Result<()> {
@@ -273,30 +280,15 @@ impl Store {
 
     /// A new connection for another program, with `rights` (of ours) and a scope
     /// (a query every object it sees must match) at most ours: `scope` is ANDed
-    /// with this connection's. The end to give it (`send_over`, then drop ours).
+    /// with this connection's. tagfsd makes the channel and sends us its end (SEND,
+    /// RECV, GRANT: pass it on with `send_over` or `spawn_with_cap`, then drop ours).
     pub fn share(&mut self, rights: u32, scope: &str) -> Result<Cap> {
-        let (a, b) = chan::create()?;
-        let passed = b.send_over(&self.chan, Rights::SEND | Rights::RECV);
-        let _ = b.drop_token();
-        let slot = match passed {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = a.drop_token();
-                return Err(e.into());
-            }
-        };
-        match self.call(
-            Op::Connect,
-            slot.0 as u64,
-            rights.into(),
-            0,
-            scope.as_bytes(),
-        ) {
-            Ok(_) => Ok(a),
-            Err(e) => {
-                let _ = a.drop_token();
-                Err(e)
-            }
+        let r = self.call(Op::Connect, 0, rights.into(), 0, scope.as_bytes())?;
+        let cap = Cap(r.value as usize);
+        // Ours only if tagfsd really put a channel token there.
+        match cap.token() {
+            Ok(t) if t.binding.object_type == zen_abi::cap::ObjectType::Channel as u32 => Ok(cap),
+            _ => Err(StoreError::Garbled),
         }
     }
 
