@@ -435,18 +435,23 @@ pub struct MemInfo {
     pub free_frames: u64,
     pub heap_bytes_used: u64,
     pub heap_allocations: u64,
+    /// TSC cycles since boot during which every CPU was halted with nothing to run
+    /// (the bench subtracts them: under `-icount sleep=off` such time is a clock
+    /// jump to the next timer event, not instructions).
+    pub idle_tsc: u64,
 }
-const _: () = assert!(core::mem::size_of::<MemInfo>() == 32);
+const _: () = assert!(core::mem::size_of::<MemInfo>() == 40);
 
 impl MemInfo {
-    pub const SIZE: usize = 32;
-    pub fn to_bytes(&self) -> [u8; 32] {
-        let mut b = [0u8; 32];
+    pub const SIZE: usize = 40;
+    pub fn to_bytes(&self) -> [u8; 40] {
+        let mut b = [0u8; 40];
         for (i, v) in [
             self.total_frames,
             self.free_frames,
             self.heap_bytes_used,
             self.heap_allocations,
+            self.idle_tsc,
         ]
         .iter()
         .enumerate()
@@ -455,7 +460,7 @@ impl MemInfo {
         }
         b
     }
-    pub fn from_bytes(b: &[u8; 32]) -> Self {
+    pub fn from_bytes(b: &[u8; 40]) -> Self {
         let w = |i: usize| {
             let mut x = [0u8; 8];
             x.copy_from_slice(&b[i * 8..i * 8 + 8]);
@@ -466,6 +471,7 @@ impl MemInfo {
             free_frames: w(1),
             heap_bytes_used: w(2),
             heap_allocations: w(3),
+            idle_tsc: w(4),
         }
     }
 }
@@ -533,6 +539,7 @@ mod tests {
             free_frames: 2,
             heap_bytes_used: 3,
             heap_allocations: 4,
+            idle_tsc: 5,
         };
         let n = MemInfo::from_bytes(&m.to_bytes());
         assert_eq!(
@@ -540,9 +547,10 @@ mod tests {
                 n.total_frames,
                 n.free_frames,
                 n.heap_bytes_used,
-                n.heap_allocations
+                n.heap_allocations,
+                n.idle_tsc
             ),
-            (1, 2, 3, 4)
+            (1, 2, 3, 4, 5)
         );
     }
 }

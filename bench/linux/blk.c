@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static inline uint64_t rdtsc(void) {
@@ -127,9 +128,31 @@ static void pin(int cpu) {
     sched_setaffinity(0, sizeof set, &set);
 }
 
+/* Idle and iowait time of every CPU together, in USER_HZ ticks (/proc/stat's first
+ * line); on one CPU, the time the machine sat idle. */
+static uint64_t idle_ticks(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[5] = {0};
+    if (!f) return 0;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4]) != 5)
+        v[3] = v[4] = 0;
+    fclose(f);
+    return v[3] + v[4];
+}
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Busy TSC per I/O of the last `measure`: the idle ticks taken off. */
+static uint64_t last_busy;
+
 /* Runs a workload in `shares` processes (one per CPU); TSC per I/O over all. */
 static uint64_t measure(int fd, int write, int qd, size_t size, int seq, unsigned ops,
                         unsigned shares) {
+    uint64_t idle0 = idle_ticks(), ns0 = now_ns();
     uint64_t t0 = rdtsc();
     for (unsigned s = 1; s < shares; s++) {
         if (fork() == 0) {
@@ -144,6 +167,11 @@ static uint64_t measure(int fd, int write, int qd, size_t size, int seq, unsigne
         ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
     }
     uint64_t t1 = rdtsc();
+    uint64_t ns = now_ns() - ns0, idle = idle_ticks() - idle0;
+    /* TSC per USER_HZ tick, from the TSC and the clock over the same stretch. */
+    double per_tick = ns ? (double)(t1 - t0) / (double)ns * (1e9 / sysconf(_SC_CLK_TCK)) : 0;
+    double busy = (double)(t1 - t0) - (double)idle * per_tick;
+    last_busy = ok && busy > 0 ? (uint64_t)busy / ops : 0;
     return ok ? (t1 - t0) / ops : 0;
 }
 
@@ -172,6 +200,8 @@ int main(void) {
             uint64_t v = measure(fd, w[i].write, w[i].qd, w[i].size, w[i].seq, w[i].ops,
                                  w[i].seq ? 1 : cpus);
             printf("linux: bench nvme_%s_smp%u=%llu\n", w[i].name, cpus, (unsigned long long)v);
+            printf("linux: bench nvme_%s_smp%u_busy=%llu\n", w[i].name, cpus,
+                   (unsigned long long)last_busy);
         }
     }
     printf("linux: bench done\n");

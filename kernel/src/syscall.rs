@@ -176,6 +176,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
                 free_frames: crate::mm::free_frames(),
                 heap_bytes_used: bytes as u64,
                 heap_allocations: allocs as u64,
+                idle_tsc: crate::task::idle_tsc(),
             };
             copy_out(me, a[0], &m.to_bytes())?;
             Ok(0)

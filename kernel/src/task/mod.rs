@@ -521,14 +521,52 @@ pub fn on_tick() {
     }
 }
 
+/// Time the whole machine spent idle: the TSC when the current stretch of every
+/// online CPU halted began (0: some CPU is working), the cycles of all such stretches
+/// since boot, how many CPUs are halted now, and whether each is. Under QEMU's
+/// `-icount sleep=off` a machine with nothing to run jumps its clock to the next
+/// timer event, so the bench takes these cycles off the total to count only the
+/// instructions work took (`MemInfo::idle_tsc`). (A CPU halted while another works
+/// costs nothing there: the clock counts the instructions of the working one.)
+static ALL_IDLE_SINCE: AtomicU64 = AtomicU64::new(0);
+static ALL_IDLE: AtomicU64 = AtomicU64::new(0);
+static HALTED: AtomicU32 = AtomicU32::new(0);
+static IS_HALTED: [AtomicBool; percpu::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; percpu::MAX_CPUS];
+
 /// What a CPU does when it has nothing to run: halt until an interrupt, then look for
 /// work (its own queue, or stolen from the busiest other queue).
 pub fn idle_loop() -> ! {
     loop {
-        cpu::enable_interrupts();
-        cpu::halt();
+        cpu::disable_interrupts();
+        IS_HALTED[this_cpu()].store(true, Ordering::Relaxed);
+        let n = HALTED.fetch_add(1, Ordering::AcqRel) + 1;
+        if n as usize >= percpu::online_count() {
+            ALL_IDLE_SINCE.store(cpu::rdtsc(), Ordering::Release);
+        }
+        cpu::enable_interrupts_and_halt();
+        // The interrupt that woke us ended the halt (`idle_ends`) before it ran.
         irqs_off(schedule);
     }
+}
+
+/// From every interrupt's entry: if this CPU was halted in the idle loop, the halt
+/// ends now (the handler's work is not idle time), and with it the machine's.
+#[inline]
+pub fn idle_ends() {
+    if !IS_HALTED[this_cpu()].swap(false, Ordering::Relaxed) {
+        return;
+    }
+    HALTED.fetch_sub(1, Ordering::AcqRel);
+    let t = ALL_IDLE_SINCE.swap(0, Ordering::AcqRel);
+    if t != 0 {
+        ALL_IDLE.fetch_add(cpu::rdtsc().saturating_sub(t), Ordering::Relaxed);
+    }
+}
+
+/// TSC cycles the whole machine has spent idle since boot.
+pub fn idle_tsc() -> u64 {
+    ALL_IDLE.load(Ordering::Relaxed)
 }
 
 /// Called from the reschedule IPI.

@@ -4,8 +4,10 @@
 //! (4 KiB random reads and writes at queue depth 1 and 32, 128 KiB sequential reads;
 //! on two CPUs the random ones from two processes, one per CPU, each with its own
 //! connection), prints `zen: bench nvme_<name>_smp<cpus>=<TSC per I/O>` (under
-//! `-icount shift=0` the TSC counts guest instructions, all CPUs') and
-//! `zen: bench done`, and shuts the machine down.
+//! `-icount shift=0` the TSC counts guest instructions, all CPUs'), the same with the
+//! time every CPU sat idle taken off (`..._busy=`: under `sleep=off` an idle machine
+//! jumps its clock to the next timer event) and `zen: bench done`, and shuts the
+//! machine down.
 //!
 //! Every I/O moves in a page grant of the client's buffer that nvmed gives the device
 //! in place, as any client's would.
@@ -117,6 +119,7 @@ fn run() -> Result<(), String> {
     let cpus = cpus();
     for w in WORK {
         let shares = if w.seq { 1 } else { cpus };
+        let idle0 = mem::info().map_or(0, |m| m.idle_tsc);
         let t0 = time::cycles();
         let mut kids = Vec::new();
         for s in 1..shares {
@@ -133,8 +136,12 @@ fn run() -> Result<(), String> {
                 return Err(format!("{}: a share failed ({code})", w.name));
             }
         }
-        let per = (time::cycles() - t0) / w.ops as u64;
+        let total = time::cycles() - t0;
+        let idle = mem::info().map_or(0, |m| m.idle_tsc) - idle0;
+        let per = total / w.ops as u64;
+        let busy = total.saturating_sub(idle) / w.ops as u64;
         println!("zen: bench nvme_{}_smp{cpus}={per}", w.name);
+        println!("zen: bench nvme_{}_smp{cpus}_busy={busy}", w.name);
     }
     Ok(())
 }

@@ -2,10 +2,13 @@
 
 use core::arch::asm;
 
-/// Stops until the next interrupt.
-pub fn halt() {
-    // SAFETY: `hlt` only waits for an interrupt; it touches no memory.
-    unsafe { asm!("hlt", options(nomem, nostack, preserves_flags)) }
+/// Enables interrupts and halts until the next one, as one step: `sti` holds
+/// interrupts off for one more instruction, so none can slip in between and leave
+/// the CPU halted with its wake-up already handled.
+pub fn enable_interrupts_and_halt() {
+    // SAFETY: `hlt` only waits for an interrupt and touches no memory; enabling
+    // interrupts is what the idle loop is for.
+    unsafe { asm!("sti", "hlt", options(nomem, nostack)) }
 }
 
 /// Stops this CPU for good: interrupts off, then halt forever (an NMI would only

@@ -255,6 +255,9 @@ const NAMES: [&str; 32] = [
 
 extern "C" fn dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
+    if vector >= 32 {
+        crate::task::idle_ends();
+    }
     match vector {
         3 => {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
