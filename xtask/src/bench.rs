@@ -101,7 +101,24 @@ const SUITES: &[(&str, Suite)] = &[
     ("linux", linux),
     ("nvme", nvme),
     ("tagfs", tagfs),
+    ("tagfs-os", tagfs_os),
 ];
+
+/// The store in Zen OS against ext4 in Linux on the same NVMe device (`storebench`).
+fn tagfs_os(ctx: &mut Ctx) -> Result<Vec<Row>> {
+    let a = ctx.artifacts()?;
+    let esp = esp_dir(
+        &target().join("esp-bench-store"),
+        &EspContents {
+            stub: &a.stub,
+            zenos_bin: &read(&a.zenos_test_bin)?,
+            cmdline: Some("init=storebench"),
+        },
+    )?;
+    let zen = crate::storebench::zen(&esp)?;
+    let linux = crate::linux::measure_store()?;
+    crate::storebench::rows(&zen, &linux)
+}
 
 /// NVMe: Zen OS's nvmed and Linux's driver on the same QEMU device (`nvmebench`).
 fn nvme(ctx: &mut Ctx) -> Result<Vec<Row>> {

@@ -74,7 +74,7 @@ pub fn build_with(kernel: Kernel, release: bool) -> Result<Artifacts> {
 pub const DEFAULT_PROGRAMS: &[&str] = &["init", "shell", "nvmed", "tagfsd"];
 /// The programs only the tests and benchmarks run: in the test archive, after the
 /// default ones.
-pub const TEST_PROGRAMS: &[&str] = &["usertests", "ipcbench", "blkbench"];
+pub const TEST_PROGRAMS: &[&str] = &["usertests", "ipcbench", "blkbench", "storebench"];
 /// Programs in no boot archive: a new root store holds them as objects tagged
 /// `program:NAME` (`rootfs`), which the shell's `run` starts.
 pub const STORE_PROGRAMS: &[&str] = &["hello"];

@@ -130,6 +130,25 @@ pub fn scratch_image() -> Result<Vec<u8>> {
     Ok(disk)
 }
 
+/// The store bench's disk: 512 MiB, a GPT with one blank TagFS root partition over
+/// nearly all of it (storebench's tagfsd formats it).
+pub fn store_bench_image() -> Result<Vec<u8>> {
+    use zenimg::gpt::{write, Partition};
+    let bytes = 512usize << 20;
+    let sectors = (bytes / 512) as u64;
+    let mut disk = vec![0u8; bytes];
+    let parts = [Partition {
+        type_guid: zenimg::ZEN_ROOT_TYPE,
+        unique_guid: [3; 16],
+        first_lba: 2048,
+        last_lba: sectors - 2048,
+        attributes: 0,
+        name: "bench root".into(),
+    }];
+    write(&mut disk, &[0x5b; 16], &parts).map_err(|e| format!("store bench disk: {e}"))?;
+    Ok(disk)
+}
+
 /// What goes on the disk.
 #[derive(Debug)]
 pub struct Contents<'a> {

@@ -132,6 +132,11 @@ fn build_c(name: &str) -> Result<PathBuf> {
 /// The modules Linux's NVMe driver needs (blk.c loads them in this order), from the
 /// module tree of the kernel `vmlinuz` is: (file name, bytes).
 fn nvme_modules(kernel: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    modules(kernel, &[])
+}
+
+/// `nvme_modules` and then `more` (paths under the module tree, in load order).
+fn modules(kernel: &Path, more: &[&str]) -> Result<Vec<(String, Vec<u8>)>> {
     let version = kernel
         .file_name()
         .and_then(|n| n.to_str())
@@ -149,7 +154,7 @@ fn nvme_modules(kernel: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         "drivers/nvme/host/nvme.ko",
     ];
     let mut out = Vec::new();
-    for w in wanted {
+    for w in wanted.iter().chain(more) {
         let path = tree.join(w);
         // A module built into this kernel has no file: nothing to load.
         if let Ok(b) = std::fs::read(&path) {
@@ -169,6 +174,12 @@ fn nvme_modules(kernel: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 
 /// The NVMe bench's initramfs: blk as /init, the driver's modules in /modules.
 fn nvme_initramfs(blk: &Path, modules: &[(String, Vec<u8>)]) -> Result<PathBuf> {
+    initramfs_with(blk, modules, "initramfs-nvme.cpio")
+}
+
+/// An initramfs with `init` as /init and `modules` in /modules, as `name`.
+fn initramfs_with(init: &Path, modules: &[(String, Vec<u8>)], name: &str) -> Result<PathBuf> {
+    let blk = init;
     let blk = std::fs::read(blk).map_err(|e| format!("{}: {e}", blk.display()))?;
     let names: Vec<String> = modules
         .iter()
@@ -189,9 +200,65 @@ fn nvme_initramfs(blk: &Path, modules: &[(String, Vec<u8>)]) -> Result<PathBuf> 
             data: b,
         });
     }
-    let path = target().join("linux/initramfs-nvme.cpio");
+    let path = target().join("linux").join(name);
     write(&path, &cpio_newc(&entries))?;
     Ok(path)
+}
+
+/// The store figures of the Linux guest (one CPU, one boot): bench/linux/store.c on
+/// an ext4 file system mkfs.ext4 made on the host (512 MiB, 140,000 inodes, inode
+/// tables and journal written out, so no lazy init runs during the bench), on the
+/// same QEMU NVMe device model as Zen OS's storebench.
+pub fn measure_store() -> Result<Figures> {
+    ensure_host()?;
+    let kernel = vmlinuz().ok_or("no /boot/vmlinuz-*")?;
+    let ext4 = [
+        "lib/crc16.ko",
+        "fs/mbcache.ko",
+        "fs/jbd2/jbd2.ko",
+        "crypto/crc32c_generic.ko",
+        "fs/ext4/ext4.ko",
+    ];
+    let initrd = initramfs_with(
+        &build_c("store")?,
+        &modules(&kernel, &ext4)?,
+        "initramfs-store.cpio",
+    )?;
+    let disk = target().join("bench-linux-store.img");
+    let f = std::fs::File::create(&disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+    f.set_len(512 << 20)
+        .map_err(|e| format!("{}: {e}", disk.display()))?;
+    drop(f);
+    let mut mkfs = Command::new("mkfs.ext4");
+    mkfs.args([
+        "-F",
+        "-q",
+        "-N",
+        "140000",
+        "-E",
+        "lazy_itable_init=0,lazy_journal_init=0",
+    ])
+    .arg(&disk);
+    crate::util::run(&mut mkfs).map_err(|e| format!("mkfs.ext4 (e2fsprogs): {e}"))?;
+    let mut c = qemu_with(&kernel, &initrd, 1, &format!("{APPEND} intel_iommu=on"));
+    c.args(["-device", "intel-iommu,intremap=off"])
+        .arg("-drive")
+        .arg(format!(
+            "if=none,id=data,format=raw,file={}",
+            disk.display()
+        ))
+        .args(["-device", "nvme,serial=zen-data,drive=data,addr=0x10"]);
+    println!("running: {}", show(&c));
+    let cap: Capture = capture(c, "bench-linux-store", Duration::from_secs(1800), |l| {
+        l.contains(DONE)
+    })?;
+    parse(&cap.lines).ok_or_else(|| {
+        format!(
+            "the Linux store guest did not finish ({}); last lines:\n{}",
+            cap.ending(),
+            cap.tail(15).join("\n")
+        )
+    })
 }
 
 /// The NVMe figures of the Linux guest on `smp` CPUs (one boot): blk.c on a fresh

@@ -32,6 +32,7 @@ mod row;
 mod secboot;
 mod setup;
 mod soak;
+mod storebench;
 mod storetest;
 mod test;
 mod usertest;
@@ -79,7 +80,7 @@ verbs:
                         2 CPUs: calls per second, kernel failures, what was lost
   bench [--only a,b]    sizes; boot, context switch, system call and IPC instruction
                         counts, the same on a Linux guest (suites: sizes, boot, disk,
-                        switch, ipc, linux, nvme, tagfs);
+                        switch, ipc, linux, nvme, tagfs, tagfs-os);
                         also written to target/bench.json"
 }
 
