@@ -1,6 +1,14 @@
 //! The root partition as a TagFS [`BlockDevice`]: 4 KiB blocks over a block
-//! connection to nvmed (confined to the partition by nvmed), through one buffer of
-//! ours that nvmed's device reads and writes in place.
+//! connection to nvmed (confined to the partition by nvmed), through buffers of ours
+//! that nvmed's device reads and writes in place.
+//!
+//! The engine asks for one block at a time; the disk is driven in runs instead:
+//! - writes are gathered while they are consecutive (the log writes segments in
+//!   order) and sent as one request when a run breaks, fills (`RUN` blocks), or at
+//!   `flush` — which the engine's promise allows: a write is durable only after
+//!   `flush`, and a read of a gathered block is answered from the gathered run;
+//! - a read that misses fetches `RUN` blocks from there on (read-ahead), kept until
+//!   the next miss; writes into that range update it, so it never goes stale.
 //!
 //! A failed transfer is an `Io` error to the engine, which refuses the call; the disk
 //! is never assumed to have done what it did not confirm.
@@ -10,16 +18,28 @@ use zen_std::mem::Shared;
 use zen_std::prelude::*;
 use zen_tagfs::{BlockDevice, Error, Result, BLOCK_SIZE};
 
+/// Blocks in a run (256 KiB): the most one request moves.
+const RUN: u64 = 64;
+
 pub struct Disk {
     client: Client,
-    buf: Shared,
     /// Device blocks per 4 KiB block.
     per: u64,
     blocks: u64,
+    /// Blocks per request, at most `RUN` and what the connection takes.
+    run: u64,
+    /// Gathered writes: `pending` blocks from `pending_at`, in `wbuf`.
+    wbuf: Shared,
+    pending_at: u64,
+    pending: u64,
+    /// Read-ahead: `cached` blocks from `cached_at`, in `rbuf`.
+    rbuf: Shared,
+    cached_at: u64,
+    cached: u64,
 }
 
 impl Disk {
-    /// `None` (with the reason) if the connection's block size does not divide 4 KiB.
+    /// `Err` (with the reason) if the connection's block size does not divide 4 KiB.
     pub fn new(client: Client) -> core::result::Result<Disk, String> {
         let g = client.geometry;
         let bs = u64::from(g.block_size);
@@ -27,12 +47,21 @@ impl Disk {
             return Err(format!("block size {bs} does not divide 4096"));
         }
         let per = BLOCK_SIZE as u64 / bs;
-        let buf = Shared::new(BLOCK_SIZE).map_err(|e| format!("buffer: {}", e.as_str()))?;
+        let run = (u64::from(g.max_blocks) / per).clamp(1, RUN);
+        let buf = || {
+            Shared::new(RUN as usize * BLOCK_SIZE).map_err(|e| format!("buffer: {}", e.as_str()))
+        };
         Ok(Disk {
             blocks: g.blocks / per,
             client,
-            buf,
             per,
+            run,
+            wbuf: buf()?,
+            pending_at: 0,
+            pending: 0,
+            rbuf: buf()?,
+            cached_at: 0,
+            cached: 0,
         })
     }
 
@@ -42,6 +71,19 @@ impl Disk {
             Ok(s) => Err(Error::Io(format!("{what} of block {lba}: {s:?}"))),
             Err(e) => Err(Error::Io(format!("{what} of block {lba}: {}", e.as_str()))),
         }
+    }
+
+    /// Sends the gathered writes.
+    fn write_pending(&mut self) -> Result<()> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        let (at, n) = (self.pending_at, self.pending);
+        self.pending = 0;
+        let r = self
+            .client
+            .write(at * self.per, (n * self.per) as u32, &self.wbuf);
+        Self::io("write", at, r)
     }
 }
 
@@ -53,24 +95,55 @@ impl BlockDevice for Disk {
         if lba >= self.blocks || buf.len() != BLOCK_SIZE {
             return Err(Error::Io(format!("read of block {lba}: out of range")));
         }
-        let r = self.client.read(lba * self.per, self.per as u32, &self.buf);
-        Self::io("read", lba, r)?;
-        self.buf.read(0, buf);
+        if (self.pending_at..self.pending_at + self.pending).contains(&lba) {
+            self.wbuf.read((lba - self.pending_at) as usize * BLOCK_SIZE, buf);
+            return Ok(());
+        }
+        if !(self.cached_at..self.cached_at + self.cached).contains(&lba) {
+            let n = self.run.min(self.blocks - lba);
+            self.cached = 0;
+            let r = self.client.read(lba * self.per, (n * self.per) as u32, &self.rbuf);
+            Self::io("read", lba, r)?;
+            (self.cached_at, self.cached) = (lba, n);
+            // Gathered writes in the range are newer than the disk: they go over what
+            // was read, or the cache would hold old bytes once they are sent.
+            let lo = lba.max(self.pending_at);
+            let hi = (lba + n).min(self.pending_at + self.pending);
+            let mut block = vec![0u8; BLOCK_SIZE];
+            for b in lo..hi {
+                self.wbuf.read((b - self.pending_at) as usize * BLOCK_SIZE, &mut block);
+                self.rbuf
+                    .write((b - lba) as usize * BLOCK_SIZE, &block)
+                    .map_err(|x| Error::Io(format!("buffer: {}", x.as_str())))?;
+            }
+        }
+        self.rbuf.read((lba - self.cached_at) as usize * BLOCK_SIZE, buf);
         Ok(())
     }
     fn write_block(&mut self, lba: u64, buf: &[u8]) -> Result<()> {
         if lba >= self.blocks || buf.len() != BLOCK_SIZE {
             return Err(Error::Io(format!("write of block {lba}: out of range")));
         }
-        self.buf
-            .write(0, buf)
-            .map_err(|e| Error::Io(format!("buffer: {}", e.as_str())))?;
-        let r = self
-            .client
-            .write(lba * self.per, self.per as u32, &self.buf);
-        Self::io("write", lba, r)
+        let at = |base: u64, i: u64| (i - base) as usize * BLOCK_SIZE;
+        let e = |x: zen_std::Error| Error::Io(format!("buffer: {}", x.as_str()));
+        if (self.cached_at..self.cached_at + self.cached).contains(&lba) {
+            self.rbuf.write(at(self.cached_at, lba), buf).map_err(e)?;
+        }
+        let end = self.pending_at + self.pending;
+        if self.pending > 0 && (self.pending_at..end).contains(&lba) {
+            // Written again before it went out: the newer bytes go.
+            return self.wbuf.write(at(self.pending_at, lba), buf).map_err(e);
+        }
+        if self.pending == 0 || lba != end || self.pending == self.run {
+            self.write_pending()?;
+            self.pending_at = lba;
+        }
+        self.wbuf.write(at(self.pending_at, lba), buf).map_err(e)?;
+        self.pending += 1;
+        Ok(())
     }
     fn flush(&mut self) -> Result<()> {
+        self.write_pending()?;
         let r = self
             .client
             .submit(zen_block::Op::Flush, 0, 0, None)
