@@ -151,10 +151,10 @@ pub enum Syscall {
     /// memory (at most [`SPAWN_IMAGE_MAX`] bytes, checked like any program; copied
     /// first, its copy charged to the caller while it loads), run under `name`.
     SpawnImage = 43,
-    /// chan_destroy(token_ptr) -> 0: the channel the caller created leaves the table
-    /// (as when its creator exits): every token of it is refused from now on, its
-    /// waiters wake; pages stay mapped until their holders let go. Needs DESTROY and
-    /// to be its creator (`Denied` otherwise).
+    /// chan_destroy(token_ptr) -> 0: the channel the caller created ends: every
+    /// token of it goes stale, it leaves the table, every process attached to it
+    /// (the caller too) loses its pages, and its sleepers wake to `Denied`. Needs
+    /// DESTROY and to be its creator (`Denied` otherwise).
     ChanDestroy = 44,
 }
 

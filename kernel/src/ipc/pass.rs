@@ -115,24 +115,43 @@ pub fn revoke(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
     Ok(0)
 }
 
-/// chan_destroy: the channel the caller created leaves the table now, as at its
-/// exit: no token reaches it any more (every call on it is refused), its waiters
-/// wake, and the caller's own pages of it go (a server that makes a channel per
-/// client gets all of it back when the client is gone). Other holders keep their
-/// pages until they let go, so none of them faults. Needs DESTROY and to be the
-/// channel's creator (`Denied` otherwise).
+/// chan_destroy: the channel the caller created ends now: every token of it goes
+/// stale (its generation moves on, as at a revoke), it leaves the table, every
+/// process attached to it loses its pages (the caller too: a server that makes a
+/// channel per client gets all of it back, and nobody keeps the channel's memory,
+/// charged to its creator, alive), and its sleepers wake to `Denied`. Needs DESTROY
+/// and to be the channel's creator (`Denied` otherwise).
 pub fn destroy(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
     let call = zen_abi::syscall::Syscall::ChanDestroy as u16;
     let (chan, _, _) = check(me, slot, Rights::DESTROY, call)?;
     if !me.disown_channel(chan.id()) {
         return Err(Error::Denied);
     }
+    // Stale first, under the attachment lock, so an attach racing this sees it, and
+    // a woken sleeper sees it revoked instead of waiting again on a dead channel.
+    let holders: Vec<u32> = {
+        let mut a = chan.attached.lock();
+        chan.generation.fetch_add(1, Ordering::AcqRel);
+        let mut o: Vec<u32> = Vec::new();
+        for &(p, _, _) in a.iter() {
+            if !o.contains(&p) {
+                o.push(p);
+            }
+        }
+        a.clear();
+        o
+    };
     super::release_owned(&[chan.id()]);
-    chan.forget(me.pid());
+    let mut taken = Vec::new();
     let mut tables = Vec::new();
-    let taken = take_holdings(me, chan.id(), &mut tables);
+    taken.extend(take_holdings(me, chan.id(), &mut tables));
+    for pid in holders.into_iter().filter(|&p| p != me.pid()) {
+        if let Some(p) = me.find(pid) {
+            taken.extend(take_holdings(&*p, chan.id(), &mut tables));
+        }
+    }
     if !taken.is_empty() {
-        // As for revoke: our pages are out of the tables, and no CPU may reach them
+        // As for revoke: the pages are out of the tables, and no CPU may reach them
         // through its TLB before the frames go.
         crate::arch::tlb::shootdown_all();
     }

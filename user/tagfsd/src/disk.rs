@@ -79,11 +79,13 @@ impl Disk {
             return Ok(());
         }
         let (at, n) = (self.pending_at, self.pending);
-        self.pending = 0;
         let r = self
             .client
             .write(at * self.per, (n * self.per) as u32, &self.wbuf);
-        Self::io("write", at, r)
+        Self::io("write", at, r)?;
+        // Dropped only once on the disk: after a failure, reads still see them.
+        self.pending = 0;
+        Ok(())
     }
 }
 
@@ -96,13 +98,16 @@ impl BlockDevice for Disk {
             return Err(Error::Io(format!("read of block {lba}: out of range")));
         }
         if (self.pending_at..self.pending_at + self.pending).contains(&lba) {
-            self.wbuf.read((lba - self.pending_at) as usize * BLOCK_SIZE, buf);
+            self.wbuf
+                .read((lba - self.pending_at) as usize * BLOCK_SIZE, buf);
             return Ok(());
         }
         if !(self.cached_at..self.cached_at + self.cached).contains(&lba) {
             let n = self.run.min(self.blocks - lba);
             self.cached = 0;
-            let r = self.client.read(lba * self.per, (n * self.per) as u32, &self.rbuf);
+            let r = self
+                .client
+                .read(lba * self.per, (n * self.per) as u32, &self.rbuf);
             Self::io("read", lba, r)?;
             (self.cached_at, self.cached) = (lba, n);
             // Gathered writes in the range are newer than the disk: they go over what
@@ -111,13 +116,15 @@ impl BlockDevice for Disk {
             let hi = (lba + n).min(self.pending_at + self.pending);
             let mut block = vec![0u8; BLOCK_SIZE];
             for b in lo..hi {
-                self.wbuf.read((b - self.pending_at) as usize * BLOCK_SIZE, &mut block);
+                self.wbuf
+                    .read((b - self.pending_at) as usize * BLOCK_SIZE, &mut block);
                 self.rbuf
                     .write((b - lba) as usize * BLOCK_SIZE, &block)
                     .map_err(|x| Error::Io(format!("buffer: {}", x.as_str())))?;
             }
         }
-        self.rbuf.read((lba - self.cached_at) as usize * BLOCK_SIZE, buf);
+        self.rbuf
+            .read((lba - self.cached_at) as usize * BLOCK_SIZE, buf);
         Ok(())
     }
     fn write_block(&mut self, lba: u64, buf: &[u8]) -> Result<()> {
@@ -126,20 +133,21 @@ impl BlockDevice for Disk {
         }
         let at = |base: u64, i: u64| (i - base) as usize * BLOCK_SIZE;
         let e = |x: zen_std::Error| Error::Io(format!("buffer: {}", x.as_str()));
+        let end = self.pending_at + self.pending;
+        let again = self.pending > 0 && (self.pending_at..end).contains(&lba);
+        if !again {
+            if self.pending == 0 || lba != end || self.pending == self.run {
+                // A refusal here leaves everything as it was: the block is not taken.
+                self.write_pending()?;
+                self.pending_at = lba;
+            }
+            self.pending += 1;
+        }
+        // Written again before it went out: the newer bytes go.
+        self.wbuf.write(at(self.pending_at, lba), buf).map_err(e)?;
         if (self.cached_at..self.cached_at + self.cached).contains(&lba) {
             self.rbuf.write(at(self.cached_at, lba), buf).map_err(e)?;
         }
-        let end = self.pending_at + self.pending;
-        if self.pending > 0 && (self.pending_at..end).contains(&lba) {
-            // Written again before it went out: the newer bytes go.
-            return self.wbuf.write(at(self.pending_at, lba), buf).map_err(e);
-        }
-        if self.pending == 0 || lba != end || self.pending == self.run {
-            self.write_pending()?;
-            self.pending_at = lba;
-        }
-        self.wbuf.write(at(self.pending_at, lba), buf).map_err(e)?;
-        self.pending += 1;
         Ok(())
     }
     fn flush(&mut self) -> Result<()> {

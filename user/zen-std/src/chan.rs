@@ -478,10 +478,10 @@ impl Channel {
         ))
     }
 
-    /// Ends a channel this process created (needs DESTROY): it leaves the kernel's
-    /// table, our pages of it go, every token of it is refused from now on. Its other
-    /// holders keep their pages (they see calls refused, never a fault). For a server
-    /// that makes a channel per client.
+    /// Ends a channel this process created (needs DESTROY): every token of it goes
+    /// stale, every holder's pages of it go (ours too: `self` is consumed), sleepers
+    /// on it wake to `Denied`. For a server that makes a channel per client and ends
+    /// it when the client is gone or misbehaves.
     pub fn destroy(self) -> Result<()> {
         self.sys(Syscall::ChanDestroy, 0).map(|_| ())
     }
