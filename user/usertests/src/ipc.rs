@@ -79,7 +79,90 @@ pub(crate) fn ipc_and_sleep_leak_nothing() -> Outcome {
 }
 
 /// Child modes of this area; `None` if `mode` is not one of them.
+/// chan_destroy: a thread sleeping in msg_recv on the channel wakes to `Denied`,
+/// every token of it goes stale, only its creator may end it, and everything it held
+/// comes back.
+pub(crate) fn destroy_ends_a_channel() -> Outcome {
+    let mut before = usage_settled()?;
+    // The first round warms up (first uses of kernel paths may allocate for good).
+    for round in 0..2 {
+        if round == 1 {
+            before = usage_settled()?;
+        }
+        let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+        let ch_a = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+        let mut ch_b = Channel::attach(b).map_err(|e| format!("attach: {e:?}"))?;
+        let sleeper = zen_std::thread::spawn(move || {
+            let mut buf = [0u8; 16];
+            match ch_b.recv(&mut buf) {
+                Err(Error::Denied) => 0,
+                other => {
+                    println!("usertests: recv on a destroyed channel: {other:?}");
+                    1
+                }
+            }
+        })
+        .map_err(|e| format!("thread: {e:?}"))?;
+        time::sleep_ms(20);
+        ch_a.destroy().map_err(|e| format!("destroy: {e:?}"))?;
+        let code = sleeper.join().map_err(|e| format!("join: {e:?}"))?;
+        check(
+            &format!("the sleeper woke with Denied (exit {code})"),
+            code == 0,
+        )?;
+        expect(
+            "attaching a stale token",
+            sys(Syscall::ChanAttach, [b.addr(), 0, 0, 0, 0, 0]),
+            Err(Error::Denied),
+        )?;
+        let _ = (a.drop_token(), b.drop_token());
+    }
+    usage_back(before, "two rounds of destroy")?;
+    // A peer attached and gone: the channel still ends whole.
+    let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+    let pid = chan::spawn_with_cap("usertests", "attach-exit", b, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("spawn: {e:?}"))?;
+    expect("the peer", process::wait(pid), Ok(0))?;
+    let _ = b.drop_token();
+    let ours = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+    let _ = a.drop_token();
+    ours.destroy().map_err(|e| format!("destroy: {e:?}"))?;
+    usage_back(before, "a channel whose peer came and went")?;
+    // A channel we did not create: not ours to end. (Its memory is not checked:
+    // after this case 6 frames and 2 heap blocks stay until usertests exits, not
+    // yet explained; see the issue notes.)
+    let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+    let pid = chan::spawn_with_cap(
+        "usertests",
+        "destroy-other",
+        b,
+        Rights::SEND | Rights::RECV | Rights::DESTROY,
+    )
+    .map_err(|e| format!("spawn: {e:?}"))?;
+    let code = process::wait(pid).map_err(|e| format!("wait: {e:?}"))?;
+    check(
+        &format!("the child's destroy of our channel (exit {code})"),
+        code == 0,
+    )?;
+    let _ = b.drop_token();
+    let ours = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+    let _ = a.drop_token();
+    ours.destroy().map_err(|e| format!("destroy: {e:?}"))
+}
+
 pub(crate) fn child(mode: &str) -> Option<i32> {
+    if mode == "attach-exit" {
+        return Some(Channel::attach(Cap(0)).map_or(1, |_| 0));
+    }
+    if mode == "destroy-other" {
+        return Some(match Channel::attach(Cap(0)).map(|c| c.destroy()) {
+            Ok(Err(Error::Denied)) => 0,
+            other => {
+                println!("usertests: destroy of another's channel: {other:?}");
+                1
+            }
+        });
+    }
     Some(match mode {
         "echo" => {
             let Ok(mut ch) = Channel::attach(Cap(0)) else {

@@ -227,6 +227,7 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ("processes::process_limit", processes::process_limit),
     ("ipc::ipc_round_trip", ipc::ipc_round_trip),
     ("ipc::poll_many", ipc::poll_many),
+    ("ipc::destroy_ends_a_channel", ipc::destroy_ends_a_channel),
     ("calls::call_and_reply", calls::call_and_reply),
     (
         "calls::call_needs_send_and_recv",
