@@ -22,28 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static inline uint64_t rdtsc(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return ((uint64_t)hi << 32) | lo;
-}
+#include "common.h"
 
 /* The modules, in dependency order (modinfo's `depends`). */
 static const char *MODULES[] = {
     "crct10dif_common.ko", "crc-t10dif.ko", "crc64.ko", "crc64-rocksoft.ko",
     "t10-pi.ko", "nvme-core.ko", "nvme.ko",
 };
-
-static void load_modules(void) {
-    for (unsigned i = 0; i < sizeof MODULES / sizeof *MODULES; i++) {
-        char path[128];
-        snprintf(path, sizeof path, "/modules/%s", MODULES[i]);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue; /* built in, or not needed by this kernel */
-        syscall(SYS_finit_module, fd, "", 0);
-        close(fd);
-    }
-}
 
 /* Same LBAs in every run: a small xorshift. */
 static uint64_t rng = 88172645463325252ull;
@@ -128,24 +113,6 @@ static void pin(int cpu) {
     sched_setaffinity(0, sizeof set, &set);
 }
 
-/* Idle and iowait time of every CPU together, in USER_HZ ticks (/proc/stat's first
- * line); on one CPU, the time the machine sat idle. */
-static uint64_t idle_ticks(void) {
-    FILE *f = fopen("/proc/stat", "r");
-    unsigned long long v[5] = {0};
-    if (!f) return 0;
-    if (fscanf(f, "cpu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4]) != 5)
-        v[3] = v[4] = 0;
-    fclose(f);
-    return v[3] + v[4];
-}
-
-static uint64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 /* Busy TSC per I/O of the last `measure`: the idle ticks taken off. */
 static uint64_t last_busy;
 
@@ -169,8 +136,7 @@ static uint64_t measure(int fd, int write, int qd, size_t size, int seq, unsigne
     uint64_t t1 = rdtsc();
     uint64_t ns = now_ns() - ns0, idle = idle_ticks() - idle0;
     /* TSC per USER_HZ tick, from the TSC and the clock over the same stretch. */
-    double per_tick = ns ? (double)(t1 - t0) / (double)ns * (1e9 / sysconf(_SC_CLK_TCK)) : 0;
-    double busy = (double)(t1 - t0) - (double)idle * per_tick;
+    double busy = busy_tsc(t1 - t0, ns, idle);
     last_busy = ok && busy > 0 ? (uint64_t)busy / ops : 0;
     return ok ? (t1 - t0) / ops : 0;
 }
@@ -178,7 +144,7 @@ static uint64_t measure(int fd, int write, int qd, size_t size, int seq, unsigne
 int main(void) {
     mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
     mount("proc", "/proc", "proc", 0, NULL);
-    load_modules();
+    load_modules(MODULES, sizeof MODULES / sizeof *MODULES);
     int fd = -1;
     for (int i = 0; i < 500 && fd < 0; i++) {
         fd = open("/dev/nvme0n1", O_RDWR | O_DIRECT);

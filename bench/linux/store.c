@@ -27,49 +27,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define CREATE 2000u
 #define QUERY_OBJECTS 100000u
 #define QUERIES 3u
 #define BIG (16u << 20)
-
-static inline uint64_t rdtsc(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return ((uint64_t)hi << 32) | lo;
-}
 
 static const char *MODULES[] = {
     "crct10dif_common.ko", "crc-t10dif.ko", "crc64.ko",       "crc64-rocksoft.ko",
     "t10-pi.ko",           "nvme-core.ko",  "nvme.ko",        "crc16.ko",
     "mbcache.ko",          "jbd2.ko",       "crc32c_generic.ko", "ext4.ko",
 };
-
-static void load_modules(void) {
-    for (unsigned i = 0; i < sizeof MODULES / sizeof *MODULES; i++) {
-        char path[128];
-        snprintf(path, sizeof path, "/modules/%s", MODULES[i]);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue; /* built in, or not needed by this kernel */
-        syscall(SYS_finit_module, fd, "", 0);
-        close(fd);
-    }
-}
-
-static uint64_t idle_ticks(void) {
-    FILE *f = fopen("/proc/stat", "r");
-    unsigned long long v[5] = {0};
-    if (!f) return 0;
-    if (fscanf(f, "cpu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4]) != 5)
-        v[3] = v[4] = 0;
-    fclose(f);
-    return v[3] + v[4];
-}
-
-static uint64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
 
 struct mark { uint64_t tsc, ns, idle; };
 
@@ -80,8 +49,7 @@ static struct mark mark(void) {
 
 static void report(const char *name, struct mark m, unsigned ops) {
     uint64_t t = rdtsc(), ns = now_ns() - m.ns, idle = idle_ticks() - m.idle;
-    double per_tick = ns ? (double)(t - m.tsc) / (double)ns * (1e9 / sysconf(_SC_CLK_TCK)) : 0;
-    double busy = (double)(t - m.tsc) - (double)idle * per_tick;
+    double busy = busy_tsc(t - m.tsc, ns, idle);
     printf("linux: bench tagfs_%s=%llu\n", name, (unsigned long long)((t - m.tsc) / ops));
     printf("linux: bench tagfs_%s_busy=%llu\n", name,
            (unsigned long long)(busy > 0 ? busy / ops : 0));
@@ -104,7 +72,7 @@ static unsigned walk(const char *dir, const char *a, const char *b) {
     DIR *d = opendir(dir);
     unsigned n = 0;
     struct dirent *e;
-    char path[256];
+    char path[512];
     if (!d) return 0;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
@@ -181,7 +149,7 @@ int main(void) {
     mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
     mount("proc", "/proc", "proc", 0, NULL);
     mkdir("/mnt", 0755);
-    load_modules();
+    load_modules(MODULES, sizeof MODULES / sizeof *MODULES);
     int ok = 0;
     for (int i = 0; i < 500 && !ok; i++) {
         ok = mount("/dev/nvme0n1", "/mnt", "ext4", 0, NULL) == 0;

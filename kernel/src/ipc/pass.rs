@@ -94,10 +94,20 @@ pub fn revoke(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
         a.retain(|(p, _, _)| *p == me.pid());
         o
     };
+    take_pages(me, &chan, &others);
+    Ok(0)
+}
+
+/// Takes the pages of channel `chan` from the processes `pids` (the caller among
+/// them or not), then wakes its sleepers, which being of an older generation return
+/// `Denied`.
+fn take_pages(me: &dyn Party, chan: &super::Channel, pids: &[u32]) {
     let mut taken = Vec::new();
     let mut tables = Vec::new();
-    for pid in others {
-        if let Some(p) = me.find(pid) {
+    for &pid in pids {
+        if pid == me.pid() {
+            taken.extend(take_holdings(me, chan.id(), &mut tables));
+        } else if let Some(p) = me.find(pid) {
             taken.extend(take_holdings(&*p, chan.id(), &mut tables));
         }
     }
@@ -110,9 +120,7 @@ pub fn revoke(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
     for t in tables {
         t.free_after_shootdown();
     }
-    // Sleepers of the old generation return `Denied`.
     chan.wake_everyone();
-    Ok(0)
 }
 
 /// chan_destroy: the channel the caller created ends now: every token of it goes
@@ -129,7 +137,7 @@ pub fn destroy(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
     }
     // Stale first, under the attachment lock, so an attach racing this sees it, and
     // a woken sleeper sees it revoked instead of waiting again on a dead channel.
-    let holders: Vec<u32> = {
+    let mut holders: Vec<u32> = {
         let mut a = chan.attached.lock();
         chan.generation.fetch_add(1, Ordering::AcqRel);
         let mut o: Vec<u32> = Vec::new();
@@ -141,25 +149,11 @@ pub fn destroy(me: &dyn Party, slot: &Presented) -> Result<u64, Error> {
         a.clear();
         o
     };
+    if !holders.contains(&me.pid()) {
+        holders.push(me.pid());
+    }
     super::release_owned(&[chan.id()]);
-    let mut taken = Vec::new();
-    let mut tables = Vec::new();
-    taken.extend(take_holdings(me, chan.id(), &mut tables));
-    for pid in holders.into_iter().filter(|&p| p != me.pid()) {
-        if let Some(p) = me.find(pid) {
-            taken.extend(take_holdings(&*p, chan.id(), &mut tables));
-        }
-    }
-    if !taken.is_empty() {
-        // As for revoke: the pages are out of the tables, and no CPU may reach them
-        // through its TLB before the frames go.
-        crate::arch::tlb::shootdown_all();
-    }
-    drop(taken);
-    for t in tables {
-        t.free_after_shootdown();
-    }
-    chan.wake_everyone();
+    take_pages(me, &chan, &holders);
     Ok(0)
 }
 
