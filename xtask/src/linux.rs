@@ -8,8 +8,9 @@
 //! same files with `rdinit=/bin/sh`), and `/dev/console`. Under `-icount shift=0` the
 //! TSC counts guest instructions, so the peer's `rdtsc` deltas are instruction counts.
 //!
-//! Over 500 lines with its tests: two guests (the IPC peer and the NVMe peer) share
-//! the initramfs writer, the kernel finder and the QEMU command.
+//! Over 500 lines with its tests: three guests (the IPC, NVMe and store peers) share
+//! the initramfs writer, the module loader list, the kernel finder and the QEMU
+//! command.
 
 use crate::protocol::figures;
 use crate::qemu::{capture, Capture};

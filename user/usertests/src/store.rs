@@ -6,6 +6,9 @@
 //!
 //! Runs in a child of its own (given the system token): the test makes channels,
 //! which live as long as their creator.
+//!
+//! Over 500 lines: one test per requirement of the store issue around one running
+//! store (nvmed and tagfsd started as init would), plus spawn_image's bad arguments.
 
 use crate::*;
 use zen_std::block::{connect, Client};

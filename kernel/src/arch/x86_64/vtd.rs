@@ -5,13 +5,15 @@
 //! domain) raise an interrupt, are recorded in EDGE_REGISTRY and cleared; the kernel
 //! carries on. What the entries and registers mean is zen-vtd's.
 //!
-//! Device addresses are physical addresses (identity-mapped where mapped at all):
-//! the table decides *whether* a device reaches a frame, and a driver already learns
-//! its frames' addresses to program the device. Interrupt remapping is not used: MSI
-//! writes (0xfeex_xxxx) are interrupt requests, never translated.
+//! The domain's owner picks the device addresses (the device layer gives each driver
+//! a window of its own from 4 GiB, kernel/src/dev/driver.rs); reserved regions the
+//! firmware names are identity-mapped. Interrupts are remapped too: each vector a
+//! driver binds gets an entry of the unit's remapping table that only its device may
+//! raise, and compatibility-format requests are blocked. Invalidation goes through
+//! the queued interface.
 //!
-//! Invalidation is register-based and global (the queued interface is for many
-//! units and high rates; a driver maps its queues once and its grants per request).
+//! Over 500 lines: DMA and interrupt remapping share the units, their queues and
+//! their bring-up and undo; split, each half would import the other's internals.
 
 use alloc::vec::Vec;
 use zen_abi::layout::DIRECT_MAP;
