@@ -19,7 +19,6 @@
 
 use crate::build::{self, Artifacts, Kernel};
 use crate::image::{esp_dir, EspContents};
-use crate::protocol::figures;
 use crate::qemu::Vm;
 use crate::report::{json, table};
 use crate::row::Row;
@@ -358,20 +357,7 @@ fn zen_runs(
             smp,
             ..Vm::new(&format!("{name}-{i}"), esp)
         };
-        let mut found = Vec::new();
-        let mut done = false;
-        let cap = vm.run_captured(Duration::from_secs(300), |l| {
-            found.extend(figures(l, BENCH_PREFIX).unwrap_or_default());
-            done = last(l);
-            done
-        })?;
-        if !done {
-            return Err(format!(
-                "no end of the bench output ({}); last lines (all in target/qemu/{name}-{i}.log):\n{}",
-                cap.ending(),
-                cap.tail(10).join("\n")
-            ));
-        }
+        let found = crate::protocol::bench_figures(&vm, Duration::from_secs(300), &last)?;
         runs.push(found);
     }
     Ok(runs)

@@ -10,7 +10,6 @@
 //! Rows: instructions per I/O for each workload, the Linux figure, the ratio, and
 //! IOPS and MB/s at one instruction per ns.
 
-use crate::protocol::figures;
 use crate::row::Row;
 use crate::util::{target, Result};
 use std::path::Path;
@@ -40,21 +39,9 @@ pub fn zen(esp: &Path, smp: u32) -> Result<Vec<(String, u64)>> {
         nvme: Some(scratch),
         ..crate::qemu::Vm::new(&format!("bench-nvme-smp{smp}"), esp)
     };
-    let mut found = Vec::new();
-    let mut done = false;
-    let cap = vm.run_captured(Duration::from_secs(600), |l| {
-        found.extend(figures(l, "zen: bench ").unwrap_or_default());
-        done = l.contains("zen: bench done");
-        done
-    })?;
-    if !done {
-        return Err(format!(
-            "blkbench did not finish ({}); last lines:\n{}",
-            cap.ending(),
-            cap.tail(10).join("\n")
-        ));
-    }
-    Ok(found)
+    crate::protocol::bench_figures(&vm, Duration::from_secs(600), |l| {
+        l.contains("zen: bench done")
+    })
 }
 
 /// The rows from both systems' figures at `smp` CPUs: for each workload the

@@ -307,3 +307,29 @@ mod tests {
         assert_eq!(figures("zen: ready", "zen: bench "), None);
     }
 }
+
+/// Runs `vm` until a serial line satisfies `last` (within `timeout`) and returns its
+/// `zen: bench k=v` figures; an error with the last lines if it never got there.
+pub fn bench_figures(
+    vm: &crate::qemu::Vm,
+    timeout: std::time::Duration,
+    last: impl Fn(&str) -> bool,
+) -> crate::util::Result<Vec<(String, u64)>> {
+    let mut found = Vec::new();
+    let mut done = false;
+    let cap = vm.run_captured(timeout, |l| {
+        found.extend(figures(l, "zen: bench ").unwrap_or_default());
+        done = last(l);
+        done
+    })?;
+    if !done {
+        return Err(format!(
+            "{} did not finish ({}); last lines (all in target/qemu/{}.log):\n{}",
+            vm.name,
+            cap.ending(),
+            vm.name,
+            cap.tail(10).join("\n")
+        ));
+    }
+    Ok(found)
+}

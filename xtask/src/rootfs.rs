@@ -14,7 +14,6 @@
 //! `ext:`, `year:`).
 
 use crate::util::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use zen_tagfs::{Config, Fs, MemDevice};
 
@@ -140,31 +139,9 @@ fn import(
     let e = |e: zen_tagfs::Error| format!("the root store: {e}");
     let mut fs =
         Fs::format(MemDevice::new(part.len() as u64 / 4096), Config::default()).map_err(e)?;
-    let bar = ProgressBar::new(files.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} files {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut bytes = 0;
-    for path in files {
-        let rel = path.strip_prefix(base).unwrap_or(path);
-        let data = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
-        let id = fs.create().map_err(e)?;
-        fs.write(id, 0, &data)
-            .map_err(|err| format!("{}: {err}", path.display()))?;
-        let (tags, warn) = tagfs_tool::import::tags_for(rel, path);
-        if let Some(w) = warn {
-            bar.println(format!("warning: {w}"));
-        }
-        for t in tags {
-            fs.add_tag(id, &t).map_err(e)?;
-        }
-        bytes += data.len() as u64;
-        bar.inc(1);
-    }
+    let (n, bytes) = tagfs_tool::import::import_files(&mut fs, base, files)?;
     add_programs(&mut fs, programs).map_err(e)?;
     fs.sync().map_err(e)?;
-    bar.finish_and_clear();
     let dev = fs.unmount().map_err(e)?;
     part.fill(0);
     for lba in dev.written().collect::<Vec<_>>() {
@@ -173,7 +150,7 @@ fn import(
             part[at..at + 4096].copy_from_slice(b);
         }
     }
-    Ok((files.len(), bytes))
+    Ok((n, bytes))
 }
 
 #[cfg(test)]

@@ -39,21 +39,9 @@ pub fn zen(esp: &Path) -> Result<Vec<(String, u64)>> {
         nvme: Some(disk),
         ..crate::qemu::Vm::new("bench-store", esp)
     };
-    let mut found = Vec::new();
-    let mut done = false;
-    let cap = vm.run_captured(Duration::from_secs(1800), |l| {
-        found.extend(crate::protocol::figures(l, "zen: bench ").unwrap_or_default());
-        done = l.contains("zen: bench done");
-        done
-    })?;
-    if !done || found.is_empty() {
-        return Err(format!(
-            "storebench did not finish ({}); last lines:\n{}",
-            cap.ending(),
-            cap.tail(10).join("\n")
-        ));
-    }
-    Ok(found)
+    crate::protocol::bench_figures(&vm, Duration::from_secs(1800), |l| {
+        l.contains("zen: bench done")
+    })
 }
 
 pub fn rows(zen: &[(String, u64)], linux: &[(String, u64)]) -> Result<Vec<Row>> {

@@ -61,23 +61,11 @@ pub enum Op {
 impl Op {
     pub fn from_u8(v: u8) -> Option<Op> {
         use Op::*;
-        Some(match v {
-            0 => Hello,
-            1 => Create,
-            2 => Read,
-            3 => Write,
-            4 => Truncate,
-            5 => AddTag,
-            6 => RemoveTag,
-            7 => Query,
-            8 => Meta,
-            9 => Delete,
-            10 => Sync,
-            11 => Tags,
-            12 => Stat,
-            13 => Connect,
-            _ => return None,
-        })
+        const ALL: [Op; 14] = [
+            Hello, Create, Read, Write, Truncate, AddTag, RemoveTag, Query, Meta, Delete, Sync,
+            Tags, Stat, Connect,
+        ];
+        ALL.get(usize::from(v)).copied()
     }
     /// The right a request of this op needs.
     pub const fn needs(self) -> u32 {
@@ -133,21 +121,21 @@ pub enum Status {
 impl Status {
     pub fn from_u8(v: u8) -> Option<Status> {
         use Status::*;
-        Some(match v {
-            0 => Ok,
-            1 => BadRequest,
-            2 => Denied,
-            3 => NotFound,
-            4 => InvalidTag,
-            5 => BadQuery,
-            6 => TooSmall,
-            7 => Limit,
-            8 => Full,
-            9 => Io,
-            10 => BadGrant,
-            11 => Unavailable,
-            _ => return None,
-        })
+        const ALL: [Status; 12] = [
+            Ok,
+            BadRequest,
+            Denied,
+            NotFound,
+            InvalidTag,
+            BadQuery,
+            TooSmall,
+            Limit,
+            Full,
+            Io,
+            BadGrant,
+            Unavailable,
+        ];
+        ALL.get(usize::from(v)).copied()
     }
     pub const fn as_str(self) -> &'static str {
         use Status::*;

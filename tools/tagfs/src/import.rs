@@ -88,6 +88,47 @@ pub fn tags_for(rel: &Path, path: &Path) -> (Vec<String>, Option<String>) {
     (tags, skipped)
 }
 
+/// Imports `files` (tagged by their path under `base`, as [`tags_for`] says) into
+/// `fs` with a progress bar, syncing every 256 files and at the end; (files, bytes).
+pub fn import_files<D: zen_tagfs::BlockDevice>(
+    fs: &mut zen_tagfs::Fs<D>,
+    base: &Path,
+    files: &[PathBuf],
+) -> Result<(usize, u64), String> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let e = |e: zen_tagfs::Error| e.to_string();
+    let bar = ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        // The position counts files, so the rate is files per second (not
+        // `{bytes_per_sec}`, which would print files as bytes).
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut bytes = 0u64;
+    for (i, path) in files.iter().enumerate() {
+        let rel = path.strip_prefix(base).unwrap_or(path);
+        let data = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let id = fs.create().map_err(e)?;
+        fs.write(id, 0, &data)
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+        let (tags, warn) = tags_for(rel, path);
+        if let Some(w) = warn {
+            bar.println(format!("warning: {w}"));
+        }
+        for t in tags {
+            fs.add_tag(id, &t).map_err(e)?;
+        }
+        bytes += data.len() as u64;
+        if i % 256 == 255 {
+            fs.sync().map_err(e)?;
+        }
+        bar.inc(1);
+    }
+    fs.sync().map_err(e)?;
+    bar.finish_and_clear();
+    Ok((files.len(), bytes))
+}
+
 /// The UTC calendar year of a time (Howard Hinnant's days-to-civil algorithm).
 pub fn year_of(t: SystemTime) -> i64 {
     let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {

@@ -6,7 +6,6 @@ use tagfs_tool::{file_device, import};
 
 use clap::{Parser, Subcommand};
 use file_device::FileDevice;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -129,36 +128,7 @@ fn run(cmd: Cmd) -> Result<(), String> {
         Cmd::Import { image, dir } => {
             let files = import::walk(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
             let mut fs = mount(&image)?;
-            let bar = ProgressBar::new(files.len() as u64);
-            bar.set_style(
-                // The position counts files, so the rate is files per second (not
-                // `{bytes_per_sec}`, which would print files as bytes).
-                ProgressStyle::with_template("{bar:40} {pos}/{len} files {per_sec} eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            let mut bytes = 0u64;
-            for (i, path) in files.iter().enumerate() {
-                let rel = path.strip_prefix(&dir).unwrap_or(path);
-                let data =
-                    std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
-                let id = fs.create().map_err(e)?;
-                fs.write(id, 0, &data)
-                    .map_err(|err| format!("{}: {err}", path.display()))?;
-                let (tags, warn) = import::tags_for(rel, path);
-                if let Some(w) = warn {
-                    bar.println(format!("warning: {w}"));
-                }
-                for t in tags {
-                    fs.add_tag(id, &t).map_err(e)?;
-                }
-                bytes += data.len() as u64;
-                if i % 256 == 255 {
-                    fs.sync().map_err(e)?;
-                }
-                bar.inc(1);
-            }
-            fs.sync().map_err(e)?;
-            bar.finish_and_clear();
+            let (_, bytes) = import::import_files(&mut fs, &dir, &files)?;
             fs.unmount().map_err(e)?;
             println!("imported {} files, {} bytes", files.len(), bytes);
         }
