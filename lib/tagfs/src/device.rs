@@ -4,10 +4,17 @@
 //! block written is read back as written, and after `flush` returns every earlier write
 //! survives a power cut. Writes not yet flushed may be lost or land in any order; the
 //! crash tests simulate exactly that.
+//!
+//! A device may also move whole blocks straight into memory outside the engine (the
+//! caller's [`Memory`]: in tagfsd, a client's pages), so a read of block-aligned content
+//! is not copied through the engine's buffers ([`BlockDevice::read_into`]); the engine
+//! still checks every byte against its checksum.
 
 use crate::{Error, Result};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::any::Any;
 
 /// Size of a block in bytes. Every device address is in these units.
 pub const BLOCK_SIZE: usize = 4096;
@@ -22,6 +29,51 @@ pub trait BlockDevice {
     fn write_block(&mut self, lba: u64, buf: &[u8]) -> Result<()>;
     /// Makes every earlier write durable.
     fn flush(&mut self) -> Result<()>;
+    /// Reads `count` blocks from `lba` straight into `dst` at byte `at` (a multiple of
+    /// `BLOCK_SIZE`, the range inside `dst`), if this device can reach that memory;
+    /// `Ok(false)` if not (the engine then reads through its own buffers). A device
+    /// that returns `Err` may have written part of the range.
+    fn read_into(&mut self, lba: u64, count: u64, dst: &mut dyn Memory, at: usize) -> Result<bool> {
+        let _ = (lba, count, dst, at);
+        Ok(false)
+    }
+}
+
+/// Memory a read lands in that the engine does not own: it only copies bytes in and
+/// out (the memory may be shared with another program, so never lent as a slice).
+pub trait Memory: Any {
+    /// Its size in bytes.
+    fn len(&self) -> usize;
+    /// Whether it is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies `data` in at `at` (the range is inside).
+    fn put(&mut self, at: usize, data: &[u8]);
+    /// Copies bytes from `at` into `out` (the range is inside).
+    fn get(&self, at: usize, out: &mut [u8]);
+    /// For a device to recognise memory it can reach.
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+/// Plain memory: a [`Memory`] over a vector (tests, tools, and [`MemDevice`]'s direct
+/// reads).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Buffer(pub Vec<u8>);
+
+impl Memory for Buffer {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn put(&mut self, at: usize, data: &[u8]) {
+        self.0[at..at + data.len()].copy_from_slice(data);
+    }
+    fn get(&self, at: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self.0[at..at + out.len()]);
+    }
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
 /// A sparse in-memory device: unwritten blocks read as zeros. Used by tests and tools.
@@ -29,6 +81,8 @@ pub trait BlockDevice {
 pub struct MemDevice {
     blocks: BTreeMap<u64, Box<[u8]>>,
     count: u64,
+    /// Blocks moved straight into a [`Buffer`] by `read_into` (tests count them).
+    pub direct_blocks: u64,
 }
 
 impl MemDevice {
@@ -37,6 +91,7 @@ impl MemDevice {
         MemDevice {
             blocks: BTreeMap::new(),
             count,
+            direct_blocks: 0,
         }
     }
     /// Blocks ever written (for tests and the benchmark's bytes-on-disk figure).
@@ -92,6 +147,31 @@ impl BlockDevice for MemDevice {
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Reaches a [`Buffer`] (as a DMA-capable device reaches pages it was given).
+    fn read_into(&mut self, lba: u64, count: u64, dst: &mut dyn Memory, at: usize) -> Result<bool> {
+        let Some(buf) = dst.as_any().downcast_mut::<Buffer>() else {
+            return Ok(false);
+        };
+        let end = lba.checked_add(count).filter(|&e| e <= self.count);
+        let room = (count as usize)
+            .checked_mul(BLOCK_SIZE)
+            .and_then(|n| n.checked_add(at))
+            .filter(|&e| e <= buf.0.len() && at.is_multiple_of(BLOCK_SIZE));
+        if end.is_none() || room.is_none() {
+            return Err(Error::Io(alloc::format!(
+                "direct read of {count} blocks at {lba}: out of range"
+            )));
+        }
+        for i in 0..count {
+            let to = &mut buf.0[at + i as usize * BLOCK_SIZE..][..BLOCK_SIZE];
+            match self.blocks.get(&(lba + i)) {
+                Some(b) => to.copy_from_slice(b),
+                None => to.fill(0),
+            }
+        }
+        self.direct_blocks += count;
+        Ok(true)
+    }
 }
 
 impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
@@ -106,5 +186,8 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     }
     fn flush(&mut self) -> Result<()> {
         (**self).flush()
+    }
+    fn read_into(&mut self, lba: u64, count: u64, dst: &mut dyn Memory, at: usize) -> Result<bool> {
+        (**self).read_into(lba, count, dst, at)
     }
 }

@@ -116,7 +116,7 @@ impl<D: BlockDevice> core::fmt::Debug for Fs<D> {
 }
 
 impl<D: BlockDevice> Fs<D> {
-    fn obj(&self, id: ObjectId) -> Result<&Object> {
+    pub(crate) fn obj(&self, id: ObjectId) -> Result<&Object> {
         self.objects
             .get(id as usize)
             .and_then(|o| o.as_ref())

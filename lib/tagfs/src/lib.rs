@@ -15,6 +15,8 @@
 //!   `store` share (so none of them imports another in a circle).
 //! - [`fs`]: [`Fs`], the API (create, read, write, truncate, add_tag, remove_tag, query,
 //!   meta, delete, sync) and the cleaner.
+//! - `direct`: `Fs::read_into`, reads the device puts straight into the caller's memory
+//!   where the content is block-aligned (zero copy), checked like any other.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -23,6 +25,7 @@ extern crate alloc;
 mod checkpoint;
 mod codec;
 pub mod device;
+mod direct;
 mod fs;
 #[cfg(test)]
 mod fuzz_tests;
@@ -34,7 +37,8 @@ mod object;
 pub mod query;
 mod store;
 
-pub use device::{BlockDevice, MemDevice, BLOCK_SIZE};
+pub use device::{BlockDevice, Buffer, MemDevice, Memory, BLOCK_SIZE};
+pub use direct::ReadInto;
 pub use fs::{CheckReport, Config, Fs, FsStats};
 pub use meta::{ObjectId, ObjectMeta};
 pub use query::QueryError;

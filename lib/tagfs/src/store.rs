@@ -31,6 +31,16 @@ use alloc::vec::Vec;
 /// Segments kept back from ordinary writes so a checkpoint and the cleaner can run.
 const RESERVE: usize = 2;
 
+/// Zero bytes to put before `len` bytes of content when `pending` are in the data area:
+/// content of at least a block starts on a block; smaller content packs densely.
+fn align_pad(pending: usize, len: usize) -> usize {
+    if len >= BLOCK_SIZE {
+        pending.next_multiple_of(BLOCK_SIZE) - pending
+    } else {
+        0
+    }
+}
+
 fn max_payload(raw: usize) -> usize {
     lz4_flex::block::get_maximum_output_size(raw)
 }
@@ -276,7 +286,7 @@ impl<D: BlockDevice> Fs<D> {
     /// address; the caller re-encodes a `Write` with it.
     pub(crate) fn queue(&mut self, e: Entry<'_>, data: &[u8]) -> Result<u64> {
         let (d, r) = (
-            self.pend_data.len() + data.len(),
+            self.pend_data.len() + align_pad(self.pend_data.len(), data.len()) + data.len(),
             self.pend_raw.len() + e.max_len(),
         );
         if !self.fits(d, r) {
@@ -285,6 +295,10 @@ impl<D: BlockDevice> Fs<D> {
                 self.jump()?;
             }
         }
+        // Content of a block or more starts on a block (the record's data area does),
+        // so a device can later read it straight into a reader's pages.
+        let pad = align_pad(self.pend_data.len(), data.len());
+        self.pend_data.resize(self.pend_data.len() + pad, 0);
         let addr = (self.head + 1) * BLOCK_SIZE as u64 + self.pend_data.len() as u64;
         self.pend_data.extend_from_slice(data);
         let e = match e {

@@ -1,0 +1,159 @@
+//! Reads into memory the engine does not own ([`Memory`]), with the device moving whole
+//! blocks straight there where the content allows (zero copy): `Fs::read_into`.
+//!
+//! A chunk goes direct when the read wants all of it, it starts on a block on the disk
+//! (the writer aligns content of a block or more, see `store`), it lands on a block of
+//! the destination, it is on the disk (not in the open record), and the device can reach
+//! the memory. Its whole blocks are read in place, runs of chunks that follow each other
+//! on the disk and in the object in one request; the last partial block (if any) comes
+//! through the engine and is copied. Every chunk is then checked against its checksum
+//! over the bytes that arrived, exactly as the copy path checks it. Anything else (a
+//! part of a chunk, an unaligned destination, a device that cannot) is the copy path.
+
+use crate::device::{BlockDevice, Memory, BLOCK_SIZE};
+use crate::fs::Fs;
+use crate::meta::ObjectId;
+use crate::object::Extent;
+use crate::{corrupt, Result};
+use alloc::vec;
+use alloc::vec::Vec;
+use xxhash_rust::xxh3::Xxh3;
+
+/// What a `read_into` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadInto {
+    /// Bytes read (0 at or past the end).
+    pub len: usize,
+    /// Of those, bytes the device put straight into the memory.
+    pub direct: usize,
+}
+
+const BS: usize = BLOCK_SIZE;
+
+/// Zeros for holes, put a block at a time.
+static ZEROS: [u8; BS] = [0; BS];
+
+fn fill_zero(dst: &mut dyn Memory, mut at: usize, mut len: usize) {
+    while len > 0 {
+        let n = len.min(BS);
+        dst.put(at, &ZEROS[..n]);
+        (at, len) = (at + n, len - n);
+    }
+}
+
+impl<D: BlockDevice> Fs<D> {
+    /// Reads from `off` into `dst` from its byte 0, at most `dst.len()` bytes (as
+    /// [`Fs::read`] does into a slice), moving block-aligned chunks without a copy.
+    /// On `Err` the memory may hold part of the content.
+    pub fn read_into(&mut self, id: ObjectId, off: u64, dst: &mut dyn Memory) -> Result<ReadInto> {
+        let o = self.obj(id)?;
+        if off >= o.size {
+            return Ok(ReadInto::default());
+        }
+        let n = (dst.len() as u64).min(o.size - off) as usize;
+        let end = off + n as u64;
+        let hits: Vec<Extent> = o
+            .extents
+            .iter()
+            .filter(|e| e.off < end && e.end() > off)
+            .copied()
+            .collect();
+        let mut done = ReadInto { len: n, direct: 0 };
+        // Holes read as zeros: the gaps between extents, and after the last.
+        let mut at = off;
+        for e in &hits {
+            if e.off > at {
+                fill_zero(dst, (at - off) as usize, (e.off - at) as usize);
+            }
+            at = at.max(e.end());
+        }
+        if end > at {
+            fill_zero(dst, (at - off) as usize, (end - at) as usize);
+        }
+        let mut i = 0;
+        while i < hits.len() {
+            // The longest run from `i` that can go direct as one device request.
+            let mut j = i;
+            while j < hits.len() && self.direct_ok(&hits[j], off, end) {
+                let next = hits.get(j + 1);
+                j += 1;
+                let joins = next.is_some_and(|x| {
+                    let e = &hits[j - 1];
+                    e.chunk_len as usize % BS == 0
+                        && x.off == e.end()
+                        && x.addr == e.addr + u64::from(e.chunk_len)
+                });
+                if !joins {
+                    break;
+                }
+            }
+            if j > i && self.read_run(&hits[i..j], off, dst)? {
+                done.direct += hits[i..j]
+                    .iter()
+                    .map(|e| e.chunk_len as usize / BS * BS)
+                    .sum::<usize>();
+                i = j;
+                continue;
+            }
+            // The copy path, one extent.
+            let e = hits[i];
+            let chunk = self.read_chunk(&e)?;
+            let (from, to) = (e.off.max(off), e.end().min(end));
+            let src = (u64::from(e.skip) + from - e.off) as usize;
+            dst.put(
+                (from - off) as usize,
+                &chunk[src..src + (to - from) as usize],
+            );
+            i += 1;
+        }
+        Ok(done)
+    }
+
+    /// Whether extent `e` can go direct in a read of `off..end`.
+    fn direct_ok(&self, e: &Extent, off: u64, end: u64) -> bool {
+        let open = (self.head + 1) * BS as u64;
+        e.skip == 0
+            && e.len == e.chunk_len
+            && e.chunk_len as usize >= BS
+            && e.off >= off
+            && e.end() <= end
+            && (e.off - off).is_multiple_of(BS as u64)
+            && e.addr.is_multiple_of(BS as u64)
+            && e.addr + u64::from(e.chunk_len) <= open
+    }
+
+    /// Reads a run of direct extents (contiguous on the disk and in the object) and
+    /// checks each; `Ok(false)` if the device cannot reach the memory.
+    fn read_run(&mut self, run: &[Extent], off: u64, dst: &mut dyn Memory) -> Result<bool> {
+        let first = run[0];
+        let whole: u64 = run.iter().map(|e| u64::from(e.chunk_len) / BS as u64).sum();
+        let at = (first.off - off) as usize;
+        if !self.dev.read_into(first.addr / BS as u64, whole, dst, at)? {
+            return Ok(false);
+        }
+        let mut piece = vec![0u8; BS];
+        for e in run {
+            let at = (e.off - off) as usize;
+            let full = e.chunk_len as usize / BS * BS;
+            let mut h = Xxh3::with_seed(5);
+            for b in (0..full).step_by(BS) {
+                dst.get(at + b, &mut piece);
+                h.update(&piece);
+            }
+            let tail = e.chunk_len as usize - full;
+            if tail > 0 {
+                self.dev
+                    .read_block((e.addr + full as u64) / BS as u64, &mut piece)?;
+                h.update(&piece[..tail]);
+                dst.put(at + full, &piece[..tail]);
+            }
+            if h.digest() as u32 != e.sum {
+                return Err(corrupt!(
+                    "content at log byte {} fails its checksum",
+                    e.addr
+                ));
+            }
+        }
+        Ok(true)
+    }
+}
