@@ -271,6 +271,10 @@ pub const STAT_KEYS: &[&str] = &[
     "free_segments",
     "live_bytes",
     "bytes",
+    // This connection's reads, and of those the bytes the disk's device put straight
+    // into the client's pages (zero copy).
+    "read_bytes",
+    "direct_bytes",
 ];
 
 #[cfg(test)]

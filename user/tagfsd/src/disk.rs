@@ -12,11 +12,16 @@
 //!
 //! A failed transfer is an `Io` error to the engine, which refuses the call; the disk
 //! is never assumed to have done what it did not confirm.
+//!
+//! A client's read buffer ([`ClientBuf`]) is reachable too: for a read of block-aligned
+//! content the engine asks `read_into`, and the blocks go from the disk straight into
+//! the client's pages (granted on to nvmed, whose device writes them in place). Gathered
+//! writes in that range are sent first, so the disk has them.
 
 use zen_std::block::{Client, Status};
 use zen_std::mem::Shared;
 use zen_std::prelude::*;
-use zen_tagfs::{BlockDevice, Error, Result, BLOCK_SIZE};
+use zen_tagfs::{BlockDevice, Error, Memory, Result, BLOCK_SIZE};
 
 /// Blocks in a run (256 KiB): the most one request moves.
 const RUN: u64 = 64;
@@ -150,6 +155,32 @@ impl BlockDevice for Disk {
         }
         Ok(())
     }
+    fn read_into(&mut self, lba: u64, count: u64, dst: &mut dyn Memory, at: usize) -> Result<bool> {
+        let Some(buf) = dst.as_any().downcast_mut::<ClientBuf>() else {
+            return Ok(false);
+        };
+        let bytes = count as usize * BLOCK_SIZE;
+        let fits = at.is_multiple_of(BLOCK_SIZE) && at + bytes <= buf.len.min(buf.mem.len());
+        if !buf.mem.writable() || !fits || lba + count > self.blocks {
+            return Ok(false);
+        }
+        if lba < self.pending_at + self.pending && self.pending_at < lba + count {
+            self.write_pending()?;
+        }
+        let mut done = 0;
+        while done < count {
+            let n = (count - done).min(self.run);
+            let r = self.client.read_part(
+                (lba + done) * self.per,
+                (n * self.per) as u32,
+                &buf.mem,
+                at + done as usize * BLOCK_SIZE,
+            );
+            Self::io("read", lba + done, r)?;
+            done += n;
+        }
+        Ok(true)
+    }
     fn flush(&mut self) -> Result<()> {
         self.write_pending()?;
         let r = self
@@ -157,6 +188,29 @@ impl BlockDevice for Disk {
             .submit(zen_block::Op::Flush, 0, 0, None)
             .and_then(|id| self.client.answer(id));
         Self::io("flush", 0, r)
+    }
+}
+
+/// A client's buffer (the page grant its request brought) as memory a read lands in:
+/// the first `len` bytes (what the client asked for).
+pub struct ClientBuf {
+    pub mem: Shared,
+    pub len: usize,
+}
+
+impl Memory for ClientBuf {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn put(&mut self, at: usize, data: &[u8]) {
+        // Writable and large enough: checked before a read is served into it.
+        let _ = self.mem.write(at, data);
+    }
+    fn get(&self, at: usize, out: &mut [u8]) {
+        self.mem.read(at, out);
+    }
+    fn as_any(&mut self) -> &mut dyn core::any::Any {
+        self
     }
 }
 

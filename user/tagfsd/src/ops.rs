@@ -9,13 +9,15 @@ use zen_std::prelude::*;
 use zen_storeproto::{Op, Request, Status};
 use zen_tagfs::{Error, Fs, ObjectId};
 
-use crate::disk::Disk;
+use crate::disk::{ClientBuf, Disk};
 
-/// What a handled request answers: status, value, and the output for the buffer.
+/// What a handled request answers: status, value, and the output for the buffer
+/// (or, for a read, `in_place` bytes already put there).
 pub struct Answer {
     pub status: Status,
     pub value: u64,
     pub out: Vec<u8>,
+    pub in_place: u64,
 }
 
 pub fn ok(value: u64, out: Vec<u8>) -> Answer {
@@ -23,6 +25,7 @@ pub fn ok(value: u64, out: Vec<u8>) -> Answer {
         status: Status::Ok,
         value,
         out,
+        in_place: 0,
     }
 }
 
@@ -31,7 +34,16 @@ pub fn fail(status: Status, value: u64) -> Answer {
         status,
         value,
         out: Vec::new(),
+        in_place: 0,
     }
+}
+
+/// A connection's read figures (its `stat` shows them): bytes read, and of those the
+/// bytes the disk's device put straight into the client's pages.
+#[derive(Default, Clone, Copy)]
+pub struct Reads {
+    pub bytes: u64,
+    pub direct: u64,
 }
 
 fn status_of(e: Error) -> Answer {
@@ -98,6 +110,8 @@ pub fn answer(
     req: &Request,
     input: &[u8],
     size: u64,
+    mem: Option<&mut ClientBuf>,
+    reads: &mut Reads,
 ) -> Answer {
     let view = View { scope };
     let utf8 = core::str::from_utf8(input);
@@ -129,10 +143,21 @@ pub fn answer(
             }
             Op::Read => {
                 let id = view.object(fs, req.object)?;
-                let mut out = vec![0u8; req.len as usize];
-                let n = fs.read(id, req.offset, &mut out).map_err(e)?;
-                out.truncate(n);
-                ok(n as u64, out)
+                if req.len == 0 {
+                    return Ok(ok(0, Vec::new()));
+                }
+                // Straight into the client's pages (checked: len <= the buffer).
+                let Some(m) = mem.filter(|m| m.mem.writable()) else {
+                    return Err(fail(Status::BadGrant, 0));
+                };
+                m.len = req.len as usize;
+                let r = fs.read_into(id, req.offset, m).map_err(e)?;
+                reads.bytes += r.len as u64;
+                reads.direct += r.direct as u64;
+                Answer {
+                    in_place: r.len as u64,
+                    ..ok(r.len as u64, Vec::new())
+                }
             }
             Op::Write => {
                 let id = view.object(fs, req.object)?;
@@ -246,10 +271,12 @@ pub fn answer(
                     }
                 };
                 let out = format!(
-                    "objects {objects}\ntags {tags}\nsegments {}\nfree_segments {}\nlive_bytes {live}\nbytes {}\n",
+                    "objects {objects}\ntags {tags}\nsegments {}\nfree_segments {}\nlive_bytes {live}\nbytes {}\nread_bytes {}\ndirect_bytes {}\n",
                     s.segments,
                     s.free_segments,
-                    s.segments as u64 * 256 * 1024
+                    s.segments as u64 * 256 * 1024,
+                    reads.bytes,
+                    reads.direct,
                 );
                 fits(out.into_bytes(), 0, size)?
             }

@@ -11,7 +11,7 @@ use zen_std::prelude::*;
 use zen_storeproto::{rights, Op, Reply, Request, Status};
 use zen_tagfs::Fs;
 
-use crate::disk::Disk;
+use crate::disk::{ClientBuf, Disk};
 use crate::ops::{self, fail, ok, Answer};
 
 /// Connections alive in one family (a connection init made and every one shared
@@ -35,6 +35,7 @@ struct Conn {
     /// Its client was seen attached; when it was made (ms).
     seen: bool,
     made: u64,
+    reads: ops::Reads,
 }
 
 pub struct Server {
@@ -57,6 +58,7 @@ impl Server {
                 family: 0,
                 seen: true,
                 made: 0,
+                reads: ops::Reads::default(),
             }],
             fs,
             broken: false,
@@ -130,23 +132,26 @@ impl Server {
             }
             return self.reply(conn, 0, fail(Status::BadRequest, 0), None);
         };
-        let mem = match grant.map(|g| self.conns[conn].chan.accept(g)) {
-            Some(Ok(m)) => Some(m),
+        let mut mem = match grant.map(|g| self.conns[conn].chan.accept(g)) {
+            Some(Ok(m)) => Some(ClientBuf {
+                len: m.len(),
+                mem: m,
+            }),
             Some(Err(_)) => return self.reply(conn, req.id, fail(Status::BadGrant, 0), None),
             None => None,
         };
-        let size = mem.as_ref().map_or(0, |m| m.len() as u64);
+        let size = mem.as_ref().map_or(0, |m| m.len as u64);
         let answer = match req.check(self.conns[conn].rights, size) {
             Err(s) => fail(s, 0),
             Ok(op) => {
                 let mut input = vec![0u8; req.input as usize];
                 if let Some(m) = &mem {
-                    m.read(0, &mut input);
+                    m.mem.read(0, &mut input);
                 }
-                self.answer(conn, op, &req, &input, size)
+                self.answer(conn, op, &req, &input, size, mem.as_mut())
             }
         };
-        self.reply(conn, req.id, answer, mem.as_ref());
+        self.reply(conn, req.id, answer, mem.as_ref().map(|m| &m.mem));
     }
 
     fn reply(&mut self, conn: usize, id: u64, a: Answer, mem: Option<&Shared>) {
@@ -163,13 +168,21 @@ impl Server {
             id,
             status: a.status as u8,
             value: a.value,
-            len: a.out.len() as u64,
+            len: a.out.len() as u64 + a.in_place,
         };
         // A client whose ring is full loses its answer, not our time.
         let _ = self.conns[conn].chan.try_send(&r.to_bytes());
     }
 
-    fn answer(&mut self, conn: usize, op: Op, req: &Request, input: &[u8], size: u64) -> Answer {
+    fn answer(
+        &mut self,
+        conn: usize,
+        op: Op,
+        req: &Request,
+        input: &[u8],
+        size: u64,
+        mem: Option<&mut ClientBuf>,
+    ) -> Answer {
         if op == Op::Connect {
             return self.connect(conn, req, input);
         }
@@ -188,7 +201,17 @@ impl Server {
         if ops::writes(op) && broken {
             return fail(Status::Io, 0);
         }
-        let a = ops::answer(fs, self.conns[conn].scope.as_deref(), op, req, input, size);
+        let c = &mut self.conns[conn];
+        let a = ops::answer(
+            fs,
+            c.scope.as_deref(),
+            op,
+            req,
+            input,
+            size,
+            mem,
+            &mut c.reads,
+        );
         if ops::writes(op) && a.status == Status::Io {
             println!("tagfsd: a disk write failed; the store is read-only until restarted");
             self.broken = true;
@@ -251,6 +274,7 @@ impl Server {
                     family,
                     seen: false,
                     made: zen_std::time::uptime_ms(),
+                    reads: ops::Reads::default(),
                 });
                 ok(slot.0 as u64, Vec::new())
             }

@@ -120,6 +120,30 @@ fn calls(s: &mut Store) -> Outcome {
     s.write(id, 0, &big).map_err(e("write"))?;
     let back = s.read_all(id).map_err(e("read_all"))?;
     check("3 MiB read back as written", back == big)?;
+    // Synced, its 64 KiB chunks are on block boundaries: read into our own pages,
+    // all of it comes straight from the disk (tagfsd's stat counts it).
+    s.sync().map_err(e("sync"))?;
+    let into = zen_std::mem::Shared::new(big.len()).map_err(sys_err("shared"))?;
+    let (_, d0) = reads(s)?;
+    let n = s.read_to(id, 0, &into).map_err(e("read_to"))?;
+    let (_, d1) = reads(s)?;
+    let mut got = vec![0u8; big.len()];
+    into.read(0, &mut got);
+    check("read_to: 3 MiB as written", n == big.len() && got == big)?;
+    check(
+        &format!("read_to: {} of 3 MiB moved without a copy", d1 - d0),
+        d1 - d0 == big.len() as u64,
+    )?;
+    // At an offset off the blocks: the copy path, the same bytes.
+    let part = zen_std::mem::Shared::new(200_000).map_err(sys_err("shared"))?;
+    let n = s.read_to(id, 100, &part).map_err(e("read_to"))?;
+    let mut got = vec![0u8; n];
+    part.read(0, &mut got);
+    let (_, d2) = reads(s)?;
+    check(
+        "read_to at an unaligned offset",
+        n == part.len() && got[..] == big[100..100 + n] && d2 - d1 < n as u64,
+    )?;
     let mut mid = [0u8; 100];
     let n = s.read(id, 1 << 20, &mut mid).map_err(e("read"))?;
     check(
@@ -171,6 +195,16 @@ fn calls(s: &mut Store) -> Outcome {
     s.delete(id).map_err(e("delete"))?;
     refused(s.read_all(id), Status::NotFound, "read after delete")?;
     s.sync().map_err(e("sync"))
+}
+
+/// The connection's `read_bytes` and `direct_bytes`.
+fn reads(s: &mut Store) -> Result<(u64, u64), String> {
+    let st = s.stat().map_err(st_err("stat"))?;
+    let get = |k: &str| st.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+    match (get("read_bytes"), get("direct_bytes")) {
+        (Some(r), Some(d)) if d <= r => Ok((r, d)),
+        other => Err(format!("stat's read figures: {other:?}")),
+    }
 }
 
 fn rights_and_scopes(r: &mut Running) -> Outcome {

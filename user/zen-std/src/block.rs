@@ -159,6 +159,23 @@ impl Client {
         )?;
         self.answer(id)
     }
+    /// Reads `blocks` blocks at `lba` into `mem` from byte `off` (a multiple of 4096),
+    /// granting the driver only those pages, and waits for the answer.
+    pub fn read_part(&mut self, lba: u64, blocks: u32, mem: &Shared, off: usize) -> Result<Status> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = Request {
+            id,
+            op: Op::Read as u8,
+            lba,
+            blocks,
+        };
+        let len = blocks as usize * self.geometry.block_size as usize;
+        let rights = Rights::READ | Rights::WRITE;
+        self.chan
+            .send_grant_part(mem, off, len, rights, &req.to_bytes())?;
+        self.answer(id)
+    }
     /// Writes `blocks` blocks at `lba` from `mem` and waits for the answer.
     pub fn write(&mut self, lba: u64, blocks: u32, mem: &Shared) -> Result<Status> {
         let id = self.submit(Op::Write, lba, blocks, Some((mem, Rights::READ)))?;

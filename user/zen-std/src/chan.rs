@@ -415,14 +415,32 @@ impl Channel {
     /// bytes). `rights`: READ, or READ | WRITE to let the receiver write it. Waits for
     /// room. The receiver maps it with [`Channel::accept`].
     pub fn send_grant(&mut self, mem: &Shared, rights: Rights, msg: &[u8]) -> Result<()> {
-        if msg.len() > SLOT_PAYLOAD - GRANT_SIZE {
+        self.send_grant_part(mem, 0, mem.len(), rights, msg)
+    }
+
+    /// As [`Channel::send_grant`], for the `len` bytes of `mem` from `off` (a multiple
+    /// of 4096): the receiver gets only those pages. A server passes on part of a
+    /// client's buffer this way (a driver's device then reaches it in place).
+    pub fn send_grant_part(
+        &mut self,
+        mem: &Shared,
+        off: usize,
+        len: usize,
+        rights: Rights,
+        msg: &[u8],
+    ) -> Result<()> {
+        if msg.len() > SLOT_PAYLOAD - GRANT_SIZE
+            || !off.is_multiple_of(4096)
+            || len == 0
+            || off.checked_add(len).is_none_or(|e| e > mem.len())
+        {
             return Err(Error::InvalidArgument);
         }
-        let len = mem.len() as u64;
+        let len = len as u64;
         let id = self.with_token(|t| {
             call_reading(
                 Syscall::GrantCreate,
-                [mem.addr(), len, rights.bits(), t, 0, 0],
+                [mem.addr() + off as u64, len, rights.bits(), t, 0, 0],
             )
         })?;
         let grant = PageGrant {

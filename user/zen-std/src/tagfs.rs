@@ -106,45 +106,27 @@ impl Store {
             self.grow(need)?;
         }
         self.buf.write(0, input)?;
+        let req = self.request(op, input.len() as u32, object, offset, len);
+        let r = exchange(&mut self.chan, req, &self.buf, 0, self.buf.len());
+        if let Err(StoreError::Sys(crate::Error::TimedOut)) = r {
+            // Given up: tagfsd may still answer this call later and write its answer
+            // into the buffer, so the next call gets a new one.
+            self.buf = Shared::new(self.buf.len())?;
+        }
+        r
+    }
+
+    fn request(&mut self, op: Op, input: u32, object: u64, offset: u64, len: u64) -> Request {
         let id = self.next_id;
         self.next_id += 1;
-        let req = Request {
+        Request {
             id,
             op: op as u8,
-            input: input.len() as u32,
+            input,
             object,
             offset,
             len,
-        };
-        self.chan
-            .send_grant(&self.buf, Rights::READ | Rights::WRITE, &req.to_bytes())?;
-        let mut msg = [0u8; 128];
-        let start = crate::time::uptime_ms();
-        loop {
-            if let Some(n) = self.chan.try_recv(&mut msg)? {
-                let r = Reply::from_bytes(&msg[..n]).ok_or(StoreError::Garbled)?;
-                if r.id != id && crate::time::uptime_ms() - start < TIMEOUT_MS {
-                    continue; // an answer to a call that gave up waiting
-                }
-                if r.id != id {
-                    break;
-                }
-                return match r.status() {
-                    Some(Status::Ok) if r.len <= self.buf.len() as u64 => Ok(r),
-                    Some(Status::Ok) | None => Err(StoreError::Garbled),
-                    Some(s) => Err(StoreError::Refused(s, r.value)),
-                };
-            }
-            let waited = crate::time::uptime_ms() - start;
-            if waited >= TIMEOUT_MS {
-                break;
-            }
-            chan::poll(&mut [&mut self.chan], TIMEOUT_MS - waited)?;
         }
-        // Given up: tagfsd may still answer this call later and write its answer into
-        // the buffer, so the next call gets a new one.
-        self.buf = Shared::new(self.buf.len())?;
-        Err(StoreError::Sys(crate::Error::TimedOut))
     }
 
     fn grow(&mut self, need: usize) -> Result<()> {
@@ -188,6 +170,26 @@ impl Store {
             let r = self.call(Op::Read, id.into(), off + done as u64, want as u64, &[])?;
             let n = (r.len as usize).min(want);
             self.buf.read(0, &mut out[done..done + n]);
+            done += n;
+            if n < want {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Reads from `off` into `mem` (as much as it holds), in requests of at most
+    /// `MAX_BUFFER` bytes that grant tagfsd only that part of `mem`: where the content
+    /// is block-aligned, the disk's device puts it straight into these pages (no copy
+    /// anywhere). How many bytes there were. After a `TimedOut`, tagfsd may still write
+    /// into `mem` later.
+    pub fn read_to(&mut self, id: ObjectId, off: u64, mem: &Shared) -> Result<usize> {
+        let mut done = 0;
+        while done < mem.len() {
+            let want = (mem.len() - done).min(MAX_BUFFER as usize);
+            let req = self.request(Op::Read, 0, id.into(), off + done as u64, want as u64);
+            let r = exchange(&mut self.chan, req, mem, done, want)?;
+            let n = (r.len as usize).min(want);
             done += n;
             if n < want {
                 break;
@@ -340,4 +342,40 @@ fn pairs(out: &[u8]) -> Vec<(String, u64)> {
             Some((String::from(k), v.parse().ok()?))
         })
         .collect()
+}
+
+/// Sends `req` with the `len` bytes of `mem` from `off` as its buffer and waits for
+/// its answer (`TimedOut` after `TIMEOUT_MS`; tagfsd may still write the buffer later).
+fn exchange(
+    chan: &mut Channel,
+    req: Request,
+    mem: &Shared,
+    off: usize,
+    len: usize,
+) -> Result<Reply> {
+    chan.send_grant_part(mem, off, len, Rights::READ | Rights::WRITE, &req.to_bytes())?;
+    let mut msg = [0u8; 128];
+    let start = crate::time::uptime_ms();
+    loop {
+        if let Some(n) = chan.try_recv(&mut msg)? {
+            let r = Reply::from_bytes(&msg[..n]).ok_or(StoreError::Garbled)?;
+            if r.id != req.id && crate::time::uptime_ms() - start < TIMEOUT_MS {
+                continue; // an answer to a call that gave up waiting
+            }
+            if r.id != req.id {
+                break;
+            }
+            return match r.status() {
+                Some(Status::Ok) if r.len <= len as u64 => Ok(r),
+                Some(Status::Ok) | None => Err(StoreError::Garbled),
+                Some(s) => Err(StoreError::Refused(s, r.value)),
+            };
+        }
+        let waited = crate::time::uptime_ms() - start;
+        if waited >= TIMEOUT_MS {
+            break;
+        }
+        chan::poll(&mut [chan], TIMEOUT_MS - waited)?;
+    }
+    Err(StoreError::Sys(crate::Error::TimedOut))
 }
