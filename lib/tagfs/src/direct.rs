@@ -79,7 +79,7 @@ impl<D: BlockDevice> Fs<D> {
                 j += 1;
                 let joins = next.is_some_and(|x| {
                     let e = &hits[j - 1];
-                    e.chunk_len as usize % BS == 0
+                    (e.chunk_len as usize).is_multiple_of(BS)
                         && x.off == e.end()
                         && x.addr == e.addr + u64::from(e.chunk_len)
                 });
