@@ -29,14 +29,23 @@ pub trait BlockDevice {
     fn write_block(&mut self, lba: u64, buf: &[u8]) -> Result<()>;
     /// Makes every earlier write durable.
     fn flush(&mut self) -> Result<()>;
-    /// Reads `count` blocks from `lba` straight into `dst` at byte `at` (a multiple of
-    /// `BLOCK_SIZE`, the range inside `dst`), if this device can reach that memory;
-    /// `Ok(false)` if not (the engine then reads through its own buffers). A device
-    /// that returns `Err` may have written part of the range.
-    fn read_into(&mut self, lba: u64, count: u64, dst: &mut dyn Memory, at: usize) -> Result<bool> {
-        let _ = (lba, count, dst, at);
+    /// Reads each of `runs` straight into `dst` (all of them, in any order: a device
+    /// may keep several in flight), if this device can reach that memory; `Ok(false)`
+    /// if not, having read nothing (the engine then reads through its own buffers). A
+    /// device that returns `Err` may have written part of the ranges.
+    fn read_into(&mut self, runs: &[Run], dst: &mut dyn Memory) -> Result<bool> {
+        let _ = (runs, dst);
         Ok(false)
     }
+}
+
+/// `count` blocks from `lba`, to land at byte `at` of a [`Memory`] (a multiple of
+/// `BLOCK_SIZE`; the engine keeps the range inside the memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub lba: u64,
+    pub count: u64,
+    pub at: usize,
 }
 
 /// Memory a read lands in that the engine does not own: it only copies bytes in and
@@ -148,28 +157,32 @@ impl BlockDevice for MemDevice {
         Ok(())
     }
     /// Reaches a [`Buffer`] (as a DMA-capable device reaches pages it was given).
-    fn read_into(&mut self, lba: u64, count: u64, dst: &mut dyn Memory, at: usize) -> Result<bool> {
+    fn read_into(&mut self, runs: &[Run], dst: &mut dyn Memory) -> Result<bool> {
         let Some(buf) = dst.as_any().downcast_mut::<Buffer>() else {
             return Ok(false);
         };
-        let end = lba.checked_add(count).filter(|&e| e <= self.count);
-        let room = (count as usize)
-            .checked_mul(BLOCK_SIZE)
-            .and_then(|n| n.checked_add(at))
-            .filter(|&e| e <= buf.0.len() && at.is_multiple_of(BLOCK_SIZE));
-        if end.is_none() || room.is_none() {
-            return Err(Error::Io(alloc::format!(
-                "direct read of {count} blocks at {lba}: out of range"
-            )));
-        }
-        for i in 0..count {
-            let to = &mut buf.0[at + i as usize * BLOCK_SIZE..][..BLOCK_SIZE];
-            match self.blocks.get(&(lba + i)) {
-                Some(b) => to.copy_from_slice(b),
-                None => to.fill(0),
+        for r in runs {
+            let end = r.lba.checked_add(r.count).filter(|&e| e <= self.count);
+            let room = (r.count as usize)
+                .checked_mul(BLOCK_SIZE)
+                .and_then(|n| n.checked_add(r.at))
+                .filter(|&e| e <= buf.0.len() && r.at.is_multiple_of(BLOCK_SIZE));
+            if end.is_none() || room.is_none() {
+                return Err(Error::Io(alloc::format!(
+                    "direct read of {} blocks at {}: out of range",
+                    r.count,
+                    r.lba
+                )));
             }
+            for i in 0..r.count {
+                let to = &mut buf.0[r.at + i as usize * BLOCK_SIZE..][..BLOCK_SIZE];
+                match self.blocks.get(&(r.lba + i)) {
+                    Some(b) => to.copy_from_slice(b),
+                    None => to.fill(0),
+                }
+            }
+            self.direct_blocks += r.count;
         }
-        self.direct_blocks += count;
         Ok(true)
     }
 }
@@ -187,7 +200,7 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     fn flush(&mut self) -> Result<()> {
         (**self).flush()
     }
-    fn read_into(&mut self, lba: u64, count: u64, dst: &mut dyn Memory, at: usize) -> Result<bool> {
-        (**self).read_into(lba, count, dst, at)
+    fn read_into(&mut self, runs: &[Run], dst: &mut dyn Memory) -> Result<bool> {
+        (**self).read_into(runs, dst)
     }
 }

@@ -5,12 +5,13 @@
 //! (the writer aligns content of a block or more, see `store`), it lands on a block of
 //! the destination, it is on the disk (not in the open record), and the device can reach
 //! the memory. Its whole blocks are read in place, runs of chunks that follow each other
-//! on the disk and in the object in one request; the last partial block (if any) comes
-//! through the engine and is copied. Every chunk is then checked against its checksum
+//! on the disk and in the object in one request, all the runs of a read asked for at
+//! once (so a device can keep them in flight together); the last partial block (if
+//! any) comes through the engine and is copied. Every chunk is then checked against its checksum
 //! over the bytes that arrived, exactly as the copy path checks it. Anything else (a
 //! part of a chunk, an unaligned destination, a device that cannot) is the copy path.
 
-use crate::device::{BlockDevice, Memory, BLOCK_SIZE};
+use crate::device::{BlockDevice, Memory, Run, BLOCK_SIZE};
 use crate::fs::Fs;
 use crate::meta::ObjectId;
 use crate::object::Extent;
@@ -70,15 +71,16 @@ impl<D: BlockDevice> Fs<D> {
         if end > at {
             fill_zero(dst, (at - off) as usize, (end - at) as usize);
         }
+        // The runs that can go direct: extents that follow each other on the disk
+        // and in the object, each whole and block-aligned, as one device request.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
         let mut i = 0;
         while i < hits.len() {
-            // The longest run from `i` that can go direct as one device request.
             let mut j = i;
             while j < hits.len() && self.direct_ok(&hits[j], off, end) {
-                let next = hits.get(j + 1);
                 j += 1;
+                let (e, next) = (&hits[j - 1], hits.get(j));
                 let joins = next.is_some_and(|x| {
-                    let e = &hits[j - 1];
                     (e.chunk_len as usize).is_multiple_of(BS)
                         && x.off == e.end()
                         && x.addr == e.addr + u64::from(e.chunk_len)
@@ -87,24 +89,44 @@ impl<D: BlockDevice> Fs<D> {
                     break;
                 }
             }
-            if j > i && self.read_run(&hits[i..j], off, dst)? {
-                done.direct += hits[i..j]
-                    .iter()
-                    .map(|e| e.chunk_len as usize / BS * BS)
-                    .sum::<usize>();
+            if j > i {
+                runs.push((i, j));
                 i = j;
-                continue;
+            } else {
+                i += 1;
             }
-            // The copy path, one extent.
-            let e = hits[i];
-            let chunk = self.read_chunk(&e)?;
+        }
+        let asks: Vec<Run> = runs
+            .iter()
+            .map(|&(i, j)| Run {
+                lba: hits[i].addr / BS as u64,
+                count: hits[i..j]
+                    .iter()
+                    .map(|e| u64::from(e.chunk_len) / BS as u64)
+                    .sum(),
+                at: (hits[i].off - off) as usize,
+            })
+            .collect();
+        // All at once (the device may keep them in flight together), then checked.
+        let mut direct = vec![false; hits.len()];
+        if !asks.is_empty() && self.dev.read_into(&asks, dst)? {
+            for &(i, j) in &runs {
+                direct[i..j].iter_mut().for_each(|d| *d = true);
+                for e in &hits[i..j] {
+                    self.check_direct(e, off, dst)?;
+                    done.direct += e.chunk_len as usize / BS * BS;
+                }
+            }
+        }
+        // The copy path, for the rest.
+        for (e, _) in hits.iter().zip(&direct).filter(|(_, d)| !**d) {
+            let chunk = self.read_chunk(e)?;
             let (from, to) = (e.off.max(off), e.end().min(end));
             let src = (u64::from(e.skip) + from - e.off) as usize;
             dst.put(
                 (from - off) as usize,
                 &chunk[src..src + (to - from) as usize],
             );
-            i += 1;
         }
         Ok(done)
     }
@@ -122,38 +144,30 @@ impl<D: BlockDevice> Fs<D> {
             && e.addr + u64::from(e.chunk_len) <= open
     }
 
-    /// Reads a run of direct extents (contiguous on the disk and in the object) and
-    /// checks each; `Ok(false)` if the device cannot reach the memory.
-    fn read_run(&mut self, run: &[Extent], off: u64, dst: &mut dyn Memory) -> Result<bool> {
-        let first = run[0];
-        let whole: u64 = run.iter().map(|e| u64::from(e.chunk_len) / BS as u64).sum();
-        let at = (first.off - off) as usize;
-        if !self.dev.read_into(first.addr / BS as u64, whole, dst, at)? {
-            return Ok(false);
-        }
+    /// Checks a chunk the device put at its place in `dst` (a read from `off`), after
+    /// bringing its last partial block (if any) through the engine.
+    fn check_direct(&mut self, e: &Extent, off: u64, dst: &mut dyn Memory) -> Result<()> {
+        let at = (e.off - off) as usize;
+        let full = e.chunk_len as usize / BS * BS;
         let mut piece = vec![0u8; BS];
-        for e in run {
-            let at = (e.off - off) as usize;
-            let full = e.chunk_len as usize / BS * BS;
-            let mut h = Xxh3::with_seed(5);
-            for b in (0..full).step_by(BS) {
-                dst.get(at + b, &mut piece);
-                h.update(&piece);
-            }
-            let tail = e.chunk_len as usize - full;
-            if tail > 0 {
-                self.dev
-                    .read_block((e.addr + full as u64) / BS as u64, &mut piece)?;
-                h.update(&piece[..tail]);
-                dst.put(at + full, &piece[..tail]);
-            }
-            if h.digest() as u32 != e.sum {
-                return Err(corrupt!(
-                    "content at log byte {} fails its checksum",
-                    e.addr
-                ));
-            }
+        let mut h = Xxh3::with_seed(5);
+        for b in (0..full).step_by(BS) {
+            dst.get(at + b, &mut piece);
+            h.update(&piece);
         }
-        Ok(true)
+        let tail = e.chunk_len as usize - full;
+        if tail > 0 {
+            self.dev
+                .read_block((e.addr + full as u64) / BS as u64, &mut piece)?;
+            h.update(&piece[..tail]);
+            dst.put(at + full, &piece[..tail]);
+        }
+        if h.digest() as u32 != e.sum {
+            return Err(corrupt!(
+                "content at log byte {} fails its checksum",
+                e.addr
+            ));
+        }
+        Ok(())
     }
 }

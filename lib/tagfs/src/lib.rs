@@ -37,7 +37,7 @@ mod object;
 pub mod query;
 mod store;
 
-pub use device::{BlockDevice, Buffer, MemDevice, Memory, BLOCK_SIZE};
+pub use device::{BlockDevice, Buffer, MemDevice, Memory, Run, BLOCK_SIZE};
 pub use direct::ReadInto;
 pub use fs::{CheckReport, Config, Fs, FsStats};
 pub use meta::{ObjectId, ObjectMeta};

@@ -21,10 +21,14 @@
 use zen_std::block::{Client, Status};
 use zen_std::mem::Shared;
 use zen_std::prelude::*;
-use zen_tagfs::{BlockDevice, Error, Memory, Result, BLOCK_SIZE};
+use zen_tagfs::{BlockDevice, Error, Memory, Result, Run, BLOCK_SIZE};
 
 /// Blocks in a run (256 KiB): the most one request moves.
 const RUN: u64 = 64;
+/// Direct reads in flight at once (as Linux's read-ahead keeps several).
+const DEPTH: usize = 8;
+/// How long a direct read waits for an answer, as `Client::answer` does.
+const ANSWER_MS: u64 = 10_000;
 
 pub struct Disk {
     client: Client,
@@ -155,31 +159,76 @@ impl BlockDevice for Disk {
         }
         Ok(())
     }
-    fn read_into(&mut self, lba: u64, count: u64, dst: &mut dyn Memory, at: usize) -> Result<bool> {
+    fn read_into(&mut self, runs: &[Run], dst: &mut dyn Memory) -> Result<bool> {
         let Some(buf) = dst.as_any().downcast_mut::<ClientBuf>() else {
             return Ok(false);
         };
-        let bytes = count as usize * BLOCK_SIZE;
-        let fits = at.is_multiple_of(BLOCK_SIZE) && at + bytes <= buf.len.min(buf.mem.len());
-        if !buf.mem.writable() || !fits || lba + count > self.blocks {
+        let room = buf.len.min(buf.mem.len());
+        let fits = |r: &Run| {
+            let bytes = (r.count as usize).checked_mul(BLOCK_SIZE);
+            r.at.is_multiple_of(BLOCK_SIZE)
+                && bytes
+                    .and_then(|b| b.checked_add(r.at))
+                    .is_some_and(|e| e <= room)
+                && r.lba.checked_add(r.count).is_some_and(|e| e <= self.blocks)
+        };
+        if !buf.mem.writable() || !runs.iter().all(fits) {
             return Ok(false);
         }
-        if lba < self.pending_at + self.pending && self.pending_at < lba + count {
+        let gathered = self.pending_at..self.pending_at + self.pending;
+        if runs
+            .iter()
+            .any(|r| r.lba < gathered.end && gathered.start < r.lba + r.count)
+        {
             self.write_pending()?;
         }
-        let mut done = 0;
-        while done < count {
-            let n = (count - done).min(self.run);
-            let r = self.client.read_part(
-                (lba + done) * self.per,
-                (n * self.per) as u32,
-                &buf.mem,
-                at + done as usize * BLOCK_SIZE,
-            );
-            Self::io("read", lba + done, r)?;
-            done += n;
+        // Requests of at most `run` blocks, `DEPTH` in flight; every one is waited
+        // for (the first failure is the answer), so none is left behind for later.
+        let step = self.run;
+        let mut asks = runs.iter().flat_map(|r| {
+            (0..r.count).step_by(step as usize).map(move |d| {
+                let n = (r.count - d).min(step);
+                (r.lba + d, n, r.at + d as usize * BLOCK_SIZE)
+            })
+        });
+        let mut flying: Vec<(u64, u64)> = Vec::new();
+        let mut failed: Option<Error> = None;
+        loop {
+            while flying.len() < DEPTH && failed.is_none() {
+                let Some((lba, n, at)) = asks.next() else {
+                    break;
+                };
+                let per = self.per;
+                match self
+                    .client
+                    .submit_read_part(lba * per, (n * per) as u32, &buf.mem, at)
+                {
+                    Ok(id) => flying.push((id, lba)),
+                    Err(x) => {
+                        failed = Some(Error::Io(format!("read of block {lba}: {}", x.as_str())))
+                    }
+                }
+            }
+            if flying.is_empty() {
+                break;
+            }
+            match self.client.wait(ANSWER_MS) {
+                Ok(r) => {
+                    if let Some(i) = flying.iter().position(|&(id, _)| id == r.id) {
+                        let (_, lba) = flying.swap_remove(i);
+                        if let Err(x) = Self::io("read", lba, Ok(r.status)) {
+                            failed.get_or_insert(x);
+                        }
+                    }
+                }
+                Err(x) => {
+                    // No answer: nvmed is gone or stuck; the client hears of it.
+                    let lba = flying[0].1;
+                    return Err(Error::Io(format!("read of block {lba}: {}", x.as_str())));
+                }
+            }
         }
-        Ok(true)
+        failed.map_or(Ok(true), Err)
     }
     fn flush(&mut self) -> Result<()> {
         self.write_pending()?;

@@ -162,19 +162,33 @@ impl Client {
     /// Reads `blocks` blocks at `lba` into `mem` from byte `off` (a multiple of 4096),
     /// granting the driver only those pages, and waits for the answer.
     pub fn read_part(&mut self, lba: u64, blocks: u32, mem: &Shared, off: usize) -> Result<Status> {
+        let id = self.submit_read_part(lba, blocks, mem, off)?;
+        self.answer(id)
+    }
+    /// As [`Client::read_part`] without waiting: its id, whose reply [`Client::wait`]
+    /// brings (many may be in flight).
+    pub fn submit_read_part(
+        &mut self,
+        lba: u64,
+        blocks: u32,
+        mem: &Shared,
+        off: usize,
+    ) -> Result<u64> {
         let id = self.next_id;
-        self.next_id += 1;
         let req = Request {
             id,
             op: Op::Read as u8,
             lba,
             blocks,
         };
-        let len = blocks as usize * self.geometry.block_size as usize;
+        let len = (blocks as usize)
+            .checked_mul(self.geometry.block_size as usize)
+            .ok_or(Error::InvalidArgument)?;
         let rights = Rights::READ | Rights::WRITE;
         self.chan
             .send_grant_part(mem, off, len, rights, &req.to_bytes())?;
-        self.answer(id)
+        self.next_id += 1;
+        Ok(id)
     }
     /// Writes `blocks` blocks at `lba` from `mem` and waits for the answer.
     pub fn write(&mut self, lba: u64, blocks: u32, mem: &Shared) -> Result<Status> {
