@@ -2,7 +2,8 @@
 //! blocks straight there where the content allows (zero copy): `Fs::read_into`.
 //!
 //! A chunk goes direct when the read wants all of it, it starts on a block on the disk
-//! (the writer aligns content of a block or more, see `store`), it lands on a block of
+//! (the writer aligns content of 32 KiB or more, see `store`; smaller content at the
+//! start of a record, or after whole blocks, is aligned too), it lands on a block of
 //! the destination, it is on the disk (not in the open record), and the device can reach
 //! the memory. Its whole blocks are read in place, runs of chunks that follow each other
 //! on the disk and in the object in one request, all the runs of a read asked for at
@@ -45,7 +46,8 @@ fn fill_zero(dst: &mut dyn Memory, mut at: usize, mut len: usize) {
 impl<D: BlockDevice> Fs<D> {
     /// Reads from `off` into `dst` from its byte 0, at most `dst.len()` bytes (as
     /// [`Fs::read`] does into a slice), moving block-aligned chunks without a copy.
-    /// On `Err` the memory may hold part of the content.
+    /// On `Err` the memory may hold part of the content, never bytes that failed
+    /// their check (what came direct is zeroed again).
     pub fn read_into(&mut self, id: ObjectId, off: u64, dst: &mut dyn Memory) -> Result<ReadInto> {
         let o = self.obj(id)?;
         if off >= o.size {
@@ -109,13 +111,25 @@ impl<D: BlockDevice> Fs<D> {
             .collect();
         // All at once (the device may keep them in flight together), then checked.
         let mut direct = vec![false; hits.len()];
-        if !asks.is_empty() && self.dev.read_into(&asks, dst)? {
-            for &(i, j) in &runs {
-                direct[i..j].iter_mut().for_each(|d| *d = true);
-                for e in &hits[i..j] {
-                    self.check_direct(e, off, dst)?;
-                    done.direct += e.chunk_len as usize / BS * BS;
+        if !asks.is_empty() {
+            let checked = self.dev.read_into(&asks, dst).and_then(|went| {
+                if went {
+                    for &(i, j) in &runs {
+                        direct[i..j].iter_mut().for_each(|d| *d = true);
+                        for e in &hits[i..j] {
+                            self.check_direct(e, off, dst)?;
+                            done.direct += e.chunk_len as usize / BS * BS;
+                        }
+                    }
                 }
+                Ok(())
+            });
+            if let Err(x) = checked {
+                // Nothing unchecked stays behind in the reader's memory.
+                for r in &asks {
+                    fill_zero(dst, r.at, r.count as usize * BS);
+                }
+                return Err(x);
             }
         }
         // The copy path, for the rest.
@@ -133,15 +147,17 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Whether extent `e` can go direct in a read of `off..end`.
     fn direct_ok(&self, e: &Extent, off: u64, end: u64) -> bool {
+        // Not in the open record (its data area starts after the head's block).
         let open = (self.head + 1) * BS as u64;
-        e.skip == 0
+        let pending = e.addr >= open && e.addr < open + self.pend_data.len() as u64;
+        !pending
+            && e.skip == 0
             && e.len == e.chunk_len
             && e.chunk_len as usize >= BS
             && e.off >= off
             && e.end() <= end
             && (e.off - off).is_multiple_of(BS as u64)
             && e.addr.is_multiple_of(BS as u64)
-            && e.addr + u64::from(e.chunk_len) <= open
     }
 
     /// Checks a chunk the device put at its place in `dst` (a read from `off`), after

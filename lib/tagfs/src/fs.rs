@@ -188,6 +188,7 @@ impl<D: BlockDevice> Fs<D> {
         if o.extents.len() + 2 * pieces > MAX_EXTENTS {
             return Err(Error::Limit("65,535 extents per object (rewrite it whole)"));
         }
+        self.room_for_write(data.len())?;
         for (i, c) in data.chunks(MAX_CHUNK).enumerate() {
             self.write_chunk(id, off + (i * MAX_CHUNK) as u64, c)?;
         }

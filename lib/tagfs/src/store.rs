@@ -16,7 +16,7 @@
 
 use crate::checkpoint;
 use crate::device::{BlockDevice, BLOCK_SIZE};
-use crate::fs::{Config, Fs, FsStats};
+use crate::fs::{Config, Fs, FsStats, MAX_CHUNK};
 use crate::index::TagIndex;
 use crate::journal::Entry;
 use crate::log::{
@@ -28,13 +28,22 @@ use crate::{corrupt, Error, Result};
 use alloc::vec;
 use alloc::vec::Vec;
 
+/// Encoded length of a write entry (`Entry::max_len`).
+const WRITE_ENTRY: usize = 29;
+
+/// Smallest content placed on a block boundary (8 blocks).
+pub(crate) const ALIGN_MIN: usize = 8 * BLOCK_SIZE;
+
 /// Segments kept back from ordinary writes so a checkpoint and the cleaner can run.
 const RESERVE: usize = 2;
 
 /// Zero bytes to put before `len` bytes of content when `pending` are in the data area:
-/// content of at least a block starts on a block; smaller content packs densely.
+/// content of at least `ALIGN_MIN` starts on a block; smaller content packs densely.
+/// The padding (under a block) is then at most an eighth of the content it precedes,
+/// so a segment's live bytes stay a fair measure of what the cleaner gains by moving
+/// them (moved, they cost at most 9/8 of themselves; victims are under 3/4 live).
 fn align_pad(pending: usize, len: usize) -> usize {
-    if len >= BLOCK_SIZE {
+    if len >= ALIGN_MIN {
         pending.next_multiple_of(BLOCK_SIZE) - pending
     } else {
         0
@@ -295,8 +304,8 @@ impl<D: BlockDevice> Fs<D> {
                 self.jump()?;
             }
         }
-        // Content of a block or more starts on a block (the record's data area does),
-        // so a device can later read it straight into a reader's pages.
+        // Content of `ALIGN_MIN` or more starts on a block (the record's data area
+        // does), so a device can later read it straight into a reader's pages.
         let pad = align_pad(self.pend_data.len(), data.len());
         self.pend_data.resize(self.pend_data.len() + pad, 0);
         let addr = (self.head + 1) * BLOCK_SIZE as u64 + self.pend_data.len() as u64;
@@ -315,6 +324,30 @@ impl<D: BlockDevice> Fs<D> {
         };
         e.encode(&mut self.pend_raw);
         Ok(addr)
+    }
+
+    /// Before a write of `len` bytes in `MAX_CHUNK` pieces: if the pieces would not
+    /// all fit in the open record, seals it first (and moves to the next segment if a
+    /// fresh record there holds them), so a write that fits in one record is replayed
+    /// whole or not at all. One too large for any record (over about 190 KiB) spans
+    /// several, and a crash may keep a prefix of its pieces.
+    pub(crate) fn room_for_write(&mut self, len: usize) -> Result<()> {
+        let n = len.div_ceil(MAX_CHUNK);
+        let data = |pend: usize| {
+            (0..n).fold(pend, |d, i| {
+                let c = (len - i * MAX_CHUNK).min(MAX_CHUNK);
+                d + align_pad(d, c) + c
+            })
+        };
+        let raw = n * WRITE_ENTRY;
+        if n <= 1 || self.fits(data(self.pend_data.len()), self.pend_raw.len() + raw) {
+            return Ok(());
+        }
+        self.seal()?;
+        if !self.fits(data(0), raw) && record_blocks(data(0), max_payload(raw)) <= SEG_BLOCKS {
+            self.jump()?;
+        }
+        Ok(())
     }
 
     /// Writes the open record (without flushing).

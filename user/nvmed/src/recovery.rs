@@ -43,25 +43,26 @@ impl Driver {
     /// dropped), the queues start empty again.
     fn reset(&mut self) {
         println!("nvmed: a command did not complete; resetting the controller");
-        let mut failed = Vec::new();
+        // The commands' pages stay mapped (and reachable by the device) until the
+        // reset has stopped it: a command still running must not write into a page
+        // that has gone back to its owner, or been freed.
+        let mut failed: Vec<crate::Pending> = Vec::new();
         for q in &mut self.pending {
-            for slot in q.iter_mut() {
-                if let Some(p) = slot.take() {
-                    failed.push((p.conn, p.gen, p.id, p.pages));
-                }
-            }
+            failed.extend(q.iter_mut().filter_map(|slot| slot.take()));
         }
         if let Err(e) = self.ctrl.reset() {
             // A controller that will not come back: nvmed ends (the kernel stops the
             // device and takes back its memory; init starts nvmed again, which
             // resets it from scratch), after telling everyone.
             println!("nvmed: reset failed: {}; exiting", e.as_str());
-            for (conn, gen, id, _) in failed {
-                self.reply_to(conn, gen, id, Status::TimedOut);
+            for p in &failed {
+                self.reply_to(p.conn, p.gen, p.id, Status::TimedOut);
             }
             process::exit(1);
         }
-        for (conn, gen, id, pages) in failed {
+        for p in failed {
+            let (conn, gen, id, pages) = (p.conn, p.gen, p.id, p.pages);
+            drop(p);
             self.release_share(conn, gen, pages);
             self.reply_to(conn, gen, id, Status::TimedOut);
         }

@@ -45,6 +45,8 @@ pub struct Disk {
     rbuf: Shared,
     cached_at: u64,
     cached: u64,
+    /// The driver left direct reads unanswered: nothing more is asked of it.
+    stuck: bool,
 }
 
 impl Disk {
@@ -71,7 +73,15 @@ impl Disk {
             rbuf: buf()?,
             cached_at: 0,
             cached: 0,
+            stuck: false,
         })
+    }
+
+    fn alive(&self) -> Result<()> {
+        if self.stuck {
+            return Err(Error::Io(String::from("the disk stopped answering")));
+        }
+        Ok(())
     }
 
     fn io(what: &str, lba: u64, r: zen_std::Result<Status>) -> Result<()> {
@@ -87,6 +97,7 @@ impl Disk {
         if self.pending == 0 {
             return Ok(());
         }
+        self.alive()?;
         let (at, n) = (self.pending_at, self.pending);
         let r = self
             .client
@@ -112,6 +123,7 @@ impl BlockDevice for Disk {
             return Ok(());
         }
         if !(self.cached_at..self.cached_at + self.cached).contains(&lba) {
+            self.alive()?;
             let n = self.run.min(self.blocks - lba);
             self.cached = 0;
             let r = self
@@ -175,6 +187,7 @@ impl BlockDevice for Disk {
         if !buf.mem.writable() || !runs.iter().all(fits) {
             return Ok(false);
         }
+        self.alive()?;
         let gathered = self.pending_at..self.pending_at + self.pending;
         if runs
             .iter()
@@ -222,7 +235,13 @@ impl BlockDevice for Disk {
                     }
                 }
                 Err(x) => {
-                    // No answer: nvmed is gone or stuck; the client hears of it.
+                    // No answer: nvmed is gone, or stuck with requests of ours that
+                    // may still complete. Nothing more goes to it (every later call
+                    // is an error): none of them could tell a late answer from its own.
+                    if !self.stuck {
+                        println!("tagfsd: the disk stopped answering; the store stops");
+                    }
+                    self.stuck = true;
                     let lba = flying[0].1;
                     return Err(Error::Io(format!("read of block {lba}: {}", x.as_str())));
                 }
@@ -231,6 +250,7 @@ impl BlockDevice for Disk {
         failed.map_or(Ok(true), Err)
     }
     fn flush(&mut self) -> Result<()> {
+        self.alive()?;
         self.write_pending()?;
         let r = self
             .client
