@@ -49,18 +49,10 @@ impl<D: BlockDevice> Fs<D> {
     /// On `Err` the memory may hold part of the content, never bytes that failed
     /// their check (what came direct is zeroed again).
     pub fn read_into(&mut self, id: ObjectId, off: u64, dst: &mut dyn Memory) -> Result<ReadInto> {
-        let o = self.obj(id)?;
-        if off >= o.size {
+        let Some((n, hits)) = self.span(id, off, dst.len())? else {
             return Ok(ReadInto::default());
-        }
-        let n = (dst.len() as u64).min(o.size - off) as usize;
+        };
         let end = off + n as u64;
-        let hits: Vec<Extent> = o
-            .extents
-            .iter()
-            .filter(|e| e.off < end && e.end() > off)
-            .copied()
-            .collect();
         let mut done = ReadInto { len: n, direct: 0 };
         // Holes read as zeros: the gaps between extents, and after the last.
         let mut at = off;

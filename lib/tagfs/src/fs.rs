@@ -116,7 +116,7 @@ impl<D: BlockDevice> core::fmt::Debug for Fs<D> {
 }
 
 impl<D: BlockDevice> Fs<D> {
-    pub(crate) fn obj(&self, id: ObjectId) -> Result<&Object> {
+    fn obj(&self, id: ObjectId) -> Result<&Object> {
         self.objects
             .get(id as usize)
             .and_then(|o| o.as_ref())
@@ -134,20 +134,35 @@ impl<D: BlockDevice> Fs<D> {
         Ok(id)
     }
 
-    /// Reads from `off` into `buf`; returns the bytes read (0 at or past the end).
-    pub fn read(&mut self, id: ObjectId, off: u64, buf: &mut [u8]) -> Result<usize> {
+    /// What a read of up to `want` bytes from `off` covers: how many bytes there are
+    /// (`None` at or past the end) and the extents holding any of them, in order.
+    pub(crate) fn span(
+        &self,
+        id: ObjectId,
+        off: u64,
+        want: usize,
+    ) -> Result<Option<(usize, Vec<Extent>)>> {
         let o = self.obj(id)?;
         if off >= o.size {
-            return Ok(0);
+            return Ok(None);
         }
-        let n = (buf.len() as u64).min(o.size - off) as usize;
+        let n = (want as u64).min(o.size - off) as usize;
         let end = off + n as u64;
-        let hits: Vec<Extent> = o
+        let hits = o
             .extents
             .iter()
             .filter(|e| e.off < end && e.end() > off)
             .copied()
             .collect();
+        Ok(Some((n, hits)))
+    }
+
+    /// Reads from `off` into `buf`; returns the bytes read (0 at or past the end).
+    pub fn read(&mut self, id: ObjectId, off: u64, buf: &mut [u8]) -> Result<usize> {
+        let Some((n, hits)) = self.span(id, off, buf.len())? else {
+            return Ok(0);
+        };
+        let end = off + n as u64;
         buf[..n].fill(0);
         for e in hits {
             let chunk = self.read_chunk(&e)?;
