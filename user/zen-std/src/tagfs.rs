@@ -6,6 +6,8 @@
 //! input in it, the answer written over it): tagfsd reads and writes our pages, and
 //! nothing passes through the kernel but the 40-byte request. Reads and writes
 //! larger than the buffer are split into several requests (each atomic on its own).
+//! [`Store::read_to`] reads into the program's own pages instead: where the content is
+//! block-aligned, the disk's device writes them (tagfsd grants them on to nvmed).
 //!
 //! ```ignore
 //! let mut s = zen_std::tagfs::Store::connect(given.store.unwrap())?;
