@@ -488,6 +488,29 @@ pub const USER_STACK_SIZE: u64 = 64 * 1024;
 /// Everything below this is user space (the lower canonical half).
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
 
+/// The end of the user range `va .. va + len`, if all of it is user space (no wrap,
+/// nothing at or above `USER_END`): the kernel's check before it copies from or to a
+/// process. Proved for every `va` and `len` (tools/prove, `user_copy`).
+pub const fn user_range_end(va: u64, len: u64) -> Option<u64> {
+    match va.checked_add(len) {
+        Some(end) if end <= USER_END => Some(end),
+        _ => None,
+    }
+}
+
+/// How many bytes from `at` (below `end`) lie in `at`'s page: the piece of a user copy
+/// the kernel moves through one frame. Proved for every `at < end`: at least one byte,
+/// within the page and within the range (tools/prove, `user_copy`).
+pub const fn page_piece(at: u64, end: u64) -> u64 {
+    let room = 4096 - at % 4096;
+    let left = end - at;
+    if room < left {
+        room
+    } else {
+        left
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,7 @@ mod storetest;
 mod test;
 mod usertest;
 mod util;
+mod verify;
 
 use build::Kernel;
 use std::process::ExitCode;
@@ -78,6 +79,9 @@ verbs:
                         (--only: just the QEMU jobs whose name contains NAME)
   soak [--calls N]      the system-call fuzzer at length (10 million calls by default) on
                         2 CPUs: calls per second, kernel failures, what was lost
+  verify [--no-mutants] the SMT proofs (tools/prove, Z3), the loom model checks, and
+                        mutation testing (cargo-mutants) of lib/ipc, lib/sched, lib/cap
+                        and lib/frames with the share of mutants caught
   bench [--only a,b]    sizes; boot, context switch, system call and IPC instruction
                         counts, the same on a Linux guest (suites: sizes, boot, disk,
                         switch, ipc, linux, nvme, tagfs, tagfs-os);
@@ -332,6 +336,12 @@ fn main() -> ExitCode {
             };
             calls.and_then(soak::run).map(|_| ExitCode::SUCCESS)
         }
+        "verify" => match rest {
+            [] => verify::run_all(true),
+            [f] if f == "--no-mutants" => verify::run_all(false),
+            _ => Err(format!("verify takes only --no-mutants\n\n{}", usage())),
+        }
+        .map(|_| ExitCode::SUCCESS),
         "bench" => parse_only(rest)
             .and_then(|only| bench::run(&only))
             .map(|_| ExitCode::SUCCESS),

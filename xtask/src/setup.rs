@@ -73,6 +73,23 @@ const HOST_NEEDS: &[HostNeed] = &[
         on_path: None,
         package: "python3-venv",
     },
+    // tools/prove: the z3 crate links Debian's libz3 and makes its bindings with
+    // bindgen, which loads libclang and needs clang's own headers.
+    HostNeed {
+        path: "/usr/include/z3.h",
+        on_path: None,
+        package: "libz3-dev",
+    },
+    HostNeed {
+        path: "/usr/lib/x86_64-linux-gnu/libclang-14.so.1",
+        on_path: None,
+        package: "libclang1-14",
+    },
+    HostNeed {
+        path: "/usr/lib/llvm-14/lib/clang/14.0.6/include/stddef.h",
+        on_path: None,
+        package: "libclang-common-14-dev",
+    },
 ];
 
 /// Checks and installs everything; prints only when it has something to do.

@@ -42,7 +42,7 @@ const READY_SMP: &[u32] = &[8];
 /// --release --test loom`), all in one cargo invocation. A separate target dir keeps
 /// `--cfg loom` from invalidating the normal build. Other extra host runs (fuzz
 /// smoke tests, ...) go beside this one in `run()`.
-fn loom_run() -> Option<Command> {
+pub fn loom_run() -> Option<Command> {
     let mut pkgs = loom_crates(&crate::util::root().join("lib"));
     if pkgs.is_empty() {
         return None;
@@ -106,6 +106,10 @@ pub fn run(only: Option<&str>) -> bool {
     let mut total = Tally::default();
     if only.is_none() {
         let host = Instant::now();
+        // The host tests need Debian packages too (tools/prove links libz3).
+        if let Err(e) = crate::setup::ensure() {
+            println!("xtask: setup: {e}");
+        }
         let mut c = cargo();
         c.args(["test", "--no-fail-fast"]);
         total.add(cargo_test("host tests", &mut c));

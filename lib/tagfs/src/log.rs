@@ -213,9 +213,14 @@ pub(crate) fn write_record<D: BlockDevice>(
     let mut blk = vec![0u8; BLOCK_SIZE];
     for part in [data, &payload[first..]] {
         for c in part.chunks(BLOCK_SIZE) {
-            blk[..c.len()].copy_from_slice(c);
-            blk[c.len()..].fill(0);
-            dev.write_block(at, &blk)?;
+            // Whole blocks go as they are; only a last partial one is padded.
+            if c.len() == BLOCK_SIZE {
+                dev.write_block(at, c)?;
+            } else {
+                blk[..c.len()].copy_from_slice(c);
+                blk[c.len()..].fill(0);
+                dev.write_block(at, &blk)?;
+            }
             at += 1;
         }
     }

@@ -23,7 +23,7 @@ use ::x86_64::{PhysAddr, VirtAddr};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use zen_abi::layout::DIRECT_MAP;
-use zen_abi::syscall::USER_END;
+use zen_abi::syscall::{page_piece, user_range_end, USER_END};
 
 use super::paging::{Flags, MapError, TableFrames};
 pub use super::tables::UnlinkedTables;
@@ -419,14 +419,11 @@ impl AddressSpace {
     /// Fills `out` from user address `va`. `None` if any byte is not readable user
     /// memory (`out` may then be partly written).
     pub fn read_into(&self, va: u64, out: &mut [u8]) -> Option<()> {
-        let end = va.checked_add(out.len() as u64)?;
-        if end > USER_END {
-            return None;
-        }
+        let end = user_range_end(va, out.len() as u64)?;
         let mut at = va;
         let mut done = 0;
         while at < end {
-            let chunk = (4096 - at % 4096).min(end - at) as usize;
+            let chunk = page_piece(at, end) as usize;
             let phys = self.user_phys(at, false)?;
             // SAFETY: `phys .. phys + chunk` lies within one frame mapped for this user
             // (checked above), read through the direct map. The process may change it
@@ -458,15 +455,12 @@ impl AddressSpace {
     }
 
     fn copy_to_checked(&self, va: u64, data: &[u8], need_write: bool) -> Option<()> {
-        let end = va.checked_add(data.len() as u64)?;
-        if end > USER_END {
-            return None;
-        }
+        let end = user_range_end(va, data.len() as u64)?;
         // Check every page first, so a bad tail leaves nothing half-written.
         let mut pages = Vec::new();
         let mut at = va;
         while at < end {
-            let chunk = (4096 - at % 4096).min(end - at);
+            let chunk = page_piece(at, end);
             pages.push((self.user_phys(at, need_write)?, chunk as usize));
             at += chunk;
         }
