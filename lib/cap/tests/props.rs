@@ -115,7 +115,7 @@ proptest! {
         b in any_binding(),
         r in any_rights(),
         steps in proptest::collection::vec(
-            (0usize..6, 0usize..512, any_rights(), any::<u32>()), 1..40),
+            (0usize..7, 0usize..512, any_rights(), any::<u32>()), 1..40),
     ) {
         let key = MacKey::new(key);
         let mut memo = zen_cap::Verified::<3>::new();
@@ -134,7 +134,10 @@ proptest! {
                     tokens.push(mint(&key, Binding { generation: gen, ..b }, r));
                     continue;
                 }
-                _ => mint(&key, current, req),
+                5 => mint(&key, current, req),
+                // A remembered token relabelled as the current generation's: its MAC
+                // is genuine for another binding, so this is a forgery.
+                _ => TokenSlot { binding: current, ..base },
             };
             let current = Binding { generation: gen, ..b };
             prop_assert_eq!(

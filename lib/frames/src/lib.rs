@@ -238,6 +238,25 @@ mod tests {
     }
 
     #[test]
+    fn contiguous_edges_and_the_figures() {
+        let mut bits = vec![0u64; 4];
+        let mut fa = FrameBitmap::new(&mut bits, 256 * FRAME_SIZE);
+        fa.add_free(0, 256 * FRAME_SIZE);
+        assert_eq!(fa.total_frames(), 256);
+        // Every free frame at once, when they are all one run.
+        assert_eq!(fa.alloc_contiguous(256), Some(0));
+        assert_eq!(fa.free_frames(), 0);
+        fa.free(0).unwrap();
+        fa.free(5 * FRAME_SIZE).unwrap();
+        // Nothing for zero frames, even next to a used frame; more than is free fails.
+        assert_eq!(fa.alloc_contiguous(0), None);
+        assert_eq!(fa.alloc_contiguous(3), None);
+        assert_eq!(fa.free_frames(), 2);
+        let shown = std::format!("{fa:?}");
+        assert!(shown.contains("frames: 256") && shown.contains("free: 2"), "{shown}");
+    }
+
+    #[test]
     fn bad_frees_are_refused() {
         let mut bits = vec![0u64; 4];
         let mut fa = FrameBitmap::new(&mut bits, 256 * FRAME_SIZE);
