@@ -405,3 +405,36 @@ fn word_copies_match_a_byte_model_at_every_offset_and_length() {
         }
     }
 }
+
+#[test]
+fn lengths_words_and_ring_sizes_at_their_limits() {
+    // The largest ring is 2^31 slots; nothing above, nothing that is not a power of 2.
+    assert_eq!(ring::slot_count(1 << 31), Ok(1 << 31));
+    assert_eq!(ring::slot_count((1 << 31) + 1), Err(RingError::Geometry));
+    assert_eq!(ring::slot_count(1 << 32), Err(RingError::Geometry));
+    let (h, s) = (RingHeader::new(), slots(2));
+    let mut p = Producer::new(h.words(), &s).unwrap();
+    let mut c = Consumer::new(h.words(), &s).unwrap();
+    // Without a grant any length up to the payload; with one, at least the grant.
+    let mut r = p.reserve().unwrap().unwrap();
+    r.set_len(0).unwrap();
+    let _ = r.publish();
+    let mut r = p.reserve().unwrap().unwrap();
+    r.set_grant(PageGrant {
+        id: 1,
+        len: 4096,
+        rights: 1,
+    });
+    assert_eq!(r.set_len(GRANT_SIZE - 1), Err(RingError::TooLarge));
+    r.set_len(GRANT_SIZE + 16).unwrap();
+    let _ = r.publish();
+    let m = c.peek().unwrap().unwrap();
+    assert!(m.is_empty() && m.len() == 0 && m.word(0).is_none());
+    let _ = m.release();
+    let m = c.peek().unwrap().unwrap();
+    assert!(!m.is_empty());
+    // A word is there only if all of it is inside the message.
+    let last = (GRANT_SIZE + 16) / 8;
+    assert!(m.word(last - 1).is_some());
+    assert_eq!(m.word(last), None);
+}
