@@ -1,0 +1,122 @@
+//! zen-audit: the audit log's format, the writer the kernel keeps, and the verifier a
+//! host tool runs on an exported log (brief item 15).
+//!
+//! - [`Entry`]: 96 bytes. A sequence number, a time, the event's kind, the process,
+//!   two arguments, and the chain hash: BLAKE3 keyed with the log's public key over
+//!   the previous entry's hash and this entry's fields. The public key keys the hash
+//!   so logs of different boots cannot be spliced together; it is public, so anyone
+//!   can recompute the chain. What makes the chain trustworthy is the signature.
+//! - [`Log`]: a ring of `N` entries after the genesis entry (seq 0: the public key;
+//!   never overwritten). When the ring is full the oldest entry goes, and the export
+//!   says so with a [`Kind::Lost`] marker (how many were lost, and the hash the chain
+//!   continues from).
+//! - [`Log::export`]: genesis, marker, the entries kept, and the head (the last
+//!   sequence number, how many were lost, the last hash) signed with the per-boot
+//!   ed25519 key: cutting entries off the start and claiming them lost changes the
+//!   signed count.
+//! - [`verify`]: checks all of it against the public key printed at boot and reports
+//!   the first entry that was altered, removed or reordered.
+#![no_std]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod entry;
+mod verify;
+
+pub use entry::{Entry, Kind, ENTRY_SIZE, HASH_LEN};
+pub use verify::{verify, Report, Tamper};
+
+use alloc::vec::Vec;
+use ed25519_compact::{KeyPair, Seed};
+
+/// Bytes of the signed head: the last seq, the entries lost, the last hash, and the
+/// signature over those.
+pub const HEAD_SIZE: usize = 8 + 8 + HASH_LEN + 64;
+
+/// The log the kernel keeps: the genesis entry and a ring of the latest `N` entries.
+pub struct Log<const N: usize> {
+    keys: KeyPair,
+    genesis: Entry,
+    ring: [Entry; N],
+    /// Entries recorded after genesis (the next seq is `count + 1`).
+    count: u64,
+    /// The hash of the newest entry, and of the newest one overwritten.
+    head: [u8; HASH_LEN],
+    lost_head: [u8; HASH_LEN],
+}
+
+impl<const N: usize> core::fmt::Debug for Log<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Log").field("count", &self.count).finish()
+    }
+}
+
+impl<const N: usize> Log<N> {
+    /// A log whose key comes from `seed` (32 bytes the kernel draws at boot from
+    /// RDSEED/RDRAND; the seed never leaves the kernel). `time` stamps genesis.
+    pub fn new(seed: [u8; 32], time: u64) -> Self {
+        assert!(N > 0, "a log keeps at least one entry");
+        let keys = KeyPair::from_seed(Seed::new(seed));
+        let genesis = Entry::genesis(&keys.pk, time);
+        Log {
+            head: genesis.hash,
+            lost_head: [0; HASH_LEN],
+            genesis,
+            keys,
+            ring: [Entry::ZERO; N],
+            count: 0,
+        }
+    }
+
+    /// The public key (printed at boot; the verifier is given it).
+    pub fn public_key(&self) -> [u8; 32] {
+        *self.keys.pk
+    }
+
+    /// Records an event; its sequence number.
+    pub fn record(&mut self, kind: Kind, pid: u32, args: [u64; 4], time: u64) -> u64 {
+        let seq = self.count + 1;
+        let slot = (seq % N as u64) as usize;
+        if seq > N as u64 {
+            self.lost_head = self.ring[slot].hash;
+        }
+        let e = Entry::chained(&self.keys.pk, &self.head, seq, time, kind, pid, args);
+        self.head = e.hash;
+        self.ring[slot] = e;
+        self.count = seq;
+        seq
+    }
+
+    /// Entries overwritten so far.
+    pub fn lost(&self) -> u64 {
+        self.count.saturating_sub(N as u64)
+    }
+
+    /// The export: genesis, a `Lost` marker if entries were overwritten, the entries
+    /// kept in order, then the signed head.
+    pub fn export(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&self.genesis.to_bytes());
+        if self.lost() > 0 {
+            out.extend_from_slice(&Entry::lost(self.lost(), self.lost_head).to_bytes());
+        }
+        for seq in self.lost() + 1..=self.count {
+            out.extend_from_slice(&self.ring[(seq % N as u64) as usize].to_bytes());
+        }
+        let head = head_bytes(self.count, self.lost(), &self.head);
+        let sig = self.keys.sk.sign(head, None);
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&sig[..]);
+        out
+    }
+}
+
+/// What the head's signature covers.
+fn head_bytes(count: u64, lost: u64, hash: &[u8; HASH_LEN]) -> [u8; 16 + HASH_LEN] {
+    let mut b = [0u8; 16 + HASH_LEN];
+    b[..8].copy_from_slice(&count.to_le_bytes());
+    b[8..16].copy_from_slice(&lost.to_le_bytes());
+    b[16..].copy_from_slice(hash);
+    b
+}
