@@ -318,3 +318,35 @@ fn descriptors_are_packed_and_queues_cache_aligned() {
         TaskDesc::stride(7, 2)
     );
 }
+
+#[test]
+fn descriptors_keep_what_they_are_given() {
+    let t = TaskDesc::stride(3, 40).pinned(1);
+    assert_eq!((t.tickets(), t.pin(), t.id()), (40, Some(1), 3));
+    // A queue of two, run for a while.
+    let mut q = queue_of(&[TaskDesc::stride(0, 10), TaskDesc::stride(1, 10).pinned(1)]);
+    for _ in 0..3 {
+        q.pick();
+        q.tick();
+    }
+    let first = q.vtime();
+    // New tickets keep the pin.
+    let d = q
+        .remove(1)
+        .or_else(|| q.block_current())
+        .expect("task 1 is there");
+    let e = d.with_tickets(20);
+    assert_eq!(
+        (e.pin(), e.tickets(), e.stride_len()),
+        (Some(1), 20, zen_sched::STRIDE1 / 20)
+    );
+    q.push(e).unwrap();
+    // The virtual time moves on as tasks run.
+    for _ in 0..4 {
+        q.pick();
+        q.tick();
+    }
+    assert!(q.vtime() > first, "virtual time {first} -> {}", q.vtime());
+    let shown = format!("{q:?}");
+    assert!(!shown.is_empty() && shown.contains("RunQueue"), "{shown}");
+}
