@@ -8,8 +8,10 @@
 //! | 18 | 2 | zero |
 //! | 20 | 4 | pid |
 //! | 24 | 32 | four u64 arguments (genesis: the public key) |
-//! | 56 | 32 | chain hash: BLAKE3 keyed with the public key over the previous hash and bytes 0..56 |
+//! | 56 | 32 | chain hash: `K(prev hash, K(bytes 0..56))`, K = BLAKE3 keyed with the public key |
 //! | 88 | 8 | zero |
+
+use zen_cap::blake3::keyed_hash;
 
 /// Bytes of an entry.
 pub const ENTRY_SIZE: usize = 96;
@@ -96,12 +98,15 @@ impl Entry {
         b
     }
 
-    /// The hash an entry with these fields carries after `prev`.
+    /// The hash an entry with these fields carries after `prev`: keyed BLAKE3 of the
+    /// previous hash and the keyed BLAKE3 of the fields (two one-block compressions,
+    /// by zen-cap's BLAKE3, which the kernel already has for its tokens).
     pub fn chain(&self, key: &[u8; 32], prev: &[u8; HASH_LEN]) -> [u8; HASH_LEN] {
-        let mut h = blake3::Hasher::new_keyed(key);
-        h.update(prev);
-        h.update(&self.fields());
-        *h.finalize().as_bytes()
+        let inner = keyed_hash(key, &self.fields());
+        let mut both = [0u8; 2 * HASH_LEN];
+        both[..HASH_LEN].copy_from_slice(prev);
+        both[HASH_LEN..].copy_from_slice(&inner);
+        keyed_hash(key, &both)
     }
 
     /// The genesis entry of a log with public key `pk`.

@@ -6,7 +6,7 @@
 //!   the previous entry's hash and this entry's fields. The public key keys the hash
 //!   so logs of different boots cannot be spliced together; it is public, so anyone
 //!   can recompute the chain. What makes the chain trustworthy is the signature.
-//! - [`Log`]: a ring of `N` entries after the genesis entry (seq 0: the public key;
+//! - [`Log`]: a ring of entries after the genesis entry (seq 0: the public key;
 //!   never overwritten). When the ring is full the oldest entry goes, and the export
 //!   says so with a [`Kind::Lost`] marker (how many were lost, and the hash the chain
 //!   continues from).
@@ -34,11 +34,12 @@ use ed25519_compact::{KeyPair, Seed};
 /// signature over those.
 pub const HEAD_SIZE: usize = 8 + 8 + HASH_LEN + 64;
 
-/// The log the kernel keeps: the genesis entry and a ring of the latest `N` entries.
-pub struct Log<const N: usize> {
+/// The log the kernel keeps: the genesis entry and a ring of the latest `capacity`
+/// entries (on the heap: made once, at boot).
+pub struct Log {
     keys: KeyPair,
     genesis: Entry,
-    ring: [Entry; N],
+    ring: Vec<Entry>,
     /// Entries recorded after genesis (the next seq is `count + 1`).
     count: u64,
     /// The hash of the newest entry, and of the newest one overwritten.
@@ -46,17 +47,18 @@ pub struct Log<const N: usize> {
     lost_head: [u8; HASH_LEN],
 }
 
-impl<const N: usize> core::fmt::Debug for Log<N> {
+impl core::fmt::Debug for Log {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Log").field("count", &self.count).finish()
     }
 }
 
-impl<const N: usize> Log<N> {
-    /// A log whose key comes from `seed` (32 bytes the kernel draws at boot from
-    /// RDSEED/RDRAND; the seed never leaves the kernel). `time` stamps genesis.
-    pub fn new(seed: [u8; 32], time: u64) -> Self {
-        assert!(N > 0, "a log keeps at least one entry");
+impl Log {
+    /// A log of `capacity` entries whose key comes from `seed` (32 bytes the kernel
+    /// draws at boot from RDSEED/RDRAND; the seed never leaves the kernel). `time`
+    /// stamps genesis.
+    pub fn new(seed: [u8; 32], time: u64, capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         let keys = KeyPair::from_seed(Seed::new(seed));
         let genesis = Entry::genesis(&keys.pk, time);
         Log {
@@ -64,7 +66,7 @@ impl<const N: usize> Log<N> {
             lost_head: [0; HASH_LEN],
             genesis,
             keys,
-            ring: [Entry::ZERO; N],
+            ring: alloc::vec![Entry::ZERO; capacity],
             count: 0,
         }
     }
@@ -77,8 +79,8 @@ impl<const N: usize> Log<N> {
     /// Records an event; its sequence number.
     pub fn record(&mut self, kind: Kind, pid: u32, args: [u64; 4], time: u64) -> u64 {
         let seq = self.count + 1;
-        let slot = (seq % N as u64) as usize;
-        if seq > N as u64 {
+        let slot = (seq % self.ring.len() as u64) as usize;
+        if seq > self.ring.len() as u64 {
             self.lost_head = self.ring[slot].hash;
         }
         let e = Entry::chained(&self.keys.pk, &self.head, seq, time, kind, pid, args);
@@ -90,7 +92,7 @@ impl<const N: usize> Log<N> {
 
     /// Entries overwritten so far.
     pub fn lost(&self) -> u64 {
-        self.count.saturating_sub(N as u64)
+        self.count.saturating_sub(self.ring.len() as u64)
     }
 
     /// The export: genesis, a `Lost` marker if entries were overwritten, the entries
@@ -102,7 +104,7 @@ impl<const N: usize> Log<N> {
             out.extend_from_slice(&Entry::lost(self.lost(), self.lost_head).to_bytes());
         }
         for seq in self.lost() + 1..=self.count {
-            out.extend_from_slice(&self.ring[(seq % N as u64) as usize].to_bytes());
+            out.extend_from_slice(&self.ring[(seq % self.ring.len() as u64) as usize].to_bytes());
         }
         let head = head_bytes(self.count, self.lost(), &self.head);
         let sig = self.keys.sk.sign(head, None);

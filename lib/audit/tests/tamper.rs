@@ -6,8 +6,8 @@ use zen_audit::{verify, Entry, Kind, Log, Tamper, ENTRY_SIZE, HEAD_SIZE};
 
 const SEED: [u8; 32] = [3; 32];
 
-fn log_of(n: u64) -> Log<16> {
-    let mut log = Log::<16>::new(SEED, 100);
+fn log_of(n: u64) -> Log {
+    let mut log = Log::new(SEED, 100, 16);
     for i in 0..n {
         log.record(Kind::Spawn, 2 + i as u32, [i, i * 7, 0, 0], 1000 + i);
     }
@@ -88,7 +88,7 @@ fn signatures_and_keys_are_checked() {
     assert_eq!(verify(&b, Some(&key)), Err(Tamper::Signature));
     // Another boot's log, whole and self-consistent: refused against our key.
     let other = {
-        let mut l = Log::<16>::new([9; 32], 100);
+        let mut l = Log::new([9; 32], 100, 16);
         l.record(Kind::Spawn, 2, [0; 4], 1000);
         l.export()
     };
