@@ -44,10 +44,14 @@ impl Rights {
     pub const POWER: Rights = Rights(1 << 9);
     /// Hand out device capabilities (`dev_open`, on the [`ObjectType::System`] object).
     pub const DEVICE: Rights = Rights(1 << 10);
+    /// Read the kernel's audit log (`audit_read`, on the [`ObjectType::System`] object).
+    pub const AUDIT: Rights = Rights(1 << 11);
     /// Every defined right.
-    pub const ALL: Rights = Rights((1 << 11) - 1);
-    /// Every right a channel end can carry (the creator's): all but POWER and DEVICE.
-    pub const CHANNEL_ALL: Rights = Rights(Self::ALL.0 & !Self::POWER.0 & !Self::DEVICE.0);
+    pub const ALL: Rights = Rights((1 << 12) - 1);
+    /// Every right a channel end can carry (the creator's): all but the system
+    /// object's POWER, DEVICE and AUDIT.
+    pub const CHANNEL_ALL: Rights =
+        Rights(Self::ALL.0 & !Self::POWER.0 & !Self::DEVICE.0 & !Self::AUDIT.0);
     /// What a device token from `dev_open` carries: map its registers (MAP), give it
     /// memory to read and write (WRITE; READ is kept for read-only uses later), take
     /// its interrupts (RECV), pass it to a driver (GRANT).
@@ -88,7 +92,7 @@ impl Rights {
 
 impl Rights {
     /// Every defined right with its name, in bit order.
-    pub const NAMES: [(Rights, &'static str); 11] = [
+    pub const NAMES: [(Rights, &'static str); 12] = [
         (Rights::READ, "read"),
         (Rights::WRITE, "write"),
         (Rights::EXECUTE, "execute"),
@@ -100,6 +104,7 @@ impl Rights {
         (Rights::DESTROY, "destroy"),
         (Rights::POWER, "power"),
         (Rights::DEVICE, "device"),
+        (Rights::AUDIT, "audit"),
     ];
 }
 
@@ -381,7 +386,7 @@ mod tests {
         assert_eq!(format!("{}", Rights::SEND | Rights::RECV), "send|recv");
         assert_eq!(
             format!("{}", Rights::ALL),
-            "read|write|execute|map|send|recv|grant|revoke|destroy|power|device"
+            "read|write|execute|map|send|recv|grant|revoke|destroy|power|device|audit"
         );
         assert_eq!(format!("{}", Rights(1 << 40 | 1)), "read|0x10000000000");
         assert_eq!(format!("{}", Rights(1 << 40)), "0x10000000000");

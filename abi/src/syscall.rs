@@ -156,10 +156,21 @@ pub enum Syscall {
     /// (the caller too) loses its pages, and its sleepers wake to `Denied`. Needs
     /// DESTROY and to be its creator (`Denied` otherwise).
     ChanDestroy = 44,
+    /// audit_read(buf_ptr, buf_len, system_token_ptr) -> bytes written: the kernel's
+    /// audit log, exported (zen-audit's format: genesis with the boot's public key, a
+    /// marker for entries lost to the ring, the entries kept, the signed head). Needs
+    /// AUDIT on the system token; `BufferTooSmall` below [`AUDIT_EXPORT_MAX`] bytes
+    /// if the export does not fit.
+    AuditRead = 45,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 45;
+pub const SYSCALL_COUNT: u64 = 46;
+
+/// Entries the kernel's audit log keeps (older ones are overwritten, and counted).
+pub const AUDIT_ENTRIES: usize = 1024;
+/// The largest export of the audit log: genesis, marker, the entries, the head.
+pub const AUDIT_EXPORT_MAX: usize = (AUDIT_ENTRIES + 2) * 96 + 112;
 
 /// Largest image spawn_image takes (2 MiB: its copy is charged to the caller's 4 MiB
 /// kernel-memory quota while it loads).
@@ -262,6 +273,7 @@ impl TryFrom<u64> for Syscall {
             ChanPeer,
             SpawnImage,
             ChanDestroy,
+            AuditRead,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }

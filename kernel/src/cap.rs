@@ -116,6 +116,10 @@ pub fn denied(call: u16, object: u64, why: CapError) -> Error {
         (call & 0xff) | reason_code(why) << 8,
         object as u32,
     );
+    crate::audit::record(
+        zen_audit::Kind::CapRefused,
+        [u64::from(call), object, u64::from(reason_code(why)), 0],
+    );
     Error::Denied
 }
 
@@ -162,12 +166,15 @@ pub fn system_binding(pid: u32) -> Binding {
     zen_cap::binding(SYSTEM_OBJECT, ObjectType::System, pid, 1)
 }
 
-/// The system token init starts with: POWER, DEVICE, and GRANT to pass it on.
+/// The system token init starts with: POWER, DEVICE, AUDIT, and GRANT to pass it on.
 pub fn system_token(pid: u32) -> TokenSlot {
     zen_cap::mint(
         key(),
         system_binding(pid),
-        Rights::POWER.union(Rights::DEVICE).union(Rights::GRANT),
+        Rights::POWER
+            .union(Rights::DEVICE)
+            .union(Rights::AUDIT)
+            .union(Rights::GRANT),
     )
 }
 

@@ -16,6 +16,7 @@
 extern crate alloc;
 
 mod arch;
+mod audit;
 mod bench;
 mod cap;
 mod console;
@@ -101,6 +102,7 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         dev::init(&p.ecam, p.dmar.as_ref(), arch::memory_map(boot));
     }
     marks.mark("k_pci");
+    audit::init();
     kprintln!(
         "zen: {} MiB free, heap {} KiB, tsc {} MHz, timer {} Hz",
         (mm::free_frames() * 4096) >> 20,

@@ -13,9 +13,11 @@ use alloc::vec::Vec;
 use zen_abi::syscall::{Error, MemInfo, Syscall, MAX_IO};
 
 use crate::arch::{self, apic, cpu};
+use crate::audit;
 use crate::proc::{self, Process};
 use crate::task;
 use alloc::sync::Arc;
+use zen_audit::Kind;
 
 type SysResult = Result<u64, Error>;
 
@@ -161,7 +163,12 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             .map(u64::from)
         }
         Syscall::Wait => proc::wait(me, pid_arg(a[0])?),
-        Syscall::Kill => proc::kill(me, pid_arg(a[0])?).map(|()| 0),
+        Syscall::Kill => {
+            let pid = pid_arg(a[0])?;
+            proc::kill(me, pid)?;
+            audit::record(Kind::Kill, [u64::from(pid), 0, 0, 0]);
+            Ok(0)
+        }
         Syscall::Map => proc::map(me, a[0]),
         Syscall::Unmap => proc::unmap(me, a[0], a[1]).map(|()| 0),
         Syscall::GetPid => Ok(me.pid() as u64),
@@ -205,6 +212,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
                 zen_abi::cap::Rights::POWER,
                 Syscall::Shutdown as u16,
             )?;
+            audit::record(Kind::Shutdown, [a[0], 0, 0, 0]);
             crate::kprintln!(
                 "zen: shutdown by process {} ({}), code {}",
                 me.pid(),
@@ -228,14 +236,29 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::MsgCall => crate::ipc::call(&**me, &token(&**me, a[0])?, a[1]),
         Syscall::MsgPoll => crate::ipc::poll(&**me, &tokens(&**me, a[0], a[1])?, a[2]),
         Syscall::CapSend => {
-            crate::ipc::cap_send(&**me, &token(&**me, a[0])?, &token(&**me, a[1])?, a[2])
+            let slot =
+                crate::ipc::cap_send(&**me, &token(&**me, a[0])?, &token(&**me, a[1])?, a[2])?;
+            audit::record(Kind::CapPassed, [slot, a[2], 0, 0]);
+            Ok(slot)
         }
-        Syscall::CapRevoke => crate::ipc::revoke(&**me, &token(&**me, a[0])?),
+        Syscall::CapRevoke => {
+            let t = token(&**me, a[0])?;
+            let r = crate::ipc::revoke(&**me, &t)?;
+            audit::record(Kind::CapRevoked, [t.binding.object, 0, 0, 0]);
+            Ok(r)
+        }
         Syscall::CapDrop => me
             .remove_token(usize::try_from(a[0]).map_err(|_| Error::InvalidArgument)?)
             .map(|()| 0),
         Syscall::GrantCreate => {
-            crate::ipc::grant::grant_create(&**me, a[0], a[1], a[2], &token(&**me, a[3])?)
+            let r = crate::ipc::grant::grant_create(&**me, a[0], a[1], a[2], &token(&**me, a[3])?);
+            match r {
+                Ok(id) => audit::record(Kind::GrantMade, [id, a[1], a[2], 0]),
+                // A bad token is recorded where it is refused (CapRefused).
+                Err(Error::Denied) => {}
+                Err(e) => audit::record(Kind::GrantRefused, [a[1], a[2], e as u64, 0]),
+            }
+            r
         }
         Syscall::GrantMap => {
             crate::ipc::grant::grant_map(&**me, a[0], a[1], a[2], &token(&**me, a[3])?)
@@ -257,6 +280,25 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::IrqBind => crate::dev::irq_bind(&**me, &token(&**me, a[0])?, a[1], a[2]),
         Syscall::ChanPeer => crate::ipc::peer(&**me, &token(&**me, a[0])?),
         Syscall::ChanDestroy => crate::ipc::destroy(&**me, &token(&**me, a[0])?),
+        Syscall::AuditRead => {
+            // The log is about everyone: only a holder of AUDIT on the system token.
+            crate::cap::check_system(
+                &**me,
+                &token(me, a[2])?,
+                zen_abi::cap::Rights::AUDIT,
+                Syscall::AuditRead as u16,
+            )?;
+            if a[1] < zen_abi::syscall::AUDIT_EXPORT_MAX as u64 {
+                return Err(Error::BufferTooSmall);
+            }
+            // The export is made on the kernel heap: charged while it lives.
+            let _c = crate::mm::quota::Charge::take(
+                me.quota_ref(),
+                zen_abi::syscall::AUDIT_EXPORT_MAX as u64,
+            )?;
+            let log = audit::export().ok_or(Error::NoMemory)?;
+            out_buf(me, a[0], a[1], &log)
+        }
         Syscall::SpawnImage => {
             let d = copy_in(me, a[0], zen_abi::syscall::SpawnImage::SIZE as u64)?;
             let d = zen_abi::syscall::SpawnImage::from_bytes(&d).ok_or(Error::BadAddress)?;

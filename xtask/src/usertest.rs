@@ -211,9 +211,19 @@ const SCRIPT: &[Step] = &[
     step("the shell holds only init's system token", "caps\r", |l| {
         // POWER passed on by init, without GRANT: the shell cannot pass it further.
         any(l, |l| {
-            l.contains("system") && l.trim_end().ends_with(" power")
+            l.contains("system") && l.trim_end().ends_with(" power|audit")
         }) && !any(l, |l| l.contains("channel"))
     }),
+    step("audit shows the log, verified", "audit 5\r", |l| {
+        any(l, |l| {
+            l.starts_with("audit log intact (signed head checked): ")
+        }) && any(l, |l| l.contains("started process"))
+    }),
+    step(
+        "audit export prints the log for the host",
+        "audit export\r",
+        |l| any(l, |l| l.starts_with("audit-export: end (")),
+    ),
     step("channel makes two tokens", "channel\r", |l| {
         any(l, |l| {
             l.starts_with("channel created: end tokens in slots ")
@@ -337,21 +347,72 @@ pub fn shell_job(a: &Artifacts) -> Result<Job> {
             }
         };
         let exited_ok = cap.status.and_then(|s| s.code()) == Some(EXIT_SUCCESS);
-        let ok = at == SCRIPT.len() && phase == 1 && exited_ok;
+        // The log the shell exported, checked here as `zen-audit` would, against
+        // the key the kernel printed at boot.
+        let audit = audit_offline(&cap.lines);
+        let ok = at == SCRIPT.len() && phase == 1 && exited_ok && audit.is_ok();
         let notes = if ok {
             vec![format!(
-                "{} steps and shutdown, {}",
+                "{} steps and shutdown, {}; {}",
                 passed.len(),
-                cap.ending()
+                cap.ending(),
+                audit.as_deref().unwrap_or("")
             )]
         } else {
             let why = match SCRIPT.get(at) {
                 Some(s) => format!("step `{}` never saw its output", s.what),
                 None if phase == 0 => "the background program was not killed".to_string(),
-                None => "`shutdown` did not end QEMU with success".to_string(),
+                None if !exited_ok => "`shutdown` did not end QEMU with success".to_string(),
+                None => audit.err().unwrap_or_default(),
             };
             failure_notes(&vm, &cap, vec![why])
         };
         vec![Verdict { name, ok, notes }]
     }))
+}
+
+/// Verifies the audit log the shell printed (`audit export`) offline with the public
+/// key of the boot's `zen: audit log key` line: it must verify, and a copy with one
+/// byte changed must not.
+fn audit_offline(lines: &[String]) -> std::result::Result<String, String> {
+    let key = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("zen: audit log key "))
+        .and_then(|h| hex(h.get(..64)?))
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .ok_or("no `zen: audit log key` line at boot")?;
+    let mut log = Vec::new();
+    for l in lines {
+        if let Some(h) = l.trim().strip_prefix("audit-export: ") {
+            if h.starts_with("end") {
+                break;
+            }
+            log.extend(hex(h).ok_or_else(|| format!("bad hex in `{l}`"))?);
+        }
+    }
+    let r = zen_audit::verify(&log, Some(&key))
+        .map_err(|t| format!("the exported audit log does not verify offline: {t:?}"))?;
+    let mut bad = log.clone();
+    let at = log.len() / 3;
+    bad[at] ^= 0x40;
+    if zen_audit::verify(&bad, Some(&key)).is_ok() {
+        return Err(format!(
+            "an audit log with byte {at} changed still verifies"
+        ));
+    }
+    Ok(format!(
+        "audit log of {} bytes, {} entries, verified offline with the boot's key",
+        log.len(),
+        r.entries.len()
+    ))
+}
+
+fn hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }

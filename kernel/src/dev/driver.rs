@@ -140,6 +140,17 @@ fn claim(dev: &Device, pid: u32) -> Result<spin::MutexGuard<'_, State>, Error> {
             );
         }
         s.holder = pid;
+        let a = dev.addr;
+        crate::audit::record_for(
+            zen_audit::Kind::DeviceClaimed,
+            pid,
+            [
+                u64::from(a.bus) << 8 | u64::from(a.device) << 3 | u64::from(a.function),
+                u64::from(dev.index),
+                0,
+                0,
+            ],
+        );
         // Memory decoding now; bus mastering only with the first DMA memory
         // (`dma_alloc`), so a driver resets its device first: without an IOMMU,
         // commands a dead driver left queued must not run into freed frames.

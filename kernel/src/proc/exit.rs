@@ -68,6 +68,7 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
         task::exit(code)
     }
     drop(others);
+    crate::audit::record_for(zen_audit::Kind::Exit, p.pid, [code, 0, 0, 0]);
     // The last thread: the process ends, step by step.
     super::teardown::run(&p, code);
     drop(p);

@@ -333,6 +333,9 @@ impl task::Owner for Process {
     fn root(&self) -> u64 {
         Process::root(self)
     }
+    fn pid(&self) -> u32 {
+        self.pid
+    }
 }
 
 /// A snapshot of the process table.

@@ -225,6 +225,7 @@ fn start(p: Arc<Process>, entry: u64) -> Result<u32, Error> {
     match task::spawn_user(Options::new("user"), p.clone(), entry, USER_STACK_TOP, 0) {
         Ok(t) => {
             i.threads.push((1, t));
+            crate::audit::record_for(zen_audit::Kind::Spawn, i.parent, [u64::from(pid), 0, 0, 0]);
             Ok(pid)
         }
         Err(_) => {

@@ -136,6 +136,10 @@ pub struct Thread {
 pub trait Owner: core::any::Any + Send + Sync {
     /// Level-4 table to run on (the kernel's once the address space is gone).
     fn root(&self) -> u64;
+    /// The process id, for records of who did what (0: not a process).
+    fn pid(&self) -> u32 {
+        0
+    }
 }
 
 /// The thread each CPU runs, and what it runs for (kept apart so that finding the

@@ -41,7 +41,7 @@ impl DeviceClass {
 }
 
 /// Rights of the system token a service may get.
-pub const SYSTEM_RIGHTS: &[&str] = &["power", "device"];
+pub const SYSTEM_RIGHTS: &[&str] = &["power", "device", "audit"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {

@@ -11,6 +11,7 @@ use zen_std::prelude::*;
 use zen_std::tagfs::Store;
 use zen_std::{chan, console, dev, mem, process, time};
 
+mod audit;
 mod store;
 
 zen_std::main!(main);
@@ -21,6 +22,11 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("ps", "", "list processes"),
     ("mem", "", "physical memory and kernel heap"),
     ("edges", "", "the kernel's EDGE_REGISTRY of rare events"),
+    (
+        "audit",
+        "[N | export]",
+        "the kernel's audit log, checked, its newest N entries; or in hex",
+    ),
     ("caps", "", "this shell's capability tokens"),
     (
         "devices",
@@ -209,6 +215,7 @@ fn execute(line: &str, disks: &mut [Client], store: &mut Option<Store>) {
             }
             Err(e) => println!("edges: {}", e.as_str()),
         },
+        "audit" => audit::show(&rest),
         "caps" => caps(),
         "devices" => devices(),
         "disks" => list_disks(disks),

@@ -20,6 +20,7 @@ use zen_std::prelude::*;
 use zen_std::testing::{fault, raw_syscall, Fault};
 use zen_std::{mem, process, thread, time, Error};
 
+mod audit;
 mod calls;
 mod capabilities;
 mod disk;
@@ -294,6 +295,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         rights::shutdown_needs_the_system_token,
     ),
     (
+        "audit::the_audit_log_is_signed_and_needs_its_right",
+        audit::the_audit_log_is_signed_and_needs_its_right,
+    ),
+    (
         "limits::map_unmap_frees_page_tables",
         limits::map_unmap_frees_page_tables,
     ),
@@ -429,6 +434,7 @@ fn child(arg: &str) -> i32 {
         _ => {}
     }
     let found = rights::child(mode, arg)
+        .or_else(|| audit::child(mode))
         .or_else(|| waits::child(mode))
         .or_else(|| processes::child(mode, arg, &mut words, num))
         .or_else(|| memory::child(mode))

@@ -242,8 +242,8 @@ pub fn shutdown_needs_the_system_token() -> Outcome {
     };
     let rights = sys_cap.rights().map_err(|e| format!("{e:?}"))?;
     check(
-        "init's system token has POWER, DEVICE and GRANT",
-        rights == Rights::POWER | Rights::DEVICE | Rights::GRANT,
+        "init's system token has POWER, DEVICE, AUDIT and GRANT",
+        rights == Rights::POWER | Rights::DEVICE | Rights::AUDIT | Rights::GRANT,
     )?;
     // Passed on without POWER: still refused.
     let pid = chan::spawn_with_cap("usertests", "shutdown", sys_cap, Rights::GRANT)

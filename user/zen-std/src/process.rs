@@ -124,6 +124,17 @@ pub fn shutdown(code: u64) -> crate::Error {
     }
 }
 
+/// The kernel's audit log, exported (zen-audit's format: check it with
+/// `zen_audit::verify`). Needs the system token's AUDIT right (`Denied` without it).
+pub fn audit_log() -> crate::Result<alloc::vec::Vec<u8>> {
+    let cap = crate::chan::system_cap().ok_or(crate::Error::Denied)?;
+    cap.token()?;
+    let mut buf = alloc::vec![0u8; zen_abi::syscall::AUDIT_EXPORT_MAX];
+    let n = crate::sys::call_into(Syscall::AuditRead, &[], &mut buf, &[cap.addr()])?;
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
 /// Gives up the CPU.
 pub fn yield_now() {
     let _ = call_reading(Syscall::Yield, [0; 6]);

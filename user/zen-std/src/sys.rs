@@ -49,6 +49,7 @@ pub const fn writes_memory(call: Syscall) -> bool {
             | Syscall::Programs
             | Syscall::GetArg
             | Syscall::Unmap
+            | Syscall::AuditRead
     )
 }
 
