@@ -387,11 +387,17 @@ fn genuine_check_skips_only_the_mac() {
 fn the_memo_remembers_and_a_memo_of_none_still_verifies() {
     let t = mint(&KEY, alice_chan(0), Rights::SEND);
     let mut memo = Verified::<2>::new();
-    assert_eq!(memo.verify(&KEY, &t, &alice_chan(0), Rights::SEND), Ok(Rights::SEND));
+    assert_eq!(
+        memo.verify(&KEY, &t, &alice_chan(0), Rights::SEND),
+        Ok(Rights::SEND)
+    );
     // Remembered: the same slot and binding skip the MAC (the kernel has one key, so
     // a hit under another key shows the memo was used, not that keys do not matter).
     let other = MacKey::new([8; 32]);
-    assert_eq!(memo.verify(&other, &t, &alice_chan(0), Rights::SEND), Ok(Rights::SEND));
+    assert_eq!(
+        memo.verify(&other, &t, &alice_chan(0), Rights::SEND),
+        Ok(Rights::SEND)
+    );
     // Rights are still checked on a hit.
     assert_eq!(
         memo.verify(&KEY, &t, &alice_chan(0), Rights::RECV),
@@ -399,6 +405,11 @@ fn the_memo_remembers_and_a_memo_of_none_still_verifies() {
     );
     // No memo: every call is a full check.
     let mut none = Verified::<0>::new();
-    assert_eq!(none.verify(&KEY, &t, &alice_chan(0), Rights::SEND), Ok(Rights::SEND));
-    assert!(none.verify(&other, &t, &alice_chan(0), Rights::SEND).is_err());
+    assert_eq!(
+        none.verify(&KEY, &t, &alice_chan(0), Rights::SEND),
+        Ok(Rights::SEND)
+    );
+    assert!(none
+        .verify(&other, &t, &alice_chan(0), Rights::SEND)
+        .is_err());
 }

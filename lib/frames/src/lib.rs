@@ -253,7 +253,10 @@ mod tests {
         assert_eq!(fa.alloc_contiguous(3), None);
         assert_eq!(fa.free_frames(), 2);
         let shown = std::format!("{fa:?}");
-        assert!(shown.contains("frames: 256") && shown.contains("free: 2"), "{shown}");
+        assert!(
+            shown.contains("frames: 256") && shown.contains("free: 2"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -426,6 +426,7 @@ fn lengths_words_and_ring_sizes_at_their_limits() {
         rights: 1,
     });
     assert_eq!(r.set_len(GRANT_SIZE - 1), Err(RingError::TooLarge));
+    r.set_len(GRANT_SIZE).unwrap();
     r.set_len(GRANT_SIZE + 16).unwrap();
     let _ = r.publish();
     let m = c.peek().unwrap().unwrap();
