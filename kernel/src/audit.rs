@@ -15,15 +15,7 @@ static LOG: IrqMutex<Option<Log>> = IrqMutex::new(None);
 
 /// Makes the log with a fresh per-boot key and prints its public half.
 pub fn init() {
-    let mut seed = [0u8; 32];
-    let mut hw = true;
-    for chunk in seed.chunks_mut(8) {
-        let v = crate::arch::cpu::random_u64().unwrap_or_else(|| {
-            hw = false;
-            crate::arch::cpu::rdtsc().wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        });
-        chunk.copy_from_slice(&v.to_le_bytes());
-    }
+    let (seed, hw) = crate::arch::cpu::random_seed();
     let log = Log::new(
         seed,
         crate::arch::cpu::rdtsc(),
@@ -47,10 +39,25 @@ pub fn init() {
     *LOG.lock() = Some(log);
 }
 
+/// Refusals one process may add to the log. Refusals are the one kind of entry a
+/// process makes as fast as it can fail calls; past its budget they are only counted
+/// (its Exit entry says how many), so no process can push everyone's entries out of
+/// the ring with a loop of bad calls.
+pub const REFUSALS_PER_PROCESS: u32 = 64;
+
 /// Records an event of the calling process (pid 0: the kernel itself).
 pub fn record(kind: Kind, args: [u64; 4]) {
     let pid = crate::task::current_owner().map_or(0, |o| o.pid());
     record_for(kind, pid, args);
+}
+
+/// Records a refusal of the calling process, within its budget.
+pub fn refused(kind: Kind, args: [u64; 4]) {
+    let owner = crate::task::current_owner();
+    if owner.as_ref().is_some_and(|o| !o.audit_refusal()) {
+        return;
+    }
+    record_for(kind, owner.map_or(0, |o| o.pid()), args);
 }
 
 /// Records an event of process `pid`.
@@ -61,7 +68,19 @@ pub fn record_for(kind: Kind, pid: u32, args: [u64; 4]) {
     }
 }
 
-/// The export (`None` before `init`).
+/// The export (`None` before `init`, or without the memory for it). The buffer is
+/// made before the lock is taken (nothing allocates under it), and the head is
+/// signed after it is let go (a signature is slow; recording must not wait on it).
 pub fn export() -> Option<Vec<u8>> {
-    LOG.lock().as_ref().map(|l| l.export())
+    let mut out = Vec::new();
+    out.try_reserve_exact(zen_abi::syscall::AUDIT_EXPORT_MAX)
+        .ok()?;
+    let signer = {
+        let log = LOG.lock();
+        let log = log.as_ref()?;
+        debug_assert!(log.export_len() <= zen_abi::syscall::AUDIT_EXPORT_MAX);
+        log.export_unsigned(&mut out)
+    };
+    signer.finish(&mut out);
+    Some(out)
 }

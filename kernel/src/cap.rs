@@ -74,16 +74,7 @@ static KEY: spin::Once<MacKey> = spin::Once::new();
 /// The per-boot MAC key, drawn from the CPU's random number generator on first use.
 pub fn key() -> &'static MacKey {
     KEY.call_once(|| {
-        let mut k = [0u8; 32];
-        let mut hw = true;
-        for chunk in k.chunks_mut(8) {
-            let v = crate::arch::cpu::random_u64().unwrap_or_else(|| {
-                hw = false;
-                // No RDRAND/RDSEED: the TSC is a poor seed, and we say so.
-                crate::arch::cpu::rdtsc().wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            });
-            chunk.copy_from_slice(&v.to_le_bytes());
-        }
+        let (k, hw) = crate::arch::cpu::random_seed();
         if !hw {
             crate::kprintln!(
                 "zen: WARNING: no hardware random numbers; capability key is guessable"
@@ -116,7 +107,7 @@ pub fn denied(call: u16, object: u64, why: CapError) -> Error {
         (call & 0xff) | reason_code(why) << 8,
         object as u32,
     );
-    crate::audit::record(
+    crate::audit::refused(
         zen_audit::Kind::CapRefused,
         [u64::from(call), object, u64::from(reason_code(why)), 0],
     );

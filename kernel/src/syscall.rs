@@ -156,7 +156,13 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             proc::spawn_with(&name, &arg, me.pid(), |child| {
                 if tok != 0 {
                     let slot = token(me, tok)?;
-                    crate::ipc::pass_token(&**me, &slot, rights, child, Syscall::Spawn as u16)?;
+                    let at =
+                        crate::ipc::pass_token(&**me, &slot, rights, child, Syscall::Spawn as u16)?;
+                    let b = slot.binding;
+                    audit::record(
+                        Kind::CapPassed,
+                        [b.object, u64::from(b.object_type), rights, at],
+                    );
                 }
                 Ok(())
             })
@@ -165,9 +171,13 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::Wait => proc::wait(me, pid_arg(a[0])?),
         Syscall::Kill => {
             let pid = pid_arg(a[0])?;
-            proc::kill(me, pid)?;
-            audit::record(Kind::Kill, [u64::from(pid), 0, 0, 0]);
-            Ok(0)
+            // Refused kills too (args[1]: the error; 0 when it was done).
+            let r = proc::kill(me, pid);
+            match r {
+                Ok(()) => audit::record(Kind::Kill, [u64::from(pid), 0, 0, 0]),
+                Err(e) => audit::refused(Kind::Kill, [u64::from(pid), e as u64, 0, 0]),
+            }
+            r.map(|()| 0)
         }
         Syscall::Map => proc::map(me, a[0]),
         Syscall::Unmap => proc::unmap(me, a[0], a[1]).map(|()| 0),
@@ -236,9 +246,13 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::MsgCall => crate::ipc::call(&**me, &token(&**me, a[0])?, a[1]),
         Syscall::MsgPoll => crate::ipc::poll(&**me, &tokens(&**me, a[0], a[1])?, a[2]),
         Syscall::CapSend => {
-            let slot =
-                crate::ipc::cap_send(&**me, &token(&**me, a[0])?, &token(&**me, a[1])?, a[2])?;
-            audit::record(Kind::CapPassed, [slot, a[2], 0, 0]);
+            let what = token(&**me, a[0])?;
+            let slot = crate::ipc::cap_send(&**me, &what, &token(&**me, a[1])?, a[2])?;
+            let b = what.binding;
+            audit::record(
+                Kind::CapPassed,
+                [b.object, u64::from(b.object_type), a[2], slot],
+            );
             Ok(slot)
         }
         Syscall::CapRevoke => {
@@ -254,9 +268,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             let r = crate::ipc::grant::grant_create(&**me, a[0], a[1], a[2], &token(&**me, a[3])?);
             match r {
                 Ok(id) => audit::record(Kind::GrantMade, [id, a[1], a[2], 0]),
-                // A bad token is recorded where it is refused (CapRefused).
-                Err(Error::Denied) => {}
-                Err(e) => audit::record(Kind::GrantRefused, [a[1], a[2], e as u64, 0]),
+                Err(e) => audit::refused(Kind::GrantRefused, [a[1], a[2], e as u64, 0]),
             }
             r
         }
@@ -316,13 +328,18 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             proc::spawn_image_with(&image, &name, &arg, me.pid(), |child| {
                 if tok != 0 {
                     let slot = token(me, tok)?;
-                    crate::ipc::pass_token(
+                    let at = crate::ipc::pass_token(
                         &**me,
                         &slot,
                         rights,
                         child,
                         Syscall::SpawnImage as u16,
                     )?;
+                    let b = slot.binding;
+                    audit::record(
+                        Kind::CapPassed,
+                        [b.object, u64::from(b.object_type), rights, at],
+                    );
                 }
                 Ok(())
             })

@@ -68,7 +68,8 @@ fn end_thread(code: u64, whole_process: bool) -> ! {
         task::exit(code)
     }
     drop(others);
-    crate::audit::record_for(zen_audit::Kind::Exit, p.pid, [code, 0, 0, 0]);
+    let refusals = u64::from(p.refusals.load(Ordering::Relaxed));
+    crate::audit::record_for(zen_audit::Kind::Exit, p.pid, [code, refusals, 0, 0]);
     // The last thread: the process ends, step by step.
     super::teardown::run(&p, code);
     drop(p);

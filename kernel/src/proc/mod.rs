@@ -74,6 +74,9 @@ pub struct Process {
     root: AtomicU64,
     space: spin::Mutex<Option<AddressSpace>>,
     killed: AtomicBool,
+    /// Refusals this process has caused, audited or not (`audit::REFUSALS_PER_PROCESS`
+    /// of them are; its Exit entry says how many in all).
+    refusals: AtomicU32,
     inner: IrqMutex<Inner>,
     /// The parent's threads waiting in `wait` for this process to exit.
     exit_queue: WaitQueue,
@@ -335,6 +338,10 @@ impl task::Owner for Process {
     }
     fn pid(&self) -> u32 {
         self.pid
+    }
+    fn audit_refusal(&self) -> bool {
+        let spent = self.refusals.fetch_add(1, Ordering::Relaxed);
+        spent < crate::audit::REFUSALS_PER_PROCESS
     }
 }
 

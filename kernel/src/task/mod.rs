@@ -140,6 +140,11 @@ pub trait Owner: core::any::Any + Send + Sync {
     fn pid(&self) -> u32 {
         0
     }
+    /// Takes one of the owner's audited refusals; `false` once its budget is spent
+    /// (see `audit::REFUSALS_PER_PROCESS`). The kernel's own: never limited.
+    fn audit_refusal(&self) -> bool {
+        true
+    }
 }
 
 /// The thread each CPU runs, and what it runs for (kept apart so that finding the

@@ -55,8 +55,8 @@ impl core::fmt::Debug for Log {
 
 impl Log {
     /// A log of `capacity` entries whose key comes from `seed` (32 bytes the kernel
-    /// draws at boot from RDSEED/RDRAND; the seed never leaves the kernel). `time`
-    /// stamps genesis.
+    /// draws at boot from RDRAND; the seed never leaves the kernel). `time` stamps
+    /// genesis.
     pub fn new(seed: [u8; 32], time: u64, capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let keys = KeyPair::from_seed(Seed::new(seed));
@@ -95,10 +95,26 @@ impl Log {
         self.count.saturating_sub(self.ring.len() as u64)
     }
 
+    /// Bytes the export takes now.
+    pub fn export_len(&self) -> usize {
+        let kept = (self.count - self.lost()) as usize;
+        (1 + usize::from(self.lost() > 0) + kept) * ENTRY_SIZE + HEAD_SIZE
+    }
+
     /// The export: genesis, a `Lost` marker if entries were overwritten, the entries
-    /// kept in order, then the signed head.
-    pub fn export(&self) -> Vec<u8> {
+    /// kept in order, then the signed head. `None` if memory for it cannot be had.
+    pub fn export(&self) -> Option<Vec<u8>> {
         let mut out = Vec::new();
+        out.try_reserve_exact(self.export_len()).ok()?;
+        let signer = self.export_unsigned(&mut out);
+        signer.finish(&mut out);
+        Some(out)
+    }
+
+    /// The export without its signature, into `out` (which must have room for
+    /// `export_len` bytes: nothing here allocates then), and what signs it. The kernel
+    /// takes the entries under its lock and signs after letting go of it.
+    pub fn export_unsigned(&self, out: &mut Vec<u8>) -> Signer {
         out.extend_from_slice(&self.genesis.to_bytes());
         if self.lost() > 0 {
             out.extend_from_slice(&Entry::lost(self.lost(), self.lost_head).to_bytes());
@@ -106,19 +122,50 @@ impl Log {
         for seq in self.lost() + 1..=self.count {
             out.extend_from_slice(&self.ring[(seq % self.ring.len() as u64) as usize].to_bytes());
         }
-        let head = head_bytes(self.count, self.lost(), &self.head);
-        let sig = self.keys.sk.sign(head, None);
-        out.extend_from_slice(&head);
-        out.extend_from_slice(&sig[..]);
-        out
+        Signer {
+            keys: self.keys.clone(),
+            head: head_bytes(self.count, self.lost(), &self.head, &self.genesis.hash),
+        }
     }
 }
 
+/// The head of an export, and the key to sign it with.
+pub struct Signer {
+    keys: KeyPair,
+    head: [u8; HEAD_SIGNED],
+}
+
+impl core::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Signer")
+    }
+}
+
+impl Signer {
+    /// Appends the head and its signature.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        let sig = self.keys.sk.sign(self.head, None);
+        out.extend_from_slice(&self.head[..16 + HASH_LEN]);
+        out.extend_from_slice(&sig[..]);
+    }
+}
+
+/// Bytes the head's signature covers: the head as exported, then the genesis hash
+/// (not exported again: the verifier has genesis), so genesis is covered too even
+/// when a Lost marker stands between it and the entries.
+const HEAD_SIGNED: usize = 16 + 2 * HASH_LEN;
+
 /// What the head's signature covers.
-fn head_bytes(count: u64, lost: u64, hash: &[u8; HASH_LEN]) -> [u8; 16 + HASH_LEN] {
-    let mut b = [0u8; 16 + HASH_LEN];
+fn head_bytes(
+    count: u64,
+    lost: u64,
+    hash: &[u8; HASH_LEN],
+    genesis: &[u8; HASH_LEN],
+) -> [u8; HEAD_SIGNED] {
+    let mut b = [0u8; HEAD_SIGNED];
     b[..8].copy_from_slice(&count.to_le_bytes());
     b[8..16].copy_from_slice(&lost.to_le_bytes());
-    b[16..].copy_from_slice(hash);
+    b[16..16 + HASH_LEN].copy_from_slice(hash);
+    b[16 + HASH_LEN..].copy_from_slice(genesis);
     b
 }

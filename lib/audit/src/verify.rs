@@ -75,7 +75,10 @@ pub fn verify(log: &[u8], expected: Option<&[u8; 32]>) -> Result<Report, Tamper>
         _ => (0, genesis.hash),
     };
     for (index, e) in rest.iter().enumerate() {
-        let seq = lost + 1 + index as u64;
+        // `lost` is the marker's word: not trusted to leave room for the count.
+        let seq = lost.checked_add(1 + index as u64).ok_or(Tamper::Malformed(
+            "a lost count past the end of sequence numbers",
+        ))?;
         let fits = e.seq == seq
             && !matches!(e.kind, Kind::Genesis | Kind::Lost)
             && e.chain(&key, &prev) == e.hash;
@@ -89,9 +92,9 @@ pub fn verify(log: &[u8], expected: Option<&[u8; 32]>) -> Result<Report, Tamper>
     let hash: [u8; HASH_LEN] = head[16..16 + HASH_LEN].try_into().expect("32 bytes");
     let sig = Signature::from_slice(&head[16 + HASH_LEN..]).map_err(|_| Tamper::Signature)?;
     let pk = PublicKey::from_slice(&key).map_err(|_| Tamper::Signature)?;
-    pk.verify(head_bytes(count, signed_lost, &hash), &sig)
+    pk.verify(head_bytes(count, signed_lost, &hash, &genesis.hash), &sig)
         .map_err(|_| Tamper::Signature)?;
-    if count != lost + rest.len() as u64 || signed_lost != lost || hash != prev {
+    if lost.checked_add(rest.len() as u64) != Some(count) || signed_lost != lost || hash != prev {
         return Err(Tamper::Head);
     }
     Ok(Report {

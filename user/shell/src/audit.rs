@@ -9,9 +9,16 @@ use zen_std::process;
 fn what(kind: Kind, args: &[u64; 4]) -> String {
     match kind {
         Kind::Spawn => format!("started process {}", args[0]),
+        Kind::Exit if args[1] > 0 => {
+            format!("exited with code {:#x} ({} refusals)", args[0], args[1])
+        }
         Kind::Exit => format!("exited with code {:#x}", args[0]),
-        Kind::Kill => format!("killed process {}", args[0]),
-        Kind::CapPassed => format!("passed a capability (slot {} there)", args[0]),
+        Kind::Kill if args[1] == 0 => format!("killed process {}", args[0]),
+        Kind::Kill => format!("refused to kill process {} (error {})", args[0], args[1]),
+        Kind::CapPassed => format!(
+            "passed object {:#x} (type {}) with rights {:#x} (slot {} there)",
+            args[0], args[1], args[2], args[3]
+        ),
         Kind::CapRevoked => format!("revoked object {:#x}", args[0]),
         Kind::CapRefused => format!(
             "refused: call {}, object {:#x}, reason {}",

@@ -74,6 +74,25 @@ pub fn the_audit_log_is_signed_and_needs_its_right() -> Outcome {
         "sequence numbers run on without a gap",
         r.entries.windows(2).all(|w| w[1].seq == w[0].seq + 1),
     )?;
+    // A child that fails 200 calls: 64 of them recorded, all 200 counted at its exit.
+    let flood = spawn("usertests", "audit-flood")?;
+    let fcode = process::wait(flood).map_err(|e| format!("{e:?}"))?;
+    check("the flooding child ran", fcode == 0)?;
+    let log = process::audit_log().map_err(|e| format!("audit_log: {}", e.as_str()))?;
+    let r = verify(&log, None).map_err(|t| format!("the export does not verify: {t:?}"))?;
+    let refusals = r
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::CapRefused && e.pid == flood)
+        .count();
+    let exit = r
+        .entries
+        .iter()
+        .find(|e| e.kind == Kind::Exit && e.pid == flood);
+    check(
+        &format!("a flood of refusals is capped ({refusals} recorded) and counted at exit"),
+        refusals == 64 && exit.is_some_and(|e| e.args[1] >= 200),
+    )?;
     // One byte changed anywhere in an entry: refused.
     let mut bad = log.clone();
     let at = bad.len() / 2;
@@ -85,6 +104,13 @@ pub fn the_audit_log_is_signed_and_needs_its_right() -> Outcome {
 /// Child mode: 0 if reading the log is refused with `Denied`.
 pub fn child(mode: &str) -> Option<i32> {
     match mode {
+        "audit-flood" => {
+            let junk = [0u8; 64];
+            for _ in 0..200 {
+                let _ = sys(Syscall::MsgSend, [junk.as_ptr() as u64, 0, 0, 0, 0, 0]);
+            }
+            Some(0)
+        }
         "audit-denied" => Some(match process::audit_log() {
             Err(zen_std::Error::Denied) => 0,
             Err(_) => 2,

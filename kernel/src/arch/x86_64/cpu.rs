@@ -75,6 +75,21 @@ pub fn halt_after_fatal() -> ! {
     halt_forever()
 }
 
+/// 32 random bytes for a per-boot key, and whether they came from the hardware
+/// (without RDRAND the TSC stands in: a poor seed, which callers must say).
+pub fn random_seed() -> ([u8; 32], bool) {
+    let mut k = [0u8; 32];
+    let mut hw = true;
+    for chunk in k.chunks_mut(8) {
+        let v = random_u64().unwrap_or_else(|| {
+            hw = false;
+            rdtsc().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        });
+        chunk.copy_from_slice(&v.to_le_bytes());
+    }
+    (k, hw)
+}
+
 /// A hardware random number (RDSEED, else RDRAND), or `None` if the CPU has neither
 /// or they keep failing.
 pub fn random_u64() -> Option<u64> {
