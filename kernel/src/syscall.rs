@@ -82,6 +82,24 @@ fn out_buf(me: &Process, ptr: u64, cap: u64, data: &[u8]) -> SysResult {
     Ok(data.len() as u64)
 }
 
+/// Passes the token at `tok` to a child being spawned, and records the pass.
+fn pass_to_child(
+    me: &Arc<Process>,
+    tok: u64,
+    rights: u64,
+    child: &dyn crate::ipc::Party,
+    call: Syscall,
+) -> Result<(), Error> {
+    let slot = token(me, tok)?;
+    let at = crate::ipc::pass_token(&**me, &slot, rights, child, call as u16)?;
+    let b = slot.binding;
+    audit::record(
+        Kind::CapPassed,
+        [b.object, u64::from(b.object_type), rights, at],
+    );
+    Ok(())
+}
+
 fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
     match call {
         Syscall::Exit | Syscall::ThreadExit => unreachable!("handled in dispatch"),
@@ -155,14 +173,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             let (tok, rights) = (a[4], a[5]);
             proc::spawn_with(&name, &arg, me.pid(), |child| {
                 if tok != 0 {
-                    let slot = token(me, tok)?;
-                    let at =
-                        crate::ipc::pass_token(&**me, &slot, rights, child, Syscall::Spawn as u16)?;
-                    let b = slot.binding;
-                    audit::record(
-                        Kind::CapPassed,
-                        [b.object, u64::from(b.object_type), rights, at],
-                    );
+                    pass_to_child(me, tok, rights, child, Syscall::Spawn)?;
                 }
                 Ok(())
             })
@@ -327,19 +338,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             let (tok, rights) = (a[1], a[2]);
             proc::spawn_image_with(&image, &name, &arg, me.pid(), |child| {
                 if tok != 0 {
-                    let slot = token(me, tok)?;
-                    let at = crate::ipc::pass_token(
-                        &**me,
-                        &slot,
-                        rights,
-                        child,
-                        Syscall::SpawnImage as u16,
-                    )?;
-                    let b = slot.binding;
-                    audit::record(
-                        Kind::CapPassed,
-                        [b.object, u64::from(b.object_type), rights, at],
-                    );
+                    pass_to_child(me, tok, rights, child, Syscall::SpawnImage)?;
                 }
                 Ok(())
             })
