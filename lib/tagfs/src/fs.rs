@@ -6,6 +6,10 @@
 //! in-memory state with the very function replay uses. Nothing is durable until `sync`
 //! returns: it seals the open record, writes it and flushes the device. Storage
 //! management (record framing, checkpoints, the cleaner, mount) is in `store`.
+//!
+//! Just over 500 lines: the API and `apply` (the one function both the calls and
+//! replay use) belong together; reads into outside memory are in `direct`, storage in
+//! `store`, and what is left would split only by cutting `apply` from its callers.
 
 use crate::device::BlockDevice;
 use crate::index::TagIndex;
