@@ -10,6 +10,11 @@
 //!
 //! All integers little-endian. [`Archive::parse`] checks every entry against the
 //! archive's length, so a damaged archive is refused as a whole, not half-used.
+//!
+//! An entry whose name starts with `.` is data, not a program: [`Archive::iter`] and
+//! [`Archive::find`] never see it, so nothing can run it or spawn under its name;
+//! [`Archive::data`] reads it. The one there is [`POLICY`], the compiled security
+//! policy (zen-policy's table), inside the signed image like the programs.
 
 /// The first eight bytes of an archive.
 pub const MAGIC: [u8; 8] = *b"ZENARCH1";
@@ -19,6 +24,8 @@ pub const ENTRY_SIZE: usize = 32;
 pub const NAME_MAX: usize = 24;
 /// Most programs in one archive.
 pub const MAX_ENTRIES: usize = 64;
+/// The data entry holding the compiled security policy.
+pub const POLICY: &str = ".policy";
 
 /// Why an archive was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,19 +101,31 @@ impl<'a> Archive<'a> {
         Ok((name, data))
     }
 
-    /// Number of programs.
+    /// Number of programs (data entries not counted).
     pub fn len(&self) -> usize {
-        self.count
+        self.iter().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.iter().next().is_none()
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
+        // Every entry was checked by `parse`.
+        (0..self.count).filter_map(|i| self.entry(i).ok())
     }
 
     /// The programs, in archive order, as (name, bytes).
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
-        // Every entry was checked by `parse`.
-        (0..self.count).filter_map(|i| self.entry(i).ok())
+        self.entries().filter(|(n, _)| !n.starts_with('.'))
+    }
+
+    /// The data entry called `name` (which starts with `.`).
+    pub fn data(&self, name: &str) -> Option<&'a [u8]> {
+        if !name.starts_with('.') {
+            return None;
+        }
+        self.entries().find(|(n, _)| *n == name).map(|(_, d)| d)
     }
 
     /// The program called `name`.
@@ -174,6 +193,20 @@ mod tests {
         assert_eq!(a.find("nope"), None);
         let names: Vec<&str> = a.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["init", "shell", "empty"]);
+    }
+
+    #[test]
+    fn data_entries_are_no_programs() {
+        let bytes = build(&[("init", b"\x7fELF"), (POLICY, b"table"), (".x", b"")]);
+        let a = Archive::parse(&bytes).unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a.find(POLICY), None, "a data entry found as a program");
+        assert_eq!(a.data(POLICY), Some(&b"table"[..]));
+        assert_eq!(a.data("init"), None, "a program read as data");
+        let names: Vec<&str> = a.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["init"]);
+        let only_data = build(&[(POLICY, b"t")]);
+        assert!(Archive::parse(&only_data).unwrap().is_empty());
     }
 
     #[test]

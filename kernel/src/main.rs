@@ -28,6 +28,7 @@ mod irq;
 #[cfg(feature = "ktest")]
 mod ktest;
 mod mm;
+mod policy;
 mod proc;
 mod sync;
 mod syscall;
@@ -103,6 +104,7 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
     }
     marks.mark("k_pci");
     audit::init();
+    let policy = policy::init(proc::archive().and_then(|a| a.data(zen_abi::archive::POLICY)));
     kprintln!(
         "zen: {} MiB free, heap {} KiB, tsc {} MHz, timer {} Hz",
         (mm::free_frames() * 4096) >> 20,
@@ -131,8 +133,10 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         if boot.cmdline().split_whitespace().any(|w| w == "bench") {
             task::spawn(task::Options::new("bench"), bench::run)
                 .expect("cannot start the benchmarks");
-        } else {
+        } else if policy {
             proc::start_init(boot.cmdline());
+        } else {
+            kprintln!("zen: no init without a policy");
         }
     }
     task::idle_loop()

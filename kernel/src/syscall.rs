@@ -171,7 +171,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             }
             let arg = copy_in(me, a[2], a[3])?;
             let (tok, rights) = (a[4], a[5]);
-            proc::spawn_with(&name, &arg, me.pid(), |child| {
+            proc::spawn_with(&name, &arg, Some(me), |child| {
                 if tok != 0 {
                     pass_to_child(me, tok, rights, child, Syscall::Spawn)?;
                 }
@@ -336,7 +336,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
                 .with_space(|s| s.copy_from(d.image, d.image_len as usize))?
                 .ok_or(Error::BadAddress)?;
             let (tok, rights) = (a[1], a[2]);
-            proc::spawn_image_with(&image, &name, &arg, me.pid(), |child| {
+            proc::spawn_image_with(&image, &name, &arg, me, |child| {
                 if tok != 0 {
                     pass_to_child(me, tok, rights, child, Syscall::SpawnImage)?;
                 }

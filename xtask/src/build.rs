@@ -123,11 +123,47 @@ fn build_user() -> Result<(PathBuf, PathBuf)> {
     for p in all() {
         programs.push((*p, read(&bin.join(p))?));
     }
+    // The test archive also holds usertests under a second name, for the policy's
+    // rules about a program other than the suite itself (policy-tests.zen).
+    let usertests = programs.iter().find(|(n, _)| *n == "usertests").map(|p| p.1.clone());
+    let (system, tests) = policies()?;
+    let mut default = programs[..DEFAULT_PROGRAMS.len()].to_vec();
+    default.push((zen_abi::archive::POLICY, system));
     let out = dir.join("archive.bin");
-    write(&out, &archive(&programs[..DEFAULT_PROGRAMS.len()])?)?;
+    write(&out, &archive(&default)?)?;
+    programs.extend(usertests.map(|u| ("probe", u)));
+    programs.push((zen_abi::archive::POLICY, tests));
     let test_out = dir.join("archive-test.bin");
     write(&test_out, &archive(&programs)?)?;
     Ok((out, test_out))
+}
+
+/// The system's policy (`policy.zen`) and the test image's (`policy.zen` followed by
+/// `policy-tests.zen`), compiled to zen-policy tables. A mistake stops the build with
+/// the file, line and column.
+pub fn policies() -> Result<(Vec<u8>, Vec<u8>)> {
+    let root = crate::util::root();
+    let text = |f: &str| -> Result<String> {
+        String::from_utf8(read(&root.join(f))?).map_err(|_| format!("{f}: not UTF-8").into())
+    };
+    let (system, tests) = (text("policy.zen")?, text("policy-tests.zen")?);
+    let system_lines = system.lines().count();
+    let table = zen_policy::compile(&system).map_err(|e| format!("policy.zen:{e}"))?;
+    let sep = if system.ends_with('\n') { "" } else { "\n" };
+    let joined = format!("{system}{sep}{tests}");
+    let test_table = zen_policy::compile(&joined).map_err(|e| {
+        // Lines past the first file's (and the newline joining them) are the second's.
+        if e.line > system_lines {
+            let e = zen_policy::CompileError {
+                line: e.line - system_lines,
+                ..e
+            };
+            format!("policy-tests.zen:{e}")
+        } else {
+            format!("policy.zen:{e}")
+        }
+    })?;
+    Ok((table, test_table))
 }
 
 /// The archive bytes for `(name, program)` pairs.

@@ -121,11 +121,14 @@ impl State {
     }
 }
 
-/// Locks `dev`'s state for `pid`, making it the holder if nobody is: `Busy` if
-/// another process holds it.
-fn claim(dev: &Device, pid: u32) -> Result<spin::MutexGuard<'_, State>, Error> {
+/// Locks `dev`'s state for `me`, making it the holder if nobody is and the policy
+/// lets it drive a device of this class: `Busy` if another process holds it.
+fn claim<'d>(dev: &'d Device, me: &dyn Party) -> Result<spin::MutexGuard<'d, State>, Error> {
+    let pid = me.pid();
     let mut s = dev.state.lock();
     if s.holder == 0 {
+        let h = &dev.header;
+        crate::policy::claim(me.program(), h.class, h.subclass, dev.addr.packed())?;
         if crate::arch::vtd::active() {
             // Confined before it may master the bus: a domain with nothing in it.
             let a = dev.addr;
@@ -176,7 +179,7 @@ pub fn map_bar(me: &dyn Party, tok: &Presented, bar: u64) -> Result<u64, Error> 
     let b = dev.bars[i]
         .filter(|b| b.is_memory())
         .ok_or(Error::InvalidArgument)?;
-    let mut s = claim(dev, me.pid())?;
+    let mut s = claim(dev, me)?;
     if s.bar_maps[i] != 0 {
         return Ok(s.bar_maps[i]);
     }
@@ -213,7 +216,7 @@ pub fn dma_alloc(me: &dyn Party, tok: &Presented, len: u64) -> Result<u64, Error
         return Err(Error::InvalidArgument);
     }
     let pages = len.div_ceil(4096);
-    let mut s = claim(dev, me.pid())?;
+    let mut s = claim(dev, me)?;
     if s.next_dma_slot as u64 + pages > MAX_DMA_PAGES as u64 {
         return Err(Error::NoMemory);
     }
@@ -422,7 +425,7 @@ pub fn irq_bind(me: &dyn Party, tok: &Presented, entry: u64, cpu: u64) -> Result
         .filter(|c| c.is_online())
         .ok_or(Error::InvalidArgument)?
         .apic_id();
-    let mut s = claim(dev, me.pid())?;
+    let mut s = claim(dev, me)?;
     if s.vectors.iter().any(|(e, _, _)| *e == entry) {
         return Err(Error::Busy);
     }

@@ -109,6 +109,9 @@ pub fn grant_create(
     if to == 0 {
         return Err(Error::NoPeer);
     }
+    let receiver = me.find(to).ok_or(Error::NoPeer)?;
+    crate::policy::grant(me.program(), receiver.program(), to)?;
+    drop(receiver);
     let full = |g: &BTreeMap<u64, Grant>| {
         g.len() >= MAX_GRANTS
             || g.values().filter(|g| g.from == me.pid()).count() >= MAX_GRANTS_PER_SENDER

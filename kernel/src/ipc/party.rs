@@ -15,6 +15,8 @@ use crate::cap::Holder;
 use crate::mm::quota::Quota;
 
 pub trait Party: Holder + Send + Sync {
+    /// The name the policy knows it by (its program's).
+    fn program(&self) -> &str;
     /// Killed (or ending): a wait returns at once.
     fn killed(&self) -> bool;
     /// Its kernel-memory account: channels, holdings, grants and waits are charged here.

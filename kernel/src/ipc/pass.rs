@@ -44,6 +44,12 @@ pub fn pass_token(
     call: u16,
 ) -> Result<u64, Error> {
     let rights = Rights::from_bits(rights).ok_or(Error::InvalidArgument)?;
+    crate::policy::send(
+        me.program(),
+        slot.binding.object_type,
+        target.program(),
+        target.pid(),
+    )?;
     let expected = match ObjectType::try_from(slot.binding.object_type) {
         Ok(ObjectType::System) => crate::cap::system_binding(me.pid()),
         Ok(ObjectType::Device) => {

@@ -31,7 +31,7 @@ mod spawn;
 pub mod teardown;
 mod threads;
 
-pub use crate::mm::quota::{Quota, KMEM_LIMIT};
+pub use crate::mm::quota::Quota;
 pub use exit::{check_killed, exit_current, kill, thread_exit, user_fault, wait};
 pub use memory::{map, unmap};
 #[cfg(feature = "ktest")]
@@ -266,6 +266,9 @@ impl crate::cap::Holder for Process {
 
 /// The process as ipc sees it: the caller context of every channel call.
 impl crate::ipc::Party for Process {
+    fn program(&self) -> &str {
+        &self.name
+    }
     fn killed(&self) -> bool {
         Process::killed(self)
     }

@@ -11,7 +11,7 @@ use zen_abi::syscall::{Error, USER_BASE, USER_MAP_BASE, USER_STACK_SIZE, USER_ST
 
 use super::memory::zeroed_frame;
 use super::threads::THREAD_KMEM;
-use super::{Inner, Process, Quota, KMEM_LIMIT, MAX_PROCS, NEXT_PID, PROCS};
+use super::{Inner, Process, Quota, MAX_PROCS, NEXT_PID, PROCS};
 use crate::arch::paging::{self, Flags};
 use crate::arch::phys::SharedFrame;
 use crate::arch::user::AddressSpace;
@@ -109,29 +109,38 @@ fn load(program: &[u8], limit: u64) -> Result<(AddressSpace, u64, u64), Error> {
 }
 
 /// Starts program `name` of the boot archive with argument `arg`, as a child of
-/// `parent` (0: no parent); returns the pid. `setup` runs on the new process before its thread starts (to give
-/// it a token); if it fails, the process is not started.
+/// `parent` (`None`: the kernel's own, init), if the policy lets the parent; returns
+/// the pid. `setup` runs on the new process before its thread starts (to give it a
+/// token); if it fails, the process is not started.
 pub fn spawn_with(
     name: &str,
     arg: &[u8],
-    parent: u32,
+    parent: Option<&Process>,
     setup: impl FnOnce(&Process) -> Result<(), Error>,
 ) -> Result<u32, Error> {
-    let (p, entry) = create(name, arg, parent)?;
+    if let Some(pp) = parent {
+        crate::policy::spawn(pp.name(), name)?;
+    }
+    let (p, entry) = create(name, arg, parent.map_or(0, |p| p.pid))?;
     setup(&p)?;
     start(p, entry)
 }
 
 /// As [`spawn_with`], for a program image from the caller (spawn_image) instead of
-/// the boot archive, run under `name`.
+/// the boot archive, run under `name`: never the name of a boot-archive program,
+/// which the policy knows as that program's signed code.
 pub fn spawn_image_with(
     image: &[u8],
     name: &str,
     arg: &[u8],
-    parent: u32,
+    parent: &Process,
     setup: impl FnOnce(&Process) -> Result<(), Error>,
 ) -> Result<u32, Error> {
-    let (p, entry) = create_from(image, name, arg, parent, SPAWNED_IMAGE_LIMIT)?;
+    if archive().is_some_and(|a| a.find(name).is_some()) {
+        return Err(crate::policy::reserved(name));
+    }
+    crate::policy::spawn(parent.name(), name)?;
+    let (p, entry) = create_from(image, name, arg, parent.pid, SPAWNED_IMAGE_LIMIT)?;
     setup(&p)?;
     start(p, entry)
 }
@@ -194,7 +203,7 @@ fn create_from(
         }),
         exit_queue: WaitQueue::new(),
         join_queue: WaitQueue::new(),
-        kmem: Quota::new(KMEM_LIMIT),
+        kmem: Quota::new(crate::policy::memory(name)),
         table_bytes: AtomicU64::new(0),
         tokens: IrqMutex::new(tokens),
         owned: IrqMutex::new(Vec::new()),
@@ -263,7 +272,7 @@ pub fn start_init(cmdline: &str) {
         p.insert_token(crate::cap::system_token(p.pid()))
             .map(|_| ())
     };
-    match spawn_with(name, arg.as_bytes(), 0, give_system) {
+    match spawn_with(name, arg.as_bytes(), None, give_system) {
         Ok(pid) => kprintln!("zen: started {} as process {}", name, pid),
         Err(e) => kprintln!("zen: cannot start {}: {}", name, e.as_str()),
     }

@@ -28,6 +28,7 @@ mod fpu;
 mod fuzz;
 mod grants;
 mod ipc;
+mod policy;
 mod memory;
 mod powercut;
 mod processes;
@@ -299,6 +300,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         audit::the_audit_log_is_signed_and_needs_its_right,
     ),
     (
+        "policy::each_rule_kind_refuses_as_written",
+        policy::each_rule_kind_refuses_as_written,
+    ),
+    (
         "limits::map_unmap_frees_page_tables",
         limits::map_unmap_frees_page_tables,
     ),
@@ -435,6 +440,7 @@ fn child(arg: &str) -> i32 {
     }
     let found = rights::child(mode, arg)
         .or_else(|| audit::child(mode))
+        .or_else(|| policy::child(mode))
         .or_else(|| waits::child(mode))
         .or_else(|| processes::child(mode, arg, &mut words, num))
         .or_else(|| memory::child(mode))
