@@ -156,11 +156,11 @@ pub enum Syscall {
     /// (the caller too) loses its pages, and its sleepers wake to `Denied`. Needs
     /// DESTROY and to be its creator (`Denied` otherwise).
     ChanDestroy = 44,
-    /// audit_read(buf_ptr, buf_len, system_token_ptr) -> bytes written: the kernel's
-    /// audit log, exported (zen-audit's format: genesis with the boot's public key, a
-    /// marker for entries lost to the ring, the entries kept, the signed head). Needs
-    /// AUDIT on the system token; `BufferTooSmall` below [`AUDIT_EXPORT_MAX`] bytes
-    /// if the export does not fit.
+    /// audit_read(buf_ptr, buf_len, system_token_ptr, nonce_ptr) -> bytes written: the
+    /// kernel's audit log, exported (zen-audit's format: genesis with the boot's public
+    /// key, a marker for entries lost to the ring, the entries kept, the head signed
+    /// with the reader's 16-byte nonce; `nonce_ptr` 0: a zero nonce). Needs AUDIT on
+    /// the system token; `BufferTooSmall` below [`AUDIT_EXPORT_MAX`] bytes.
     AuditRead = 45,
 }
 
@@ -170,7 +170,7 @@ pub const SYSCALL_COUNT: u64 = 46;
 /// Entries the kernel's audit log keeps (older ones are overwritten, and counted).
 pub const AUDIT_ENTRIES: usize = 1024;
 /// The largest export of the audit log: genesis, marker, the entries, the head.
-pub const AUDIT_EXPORT_MAX: usize = (AUDIT_ENTRIES + 2) * 96 + 112;
+pub const AUDIT_EXPORT_MAX: usize = (AUDIT_ENTRIES + 2) * 96 + 128;
 
 /// Largest image spawn_image takes (2 MiB: its copy is charged to the caller's 4 MiB
 /// kernel-memory quota while it loads).

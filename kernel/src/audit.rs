@@ -1,20 +1,36 @@
 //! The audit log (brief item 15): every security-relevant event, kept by zen-audit in
 //! a ring of `AUDIT_ENTRIES` hash-chained entries after a genesis entry that holds this
 //! boot's ed25519 public key (printed at boot). `audit_read` exports it with the head
-//! signed; `zen-audit` on the host verifies an export offline.
+//! signed over the reader's nonce; `zen-audit` on the host verifies an export offline.
+//!
+//! The head is also signed at intervals, every [`CHECKPOINT_EVERY`] entries (fewer
+//! with `audit_every=N` on the command line; by the `audit` thread, which looks every
+//! 100 ms) and at shutdown, and the checkpoint is
+//! printed on the console (`zen: audit checkpoint count=... sig=...`): a record of the
+//! chain outside the machine's memory, made before the ring can overwrite the entries
+//! it covers, that any later export must agree with (`zen-audit --console LOG`).
 //!
 //! Recording is a leaf: it takes only the log's own lock and allocates nothing (the
 //! ring is made at boot), so it is safe from any system call, under other locks.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use zen_audit::{Kind, Log};
 
 use crate::sync::IrqMutex;
 
 static LOG: IrqMutex<Option<Log>> = IrqMutex::new(None);
 
-/// Makes the log with a fresh per-boot key and prints its public half.
-pub fn init() {
+/// Makes the log with a fresh per-boot key and prints its public half; `cmdline` may
+/// set how often checkpoints are made.
+pub fn init(cmdline: &str) {
+    if let Some(n) = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("audit_every="))
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        EVERY.store(n.clamp(1, CHECKPOINT_EVERY), Ordering::Relaxed);
+    }
     let (seed, hw) = crate::arch::cpu::random_seed();
     let log = Log::new(
         seed,
@@ -45,6 +61,36 @@ pub fn init() {
 /// the ring with a loop of bad calls.
 pub const REFUSALS_PER_PROCESS: u32 = 64;
 
+/// Most entries between checkpoints: half the ring, so every entry is covered by a
+/// printed checkpoint while it is still in the ring.
+pub const CHECKPOINT_EVERY: u64 = (zen_abi::syscall::AUDIT_ENTRIES / 2) as u64;
+
+/// Entries between checkpoints in this boot (`audit_every=N`, at most the above).
+static EVERY: AtomicU64 = AtomicU64::new(CHECKPOINT_EVERY);
+
+/// Signs and prints a checkpoint if one is due, or at once if `now`. The signature is
+/// made after the lock is let go (recording never waits on it).
+pub fn checkpoint(now: bool) {
+    let signer = {
+        let mut log = LOG.lock();
+        let Some(log) = log.as_mut() else { return };
+        if !now && !log.checkpoint_due(EVERY.load(Ordering::Relaxed)) {
+            return;
+        }
+        log.checkpoint()
+    };
+    crate::kprintln!("zen: audit checkpoint {}", signer.sign());
+}
+
+/// The `audit` kernel thread: a checkpoint whenever one is due.
+pub fn checkpoints() -> u64 {
+    loop {
+        let next = crate::time::ticks().saturating_add(crate::time::ms_to_ticks(100));
+        crate::task::sleep_until(next, || false);
+        checkpoint(false);
+    }
+}
+
 /// Records an event of the calling process (pid 0: the kernel itself).
 pub fn record(kind: Kind, args: [u64; 4]) {
     let pid = crate::task::current_owner().map_or(0, |o| o.pid());
@@ -71,7 +117,7 @@ pub fn record_for(kind: Kind, pid: u32, args: [u64; 4]) {
 /// The export (`None` before `init`, or without the memory for it). The buffer is
 /// made before the lock is taken (nothing allocates under it), and the head is
 /// signed after it is let go (a signature is slow; recording must not wait on it).
-pub fn export() -> Option<Vec<u8>> {
+pub fn export(nonce: [u8; zen_audit::NONCE_LEN]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     out.try_reserve_exact(zen_abi::syscall::AUDIT_EXPORT_MAX)
         .ok()?;
@@ -79,7 +125,7 @@ pub fn export() -> Option<Vec<u8>> {
         let log = LOG.lock();
         let log = log.as_ref()?;
         debug_assert!(log.export_len() <= zen_abi::syscall::AUDIT_EXPORT_MAX);
-        log.export_unsigned(&mut out)
+        log.export_unsigned(&mut out, nonce)
     };
     signer.finish(&mut out);
     Some(out)

@@ -103,7 +103,7 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
         dev::init(&p.ecam, p.dmar.as_ref(), arch::memory_map(boot));
     }
     marks.mark("k_pci");
-    audit::init();
+    audit::init(boot.cmdline());
     let policy = policy::init(proc::archive().and_then(|a| a.data(zen_abi::archive::POLICY)));
     kprintln!(
         "zen: {} MiB free, heap {} KiB, tsc {} MHz, timer {} Hz",
@@ -119,7 +119,13 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
     task::spawn(task::Options::new("ktest"), || ktest::run())
         .expect("cannot start the test thread");
 
-    if !cfg!(feature = "ktest") {
+    let bench = boot.cmdline().split_whitespace().any(|w| w == "bench");
+    if !cfg!(feature = "ktest") && !policy && !bench {
+        // Not ready: nothing may run without the rules of who may do what.
+        kprintln!("zen: no init without a policy");
+    } else if !cfg!(feature = "ktest") {
+        task::spawn(task::Options::new("audit"), audit::checkpoints)
+            .expect("cannot start the audit thread");
         let ready = arch::cpu::rdtsc();
         kprintln!("zen: ready");
         kprintln!(
@@ -130,13 +136,11 @@ pub fn kmain(boot: &'static BootInfo, entry_tsc: u64) -> ! {
             marks,
             StubSteps(boot, entry_tsc)
         );
-        if boot.cmdline().split_whitespace().any(|w| w == "bench") {
+        if bench {
             task::spawn(task::Options::new("bench"), bench::run)
                 .expect("cannot start the benchmarks");
-        } else if policy {
-            proc::start_init(boot.cmdline());
         } else {
-            kprintln!("zen: no init without a policy");
+            proc::start_init(boot.cmdline());
         }
     }
     task::idle_loop()

@@ -25,9 +25,11 @@
 //! GrantMade, DeviceClaimed), which exists only because it was allowed; recording a
 //! second entry for each would halve how far back the ring reaches.
 //!
-//! A program is known by its name: a boot-archive program's is its entry's (signed
-//! code), and spawn_image may not use one of those names (`reserved`), so no program
-//! runs its own code under a name the policy trusts.
+//! A program is known by its name only if it is the boot archive's program of that
+//! name (signed code): a process spawn_image made is known as no program, so only
+//! `any` rules cover it, whatever it is called, and it may not take a boot-archive
+//! program's name at all (`reserved`). xtask refuses a policy that names anything
+//! but the image's own programs.
 
 use zen_abi::cap::ObjectType;
 use zen_abi::syscall::Error;
@@ -102,9 +104,10 @@ fn enforce(
     Err(Error::Denied)
 }
 
-/// May `parent` start a process named `child`?
-pub fn spawn(parent: &str, child: &str) -> Result<(), Error> {
-    enforce(Query::Spawn, 0, |p| p.may_spawn(parent, child), 0, child)
+/// May `parent` start program `child` (`""` for an image: no program)? `shown` is
+/// the name the process will have, for the audit entry.
+pub fn spawn(parent: &str, child: &str, shown: &str) -> Result<(), Error> {
+    enforce(Query::Spawn, 0, |p| p.may_spawn(parent, child), 0, shown)
 }
 
 /// The refusal of a spawn_image under the name of a boot-archive program: `Denied`,

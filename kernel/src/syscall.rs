@@ -234,6 +234,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
                 Syscall::Shutdown as u16,
             )?;
             audit::record(Kind::Shutdown, [a[0], 0, 0, 0]);
+            audit::checkpoint(true);
             crate::kprintln!(
                 "zen: shutdown by process {} ({}), code {}",
                 me.pid(),
@@ -319,7 +320,11 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
                 me.quota_ref(),
                 zen_abi::syscall::AUDIT_EXPORT_MAX as u64,
             )?;
-            let log = audit::export().ok_or(Error::NoMemory)?;
+            let mut nonce = [0u8; zen_audit::NONCE_LEN];
+            if a[3] != 0 {
+                nonce.copy_from_slice(&copy_in(me, a[3], zen_audit::NONCE_LEN as u64)?);
+            }
+            let log = audit::export(nonce).ok_or(Error::NoMemory)?;
             out_buf(me, a[0], a[1], &log)
         }
         Syscall::SpawnImage => {

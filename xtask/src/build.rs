@@ -131,7 +131,7 @@ fn build_user() -> Result<(PathBuf, PathBuf)> {
     default.push((zen_abi::archive::POLICY, system));
     let out = dir.join("archive.bin");
     write(&out, &archive(&default)?)?;
-    programs.extend(usertests.map(|u| ("probe", u)));
+    programs.extend(usertests.map(|u| (PROBE, u)));
     programs.push((zen_abi::archive::POLICY, tests));
     let test_out = dir.join("archive-test.bin");
     write(&test_out, &archive(&programs)?)?;
@@ -144,25 +144,62 @@ fn build_user() -> Result<(PathBuf, PathBuf)> {
 pub fn policies() -> Result<(Vec<u8>, Vec<u8>)> {
     let root = crate::util::root();
     let text = |f: &str| -> Result<String> {
-        String::from_utf8(read(&root.join(f))?).map_err(|_| format!("{f}: not UTF-8").into())
+        String::from_utf8(read(&root.join(f))?).map_err(|_| format!("{f}: not UTF-8"))
     };
-    let (system, tests) = (text("policy.zen")?, text("policy-tests.zen")?);
+    let test_programs: Vec<&str> = DEFAULT_PROGRAMS
+        .iter()
+        .chain(TEST_PROGRAMS)
+        .chain(&[PROBE])
+        .copied()
+        .collect();
+    compile_policies(
+        &text("policy.zen")?,
+        &text("policy-tests.zen")?,
+        DEFAULT_PROGRAMS,
+        &test_programs,
+    )
+}
+
+/// The test archive's second name for usertests (the policy test's other program).
+const PROBE: &str = "probe";
+
+/// [`policies`] on the two texts, for archives of the given programs.
+fn compile_policies(
+    system: &str,
+    tests: &str,
+    system_programs: &[&str],
+    test_programs: &[&str],
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let sep = if system.ends_with('\n') || system.is_empty() { "" } else { "\n" };
     let system_lines = system.lines().count();
-    let table = zen_policy::compile(&system).map_err(|e| format!("policy.zen:{e}"))?;
-    let sep = if system.ends_with('\n') { "" } else { "\n" };
-    let joined = format!("{system}{sep}{tests}");
-    let test_table = zen_policy::compile(&joined).map_err(|e| {
-        // Lines past the first file's (and the newline joining them) are the second's.
-        if e.line > system_lines {
-            let e = zen_policy::CompileError {
-                line: e.line - system_lines,
-                ..e
-            };
-            format!("policy-tests.zen:{e}")
+    // Lines past the first file's are the second's.
+    let place = |line: usize| {
+        if line > system_lines {
+            ("policy-tests.zen", line - system_lines)
         } else {
-            format!("policy.zen:{e}")
+            ("policy.zen", line)
         }
-    })?;
+    };
+    let one = |text: &str, programs: &[&str]| -> Result<Vec<u8>> {
+        let table = zen_policy::compile(text).map_err(|e| {
+            let (file, line) = place(e.line);
+            format!("{file}:{}", zen_policy::CompileError { line, ..e })
+        })?;
+        // Only a signed program may be named: a process from anywhere else (spawn_image)
+        // is known to the policy as no name, so a rule naming one would cover nothing
+        // (or, if it did, be anyone's to take).
+        let decoded = zen_policy::Policy::decode(&table).map_err(|e| e.to_string())?;
+        if let Some((line, name)) = decoded.names().find(|(_, n)| !programs.contains(n)) {
+            let (file, line) = place(line as usize);
+            return Err(format!(
+                "{file}:{line}: `{name}` is not a program of the boot archive (only the \
+                 image's own programs can be named; others are `any`)"
+            ));
+        }
+        Ok(table)
+    };
+    let table = one(system, system_programs)?;
+    let test_table = one(&format!("{system}{sep}{tests}"), test_programs)?;
     Ok((table, test_table))
 }
 
@@ -270,6 +307,14 @@ fn make_zenos_bin(
     Ok((out, flat.image.len() as u64))
 }
 
+/// A `zenos.bin` named `name` of the kernel `a` was built with and another boot
+/// archive, signed with the image key as the real one is (for tests of what the kernel
+/// itself refuses, past the stub's signature check).
+pub fn signed_with_archive(a: &Artifacts, archive: &[u8], name: &str) -> Result<PathBuf> {
+    let key = crate::secboot::keys()?.image_keypair()?;
+    Ok(make_zenos_bin(&a.elf, archive, name, &key)?.0)
+}
+
 /// The flat kernel, zeros up to its page-rounded memory size (its .bss, where
 /// `__kernel_end` is), then the archive: what the stub loads at KERNEL_BASE.
 fn with_archive(flat: &elf::Flat, archive: &[u8]) -> Vec<u8> {
@@ -282,6 +327,45 @@ fn with_archive(flat: &elf::Flat, archive: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_mistake_names_its_file_line_and_column() {
+        let c = |s: &str, t: &str| compile_policies(s, t, &["init"], &["init", "probe", "x"]);
+        let system = "default deny\nprogram init may spawn any\n";
+        assert!(c(system, "program probe memory 1M\n").is_ok());
+        assert_eq!(
+            c("default deny\nprogram init may spwan any\n", "").unwrap_err(),
+            "policy.zen:2:19: expected \"spawn\", \"send\", \"claim\" or \"grant\", found \"spwan\""
+        );
+        let e = c(system, "\nprogram probe memory lots\n").unwrap_err();
+        assert!(e.starts_with("policy-tests.zen:2:22: "), "{e}");
+        // A second default in the test file is its mistake, at its own line.
+        let e = c(system, "default allow\n").unwrap_err();
+        assert!(e.starts_with("policy-tests.zen:1:1: "), "{e}");
+        // Without a final newline the files are still joined line by line.
+        let e = c("default deny", "program x may spawn\n").unwrap_err();
+        assert!(e.starts_with("policy-tests.zen:1:"), "{e}");
+        // A name no program of the image has: refused, as subject or as target.
+        let e = c(system, "program init may grant pages to hello\n").unwrap_err();
+        assert!(e.starts_with("policy-tests.zen:1: `hello` is not a program"), "{e}");
+        let e = c("program probe may spawn any\n", "").unwrap_err();
+        assert!(e.starts_with("policy.zen:1: `probe` is not a program"), "{e}");
+    }
+
+    #[test]
+    fn the_policies_in_the_tree_compile_and_decode() {
+        let (system, tests) = policies().unwrap();
+        let s = zen_policy::Policy::decode(&system).unwrap();
+        let t = zen_policy::Policy::decode(&tests).unwrap();
+        // The system's programs get what they need and nothing a test program has.
+        assert!(s.may_spawn("init", "shell").allowed());
+        assert!(!s.may_spawn("shell", "init").allowed());
+        assert!(s.may_claim("nvmed", 1, 8).allowed());
+        assert!(!s.may_claim("shell", 1, 8).allowed());
+        assert!(!s.may_spawn("usertests", "shell").allowed());
+        assert!(t.may_spawn("usertests", "shell").allowed());
+        assert!(!t.may_grant("usertests", "probe").allowed());
+    }
 
     #[test]
     fn the_archive_starts_at_the_end_of_the_kernel() {

@@ -221,7 +221,7 @@ const SCRIPT: &[Step] = &[
     }),
     step(
         "audit export prints the log for the host",
-        "audit export\r",
+        "audit export 5eed0000000000000000000000c0ffee\r",
         |l| any(l, |l| l.starts_with("audit-export: end (")),
     ),
     step("channel makes two tokens", "channel\r", |l| {
@@ -273,7 +273,8 @@ const SCRIPT: &[Step] = &[
 ];
 
 pub fn shell_job(a: &Artifacts) -> Result<Job> {
-    let esp = esp(a, "esp-shell", None)?;
+    // Checkpoints every 8 entries, so the session prints some before its export.
+    let esp = esp(a, "esp-shell", Some("audit_every=8"))?;
     let scratch = target().join("shell-nvme.img");
     std::fs::write(&scratch, crate::disk::scratch_image()?)
         .map_err(|e| format!("{}: {e}", scratch.display()))?;
@@ -371,9 +372,14 @@ pub fn shell_job(a: &Artifacts) -> Result<Job> {
     }))
 }
 
-/// Verifies the audit log the shell printed (`audit export`) offline with the public
-/// key of the boot's `zen: audit log key` line: it must verify, and a copy with one
-/// byte changed must not.
+/// The nonce the script's `audit export` asks for.
+const NONCE: u128 = 0x5eed_0000_0000_0000_0000_0000_00c0_ffee;
+
+/// Verifies the audit log the shell printed (`audit export NONCE`) offline with the
+/// public key of the boot's `zen: audit log key` line: it must verify, with the nonce,
+/// and agree with every checkpoint the kernel printed before it (at least one still
+/// in it); the checkpoint made at shutdown, after it, must find it too old; and a copy
+/// with one byte changed must not verify.
 fn audit_offline(lines: &[String]) -> std::result::Result<String, String> {
     let key = lines
         .iter()
@@ -382,16 +388,55 @@ fn audit_offline(lines: &[String]) -> std::result::Result<String, String> {
         .and_then(|k| <[u8; 32]>::try_from(k).ok())
         .ok_or("no `zen: audit log key` line at boot")?;
     let mut log = Vec::new();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
     for l in lines {
-        if let Some(h) = l.trim().strip_prefix("audit-export: ") {
-            if h.starts_with("end") {
-                break;
+        if let Some(cp) = l
+            .contains("zen: audit checkpoint ")
+            .then(|| zen_audit::Checkpoint::parse(l))
+            .flatten()
+        {
+            if log.is_empty() {
+                before.push(cp);
+            } else {
+                after.push(cp);
             }
-            log.extend(hex(h).ok_or_else(|| format!("bad hex in `{l}`"))?);
+        }
+        if let Some(h) = l.trim().strip_prefix("audit-export: ") {
+            if !h.starts_with("end") {
+                log.extend(hex(h).ok_or_else(|| format!("bad hex in `{l}`"))?);
+            }
         }
     }
     let r = zen_audit::verify(&log, Some(&key))
         .map_err(|t| format!("the exported audit log does not verify offline: {t:?}"))?;
+    if r.nonce != NONCE.to_be_bytes() {
+        return Err("the export's head is not signed with the nonce asked for".into());
+    }
+    let mut matched = 0;
+    for cp in &before {
+        match r.check(cp) {
+            Ok(zen_audit::Standing::Matches) => matched += 1,
+            Ok(zen_audit::Standing::Overwritten) => {}
+            Err(t) => return Err(format!("checkpoint {}: {t:?}", cp.count)),
+        }
+    }
+    if matched == 0 {
+        return Err(format!(
+            "none of the {} checkpoints before the export is in it",
+            before.len()
+        ));
+    }
+    let last = after.last().ok_or("no checkpoint at shutdown")?;
+    if !matches!(r.check(last), Err(zen_audit::Tamper::BehindCheckpoint { .. })) {
+        return Err("the shutdown's checkpoint does not find the export older".into());
+    }
+    let forged = zen_audit::Checkpoint {
+        hash: [0; 32],
+        ..before[0]
+    };
+    if r.check(&forged).is_ok() {
+        return Err("a forged checkpoint is accepted".into());
+    }
     let mut bad = log.clone();
     let at = log.len() / 3;
     bad[at] ^= 0x40;
@@ -401,9 +446,11 @@ fn audit_offline(lines: &[String]) -> std::result::Result<String, String> {
         ));
     }
     Ok(format!(
-        "audit log of {} bytes, {} entries, verified offline with the boot's key",
+        "audit log of {} bytes, {} entries, verified offline with the boot's key and \
+         the nonce, agreeing with {matched} of {} checkpoints before it",
         log.len(),
-        r.entries.len()
+        r.entries.len(),
+        before.len()
     ))
 }
 

@@ -44,12 +44,6 @@ pub fn pass_token(
     call: u16,
 ) -> Result<u64, Error> {
     let rights = Rights::from_bits(rights).ok_or(Error::InvalidArgument)?;
-    crate::policy::send(
-        me.program(),
-        slot.binding.object_type,
-        target.program(),
-        target.pid(),
-    )?;
     let expected = match ObjectType::try_from(slot.binding.object_type) {
         Ok(ObjectType::System) => crate::cap::system_binding(me.pid()),
         Ok(ObjectType::Device) => {
@@ -64,6 +58,16 @@ pub fn pass_token(
         }
         _ => named_channel(me, slot, call)?.1,
     };
+    // Genuine first (a forged token is CapRefused, never a policy question), then
+    // the policy, then the copy.
+    crate::cap::verify(me, slot, &expected, Rights::GRANT)
+        .map_err(|e| crate::cap::denied(call, expected.object, e))?;
+    crate::policy::send(
+        me.program(),
+        expected.object_type,
+        target.program(),
+        target.pid(),
+    )?;
     crate::cap::derive_to(slot, &expected, rights, target, call)
 }
 

@@ -68,6 +68,9 @@ struct Inner {
 pub struct Process {
     pid: u32,
     name: String,
+    /// Its program is the boot archive's of that name (signed code), not an image from
+    /// spawn_image: the policy knows it by `name` only then.
+    signed: bool,
     arg: Vec<u8>,
     /// Level-4 table the scheduler loads for this process's thread; the kernel's once
     /// the address space is gone.
@@ -267,7 +270,11 @@ impl crate::cap::Holder for Process {
 /// The process as ipc sees it: the caller context of every channel call.
 impl crate::ipc::Party for Process {
     fn program(&self) -> &str {
-        &self.name
+        if self.signed {
+            &self.name
+        } else {
+            ""
+        }
     }
     fn killed(&self) -> bool {
         Process::killed(self)

@@ -119,7 +119,7 @@ pub fn spawn_with(
     setup: impl FnOnce(&Process) -> Result<(), Error>,
 ) -> Result<u32, Error> {
     if let Some(pp) = parent {
-        crate::policy::spawn(pp.name(), name)?;
+        crate::policy::spawn(crate::ipc::Party::program(pp), name, name)?;
     }
     let (p, entry) = create(name, arg, parent.map_or(0, |p| p.pid))?;
     setup(&p)?;
@@ -139,8 +139,9 @@ pub fn spawn_image_with(
     if archive().is_some_and(|a| a.find(name).is_some()) {
         return Err(crate::policy::reserved(name));
     }
-    crate::policy::spawn(parent.name(), name)?;
-    let (p, entry) = create_from(image, name, arg, parent.pid, SPAWNED_IMAGE_LIMIT)?;
+    // Its code is not the image's: the policy knows it as no program (`any` rules).
+    crate::policy::spawn(crate::ipc::Party::program(parent), "", name)?;
+    let (p, entry) = create_from(image, name, false, arg, parent.pid, SPAWNED_IMAGE_LIMIT)?;
     setup(&p)?;
     start(p, entry)
 }
@@ -152,14 +153,16 @@ pub fn create(name: &str, arg: &[u8], parent: u32) -> Result<(Arc<Process>, u64)
     let program = archive()
         .and_then(|a| a.find(name))
         .ok_or(Error::NoSuchProgram)?;
-    create_from(program, name, arg, parent, IMAGE_LIMIT)
+    create_from(program, name, true, arg, parent, IMAGE_LIMIT)
 }
 
 /// `program` (an ELF image, checked by the loader, at most `limit` bytes loaded) in
-/// a new process named `name`.
+/// a new process named `name`, `signed` if it is the boot archive's program of that
+/// name (then the policy knows it by the name).
 fn create_from(
     program: &[u8],
     name: &str,
+    signed: bool,
     arg: &[u8],
     parent: u32,
     limit: u64,
@@ -184,6 +187,7 @@ fn create_from(
     let p = Arc::new(Process {
         pid,
         name: String::from(name),
+        signed,
         arg: arg.to_vec(),
         root: AtomicU64::new(space.root()),
         space: spin::Mutex::new(Some(space)),
@@ -203,7 +207,7 @@ fn create_from(
         }),
         exit_queue: WaitQueue::new(),
         join_queue: WaitQueue::new(),
-        kmem: Quota::new(crate::policy::memory(name)),
+        kmem: Quota::new(crate::policy::memory(if signed { name } else { "" })),
         table_bytes: AtomicU64::new(0),
         tokens: IrqMutex::new(tokens),
         owned: IrqMutex::new(Vec::new()),

@@ -11,28 +11,38 @@
 //!   says so with a [`Kind::Lost`] marker (how many were lost, and the hash the chain
 //!   continues from).
 //! - [`Log::export`]: genesis, marker, the entries kept, and the head (the last
-//!   sequence number, how many were lost, the last hash) signed with the per-boot
-//!   ed25519 key: cutting entries off the start and claiming them lost changes the
-//!   signed count.
+//!   sequence number, how many were lost, the last hash, and the reader's nonce)
+//!   signed with the per-boot ed25519 key: cutting entries off the start and claiming
+//!   them lost changes the signed count, and an old export does not carry the nonce
+//!   of a new request (so it cannot be passed off as fresh).
+//! - [`Log::checkpoint`]: the head signed at intervals (with a zero nonce), a
+//!   [`Checkpoint`] the kernel prints on the console, outside the machine's memory,
+//!   before the ring can overwrite what it covers.
 //! - [`verify`]: checks all of it against the public key printed at boot and reports
-//!   the first entry that was altered, removed or reordered.
+//!   the first entry that was altered, removed or reordered; [`Report::check`] holds
+//!   an export against a checkpoint printed earlier.
 #![no_std]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+mod checkpoint;
 mod entry;
 mod verify;
 
+pub use checkpoint::Checkpoint;
 pub use entry::{Entry, Kind, ENTRY_SIZE, HASH_LEN};
-pub use verify::{verify, Report, Tamper};
+pub use verify::{verify, Report, Standing, Tamper};
 
 use alloc::vec::Vec;
 use ed25519_compact::{KeyPair, Seed};
 
-/// Bytes of the signed head: the last seq, the entries lost, the last hash, and the
-/// signature over those.
-pub const HEAD_SIZE: usize = 8 + 8 + HASH_LEN + 64;
+/// Bytes of the reader's nonce in an export's head.
+pub const NONCE_LEN: usize = 16;
+
+/// Bytes of the signed head: the last seq, the entries lost, the last hash, the
+/// reader's nonce, and the signature over those.
+pub const HEAD_SIZE: usize = 8 + 8 + HASH_LEN + NONCE_LEN + 64;
 
 /// The log the kernel keeps: the genesis entry and a ring of the latest `capacity`
 /// entries (on the heap: made once, at boot).
@@ -45,6 +55,8 @@ pub struct Log {
     /// The hash of the newest entry, and of the newest one overwritten.
     head: [u8; HASH_LEN],
     lost_head: [u8; HASH_LEN],
+    /// `count` at the last checkpoint.
+    checkpointed: u64,
 }
 
 impl core::fmt::Debug for Log {
@@ -68,6 +80,7 @@ impl Log {
             keys,
             ring: alloc::vec![Entry::ZERO; capacity],
             count: 0,
+            checkpointed: 0,
         }
     }
 
@@ -102,19 +115,46 @@ impl Log {
     }
 
     /// The export: genesis, a `Lost` marker if entries were overwritten, the entries
-    /// kept in order, then the signed head. `None` if memory for it cannot be had.
-    pub fn export(&self) -> Option<Vec<u8>> {
+    /// kept in order, then the head signed with the reader's `nonce`. `None` if memory
+    /// for it cannot be had.
+    pub fn export(&self, nonce: [u8; NONCE_LEN]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         out.try_reserve_exact(self.export_len()).ok()?;
-        let signer = self.export_unsigned(&mut out);
+        let signer = self.export_unsigned(&mut out, nonce);
         signer.finish(&mut out);
         Some(out)
+    }
+
+    /// Whether `every` entries or more came since the last checkpoint.
+    pub fn checkpoint_due(&self, every: u64) -> bool {
+        self.count - self.checkpointed >= every.max(1)
+    }
+
+    /// What signs a checkpoint of the head now (with a zero nonce: no reader asked
+    /// for it), counted as the last checkpoint. The kernel signs after letting go of
+    /// its lock, as for an export.
+    pub fn checkpoint(&mut self) -> Signer {
+        self.checkpointed = self.count;
+        self.signer([0; NONCE_LEN])
+    }
+
+    fn signer(&self, nonce: [u8; NONCE_LEN]) -> Signer {
+        Signer {
+            keys: self.keys.clone(),
+            head: head_bytes(
+                self.count,
+                self.lost(),
+                &self.head,
+                &nonce,
+                &self.genesis.hash,
+            ),
+        }
     }
 
     /// The export without its signature, into `out` (which must have room for
     /// `export_len` bytes: nothing here allocates then), and what signs it. The kernel
     /// takes the entries under its lock and signs after letting go of it.
-    pub fn export_unsigned(&self, out: &mut Vec<u8>) -> Signer {
+    pub fn export_unsigned(&self, out: &mut Vec<u8>, nonce: [u8; NONCE_LEN]) -> Signer {
         out.extend_from_slice(&self.genesis.to_bytes());
         if self.lost() > 0 {
             out.extend_from_slice(&Entry::lost(self.lost(), self.lost_head).to_bytes());
@@ -122,10 +162,7 @@ impl Log {
         for seq in self.lost() + 1..=self.count {
             out.extend_from_slice(&self.ring[(seq % self.ring.len() as u64) as usize].to_bytes());
         }
-        Signer {
-            keys: self.keys.clone(),
-            head: head_bytes(self.count, self.lost(), &self.head, &self.genesis.hash),
-        }
+        self.signer(nonce)
     }
 }
 
@@ -145,27 +182,43 @@ impl Signer {
     /// Appends the head and its signature.
     pub fn finish(self, out: &mut Vec<u8>) {
         let sig = self.keys.sk.sign(self.head, None);
-        out.extend_from_slice(&self.head[..16 + HASH_LEN]);
+        out.extend_from_slice(&self.head[..HEAD_EXPORTED]);
         out.extend_from_slice(&sig[..]);
     }
+
+    /// The signed checkpoint (from [`Log::checkpoint`]).
+    pub fn sign(self) -> Checkpoint {
+        let sig = self.keys.sk.sign(self.head, None);
+        Checkpoint {
+            count: u64::from_le_bytes(self.head[..8].try_into().expect("8 bytes")),
+            lost: u64::from_le_bytes(self.head[8..16].try_into().expect("8 bytes")),
+            hash: self.head[16..16 + HASH_LEN].try_into().expect("32 bytes"),
+            sig: *sig,
+        }
+    }
 }
+
+/// Bytes of the head before its signature in an export.
+const HEAD_EXPORTED: usize = 16 + HASH_LEN + NONCE_LEN;
 
 /// Bytes the head's signature covers: the head as exported, then the genesis hash
 /// (not exported again: the verifier has genesis), so genesis is covered too even
 /// when a Lost marker stands between it and the entries.
-const HEAD_SIGNED: usize = 16 + 2 * HASH_LEN;
+const HEAD_SIGNED: usize = HEAD_EXPORTED + HASH_LEN;
 
 /// What the head's signature covers.
 fn head_bytes(
     count: u64,
     lost: u64,
     hash: &[u8; HASH_LEN],
+    nonce: &[u8; NONCE_LEN],
     genesis: &[u8; HASH_LEN],
 ) -> [u8; HEAD_SIGNED] {
     let mut b = [0u8; HEAD_SIGNED];
     b[..8].copy_from_slice(&count.to_le_bytes());
     b[8..16].copy_from_slice(&lost.to_le_bytes());
     b[16..16 + HASH_LEN].copy_from_slice(hash);
-    b[16 + HASH_LEN..].copy_from_slice(genesis);
+    b[16 + HASH_LEN..HEAD_EXPORTED].copy_from_slice(nonce);
+    b[HEAD_EXPORTED..].copy_from_slice(genesis);
     b
 }

@@ -3,7 +3,7 @@
 //! a head whose signature, count and hash match. The first entry that fails is named.
 
 use crate::entry::{Entry, Kind, ENTRY_SIZE, HASH_LEN};
-use crate::{head_bytes, HEAD_SIZE};
+use crate::{head_bytes, Checkpoint, HEAD_SIZE, NONCE_LEN};
 use alloc::vec::Vec;
 use ed25519_compact::{PublicKey, Signature};
 
@@ -15,6 +15,54 @@ pub struct Report {
     pub lost: u64,
     /// The entries kept, in order (genesis and marker not included).
     pub entries: Vec<Entry>,
+    /// The nonce the reader asked the kernel to sign the head with: a reader that
+    /// chose a fresh one compares it, so an older export cannot pass as this one.
+    pub nonce: [u8; NONCE_LEN],
+    /// The chain hash before the first entry kept (the marker's, or genesis's).
+    pub before: [u8; HASH_LEN],
+    genesis: [u8; HASH_LEN],
+}
+
+/// Where an export stands against a checkpoint it agrees with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The export holds the entry the checkpoint signed, with its hash (or the point
+    /// its Lost marker continues from).
+    Matches,
+    /// The checkpoint's entry was overwritten before the export: nothing to compare.
+    Overwritten,
+}
+
+impl Report {
+    /// Entries recorded after genesis (the last one's seq).
+    pub fn count(&self) -> u64 {
+        self.lost + self.entries.len() as u64
+    }
+
+    /// Holds this export against a checkpoint printed earlier in the same boot: the
+    /// checkpoint must be this log's (its signature) and the export must reach it and
+    /// agree with it.
+    pub fn check(&self, cp: &Checkpoint) -> Result<Standing, Tamper> {
+        let pk = PublicKey::from_slice(&self.key).map_err(|_| Tamper::Signature)?;
+        let signed = head_bytes(cp.count, cp.lost, &cp.hash, &[0; NONCE_LEN], &self.genesis);
+        pk.verify(signed, &Signature::new(cp.sig))
+            .map_err(|_| Tamper::CheckpointSignature)?;
+        if cp.count > self.count() || cp.lost > self.lost {
+            return Err(Tamper::BehindCheckpoint { count: cp.count });
+        }
+        let at = if cp.count == self.lost {
+            Some(self.before)
+        } else if cp.count > self.lost {
+            Some(self.entries[(cp.count - self.lost - 1) as usize].hash)
+        } else {
+            None
+        };
+        match at {
+            None => Ok(Standing::Overwritten),
+            Some(h) if h == cp.hash => Ok(Standing::Matches),
+            Some(_) => Err(Tamper::Checkpoint { count: cp.count }),
+        }
+    }
 }
 
 /// Why a log is refused: the first place it fails.
@@ -33,6 +81,15 @@ pub enum Tamper {
     Head,
     /// The head's signature does not verify: it, or the key, is not the log's.
     Signature,
+    /// A checkpoint's signature does not verify against this log (another boot's, or
+    /// altered).
+    CheckpointSignature,
+    /// The export ends before a checkpoint printed earlier: entries were cut off the
+    /// end, or it is an older export.
+    BehindCheckpoint { count: u64 },
+    /// The entry a checkpoint signed has another hash in the export: the chain was
+    /// rewritten at or before it since.
+    Checkpoint { count: u64 },
 }
 
 /// Checks `log` (an export) against the public key printed at boot, if given (without
@@ -61,7 +118,7 @@ pub fn verify(log: &[u8], expected: Option<&[u8; 32]>) -> Result<Report, Tamper>
     for r in recs {
         rest.push(Entry::from_bytes(r).ok_or(Tamper::Malformed("a record no entry encodes"))?);
     }
-    let (lost, mut prev) = match rest.first() {
+    let (lost, before) = match rest.first() {
         Some(m) if m.kind == Kind::Lost => {
             let m = rest.remove(0);
             // Only its count and hash mean anything; anything else is not a marker.
@@ -74,6 +131,7 @@ pub fn verify(log: &[u8], expected: Option<&[u8; 32]>) -> Result<Report, Tamper>
         }
         _ => (0, genesis.hash),
     };
+    let mut prev = before;
     for (index, e) in rest.iter().enumerate() {
         // `lost` is the marker's word: not trusted to leave room for the count.
         let seq = lost.checked_add(1 + index as u64).ok_or(Tamper::Malformed(
@@ -90,9 +148,13 @@ pub fn verify(log: &[u8], expected: Option<&[u8; 32]>) -> Result<Report, Tamper>
     let count = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
     let signed_lost = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
     let hash: [u8; HASH_LEN] = head[16..16 + HASH_LEN].try_into().expect("32 bytes");
-    let sig = Signature::from_slice(&head[16 + HASH_LEN..]).map_err(|_| Tamper::Signature)?;
+    let nonce: [u8; NONCE_LEN] = head[16 + HASH_LEN..][..NONCE_LEN]
+        .try_into()
+        .expect("16 bytes");
+    let sig = Signature::from_slice(&head[16 + HASH_LEN + NONCE_LEN..])
+        .map_err(|_| Tamper::Signature)?;
     let pk = PublicKey::from_slice(&key).map_err(|_| Tamper::Signature)?;
-    pk.verify(head_bytes(count, signed_lost, &hash, &genesis.hash), &sig)
+    pk.verify(head_bytes(count, signed_lost, &hash, &nonce, &genesis.hash), &sig)
         .map_err(|_| Tamper::Signature)?;
     if lost.checked_add(rest.len() as u64) != Some(count) || signed_lost != lost || hash != prev {
         return Err(Tamper::Head);
@@ -101,5 +163,8 @@ pub fn verify(log: &[u8], expected: Option<&[u8; 32]>) -> Result<Report, Tamper>
         key,
         lost,
         entries: rest,
+        nonce,
+        before,
+        genesis: genesis.hash,
     })
 }

@@ -23,24 +23,24 @@ fn at(bytes: &mut [u8], i: usize) -> &mut [u8] {
 fn a_clean_log_verifies_with_its_key() {
     let log = log_of(10);
     let key = log.public_key();
-    let r = verify(&log.export().unwrap(), Some(&key)).unwrap();
+    let r = verify(&log.export([0; 16]).unwrap(), Some(&key)).unwrap();
     assert_eq!((r.key, r.lost, r.entries.len()), (key, 0, 10));
     assert_eq!(r.entries[3].args[1], 21);
     // An empty log (genesis alone) too.
-    assert!(verify(&log_of(0).export().unwrap(), Some(&key)).is_ok());
+    assert!(verify(&log_of(0).export([0; 16]).unwrap(), Some(&key)).is_ok());
 }
 
 #[test]
 fn an_altered_entry_is_named() {
     let log = log_of(10);
-    let mut b = log.export().unwrap();
+    let mut b = log.export([0; 16]).unwrap();
     at(&mut b, 4)[20] ^= 1; // the pid of seq 5
     assert_eq!(verify(&b, None), Err(Tamper::Entry { index: 4, seq: 5 }));
 }
 
 #[test]
 fn a_removed_entry_is_named() {
-    let b = log_of(10).export().unwrap();
+    let b = log_of(10).export([0; 16]).unwrap();
     let mut cut = b[..ENTRY_SIZE * 3].to_vec(); // genesis, seq 1, seq 2
     cut.extend_from_slice(&b[ENTRY_SIZE * 4..]); // seq 4 on
     assert_eq!(verify(&cut, None), Err(Tamper::Entry { index: 2, seq: 4 }));
@@ -52,7 +52,7 @@ fn a_removed_entry_is_named() {
 
 #[test]
 fn reordered_entries_are_named() {
-    let mut b = log_of(10).export().unwrap();
+    let mut b = log_of(10).export([0; 16]).unwrap();
     let (x, y) = (at(&mut b, 6).to_vec(), at(&mut b, 7).to_vec());
     at(&mut b, 6).copy_from_slice(&y);
     at(&mut b, 7).copy_from_slice(&x);
@@ -65,7 +65,7 @@ fn a_rewritten_chain_fails_at_the_signed_head() {
     // signed.
     let log = log_of(6);
     let key = log.public_key();
-    let b = log.export().unwrap();
+    let b = log.export([0; 16]).unwrap();
     let mut es: Vec<Entry> = (0..7)
         .map(|i| Entry::from_bytes(&b[ENTRY_SIZE * i..ENTRY_SIZE * (i + 1)]).unwrap())
         .collect();
@@ -82,7 +82,7 @@ fn a_rewritten_chain_fails_at_the_signed_head() {
 fn signatures_and_keys_are_checked() {
     let log = log_of(5);
     let key = log.public_key();
-    let mut b = log.export().unwrap();
+    let mut b = log.export([0; 16]).unwrap();
     let n = b.len();
     b[n - 1] ^= 0x80;
     assert_eq!(verify(&b, Some(&key)), Err(Tamper::Signature));
@@ -90,13 +90,13 @@ fn signatures_and_keys_are_checked() {
     let other = {
         let mut l = Log::new([9; 32], 100, 16);
         l.record(Kind::Spawn, 2, [0; 4], 1000);
-        l.export().unwrap()
+        l.export([0; 16]).unwrap()
     };
     assert!(verify(&other, None).is_ok());
     assert_eq!(verify(&other, Some(&key)), Err(Tamper::WrongKey));
     // Its genesis spliced onto our entries: the chain breaks at once.
     let mut spliced = other[..ENTRY_SIZE].to_vec();
-    spliced.extend_from_slice(&log.export().unwrap()[ENTRY_SIZE..]);
+    spliced.extend_from_slice(&log.export([0; 16]).unwrap()[ENTRY_SIZE..]);
     assert_eq!(
         verify(&spliced, None),
         Err(Tamper::Entry { index: 0, seq: 1 })
@@ -107,7 +107,7 @@ fn signatures_and_keys_are_checked() {
 fn overwritten_entries_leave_a_marker_that_cannot_be_stretched() {
     let log = log_of(40); // 16 kept, 24 lost
     let key = log.public_key();
-    let b = log.export().unwrap();
+    let b = log.export([0; 16]).unwrap();
     let r = verify(&b, Some(&key)).unwrap();
     assert_eq!((r.lost, r.entries.len(), r.entries[0].seq), (24, 16, 25));
     // Claim two more lost: drop the two oldest kept, move the marker on.
@@ -123,7 +123,7 @@ proptest! {
     /// Garbage, truncations and flipped bits are refused with a reason, never a panic.
     #[test]
     fn damage_is_refused_not_a_panic(cut in 0usize..4000, flip in 0usize..40000, junk: Vec<u8>) {
-        let b = log_of(20).export().unwrap();
+        let b = log_of(20).export([0; 16]).unwrap();
         let _ = verify(&junk, None);
         let _ = verify(&b[..cut.min(b.len())], None);
         let mut f = b.clone();
@@ -137,7 +137,7 @@ proptest! {
 fn a_marker_cannot_overflow_and_genesis_is_signed_even_after_a_loss() {
     let log = log_of(40);
     let key = log.public_key();
-    let b = log.export().unwrap();
+    let b = log.export([0; 16]).unwrap();
     let e = |i: usize| Entry::from_bytes(&b[ENTRY_SIZE * i..ENTRY_SIZE * (i + 1)]).unwrap();
     // A lost count at the end of the numbers: refused, not an overflow.
     let mut huge = e(0).to_bytes().to_vec();

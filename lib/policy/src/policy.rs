@@ -81,6 +81,11 @@ impl<'a> Policy<'a> {
             return Err(DecodeError::Version(version));
         }
         let count = table::u32_at(head, 16);
+        // No more rules than a policy may have lines: decoding and every query are
+        // linear in the count.
+        if count as usize > crate::MAX_LINES {
+            return Err(DecodeError::Header);
+        }
         let strings = table::u32_at(head, 20);
         // In u64 nothing here can overflow: 2^32 * 24 + 2^32 + 32 < 2^64.
         let want = HEADER_SIZE as u64 + u64::from(count) * RECORD_SIZE as u64 + u64::from(strings);
@@ -107,6 +112,9 @@ impl<'a> Policy<'a> {
             return Err(DecodeError::Strings);
         }
         let mut last = 0;
+        // The programs with a memory rule so far (one each), to find a second in
+        // O(log n), not by reading every earlier record again.
+        let mut limited = alloc::collections::BTreeSet::new();
         for (i, r) in records.chunks_exact(RECORD_SIZE).enumerate() {
             let bad = DecodeError::Record(i as u32);
             let rec = Record::read(r, strings).ok_or(bad)?;
@@ -115,20 +123,27 @@ impl<'a> Policy<'a> {
                 return Err(bad);
             }
             last = rec.line;
-            if let Action::Memory(_) = rec.action {
-                let earlier = records[..i * RECORD_SIZE].chunks_exact(RECORD_SIZE);
-                let twice = earlier
-                    .filter_map(|e| Record::read(e, strings))
-                    .any(|e| matches!(e.action, Action::Memory(_)) && e.subject == rec.subject);
-                if twice {
-                    return Err(bad);
-                }
+            if matches!(rec.action, Action::Memory(_)) && !limited.insert(rec.subject) {
+                return Err(bad);
             }
         }
         Ok(Policy {
             default,
             records,
             strings,
+        })
+    }
+
+    /// Every program the rules name, with the line of each naming (subjects and
+    /// targets; `any` is no name). The build checks them against the boot archive: a
+    /// name no signed program has would be anyone's to take.
+    pub fn names(&self) -> impl Iterator<Item = (u32, &'a str)> + 'a {
+        self.rules().flat_map(|r| {
+            let target = match r.action {
+                Action::Spawn(t) | Action::Send(_, t) | Action::Grant(t) => t,
+                Action::Claim(_) | Action::Memory(_) => None,
+            };
+            [r.subject, target].into_iter().flatten().map(move |n| (r.line, n))
         })
     }
 

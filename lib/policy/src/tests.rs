@@ -416,3 +416,21 @@ fn decode_errors_display() {
     assert!(shown.iter().all(|s| s.starts_with("policy table: ")));
     assert!(shown[2].contains('9') && shown[7].contains('3'));
 }
+
+#[test]
+fn more_records_than_lines_are_refused_and_many_limits_decode() {
+    let mut t = policy("program a memory 1M\n");
+    t[16..20].copy_from_slice(&(MAX_LINES as u32 + 1).to_le_bytes());
+    reseal(&mut t);
+    assert_eq!(Policy::decode(&t).unwrap_err(), DecodeError::Header);
+    // Twenty thousand programs' limits (each checked against the others once).
+    let text: String = (0..20_000)
+        .map(|i| alloc::format!("program p{i} memory {}K\n", i + 1))
+        .collect();
+    let p = compile(&text).unwrap();
+    let p = Policy::decode(&p).unwrap();
+    assert_eq!(p.memory_limit("p19999"), Some(20_000 << 10));
+    let mut twice = text.clone();
+    twice.push_str("program p7 memory 1M\n");
+    assert!(compile(&twice).is_err(), "the compiler refuses a second limit too");
+}

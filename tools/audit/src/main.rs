@@ -1,11 +1,15 @@
-//! `zen-audit FILE [KEY]`: verifies an exported audit log (the kernel's `Log::export`)
-//! offline, against the public key the boot printed (64 hex digits; without it, only
-//! the log's own consistency is checked), then prints its entries one a line. Exits 1
-//! naming the first entry that was altered, removed or reordered.
+//! `zen-audit FILE [KEY] [--nonce HEX] [--console LOG]`: verifies an exported audit
+//! log (the kernel's `Log::export`) offline, against the public key the boot printed
+//! (64 hex digits; without it, only the log's own consistency is checked), then prints
+//! its entries one a line. With `--nonce`, the head must be signed with the nonce the
+//! reader asked for (`audit export NONCE` in the shell), so an older export cannot
+//! pass for this one; with `--console`, the export must agree with every
+//! `zen: audit checkpoint` line of that console log (written before the export). Exits
+//! 1 naming the first entry that was altered, removed or reordered.
 #![deny(unsafe_code)]
 
 use std::process::ExitCode;
-use zen_audit::{verify, Tamper};
+use zen_audit::{verify, Checkpoint, Standing, Tamper};
 
 fn hex_key(s: &str) -> Option<[u8; 32]> {
     let s = s.trim();
@@ -19,22 +23,58 @@ fn hex_key(s: &str) -> Option<[u8; 32]> {
     Some(k)
 }
 
+/// The command line: FILE [KEY] [--nonce HEX] [--console LOG].
+struct Args {
+    file: String,
+    key: Option<[u8; 32]>,
+    nonce: Option<[u8; 16]>,
+    console: Option<String>,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut it = args.iter();
+    let mut a = Args {
+        file: it.next().ok_or("no FILE")?.clone(),
+        key: None,
+        nonce: None,
+        console: None,
+    };
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "--nonce" => {
+                let h = it.next().ok_or("--nonce needs a value")?;
+                let v = u128::from_str_radix(h, 16)
+                    .ok()
+                    .filter(|_| h.len() <= 32)
+                    .ok_or("the nonce is up to 32 hex digits")?;
+                a.nonce = Some(v.to_be_bytes());
+            }
+            "--console" => a.console = Some(it.next().ok_or("--console needs a file")?.clone()),
+            k if a.key.is_none() => {
+                a.key = Some(hex_key(k).ok_or("the key is 64 hex digits, as the boot printed it")?)
+            }
+            other => return Err(format!("unexpected `{other}`")),
+        }
+    }
+    Ok(a)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (file, key) = match args.as_slice() {
-        [f] => (f, None),
-        [f, k] => match hex_key(k) {
-            Some(k) => (f, Some(k)),
-            None => {
-                eprintln!("zen-audit: the key is 64 hex digits, as the boot printed it");
-                return ExitCode::from(2);
-            }
-        },
-        _ => {
-            eprintln!("usage: zen-audit FILE [PUBLIC-KEY-HEX]");
+    let Args {
+        file,
+        key,
+        nonce,
+        console,
+    } = match parse_args(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("zen-audit: {e}");
+            eprintln!("usage: zen-audit FILE [PUBLIC-KEY-HEX] [--nonce HEX] [--console LOG]");
             return ExitCode::from(2);
         }
     };
+    let file = &file;
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
@@ -42,13 +82,50 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match verify(&bytes, key.as_ref()) {
-        Ok(r) => {
+    // The checkpoints the kernel printed on the console before this export was made.
+    let checkpoints: Vec<Checkpoint> = match &console {
+        Some(c) => match std::fs::read_to_string(c) {
+            Ok(t) => t
+                .lines()
+                .filter(|l| l.contains("zen: audit checkpoint "))
+                .filter_map(Checkpoint::parse)
+                .collect(),
+            Err(e) => {
+                eprintln!("zen-audit: {c}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Vec::new(),
+    };
+    let checked = verify(&bytes, key.as_ref()).and_then(|r| {
+        if nonce.is_some_and(|n| n != r.nonce) {
+            return Err(Tamper::Signature);
+        }
+        let mut matched = 0;
+        for cp in &checkpoints {
+            if r.check(cp)? == Standing::Matches {
+                matched += 1;
+            }
+        }
+        Ok((r, matched))
+    });
+    match checked {
+        Ok((r, matched)) => {
             let k: String = r.key.iter().map(|b| format!("{b:02x}")).collect();
             println!(
-                "audit log of key {k}: intact, {} entries kept, {} lost",
+                "audit log of key {k}: intact, {} entries kept, {} lost{}{}",
                 r.entries.len(),
-                r.lost
+                r.lost,
+                if nonce.is_some() { ", fresh (the nonce given)" } else { "" },
+                if console.is_some() {
+                    format!(
+                        ", agrees with {} of {} console checkpoints ({matched} still in it)",
+                        checkpoints.len(),
+                        checkpoints.len()
+                    )
+                } else {
+                    String::new()
+                }
             );
             for e in &r.entries {
                 println!(
@@ -71,7 +148,15 @@ fn main() -> ExitCode {
                     "entry {index} (seq {seq}) was altered, or entries before it removed or reordered"
                 ),
                 Tamper::Head => "the entries do not end where the signed head says: some were rewritten, cut off, or claimed lost".into(),
+                Tamper::Signature if nonce.is_some() => "the head's signature does not verify, or it is not for the nonce given (an older export)".into(),
                 Tamper::Signature => "the head's signature does not verify".into(),
+                Tamper::CheckpointSignature => "a console checkpoint is not this log's".into(),
+                Tamper::BehindCheckpoint { count } => format!(
+                    "the export ends before the console's checkpoint at {count}: entries were cut off, or it is an older export"
+                ),
+                Tamper::Checkpoint { count } => format!(
+                    "entry {count} is not the one the console's checkpoint signed: the log was rewritten since"
+                ),
             };
             println!("zen-audit: TAMPERED: {why}");
             ExitCode::from(1)

@@ -24,8 +24,8 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("edges", "", "the kernel's EDGE_REGISTRY of rare events"),
     (
         "audit",
-        "[N | export]",
-        "the kernel's audit log, checked, its newest N entries; or in hex",
+        "[N | export [NONCE]]",
+        "the kernel's audit log, checked, its newest N entries; or in hex, signed with NONCE",
     ),
     ("caps", "", "this shell's capability tokens"),
     (

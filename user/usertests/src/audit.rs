@@ -51,8 +51,17 @@ pub fn the_audit_log_is_signed_and_needs_its_right() -> Outcome {
         ),
         Err(Error::BufferTooSmall),
     )?;
-    let log = process::audit_log().map_err(|e| format!("audit_log: {}", e.as_str()))?;
+    let log = process::audit_log(*b"a fresh nonce #1")
+        .map_err(|e| format!("audit_log: {}", e.as_str()))?;
     let r = verify(&log, None).map_err(|t| format!("the export does not verify: {t:?}"))?;
+    check("the head is signed with our nonce", r.nonce == *b"a fresh nonce #1")?;
+    let mut other = log.clone();
+    let nonce_at = other.len() - 64 - 16;
+    other[nonce_at] ^= 1;
+    check(
+        "an export passed off with another nonce fails",
+        verify(&other, None) == Err(zen_audit::Tamper::Signature),
+    )?;
     let me = process::id();
     let has = |k: Kind, pid: u32, a0: u64| {
         r.entries
@@ -78,7 +87,7 @@ pub fn the_audit_log_is_signed_and_needs_its_right() -> Outcome {
     let flood = spawn("usertests", "audit-flood")?;
     let fcode = process::wait(flood).map_err(|e| format!("{e:?}"))?;
     check("the flooding child ran", fcode == 0)?;
-    let log = process::audit_log().map_err(|e| format!("audit_log: {}", e.as_str()))?;
+    let log = process::audit_log([2; 16]).map_err(|e| format!("audit_log: {}", e.as_str()))?;
     let r = verify(&log, None).map_err(|t| format!("the export does not verify: {t:?}"))?;
     let refusals = r
         .entries
@@ -111,7 +120,7 @@ pub fn child(mode: &str) -> Option<i32> {
             }
             Some(0)
         }
-        "audit-denied" => Some(match process::audit_log() {
+        "audit-denied" => Some(match process::audit_log([0; 16]) {
             Err(zen_std::Error::Denied) => 0,
             Err(_) => 2,
             Ok(_) => 1,

@@ -349,6 +349,7 @@ const IN_CHILD: &[(&str, fn() -> Outcome)] = &[
         rights::shared_pages_follow_rights,
     ),
     ("revoke_races_attach", rights::revoke_races_attach),
+    ("policy::rules", policy::rules),
     (
         "the_store_serves_programs",
         store::the_store_serves_programs,

@@ -1,7 +1,6 @@
 //! The security policy as the kernel enforces it: the test image's policy
 //! (`policy.zen` followed by `policy-tests.zen`) has one refusing rule of each kind,
-//! about `probe` (this program's code under a second archive name) or a name nothing
-//! has. Each is refused with `Denied` and a PolicyDecision audit entry naming the
+//! about `probe` (this program's code under a second archive name) or `blkbench`. Each is refused with `Denied` and a PolicyDecision audit entry naming the
 //! rule's line, while the same call the policy allows goes through; `probe` gets the
 //! kernel-memory quota its `memory` rule gives; spawn_image cannot take an archive
 //! program's name.
@@ -29,14 +28,28 @@ const SEND: u64 = 2;
 const CLAIM: u64 = 3;
 const GRANT: u64 = 4;
 
+/// Runs [`rules`] in a child with the system token (to pass it, open a device and
+/// read the log) and a refusal budget of its own, untouched by the tests before.
 pub fn each_rule_kind_refuses_as_written() -> Outcome {
     let Some(system) = chan::system_cap() else {
         return Ok(()); // Not init: passing the system token needs it.
     };
-    // spawn: a rule refuses one name; any other is allowed (and then not found).
+    let rights = Rights::DEVICE | Rights::GRANT | Rights::AUDIT;
+    let pid = chan::spawn_with_cap("usertests", "test policy::rules", system, rights)
+        .map_err(|e| format!("spawn: {e:?}"))?;
+    match process::wait(pid).map_err(|e| format!("wait: {e:?}"))? {
+        0 => Ok(()),
+        code => Err(format!("in a child: exit {code} (its reason is printed above)")),
+    }
+}
+
+pub fn rules() -> Outcome {
+    let system = chan::system_cap().ok_or("no system token")?;
+    // spawn: a rule refuses one program; one no rule refuses is allowed (and then
+    // not found).
     expect(
-        "spawn of a name a rule refuses",
-        process::spawn("forbidden", "").map(u64::from),
+        "spawn of a program a rule refuses",
+        process::spawn("blkbench", "").map(u64::from),
         Err(Error::Denied),
     )?;
     expect(
@@ -73,10 +86,29 @@ pub fn each_rule_kind_refuses_as_written() -> Outcome {
         &format!("probe's kernel-memory quota is its rule's 512 KiB: {limit:?}"),
         limit == Some(512 << 10),
     )?;
-    // send: the system token to probe is refused; a channel token is not.
+    // send: the system token to probe is refused, over a channel and at spawn; a
+    // channel token is not.
     expect(
         "the system token passed to probe",
         system.send_over(&ch, Rights::GRANT).map(|c| c.0 as u64),
+        Err(Error::Denied),
+    )?;
+    expect(
+        "probe spawned with the system token",
+        chan::spawn_with_cap("probe", "exit 0", system, Rights::POWER).map(u64::from),
+        Err(Error::Denied),
+    )?;
+    // A forged system token is refused as forged, before any policy question (the
+    // count of policy refusals below would be three otherwise).
+    let mut forged = system.token().map_err(|e| format!("{e:?}"))?;
+    forged.token.mac[0] ^= 1;
+    let (f, over) = (forged.to_bytes(), ch.token().to_bytes());
+    expect(
+        "a forged system token passed to probe",
+        zen_std::sys::call_reading(
+            Syscall::CapSend,
+            [over.as_ptr() as u64, f.as_ptr() as u64, Rights::POWER.bits(), 0, 0, 0],
+        ),
         Err(Error::Denied),
     )?;
     let (c, d) = chan::create().map_err(|e| format!("create: {e:?}"))?;
@@ -97,9 +129,22 @@ pub fn each_rule_kind_refuses_as_written() -> Outcome {
     for cap in [c, d] {
         cap.drop_token().map_err(|e| format!("drop: {e:?}"))?;
     }
-    // probe itself may spawn nothing.
+    // probe itself may spawn nothing, and no rule lets it grant pages to usertests:
+    // the default refuses.
     let pid = process::spawn("probe", "policy-spawn").map_err(|e| format!("{e:?}"))?;
     expect("probe's spawn was refused", process::wait(pid), Ok(0))?;
+    let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+    let granter = chan::spawn_with_cap("probe", "policy-grant", b, Rights::SEND | Rights::RECV)
+        .map_err(|e| format!("spawn probe: {e:?}"))?;
+    let mut ch = Channel::attach(a).map_err(|e| format!("attach: {e:?}"))?;
+    // Attached: now there is a receiver for its grant to be refused to.
+    ch.send(b"go").map_err(|e| format!("go: {e:?}"))?;
+    expect(
+        "probe's grant to usertests was refused by the default",
+        process::wait(granter),
+        Ok(0),
+    )?;
+    drop(ch);
 
     // claim: the host bridge (class 06:00) is refused before it becomes ours.
     let bridge = zen_std::dev::list()
@@ -122,7 +167,7 @@ pub fn each_rule_kind_refuses_as_written() -> Outcome {
     tok.drop_token().map_err(|e| format!("drop: {e:?}"))?;
 
     // Every refusal is in the audit log, with the line of the rule that made it.
-    let log = process::audit_log().map_err(|e| format!("audit_log: {}", e.as_str()))?;
+    let log = process::audit_log([3; 16]).map_err(|e| format!("audit_log: {}", e.as_str()))?;
     let r = verify(&log, None).map_err(|t| format!("the export does not verify: {t:?}"))?;
     let me = process::id();
     let found = |pid: u32, query: u64, rule: &str| {
@@ -136,7 +181,7 @@ pub fn each_rule_kind_refuses_as_written() -> Outcome {
             })
     };
     for (pid, query, rule) in [
-        (me, SPAWN, "program usertests may not spawn forbidden"),
+        (me, SPAWN, "program usertests may not spawn blkbench"),
         (me, SEND, "program usertests may not send capability system to probe"),
         (me, GRANT, "program usertests may not grant pages to probe"),
         (me, CLAIM, "program usertests may not claim device class 06:00"),
@@ -144,6 +189,28 @@ pub fn each_rule_kind_refuses_as_written() -> Outcome {
     ] {
         check(&format!("the audit log has \"{rule}\""), found(pid, query, rule))?;
     }
+    let by_default = r.entries.iter().any(|e| {
+        e.kind == Kind::PolicyDecision
+            && e.pid == granter
+            && e.args[0] & 0xff == GRANT
+            && e.args[1] == 0
+            && e.args[2] == u64::from(me)
+    });
+    check("the audit log has the default's refusal", by_default)?;
+    check(
+        "the forged token's refusal is a CapRefused",
+        r.entries
+            .iter()
+            .any(|e| e.kind == Kind::CapRefused && e.pid == me && e.args[0] == Syscall::CapSend as u64),
+    )?;
+    check(
+        "two sends to probe refused (over the channel, at spawn)",
+        r.entries
+            .iter()
+            .filter(|e| e.kind == Kind::PolicyDecision && e.pid == me && e.args[0] & 0xff == SEND)
+            .count()
+            == 2,
+    )?;
     check(
         "and the reserved name's refusal",
         r.entries.iter().any(|e| {
@@ -159,6 +226,22 @@ pub(crate) fn child(mode: &str) -> Option<i32> {
             Err(_) => 2,
             Ok(_) => 1,
         }),
+        "policy-grant" => {
+            let Ok(mut ch) = Channel::attach(Cap(0)) else {
+                return Some(10);
+            };
+            let Ok(m) = mem::Shared::new(4096) else {
+                return Some(11);
+            };
+            if ch.recv(&mut [0u8; 8]).is_err() {
+                return Some(12);
+            }
+            Some(match ch.send_grant(&m, Rights::READ, b"x") {
+                Err(Error::Denied) => 0,
+                Err(_) => 2,
+                Ok(()) => 1,
+            })
+        }
         _ => None,
     }
 }

@@ -125,12 +125,19 @@ pub fn shutdown(code: u64) -> crate::Error {
 }
 
 /// The kernel's audit log, exported (zen-audit's format: check it with
-/// `zen_audit::verify`). Needs the system token's AUDIT right (`Denied` without it).
-pub fn audit_log() -> crate::Result<alloc::vec::Vec<u8>> {
+/// `zen_audit::verify`), its head signed with `nonce` (pass a fresh one and compare
+/// the report's: an older export cannot pass for this one). Needs the system
+/// token's AUDIT right (`Denied` without it).
+pub fn audit_log(nonce: [u8; 16]) -> crate::Result<alloc::vec::Vec<u8>> {
     let cap = crate::chan::system_cap().ok_or(crate::Error::Denied)?;
     cap.token()?;
     let mut buf = alloc::vec![0u8; zen_abi::syscall::AUDIT_EXPORT_MAX];
-    let n = crate::sys::call_into(Syscall::AuditRead, &[], &mut buf, &[cap.addr()])?;
+    let n = crate::sys::call_into(
+        Syscall::AuditRead,
+        &[],
+        &mut buf,
+        &[cap.addr(), nonce.as_ptr() as u64],
+    )?;
     buf.truncate(n as usize);
     Ok(buf)
 }
