@@ -4,8 +4,11 @@
 //! signed over the reader's nonce; `zen-audit` on the host verifies an export offline.
 //!
 //! The head is also signed at intervals, every [`CHECKPOINT_EVERY`] entries (fewer
-//! with `audit_every=N` on the command line; by the `audit` thread, which looks every
-//! 100 ms) and at shutdown, and the checkpoint is
+//! with `audit_every=N` on the command line) and at shutdown. The system call that
+//! records the entry that makes a checkpoint due signs it on its way out, holding no
+//! lock, so whoever makes entries fast pays for the checkpoints and no loop of calls
+//! outruns them; the `audit` thread looks every 100 ms for entries the kernel made on
+//! its own. and the checkpoint is
 //! printed on the console (`zen: audit checkpoint count=... sig=...`): a record of the
 //! chain outside the machine's memory, made before the ring can overwrite the entries
 //! it covers, that any later export must agree with (`zen-audit --console LOG`).
@@ -14,7 +17,7 @@
 //! ring is made at boot), so it is safe from any system call, under other locks.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use zen_audit::{Kind, Log};
 
 use crate::sync::IrqMutex;
@@ -68,6 +71,19 @@ pub const CHECKPOINT_EVERY: u64 = (zen_abi::syscall::AUDIT_ENTRIES / 2) as u64;
 /// Entries between checkpoints in this boot (`audit_every=N`, at most the above).
 static EVERY: AtomicU64 = AtomicU64::new(CHECKPOINT_EVERY);
 
+/// A checkpoint is due (set by `record_for`, cleared when one is made): one load on
+/// every system call's way out.
+static DUE: AtomicBool = AtomicBool::new(false);
+
+/// Makes the checkpoint that is due, if one is (from a system call's way out, where
+/// the caller holds no lock).
+#[inline]
+pub fn checkpoint_if_due() {
+    if DUE.load(Ordering::Relaxed) {
+        checkpoint(false);
+    }
+}
+
 /// Signs and prints a checkpoint if one is due, or at once if `now`. The signature is
 /// made after the lock is let go (recording never waits on it).
 pub fn checkpoint(now: bool) {
@@ -77,6 +93,7 @@ pub fn checkpoint(now: bool) {
         if !now && !log.checkpoint_due(EVERY.load(Ordering::Relaxed)) {
             return;
         }
+        DUE.store(false, Ordering::Relaxed);
         log.checkpoint()
     };
     crate::kprintln!("zen: audit checkpoint {}", signer.sign());
@@ -111,6 +128,9 @@ pub fn record_for(kind: Kind, pid: u32, args: [u64; 4]) {
     let time = crate::arch::cpu::rdtsc();
     if let Some(l) = LOG.lock().as_mut() {
         l.record(kind, pid, args, time);
+        if l.checkpoint_due(EVERY.load(Ordering::Relaxed)) {
+            DUE.store(true, Ordering::Relaxed);
+        }
     }
 }
 

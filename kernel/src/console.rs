@@ -11,7 +11,11 @@
 //!
 //! A program's `write` waits for room (draining itself); a kernel message never
 //! waits: if the ring is full its bytes are dropped and counted, and the count is
-//! printed when there is room again. After a panic or a fatal exception
+//! printed when there is room again. Programs may fill the ring only up to
+//! [`KERNEL_RESERVE`] bytes from full, so no program's output crowds out the kernel's
+//! messages (the audit log's checkpoints among them). A kernel message starts on a
+//! line of its own: after a program's unfinished line it begins with a newline, so
+//! nothing a program writes can run into it and change how it reads. After a panic or a fatal exception
 //! ([`emergency`]) output bypasses the ring: what is in it is written out first, then
 //! every message goes straight to the port.
 
@@ -24,6 +28,8 @@ use crate::sync::IrqMutex;
 const RING_BYTES: usize = 16 * 1024;
 /// Bytes a drainer writes per lock hold (interrupts stay as the caller had them).
 const CHUNK: usize = 64;
+/// Bytes of the ring only kernel messages may use.
+const KERNEL_RESERVE: usize = 2048;
 
 struct Ring {
     buf: [u8; RING_BYTES],
@@ -34,6 +40,8 @@ struct Ring {
     /// `taken` passes the end of its own bytes, whoever takes them.
     pushed: u64,
     taken: u64,
+    /// The last byte pushed ended no line (a program's line is unfinished).
+    mid_line: bool,
 }
 
 impl Ring {
@@ -73,6 +81,20 @@ fn push_wire(r: &mut Ring, bytes: &[u8]) {
         }
         r.push(b);
     }
+    if let Some(&last) = bytes.last() {
+        r.mid_line = last != b'\n';
+    }
+}
+
+/// A kernel message into the ring, on a line of its own; false if it did not fit.
+fn push_line(r: &mut Ring, bytes: &[u8]) -> bool {
+    let fresh = if r.mid_line { &b"\n"[..] } else { &[] };
+    if r.free() < wire_len(fresh) + wire_len(bytes) {
+        return false;
+    }
+    push_wire(r, fresh);
+    push_wire(r, bytes);
+    true
 }
 
 static RING: IrqMutex<Ring> = IrqMutex::new(Ring {
@@ -81,6 +103,7 @@ static RING: IrqMutex<Ring> = IrqMutex::new(Ring {
     len: 0,
     pushed: 0,
     taken: 0,
+    mid_line: false,
 });
 static DRAINING: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -172,12 +195,10 @@ pub fn _print(args: fmt::Arguments) {
                 truncated: false,
             };
             let _ = writeln!(note, "zen: {} bytes of console output lost", lost);
-            push_wire(&mut r, &note.buf[..note.len]);
+            push_line(&mut r, &note.buf[..note.len]);
             DROPPED.store(0, Ordering::Relaxed);
         }
-        if r.free() >= wire_len(bytes) {
-            push_wire(&mut r, bytes);
-        } else {
+        if !push_line(&mut r, bytes) {
             DROPPED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
     }
@@ -211,7 +232,7 @@ pub fn write_bytes(bytes: &[u8]) {
             let mut need = 0;
             while n < rest.len() {
                 let w = if rest[n] == b'\n' { 2 } else { 1 };
-                if need + w > r.free() {
+                if need + w > r.free().saturating_sub(KERNEL_RESERVE) {
                     break;
                 }
                 need += w;

@@ -41,6 +41,9 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> u64 {
         Ok(call) => run(&me, call, a),
         Err(e) => Err(e),
     };
+    // Entries this call recorded may have made an audit checkpoint due: made here,
+    // by the caller, with no lock held.
+    audit::checkpoint_if_due();
     // A kill that came during the call ends the process before it returns to user
     // mode (`proc::check_killed`, without looking the caller up again).
     if me.killed() {

@@ -335,7 +335,7 @@ mod tests {
         assert!(c(system, "program probe memory 1M\n").is_ok());
         assert_eq!(
             c("default deny\nprogram init may spwan any\n", "").unwrap_err(),
-            "policy.zen:2:19: expected \"spawn\", \"send\", \"claim\" or \"grant\", found \"spwan\""
+            "policy.zen:2:18: expected \"spawn\", \"send\", \"claim\" or \"grant\", found \"spwan\""
         );
         let e = c(system, "\nprogram probe memory lots\n").unwrap_err();
         assert!(e.starts_with("policy-tests.zen:2:22: "), "{e}");

@@ -391,7 +391,8 @@ fn audit_offline(lines: &[String]) -> std::result::Result<String, String> {
     let (mut before, mut after) = (Vec::new(), Vec::new());
     for l in lines {
         if let Some(cp) = l
-            .contains("zen: audit checkpoint ")
+            .trim_start()
+            .starts_with("zen: audit checkpoint ")
             .then(|| zen_audit::Checkpoint::parse(l))
             .flatten()
         {

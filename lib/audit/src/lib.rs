@@ -135,13 +135,14 @@ impl Log {
     /// its lock, as for an export.
     pub fn checkpoint(&mut self) -> Signer {
         self.checkpointed = self.count;
-        self.signer([0; NONCE_LEN])
+        self.signer(Purpose::Checkpoint, [0; NONCE_LEN])
     }
 
-    fn signer(&self, nonce: [u8; NONCE_LEN]) -> Signer {
+    fn signer(&self, purpose: Purpose, nonce: [u8; NONCE_LEN]) -> Signer {
         Signer {
             keys: self.keys.clone(),
             head: head_bytes(
+                purpose,
                 self.count,
                 self.lost(),
                 &self.head,
@@ -162,7 +163,7 @@ impl Log {
         for seq in self.lost() + 1..=self.count {
             out.extend_from_slice(&self.ring[(seq % self.ring.len() as u64) as usize].to_bytes());
         }
-        self.signer(nonce)
+        self.signer(Purpose::Export, nonce)
     }
 }
 
@@ -182,17 +183,18 @@ impl Signer {
     /// Appends the head and its signature.
     pub fn finish(self, out: &mut Vec<u8>) {
         let sig = self.keys.sk.sign(self.head, None);
-        out.extend_from_slice(&self.head[..HEAD_EXPORTED]);
+        out.extend_from_slice(&self.head[1..=HEAD_EXPORTED]);
         out.extend_from_slice(&sig[..]);
     }
 
     /// The signed checkpoint (from [`Log::checkpoint`]).
     pub fn sign(self) -> Checkpoint {
         let sig = self.keys.sk.sign(self.head, None);
+        let h = &self.head[1..];
         Checkpoint {
-            count: u64::from_le_bytes(self.head[..8].try_into().expect("8 bytes")),
-            lost: u64::from_le_bytes(self.head[8..16].try_into().expect("8 bytes")),
-            hash: self.head[16..16 + HASH_LEN].try_into().expect("32 bytes"),
+            count: u64::from_le_bytes(h[..8].try_into().expect("8 bytes")),
+            lost: u64::from_le_bytes(h[8..16].try_into().expect("8 bytes")),
+            hash: h[16..16 + HASH_LEN].try_into().expect("32 bytes"),
             sig: *sig,
         }
     }
@@ -201,13 +203,23 @@ impl Signer {
 /// Bytes of the head before its signature in an export.
 const HEAD_EXPORTED: usize = 16 + HASH_LEN + NONCE_LEN;
 
-/// Bytes the head's signature covers: the head as exported, then the genesis hash
-/// (not exported again: the verifier has genesis), so genesis is covered too even
-/// when a Lost marker stands between it and the entries.
-const HEAD_SIGNED: usize = HEAD_EXPORTED + HASH_LEN;
+/// Bytes the head's signature covers: what it was signed for, the head as exported,
+/// then the genesis hash (not exported again: the verifier has genesis), so genesis
+/// is covered too even when a Lost marker stands between it and the entries.
+const HEAD_SIGNED: usize = 1 + HEAD_EXPORTED + HASH_LEN;
+
+/// What a head was signed for: a checkpoint's signature is never an export's, even
+/// with the same zero nonce.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Purpose {
+    Export = 1,
+    Checkpoint = 2,
+}
 
 /// What the head's signature covers.
 fn head_bytes(
+    purpose: Purpose,
     count: u64,
     lost: u64,
     hash: &[u8; HASH_LEN],
@@ -215,10 +227,12 @@ fn head_bytes(
     genesis: &[u8; HASH_LEN],
 ) -> [u8; HEAD_SIGNED] {
     let mut b = [0u8; HEAD_SIGNED];
-    b[..8].copy_from_slice(&count.to_le_bytes());
-    b[8..16].copy_from_slice(&lost.to_le_bytes());
-    b[16..16 + HASH_LEN].copy_from_slice(hash);
-    b[16 + HASH_LEN..HEAD_EXPORTED].copy_from_slice(nonce);
-    b[HEAD_EXPORTED..].copy_from_slice(genesis);
+    b[0] = purpose as u8;
+    let h = &mut b[1..];
+    h[..8].copy_from_slice(&count.to_le_bytes());
+    h[8..16].copy_from_slice(&lost.to_le_bytes());
+    h[16..16 + HASH_LEN].copy_from_slice(hash);
+    h[16 + HASH_LEN..HEAD_EXPORTED].copy_from_slice(nonce);
+    h[HEAD_EXPORTED..].copy_from_slice(genesis);
     b
 }

@@ -3,7 +3,7 @@
 //! a head whose signature, count and hash match. The first entry that fails is named.
 
 use crate::entry::{Entry, Kind, ENTRY_SIZE, HASH_LEN};
-use crate::{head_bytes, Checkpoint, HEAD_SIZE, NONCE_LEN};
+use crate::{head_bytes, Checkpoint, Purpose, HEAD_SIZE, NONCE_LEN};
 use alloc::vec::Vec;
 use ed25519_compact::{PublicKey, Signature};
 
@@ -44,7 +44,14 @@ impl Report {
     /// agree with it.
     pub fn check(&self, cp: &Checkpoint) -> Result<Standing, Tamper> {
         let pk = PublicKey::from_slice(&self.key).map_err(|_| Tamper::Signature)?;
-        let signed = head_bytes(cp.count, cp.lost, &cp.hash, &[0; NONCE_LEN], &self.genesis);
+        let signed = head_bytes(
+            Purpose::Checkpoint,
+            cp.count,
+            cp.lost,
+            &cp.hash,
+            &[0; NONCE_LEN],
+            &self.genesis,
+        );
         pk.verify(signed, &Signature::new(cp.sig))
             .map_err(|_| Tamper::CheckpointSignature)?;
         if cp.count > self.count() || cp.lost > self.lost {
@@ -154,7 +161,7 @@ pub fn verify(log: &[u8], expected: Option<&[u8; 32]>) -> Result<Report, Tamper>
     let sig = Signature::from_slice(&head[16 + HASH_LEN + NONCE_LEN..])
         .map_err(|_| Tamper::Signature)?;
     let pk = PublicKey::from_slice(&key).map_err(|_| Tamper::Signature)?;
-    pk.verify(head_bytes(count, signed_lost, &hash, &nonce, &genesis.hash), &sig)
+    pk.verify(head_bytes(Purpose::Export, count, signed_lost, &hash, &nonce, &genesis.hash), &sig)
         .map_err(|_| Tamper::Signature)?;
     if lost.checked_add(rest.len() as u64) != Some(count) || signed_lost != lost || hash != prev {
         return Err(Tamper::Head);

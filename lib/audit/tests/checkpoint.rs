@@ -150,3 +150,16 @@ proptest! {
         let _ = Checkpoint::parse(&s);
     }
 }
+
+#[test]
+fn a_checkpoint_signature_is_no_export_head() {
+    // An export made up of the entries up to a checkpoint and its signature, with a
+    // zero nonce: refused, the two are signed for different things.
+    let mut log = Log::new(SEED, 100, 16);
+    record(&mut log, 4, 0);
+    let cp = log.checkpoint().sign();
+    let mut b = log.export([0; 16]).unwrap();
+    let sig_at = b.len() - 64;
+    b[sig_at..].copy_from_slice(&cp.sig);
+    assert_eq!(verify(&b, None), Err(Tamper::Signature));
+}

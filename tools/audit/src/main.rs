@@ -4,7 +4,9 @@
 //! its entries one a line. With `--nonce`, the head must be signed with the nonce the
 //! reader asked for (`audit export NONCE` in the shell), so an older export cannot
 //! pass for this one; with `--console`, the export must agree with every
-//! `zen: audit checkpoint` line of that console log (written before the export). Exits
+//! `zen: audit checkpoint` line of that console log printed before it (up to the
+//! shell's `audit-export:` lines; a log that goes on past the export must be cut
+//! there, or its later checkpoints find the export too old). Exits
 //! 1 naming the first entry that was altered, removed or reordered.
 #![deny(unsafe_code)]
 
@@ -47,6 +49,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     .ok()
                     .filter(|_| h.len() <= 32)
                     .ok_or("the nonce is up to 32 hex digits")?;
+                if v == 0 {
+                    return Err("a zero nonce proves nothing fresh: choose another".into());
+                }
                 a.nonce = Some(v.to_be_bytes());
             }
             "--console" => a.console = Some(it.next().ok_or("--console needs a file")?.clone()),
@@ -82,13 +87,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The checkpoints the kernel printed on the console before this export was made.
-    let checkpoints: Vec<Checkpoint> = match &console {
+    // The checkpoints the kernel printed on the console before this export was made:
+    // lines that start with the marker (the kernel starts each message on a line of
+    // its own), up to the shell's first `audit-export:` line if the log has one.
+    let checkpoints: Vec<(usize, Option<Checkpoint>)> = match &console {
         Some(c) => match std::fs::read_to_string(c) {
             Ok(t) => t
                 .lines()
-                .filter(|l| l.contains("zen: audit checkpoint "))
-                .filter_map(Checkpoint::parse)
+                .enumerate()
+                .take_while(|(_, l)| !l.trim_start().starts_with("audit-export: "))
+                .filter(|(_, l)| l.trim_start().starts_with("zen: audit checkpoint "))
+                .map(|(i, l)| (i + 1, Checkpoint::parse(l)))
                 .collect(),
             Err(e) => {
                 eprintln!("zen-audit: {c}: {e}");
@@ -101,16 +110,28 @@ fn main() -> ExitCode {
         if nonce.is_some_and(|n| n != r.nonce) {
             return Err(Tamper::Signature);
         }
-        let mut matched = 0;
-        for cp in &checkpoints {
-            if r.check(cp)? == Standing::Matches {
-                matched += 1;
+        let (mut matched, mut held) = (0, 0);
+        for (line, cp) in &checkpoints {
+            // A line a program printed to look like one, or another boot's: not this
+            // log's, so nothing to hold it to (a real one always verifies).
+            let Some(cp) = cp else {
+                println!("zen-audit: {}:{line}: not a checkpoint line, ignored", console.as_deref().unwrap_or(""));
+                continue;
+            };
+            match r.check(cp) {
+                Ok(Standing::Matches) => (matched, held) = (matched + 1, held + 1),
+                Ok(Standing::Overwritten) => held += 1,
+                Err(Tamper::CheckpointSignature) => println!(
+                    "zen-audit: {}:{line}: a checkpoint not signed for this log (printed by a program, or another boot's), ignored",
+                    console.as_deref().unwrap_or("")
+                ),
+                Err(t) => return Err(t),
             }
         }
-        Ok((r, matched))
+        Ok((r, matched, held))
     });
     match checked {
-        Ok((r, matched)) => {
+        Ok((r, matched, held)) => {
             let k: String = r.key.iter().map(|b| format!("{b:02x}")).collect();
             println!(
                 "audit log of key {k}: intact, {} entries kept, {} lost{}{}",
@@ -119,9 +140,7 @@ fn main() -> ExitCode {
                 if nonce.is_some() { ", fresh (the nonce given)" } else { "" },
                 if console.is_some() {
                     format!(
-                        ", agrees with {} of {} console checkpoints ({matched} still in it)",
-                        checkpoints.len(),
-                        checkpoints.len()
+                        ", agrees with the console's {held} checkpoints ({matched} still in it)"
                     )
                 } else {
                     String::new()

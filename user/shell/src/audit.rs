@@ -70,17 +70,17 @@ fn policy(args: &[u64; 4]) -> String {
     format!("refused by {by}: {what}")
 }
 
-/// `hex` (up to 32 digits) as a nonce, or `None`.
+/// `hex` (up to 32 digits, not all zero: that proves nothing fresh) as a nonce.
 fn parse_nonce(hex: &str) -> Option<[u8; 16]> {
     let v = u128::from_str_radix(hex, 16).ok()?;
-    (hex.len() <= 32).then(|| v.to_be_bytes())
+    (hex.len() <= 32 && v != 0).then(|| v.to_be_bytes())
 }
 
 pub fn show(rest: &[&str]) {
     let nonce = match rest {
         ["export", n] => match parse_nonce(n) {
             Some(n) => n,
-            None => return println!("audit: the nonce is up to 32 hex digits"),
+            None => return println!("audit: the nonce is 1 to 32 hex digits, not all zero"),
         },
         // For the view: something this read alone asks for, checked below.
         _ => (u128::from(zen_std::time::uptime_ms()) ^ u128::from(process::id()) << 64).to_be_bytes(),
