@@ -29,6 +29,7 @@ mod irq;
 mod ktest;
 mod mm;
 mod policy;
+mod prof;
 mod proc;
 mod sync;
 mod syscall;

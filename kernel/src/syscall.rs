@@ -25,6 +25,7 @@ type SysResult = Result<u64, Error>;
 /// Inlined into the entry's one caller, so the arguments stay where they arrived.
 #[inline(always)]
 pub fn dispatch(nr: u64, a: [u64; 6]) -> u64 {
+    crate::prof::mark(crate::prof::Step::User);
     let Some(me) = proc::current() else {
         return Error::Denied.to_ret();
     };
@@ -50,10 +51,12 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> u64 {
         drop(me);
         proc::check_killed();
     }
-    match r {
+    let ret = match r {
         Ok(v) => v,
         Err(e) => e.to_ret(),
-    }
+    };
+    crate::prof::mark(crate::prof::Step::Tail);
+    ret
 }
 
 fn copy_in(me: &Process, ptr: u64, len: u64) -> Result<Vec<u8>, Error> {
@@ -238,6 +241,7 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
             )?;
             audit::record(Kind::Shutdown, [a[0], 0, 0, 0]);
             audit::checkpoint(true);
+            crate::prof::report();
             crate::kprintln!(
                 "zen: shutdown by process {} ({}), code {}",
                 me.pid(),
@@ -258,7 +262,12 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::MsgRelease => crate::ipc::wake(&**me, &token(&**me, a[0])?, true),
         Syscall::MsgRecv => crate::ipc::wait(&**me, &token(&**me, a[0])?, a[1], false),
         Syscall::MsgWaitRoom => crate::ipc::wait(&**me, &token(&**me, a[0])?, a[1], true),
-        Syscall::MsgCall => crate::ipc::call(&**me, &token(&**me, a[0])?, a[1]),
+        Syscall::MsgCall => {
+            crate::prof::mark(crate::prof::Step::Dispatch);
+            let t = token(&**me, a[0])?;
+            crate::prof::mark(crate::prof::Step::Token);
+            crate::ipc::call(&**me, &t, a[1])
+        }
         Syscall::MsgPoll => crate::ipc::poll(&**me, &tokens(&**me, a[0], a[1])?, a[2]),
         Syscall::CapSend => {
             let what = token(&**me, a[0])?;

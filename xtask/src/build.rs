@@ -22,6 +22,9 @@ pub enum Kernel {
     Normal,
     /// Built with `--features ktest`: runs its test registry and exits QEMU.
     Test,
+    /// The normal kernel with `--features profile`: keeps the per-step profile of
+    /// the IPC path (kernel/src/prof.rs) for `cargo xtask bench --only ipc-profile`.
+    Profile,
 }
 
 /// What a build produced.
@@ -219,6 +222,7 @@ fn build_kernel(kernel: Kernel, release: bool) -> Result<PathBuf> {
     let target_dir = match kernel {
         Kernel::Normal => target(),
         Kernel::Test => target().join("ktest"),
+        Kernel::Profile => target().join("profile"),
     };
     let mut c = cargo();
     c.args([
@@ -237,8 +241,14 @@ fn build_kernel(kernel: Kernel, release: bool) -> Result<PathBuf> {
         "CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS",
         "-C code-model=kernel -C relocation-model=static",
     );
-    if kernel == Kernel::Test {
-        c.args(["--features", "ktest"]);
+    match kernel {
+        Kernel::Test => {
+            c.args(["--features", "ktest"]);
+        }
+        Kernel::Profile => {
+            c.args(["--features", "profile"]);
+        }
+        Kernel::Normal => {}
     }
     // `kernel` is release with LTO (see the workspace Cargo.toml).
     let profile_dir = if release { "kernel" } else { "debug" };

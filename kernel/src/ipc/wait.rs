@@ -45,9 +45,11 @@ pub fn call(me: &dyn Party, slot: &Presented, seen: u64) -> Result<u64, Error> {
         Rights::SEND.union(Rights::RECV),
         zen_abi::syscall::Syscall::MsgCall as u16,
     )?;
+    crate::prof::mark(crate::prof::Step::Check);
     let handoff = c.chan.queues[c.end][CONSUMER].wake_all_handing_off(|| {
         zen_ipc::kernel_woke(c.chan.words(c.end), zen_ipc::Side::Consumer);
     });
+    crate::prof::mark(crate::prof::Step::Wake);
     wait_on(me, &c, 1 - c.end, CONSUMER, seen as u32, handoff)
 }
 
@@ -89,10 +91,12 @@ fn wait_on(
         if me.killed() {
             return Err(Error::InvalidArgument);
         }
+        crate::prof::mark(crate::prof::Step::Prepare);
         match handoff.take() {
             Some(h) => task::park_handing_off(h),
             None => task::park(),
         }
+        crate::prof::mark(crate::prof::Step::Switch);
         // The entry goes, however we were woken (a waker took it out already).
         drop(waiter);
         // Woken, usually because the ring moved: that needs no lock to see (only
@@ -101,6 +105,7 @@ fn wait_on(
             return Err(Error::Denied);
         }
         if !must_wait() {
+            crate::prof::mark(crate::prof::Step::Resume);
             return Ok(0);
         }
     }

@@ -47,6 +47,9 @@ const WARM_GRANTS: u64 = 100;
 
 fn main() -> i32 {
     let arg = process::arg();
+    if let Some(n) = arg.strip_prefix("profile:") {
+        return profile(n.parse().unwrap_or(0));
+    }
     if !arg.is_empty() {
         return peer(&arg);
     }
@@ -80,6 +83,24 @@ fn bench() -> Result<(), String> {
     let (total, n) = grants()?;
     println!("zen: bench grant_instr={total} grant_count={n}");
     Ok(())
+}
+
+/// `rounds` call round trips and nothing else, for the kernel's per-step profile
+/// (`cargo xtask bench --only ipc-profile`: a kernel built with the `profile`
+/// feature prints its totals at shutdown; two boots with different `rounds` give the
+/// cost of one round trip, everything before and after cancelled out).
+fn profile(rounds: u64) -> i32 {
+    let r = start_peer("serve").and_then(|(mut ch, pid)| {
+        call(&mut ch, rounds)?;
+        stop_peer(&mut ch, pid)
+    });
+    if let Err(e) = &r {
+        println!("ipcbench: {e}");
+    }
+    println!("zen: bench rounds={rounds}");
+    let e = process::shutdown(r.is_err() as u64);
+    eprintln!("ipcbench: shutdown refused: {}", e.as_str());
+    1
 }
 
 /// Guest instructions per `getpid`, the cheapest system call (loop included).
