@@ -4,11 +4,11 @@
 //! signed over the reader's nonce; `zen-audit` on the host verifies an export offline.
 //!
 //! The head is also signed at intervals, every [`CHECKPOINT_EVERY`] entries (fewer
-//! with `audit_every=N` on the command line) and at shutdown. The system call that
-//! records the entry that makes a checkpoint due signs it on its way out, holding no
-//! lock, so whoever makes entries fast pays for the checkpoints and no loop of calls
-//! outruns them; the `audit` thread looks every 100 ms for entries the kernel made on
-//! its own. and the checkpoint is
+//! with `audit_every=N` on the command line), at most one a second (`NOT_BEFORE`),
+//! and at shutdown. The system call that records the entry that makes a checkpoint
+//! due signs it on its way out, holding no lock, so whoever makes entries fast pays
+//! for the checkpoints; the `audit` thread looks every 100 ms for checkpoints due
+//! that no call made (the kernel's own entries, or the second not yet over). and the checkpoint is
 //! printed on the console (`zen: audit checkpoint count=... sig=...`): a record of the
 //! chain outside the machine's memory, made before the ring can overwrite the entries
 //! it covers, that any later export must agree with (`zen-audit --console LOG`).
@@ -75,13 +75,30 @@ static EVERY: AtomicU64 = AtomicU64::new(CHECKPOINT_EVERY);
 /// every system call's way out.
 static DUE: AtomicBool = AtomicBool::new(false);
 
-/// Makes the checkpoint that is due, if one is (from a system call's way out, where
-/// the caller holds no lock).
+/// The TSC before which no checkpoint is made but at shutdown. A signature costs
+/// about 11 million instructions (ed25519-compact built for size: five times slower
+/// than with its tables, which would add 66 KB of kernel code), so checkpoints are
+/// at most one a second for every 512 entries between them (`SPACING`): signing
+/// takes at most about 1% of a CPU however fast entries come. Entries recorded faster
+/// than that may leave the ring before a checkpoint covers them; the Lost marker
+/// still counts them.
+static NOT_BEFORE: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the checkpoint that is due, if one is and its time has come (from a system
+/// call's way out, where the caller holds no lock).
 #[inline]
 pub fn checkpoint_if_due() {
-    if DUE.load(Ordering::Relaxed) {
+    if DUE.load(Ordering::Relaxed)
+        && crate::arch::cpu::rdtsc() >= NOT_BEFORE.load(Ordering::Relaxed)
+    {
         checkpoint(false);
     }
+}
+
+/// TSC ticks between checkpoints: a second for every 512 entries between them.
+fn spacing() -> u64 {
+    let hz = crate::arch::apic::tsc_hz();
+    hz.saturating_mul(EVERY.load(Ordering::Relaxed)) / CHECKPOINT_EVERY
 }
 
 /// Signs and prints a checkpoint if one is due, or at once if `now`. The signature is
@@ -90,10 +107,13 @@ pub fn checkpoint(now: bool) {
     let signer = {
         let mut log = LOG.lock();
         let Some(log) = log.as_mut() else { return };
-        if !now && !log.checkpoint_due(EVERY.load(Ordering::Relaxed)) {
+        let time = crate::arch::cpu::rdtsc();
+        let early = time < NOT_BEFORE.load(Ordering::Relaxed);
+        if !now && (early || !log.checkpoint_due(EVERY.load(Ordering::Relaxed))) {
             return;
         }
         DUE.store(false, Ordering::Relaxed);
+        NOT_BEFORE.store(time.saturating_add(spacing()), Ordering::Relaxed);
         log.checkpoint()
     };
     crate::kprintln!("zen: audit checkpoint {}", signer.sign());

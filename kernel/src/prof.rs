@@ -36,12 +36,21 @@ pub enum Step {
     Resume,
     /// `dispatch` after the call: dropping what it held, the audit and kill checks.
     Tail,
+    /// grant_create up to its policy question.
+    Grant,
+    /// The policy's answer to a grant.
+    Policy,
+    /// The rest of grant_create: the pages shared, the grant listed.
+    Share,
+    /// Recording the grant in the audit log.
+    Audit,
 }
 
 /// Number of steps.
-pub const STEPS: usize = 9;
+pub const STEPS: usize = 13;
 const NAMES: [&str; STEPS] = [
     "user", "dispatch", "token", "check", "wake", "prepare", "switch", "resume", "tail",
+    "grant", "policy", "share", "audit",
 ];
 
 #[cfg(feature = "profile")]
@@ -84,13 +93,17 @@ pub fn report() {
     #[cfg(feature = "profile")]
     {
         use core::sync::atomic::Ordering;
-        let mut line = alloc::string::String::from("zen: bench");
-        for (i, name) in NAMES.iter().enumerate() {
-            let t = imp::TOTAL[0][i].load(Ordering::Relaxed);
-            let n = imp::COUNT[0][i].load(Ordering::Relaxed);
-            line.push_str(&alloc::format!(" prof_{name}={t} prof_{name}_marks={n}"));
+        // A few steps a line: a console line holds 512 bytes.
+        for (chunk, names) in NAMES.chunks(4).enumerate() {
+            let mut line = alloc::string::String::from("zen: bench");
+            for (j, name) in names.iter().enumerate() {
+                let i = chunk * 4 + j;
+                let t = imp::TOTAL[0][i].load(Ordering::Relaxed);
+                let n = imp::COUNT[0][i].load(Ordering::Relaxed);
+                line.push_str(&alloc::format!(" prof_{name}={t} prof_{name}_marks={n}"));
+            }
+            crate::kprintln!("{}", line);
         }
-        crate::kprintln!("{}", line);
         crate::kprintln!("zen: bench profile done");
     }
     #[cfg(not(feature = "profile"))]

@@ -291,7 +291,11 @@ fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
         Syscall::GrantCreate => {
             let r = crate::ipc::grant::grant_create(&**me, a[0], a[1], a[2], &token(&**me, a[3])?);
             match r {
-                Ok(id) => audit::record(Kind::GrantMade, [id, a[1], a[2], 0]),
+                Ok(id) => {
+                    crate::prof::mark(crate::prof::Step::Share);
+                    audit::record(Kind::GrantMade, [id, a[1], a[2], 0]);
+                    crate::prof::mark(crate::prof::Step::Audit);
+                }
                 Err(e) => audit::refused(Kind::GrantRefused, [a[1], a[2], e as u64, 0]),
             }
             r

@@ -110,7 +110,9 @@ pub fn grant_create(
         return Err(Error::NoPeer);
     }
     let receiver = me.find(to).ok_or(Error::NoPeer)?;
+    crate::prof::mark(crate::prof::Step::Grant);
     crate::policy::grant(me.program(), receiver.program(), to)?;
+    crate::prof::mark(crate::prof::Step::Policy);
     drop(receiver);
     let full = |g: &BTreeMap<u64, Grant>| {
         g.len() >= MAX_GRANTS

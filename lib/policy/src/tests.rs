@@ -411,6 +411,7 @@ fn decode_errors_display() {
         DecodeError::Header,
         DecodeError::Strings,
         DecodeError::Record(3),
+        DecodeError::Memory,
     ];
     let shown: Vec<String> = all.iter().map(|e| e.to_string()).collect();
     assert!(shown.iter().all(|s| s.starts_with("policy table: ")));

@@ -48,7 +48,10 @@ const WARM_GRANTS: u64 = 100;
 fn main() -> i32 {
     let arg = process::arg();
     if let Some(n) = arg.strip_prefix("profile:") {
-        return profile(n.parse().unwrap_or(0));
+        return profile(n.parse().unwrap_or(0), false);
+    }
+    if let Some(n) = arg.strip_prefix("profile-grants:") {
+        return profile(n.parse().unwrap_or(0), true);
     }
     if !arg.is_empty() {
         return peer(&arg);
@@ -85,15 +88,20 @@ fn bench() -> Result<(), String> {
     Ok(())
 }
 
-/// `rounds` call round trips and nothing else, for the kernel's per-step profile
+/// `rounds` call round trips (or page grants) and nothing else, for the kernel's per-step profile
 /// (`cargo xtask bench --only ipc-profile`: a kernel built with the `profile`
 /// feature prints its totals at shutdown; two boots with different `rounds` give the
 /// cost of one round trip, everything before and after cancelled out).
-fn profile(rounds: u64) -> i32 {
-    let r = start_peer("serve").and_then(|(mut ch, pid)| {
-        call(&mut ch, rounds)?;
-        stop_peer(&mut ch, pid)
-    });
+fn profile(rounds: u64, grants: bool) -> i32 {
+    // `grants`: `rounds` page grants instead (the grant steps of kernel/src/prof.rs).
+    let r = if grants {
+        grants_n(rounds).map(|_| ())
+    } else {
+        start_peer("serve").and_then(|(mut ch, pid)| {
+            call(&mut ch, rounds)?;
+            stop_peer(&mut ch, pid)
+        })
+    };
     if let Err(e) = &r {
         println!("ipcbench: {e}");
     }
@@ -272,6 +280,11 @@ fn grant_all(ch: &mut Channel, mem: &Shared, n: u64) -> Result<(), String> {
 /// which maps each grant, reads all of it and unmaps it: (instructions, grants). The
 /// clock stops when the peer has confirmed the last one.
 fn grants() -> Result<(u64, u64), String> {
+    grants_n(GRANTS)
+}
+
+/// [`grants`] with `n` grants measured.
+fn grants_n(n: u64) -> Result<(u64, u64), String> {
     let mem = Shared::new(GRANT_BYTES).map_err(|e| format!("map: {e:?}"))?;
     for (k, w) in mem.words().iter().enumerate() {
         w.store(pattern(k), Relaxed);
@@ -283,10 +296,10 @@ fn grants() -> Result<(u64, u64), String> {
         .map_err(|e| format!("recv hello: {e:?}"))?;
     grant_all(&mut ch, &mem, WARM_GRANTS)?;
     let t0 = time::cycles();
-    grant_all(&mut ch, &mem, GRANTS)?;
+    grant_all(&mut ch, &mem, n)?;
     let t1 = time::cycles();
     stop_peer(&mut ch, pid)?;
-    Ok((t1 - t0, GRANTS))
+    Ok((t1 - t0, n))
 }
 
 /// The other end of a benchmark's channel (our `Cap(0)`). `echo` sends every MSG-byte
