@@ -97,11 +97,11 @@ const SUITES: &[(&str, Suite)] = &[
     ("disk", disk),
     ("switch", switch),
     ("ipc", ipc),
-    ("ipc-profile", ipc_profile),
     ("linux", linux),
     ("nvme", nvme),
     ("tagfs", tagfs),
     ("tagfs-os", tagfs_os),
+    ("ipc-profile", ipc_profile),
 ];
 
 /// The store in Zen OS against ext4 in Linux on the same NVMe device (`storebench`).
