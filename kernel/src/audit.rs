@@ -76,10 +76,11 @@ static EVERY: AtomicU64 = AtomicU64::new(CHECKPOINT_EVERY);
 static DUE: AtomicBool = AtomicBool::new(false);
 
 /// The TSC before which no checkpoint is made but at shutdown. A signature costs
-/// about 11 million instructions (ed25519-compact built for size: five times slower
-/// than with its tables, which would add 66 KB of kernel code), so checkpoints are
-/// at most one a second for every 512 entries between them (`SPACING`): signing
-/// takes at most about 1% of a CPU however fast entries come. Entries recorded faster
+/// about a million instructions (`cargo xtask bench --only ipc-profile`; ed25519-compact
+/// built for size, five times slower than with its tables, which would add 66 KB of
+/// kernel code): two thousand an entry if every 512 entries were signed. So
+/// checkpoints are at most one a second for every 512 entries between them
+/// (`spacing`): signing takes at most about 0.1% of a CPU however fast entries come. Entries recorded faster
 /// than that may leave the ring before a checkpoint covers them; the Lost marker
 /// still counts them.
 static NOT_BEFORE: AtomicU64 = AtomicU64::new(0);
@@ -116,7 +117,10 @@ pub fn checkpoint(now: bool) {
         NOT_BEFORE.store(time.saturating_add(spacing()), Ordering::Relaxed);
         log.checkpoint()
     };
-    crate::kprintln!("zen: audit checkpoint {}", signer.sign());
+    crate::prof::mark(crate::prof::Step::BeforeSign);
+    let cp = signer.sign();
+    crate::prof::mark(crate::prof::Step::Sign);
+    crate::kprintln!("zen: audit checkpoint {}", cp);
 }
 
 /// The `audit` kernel thread: a checkpoint whenever one is due.

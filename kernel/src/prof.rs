@@ -44,13 +44,17 @@ pub enum Step {
     Share,
     /// Recording the grant in the audit log.
     Audit,
+    /// Whatever ran before an audit checkpoint's signature (closed just before it).
+    BeforeSign,
+    /// An audit checkpoint's ed25519 signature.
+    Sign,
 }
 
 /// Number of steps.
-pub const STEPS: usize = 13;
+pub const STEPS: usize = 15;
 const NAMES: [&str; STEPS] = [
     "user", "dispatch", "token", "check", "wake", "prepare", "switch", "resume", "tail",
-    "grant", "policy", "share", "audit",
+    "grant", "policy", "share", "audit", "presign", "sign",
 ];
 
 #[cfg(feature = "profile")]

@@ -508,6 +508,17 @@ fn ipc_profile(_ctx: &mut Ctx) -> Result<Vec<Row>> {
             unit: "instr/op",
             note: "the sum of the steps above, as the kernel's marks see them".into(),
         });
+        if mode == "profile-grants" {
+            // Every checkpoint's signature (at least the one at shutdown), on average.
+            let (t, m) = (get(&runs[1], "prof_sign")?, get(&runs[1], "prof_sign_marks")?);
+            rows.push(Row {
+                suite: "ipc-profile",
+                name: "an audit checkpoint's ed25519 signature".into(),
+                value: (t / m.max(1)) as f64,
+                unit: "instr/op",
+                note: format!("{m} signatures in the boot (ed25519-compact built for size)"),
+            });
+        }
     }
     Ok(rows)
 }
@@ -542,6 +553,8 @@ const PROFILE_STEPS: [&str; 13] = [
     "user", "dispatch", "token", "check", "wake", "prepare", "switch", "resume", "tail",
     "grant", "policy", "share", "audit",
 ];
+// (kernel/src/prof.rs also counts `presign` and `sign`: an audit checkpoint's
+// signature, reported on its own below.)
 
 fn ipc(ctx: &mut Ctx) -> Result<Vec<Row>> {
     let a = ctx.artifacts()?;
