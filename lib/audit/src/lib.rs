@@ -2,10 +2,11 @@
 //! host tool runs on an exported log (brief item 15).
 //!
 //! - [`Entry`]: 96 bytes. A sequence number, a time, the event's kind, the process,
-//!   two arguments, and the chain hash: BLAKE3 keyed with the log's public key over
-//!   the previous entry's hash and this entry's fields. The public key keys the hash
-//!   so logs of different boots cannot be spliced together; it is public, so anyone
-//!   can recompute the chain. What makes the chain trustworthy is the signature.
+//!   four arguments, and the chain hash: BLAKE3 of this entry's fields keyed with the
+//!   previous entry's hash XOR the log's public key. The public key (and genesis,
+//!   which holds it and its time) keys the chain so logs of different boots cannot be
+//!   spliced together; it is public, so anyone can recompute the chain. What makes the
+//!   chain trustworthy is the signature.
 //! - [`Log`]: a ring of entries after the genesis entry (seq 0: the public key;
 //!   never overwritten). When the ring is full the oldest entry goes, and the export
 //!   says so with a [`Kind::Lost`] marker (how many were lost, and the hash the chain
