@@ -4,7 +4,8 @@
 //! signed over the reader's nonce; `zen-audit` on the host verifies an export offline.
 //!
 //! The head is also signed at intervals, every [`CHECKPOINT_EVERY`] entries (fewer
-//! with `audit_every=N` on the command line), at most one a second (`NOT_BEFORE`),
+//! with `audit_every=N` on the command line), at most one a second (`NOT_BEFORE`)
+//! unless the ring is about to overwrite an entry no checkpoint covers (`URGENT`),
 //! and at shutdown. The system call that records the entry that makes a checkpoint
 //! due signs it on its way out, holding no lock, so whoever makes entries fast pays
 //! for the checkpoints; the `audit` thread looks every 100 ms for checkpoints due
@@ -17,7 +18,7 @@
 //! ring is made at boot), so it is safe from any system call, under other locks.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use zen_audit::{Kind, Log};
 
 use crate::sync::IrqMutex;
@@ -64,33 +65,44 @@ pub fn init(cmdline: &str) {
 /// the ring with a loop of bad calls.
 pub const REFUSALS_PER_PROCESS: u32 = 64;
 
-/// Most entries between checkpoints: half the ring, so every entry is covered by a
-/// printed checkpoint while it is still in the ring.
+/// Entries between checkpoints: half the ring (fewer with `audit_every=N`).
 pub const CHECKPOINT_EVERY: u64 = (zen_abi::syscall::AUDIT_ENTRIES / 2) as u64;
+
+/// Entries since the last checkpoint at which one is made whatever the time: the ring
+/// is about to overwrite an entry no checkpoint covers (the margin: what other CPUs
+/// record before the call that got here is on its way out). So every entry is covered
+/// by a printed checkpoint while it is still in the ring.
+const URGENT: u64 = zen_abi::syscall::AUDIT_ENTRIES as u64 - 64;
 
 /// Entries between checkpoints in this boot (`audit_every=N`, at most the above).
 static EVERY: AtomicU64 = AtomicU64::new(CHECKPOINT_EVERY);
 
-/// A checkpoint is due (set by `record_for`, cleared when one is made): one load on
-/// every system call's way out.
-static DUE: AtomicBool = AtomicBool::new(false);
+/// A checkpoint is due (set by `record_for`, cleared when one is made): 0 none, 1 due
+/// when its time comes, 2 urgent (`URGENT`). One load on every system call's way out.
+static DUE: AtomicU8 = AtomicU8::new(0);
 
-/// The TSC before which no checkpoint is made but at shutdown. A signature costs
-/// about a million instructions (`cargo xtask bench --only ipc-profile`; ed25519-compact
-/// built for size, five times slower than with its tables, which would add 66 KB of
-/// kernel code): two thousand an entry if every 512 entries were signed. So
-/// checkpoints are at most one a second for every 512 entries between them
-/// (`spacing`): signing takes at most about 0.1% of a CPU however fast entries come. Entries recorded faster
-/// than that may leave the ring before a checkpoint covers them; the Lost marker
-/// still counts them.
+/// The process whose entry made the checkpoint due: its own system call signs it on
+/// the way out (whoever makes entries pays for them); a checkpoint nobody's call
+/// makes, the `audit` thread makes within 100 ms.
+static DUE_BY: AtomicU32 = AtomicU32::new(0);
+
+/// The TSC before which no checkpoint is made unless it is urgent (or at shutdown).
+/// A signature costs about a million instructions (`cargo xtask bench --only
+/// ipc-profile`; ed25519-compact built for size, five times slower than with its
+/// tables, which would add 66 KB of kernel code). Checkpoints come at most once a
+/// second for every 512 entries between them (`spacing`), or when urgent: so a flood
+/// of entries pays one signature every 960 entries, about a thousand instructions an
+/// entry, and a steady trickle one a second at most.
 static NOT_BEFORE: AtomicU64 = AtomicU64::new(0);
 
-/// Makes the checkpoint that is due, if one is and its time has come (from a system
-/// call's way out, where the caller holds no lock).
+/// Makes the checkpoint the caller's entries made due, if its time has come or it is
+/// urgent (from a system call's way out, where the caller holds no lock).
 #[inline]
-pub fn checkpoint_if_due() {
-    if DUE.load(Ordering::Relaxed)
-        && crate::arch::cpu::rdtsc() >= NOT_BEFORE.load(Ordering::Relaxed)
+pub fn checkpoint_if_due(pid: u32) {
+    let due = DUE.load(Ordering::Relaxed);
+    if due != 0
+        && DUE_BY.load(Ordering::Relaxed) == pid
+        && (due == 2 || crate::arch::cpu::rdtsc() >= NOT_BEFORE.load(Ordering::Relaxed))
     {
         checkpoint(false);
     }
@@ -102,18 +114,19 @@ fn spacing() -> u64 {
     hz.saturating_mul(EVERY.load(Ordering::Relaxed)) / CHECKPOINT_EVERY
 }
 
-/// Signs and prints a checkpoint if one is due, or at once if `now`. The signature is
-/// made after the lock is let go (recording never waits on it).
+/// Signs and prints a checkpoint if one is due and its time has come (or it is
+/// urgent), or at once if `now`. The signature is made after the lock is let go
+/// (recording never waits on it).
 pub fn checkpoint(now: bool) {
     let signer = {
         let mut log = LOG.lock();
         let Some(log) = log.as_mut() else { return };
         let time = crate::arch::cpu::rdtsc();
-        let early = time < NOT_BEFORE.load(Ordering::Relaxed);
+        let early = time < NOT_BEFORE.load(Ordering::Relaxed) && !log.checkpoint_due(URGENT);
         if !now && (early || !log.checkpoint_due(EVERY.load(Ordering::Relaxed))) {
             return;
         }
-        DUE.store(false, Ordering::Relaxed);
+        DUE.store(0, Ordering::Relaxed);
         NOT_BEFORE.store(time.saturating_add(spacing()), Ordering::Relaxed);
         log.checkpoint()
     };
@@ -152,8 +165,17 @@ pub fn record_for(kind: Kind, pid: u32, args: [u64; 4]) {
     let time = crate::arch::cpu::rdtsc();
     if let Some(l) = LOG.lock().as_mut() {
         l.record(kind, pid, args, time);
-        if l.checkpoint_due(EVERY.load(Ordering::Relaxed)) {
-            DUE.store(true, Ordering::Relaxed);
+        let level = if l.checkpoint_due(URGENT) {
+            2
+        } else {
+            u8::from(l.checkpoint_due(EVERY.load(Ordering::Relaxed)))
+        };
+        if level > 0 {
+            // The latest caller to add an entry pays (a process that exits, or the
+            // kernel itself, leaves it to the next one or to the thread).
+            let payer = crate::task::current_owner().map_or(0, |o| o.pid());
+            DUE_BY.store(payer, Ordering::Relaxed);
+            DUE.store(level, Ordering::Relaxed);
         }
     }
 }

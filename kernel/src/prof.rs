@@ -36,7 +36,8 @@ pub enum Step {
     Resume,
     /// `dispatch` after the call: dropping what it held, the audit and kill checks.
     Tail,
-    /// grant_create up to its policy question.
+    /// A grant_create call up to its policy question: dispatch, the token, the channel
+    /// (no marks of their own on this call).
     Grant,
     /// The policy's answer to a grant.
     Policy,

@@ -44,7 +44,7 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> u64 {
     };
     // Entries this call recorded may have made an audit checkpoint due: made here,
     // by the caller, with no lock held.
-    audit::checkpoint_if_due();
+    audit::checkpoint_if_due(me.pid());
     // A kill that came during the call ends the process before it returns to user
     // mode (`proc::check_killed`, without looking the caller up again).
     if me.killed() {

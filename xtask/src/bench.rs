@@ -541,9 +541,17 @@ fn profile_runs(a: &Artifacts, mode: &str, n: u64) -> Result<Vec<Vec<(String, u6
             smp: 1,
             ..Vm::new(&format!("bench-{mode}-{count}"), &esp)
         };
-        runs.push(crate::protocol::bench_figures(&vm, Duration::from_secs(300), |l| {
+        let found = crate::protocol::bench_figures(&vm, Duration::from_secs(300), |l| {
             l.contains("zen: bench profile done")
-        })?);
+        })?;
+        // A run whose work failed prints no count: its figures would be of nothing.
+        if !found.iter().any(|(k, v)| k == "rounds" && *v == count) {
+            return Err(format!(
+                "{mode}:{count} did not finish its work (see target/qemu/{}.log)",
+                vm.name
+            ));
+        }
+        runs.push(found);
     }
     Ok(runs)
 }

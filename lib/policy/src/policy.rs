@@ -115,10 +115,11 @@ impl<'a> Policy<'a> {
             return Err(DecodeError::Strings);
         }
         let mut last = 0;
-        // The programs with a memory rule so far (one each), to find a second in
-        // O(log n), not by reading every earlier record again.
-        let mut limited = alloc::collections::BTreeSet::new();
+        // The rules, and (subject, index) of each memory rule, sorted below to find a
+        // second limit for one program in O(n log n); every allocation fallible (the
+        // kernel decodes at boot, on a heap that may be small).
         let mut rules = alloc::vec::Vec::new();
+        let mut limited = alloc::vec::Vec::new();
         rules
             .try_reserve_exact(count as usize)
             .map_err(|_| DecodeError::Memory)?;
@@ -130,10 +131,15 @@ impl<'a> Policy<'a> {
                 return Err(bad);
             }
             last = rec.line;
-            if matches!(rec.action, Action::Memory(_)) && !limited.insert(rec.subject) {
-                return Err(bad);
+            if matches!(rec.action, Action::Memory(_)) {
+                limited.try_reserve(1).map_err(|_| DecodeError::Memory)?;
+                limited.push((rec.subject, i as u32));
             }
             rules.push(rec);
+        }
+        limited.sort_unstable();
+        if let Some(w) = limited.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(DecodeError::Record(w[1].1));
         }
         Ok(Policy { default, rules })
     }
