@@ -91,7 +91,9 @@ fn enforce(
             verdict: Verdict::Allow,
             ..
         }) => return Ok(()),
-        Some(Decision { by: By::Rule(l), .. }) => u64::from(l),
+        Some(Decision {
+            by: By::Rule(l), ..
+        }) => u64::from(l),
         Some(Decision {
             by: By::Default, ..
         }) => 0,

@@ -54,8 +54,8 @@ pub enum Step {
 /// Number of steps.
 pub const STEPS: usize = 15;
 const NAMES: [&str; STEPS] = [
-    "user", "dispatch", "token", "check", "wake", "prepare", "switch", "resume", "tail",
-    "grant", "policy", "share", "audit", "presign", "sign",
+    "user", "dispatch", "token", "check", "wake", "prepare", "switch", "resume", "tail", "grant",
+    "policy", "share", "audit", "presign", "sign",
 ];
 
 #[cfg(feature = "profile")]

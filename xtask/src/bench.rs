@@ -476,7 +476,12 @@ fn ipc_profile(_ctx: &mut Ctx) -> Result<Vec<Row>> {
     // Call round trips, then page grants (64 KiB, the receiver maps and reads each).
     for (mode, n, what, steps) in [
         ("profile", 10_000u64, "call round trip", &PROFILE_STEPS[..9]),
-        ("profile-grants", 1_000, "64 KiB page grant", &PROFILE_STEPS[9..]),
+        (
+            "profile-grants",
+            1_000,
+            "64 KiB page grant",
+            &PROFILE_STEPS[9..],
+        ),
     ] {
         let runs = profile_runs(&a, mode, n)?;
         let get = |run: &[(String, u64)], key: &str| -> Result<u64> {
@@ -510,7 +515,10 @@ fn ipc_profile(_ctx: &mut Ctx) -> Result<Vec<Row>> {
         });
         if mode == "profile-grants" {
             // Every checkpoint's signature (at least the one at shutdown), on average.
-            let (t, m) = (get(&runs[1], "prof_sign")?, get(&runs[1], "prof_sign_marks")?);
+            let (t, m) = (
+                get(&runs[1], "prof_sign")?,
+                get(&runs[1], "prof_sign_marks")?,
+            );
             rows.push(Row {
                 suite: "ipc-profile",
                 name: "an audit checkpoint's ed25519 signature".into(),
@@ -558,8 +566,8 @@ fn profile_runs(a: &Artifacts, mode: &str, n: u64) -> Result<Vec<Vec<(String, u6
 
 /// The steps kernel/src/prof.rs counts, in its order.
 const PROFILE_STEPS: [&str; 13] = [
-    "user", "dispatch", "token", "check", "wake", "prepare", "switch", "resume", "tail",
-    "grant", "policy", "share", "audit",
+    "user", "dispatch", "token", "check", "wake", "prepare", "switch", "resume", "tail", "grant",
+    "policy", "share", "audit",
 ];
 // (kernel/src/prof.rs also counts `presign` and `sign`: an audit checkpoint's
 // signature, reported on its own below.)

@@ -128,7 +128,10 @@ fn build_user() -> Result<(PathBuf, PathBuf)> {
     }
     // The test archive also holds usertests under a second name, for the policy's
     // rules about a program other than the suite itself (policy-tests.zen).
-    let usertests = programs.iter().find(|(n, _)| *n == "usertests").map(|p| p.1.clone());
+    let usertests = programs
+        .iter()
+        .find(|(n, _)| *n == "usertests")
+        .map(|p| p.1.clone());
     let (system, tests) = policies()?;
     let mut default = programs[..DEFAULT_PROGRAMS.len()].to_vec();
     default.push((zen_abi::archive::POLICY, system));
@@ -173,7 +176,11 @@ fn compile_policies(
     system_programs: &[&str],
     test_programs: &[&str],
 ) -> Result<(Vec<u8>, Vec<u8>)> {
-    let sep = if system.ends_with('\n') || system.is_empty() { "" } else { "\n" };
+    let sep = if system.ends_with('\n') || system.is_empty() {
+        ""
+    } else {
+        "\n"
+    };
     let system_lines = system.lines().count();
     // Lines past the first file's are the second's.
     let place = |line: usize| {
@@ -357,9 +364,15 @@ mod tests {
         assert!(e.starts_with("policy-tests.zen:1:"), "{e}");
         // A name no program of the image has: refused, as subject or as target.
         let e = c(system, "program init may grant pages to hello\n").unwrap_err();
-        assert!(e.starts_with("policy-tests.zen:1: `hello` is not a program"), "{e}");
+        assert!(
+            e.starts_with("policy-tests.zen:1: `hello` is not a program"),
+            "{e}"
+        );
         let e = c("program probe may spawn any\n", "").unwrap_err();
-        assert!(e.starts_with("policy.zen:1: `probe` is not a program"), "{e}");
+        assert!(
+            e.starts_with("policy.zen:1: `probe` is not a program"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -451,12 +451,23 @@ fn damaged_policy_job(a: &Artifacts) -> Result<Job> {
         let vm = Vm::new("refuse-policy", &esp);
         let name = "qemu::refuse_damaged_policy".to_string();
         let refused = "zen: policy refused (";
-        let (ok, why, cap) = match boot_until(&vm, &["zen: no init without a policy", "zen: ready", "zen: started"]) {
+        let (ok, why, cap) = match boot_until(
+            &vm,
+            &[
+                "zen: no init without a policy",
+                "zen: ready",
+                "zen: started",
+            ],
+        ) {
             Ok((Some(0), cap)) if cap.lines.iter().any(|l| l.contains(refused)) => {
                 (true, String::new(), cap)
             }
             Ok((Some(0), cap)) => (false, format!("no `{refused}...` line"), cap),
-            Ok((Some(_), cap)) => (false, "ready, or a process started, under a damaged policy".into(), cap),
+            Ok((Some(_), cap)) => (
+                false,
+                "ready, or a process started, under a damaged policy".into(),
+                cap,
+            ),
             Ok((None, cap)) => (false, "no `zen: no init without a policy` line".into(), cap),
             Err(e) => {
                 return vec![Verdict {

@@ -428,7 +428,10 @@ fn audit_offline(lines: &[String]) -> std::result::Result<String, String> {
         ));
     }
     let last = after.last().ok_or("no checkpoint at shutdown")?;
-    if !matches!(r.check(last), Err(zen_audit::Tamper::BehindCheckpoint { .. })) {
+    if !matches!(
+        r.check(last),
+        Err(zen_audit::Tamper::BehindCheckpoint { .. })
+    ) {
         return Err("the shutdown's checkpoint does not find the export older".into());
     }
     let forged = zen_audit::Checkpoint {

@@ -158,11 +158,21 @@ pub fn verify(log: &[u8], expected: Option<&[u8; 32]>) -> Result<Report, Tamper>
     let nonce: [u8; NONCE_LEN] = head[16 + HASH_LEN..][..NONCE_LEN]
         .try_into()
         .expect("16 bytes");
-    let sig = Signature::from_slice(&head[16 + HASH_LEN + NONCE_LEN..])
-        .map_err(|_| Tamper::Signature)?;
+    let sig =
+        Signature::from_slice(&head[16 + HASH_LEN + NONCE_LEN..]).map_err(|_| Tamper::Signature)?;
     let pk = PublicKey::from_slice(&key).map_err(|_| Tamper::Signature)?;
-    pk.verify(head_bytes(Purpose::Export, count, signed_lost, &hash, &nonce, &genesis.hash), &sig)
-        .map_err(|_| Tamper::Signature)?;
+    pk.verify(
+        head_bytes(
+            Purpose::Export,
+            count,
+            signed_lost,
+            &hash,
+            &nonce,
+            &genesis.hash,
+        ),
+        &sig,
+    )
+    .map_err(|_| Tamper::Signature)?;
     if lost.checked_add(rest.len() as u64) != Some(count) || signed_lost != lost || hash != prev {
         return Err(Tamper::Head);
     }

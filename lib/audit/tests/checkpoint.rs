@@ -34,7 +34,10 @@ fn a_later_export_agrees_with_an_earlier_checkpoint() {
     assert!(log.checkpoint_due(5) && !log.checkpoint_due(6));
     let cp = log.checkpoint().sign();
     assert_eq!((cp.count, cp.lost), (5, 0));
-    assert!(!log.checkpoint_due(1), "a checkpoint starts the count again");
+    assert!(
+        !log.checkpoint_due(1),
+        "a checkpoint starts the count again"
+    );
     record(&mut log, 5, 0);
     let r = verify(&log.export([0; 16]).unwrap(), None).unwrap();
     assert_eq!(r.check(&cp), Ok(Standing::Matches));

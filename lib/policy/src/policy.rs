@@ -153,7 +153,10 @@ impl<'a> Policy<'a> {
                 Action::Spawn(t) | Action::Send(_, t) | Action::Grant(t) => t,
                 Action::Claim(_) | Action::Memory(_) => None,
             };
-            [r.subject, target].into_iter().flatten().map(move |n| (r.line, n))
+            [r.subject, target]
+                .into_iter()
+                .flatten()
+                .map(move |n| (r.line, n))
         })
     }
 

@@ -433,5 +433,8 @@ fn more_records_than_lines_are_refused_and_many_limits_decode() {
     assert_eq!(p.memory_limit("p19999"), Some(20_000 << 10));
     let mut twice = text.clone();
     twice.push_str("program p7 memory 1M\n");
-    assert!(compile(&twice).is_err(), "the compiler refuses a second limit too");
+    assert!(
+        compile(&twice).is_err(),
+        "the compiler refuses a second limit too"
+    );
 }

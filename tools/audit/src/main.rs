@@ -137,7 +137,11 @@ fn main() -> ExitCode {
                 "audit log of key {k}: intact, {} entries kept, {} lost{}{}",
                 r.entries.len(),
                 r.lost,
-                if nonce.is_some() { ", fresh (the nonce given)" } else { "" },
+                if nonce.is_some() {
+                    ", fresh (the nonce given)"
+                } else {
+                    ""
+                },
                 if console.is_some() {
                     format!(
                         ", agrees with the console's {held} checkpoints ({matched} still in it)"

@@ -63,19 +63,32 @@ fn an_export_is_checked_against_its_nonce_and_the_consoles_checkpoints() {
     let (e, c) = (export.to_str().unwrap(), console.to_str().unwrap());
     let (code, out) = run(&[e, &key, "--nonce", "12345678", "--console", c]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("fresh") && out.contains("1 checkpoints (1 still in it)"), "{out}");
-    assert!(out.contains(":3: a checkpoint not signed for this log"), "{out}");
+    assert!(
+        out.contains("fresh") && out.contains("1 checkpoints (1 still in it)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(":3: a checkpoint not signed for this log"),
+        "{out}"
+    );
     // Another nonce: an older export, or not the one asked for.
     let (code, out) = run(&[e, &key, "--nonce", "12345679"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("TAMPERED"), "{out}");
-    assert_eq!(run(&[e, &key, "--nonce", "0"]).0, 2, "a zero nonce is refused");
+    assert_eq!(
+        run(&[e, &key, "--nonce", "0"]).0,
+        2,
+        "a zero nonce is refused"
+    );
     // A console whose later checkpoint is not cut off at the export: the export is
     // older than it.
     let late = d.join("late.log");
     std::fs::write(&late, format!("zen: audit checkpoint {later}\n")).unwrap();
     let (code, out) = run(&[e, &key, "--console", late.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("ends before the console's checkpoint at 16"), "{out}");
+    assert!(
+        out.contains("ends before the console's checkpoint at 16"),
+        "{out}"
+    );
     std::fs::remove_dir_all(&d).ok();
 }

@@ -55,7 +55,9 @@ fn policy(args: &[u64; 4]) -> String {
         (1, _) => format!("spawn {name}"),
         (2, k) => format!(
             "pass a {} token to process {} ({name})",
-            ["channel", "device", "system"].get(k as usize).unwrap_or(&"?"),
+            ["channel", "device", "system"]
+                .get(k as usize)
+                .unwrap_or(&"?"),
             args[2]
         ),
         (3, c) => format!("claim device class {:02x}:{:02x}", c >> 8, c & 0xff),
@@ -83,7 +85,9 @@ pub fn show(rest: &[&str]) {
             None => return println!("audit: the nonce is 1 to 32 hex digits, not all zero"),
         },
         // For the view: something this read alone asks for, checked below.
-        _ => (u128::from(zen_std::time::uptime_ms()) ^ u128::from(process::id()) << 64).to_be_bytes(),
+        _ => {
+            (u128::from(zen_std::time::uptime_ms()) ^ u128::from(process::id()) << 64).to_be_bytes()
+        }
     };
     let log = match process::audit_log(nonce) {
         Ok(l) => l,

@@ -54,7 +54,10 @@ pub fn the_audit_log_is_signed_and_needs_its_right() -> Outcome {
     let log = process::audit_log(*b"a fresh nonce #1")
         .map_err(|e| format!("audit_log: {}", e.as_str()))?;
     let r = verify(&log, None).map_err(|t| format!("the export does not verify: {t:?}"))?;
-    check("the head is signed with our nonce", r.nonce == *b"a fresh nonce #1")?;
+    check(
+        "the head is signed with our nonce",
+        r.nonce == *b"a fresh nonce #1",
+    )?;
     let mut other = log.clone();
     let nonce_at = other.len() - 64 - 16;
     other[nonce_at] ^= 1;

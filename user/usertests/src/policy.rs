@@ -39,7 +39,9 @@ pub fn each_rule_kind_refuses_as_written() -> Outcome {
         .map_err(|e| format!("spawn: {e:?}"))?;
     match process::wait(pid).map_err(|e| format!("wait: {e:?}"))? {
         0 => Ok(()),
-        code => Err(format!("in a child: exit {code} (its reason is printed above)")),
+        code => Err(format!(
+            "in a child: exit {code} (its reason is printed above)"
+        )),
     }
 }
 
@@ -107,7 +109,14 @@ pub fn rules() -> Outcome {
         "a forged system token passed to probe",
         zen_std::sys::call_reading(
             Syscall::CapSend,
-            [over.as_ptr() as u64, f.as_ptr() as u64, Rights::POWER.bits(), 0, 0, 0],
+            [
+                over.as_ptr() as u64,
+                f.as_ptr() as u64,
+                Rights::POWER.bits(),
+                0,
+                0,
+                0,
+            ],
         ),
         Err(Error::Denied),
     )?;
@@ -182,12 +191,23 @@ pub fn rules() -> Outcome {
     };
     for (pid, query, rule) in [
         (me, SPAWN, "program usertests may not spawn blkbench"),
-        (me, SEND, "program usertests may not send capability system to probe"),
+        (
+            me,
+            SEND,
+            "program usertests may not send capability system to probe",
+        ),
         (me, GRANT, "program usertests may not grant pages to probe"),
-        (me, CLAIM, "program usertests may not claim device class 06:00"),
+        (
+            me,
+            CLAIM,
+            "program usertests may not claim device class 06:00",
+        ),
         (pid, SPAWN, "program probe may not spawn any"),
     ] {
-        check(&format!("the audit log has \"{rule}\""), found(pid, query, rule))?;
+        check(
+            &format!("the audit log has \"{rule}\""),
+            found(pid, query, rule),
+        )?;
     }
     let by_default = r.entries.iter().any(|e| {
         e.kind == Kind::PolicyDecision
@@ -199,9 +219,9 @@ pub fn rules() -> Outcome {
     check("the audit log has the default's refusal", by_default)?;
     check(
         "the forged token's refusal is a CapRefused",
-        r.entries
-            .iter()
-            .any(|e| e.kind == Kind::CapRefused && e.pid == me && e.args[0] == Syscall::CapSend as u64),
+        r.entries.iter().any(|e| {
+            e.kind == Kind::CapRefused && e.pid == me && e.args[0] == Syscall::CapSend as u64
+        }),
     )?;
     check(
         "two sends to probe refused (over the channel, at spawn)",
@@ -213,9 +233,9 @@ pub fn rules() -> Outcome {
     )?;
     check(
         "and the reserved name's refusal",
-        r.entries.iter().any(|e| {
-            e.kind == Kind::PolicyDecision && e.pid == me && e.args[0] == SPAWN | 1 << 8
-        }),
+        r.entries
+            .iter()
+            .any(|e| e.kind == Kind::PolicyDecision && e.pid == me && e.args[0] == SPAWN | 1 << 8),
     )
 }
 
