@@ -4,7 +4,8 @@
 //! flipped byte is refused by each stub with its message and a halt (watched for
 //! [`HALT_WATCH`]: no more output, no reset), and so is, by the BIOS stub, each
 //! damaged parameter sector (`disk::ParamsCorruption`). Then the Secure Boot chain
-//! (`secboot_jobs`).
+//! (`secboot_jobs`), and a correctly signed image whose policy table is damaged, which
+//! the kernel itself refuses (`damaged_policy_job`).
 //!
 //! Every run is a fresh image under target/test-img/, booted from a snapshot overlay.
 
@@ -332,4 +333,64 @@ pub fn secboot_jobs(a: &Artifacts) -> Vec<(&'static str, Result<Job>)> {
             refused("zen-boot: refused zenos.bin: bad signature"),
         ),
     ]
+}
+
+/// A signed image whose policy table has one byte changed: the stub accepts it (the
+/// signature is good), and the kernel refuses the table and starts nothing.
+pub fn damaged_policy_job(a: &Artifacts) -> Result<Job> {
+    let mut archive = crate::util::read(&a.archive)?;
+    let parsed = zen_abi::archive::Archive::parse(&archive).map_err(|e| e.as_str())?;
+    let table = parsed
+        .data(zen_abi::archive::POLICY)
+        .ok_or("the boot archive has no policy")?;
+    // Where the table lies in the archive (its slice is into `archive`).
+    let at = table.as_ptr() as usize - archive.as_ptr() as usize + table.len() / 2;
+    archive[at] ^= 0x10;
+    let bin = crate::build::signed_with_archive(a, &archive, "zenos-bad-policy.bin")?;
+    let esp = crate::image::esp_dir(
+        &crate::util::target().join("esp-bad-policy"),
+        &crate::image::EspContents {
+            stub: &a.stub,
+            zenos_bin: &crate::util::read(&bin)?,
+            cmdline: None,
+        },
+    )?;
+    Ok(Box::new(move || {
+        let vm = crate::qemu::Vm::new("refuse-policy", &esp);
+        let name = "qemu::refuse_damaged_policy".to_string();
+        let refused = "zen: policy refused (";
+        let (ok, why, cap) = match crate::test::boot_until(
+            &vm,
+            &[
+                "zen: no init without a policy",
+                "zen: ready",
+                "zen: started",
+            ],
+        ) {
+            Ok((Some(0), cap)) if cap.lines.iter().any(|l| l.contains(refused)) => {
+                (true, String::new(), cap)
+            }
+            Ok((Some(0), cap)) => (false, format!("no `{refused}...` line"), cap),
+            Ok((Some(_), cap)) => (
+                false,
+                "ready, or a process started, under a damaged policy".into(),
+                cap,
+            ),
+            Ok((None, cap)) => (false, "no `zen: no init without a policy` line".into(), cap),
+            Err(e) => {
+                return vec![Verdict {
+                    name,
+                    ok: false,
+                    notes: vec![e],
+                }]
+            }
+        };
+        let notes = if ok {
+            let line = cap.lines.iter().find(|l| l.contains(refused)).cloned();
+            vec![format!("{}, and no init", line.unwrap_or_default().trim())]
+        } else {
+            failure_notes(&vm, &cap, vec![why])
+        };
+        vec![Verdict { name, ok, notes }]
+    }))
 }

@@ -24,6 +24,7 @@ mod imgtest;
 mod linux;
 mod nvmebench;
 mod ovmf;
+mod profile;
 mod protocol;
 mod qemu;
 mod report;

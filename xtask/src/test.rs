@@ -216,7 +216,7 @@ fn qemu_suites(only: Option<&str>) -> Tally {
         )
         .chain(std::iter::once((
             "qemu::refuse_damaged_policy".to_string(),
-            damaged_policy_job(&normal),
+            crate::imgtest::damaged_policy_job(&normal),
         )))
         .chain(
             crate::imgtest::jobs(&normal)
@@ -313,7 +313,7 @@ fn ktest_job(a: &Artifacts, smp: u32) -> Result<Job> {
 }
 
 /// Waits for a line containing one of `wanted` (stop there) and reports which.
-fn boot_until(vm: &Vm, wanted: &[&str]) -> Result<(Option<usize>, Capture)> {
+pub(crate) fn boot_until(vm: &Vm, wanted: &[&str]) -> Result<(Option<usize>, Capture)> {
     let mut hit = None;
     let cap = vm.run_captured(BOOT_TIMEOUT, |l| {
         hit = wanted.iter().position(|w| l.contains(w));
@@ -424,66 +424,6 @@ fn refusal_job(a: &Artifacts, c: Corruption) -> Result<Job> {
                 notes: vec![e],
             }],
         }
-    }))
-}
-
-/// A signed image whose policy table has one byte changed: the stub accepts it (the
-/// signature is good), and the kernel refuses the table and starts nothing.
-fn damaged_policy_job(a: &Artifacts) -> Result<Job> {
-    let mut archive = read(&a.archive)?;
-    let parsed = zen_abi::archive::Archive::parse(&archive).map_err(|e| e.as_str())?;
-    let table = parsed
-        .data(zen_abi::archive::POLICY)
-        .ok_or("the boot archive has no policy")?;
-    // Where the table lies in the archive (its slice is into `archive`).
-    let at = table.as_ptr() as usize - archive.as_ptr() as usize + table.len() / 2;
-    archive[at] ^= 0x10;
-    let bin = build::signed_with_archive(a, &archive, "zenos-bad-policy.bin")?;
-    let esp = esp_dir(
-        &target().join("esp-bad-policy"),
-        &EspContents {
-            stub: &a.stub,
-            zenos_bin: &read(&bin)?,
-            cmdline: None,
-        },
-    )?;
-    Ok(Box::new(move || {
-        let vm = Vm::new("refuse-policy", &esp);
-        let name = "qemu::refuse_damaged_policy".to_string();
-        let refused = "zen: policy refused (";
-        let (ok, why, cap) = match boot_until(
-            &vm,
-            &[
-                "zen: no init without a policy",
-                "zen: ready",
-                "zen: started",
-            ],
-        ) {
-            Ok((Some(0), cap)) if cap.lines.iter().any(|l| l.contains(refused)) => {
-                (true, String::new(), cap)
-            }
-            Ok((Some(0), cap)) => (false, format!("no `{refused}...` line"), cap),
-            Ok((Some(_), cap)) => (
-                false,
-                "ready, or a process started, under a damaged policy".into(),
-                cap,
-            ),
-            Ok((None, cap)) => (false, "no `zen: no init without a policy` line".into(), cap),
-            Err(e) => {
-                return vec![Verdict {
-                    name,
-                    ok: false,
-                    notes: vec![e],
-                }]
-            }
-        };
-        let notes = if ok {
-            let line = cap.lines.iter().find(|l| l.contains(refused)).cloned();
-            vec![format!("{}, and no init", line.unwrap_or_default().trim())]
-        } else {
-            failure_notes(&vm, &cap, vec![why])
-        };
-        vec![Verdict { name, ok, notes }]
     }))
 }
 
