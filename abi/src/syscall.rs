@@ -162,10 +162,35 @@ pub enum Syscall {
     /// with the reader's 16-byte nonce; `nonce_ptr` 0: a zero nonce). Needs AUDIT on
     /// the system token; `BufferTooSmall` below [`AUDIT_EXPORT_MAX`] bytes.
     AuditRead = 45,
+    /// call(token_ptr; words in rsi, rdx, r10, r8, r9, r12, r13, r14) -> 0, the reply's
+    /// words in the same registers: a 64-byte request in registers to a server thread
+    /// waiting in reply_recv at the channel's other end (queued until one does), and
+    /// the wait for its reply, in one trap. No pages: the channel need not be attached.
+    /// Needs SEND. `Busy`: [`CALLS_IN_FLIGHT`] calls are already in flight to that
+    /// end; `NoPeer`: the process that took the call ended without replying;
+    /// `Denied`: the channel was revoked or destroyed meanwhile. See [`CALL_REGS`].
+    Call = 46,
+    /// reply_recv(token_ptr; handle in r15; words in rsi .. r14) -> 0, with the caller's
+    /// pid in rdi, the request's reply handle in r15 and its words in rsi .. r14:
+    /// replies to the call `handle` names (0: none; taken by this process at this
+    /// end, else `InvalidArgument` and nothing else is done), then waits for the next
+    /// call to the end, in one trap. Needs RECV. `Busy`: [`SERVERS_WAITING`] threads
+    /// already wait at the end (the reply was made). With [`REPLY_ONLY`] set in the
+    /// handle it only replies, and returns 0 with zeros at once.
+    ReplyRecv = 47,
 }
 
 /// Highest call number + 1.
-pub const SYSCALL_COUNT: u64 = 46;
+pub const SYSCALL_COUNT: u64 = 48;
+
+/// The registers of call and reply_recv's message, in word order (8 words, 64 bytes).
+pub const CALL_REGS: [&str; 8] = ["rsi", "rdx", "r10", "r8", "r9", "r12", "r13", "r14"];
+/// reply_recv's handle with this bit: reply, do not wait for the next call.
+pub const REPLY_ONLY: u64 = 1 << 63;
+/// Calls in flight to one channel end at once (queued or being answered).
+pub const CALLS_IN_FLIGHT: usize = 8;
+/// Server threads waiting in reply_recv at one channel end at once.
+pub const SERVERS_WAITING: usize = 4;
 
 /// Entries the kernel's audit log keeps (older ones are overwritten, and counted).
 pub const AUDIT_ENTRIES: usize = 1024;
@@ -274,6 +299,8 @@ impl TryFrom<u64> for Syscall {
             SpawnImage,
             ChanDestroy,
             AuditRead,
+            Call,
+            ReplyRecv,
         ];
         ALL.get(n as usize).copied().ok_or(Error::NoSuchCall)
     }

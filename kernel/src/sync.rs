@@ -16,7 +16,8 @@
 //! | 4 | a `WaitQueue`'s lock | Irq | the state its waiters check (a process's `inner` (6); ring words are atomics), then `unpark`: a thread's `inner` (8) and the run queues (9) |
 //! | 5 | a process's address space, then its tables' lock | spin, interrupts on | `granted` (6), the frame allocator |
 //! | 6 | a process's `inner`, `granted`, `owned`, `tokens`, `verified` | Irq | nothing |
-//! | 7 | `CHANNELS`, a channel's `attached` | Irq | nothing |
+//! | 7 | `CHANNELS`, a channel's `attached` | Irq | nothing, but for `CHANNELS` when a channel leaves it: its calls' ends (7b) |
+//! | 7b | a channel's `calls` end (ipc::call) | Irq | `unpark`: a thread's `inner` (8) and the run queues (9) |
 //! | 8 | a thread's `inner` | spin, interrupts off | the run queues (9) |
 //! | 9 | the scheduler's run queues | zen-sched | nothing |
 //! | 10 | the console ring | Irq | nothing (the serial port is written outside it) |

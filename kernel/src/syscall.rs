@@ -59,6 +59,48 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> u64 {
     ret
 }
 
+/// Entry from the arch layer for call and reply_recv, whose message is in registers:
+/// reads the frame, runs the call, and rewrites every register of the frame (the
+/// reply, or zeros on an error) so none carries a kernel value back.
+pub fn dispatch_call(f: &mut arch::syscall::CallFrame) {
+    crate::prof::mark(crate::prof::Step::User);
+    let Some(me) = proc::current() else {
+        f.rax = Error::Denied.to_ret();
+        return;
+    };
+    let reply_recv = f.rax == Syscall::ReplyRecv as u64;
+    let r = token(&me, f.rdi).and_then(|t| {
+        crate::prof::mark(crate::prof::Step::Token);
+        if reply_recv {
+            crate::ipc::call::reply_recv(&*me, &t, f.r15, &f.words).map(|r| (r.from, r.handle, r.msg))
+        } else {
+            crate::ipc::call::call(&*me, &t, &f.words).map(|m| (0, f.r15, m))
+        }
+    });
+    audit::checkpoint_if_due(me.pid());
+    if me.killed() {
+        drop(me);
+        proc::check_killed();
+    }
+    match r {
+        Ok((from, handle, msg)) => {
+            f.rax = 0;
+            f.rdi = u64::from(from);
+            f.r15 = handle;
+            f.words = msg;
+        }
+        Err(e) => {
+            f.rax = e.to_ret();
+            f.rdi = 0;
+            f.words = [0; 8];
+            if reply_recv {
+                f.r15 = 0;
+            }
+        }
+    }
+    crate::prof::mark(crate::prof::Step::Tail);
+}
+
 fn copy_in(me: &Process, ptr: u64, len: u64) -> Result<Vec<u8>, Error> {
     if len > MAX_IO {
         return Err(Error::InvalidArgument);
@@ -109,6 +151,8 @@ fn pass_to_child(
 fn run(me: &Arc<Process>, call: Syscall, a: [u64; 6]) -> SysResult {
     match call {
         Syscall::Exit | Syscall::ThreadExit => unreachable!("handled in dispatch"),
+        // The entry sends these to `dispatch_call`; no argument list carries them.
+        Syscall::Call | Syscall::ReplyRecv => Err(Error::NoSuchCall),
         Syscall::Write => {
             // fd 1 and 2: the console. BadAddress, InvalidArgument.
             if a[0] != 1 && a[0] != 2 {

@@ -27,6 +27,7 @@
 //! process takes the pages away (unmapped, every CPU's TLB flushed, then dropped).
 //! So a channel's frames are never freed while any page table still maps them.
 
+pub mod call;
 pub mod grant;
 mod party;
 mod pass;
@@ -80,6 +81,9 @@ pub struct Channel {
     attached: IrqMutex<Vec<(u32, usize, bool)>>,
     /// Sleepers per ring and side (`CONSUMER`, `PRODUCER`).
     queues: [[WaitQueue; 2]; 2],
+    /// Register-message calls arriving at each end (`call`); fixed arrays, so a call
+    /// allocates nothing, and part of the channel's charge.
+    calls: [IrqMutex<call::End>; 2],
     /// The creator's kernel memory for it, given back when the channel goes.
     _charge: Charge,
 }
@@ -121,6 +125,7 @@ impl Channel {
     }
 
     fn wake_everyone(&self) {
+        self.fail_calls();
         for ring in 0..2 {
             for side in [CONSUMER, PRODUCER] {
                 self.queues[ring][side].wake_all(|| {});
@@ -259,6 +264,7 @@ pub fn create(me: &dyn Party) -> Result<u64, Error> {
                 pages,
                 attached: IrqMutex::new(Vec::new()),
                 queues: [const { [const { WaitQueue::new() }; 2] }; 2],
+                calls: [const { IrqMutex::new(call::End::new()) }; 2],
                 _charge: charge,
             })
         })
@@ -303,6 +309,10 @@ pub fn release_owned(ids: &[u64]) {
     let mut t = CHANNELS.lock();
     for h in ids.iter().filter_map(|&id| channel_handle(id)) {
         if let Some(c) = t.free(h) {
+            // Its calls end (they could never be answered through a token now), and
+            // no call may start on it; see `call::gone`.
+            c.live.store(false, Ordering::Release);
+            c.fail_calls();
             // Dropped after the lock (the last reference frees the frames); with no
             // room to keep it, it drops here, which is only slower.
             if gone.len() < gone.capacity() {

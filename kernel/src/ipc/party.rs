@@ -19,6 +19,9 @@ pub trait Party: Holder + Send + Sync {
     fn program(&self) -> &str;
     /// Killed (or ending): a wait returns at once.
     fn killed(&self) -> bool;
+    /// It waits for calls (reply_recv), so its end must fail the calls it took
+    /// (`ipc::call::server_gone`).
+    fn note_serving(&self);
     /// Its kernel-memory account: channels, holdings, grants and waits are charged here.
     fn quota(&self) -> &Arc<Quota>;
     fn remove_token(&self, slot: usize) -> Result<(), Error>;

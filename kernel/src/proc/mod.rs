@@ -77,6 +77,9 @@ pub struct Process {
     root: AtomicU64,
     space: spin::Mutex<Option<AddressSpace>>,
     killed: AtomicBool,
+    /// A thread of it has waited for calls (reply_recv): at its end, the calls it took
+    /// and did not answer fail (teardown step 4).
+    pub(super) serving: AtomicBool,
     /// Refusals this process has caused, audited or not (`audit::REFUSALS_PER_PROCESS`
     /// of them are; its Exit entry says how many in all).
     refusals: AtomicU32,
@@ -278,6 +281,11 @@ impl crate::ipc::Party for Process {
     }
     fn killed(&self) -> bool {
         Process::killed(self)
+    }
+    fn note_serving(&self) {
+        if !self.serving.load(Ordering::Relaxed) {
+            self.serving.store(true, Ordering::Relaxed);
+        }
     }
     fn quota(&self) -> &Arc<Quota> {
         &self.kmem

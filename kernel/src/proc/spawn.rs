@@ -192,6 +192,7 @@ fn create_from(
         root: AtomicU64::new(space.root()),
         space: spin::Mutex::new(Some(space)),
         killed: AtomicBool::new(false),
+        serving: AtomicBool::new(false),
         refusals: core::sync::atomic::AtomicU32::new(0),
         inner: IrqMutex::new(Inner {
             parent,

@@ -44,8 +44,12 @@ pub fn drop_granted(p: &Process) {
 }
 
 /// 4. Channels: those it created leave the table, those it held forget it, and the
-/// holdings (whose `Arc`s kept the frames while mapped) are dropped.
+/// holdings (whose `Arc`s kept the frames while mapped) are dropped; calls it took
+/// and never answered fail.
 pub fn release_channels(p: &Process) {
+    if p.serving.load(Ordering::Relaxed) {
+        crate::ipc::call::server_gone(p.pid);
+    }
     let owned = core::mem::take(&mut *p.owned.lock());
     crate::ipc::release_owned(&owned);
     let holdings = core::mem::take(&mut *p.holdings.lock());

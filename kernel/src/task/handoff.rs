@@ -18,7 +18,7 @@ use super::{State, Thread, SCHED};
 pub struct Handoff(Option<Arc<Thread>>);
 
 impl Handoff {
-    pub(super) fn new(t: Arc<Thread>) -> Self {
+    pub fn new(t: Arc<Thread>) -> Self {
         Self(Some(t))
     }
 }

@@ -162,6 +162,10 @@ pub fn fuzz_calls(seed: u64) -> i32 {
             Syscall::Read,
             Syscall::ThreadCreate,
             Syscall::Spawn,
+            // These two write r12-r15, which `raw` does not declare: calls.rs tests
+            // them with their own register contract.
+            Syscall::Call,
+            Syscall::ReplyRecv,
         ];
         if skip.iter().any(|c| *c as u64 == nr) {
             continue;

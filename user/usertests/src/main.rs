@@ -32,6 +32,7 @@ mod memory;
 mod policy;
 mod powercut;
 mod processes;
+mod regcalls;
 mod store;
 mod threads;
 
@@ -248,6 +249,28 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         calls::revoke_ends_a_waiting_call,
     ),
     (
+        "regcalls::round_trips_on_one_and_two_cpus",
+        regcalls::round_trips_on_one_and_two_cpus,
+    ),
+    (
+        "regcalls::rights_are_checked_each_side",
+        regcalls::rights_are_checked_each_side,
+    ),
+    ("regcalls::reply_handles_work_once", regcalls::reply_handles_work_once),
+    (
+        "regcalls::a_server_that_ends_fails_its_calls",
+        regcalls::a_server_that_ends_fails_its_calls,
+    ),
+    (
+        "regcalls::revoke_and_destroy_end_every_wait",
+        regcalls::revoke_and_destroy_end_every_wait,
+    ),
+    (
+        "regcalls::killed_callers_and_servers_leave_nothing",
+        regcalls::killed_callers_and_servers_leave_nothing,
+    ),
+    ("regcalls::a_full_end_is_busy", regcalls::a_full_end_is_busy),
+    (
         "capabilities::capabilities_are_checked",
         capabilities::capabilities_are_checked,
     ),
@@ -450,7 +473,8 @@ fn child(arg: &str) -> i32 {
         .or_else(|| grants::child(mode))
         .or_else(|| threads::child(mode))
         .or_else(|| limits::child(mode))
-        .or_else(|| calls::child(mode, words.clone().next().and_then(|w| w.parse().ok())));
+        .or_else(|| calls::child(mode, words.clone().next().and_then(|w| w.parse().ok())))
+        .or_else(|| regcalls::child(mode, words.clone().next().and_then(|w| w.parse().ok())));
     if let Some(code) = found {
         return code;
     }

@@ -96,6 +96,12 @@ impl Cap {
         self.token()?;
         call_reading(Syscall::CapRevoke, [self.addr(), 0, 0, 0, 0, 0]).map(|_| ())
     }
+    /// Ends the channel this end belongs to, which this process created (needs
+    /// DESTROY): as [`Channel::destroy`], for an end never attached (one used only
+    /// for calls in registers, `crate::call`).
+    pub fn destroy_channel(self) -> Result<()> {
+        call_reading(Syscall::ChanDestroy, [self.addr(), 0, 0, 0, 0, 0]).map(|_| ())
+    }
     /// Removes the token from the token page.
     pub fn drop_token(self) -> Result<()> {
         call_reading(Syscall::CapDrop, [self.0 as u64, 0, 0, 0, 0, 0]).map(|_| ())

@@ -20,6 +20,7 @@
 extern crate alloc;
 
 pub mod block;
+pub mod call;
 pub mod boot;
 pub mod chan;
 pub mod console;

@@ -11,6 +11,12 @@
 //! kernel's code keeps them for us, and the argument registers are clobbered by the
 //! system-call ABI (docs/abi.md). They are zeroed on the way out, so no kernel value
 //! (a pointer, a key byte) leaks into them.
+//!
+//! `call` and `reply_recv` carry a message in registers (`zen_abi::syscall::CALL_REGS`
+//! and r15), so they take a second path from the entry: every register of the
+//! message is pushed into a [`CallFrame`] the kernel reads and rewrites, and every
+//! register is popped from it on the way out, so the kernel writes each (the reply, or
+//! zeros) and none keeps a kernel value.
 
 use ::x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use ::x86_64::registers::rflags::RFlags;
@@ -30,6 +36,10 @@ zen_syscall_entry:
     push qword ptr gs:[{user_rsp}]
     push rcx
     push r11
+    // call (46) and reply_recv (47): the register-message path below.
+    lea rcx, [rax - {first_call}]
+    cmp rcx, 1
+    jbe 3f
     push rax                // the seventh argument: the call number
     mov rcx, r10
     sti
@@ -57,6 +67,43 @@ zen_syscall_entry:
     sti
     call {bad_return}
     ud2
+
+    // The register-message path: a `CallFrame` on the stack (rax lowest), 14 words
+    // with the three above, so the call below keeps the ABI's alignment.
+3:
+    push r15
+    push r14
+    push r13
+    push r12
+    push r9
+    push r8
+    push r10
+    push rdx
+    push rsi
+    push rdi
+    push rax
+    mov rdi, rsp
+    sti
+    call {call_dispatch}
+    cli
+    pop rax
+    pop rdi
+    pop rsi
+    pop rdx
+    pop r10
+    pop r8
+    pop r9
+    pop r12
+    pop r13
+    pop r14
+    pop r15
+    pop r11
+    pop rcx
+    bt rcx, 47
+    jc 2b
+    pop rsp
+    swapgs
+    sysretq
 
     // zen_enter_user(rip [rdi], rsp [rsi], arg [rdx]): first entry into ring 3.
     .global zen_enter_user
@@ -88,6 +135,8 @@ zen_enter_user:
     user_rsp = const USER_RSP_OFFSET,
     kernel_rsp = const SYSCALL_RSP_OFFSET,
     dispatch = sym syscall_dispatch,
+    call_dispatch = sym call_dispatch,
+    first_call = const zen_abi::syscall::Syscall::Call as u64,
     bad_return = sym syscall_bad_return,
 );
 
@@ -106,6 +155,32 @@ extern "C" fn syscall_dispatch(
     nr: u64,
 ) -> u64 {
     crate::syscall::dispatch(nr, [a0, a1, a2, a3, a4, a5])
+}
+
+/// The registers of a call or reply_recv, as the entry pushed them (lowest first).
+#[repr(C)]
+pub struct CallFrame {
+    /// The call number in; the result out (0 or a negated error).
+    pub rax: u64,
+    /// The token's address in; reply_recv's caller pid out.
+    pub rdi: u64,
+    /// The message, in `zen_abi::syscall::CALL_REGS` order.
+    pub words: [u64; 8],
+    /// reply_recv's reply handle, in and out; call leaves it as it came.
+    pub r15: u64,
+}
+
+const _: () = assert!(
+    zen_abi::syscall::Syscall::ReplyRecv as u64 == zen_abi::syscall::Syscall::Call as u64 + 1,
+    "the entry's range check takes call and reply_recv as neighbours"
+);
+
+extern "C" fn call_dispatch(f: *mut CallFrame) {
+    // SAFETY: the entry stub passes the frame it just pushed on this thread's kernel
+    // stack; nothing else refers to it, and it outlives this call (the stub pops it
+    // after we return, on the same stack, whatever threads ran meanwhile).
+    let f = unsafe { &mut *f };
+    crate::syscall::dispatch_call(f)
 }
 
 /// A `syscall` at the very top of user space: returning would fault in ring 0, so the
