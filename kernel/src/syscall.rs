@@ -69,10 +69,12 @@ pub fn dispatch_call(f: &mut arch::syscall::CallFrame) {
         return;
     };
     let reply_recv = f.rax == Syscall::ReplyRecv as u64;
+    crate::prof::mark(crate::prof::Step::Dispatch);
     let r = token(&me, f.rdi).and_then(|t| {
         crate::prof::mark(crate::prof::Step::Token);
         if reply_recv {
-            crate::ipc::call::reply_recv(&*me, &t, f.r15, &f.words).map(|r| (r.from, r.handle, r.msg))
+            crate::ipc::call::reply_recv(&*me, &t, f.r15, &f.words)
+                .map(|r| (r.from, r.handle, r.msg))
         } else {
             crate::ipc::call::call(&*me, &t, &f.words).map(|m| (0, f.r15, m))
         }

@@ -515,12 +515,28 @@ fn ipc(ctx: &mut Ctx) -> Result<Vec<Row>> {
         "instr/trip",
         note + "; two system calls per side, through the run queue",
     ));
+    let name = "the same round trip in registers (call / reply_recv), 1 CPU";
+    let (regs, note) = repeated(ctx, name, &one, "roundtrip_regs")?;
+    rows.push(row(
+        name,
+        regs,
+        "instr/trip",
+        note + "; Cap::call / Server: one trap per side, the 64 bytes in registers, a direct switch each way",
+    ));
     for (key, what) in [
         ("pipe_roundtrip", "pipe"),
         ("unix_roundtrip", "unix socket"),
     ] {
         let linux = ctx.linux_figure(key)?;
         let mut r = ratio_row("ipc", &format!("round trip vs Linux {what}"), trip, linux);
+        r.note += " (Linux: 1-byte messages)";
+        rows.push(r);
+        let mut r = ratio_row(
+            "ipc",
+            &format!("register round trip vs Linux {what}"),
+            regs,
+            linux,
+        );
         r.note += " (Linux: 1-byte messages)";
         rows.push(r);
     }
@@ -532,6 +548,14 @@ fn ipc(ctx: &mut Ctx) -> Result<Vec<Row>> {
         trip2,
         "instr/trip",
         format!("{note}; Channel::call; {TWO_CPU_NOTE}"),
+    ));
+    let name = "the same in registers (call / reply_recv), 2 CPUs";
+    let (regs2, note) = repeated(ctx, name, &two, "roundtrip_regs_cross")?;
+    rows.push(row(
+        name,
+        regs2,
+        "instr/trip",
+        format!("{note}; Cap::call; {TWO_CPU_NOTE}"),
     ));
     let name = "the same through the rings' send and recv, 2 CPUs";
     let (rings2, note) = repeated(ctx, name, &two, "roundtrip_rings_cross")?;

@@ -24,6 +24,12 @@ pub fn ipc_profile(_ctx: &mut crate::bench::Ctx) -> Result<Vec<Row>> {
     for (mode, n, what, steps) in [
         ("profile", 10_000u64, "call round trip", &PROFILE_STEPS[..9]),
         (
+            "profile-regs",
+            10_000,
+            "register call round trip",
+            &PROFILE_STEPS[..9],
+        ),
+        (
             "profile-grants",
             1_000,
             "64 KiB page grant",

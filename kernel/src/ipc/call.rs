@@ -48,7 +48,8 @@ pub type End = zen_call::End<Caller>;
 /// generation before it takes that lock to fail the calls, so a call that finds the
 /// old generation there is one the revoke will find.
 fn gone(c: &Checked) -> bool {
-    c.chan.generation.load(Ordering::Acquire) != c.generation || !c.chan.live.load(Ordering::Acquire)
+    c.chan.generation.load(Ordering::Acquire) != c.generation
+        || !c.chan.live.load(Ordering::Acquire)
 }
 
 /// call: the request `msg` to a server at the other end of the caller's end; the reply.
@@ -117,9 +118,7 @@ pub fn reply_recv(
         let caller = match handle {
             0 if only => return Err(Error::InvalidArgument),
             0 => None,
-            h => e
-                .reply(pid, h, reply)
-                .map_err(|_| Error::InvalidArgument)?,
+            h => e.reply(pid, h, reply).map_err(|_| Error::InvalidArgument)?,
         };
         if only {
             drop(e);

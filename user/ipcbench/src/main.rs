@@ -18,6 +18,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 use zen_abi::cap::Rights;
 use zen_abi::syscall::Syscall;
+use zen_std::call::{Msg, Server};
 use zen_std::chan::{self, Cap, Channel};
 use zen_std::mem::Shared;
 use zen_std::prelude::*;
@@ -53,6 +54,12 @@ fn main() -> i32 {
     if let Some(n) = arg.strip_prefix("profile-grants:") {
         return profile(n.parse().unwrap_or(0), true);
     }
+    if let Some(n) = arg.strip_prefix("profile-regs:") {
+        return profile_regs(n.parse().unwrap_or(0));
+    }
+    if let Some(cpu) = arg.strip_prefix("rserve") {
+        return reg_serve(cpu.trim());
+    }
     if !arg.is_empty() {
         return peer(&arg);
     }
@@ -73,6 +80,8 @@ fn bench() -> Result<(), String> {
     println!("zen: bench roundtrip={}", total / n);
     let (total, n) = round_trips("echo", ping)?;
     println!("zen: bench roundtrip_rings={}", total / n);
+    let (total, n) = reg_round_trips("rserve", ROUND_TRIPS)?;
+    println!("zen: bench roundtrip_regs={}", total / n);
     // With a second CPU: the same with each process pinned to its own CPU.
     if process::set_cpu(1).is_ok() {
         process::set_cpu(0).map_err(|e| format!("set_cpu(0): {e:?}"))?;
@@ -80,6 +89,8 @@ fn bench() -> Result<(), String> {
         println!("zen: bench roundtrip_cross={}", total / n);
         let (total, n) = round_trips("echo 1", ping)?;
         println!("zen: bench roundtrip_rings_cross={}", total / n);
+        let (total, n) = reg_round_trips("rserve 1", ROUND_TRIPS)?;
+        println!("zen: bench roundtrip_regs_cross={}", total / n);
     }
     let (total, n) = stream()?;
     println!("zen: bench stream_instr={total} stream_msgs={n}");
@@ -110,6 +121,81 @@ fn profile(rounds: u64, grants: bool) -> i32 {
     let e = process::shutdown(r.is_err() as u64);
     eprintln!("ipcbench: shutdown refused: {}", e.as_str());
     1
+}
+
+/// `rounds` register-call round trips and nothing else, for the per-step profile
+/// (as `profile`, through `call` / `reply_recv`).
+fn profile_regs(rounds: u64) -> i32 {
+    let r = reg_round_trips("rserve", rounds).map(|_| ());
+    match &r {
+        Err(e) => println!("ipcbench: {e}"),
+        Ok(()) => println!("zen: bench rounds={rounds}"),
+    }
+    let e = process::shutdown(r.is_err() as u64);
+    eprintln!("ipcbench: shutdown refused: {}", e.as_str());
+    1
+}
+
+/// The request a register call carries in round `i`: 64 bytes, all of them checked
+/// in the answer.
+fn reg_msg(i: u64) -> Msg {
+    core::array::from_fn(|k| i ^ (k as u64) << 40)
+}
+
+/// Register-call round trips with an `ipcbench rserve` peer (`rserve 1`: on CPU 1):
+/// (instructions, round trips) for `rounds` after a warm-up. `Cap::call` against
+/// `Server`: one trap per side and trip, a direct switch each way on one CPU, the
+/// 64 bytes in registers.
+fn reg_round_trips(peer: &str, rounds: u64) -> Result<(u64, u64), String> {
+    let (a, b) = chan::create().map_err(|e| format!("create: {e:?}"))?;
+    let pid = chan::spawn_with_cap("ipcbench", peer, b, Rights::RECV)
+        .map_err(|e| format!("spawn {peer}: {e:?}"))?;
+    let trips = |n: u64| -> Result<(), String> {
+        for i in 0..n {
+            let m = reg_msg(i);
+            let r = a.call(&m).map_err(|e| format!("call {i}: {e:?}"))?;
+            if r != m {
+                return Err(format!("call {i}: wrong answer"));
+            }
+        }
+        Ok(())
+    };
+    trips(WARM_TRIPS)?;
+    let t0 = time::cycles();
+    trips(rounds)?;
+    let t1 = time::cycles();
+    a.call(&[u64::MAX; 8]).map_err(|e| format!("quit: {e:?}"))?;
+    match process::wait(pid) {
+        Ok(0) => {}
+        r => return Err(format!("peer {pid}: {r:?}")),
+    }
+    a.destroy_channel().map_err(|e| format!("destroy: {e:?}"))?;
+    Ok((t1 - t0, rounds))
+}
+
+/// The `rserve [CPU]` peer: answers each register call with its own words, until the
+/// all-ones request, answered without waiting again.
+fn reg_serve(cpu: &str) -> i32 {
+    if let Ok(c) = cpu.parse() {
+        if process::set_cpu(c).is_err() {
+            return 9;
+        }
+    }
+    let s = Server::new(Cap(0));
+    let Ok(mut req) = s.recv() else { return 10 };
+    loop {
+        if req.msg == [u64::MAX; 8] {
+            return if s.reply(&req, &[0; 8]).is_ok() {
+                0
+            } else {
+                11
+            };
+        }
+        req = match s.reply_recv_to(&req, &req.msg) {
+            Ok(r) => r,
+            Err(_) => return 12,
+        };
+    }
 }
 
 /// Guest instructions per `getpid`, the cheapest system call (loop included).

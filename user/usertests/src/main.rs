@@ -256,7 +256,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
         "regcalls::rights_are_checked_each_side",
         regcalls::rights_are_checked_each_side,
     ),
-    ("regcalls::reply_handles_work_once", regcalls::reply_handles_work_once),
+    (
+        "regcalls::reply_handles_work_once",
+        regcalls::reply_handles_work_once,
+    ),
     (
         "regcalls::a_server_that_ends_fails_its_calls",
         regcalls::a_server_that_ends_fails_its_calls,

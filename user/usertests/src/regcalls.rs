@@ -97,7 +97,8 @@ pub fn reply_handles_work_once() -> Outcome {
             let fake = zen_std::call::Request { handle: h, ..req };
             s.reply(&fake, &[9; 8]) == Err(Error::InvalidArgument)
         };
-        if !(bad(req.handle + 256) && bad(req.handle ^ 1) && bad(0) && bad(u64::MAX & !REPLY_ONLY)) {
+        if !(bad(req.handle + 256) && bad(req.handle ^ 1) && bad(0) && bad(u64::MAX & !REPLY_ONLY))
+        {
             return 2;
         }
         if s.reply(&req, &answer(&req.msg, req.from)).is_err() {
@@ -139,8 +140,16 @@ pub fn revoke_and_destroy_end_every_wait() -> Outcome {
         .map_err(|e| format!("{e:?}"))?;
     time::sleep_ms(50);
     a.revoke().map_err(|e| format!("revoke: {e:?}"))?;
-    expect("the caller of a taken call is told Denied", process::wait(caller), Ok(0))?;
-    expect("the waiting server is told Denied", process::wait(server), Ok(0))?;
+    expect(
+        "the caller of a taken call is told Denied",
+        process::wait(caller),
+        Ok(0),
+    )?;
+    expect(
+        "the waiting server is told Denied",
+        process::wait(server),
+        Ok(0),
+    )?;
     end(a, b)?;
     // A queued call (no server at all).
     let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
@@ -148,7 +157,11 @@ pub fn revoke_and_destroy_end_every_wait() -> Outcome {
         .map_err(|e| format!("{e:?}"))?;
     time::sleep_ms(30);
     a.revoke().map_err(|e| format!("revoke: {e:?}"))?;
-    expect("a queued caller is told Denied", process::wait(caller), Ok(0))?;
+    expect(
+        "a queued caller is told Denied",
+        process::wait(caller),
+        Ok(0),
+    )?;
     end(a, b)?;
     // Destroy: a waiting server, then chan_destroy.
     let (c, d) = chan::create().map_err(|e| format!("{e:?}"))?;
@@ -157,7 +170,11 @@ pub fn revoke_and_destroy_end_every_wait() -> Outcome {
     time::sleep_ms(30);
     let ch = Channel::attach(c).map_err(|e| format!("{e:?}"))?;
     ch.destroy().map_err(|e| format!("destroy: {e:?}"))?;
-    expect("destroy ends the server's wait", process::wait(server), Ok(0))?;
+    expect(
+        "destroy ends the server's wait",
+        process::wait(server),
+        Ok(0),
+    )?;
     expect(
         "no call on a destroyed channel",
         c.call(&[0; 8]).map(|_| 0),
@@ -179,12 +196,21 @@ fn kill_blocked(mode: &str, give_a: bool) -> Outcome {
     let p = chan::spawn_with_cap("usertests", mode, give, rights).map_err(|e| format!("{e:?}"))?;
     time::sleep_ms(30);
     process::kill(p).map_err(|e| format!("kill: {e:?}"))?;
-    expect("killed while it waits", process::wait(p), Ok(KILLED_EXIT_CODE))?;
+    expect(
+        "killed while it waits",
+        process::wait(p),
+        Ok(KILLED_EXIT_CODE),
+    )?;
     // The end works on: nothing of the dead one is left in it.
     let s = start_server(b, None)?;
     let m = [3; 8];
-    let got = a.call(&m).map_err(|e| format!("call after the kill: {e:?}"))?;
-    check("the answer after the kill", got == answer(&m, process::id()))?;
+    let got = a
+        .call(&m)
+        .map_err(|e| format!("call after the kill: {e:?}"))?;
+    check(
+        "the answer after the kill",
+        got == answer(&m, process::id()),
+    )?;
     a.call(&[QUIT; 8]).map_err(|e| format!("{e:?}"))?;
     expect("the new server", process::wait(s), Ok(0))?;
     end(a, b)
@@ -262,10 +288,16 @@ pub fn child(mode: &str, num: Option<usize>) -> Option<i32> {
                     return Some(9);
                 }
             }
-            let Ok(mut req) = s.recv() else { return Some(10) };
+            let Ok(mut req) = s.recv() else {
+                return Some(10);
+            };
             loop {
                 if req.msg == [QUIT; 8] {
-                    break if s.reply(&req, &[0; 8]).is_ok() { 0 } else { 11 };
+                    break if s.reply(&req, &[0; 8]).is_ok() {
+                        0
+                    } else {
+                        11
+                    };
                 }
                 match s.reply_recv_to(&req, &answer(&req.msg, req.from)) {
                     Ok(r) => req = r,

@@ -20,8 +20,8 @@
 extern crate alloc;
 
 pub mod block;
-pub mod call;
 pub mod boot;
+pub mod call;
 pub mod chan;
 pub mod console;
 pub mod dev;
