@@ -29,8 +29,14 @@ pub enum Step {
     /// Getting ready to sleep: the quota charge, registering on the wait queue,
     /// rechecking the ring.
     Prepare,
-    /// The switch to the other thread (ours parks, the scheduler hands over, the
-    /// other one's stack and address space come back), up to its first mark.
+    /// The direct switch's first part: both threads' states under their locks and the
+    /// scheduler's hand-off (task::park_handing_off up to `run_next`).
+    Park,
+    /// `run_next` up to the stack switch: address space, kernel stack, FPU registers,
+    /// the CPU's current thread and owner.
+    Swap,
+    /// The rest of the switch to the other thread (the stack switch, the previous
+    /// thread released, the way out of its park), up to its first mark.
     Switch,
     /// After waking: the wait entry gone, the ring and the generation checked again.
     Resume,
@@ -52,10 +58,10 @@ pub enum Step {
 }
 
 /// Number of steps.
-pub const STEPS: usize = 15;
+pub const STEPS: usize = 17;
 const NAMES: [&str; STEPS] = [
-    "user", "dispatch", "token", "check", "wake", "prepare", "switch", "resume", "tail", "grant",
-    "policy", "share", "audit", "presign", "sign",
+    "user", "dispatch", "token", "check", "wake", "prepare", "park", "swap", "switch", "resume",
+    "tail", "grant", "policy", "share", "audit", "presign", "sign",
 ];
 
 #[cfg(feature = "profile")]

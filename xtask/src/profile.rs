@@ -22,18 +22,23 @@ pub fn ipc_profile(_ctx: &mut crate::bench::Ctx) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     // Call round trips, then page grants (64 KiB, the receiver maps and reads each).
     for (mode, n, what, steps) in [
-        ("profile", 10_000u64, "call round trip", &PROFILE_STEPS[..9]),
+        (
+            "profile",
+            10_000u64,
+            "call round trip",
+            &PROFILE_STEPS[..11],
+        ),
         (
             "profile-regs",
             10_000,
             "register call round trip",
-            &PROFILE_STEPS[..9],
+            &PROFILE_STEPS[..11],
         ),
         (
             "profile-grants",
             1_000,
             "64 KiB page grant",
-            &PROFILE_STEPS[9..],
+            &PROFILE_STEPS[11..],
         ),
     ] {
         let runs = profile_runs(&a, mode, n)?;
@@ -118,9 +123,9 @@ fn profile_runs(a: &Artifacts, mode: &str, n: u64) -> Result<Vec<Vec<(String, u6
 }
 
 /// The steps kernel/src/prof.rs counts, in its order.
-const PROFILE_STEPS: [&str; 13] = [
-    "user", "dispatch", "token", "check", "wake", "prepare", "switch", "resume", "tail", "grant",
-    "policy", "share", "audit",
+const PROFILE_STEPS: [&str; 15] = [
+    "user", "dispatch", "token", "check", "wake", "prepare", "park", "swap", "switch", "resume",
+    "tail", "grant", "policy", "share", "audit",
 ];
 // (kernel/src/prof.rs also counts `presign` and `sign`: an audit checkpoint's
 // signature, reported on its own below.)

@@ -20,7 +20,6 @@
 //! `Busy`, never an allocation.
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use zen_abi::cap::Rights;
 use zen_abi::syscall::{Error, Syscall};
@@ -62,7 +61,7 @@ pub fn call(me: &dyn Party, slot: &Presented, msg: &Msg) -> Result<Msg, Error> {
         if gone(&c) {
             return Err(Error::Denied);
         }
-        e.call(Caller(task::current()), me.pid(), msg)
+        e.call(Caller(task::current()), me.pid(), msg, c.generation)
             .map_err(|_| Error::Busy)?
     };
     let mut handoff = server.map(|s| task::Handoff::new(s.0));
@@ -131,29 +130,39 @@ pub fn reply_recv(
                 msg: [0; zen_call::WORDS],
             });
         }
-        (caller, e.serve(&me_thread, pid))
+        // A killed thread takes no request: it would end with it untold.
+        if me.killed() {
+            (caller, Err(zen_call::Refused::Busy))
+        } else {
+            (caller, e.serve(&me_thread, pid, c.generation))
+        }
     };
     // Dropped unused (a request was queued, or on an error), it wakes the caller the
     // ordinary way.
     let mut handoff = caller.map(|c| task::Handoff::new(c.0));
     crate::prof::mark(crate::prof::Step::Wake);
     match now {
+        Err(_) if me.killed() => return Err(Error::InvalidArgument),
         Err(_) => return Err(Error::Busy),
         Ok(Some(r)) => return Ok(r),
         Ok(None) => {}
     }
     loop {
-        if me.killed() {
-            stop(end, &me_thread);
-            return Err(Error::InvalidArgument);
-        }
         crate::prof::mark(crate::prof::Step::Prepare);
         match handoff.take() {
             Some(h) => task::park_handing_off(h),
             None => task::park(),
         }
         crate::prof::mark(crate::prof::Step::Switch);
-        match end.lock().poll_served(&me_thread, pid) {
+        let mut e = end.lock();
+        // Killed: it stops waiting, under the same lock as the look below, so a
+        // request handed to it meanwhile goes on to another server (or back to the
+        // queue) instead of ending with it.
+        if me.killed() {
+            e.stop_serving(&me_thread, |t| task::unpark(&t.0));
+            return Err(Error::InvalidArgument);
+        }
+        match e.poll_served(&me_thread, pid) {
             Served::Request(r) => {
                 crate::prof::mark(crate::prof::Step::Resume);
                 return Ok(r);
@@ -164,17 +173,18 @@ pub fn reply_recv(
     }
 }
 
-/// A server thread stops waiting: a request handed to it goes on to another.
-fn stop(end: &crate::sync::IrqMutex<End>, me: &Caller) {
-    end.lock().stop_serving(me, |t| task::unpark(&t.0));
-}
-
 impl Channel {
-    /// Every call in flight fails and every wait ends (a revoke, a destroy, the
-    /// creator's exit).
+    /// A revoke or a destroy moved the generation on: every call made or taken with
+    /// an older token fails and every wait with one ends (calls made with the
+    /// revoker's fresh token carry on); after the creator's exit (not `live`), all of
+    /// them.
     pub(super) fn fail_calls(&self) {
+        let epoch = match self.live.load(Ordering::Acquire) {
+            true => self.generation.load(Ordering::Acquire),
+            false => u64::MAX,
+        };
         for end in &self.calls {
-            end.lock().fail_all(|t| task::unpark(&t.0));
+            end.lock().fail_before(epoch, |t| task::unpark(&t.0));
         }
     }
 }
@@ -182,22 +192,12 @@ impl Channel {
 /// Process `pid` ended: calls it took and did not answer fail with `NoPeer`. Looks at
 /// every channel, so it runs only for processes that ever served (`note_serving`).
 pub fn server_gone(pid: u32) {
-    let chans: Vec<Arc<Channel>> = {
-        let t = CHANNELS.lock();
-        let mut v = Vec::new();
-        if v.try_reserve_exact(super::MAX_CHANNELS).is_err() {
-            // No heap for the list: the callers stay until they are killed, and the
-            // record says so.
-            crate::edge::report(
-                zen_edge::EdgeKind::AllocFailure,
-                (super::MAX_CHANNELS * core::mem::size_of::<usize>()) as u32,
-            );
-            return;
-        }
-        v.extend(t.iter().map(|(_, c)| c.clone()));
-        v
-    };
-    for c in &chans {
+    // Slot by slot, the table's lock held only to take a reference: no list to
+    // allocate (which could fail), and no end's lock under the table's.
+    for i in 0..super::MAX_CHANNELS as u32 {
+        let Some(c) = CHANNELS.lock().get_by_index(i).map(|(_, c)| c.clone()) else {
+            continue;
+        };
         for end in &c.calls {
             end.lock().fail_taken_by(pid, |t| task::unpark(&t.0));
         }

@@ -74,6 +74,7 @@ pub fn park_handing_off(mut h: Handoff) {
                 inner.state = State::Blocked;
                 inner.desc = Some(mine);
                 drop(inner);
+                crate::prof::mark(crate::prof::Step::Park);
                 run_next(cpu, me, to);
             }
             Err(desc) => {

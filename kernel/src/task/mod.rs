@@ -359,6 +359,7 @@ fn run_next(cpu: usize, cur: Arc<Thread>, next: Arc<Thread>) {
     OWNER.replace(next.owner.clone());
     CURRENT.replace(Some(next));
     CPUS[cpu].picked_at.store(cpu::rdtsc(), Ordering::Relaxed);
+    crate::prof::mark(crate::prof::Step::Swap);
     // `cur` moves into the CPU's `prev` slot: nothing of it stays on this stack, so an
     // exiting thread, which never comes back here, is freed by the next one.
     switch::switch_away(&PREV, cur, |t| &t.saved_rsp, next_rsp);

@@ -96,9 +96,11 @@ enum State {
     Queued,
     /// Given to the sleeping server in `servers[_]` that has not woken yet.
     Handed,
-    /// Taken by a thread of process `by`, which answers through the handle.
+    /// Taken by a thread of process `by`, which answers through the handle, with a
+    /// token of `epoch` (see [`End::fail_before`]).
     Taken {
         by: u32,
+        epoch: u64,
     },
     /// Answered: the reply is in `msg`.
     Answered,
@@ -114,6 +116,8 @@ struct Record<T> {
     order: u64,
     /// The caller, while it waits (`None` once it gave up).
     caller: Option<T>,
+    /// The epoch of the caller's token (the kernel's: the channel's generation).
+    epoch: u64,
     from: u32,
     msg: Msg,
 }
@@ -122,6 +126,8 @@ struct Server<T> {
     thread: T,
     /// The record handed to it while it slept.
     handed: Option<u8>,
+    /// The epoch of its token.
+    epoch: u64,
 }
 
 /// The calls arriving at one channel end.
@@ -150,6 +156,7 @@ impl<T> End<T> {
                     generation: 1,
                     order: 0,
                     caller: None,
+                    epoch: 0,
                     from: 0,
                     msg: [0; WORDS],
                 }
@@ -189,9 +196,9 @@ impl<T> End<T> {
             .min_by_key(|&i| self.records[i].order)
     }
 
-    fn take(&mut self, i: usize, pid: u32) -> Request {
+    fn take(&mut self, i: usize, pid: u32, epoch: u64) -> Request {
         let r = &mut self.records[i];
-        r.state = State::Taken { by: pid };
+        r.state = State::Taken { by: pid, epoch };
         Request {
             handle: handle(i, r.generation),
             from: r.from,
@@ -201,14 +208,16 @@ impl<T> End<T> {
 }
 
 impl<T: Clone + PartialEq> End<T> {
-    /// A call by thread `caller` of process `from`. Its ticket, and the server thread
-    /// the request was handed to, which the kernel runs (at once, in the caller's
-    /// place, when it can); `None`: queued until a server comes.
+    /// A call by thread `caller` of process `from`, with a token of `epoch`. Its
+    /// ticket, and the server thread the request was handed to, which the kernel runs
+    /// (at once, in the caller's place, when it can); `None`: queued until a server
+    /// comes.
     pub fn call(
         &mut self,
         caller: T,
         from: u32,
         msg: &Msg,
+        epoch: u64,
     ) -> Result<(Ticket, Option<T>), Refused> {
         let i = (0..SLOTS)
             .find(|&i| self.records[i].state == State::Free)
@@ -223,6 +232,7 @@ impl<T: Clone + PartialEq> End<T> {
         let r = &mut self.records[i];
         r.order = order;
         r.caller = Some(caller);
+        r.epoch = epoch;
         r.from = from;
         r.msg = *msg;
         let ticket = Ticket {
@@ -277,12 +287,13 @@ impl<T: Clone + PartialEq> End<T> {
         }
     }
 
-    /// Thread `me` of process `pid` asks for a request: the oldest queued one, taken
-    /// now; or `None`, and `me` is registered to be handed the next (the kernel then
-    /// parks it). `Busy` when [`SERVERS`] threads already wait.
-    pub fn serve(&mut self, me: &T, pid: u32) -> Result<Option<Request>, Refused> {
+    /// Thread `me` of process `pid`, with a token of `epoch`, asks for a request: the
+    /// oldest queued one, taken now; or `None`, and `me` is registered to be handed
+    /// the next (the kernel then parks it). `Busy` when [`SERVERS`] threads already
+    /// wait.
+    pub fn serve(&mut self, me: &T, pid: u32, epoch: u64) -> Result<Option<Request>, Refused> {
         if let Some(i) = self.oldest_queued() {
-            return Ok(Some(self.take(i, pid)));
+            return Ok(Some(self.take(i, pid, epoch)));
         }
         if self.servers.iter().flatten().any(|s| s.thread == *me) {
             return Ok(None);
@@ -295,6 +306,7 @@ impl<T: Clone + PartialEq> End<T> {
         *free = Some(Server {
             thread: me.clone(),
             handed: None,
+            epoch,
         });
         Ok(None)
     }
@@ -308,11 +320,14 @@ impl<T: Clone + PartialEq> End<T> {
         else {
             return Served::Dropped;
         };
-        let Some(i) = self.servers[k].as_ref().and_then(|s| s.handed) else {
+        let Some((i, epoch)) = self.servers[k]
+            .as_ref()
+            .and_then(|s| Some((s.handed?, s.epoch)))
+        else {
             return Served::Waiting;
         };
         self.servers[k] = None;
-        Served::Request(self.take(usize::from(i), pid))
+        Served::Request(self.take(usize::from(i), pid, epoch))
     }
 
     /// The server thread `me` stops waiting (it was killed): a request handed to it
@@ -352,7 +367,10 @@ impl<T: Clone + PartialEq> End<T> {
         let r = self
             .records
             .get_mut(i)
-            .filter(|r| r.generation == generation && r.state == State::Taken { by: pid })
+            .filter(|r| {
+                r.generation == generation
+                    && matches!(r.state, State::Taken { by, .. } if by == pid)
+            })
             .ok_or(Refused::BadReply)?;
         match r.caller.take() {
             Some(c) => {
@@ -371,26 +389,64 @@ impl<T: Clone + PartialEq> End<T> {
     /// given each waiting caller.
     pub fn fail_taken_by(&mut self, pid: u32, mut wake: impl FnMut(T)) {
         for i in 0..SLOTS {
-            if self.records[i].state == (State::Taken { by: pid }) {
+            if matches!(self.records[i].state, State::Taken { by, .. } if by == pid) {
                 self.fail(i, Failure::ServerGone, &mut wake);
             }
         }
     }
 
-    /// The channel is revoked or destroyed: every call fails and every sleeping server
-    /// stops waiting; `wake` is given each thread to wake.
-    pub fn fail_all(&mut self, mut wake: impl FnMut(T)) {
+    /// The channel is destroyed: every call fails and every sleeping server stops
+    /// waiting; `wake` is given each thread to wake.
+    pub fn fail_all(&mut self, wake: impl FnMut(T)) {
+        self.fail_before(u64::MAX, wake);
+    }
+
+    /// The channel is revoked and its tokens' epoch is now `epoch`: every call made,
+    /// or taken, with an older token fails, and every server waiting with one stops;
+    /// calls and servers with a token of `epoch` carry on (a request handed to a
+    /// server that stops goes on to another, or back to the queue). `wake` is given
+    /// each thread to wake.
+    pub fn fail_before(&mut self, epoch: u64, mut wake: impl FnMut(T)) {
         for i in 0..SLOTS {
-            if !matches!(
-                self.records[i].state,
-                State::Free | State::Answered | State::Failed(_)
-            ) {
+            let r = &self.records[i];
+            let stale = match r.state {
+                State::Queued | State::Handed => r.epoch < epoch,
+                State::Taken { epoch: taker, .. } => r.epoch < epoch || taker < epoch,
+                State::Free | State::Answered | State::Failed(_) => false,
+            };
+            if stale {
                 self.fail(i, Failure::Revoked, &mut wake);
             }
         }
-        for s in self.servers.iter_mut() {
-            if let Some(s) = s.take() {
+        // A server keeps a request handed to it only if the request still stands.
+        for s in self.servers.iter_mut().flatten() {
+            if let Some(i) = s.handed {
+                if self.records[usize::from(i)].state != State::Handed {
+                    s.handed = None;
+                }
+            }
+        }
+        let mut orphans = [None; SERVERS];
+        for (k, slot) in self.servers.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(|s| s.epoch < epoch) {
+                let s = slot.take().expect("checked");
+                orphans[k] = s.handed;
                 wake(s.thread);
+            }
+        }
+        for i in orphans.into_iter().flatten() {
+            let i = usize::from(i);
+            match self
+                .servers
+                .iter_mut()
+                .flatten()
+                .find(|s| s.handed.is_none())
+            {
+                Some(s) => {
+                    s.handed = Some(i as u8);
+                    wake(s.thread.clone());
+                }
+                None => self.records[i].state = State::Queued,
             }
         }
     }

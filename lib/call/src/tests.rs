@@ -18,9 +18,9 @@ const SERVER: u32 = 2;
 #[test]
 fn a_call_to_a_sleeping_server_is_handed_to_it() {
     let mut e = End::new();
-    assert_eq!(e.serve(&100, SERVER), Ok(None));
+    assert_eq!(e.serve(&100, SERVER, 1), Ok(None));
     assert_eq!(e.poll_served(&100, SERVER), Served::Waiting);
-    let (t, run) = e.call(1, CLIENT, &m(7)).unwrap();
+    let (t, run) = e.call(1, CLIENT, &m(7), 1).unwrap();
     assert_eq!(run, Some(100));
     assert_eq!(e.poll_reply(t), None);
     let Served::Request(r) = e.poll_served(&100, SERVER) else {
@@ -38,11 +38,11 @@ fn a_call_to_a_sleeping_server_is_handed_to_it() {
 fn queued_calls_are_taken_oldest_first() {
     let mut e = End::new();
     let tickets: Vec<_> = (1..=3)
-        .map(|c| e.call(c, CLIENT, &m(c as u64)).unwrap())
+        .map(|c| e.call(c, CLIENT, &m(c as u64), 1).unwrap())
         .collect();
     assert!(tickets.iter().all(|(_, run)| run.is_none()));
     for want in 1..=3u64 {
-        let r = e.serve(&100, SERVER).unwrap().expect("queued");
+        let r = e.serve(&100, SERVER, 1).unwrap().expect("queued");
         assert_eq!(r.msg, m(want));
         e.reply(SERVER, r.handle, &m(want + 10)).unwrap();
     }
@@ -55,23 +55,23 @@ fn queued_calls_are_taken_oldest_first() {
 fn an_end_holds_slots_calls_and_servers_servers() {
     let mut e = End::new();
     for c in 0..SLOTS as u32 {
-        e.call(c, CLIENT, &m(0)).unwrap();
+        e.call(c, CLIENT, &m(0), 1).unwrap();
     }
-    assert_eq!(e.call(99, CLIENT, &m(0)), Err(Refused::Full));
+    assert_eq!(e.call(99, CLIENT, &m(0), 1), Err(Refused::Full));
     let mut f = End::<u32>::new();
     for s in 0..SERVERS as u32 {
-        assert_eq!(f.serve(&(100 + s), SERVER), Ok(None));
+        assert_eq!(f.serve(&(100 + s), SERVER, 1), Ok(None));
     }
     // The same thread again is no second registration.
-    assert_eq!(f.serve(&100, SERVER), Ok(None));
-    assert_eq!(f.serve(&200, SERVER), Err(Refused::Busy));
+    assert_eq!(f.serve(&100, SERVER, 1), Ok(None));
+    assert_eq!(f.serve(&200, SERVER, 1), Err(Refused::Busy));
 }
 
 #[test]
 fn a_reply_reaches_only_the_call_it_answers() {
     let mut e = End::new();
-    let (t, _) = e.call(1, CLIENT, &m(1)).unwrap();
-    let r = e.serve(&100, SERVER).unwrap().unwrap();
+    let (t, _) = e.call(1, CLIENT, &m(1), 1).unwrap();
+    let r = e.serve(&100, SERVER, 1).unwrap().unwrap();
     // Another process, a made-up handle, a handle of another slot: refused.
     assert_eq!(e.reply(3, r.handle, &m(0)), Err(Refused::BadReply));
     assert_eq!(e.reply(SERVER, r.handle ^ 1, &m(0)), Err(Refused::BadReply));
@@ -87,9 +87,9 @@ fn a_reply_reaches_only_the_call_it_answers() {
     assert_eq!(e.poll_reply(t), Some(Ok(m(2))));
     // The next call in the same record gets a new generation: the old handle and
     // ticket name nothing.
-    let (t2, _) = e.call(1, CLIENT, &m(4)).unwrap();
+    let (t2, _) = e.call(1, CLIENT, &m(4), 1).unwrap();
     assert_ne!(t2, t);
-    let r2 = e.serve(&100, SERVER).unwrap().unwrap();
+    let r2 = e.serve(&100, SERVER, 1).unwrap().unwrap();
     assert_ne!(r2.handle, r.handle);
     assert_eq!(e.reply(SERVER, r.handle, &m(5)), Err(Refused::BadReply));
     assert_eq!(e.poll_reply(t), None);
@@ -98,12 +98,12 @@ fn a_reply_reaches_only_the_call_it_answers() {
 #[test]
 fn a_caller_that_gives_up_leaves_nothing() {
     let mut e = End::new();
-    let (queued, _) = e.call(1, CLIENT, &m(1)).unwrap();
+    let (queued, _) = e.call(1, CLIENT, &m(1), 1).unwrap();
     e.abandon(queued);
     assert_eq!(e.in_use(), 0);
-    assert_eq!(e.serve(&100, SERVER), Ok(None));
+    assert_eq!(e.serve(&100, SERVER, 1), Ok(None));
     // Given up while the server holds it: the answer is dropped, the record freed.
-    let (held, _) = e.call(2, CLIENT, &m(2)).unwrap();
+    let (held, _) = e.call(2, CLIENT, &m(2), 1).unwrap();
     let Served::Request(r) = e.poll_served(&100, SERVER) else {
         panic!("handed")
     };
@@ -111,7 +111,7 @@ fn a_caller_that_gives_up_leaves_nothing() {
     assert_eq!(e.reply(SERVER, r.handle, &m(3)), Ok(None));
     assert_eq!(e.in_use(), 0);
     // A stale ticket abandons nothing.
-    let (live, _) = e.call(3, CLIENT, &m(4)).unwrap();
+    let (live, _) = e.call(3, CLIENT, &m(4), 1).unwrap();
     e.abandon(held);
     assert_eq!(e.in_use(), 1);
     e.abandon(live);
@@ -121,24 +121,24 @@ fn a_caller_that_gives_up_leaves_nothing() {
 #[test]
 fn a_server_that_stops_gives_its_request_back() {
     let mut e = End::new();
-    e.serve(&100, SERVER).unwrap();
-    let (t, run) = e.call(1, CLIENT, &m(1)).unwrap();
+    e.serve(&100, SERVER, 1).unwrap();
+    let (t, run) = e.call(1, CLIENT, &m(1), 1).unwrap();
     assert_eq!(run, Some(100));
     let mut woken = Vec::new();
     e.stop_serving(&100, |s| woken.push(s));
     assert!(woken.is_empty());
     assert_eq!(e.poll_served(&100, SERVER), Served::Dropped);
     // Back in the queue, ahead of a later call.
-    let (_later, _) = e.call(2, CLIENT, &m(2)).unwrap();
-    let r = e.serve(&101, SERVER).unwrap().unwrap();
+    let (_later, _) = e.call(2, CLIENT, &m(2), 1).unwrap();
+    let r = e.serve(&101, SERVER, 1).unwrap().unwrap();
     assert_eq!(r.msg, m(1));
     e.reply(SERVER, r.handle, &m(9)).unwrap();
     assert_eq!(e.poll_reply(t), Some(Ok(m(9))));
     // With a second server asleep, it goes straight on to that one.
     let mut f = End::new();
-    f.serve(&100, SERVER).unwrap();
-    f.serve(&101, SERVER).unwrap();
-    let (_, run) = f.call(1, CLIENT, &m(5)).unwrap();
+    f.serve(&100, SERVER, 1).unwrap();
+    f.serve(&101, SERVER, 1).unwrap();
+    let (_, run) = f.call(1, CLIENT, &m(5), 1).unwrap();
     let first = run.unwrap();
     let other = if first == 100 { 101 } else { 100 };
     f.stop_serving(&first, |s| woken.push(s));
@@ -149,10 +149,10 @@ fn a_server_that_stops_gives_its_request_back() {
 #[test]
 fn a_server_process_that_ends_fails_its_calls() {
     let mut e = End::new();
-    let (t, _) = e.call(1, CLIENT, &m(1)).unwrap();
-    let (u, _) = e.call(2, CLIENT, &m(2)).unwrap();
-    e.serve(&100, SERVER).unwrap().unwrap();
-    e.serve(&100, 3).unwrap().unwrap();
+    let (t, _) = e.call(1, CLIENT, &m(1), 1).unwrap();
+    let (u, _) = e.call(2, CLIENT, &m(2), 1).unwrap();
+    e.serve(&100, SERVER, 1).unwrap().unwrap();
+    e.serve(&100, 3, 1).unwrap().unwrap();
     let mut woken = Vec::new();
     e.fail_taken_by(SERVER, |c| woken.push(c));
     assert_eq!(woken, [1]);
@@ -164,11 +164,11 @@ fn a_server_process_that_ends_fails_its_calls() {
 #[test]
 fn a_revoke_fails_everything_and_wakes_everyone() {
     let mut e = End::new();
-    let (queued, _) = e.call(1, CLIENT, &m(1)).unwrap();
-    e.serve(&100, SERVER).unwrap().unwrap();
-    let (taken, _) = e.call(2, CLIENT, &m(2)).unwrap();
-    let r = e.serve(&100, SERVER).unwrap().unwrap();
-    e.serve(&101, SERVER).unwrap();
+    let (queued, _) = e.call(1, CLIENT, &m(1), 1).unwrap();
+    e.serve(&100, SERVER, 1).unwrap().unwrap();
+    let (taken, _) = e.call(2, CLIENT, &m(2), 1).unwrap();
+    let r = e.serve(&100, SERVER, 1).unwrap().unwrap();
+    e.serve(&101, SERVER, 1).unwrap();
     let mut woken = Vec::new();
     e.fail_all(|t| woken.push(t));
     woken.sort();
@@ -178,6 +178,39 @@ fn a_revoke_fails_everything_and_wakes_everyone() {
     assert_eq!(e.poll_served(&101, SERVER), Served::Dropped);
     assert_eq!(e.reply(SERVER, r.handle, &m(0)), Err(Refused::BadReply));
     assert_eq!(e.in_use(), 0);
+}
+
+#[test]
+fn a_revoke_fails_only_what_older_tokens_made() {
+    let mut e = End::new();
+    // Epoch 1: a server asleep, a call handed to it from a caller of epoch 2, a call
+    // queued at epoch 1. Epoch 2: a second server.
+    e.serve(&100, SERVER, 1).unwrap();
+    let (new_call, run) = e.call(1, CLIENT, &m(1), 2).unwrap();
+    assert_eq!(run, Some(100));
+    let (old_call, _) = e.call(2, CLIENT, &m(2), 1).unwrap();
+    e.serve(&101, SERVER, 2).unwrap().unwrap(); // takes the old call (epoch 1 caller)
+    e.serve(&101, SERVER, 2).unwrap();
+    let mut woken = Vec::new();
+    e.fail_before(2, |t| woken.push(t));
+    woken.sort();
+    // The old caller, the old server, and the new server now handed the new call.
+    assert_eq!(woken, [2, 100, 101]);
+    assert_eq!(e.poll_reply(old_call), Some(Err(Failure::Revoked)));
+    assert_eq!(e.poll_served(&100, SERVER), Served::Dropped);
+    let Served::Request(r) = e.poll_served(&101, SERVER) else {
+        panic!("the new call went on to the new server")
+    };
+    assert_eq!(r.msg, m(1));
+    e.reply(SERVER, r.handle, &m(3)).unwrap();
+    assert_eq!(e.poll_reply(new_call), Some(Ok(m(3))));
+    // A call of epoch 2 taken by a server of epoch 1 fails at a revoke to 2 as well:
+    // its taker could never answer with its stale token.
+    let mut f = End::new();
+    let (t, _) = f.call(1, CLIENT, &m(1), 2).unwrap();
+    f.serve(&100, SERVER, 1).unwrap().unwrap();
+    f.fail_before(2, |_| {});
+    assert_eq!(f.poll_reply(t), Some(Err(Failure::Revoked)));
 }
 
 #[test]
@@ -227,20 +260,21 @@ mod prop {
             let mut waiting: std::collections::BTreeMap<u32, (Ticket, u64)> = Default::default();
             let mut held: Vec<Request> = Vec::new();
             let mut word = 0u64;
+            let mut epoch = 1u64;
             let mut ended = 0usize;
             let mut made = 0usize;
             for op in ops {
                 match op {
                     Op::Call(c) if !waiting.contains_key(&c) => {
                         word += 1;
-                        if let Ok((t, _)) = e.call(c, CLIENT, &m(word)) {
+                        if let Ok((t, _)) = e.call(c, CLIENT, &m(word), epoch) {
                             waiting.insert(c, (t, word));
                             made += 1;
                         }
                     }
                     Op::Call(_) => {}
                     Op::Serve(s) => {
-                        if let Ok(Some(r)) = e.serve(&s, SERVER) {
+                        if let Ok(Some(r)) = e.serve(&s, SERVER, epoch) {
                             held.push(r);
                         }
                     }
@@ -268,8 +302,10 @@ mod prop {
                         e.fail_taken_by(SERVER, |_| {});
                     }
                     Op::Revoke => {
+                        // Everything held was taken with a token older than this.
                         held.clear();
-                        e.fail_all(|_| {});
+                        epoch += 1;
+                        e.fail_before(epoch, |_| {});
                     }
                 }
                 // Collect answers as the woken callers would.

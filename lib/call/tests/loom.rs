@@ -5,9 +5,10 @@
 //! wake-up that comes before the park, as the kernel's `wake_pending` does, and may
 //! return spuriously, so each side loops on its condition as the kernel does. A lost
 //! wake-up leaves a thread parked for ever, which loom reports as a deadlock. A revoke
-//! is modelled as the kernel makes it: the generation moves on under the same lock
-//! as `fail_all`, and callers and servers check it under that lock before they
-//! register, so nobody registers on a revoked end.
+//! is modelled as a flag set in the same critical section as `fail_all`; the kernel
+//! moves the generation (an atomic) just before it takes the end's lock to fail the
+//! calls, and callers and servers read it under that lock before they register, so in
+//! both nobody registers on a revoked end unseen.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p zen-call --release --test loom`.
 #![cfg(loom)]
@@ -73,7 +74,7 @@ fn call(p: &Mutex<Point>, pid: u32, msg: &Msg) -> Result<Msg, Failure> {
         if g.revoked {
             return Err(Failure::Revoked);
         }
-        g.end.call(me(), pid, msg).expect("room")
+        g.end.call(me(), pid, msg, 1).expect("room")
     };
     if let Some(s) = server {
         s.0.unpark();
@@ -98,7 +99,7 @@ fn reply_recv(p: &Mutex<Point>, pid: u32, handle: u64, reply: &Msg) -> Option<(u
     } else {
         None
     };
-    let now = g.end.serve(&me(), pid).expect("a server slot");
+    let now = g.end.serve(&me(), pid, 1).expect("a server slot");
     drop(g);
     if let Some(c) = caller {
         c.0.unpark();
@@ -190,19 +191,20 @@ fn a_stopped_server_loses_no_request() {
         });
         let e = end.clone();
         let quitter = thread::spawn(move || {
-            // Registers, then stops at once, as a thread killed while it waits.
-            let mut g = e.lock().unwrap();
-            if let Some(r) = g.end.serve(&me(), 2).expect("a slot") {
+            // Registers and sleeps (or takes a queued request)...
+            let r = e.lock().unwrap().end.serve(&me(), 2, 1).expect("a slot");
+            if let Some(r) = r {
                 // It took the request outright: it answers before it goes.
-                if let Ok(Some(c)) = g.end.reply(2, r.handle, &m(r.msg[0] + 100)) {
-                    drop(g);
+                let c = e.lock().unwrap().end.reply(2, r.handle, &m(r.msg[0] + 100));
+                if let Ok(Some(c)) = c {
                     c.0.unpark();
                 }
                 return;
             }
+            // ...then is killed: it stops, in a critical section of its own, so a
+            // call may have been handed to it in between.
             let mut woken = Vec::new();
-            g.end.stop_serving(&me(), |t| woken.push(t));
-            drop(g);
+            e.lock().unwrap().end.stop_serving(&me(), |t| woken.push(t));
             for t in woken {
                 t.0.unpark();
             }
@@ -214,7 +216,7 @@ fn a_stopped_server_loses_no_request() {
             if g.revoked {
                 return;
             }
-            let r = g.end.serve(&me(), 2).expect("a slot");
+            let r = g.end.serve(&me(), 2, 1).expect("a slot");
             drop(g);
             let r = match r {
                 Some(r) => Some(r),

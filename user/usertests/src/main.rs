@@ -274,6 +274,10 @@ const TESTS: &[(&str, fn() -> Outcome)] = &[
     ),
     ("regcalls::a_full_end_is_busy", regcalls::a_full_end_is_busy),
     (
+        "regcalls::a_killed_server_passes_its_call_on",
+        regcalls::a_killed_server_passes_its_call_on,
+    ),
+    (
         "capabilities::capabilities_are_checked",
         capabilities::capabilities_are_checked,
     ),

@@ -21,6 +21,12 @@ fn answer(m: &Msg, from: u32) -> Msg {
 }
 
 const QUIT: u64 = u64::MAX;
+/// What a caller that is never answered sends; `rserve` refuses to see it.
+const FOREVER: Msg = [0xdead_0000_0000_0007; 8];
+/// How long the parent lets a child settle into its wait before it ends it; a child
+/// whose wait ended sooner did not wait at all, and says so.
+const SETTLE_MS: u64 = 50;
+const WAITED_MS: u64 = 20;
 
 /// A server child on `b` (SEND | RECV), on `cpu` if given; its pid.
 fn start_server(b: Cap, cpu: Option<usize>) -> Result<u32, String> {
@@ -138,7 +144,7 @@ pub fn revoke_and_destroy_end_every_wait() -> Outcome {
         .map_err(|e| format!("{e:?}"))?;
     let caller = chan::spawn_with_cap("usertests", "rcall-forever", a, Rights::SEND)
         .map_err(|e| format!("{e:?}"))?;
-    time::sleep_ms(50);
+    time::sleep_ms(SETTLE_MS);
     a.revoke().map_err(|e| format!("revoke: {e:?}"))?;
     expect(
         "the caller of a taken call is told Denied",
@@ -155,7 +161,7 @@ pub fn revoke_and_destroy_end_every_wait() -> Outcome {
     let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
     let caller = chan::spawn_with_cap("usertests", "rcall-forever", a, Rights::SEND)
         .map_err(|e| format!("{e:?}"))?;
-    time::sleep_ms(30);
+    time::sleep_ms(SETTLE_MS);
     a.revoke().map_err(|e| format!("revoke: {e:?}"))?;
     expect(
         "a queued caller is told Denied",
@@ -167,7 +173,7 @@ pub fn revoke_and_destroy_end_every_wait() -> Outcome {
     let (c, d) = chan::create().map_err(|e| format!("{e:?}"))?;
     let server = chan::spawn_with_cap("usertests", "rserve-forever", d, Rights::RECV)
         .map_err(|e| format!("{e:?}"))?;
-    time::sleep_ms(30);
+    time::sleep_ms(SETTLE_MS);
     let ch = Channel::attach(c).map_err(|e| format!("{e:?}"))?;
     ch.destroy().map_err(|e| format!("destroy: {e:?}"))?;
     expect(
@@ -194,7 +200,7 @@ fn kill_blocked(mode: &str, give_a: bool) -> Outcome {
         (b, Rights::RECV)
     };
     let p = chan::spawn_with_cap("usertests", mode, give, rights).map_err(|e| format!("{e:?}"))?;
-    time::sleep_ms(30);
+    time::sleep_ms(SETTLE_MS);
     process::kill(p).map_err(|e| format!("kill: {e:?}"))?;
     expect(
         "killed while it waits",
@@ -228,16 +234,28 @@ pub fn killed_callers_and_servers_leave_nothing() -> Outcome {
 
 pub fn a_full_end_is_busy() -> Outcome {
     let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    static STARTED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
     let mut callers = Vec::new();
     for i in 0..CALLS_IN_FLIGHT as u64 {
-        let t = thread::spawn(move || match a.call(&[i; 8]) {
-            Ok(r) if r == answer(&[i; 8], process::id()) => 0,
-            _ => 1,
+        let t = thread::spawn(move || {
+            STARTED.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+            match a.call(&[i; 8]) {
+                Ok(r) if r == answer(&[i; 8], process::id()) => 0,
+                _ => 1,
+            }
         })
         .map_err(|e| format!("thread {i}: {e:?}"))?;
         callers.push(t);
     }
-    time::sleep_ms(200);
+    // All of them on their way into the call, then time to get there (a thread runs
+    // a few hundred instructions from the count to its wait).
+    for _ in 0..100 {
+        if STARTED.load(core::sync::atomic::Ordering::SeqCst) >= CALLS_IN_FLIGHT as u64 {
+            break;
+        }
+        time::sleep_ms(10);
+    }
+    time::sleep_ms(SETTLE_MS);
     expect(
         "one call more than the end holds",
         a.call(&[0; 8]).map(|_| 0),
@@ -276,6 +294,41 @@ pub fn a_full_end_is_busy() -> Outcome {
     end(a, b)
 }
 
+/// Runs `rkill-handoff` in a child (it pins itself and its servers to CPU 0).
+pub fn a_killed_server_passes_its_call_on() -> Outcome {
+    let pid = process::spawn("usertests", "rkill-handoff").map_err(|e| format!("{e:?}"))?;
+    expect("the child", process::wait(pid), Ok(0))
+}
+
+/// Two servers on end b, both on our CPU: the first, registered first, is killed;
+/// before it can run (it shares our CPU, and we do not block until our call), our
+/// call is handed to it. Killed, it must give the call on to the second server
+/// rather than take it and end with it (which would answer us NoPeer).
+fn killed_server_passes_on() -> Outcome {
+    process::set_cpu(0).map_err(|e| format!("set_cpu: {e:?}"))?;
+    let (a, b) = chan::create().map_err(|e| format!("{e:?}"))?;
+    let first = chan::spawn_with_cap("usertests", "rserve-forever 0", b, Rights::RECV)
+        .map_err(|e| format!("{e:?}"))?;
+    time::sleep_ms(SETTLE_MS);
+    let second = start_server(b, Some(0))?;
+    time::sleep_ms(SETTLE_MS);
+    process::kill(first).map_err(|e| format!("kill: {e:?}"))?;
+    let m = [11; 8];
+    let got = a.call(&m).map_err(|e| format!("the call: {e:?}"))?;
+    check(
+        "the second server's answer",
+        got == answer(&m, process::id()),
+    )?;
+    expect(
+        "the killed server",
+        process::wait(first),
+        Ok(KILLED_EXIT_CODE),
+    )?;
+    a.call(&[QUIT; 8]).map_err(|e| format!("{e:?}"))?;
+    expect("the second server", process::wait(second), Ok(0))?;
+    end(a, b)
+}
+
 /// Child modes of this area; `None` if `mode` is not one of them.
 pub fn child(mode: &str, num: Option<usize>) -> Option<i32> {
     let s = Server::new(Cap(0));
@@ -292,6 +345,10 @@ pub fn child(mode: &str, num: Option<usize>) -> Option<i32> {
                 return Some(10);
             };
             loop {
+                // A killed caller's call must have gone with it.
+                if req.msg == FOREVER {
+                    break 13;
+                }
                 if req.msg == [QUIT; 8] {
                     break if s.reply(&req, &[0; 8]).is_ok() {
                         0
@@ -318,22 +375,44 @@ pub fn child(mode: &str, num: Option<usize>) -> Option<i32> {
             Ok(_) => 0,
             Err(_) => 1,
         },
-        // Calls and is never answered: 0 when the call says Denied.
-        "rcall-forever" => match Cap(0).call(&[7; 8]) {
-            Err(Error::Denied) => 0,
-            _ => 1,
-        },
-        // Waits for calls and never answers one: 0 when the wait says Denied.
+        // Calls and is never answered: 0 when the call says Denied after it waited
+        // (a call that came too late to wait proves nothing: 2).
+        "rcall-forever" => {
+            let t0 = time::uptime_ms();
+            match Cap(0).call(&FOREVER) {
+                Err(Error::Denied) if time::uptime_ms() - t0 >= WAITED_MS => 0,
+                Err(Error::Denied) => 2,
+                _ => 1,
+            }
+        }
+        // Waits for calls and never answers one: 0 when the wait says Denied after it
+        // waited. On CPU `num` if given.
         "rserve-forever" => {
+            if let Some(cpu) = num {
+                if process::set_cpu(cpu).is_err() {
+                    return Some(9);
+                }
+            }
             let mut held = 0;
             loop {
+                let t0 = time::uptime_ms();
                 match s.recv() {
                     Ok(_) => held += 1,
-                    Err(Error::Denied) => break 0,
-                    Err(_) => break 1 + held,
+                    Err(Error::Denied) if time::uptime_ms() - t0 >= WAITED_MS => break 0,
+                    Err(Error::Denied) => break 2,
+                    Err(_) => break 3 + held,
                 }
             }
         }
+        // A server on CPU 0 killed while a call is handed to it: the call goes on to
+        // the other server (see `a_killed_server_passes_its_call_on`).
+        "rkill-handoff" => match killed_server_passes_on() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("rkill-handoff: {e}");
+                1
+            }
+        },
         _ => return None,
     })
 }
