@@ -175,8 +175,9 @@ pub enum Syscall {
     /// replies to the call `handle` names (0: none; taken by this process at this
     /// end, else `InvalidArgument` and nothing else is done), then waits for the next
     /// call to the end, in one trap. Needs RECV. `Busy`: [`SERVERS_WAITING`] threads
-    /// already wait at the end (the reply was made). With [`REPLY_ONLY`] set in the
-    /// handle it only replies, and returns 0 with zeros at once.
+    /// already wait at the end (the reply was made); `Denied`: revoked or destroyed
+    /// while it waited. With [`REPLY_ONLY`] set in the handle it only replies, and
+    /// returns 0 with zeros at once.
     ReplyRecv = 47,
 }
 

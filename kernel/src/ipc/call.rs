@@ -29,6 +29,13 @@ use super::{check_full, Channel, Checked, Party, CHANNELS};
 use crate::cap::Presented;
 use crate::task::{self, Thread};
 
+const _: () = assert!(
+    zen_call::SLOTS == zen_abi::syscall::CALLS_IN_FLIGHT
+        && zen_call::SERVERS == zen_abi::syscall::SERVERS_WAITING
+        && zen_call::WORDS == zen_abi::syscall::CALL_REGS.len(),
+    "the ABI's numbers are zen-call's"
+);
+
 /// A thread, as zen-call knows it: compared by identity.
 #[derive(Clone)]
 pub struct Caller(Arc<Thread>);

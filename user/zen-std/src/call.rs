@@ -5,9 +5,10 @@
 //! straight to it, and straight back on the reply: no ring, no page, no copy.
 //!
 //! ```ignore
-//! // Server, on end B: answers each request with its first word doubled.
+//! // Server, on end B: answers each request with its first word doubled, until an
+//! // error (a revoke, a kill) ends it.
 //! let mut s = Server::new(b);
-//! s.serve(|req| [req.msg[0] * 2, 0, 0, 0, 0, 0, 0, 0])?;
+//! let why = s.serve(|req| [req.msg[0] * 2, 0, 0, 0, 0, 0, 0, 0]);
 //! // Client, on end A:
 //! assert_eq!(a.call(&[21, 0, 0, 0, 0, 0, 0, 0])?[0], 42);
 //! ```
