@@ -162,7 +162,7 @@ const _: () = assert!(core::mem::size_of::<BootInfo>() == 288);
 
 /// The stub's steps, in order, by the names the kernel reports them under (each from
 /// the end of the one before, the first from `stub_start_tsc`): firmware queries and
-/// allocations, reading zenos.bin, the ed25519 check, the SHA-512 check, LZ4, and the
+/// allocations, reading zenos.bin, the ed25519 check, the payload hash (BLAKE3), LZ4, and the
 /// rest up to the jump (page tables, the memory map, ExitBootServices).
 pub const STUB_STEPS: [&str; 6] = [
     "stub_setup",

@@ -12,7 +12,8 @@
 //!     40    8  mem_size: image_size + .bss, rounded up to a page
 //!     48    8  load_vaddr: where the flat image is mapped (layout::KERNEL_BASE)
 //!     56    8  entry: virtual address of the kernel entry point
-//!     64   64  payload_hash: SHA-512 of the payload (the compressed bytes)
+//!     64   64  payload_hash: BLAKE3 of the payload (the compressed bytes), 32
+//!              bytes, then 32 zero bytes (version 1 held a SHA-512 here)
 //!    128   64  signature: ed25519 over bytes 0..128 of the header (zero if unsigned)
 //!    192       payload: LZ4 block format
 //! ```
@@ -20,7 +21,7 @@
 //! covers every byte the stub acts on. All integers are little-endian.
 
 pub const IMAGE_MAGIC: [u8; 8] = *b"ZENOSBIN";
-pub const IMAGE_VERSION: u32 = 1;
+pub const IMAGE_VERSION: u32 = 2;
 pub const IMAGE_HEADER_SIZE: usize = 192;
 /// Bytes of the header covered by the signature.
 pub const IMAGE_SIGNED_LEN: usize = 128;

@@ -261,7 +261,7 @@ const BOOT_FIGURES: &[(&str, &str)] = &[
         "UEFI stub step: reading zenos.bin (firmware file reads)",
     ),
     ("stub_signature", "UEFI stub step: ed25519 signature check"),
-    ("stub_hash", "UEFI stub step: SHA-512 of the payload"),
+    ("stub_hash", "UEFI stub step: BLAKE3 of the payload"),
     ("stub_lz4", "UEFI stub step: LZ4 decompression"),
     (
         "stub_exit",

@@ -97,10 +97,10 @@ pub fn bios_stub() -> Result<zenimg::BiosStub> {
     let dir = target().join("bios");
     run(cargo()
         .args(["build", "-p", "zen-boot-bios", "--bin", "zen-boot-bios"])
-        .args(["--target", "x86_64-unknown-none", "--profile", "stub"])
+        .args(["--target", "x86_64-unknown-none", "--profile", "bios-stub"])
         .arg("--target-dir")
         .arg(&dir))?;
-    let elf = dir.join("x86_64-unknown-none/stub/zen-boot-bios");
+    let elf = dir.join("x86_64-unknown-none/bios-stub/zen-boot-bios");
     zenimg::BiosStub::from_elf(&read(&elf)?).map_err(|e| format!("{}: {e}", elf.display()))
 }
 

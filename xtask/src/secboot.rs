@@ -192,7 +192,7 @@ pub fn ed25519_seed(der: &[u8]) -> Option<[u8; 32]> {
 }
 
 /// Signs a built zenos.bin in place: sets the signed flag, then signs header bytes
-/// 0..IMAGE_SIGNED_LEN (which hold the payload's SHA-512) into the signature field.
+/// 0..IMAGE_SIGNED_LEN (which hold the payload's hash) into the signature field.
 pub fn sign_image(bin: &mut [u8], kp: &ed25519_compact::KeyPair) -> Result {
     use zen_abi::image::{IMAGE_FLAG_SIGNED, IMAGE_HEADER_SIZE, IMAGE_SIGNED_LEN};
     if bin.len() < IMAGE_HEADER_SIZE {

@@ -349,7 +349,7 @@ fn fix_dotdot(esp: &mut [u8], name: &[u8; 11]) -> Result<(), Error> {
 }
 
 /// The sector-aligned offset at which all of `file` lies in one piece in `volume`.
-/// Its header holds a SHA-512, so a match elsewhere is out of the question; a file
+/// Its header holds a BLAKE3 hash, so a match elsewhere is out of the question; a file
 /// FAT had to fragment is not found, and that is an error.
 fn find_contiguous(volume: &[u8], file: &[u8]) -> Result<usize, Error> {
     if file.is_empty() {
