@@ -78,12 +78,7 @@ pub fn call(me: &dyn Party, slot: &Presented, msg: &Msg) -> Result<Msg, Error> {
         return Err(Error::InvalidArgument);
     }
     loop {
-        crate::prof::mark(crate::prof::Step::Prepare);
-        match handoff.take() {
-            Some(h) => task::park_handing_off(h),
-            None => task::park(),
-        }
-        crate::prof::mark(crate::prof::Step::Switch);
+        sleep(&mut handoff);
         let mut e = end.lock();
         match e.poll_reply(ticket) {
             Some(Ok(reply)) => {
@@ -155,12 +150,7 @@ pub fn reply_recv(
         Ok(None) => {}
     }
     loop {
-        crate::prof::mark(crate::prof::Step::Prepare);
-        match handoff.take() {
-            Some(h) => task::park_handing_off(h),
-            None => task::park(),
-        }
-        crate::prof::mark(crate::prof::Step::Switch);
+        sleep(&mut handoff);
         let mut e = end.lock();
         // Killed: it stops waiting, under the same lock as the look below, so a
         // request handed to it meanwhile goes on to another server (or back to the
@@ -178,6 +168,17 @@ pub fn reply_recv(
             Served::Waiting => {}
         }
     }
+}
+
+/// Parks the caller, running `handoff`'s thread in its place the first time (a
+/// direct switch). May return spuriously, as `task::park`.
+fn sleep(handoff: &mut Option<task::Handoff>) {
+    crate::prof::mark(crate::prof::Step::Prepare);
+    match handoff.take() {
+        Some(h) => task::park_handing_off(h),
+        None => task::park(),
+    }
+    crate::prof::mark(crate::prof::Step::Switch);
 }
 
 impl Channel {

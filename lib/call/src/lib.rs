@@ -344,7 +344,12 @@ impl<T: Clone + PartialEq> End<T> {
         let Some(i) = self.servers[k].take().and_then(|s| s.handed) else {
             return;
         };
-        let i = usize::from(i);
+        self.hand_on(usize::from(i), &mut wake);
+    }
+
+    /// Record `i`, handed to a server that stopped, goes on to another server asleep
+    /// here (which `wake` is given), or back to the queue in its place.
+    fn hand_on(&mut self, i: usize, wake: &mut impl FnMut(T)) {
         match self
             .servers
             .iter_mut()
@@ -435,19 +440,7 @@ impl<T: Clone + PartialEq> End<T> {
             }
         }
         for i in orphans.into_iter().flatten() {
-            let i = usize::from(i);
-            match self
-                .servers
-                .iter_mut()
-                .flatten()
-                .find(|s| s.handed.is_none())
-            {
-                Some(s) => {
-                    s.handed = Some(i as u8);
-                    wake(s.thread.clone());
-                }
-                None => self.records[i].state = State::Queued,
-            }
+            self.hand_on(usize::from(i), &mut wake);
         }
     }
 
