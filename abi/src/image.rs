@@ -168,9 +168,12 @@ mod tests {
         let mut b = good;
         b[0] ^= 1;
         assert_eq!(ImageHeader::decode(&b), Err(HeaderError::BadMagic));
-        let mut b = good;
-        b[8] = 2;
-        assert_eq!(ImageHeader::decode(&b), Err(HeaderError::BadVersion));
+        // Version 1 (a SHA-512 payload hash) and any other version are refused.
+        for v in [0u8, 1, 3, 0xff] {
+            let mut b = good;
+            b[8] = v;
+            assert_eq!(ImageHeader::decode(&b), Err(HeaderError::BadVersion), "{v}");
+        }
         let mut h = sample();
         h.mem_size = 0; // smaller than the image
         assert_eq!(ImageHeader::decode(&h.encode()), Err(HeaderError::BadSizes));

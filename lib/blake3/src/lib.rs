@@ -27,7 +27,6 @@ pub const CHUNK_LEN: usize = 1024;
 
 /// The message words each round reads, in order: the specification's permutation
 /// applied round after round, as a table (no array shuffling between rounds).
-#[cfg(not(feature = "small"))]
 const SCHEDULE: [[u8; 16]; 7] = [
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
     [2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8],
@@ -36,13 +35,6 @@ const SCHEDULE: [[u8; 16]; 7] = [
     [12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4],
     [9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7],
     [11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13],
-];
-
-/// The permutation alone (the schedule's second row), for the small form.
-#[cfg(feature = "small")]
-const SCHEDULE: [[u8; 16]; 2] = [
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
-    [2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8],
 ];
 
 /// The quarter-round mixing function G.
@@ -69,39 +61,49 @@ pub fn compress(cv: &[u32; 8], block: &[u32; 16], counter: u64, len: u32, flags:
     s[14] = len;
     s[15] = flags;
     #[cfg(not(feature = "small"))]
-    for r in &SCHEDULE {
-        let m = |i: usize| block[usize::from(r[i & 15]) & 15];
-        g(&mut s, 0, 4, 8, 12, m(0), m(1));
-        g(&mut s, 1, 5, 9, 13, m(2), m(3));
-        g(&mut s, 2, 6, 10, 14, m(4), m(5));
-        g(&mut s, 3, 7, 11, 15, m(6), m(7));
-        g(&mut s, 0, 5, 10, 15, m(8), m(9));
-        g(&mut s, 1, 6, 11, 12, m(10), m(11));
-        g(&mut s, 2, 7, 8, 13, m(12), m(13));
-        g(&mut s, 3, 4, 9, 14, m(14), m(15));
-    }
-    // One G, its columns and diagonals from a table, and the message permuted in place
-    // between rounds: a few hundred bytes where the eight written out are a few KiB
-    // (the BIOS stub's 8 KiB), at about twice the instructions.
+    rounds(&mut s, block);
     #[cfg(feature = "small")]
-    {
-        let mut m = *block;
-        for _ in 0..7 {
-            for (k, q) in QUADS.iter().enumerate() {
-                let q = |i: usize| usize::from(q[i]) & 15;
-                g(&mut s, q(0), q(1), q(2), q(3), m[2 * k], m[2 * k + 1]);
-            }
-            let prev = m;
-            for (w, &p) in m.iter_mut().zip(SCHEDULE[1].iter()) {
-                *w = prev[usize::from(p) & 15];
-            }
-        }
-    }
+    rounds_small(&mut s, block);
     s
 }
 
+/// The seven rounds, G written out eight times a round.
+#[cfg_attr(feature = "small", allow(dead_code))]
+fn rounds(s: &mut [u32; 16], block: &[u32; 16]) {
+    for r in &SCHEDULE {
+        let m = |i: usize| block[usize::from(r[i & 15]) & 15];
+        g(s, 0, 4, 8, 12, m(0), m(1));
+        g(s, 1, 5, 9, 13, m(2), m(3));
+        g(s, 2, 6, 10, 14, m(4), m(5));
+        g(s, 3, 7, 11, 15, m(6), m(7));
+        g(s, 0, 5, 10, 15, m(8), m(9));
+        g(s, 1, 6, 11, 12, m(10), m(11));
+        g(s, 2, 7, 8, 13, m(12), m(13));
+        g(s, 3, 4, 9, 14, m(14), m(15));
+    }
+}
+
+/// The same rounds with one G, its columns and diagonals from a table, and the
+/// message permuted in place between rounds: a few hundred bytes where the eight
+/// written out are a few KiB (the BIOS stub's 8 KiB), at about twice the
+/// instructions. The tests check it against [`rounds`].
+#[cfg(any(feature = "small", test))]
+fn rounds_small(s: &mut [u32; 16], block: &[u32; 16]) {
+    let mut m = *block;
+    for _ in 0..7 {
+        for (k, q) in QUADS.iter().enumerate() {
+            let q = |i: usize| usize::from(q[i]) & 15;
+            g(s, q(0), q(1), q(2), q(3), m[2 * k], m[2 * k + 1]);
+        }
+        let prev = m;
+        for (w, &p) in m.iter_mut().zip(SCHEDULE[1].iter()) {
+            *w = prev[usize::from(p) & 15];
+        }
+    }
+}
+
 /// G's four state words, for the columns and then the diagonals.
-#[cfg(feature = "small")]
+#[cfg(any(feature = "small", test))]
 const QUADS: [[u8; 4]; 8] = [
     [0, 4, 8, 12],
     [1, 5, 9, 13],
@@ -151,14 +153,14 @@ fn chain(cv: &mut [u32; 8], block: &[u32; 16], counter: u64, len: u32, flags: u3
 // Not inlined: its one caller (zen-image) grows by more than its body.
 #[inline(never)]
 pub fn hash(data: &[u8]) -> [u8; 32] {
-    #[cfg(feature = "simd")]
+    #[cfg(feature = "fast")]
     return *blake3::hash(data).as_bytes();
-    #[cfg(not(feature = "simd"))]
+    #[cfg(not(feature = "fast"))]
     hash_portable(data)
 }
 
-/// [`hash`] without vector registers.
-#[cfg_attr(feature = "simd", allow(dead_code))]
+/// [`hash`] by this crate's own code.
+#[cfg_attr(feature = "fast", allow(dead_code))]
 fn hash_portable(data: &[u8]) -> [u8; 32] {
     // One chaining value per level of the tree: 2^40 chunks would be 1 PiB.
     let mut stack = [[0u32; 8]; 40];
@@ -216,6 +218,25 @@ mod tests {
     use std::vec::Vec;
 
     #[test]
+    fn the_small_rounds_are_the_rounds() {
+        let mut x = 0x1234_5678u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for _ in 0..200 {
+            let mut a: [u32; 16] = core::array::from_fn(|_| next());
+            let block: [u32; 16] = core::array::from_fn(|_| next());
+            let mut b = a;
+            rounds(&mut a, &block);
+            rounds_small(&mut b, &block);
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
     fn the_portable_form_agrees_too() {
         let data: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
         for len in [0, 1, 64, 65, 1024, 1025, 4096, 5000, 20_000] {
@@ -242,7 +263,11 @@ mod tests {
         }
         lens.push(data.len());
         for len in lens {
-            assert_eq!(hash(&data[..len]), reference(&data[..len]), "len {len}");
+            assert_eq!(
+                hash_portable(&data[..len]),
+                reference(&data[..len]),
+                "len {len}"
+            );
         }
     }
 
@@ -256,12 +281,12 @@ mod tests {
                 .collect::<std::string::String>()
         };
         assert_eq!(
-            hex(&hash(&[])),
+            hex(&hash_portable(&[])),
             "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
         );
         let data: Vec<u8> = (0..1024u32).map(|i| (i % 251) as u8).collect();
         assert_eq!(
-            hex(&hash(&data)),
+            hex(&hash_portable(&data)),
             "42214739f095a406f3fc83deb889744ac00df831c10daa55189b5d121c855af7"
         );
     }
@@ -271,6 +296,6 @@ mod tests {
         let data: Vec<u8> = (0..(1u32 << 20) + 777)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
-        assert_eq!(hash(&data), reference(&data));
+        assert_eq!(hash_portable(&data), reference(&data));
     }
 }

@@ -75,7 +75,7 @@ pub struct BiosStub {
 }
 
 impl BiosStub {
-    /// Flattens the stub's ELF (`target/x86_64-unknown-none/stub/zen-boot-bios`): its
+    /// Flattens the stub's ELF (`target/x86_64-unknown-none/bios-stub/zen-boot-bios`): its
     /// loadable segments from STUB_BASE on, as they lie in memory.
     pub fn from_elf(elf: &[u8]) -> Result<Self, Error> {
         let bad = || Error::new("BIOS stub: not a 64-bit little-endian ELF");
