@@ -49,13 +49,13 @@ const WARM_GRANTS: u64 = 100;
 fn main() -> i32 {
     let arg = process::arg();
     if let Some(n) = arg.strip_prefix("profile:") {
-        return profile(n.parse().unwrap_or(0), false);
+        return profile(n.parse().unwrap_or(0), Profiled::Calls);
     }
     if let Some(n) = arg.strip_prefix("profile-grants:") {
-        return profile(n.parse().unwrap_or(0), true);
+        return profile(n.parse().unwrap_or(0), Profiled::Grants);
     }
     if let Some(n) = arg.strip_prefix("profile-regs:") {
-        return profile_regs(n.parse().unwrap_or(0));
+        return profile(n.parse().unwrap_or(0), Profiled::Registers);
     }
     if let Some(cpu) = arg.strip_prefix("rserve") {
         return reg_serve(cpu.trim());
@@ -99,19 +99,18 @@ fn bench() -> Result<(), String> {
     Ok(())
 }
 
-/// `rounds` call round trips (or page grants) and nothing else, for the kernel's per-step profile
+/// `rounds` call round trips (or page grants, or calls in registers) and nothing else, for the kernel's per-step profile
 /// (`cargo xtask bench --only ipc-profile`: a kernel built with the `profile`
 /// feature prints its totals at shutdown; two boots with different `rounds` give the
 /// cost of one round trip, everything before and after cancelled out).
-fn profile(rounds: u64, grants: bool) -> i32 {
-    // `grants`: `rounds` page grants instead (the grant steps of kernel/src/prof.rs).
-    let r = if grants {
-        grants_n(rounds).map(|_| ())
-    } else {
-        start_peer("serve").and_then(|(mut ch, pid)| {
+fn profile(rounds: u64, work: Profiled) -> i32 {
+    let r = match work {
+        Profiled::Grants => grants_n(rounds).map(|_| ()),
+        Profiled::Registers => reg_round_trips("rserve", rounds).map(|_| ()),
+        Profiled::Calls => start_peer("serve").and_then(|(mut ch, pid)| {
             call(&mut ch, rounds)?;
             stop_peer(&mut ch, pid)
-        })
+        }),
     };
     match &r {
         Err(e) => println!("ipcbench: {e}"),
@@ -123,17 +122,15 @@ fn profile(rounds: u64, grants: bool) -> i32 {
     1
 }
 
-/// `rounds` register-call round trips and nothing else, for the per-step profile
-/// (as `profile`, through `call` / `reply_recv`).
-fn profile_regs(rounds: u64) -> i32 {
-    let r = reg_round_trips("rserve", rounds).map(|_| ());
-    match &r {
-        Err(e) => println!("ipcbench: {e}"),
-        Ok(()) => println!("zen: bench rounds={rounds}"),
-    }
-    let e = process::shutdown(r.is_err() as u64);
-    eprintln!("ipcbench: shutdown refused: {}", e.as_str());
-    1
+/// What a profile boot does `rounds` times.
+#[derive(Clone, Copy)]
+enum Profiled {
+    /// Round trips through a ring's `msg_call` (`profile:N`).
+    Calls,
+    /// Page grants (`profile-grants:N`: the grant steps of kernel/src/prof.rs).
+    Grants,
+    /// Round trips in registers, `call` / `reply_recv` (`profile-regs:N`).
+    Registers,
 }
 
 /// The request a register call carries in round `i`: 64 bytes, all of them checked
